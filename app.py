@@ -1,0 +1,40 @@
+"""pixel-relay: the GTM pixel route and the SQS consumer. Logic lives in chalicelib/."""
+
+import os
+from typing import Any
+
+from chalice.app import Chalice, Response, SQSEvent
+
+from chalicelib import runtime
+from chalicelib.config import QueueWiring
+from chalicelib.delivery import QueuedMessage
+from chalicelib.responses import tolerate_missing_accept
+
+app = Chalice(app_name="pixel-relay")
+# Every response is binary to API Gateway, so the GIF reaches browsers whose Accept starts
+# with image/avif or image/webp as an image; error bodies are bytes for the same reason.
+app.api.binary_types = ["*/*"]
+app.register_middleware(tolerate_missing_accept, "http")
+
+# Read when Chalice imports this module to deploy or package: the queue and batching.
+wiring = QueueWiring.from_env(os.environ)
+
+
+@app.route("/events", methods=["GET"])
+def collect() -> Response:
+    request = app.current_request
+    assert request is not None  # always set while a route runs
+    params = request.query_params
+    hit = {} if params is None else {name: params.getlist(name) for name in params}
+    return runtime.pixel_service().handle(hit)
+
+
+@app.on_sqs_message(
+    queue=wiring.events_queue,
+    batch_size=wiring.batch_size,
+    maximum_batching_window_in_seconds=wiring.batching_window_seconds,
+    maximum_concurrency=wiring.maximum_concurrency,
+)
+def deliver(event: SQSEvent) -> dict[str, Any]:
+    messages = [QueuedMessage.from_record(record.to_dict()) for record in event]
+    return runtime.batch_delivery().handle(messages)

@@ -1,0 +1,178 @@
+"""Settings: the only reader of environment variables.
+
+Chalice injects a stage's `environment_variables` from `.chalice/config.json`. They are parsed
+once into frozen dataclasses; a wrong value fails fast with a message naming the variable, so a
+misconfigured stage breaks at its first request rather than quietly losing events.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+
+from chalicelib import limits
+
+_NAME = re.compile(r"^[A-Za-z0-9_.:-]+$")
+_TRUE = {"true", "1", "yes", "on"}
+_FALSE = {"false", "0", "no", "off", ""}
+
+
+class ConfigError(ValueError):
+    """When an environment variable is missing or has a value pixel-relay cannot use."""
+
+    def __init__(self, variable: str, problem: str) -> None:
+        super().__init__(f"{variable}: {problem}")
+        self.variable = variable
+
+
+@dataclass(frozen=True)
+class QueueWiring:
+    """What the `@app.on_sqs_message` decorator needs when `app.py` is imported."""
+
+    events_queue: str
+    batch_size: int
+    batching_window_seconds: int
+    maximum_concurrency: int | None
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> QueueWiring:
+        reader = _Reader(environ)
+        batch_size = reader.integer("BATCH_SIZE", default=100, low=1, high=10_000)
+        window = reader.integer("BATCH_WINDOW_SECONDS", default=1, low=0, high=300)
+        if batch_size > 10 and window < 1:
+            # Lambda's own rule for SQS event sources: a batch over 10 needs a window.
+            raise ConfigError("BATCH_WINDOW_SECONDS", "must be at least 1 when BATCH_SIZE > 10")
+        concurrency = reader.optional_integer("MAX_CONCURRENCY", low=2, high=1000)
+        return cls(
+            events_queue=reader.name("EVENTS_QUEUE"),
+            batch_size=batch_size,
+            batching_window_seconds=window,
+            maximum_concurrency=concurrency,
+        )
+
+
+@dataclass(frozen=True)
+class HitPolicy:
+    """What an anonymous hit may write, and how strictly its parameters are read."""
+
+    allowed_user_attributes: frozenset[str] = frozenset()
+    allowed_endpoint_attributes: frozenset[str] = frozenset()
+    allowed_endpoint_metrics: frozenset[str] = frozenset()
+    allow_anonymous_user_id: bool = False
+    strict_parameters: bool = False
+    ignored_parameters: frozenset[str] = frozenset({"gtmcb"})
+    max_event_age: timedelta = timedelta(hours=24)
+    max_clock_ahead: timedelta = timedelta(minutes=10)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> HitPolicy:
+        reader = _Reader(environ)
+        return cls(
+            allowed_user_attributes=reader.attribute_names("ALLOWED_USER_ATTRIBUTES"),
+            allowed_endpoint_attributes=reader.attribute_names("ALLOWED_ENDPOINT_ATTRIBUTES"),
+            allowed_endpoint_metrics=reader.attribute_names("ALLOWED_ENDPOINT_METRICS"),
+            allow_anonymous_user_id=reader.boolean("ALLOW_ANONYMOUS_USER_ID", default=False),
+            strict_parameters=reader.boolean("STRICT_PARAMETERS", default=False),
+            ignored_parameters=reader.names("IGNORED_PARAMETERS", default="gtmcb"),
+            max_event_age=timedelta(
+                seconds=reader.integer(
+                    "MAX_EVENT_AGE_SECONDS", default=86_400, low=0, high=30 * 86_400
+                )
+            ),
+            max_clock_ahead=timedelta(
+                seconds=reader.integer("MAX_CLOCK_AHEAD_SECONDS", default=600, low=0, high=86_400)
+            ),
+        )
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything both functions read from the stage configuration."""
+
+    wiring: QueueWiring
+    dead_letter_queue: str
+    pinpoint_application_id: str
+    hit_policy: HitPolicy
+    report_batch_item_failures: bool
+    enqueue_attempts: int
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> Settings:
+        reader = _Reader(environ)
+        return cls(
+            wiring=QueueWiring.from_env(environ),
+            dead_letter_queue=reader.name("DEAD_LETTER_QUEUE"),
+            pinpoint_application_id=reader.name("PINPOINT_APPLICATION_ID"),
+            hit_policy=HitPolicy.from_env(environ),
+            report_batch_item_failures=reader.boolean("REPORT_BATCH_ITEM_FAILURES", default=False),
+            enqueue_attempts=reader.integer("ENQUEUE_ATTEMPTS", default=3, low=1, high=5),
+        )
+
+
+class _Reader:
+    """Typed access to environment variables, with errors that name the variable."""
+
+    def __init__(self, environ: Mapping[str, str]) -> None:
+        self._environ = environ
+
+    def _raw(self, variable: str, default: str | None = None) -> str:
+        value = self._environ.get(variable, default)
+        if value is None or not value.strip():
+            if default is not None:
+                return default
+            raise ConfigError(variable, "is required; set it in .chalice/config.json")
+        return value.strip()
+
+    def name(self, variable: str) -> str:
+        value = self._raw(variable)
+        if not _NAME.match(value) or len(value) > 256:
+            raise ConfigError(variable, "must be letters, digits and _ . : - only")
+        return value
+
+    def names(self, variable: str, default: str = "") -> frozenset[str]:
+        raw = self._environ.get(variable, default)
+        items = [item.strip() for item in raw.split(",")]
+        if any(not item for item in items) and raw.strip():
+            raise ConfigError(variable, "has an empty name; separate names with single commas")
+        return frozenset(item for item in items if item)
+
+    def attribute_names(self, variable: str) -> frozenset[str]:
+        names = self.names(variable)
+        for name in names:
+            if len(name) > limits.ATTRIBUTE_KEY_LENGTH:
+                raise ConfigError(
+                    variable,
+                    f"names at most {limits.ATTRIBUTE_KEY_LENGTH} characters (Pinpoint's limit)",
+                )
+        return names
+
+    def boolean(self, variable: str, default: bool) -> bool:
+        value = self._environ.get(variable, "").strip().lower()
+        if not value:
+            return default
+        if value in _TRUE:
+            return True
+        if value in _FALSE:
+            return False
+        raise ConfigError(variable, "must be true or false")
+
+    def integer(self, variable: str, default: int, low: int, high: int) -> int:
+        value = self._environ.get(variable, "").strip()
+        number = default if not value else self._parse_int(variable, value)
+        if not low <= number <= high:
+            raise ConfigError(variable, f"must be between {low} and {high}")
+        return number
+
+    def optional_integer(self, variable: str, low: int, high: int) -> int | None:
+        if not self._environ.get(variable, "").strip():
+            return None
+        return self.integer(variable, default=low, low=low, high=high)
+
+    @staticmethod
+    def _parse_int(variable: str, value: str) -> int:
+        try:
+            return int(value)
+        except ValueError:
+            raise ConfigError(variable, "must be a whole number") from None

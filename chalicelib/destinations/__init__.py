@@ -1,0 +1,1 @@
+"""Where delivered events go. Each destination is one module behind `base.Destination`."""

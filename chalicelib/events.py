@@ -1,0 +1,187 @@
+"""The normalized event, and its queue message: a versioned JSON document.
+
+One accepted hit becomes one SQS message. The body is the contract between the pixel and the
+consumer (and any tool that replays the dead-letter queue), so it is versioned and decoded
+strictly: a body that does not match is a poison message, never a half-read event.
+docs/message-format.md describes version 1 field by field.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+MESSAGE_VERSION = 1
+
+
+class MessageError(ValueError):
+    """When a queue message body is not a version-1 event."""
+
+
+@dataclass(frozen=True)
+class Session:
+    """Pinpoint's `Session`: both members are required by PutEvents."""
+
+    id: str
+    start: str
+
+
+@dataclass(frozen=True)
+class ProfileUpdate:
+    """What a hit writes to the endpoint and its user: empty for most hits."""
+
+    user_id: str | None = None
+    user_attributes: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    endpoint_attributes: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    endpoint_metrics: Mapping[str, float] = field(default_factory=dict)
+
+    def is_empty(self) -> bool:
+        return not (
+            self.user_id
+            or self.user_attributes
+            or self.endpoint_attributes
+            or self.endpoint_metrics
+        )
+
+
+@dataclass(frozen=True)
+class Event:
+    """One accepted hit. Timestamps are ISO 8601 UTC strings with milliseconds."""
+
+    event_id: str
+    event_type: str
+    endpoint_id: str
+    timestamp: str
+    received_at: str
+    session: Session | None = None
+    attributes: Mapping[str, str] = field(default_factory=dict)
+    metrics: Mapping[str, float] = field(default_factory=dict)
+    profile: ProfileUpdate = field(default_factory=ProfileUpdate)
+
+    def to_message(self) -> str:
+        """The SQS message body (version 1)."""
+        document: dict[str, Any] = {
+            "version": MESSAGE_VERSION,
+            "event_id": self.event_id,
+            "event_type": self.event_type,
+            "endpoint_id": self.endpoint_id,
+            "timestamp": self.timestamp,
+            "received_at": self.received_at,
+            "session": (
+                None
+                if self.session is None
+                else {"id": self.session.id, "start": self.session.start}
+            ),
+            "attributes": dict(self.attributes),
+            "metrics": dict(self.metrics),
+            "user_id": self.profile.user_id,
+            "user_attributes": {k: list(v) for k, v in self.profile.user_attributes.items()},
+            "endpoint_attributes": {
+                k: list(v) for k, v in self.profile.endpoint_attributes.items()
+            },
+            "endpoint_metrics": dict(self.profile.endpoint_metrics),
+        }
+        return json.dumps(document, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+    @classmethod
+    def from_message(cls, body: str) -> Event:
+        """Decode a message body, or raise MessageError saying what is wrong with it."""
+        try:
+            document = json.loads(body)
+        except (TypeError, ValueError):
+            raise MessageError("body is not JSON") from None
+        if not isinstance(document, dict):
+            raise MessageError("body is not a JSON object")
+        version = document.get("version")
+        if version != MESSAGE_VERSION:
+            raise MessageError(f"unsupported message version {version!r}")
+        reader = _DocumentReader(document)
+        session = reader.optional_object("session")
+        return cls(
+            event_id=reader.text("event_id"),
+            event_type=reader.text("event_type"),
+            endpoint_id=reader.text("endpoint_id"),
+            timestamp=reader.text("timestamp"),
+            received_at=reader.text("received_at"),
+            session=(
+                None
+                if session is None
+                else Session(
+                    id=_DocumentReader(session, "session.").text("id"),
+                    start=_DocumentReader(session, "session.").text("start"),
+                )
+            ),
+            attributes=reader.text_map("attributes"),
+            metrics=reader.number_map("metrics"),
+            profile=ProfileUpdate(
+                user_id=reader.optional_text("user_id"),
+                user_attributes=reader.list_map("user_attributes"),
+                endpoint_attributes=reader.list_map("endpoint_attributes"),
+                endpoint_metrics=reader.number_map("endpoint_metrics"),
+            ),
+        )
+
+
+class _DocumentReader:
+    """Strict typed reads from a decoded message, naming the field that is wrong."""
+
+    def __init__(self, document: Mapping[str, Any], prefix: str = "") -> None:
+        self._document = document
+        self._prefix = prefix
+
+    def _fail(self, key: str, problem: str) -> MessageError:
+        return MessageError(f"{self._prefix}{key} {problem}")
+
+    def text(self, key: str) -> str:
+        value = self._document.get(key)
+        if not isinstance(value, str) or not value:
+            raise self._fail(key, "must be a non-empty string")
+        return value
+
+    def optional_text(self, key: str) -> str | None:
+        if self._document.get(key) is None:
+            return None
+        return self.text(key)
+
+    def optional_object(self, key: str) -> Mapping[str, Any] | None:
+        value = self._document.get(key)
+        if value is None:
+            return None
+        if not isinstance(value, dict):
+            raise self._fail(key, "must be an object or null")
+        return value
+
+    def _object(self, key: str) -> Mapping[str, Any]:
+        value = self._document.get(key, {})
+        if not isinstance(value, dict):
+            raise self._fail(key, "must be an object")
+        return value
+
+    def text_map(self, key: str) -> dict[str, str]:
+        mapping = self._object(key)
+        if not all(isinstance(v, str) for v in mapping.values()):
+            raise self._fail(key, "values must be strings")
+        return dict(mapping)
+
+    def number_map(self, key: str) -> dict[str, float]:
+        mapping = self._object(key)
+        numbers: dict[str, float] = {}
+        for name, value in mapping.items():
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise self._fail(key, "values must be numbers")
+            if not math.isfinite(value):
+                raise self._fail(key, "values must be finite")
+            numbers[name] = float(value)
+        return numbers
+
+    def list_map(self, key: str) -> dict[str, tuple[str, ...]]:
+        mapping = self._object(key)
+        lists: dict[str, tuple[str, ...]] = {}
+        for name, values in mapping.items():
+            if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+                raise self._fail(key, "values must be lists of strings")
+            lists[name] = tuple(values)
+        return lists

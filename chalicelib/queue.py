@@ -1,0 +1,136 @@
+"""The SQS side of the pipeline: the pixel's send, and the consumer's queue chores.
+
+Queue URLs are looked up by name once per container: the name is what `.chalice/config.json`
+and the `@app.on_sqs_message` decorator share, the URL is what the API needs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from chalicelib.events import Event
+
+if TYPE_CHECKING:
+    from mypy_boto3_sqs import SQSClient
+    from mypy_boto3_sqs.type_defs import MessageAttributeValueTypeDef
+
+SQS_BATCH_LIMIT = 10
+
+
+class QueueUnavailableError(RuntimeError):
+    """When SQS did not take a message after the client's bounded retries."""
+
+
+class _NamedQueue:
+    """A queue known by name; its URL is fetched on first use and kept."""
+
+    def __init__(self, client: SQSClient, name: str) -> None:
+        self._client = client
+        self._name = name
+        self._url: str | None = None
+
+    @property
+    def url(self) -> str:
+        if self._url is None:
+            self._url = self._client.get_queue_url(QueueName=self._name)["QueueUrl"]
+        return self._url
+
+
+class EventQueue(_NamedQueue):
+    """Where the pixel puts accepted events: one message per event."""
+
+    def send(self, event: Event) -> None:
+        try:
+            self._client.send_message(QueueUrl=self.url, MessageBody=event.to_message())
+        except (BotoCoreError, ClientError) as error:
+            raise QueueUnavailableError(type(error).__name__) from error
+
+
+@dataclass(frozen=True)
+class Receipt:
+    """Enough of an SQS record to delete it: its id and receipt handle."""
+
+    message_id: str
+    receipt_handle: str
+
+
+class BatchQueue(_NamedQueue):
+    """The consumer's own queue: explicit deletes when Lambda must not delete for us."""
+
+    def delete(self, receipts: Iterable[Receipt]) -> list[str]:
+        """Delete messages; return the ids SQS did not delete (they will come back)."""
+        pending = list(receipts)
+        failed: list[str] = []
+        for start in range(0, len(pending), SQS_BATCH_LIMIT):
+            chunk = pending[start : start + SQS_BATCH_LIMIT]
+            try:
+                response = self._client.delete_message_batch(
+                    QueueUrl=self.url,
+                    Entries=[
+                        {"Id": str(i), "ReceiptHandle": r.receipt_handle}
+                        for i, r in enumerate(chunk)
+                    ],
+                )
+            except (BotoCoreError, ClientError):
+                failed.extend(r.message_id for r in chunk)
+                continue
+            failed.extend(
+                chunk[int(entry["Id"])].message_id for entry in response.get("Failed", [])
+            )
+        return failed
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """A message that no retry can fix, with the reason an operator will read."""
+
+    message_id: str
+    body: str
+    reason: str
+    stage: str
+
+
+class DeadLetterQueue(_NamedQueue):
+    """Keeps permanent rejections, body untouched, with the reason as message attributes."""
+
+    def park(self, letters: Iterable[DeadLetter]) -> list[str]:
+        """Send letters to the dead-letter queue; return the ids that could not be sent."""
+        pending = list(letters)
+        failed: list[str] = []
+        for start in range(0, len(pending), SQS_BATCH_LIMIT):
+            chunk = pending[start : start + SQS_BATCH_LIMIT]
+            try:
+                response = self._client.send_message_batch(
+                    QueueUrl=self.url,
+                    Entries=[
+                        {
+                            "Id": str(i),
+                            "MessageBody": letter.body,
+                            "MessageAttributes": _attributes(
+                                {
+                                    "rejection_reason": letter.reason[:1024],
+                                    "rejected_at_stage": letter.stage,
+                                    "original_message_id": letter.message_id,
+                                }
+                            ),
+                        }
+                        for i, letter in enumerate(chunk)
+                    ],
+                )
+            except (BotoCoreError, ClientError):
+                failed.extend(letter.message_id for letter in chunk)
+                continue
+            failed.extend(
+                chunk[int(entry["Id"])].message_id for entry in response.get("Failed", [])
+            )
+        return failed
+
+
+def _attributes(values: Mapping[str, str]) -> dict[str, MessageAttributeValueTypeDef]:
+    return {
+        name: {"DataType": "String", "StringValue": value or "-"} for name, value in values.items()
+    }

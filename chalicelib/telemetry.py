@@ -1,0 +1,37 @@
+"""Structured logs and CloudWatch metrics, through Powertools for AWS Lambda.
+
+Logs are one JSON object per line; metrics use the Embedded Metric Format, so CloudWatch
+extracts them from the log stream without a PutMetricData call on the hot path. Nothing here
+logs endpoint ids, user ids or attribute values: only counts, reasons and parameter names.
+"""
+
+from __future__ import annotations
+
+from aws_lambda_powertools import Logger, Metrics, single_metric
+from aws_lambda_powertools.metrics import MetricUnit
+
+SERVICE = "pixel-relay"
+NAMESPACE = "PixelRelay"
+
+logger = Logger(service=SERVICE)
+metrics = Metrics(namespace=NAMESPACE, service=SERVICE)
+
+
+def count(name: str, value: int = 1) -> None:
+    """Add to a counter published when the invocation ends (see `publish`)."""
+    if value:
+        metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
+
+
+def count_by_reason(name: str, reason: str, value: int = 1) -> None:
+    """A counter with a `reason` dimension, published at once in its own EMF document."""
+    with single_metric(
+        name=name, unit=MetricUnit.Count, value=value, namespace=NAMESPACE
+    ) as metric:
+        metric.add_dimension(name="service", value=SERVICE)
+        metric.add_dimension(name="reason", value=reason)
+
+
+def publish() -> None:
+    """Flush the invocation's counters; called at the end of every handler."""
+    metrics.flush_metrics(raise_on_empty_metrics=False)
