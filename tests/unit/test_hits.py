@@ -1,0 +1,319 @@
+"""Every parameter rule of GET /events, and the reason a browser gets back when one breaks."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import parse_qs
+
+import pytest
+
+from chalicelib.config import HitPolicy
+from chalicelib.events import Event
+from chalicelib.hits import AcceptedHit, HitRefusedError, parse_hit
+
+NOW = datetime(2026, 11, 28, 12, 0, 0, tzinfo=UTC)
+BASE = "event=purchase&endpoint_id=ep-1"
+
+
+def accept(query: str, **policy: Any) -> AcceptedHit:
+    params = parse_qs(query, keep_blank_values=True)
+    return parse_hit(params, HitPolicy(**policy), NOW, make_event_id=lambda: "generated-id")
+
+
+def event_of(query: str, **policy: Any) -> Event:
+    return accept(query, **policy).event
+
+
+def refusal(query: str, **policy: Any) -> str:
+    with pytest.raises(HitRefusedError) as caught:
+        accept(query, **policy)
+    return str(caught.value)
+
+
+# The basics ---------------------------------------------------------------------------------
+
+
+def test_minimal_hit_gets_receipt_time_and_generated_id() -> None:
+    event = event_of(BASE)
+    assert event.event_type == "purchase"
+    assert event.endpoint_id == "ep-1"
+    assert event.event_id == "generated-id"
+    assert event.timestamp == "2026-11-28T12:00:00.000Z"
+    assert event.received_at == "2026-11-28T12:00:00.000Z"
+    assert event.session is None
+    assert event.profile.is_empty()
+
+
+@pytest.mark.parametrize(
+    ("query", "reason"),
+    [
+        ("endpoint_id=ep-1", "event: is required"),
+        ("event=&endpoint_id=ep-1", "event: is required"),
+        ("event=purchase", "endpoint_id: is required"),
+        ("", "event: is required"),
+    ],
+)
+def test_required_parameters(query: str, reason: str) -> None:
+    assert refusal(query) == reason
+
+
+def test_client_event_id_is_kept_for_dedupe() -> None:
+    assert event_of(BASE + "&event_id=order-42").event_id == "order-42"
+
+
+# Event type ---------------------------------------------------------------------------------
+
+
+def test_event_type_may_not_imitate_pinpoint_built_ins() -> None:
+    assert refusal("event=_session.start&endpoint_id=ep-1") == (
+        "event: names starting with _ are Pinpoint's built-in events"
+    )
+
+
+def test_event_type_length_is_bounded() -> None:
+    assert event_of(f"event={'e' * 50}&endpoint_id=ep-1").event_type == "e" * 50
+    assert refusal(f"event={'e' * 51}&endpoint_id=ep-1") == (
+        "event: is 51 characters; the limit is 50"
+    )
+
+
+def test_event_type_must_be_printable() -> None:
+    assert "must be printable" in refusal("event=a%0Ab&endpoint_id=ep-1")
+    assert "must be printable" in refusal("event=%20a&endpoint_id=ep-1")
+
+
+# Identifiers --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["endpoint_id", "event_id", "session_id"])
+def test_identifiers_are_printable_ascii_without_spaces(name: str) -> None:
+    query = f"event=view&endpoint_id=ep-1&{name}=a%20b".replace(
+        "endpoint_id=ep-1&endpoint_id", "endpoint_id"
+    )
+    assert refusal(query) == f"{name}: must be printable ASCII without spaces"
+
+
+def test_identifier_length_is_bounded() -> None:
+    assert event_of(f"event=view&endpoint_id={'x' * 128}").endpoint_id == "x" * 128
+    assert refusal(f"event=view&endpoint_id={'x' * 129}") == (
+        "endpoint_id: is 129 characters; the limit is 128"
+    )
+
+
+def test_single_valued_parameters_may_not_repeat() -> None:
+    assert refusal(BASE + "&event=view") == "event: given 2 times; send it once"
+    assert refusal(BASE + "&evat_a=1&evat_a=2") == "evat_a: given 2 times; send it once"
+
+
+# Timestamps ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("2026-11-28T11:30:00Z", "2026-11-28T11:30:00.000Z"),
+        ("2026-11-28T12:30:00%2B01:00", "2026-11-28T11:30:00.000Z"),
+        ("2026-11-28T12:30:00.250+01:00", "2026-11-28T11:30:00.250Z"),  # GTM's raw "+" → space
+        ("2026-11-28T06:30:00-05:00", "2026-11-28T11:30:00.000Z"),
+        (str(int(datetime(2026, 11, 28, 11, 30, tzinfo=UTC).timestamp() * 1000)), None),
+    ],
+)
+def test_timestamp_formats(value: str, expected: str | None) -> None:
+    event = event_of(f"{BASE}&timestamp={value}")
+    assert event.timestamp == (expected or "2026-11-28T11:30:00.000Z")
+    assert event.received_at == "2026-11-28T12:00:00.000Z"
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        ("yesterday", "timestamp: must be ISO 8601 with an offset or Z, or epoch milliseconds"),
+        ("2026-11-28T11:30:00", "timestamp: needs a UTC offset or Z"),
+        ("2026-11-27T11:59:59Z", "timestamp: is more than 24 h old"),
+        ("2026-11-28T12:10:01Z", "timestamp: is more than 10 min in the future"),
+        ("999999999999999", "timestamp: epoch milliseconds out of range"),
+    ],
+)
+def test_timestamp_refusals(value: str, reason: str) -> None:
+    assert refusal(f"{BASE}&timestamp={value}") == reason
+
+
+def test_timestamp_bounds_are_configurable() -> None:
+    old = "2026-11-20T12:00:00Z"
+    assert refusal(f"{BASE}&timestamp={old}") == "timestamp: is more than 24 h old"
+    event = event_of(f"{BASE}&timestamp={old}", max_event_age=timedelta(days=10))
+    assert event.timestamp == "2026-11-20T12:00:00.000Z"
+
+
+# Sessions -----------------------------------------------------------------------------------
+
+
+def test_session_with_start() -> None:
+    event = event_of(f"{BASE}&session_id=s-1&session_start=2026-11-28T11:00:00Z")
+    assert event.session is not None
+    assert (event.session.id, event.session.start) == ("s-1", "2026-11-28T11:00:00.000Z")
+
+
+def test_session_start_defaults_to_the_event_time() -> None:
+    event = event_of(f"{BASE}&session_id=s-1&timestamp=2026-11-28T11:59:00Z")
+    assert event.session is not None
+    assert event.session.start == "2026-11-28T11:59:00.000Z"
+
+
+def test_session_start_rules() -> None:
+    assert refusal(f"{BASE}&session_start=2026-11-28T11:00:00Z") == (
+        "session_start: needs session_id"
+    )
+    assert refusal(
+        f"{BASE}&session_id=s&session_start=2026-11-28T11:59:00Z&timestamp=2026-11-28T11:00:00Z"
+    ) == ("session_start: is after the event's timestamp")
+
+
+# Event attributes and metrics ---------------------------------------------------------------
+
+
+def test_event_attributes_and_metrics() -> None:
+    event = event_of(f"{BASE}&evat_color=red&evat_note=&evmt_price=19.90&evmt_qty=-2&evmt_e=1e3")
+    assert event.attributes == {"color": "red", "note": ""}
+    assert event.metrics == {"price": 19.9, "qty": -2.0, "e": 1000.0}
+
+
+def test_whole_prefix_is_stripped_not_one_character_less() -> None:
+    # The original connector checked four characters and stripped five.
+    event = event_of(f"{BASE}&evat_page=home&evatx=1")
+    assert event.attributes == {"page": "home"}
+
+
+@pytest.mark.parametrize("prefix", ["evat_", "evmt_", "usat_", "enat_", "enmt_"])
+def test_empty_names_are_refused(prefix: str) -> None:
+    assert refusal(f"{BASE}&{prefix}=1") == f"{prefix}: the name after the prefix is empty"
+
+
+def test_attribute_key_length() -> None:
+    assert event_of(f"{BASE}&evat_{'k' * 50}=v").attributes == {"k" * 50: "v"}
+    assert refusal(f"{BASE}&evat_{'k' * 51}=v") == (
+        f"evat_{'k' * 51}: name is 51 characters; Pinpoint allows 50"
+    )
+
+
+def test_event_attribute_value_length() -> None:
+    assert event_of(f"{BASE}&evat_a={'v' * 200}").attributes["a"] == "v" * 200
+    assert refusal(f"{BASE}&evat_a={'v' * 201}") == (
+        "evat_a: value is 201 characters; Pinpoint allows 200"
+    )
+
+
+def test_values_may_not_carry_control_characters() -> None:
+    assert refusal(f"{BASE}&evat_a=x%00y") == "evat_a: value contains a control character"
+
+
+def test_forty_attribute_and_metric_keys_per_event() -> None:
+    keys = "&".join([f"evat_a{i}=v" for i in range(20)] + [f"evmt_m{i}=1" for i in range(20)])
+    assert len(event_of(f"{BASE}&{keys}").attributes) == 20
+    assert refusal(f"{BASE}&{keys}&evmt_extra=1") == (
+        "evat_/evmt_: 41 attributes and metrics; Pinpoint allows 40 per event"
+    )
+
+
+@pytest.mark.parametrize("value", ["abc", "1,5", "0x10", "1_000", "", "nan", "inf", "Infinity"])
+def test_metrics_must_be_decimal_numbers(value: str) -> None:
+    assert refusal(f"{BASE}&evmt_price={value}") == "evmt_price: must be a decimal number"
+
+
+def test_metrics_must_be_finite() -> None:
+    assert refusal(f"{BASE}&evmt_price=1e999") == "evmt_price: must be a finite number"
+
+
+def test_refusals_never_echo_the_value() -> None:
+    secret = "s3cr3t-value-" + "x" * 200
+    assert secret not in refusal(f"{BASE}&evat_a={secret}")
+
+
+# Profile writes (secure by default) ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("parameter", "setting"),
+    [
+        ("usat_plan", "ALLOWED_USER_ATTRIBUTES"),
+        ("enat_plan", "ALLOWED_ENDPOINT_ATTRIBUTES"),
+        ("enmt_visits", "ALLOWED_ENDPOINT_METRICS"),
+    ],
+)
+def test_anonymous_profile_writes_are_refused_by_default(parameter: str, setting: str) -> None:
+    assert refusal(f"{BASE}&{parameter}=1") == (
+        f"{parameter}: anonymous hits may not write this profile attribute (not in {setting})"
+    )
+
+
+def test_allowlisted_profile_attributes_are_accepted_with_several_values() -> None:
+    event = event_of(
+        f"{BASE}&usat_interests=music&usat_interests=travel&usat_interests=music"
+        "&enat_plan=gold&enmt_visits=3",
+        allowed_user_attributes=frozenset({"interests"}),
+        allowed_endpoint_attributes=frozenset({"plan"}),
+        allowed_endpoint_metrics=frozenset({"visits"}),
+    )
+    assert event.profile.user_attributes == {"interests": ("music", "travel")}
+    assert event.profile.endpoint_attributes == {"plan": ("gold",)}
+    assert event.profile.endpoint_metrics == {"visits": 3.0}
+
+
+def test_allowlist_is_exact_per_attribute() -> None:
+    policy = {"allowed_user_attributes": frozenset({"plan"})}
+    assert "not in ALLOWED_USER_ATTRIBUTES" in refusal(f"{BASE}&usat_Plan=x", **policy)
+
+
+def test_profile_attribute_value_limits() -> None:
+    policy = {"allowed_user_attributes": frozenset({"tags"})}
+    assert refusal(f"{BASE}&usat_tags={'v' * 101}", **policy) == (
+        "usat_tags: value is 101 characters; Pinpoint allows 100"
+    )
+    many = "&".join(f"usat_tags=t{i}" for i in range(51))
+    assert refusal(f"{BASE}&{many}", **policy) == "usat_tags: 51 values; Pinpoint allows 50"
+
+
+def test_profile_update_size_is_bounded_by_pinpoints_15_kb() -> None:
+    names = [f"a{i}" for i in range(4)]
+    values = "&".join(f"usat_{n}=" + "v" * 100 for n in names for _ in range(1))
+    many_values = "&".join(f"usat_{n}=v{j:03d}{'x' * 96}" for n in names for j in range(40))
+    policy = {"allowed_user_attributes": frozenset(names)}
+    assert event_of(f"{BASE}&{values}", **policy).profile.user_attributes
+    assert refusal(f"{BASE}&{many_values}", **policy).startswith("usat_/enat_: profile update is ")
+
+
+def test_user_id_is_an_identity_write_refused_for_anonymous_hits() -> None:
+    assert refusal(f"{BASE}&user_id=u-1") == (
+        "user_id: anonymous hits may not link an endpoint to a user (ALLOW_ANONYMOUS_USER_ID)"
+    )
+    assert event_of(f"{BASE}&user_id=u-1", allow_anonymous_user_id=True).profile.user_id == "u-1"
+
+
+@pytest.mark.parametrize(
+    "parameter", ["address", "Address", "channel_type", "ChannelType", "opt_out", "OptOut"]
+)
+def test_delivery_fields_cannot_be_set(parameter: str) -> None:
+    assert refusal(f"{BASE}&{parameter}=x") == (
+        f"{parameter}: delivery fields cannot be set from a pixel"
+    )
+
+
+# Unknown and ignored parameters -------------------------------------------------------------
+
+
+def test_unknown_parameters_are_ignored_and_reported() -> None:
+    hit = accept(f"{BASE}&utm_source=news&gtmcb=123456")
+    assert hit.unknown_parameters == ("utm_source",)
+
+
+def test_strict_mode_refuses_unknown_parameters_but_not_ignored_ones() -> None:
+    assert refusal(f"{BASE}&utm_source=news", strict_parameters=True) == (
+        "utm_source: unknown parameter (strict mode)"
+    )
+    hit = accept(
+        f"{BASE}&gtmcb=1&cb=2",
+        strict_parameters=True,
+        ignored_parameters=frozenset({"gtmcb", "cb"}),
+    )
+    assert hit.unknown_parameters == ()
