@@ -97,6 +97,7 @@ class Settings:
     hit_policy: HitPolicy
     report_batch_item_failures: bool
     enqueue_attempts: int
+    delivery_timeout_seconds: int
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:
@@ -108,6 +109,9 @@ class Settings:
             hit_policy=HitPolicy.from_env(environ),
             report_batch_item_failures=reader.boolean("REPORT_BATCH_ITEM_FAILURES", default=False),
             enqueue_attempts=reader.integer("ENQUEUE_ATTEMPTS", default=3, low=1, high=5),
+            delivery_timeout_seconds=reader.integer(
+                "DELIVERY_TIMEOUT_SECONDS", default=10, low=1, high=60
+            ),
         )
 
 

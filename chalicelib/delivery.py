@@ -76,7 +76,14 @@ class BatchDelivery:
 
     def handle(self, messages: Sequence[QueuedMessage]) -> dict[str, list[dict[str, str]]]:
         """The Lambda handler's answer; raises BatchIncompleteError in the safe mode (see above)."""
-        report = self.settle(messages)
+        try:
+            return self._finish(messages, self.settle(messages))
+        finally:
+            telemetry.publish()
+
+    def _finish(
+        self, messages: Sequence[QueuedMessage], report: BatchReport
+    ) -> dict[str, list[dict[str, str]]]:
         telemetry.count("EventsDelivered", len(report.delivered))
         telemetry.count("EventsRejected", len(report.parked))
         telemetry.count("EventsRetried", len(report.retry))

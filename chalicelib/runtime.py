@@ -47,7 +47,11 @@ def _consumer_sqs() -> SQSClient:
 
 @cache
 def _pinpoint() -> PinpointClient:
-    config = Config(connect_timeout=2, read_timeout=10, retries={"mode": "standard"})
+    config = Config(
+        connect_timeout=2,
+        read_timeout=settings().delivery_timeout_seconds,
+        retries={"mode": "standard", "total_max_attempts": 3},
+    )
     return boto3.client("pinpoint", config=config)
 
 

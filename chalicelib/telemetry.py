@@ -13,7 +13,11 @@ from aws_lambda_powertools.metrics import MetricUnit
 SERVICE = "pixel-relay"
 NAMESPACE = "PixelRelay"
 
-logger = Logger(service=SERVICE)
+# Chalice names its own logger after the app ("pixel-relay") and sets it to ERROR unless
+# debug is on; sharing that name silently dropped every INFO line. A logger of our own,
+# whose records still say service "pixel-relay".
+logger = Logger(service="pixel_relay.pipeline")
+logger.append_keys(service=SERVICE)
 metrics = Metrics(namespace=NAMESPACE, service=SERVICE)
 
 

@@ -28,7 +28,11 @@ Handler = Callable[[dict[str, Any]], Any]
 
 @dataclass(frozen=True)
 class PollResult:
-    """What one poll did: messages received, deleted by the mapping, and left to retry."""
+    """What one poll did: messages received, deleted by the mapping, and left to retry.
+
+    After a handler error the mapping deletes nothing and `left` is the whole batch, as
+    Lambda sees it; messages the handler deleted itself are gone all the same.
+    """
 
     received: int
     deleted: int

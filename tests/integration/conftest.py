@@ -1,0 +1,51 @@
+"""Fixtures: moto's SQS server and the Pinpoint stand-in on loopback, one pipeline a test."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+
+import boto3
+import pytest
+from moto.server import ThreadedMotoServer
+
+from chalicelib import runtime
+from devtools.pinpoint_standin import PinpointStandIn
+from tests.integration.harness import APPLICATION_ID, MAX_RECEIVE_COUNT, Pipeline
+
+
+@pytest.fixture(scope="session")
+def moto_url() -> Iterator[str]:
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def pipeline(moto_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pipeline]:
+    suffix = uuid.uuid4().hex[:8]
+    sqs = boto3.client("sqs", endpoint_url=moto_url)
+    dead_letter_url = sqs.create_queue(QueueName=f"events-dlq-{suffix}")["QueueUrl"]
+    dead_letter_arn = sqs.get_queue_attributes(
+        QueueUrl=dead_letter_url, AttributeNames=["QueueArn"]
+    )["Attributes"]["QueueArn"]
+    events_url = sqs.create_queue(
+        QueueName=f"events-{suffix}",
+        Attributes={
+            "VisibilityTimeout": "30",
+            "RedrivePolicy": json.dumps(
+                {"deadLetterTargetArn": dead_letter_arn, "maxReceiveCount": MAX_RECEIVE_COUNT}
+            ),
+        },
+    )["QueueUrl"]
+    with PinpointStandIn(applications=[APPLICATION_ID]) as pinpoint:
+        monkeypatch.setenv("AWS_ENDPOINT_URL_SQS", moto_url)
+        monkeypatch.setenv("AWS_ENDPOINT_URL_PINPOINT", pinpoint.url)
+        monkeypatch.setenv("EVENTS_QUEUE", f"events-{suffix}")
+        monkeypatch.setenv("DEAD_LETTER_QUEUE", f"events-dlq-{suffix}")
+        monkeypatch.setenv("PINPOINT_APPLICATION_ID", APPLICATION_ID)
+        runtime.reset()
+        yield Pipeline(sqs, events_url, dead_letter_url, pinpoint)

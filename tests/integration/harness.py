@@ -1,0 +1,128 @@
+"""Test harness for the pipeline: the app invoked as Lambda invokes it, over local servers.
+
+The pixel is called exactly as Lambda calls it (an API Gateway proxy event into the Chalice
+app object, a proxy response out), and the consumer through the local event source mapping.
+"""
+
+from __future__ import annotations
+
+import base64
+import uuid
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs
+
+from devtools.event_source import LocalEventSourceMapping
+from devtools.pinpoint_standin import PinpointStandIn
+
+if TYPE_CHECKING:
+    from mypy_boto3_sqs import SQSClient
+
+APPLICATION_ID = "0123456789abcdef0123456789abcdef"
+MAX_RECEIVE_COUNT = 3
+CHROMIUM_IMAGE_ACCEPT = "image/jxl,image/avif,image/webp,image/apng,image/svg+xml,image/*,*/*;q=0.8"
+
+
+@dataclass(frozen=True)
+class ProxyResponse:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+    @property
+    def text(self) -> str:
+        return self.body.decode()
+
+
+def proxy_event(query: str, headers: dict[str, str] | None) -> dict[str, Any]:
+    """An API Gateway (REST, Lambda proxy) event for GET /events."""
+    params = parse_qs(query, keep_blank_values=True) or None
+    return {
+        "resource": "/events",
+        "path": "/events",
+        "httpMethod": "GET",
+        "headers": headers,
+        "multiValueHeaders": {k: [v] for k, v in (headers or {}).items()} or None,
+        "queryStringParameters": {k: v[-1] for k, v in params.items()} if params else None,
+        "multiValueQueryStringParameters": params,
+        "pathParameters": None,
+        "stageVariables": None,
+        "requestContext": {
+            "resourcePath": "/events",
+            "httpMethod": "GET",
+            "path": "/api/events",
+            "stage": "api",
+            "requestId": str(uuid.uuid4()),
+        },
+        "body": None,
+        "isBase64Encoded": False,
+    }
+
+
+@dataclass
+class Pipeline:
+    """One isolated pipeline: its own queues, a fresh Pinpoint stand-in, the real app."""
+
+    sqs: SQSClient
+    events_url: str
+    dead_letter_url: str
+    pinpoint: PinpointStandIn
+
+    def hit(self, query: str, accept: str | None = CHROMIUM_IMAGE_ACCEPT) -> ProxyResponse:
+        from app import app
+
+        headers = None if accept is None else {"Accept": accept}
+        answer = app(proxy_event(query, headers), None)
+        body = answer["body"]
+        raw = base64.b64decode(body) if answer.get("isBase64Encoded") else body.encode()
+        return ProxyResponse(answer["statusCode"], answer["headers"], raw)
+
+    def consumer(
+        self, report_batch_item_failures: bool = False, batch_size: int = 100
+    ) -> LocalEventSourceMapping:
+        from app import deliver
+
+        return LocalEventSourceMapping(
+            self.sqs,
+            self.events_url,
+            handler=lambda event: deliver(event, None),
+            batch_size=batch_size,
+            report_batch_item_failures=report_batch_item_failures,
+        )
+
+    def queued(self) -> int:
+        attributes = self.sqs.get_queue_attributes(
+            QueueUrl=self.events_url,
+            AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+        )["Attributes"]
+        return int(attributes["ApproximateNumberOfMessages"]) + int(
+            attributes["ApproximateNumberOfMessagesNotVisible"]
+        )
+
+    def dead_letters(self) -> list[tuple[str, dict[str, str]]]:
+        """Every dead-letter message: body and string attributes (received, then deleted)."""
+        found: list[tuple[str, dict[str, str]]] = []
+        while True:
+            messages = self.sqs.receive_message(
+                QueueUrl=self.dead_letter_url,
+                MaxNumberOfMessages=10,
+                MessageAttributeNames=["All"],
+            ).get("Messages", [])
+            if not messages:
+                return found
+            for message in messages:
+                attributes = {
+                    name: value.get("StringValue", "")
+                    for name, value in message.get("MessageAttributes", {}).items()
+                }
+                found.append((message["Body"], attributes))
+                self.sqs.delete_message(
+                    QueueUrl=self.dead_letter_url, ReceiptHandle=message["ReceiptHandle"]
+                )
+
+    def send_raw(self, body: str) -> None:
+        self.sqs.send_message(QueueUrl=self.events_url, MessageBody=body)
+
+    def delivered(self) -> list[tuple[str, str]]:
+        """(event type, event id) of every event the stand-in accepted, in order."""
+        return [(e.event["EventType"], e.event_id) for e in self.pinpoint.accepted_events]

@@ -1,0 +1,82 @@
+"""Settings fail fast, naming the variable that is wrong."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from chalicelib.config import ConfigError, QueueWiring, Settings
+
+VALID = {
+    "EVENTS_QUEUE": "events",
+    "DEAD_LETTER_QUEUE": "events-dlq",
+    "PINPOINT_APPLICATION_ID": "0123456789abcdef0123456789abcdef",
+}
+
+
+def test_defaults_are_secure() -> None:
+    settings = Settings.from_env(VALID)
+    policy = settings.hit_policy
+    assert policy.allowed_user_attributes == frozenset()
+    assert policy.allowed_endpoint_attributes == frozenset()
+    assert policy.allowed_endpoint_metrics == frozenset()
+    assert policy.allow_anonymous_user_id is False
+    assert policy.strict_parameters is False
+    assert policy.ignored_parameters == frozenset({"gtmcb"})
+    assert settings.report_batch_item_failures is False
+    assert settings.wiring.batch_size == 100
+    assert settings.wiring.batching_window_seconds == 1
+
+
+def test_lists_and_numbers_are_parsed() -> None:
+    settings = Settings.from_env(
+        {
+            **VALID,
+            "ALLOWED_USER_ATTRIBUTES": "plan, interests",
+            "IGNORED_PARAMETERS": "gtmcb,cb",
+            "MAX_EVENT_AGE_SECONDS": "3600",
+            "ALLOW_ANONYMOUS_USER_ID": "TRUE",
+            "MAX_CONCURRENCY": "5",
+        }
+    )
+    assert settings.hit_policy.allowed_user_attributes == {"plan", "interests"}
+    assert settings.hit_policy.ignored_parameters == {"gtmcb", "cb"}
+    assert settings.hit_policy.max_event_age == timedelta(hours=1)
+    assert settings.hit_policy.allow_anonymous_user_id is True
+    assert settings.wiring.maximum_concurrency == 5
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"EVENTS_QUEUE": ""}, "EVENTS_QUEUE: is required; set it in .chalice/config.json"),
+        ({"PINPOINT_APPLICATION_ID": " "}, "PINPOINT_APPLICATION_ID: is required"),
+        ({"DEAD_LETTER_QUEUE": "a/b"}, "DEAD_LETTER_QUEUE: must be letters, digits"),
+        ({"BATCH_SIZE": "ten"}, "BATCH_SIZE: must be a whole number"),
+        ({"BATCH_SIZE": "0"}, "BATCH_SIZE: must be between 1 and 10000"),
+        (
+            {"BATCH_SIZE": "100", "BATCH_WINDOW_SECONDS": "0"},
+            "BATCH_WINDOW_SECONDS: must be at least 1 when BATCH_SIZE > 10",
+        ),
+        ({"MAX_CONCURRENCY": "1"}, "MAX_CONCURRENCY: must be between 2 and 1000"),
+        ({"STRICT_PARAMETERS": "maybe"}, "STRICT_PARAMETERS: must be true or false"),
+        ({"ALLOWED_USER_ATTRIBUTES": "a,,b"}, "ALLOWED_USER_ATTRIBUTES: has an empty name"),
+        (
+            {"ALLOWED_ENDPOINT_ATTRIBUTES": "x" * 51},
+            "ALLOWED_ENDPOINT_ATTRIBUTES: names at most 50",
+        ),
+        ({"ENQUEUE_ATTEMPTS": "9"}, "ENQUEUE_ATTEMPTS: must be between 1 and 5"),
+    ],
+)
+def test_wrong_settings_name_the_variable(changes: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_env({**VALID, **changes})
+    assert str(caught.value).startswith(message)
+
+
+def test_queue_wiring_needs_only_the_queue() -> None:
+    wiring = QueueWiring.from_env(
+        {"EVENTS_QUEUE": "q", "BATCH_SIZE": "10", "BATCH_WINDOW_SECONDS": "0"}
+    )
+    assert (wiring.events_queue, wiring.batch_size, wiring.batching_window_seconds) == ("q", 10, 0)
