@@ -1,12 +1,10 @@
 """pixel-relay: the GTM pixel route and the SQS consumer. Logic lives in chalicelib/."""
 
-import os
 from typing import Any
 
 from chalice.app import Chalice, Response, SQSEvent
 
 from chalicelib import runtime
-from chalicelib.config import QueueWiring
 from chalicelib.delivery import QueuedMessage
 from chalicelib.responses import tolerate_missing_accept
 
@@ -16,8 +14,9 @@ app = Chalice(app_name="pixel-relay")
 app.api.binary_types = ["*/*"]
 app.register_middleware(tolerate_missing_accept, "http")
 
-# Read when Chalice imports this module to deploy or package: the queue and batching.
-wiring = QueueWiring.from_env(os.environ)
+# Chalice imports this module with the stage's environment to deploy, package or run
+# locally: a wrong setting stops it there, naming the variable, before anything is deployed.
+wiring = runtime.settings().wiring
 
 
 @app.route("/events", methods=["GET"])
