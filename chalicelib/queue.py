@@ -6,9 +6,9 @@ and the `@app.on_sqs_message` decorator share, the URL is what the API needs.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -16,9 +16,15 @@ from chalicelib.events import Event
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
-    from mypy_boto3_sqs.type_defs import MessageAttributeValueTypeDef
+    from mypy_boto3_sqs.type_defs import (
+        BatchResultErrorEntryTypeDef,
+        DeleteMessageBatchRequestEntryTypeDef,
+        MessageAttributeValueTypeDef,
+        SendMessageBatchRequestEntryTypeDef,
+    )
 
 SQS_BATCH_LIMIT = 10
+_Item = TypeVar("_Item")
 
 
 class QueueUnavailableError(RuntimeError):
@@ -63,25 +69,15 @@ class BatchQueue(_NamedQueue):
 
     def delete(self, receipts: Iterable[Receipt]) -> list[str]:
         """Delete messages; return the ids SQS did not delete (they will come back)."""
-        pending = list(receipts)
-        failed: list[str] = []
-        for start in range(0, len(pending), SQS_BATCH_LIMIT):
-            chunk = pending[start : start + SQS_BATCH_LIMIT]
-            try:
-                response = self._client.delete_message_batch(
-                    QueueUrl=self.url,
-                    Entries=[
-                        {"Id": str(i), "ReceiptHandle": r.receipt_handle}
-                        for i, r in enumerate(chunk)
-                    ],
-                )
-            except (BotoCoreError, ClientError):
-                failed.extend(r.message_id for r in chunk)
-                continue
-            failed.extend(
-                chunk[int(entry["Id"])].message_id for entry in response.get("Failed", [])
-            )
-        return failed
+
+        def delete_chunk(chunk: Sequence[Receipt]) -> list[BatchResultErrorEntryTypeDef]:
+            entries: list[DeleteMessageBatchRequestEntryTypeDef] = [
+                {"Id": str(i), "ReceiptHandle": r.receipt_handle} for i, r in enumerate(chunk)
+            ]
+            response = self._client.delete_message_batch(QueueUrl=self.url, Entries=entries)
+            return response.get("Failed", [])
+
+        return _in_chunks(list(receipts), lambda r: r.message_id, delete_chunk)
 
 
 @dataclass(frozen=True)
@@ -99,35 +95,48 @@ class DeadLetterQueue(_NamedQueue):
 
     def park(self, letters: Iterable[DeadLetter]) -> list[str]:
         """Send letters to the dead-letter queue; return the ids that could not be sent."""
-        pending = list(letters)
-        failed: list[str] = []
-        for start in range(0, len(pending), SQS_BATCH_LIMIT):
-            chunk = pending[start : start + SQS_BATCH_LIMIT]
-            try:
-                response = self._client.send_message_batch(
-                    QueueUrl=self.url,
-                    Entries=[
+
+        def send_chunk(chunk: Sequence[DeadLetter]) -> list[BatchResultErrorEntryTypeDef]:
+            entries: list[SendMessageBatchRequestEntryTypeDef] = [
+                {
+                    "Id": str(i),
+                    "MessageBody": letter.body,
+                    "MessageAttributes": _attributes(
                         {
-                            "Id": str(i),
-                            "MessageBody": letter.body,
-                            "MessageAttributes": _attributes(
-                                {
-                                    "rejection_reason": letter.reason[:1024],
-                                    "rejected_at_stage": letter.stage,
-                                    "original_message_id": letter.message_id,
-                                }
-                            ),
+                            "rejection_reason": letter.reason[:1024],
+                            "rejected_at_stage": letter.stage,
+                            "original_message_id": letter.message_id,
                         }
-                        for i, letter in enumerate(chunk)
-                    ],
-                )
-            except (BotoCoreError, ClientError):
-                failed.extend(letter.message_id for letter in chunk)
-                continue
-            failed.extend(
-                chunk[int(entry["Id"])].message_id for entry in response.get("Failed", [])
-            )
-        return failed
+                    ),
+                }
+                for i, letter in enumerate(chunk)
+            ]
+            response = self._client.send_message_batch(QueueUrl=self.url, Entries=entries)
+            return response.get("Failed", [])
+
+        return _in_chunks(list(letters), lambda letter: letter.message_id, send_chunk)
+
+
+def _in_chunks(
+    items: Sequence[_Item],
+    message_id: Callable[[_Item], str],
+    call: Callable[[Sequence[_Item]], list[BatchResultErrorEntryTypeDef]],
+) -> list[str]:
+    """Run an SQS batch call ten items at a time; return the message ids that failed.
+
+    An entry's `Id` is its index in the chunk. A call that fails as a whole fails every
+    item in it; the caller decides what a failure means (retry, or come back later).
+    """
+    failed: list[str] = []
+    for start in range(0, len(items), SQS_BATCH_LIMIT):
+        chunk = items[start : start + SQS_BATCH_LIMIT]
+        try:
+            errors = call(chunk)
+        except (BotoCoreError, ClientError):
+            failed.extend(message_id(item) for item in chunk)
+            continue
+        failed.extend(message_id(chunk[int(error["Id"])]) for error in errors)
+    return failed
 
 
 def _attributes(values: Mapping[str, str]) -> dict[str, MessageAttributeValueTypeDef]:
