@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: dev test lint typecheck venv clean
+.PHONY: dev test lint typecheck venv policies clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,9 @@ test: lint typecheck
 
 dev: $(STAMP)
 	$(BIN)/python -m devtools.local_stack
+
+policies: $(STAMP)
+	$(BIN)/python -m devtools.policies
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -6,13 +6,13 @@ from chalice.app import Chalice, Response, SQSEvent
 
 from chalicelib import runtime
 from chalicelib.delivery import QueuedMessage
-from chalicelib.responses import tolerate_missing_accept
+from chalicelib.responses import pixel_middleware
 
 app = Chalice(app_name="pixel-relay")
 # Every response is binary to API Gateway, so the GIF reaches browsers whose Accept starts
 # with image/avif or image/webp as an image; error bodies are bytes for the same reason.
 app.api.binary_types = ["*/*"]
-app.register_middleware(tolerate_missing_accept, "http")
+app.register_middleware(pixel_middleware, "http")
 
 # Chalice imports this module with the stage's environment to deploy, package or run
 # locally: a wrong setting stops it there, naming the variable, before anything is deployed.
@@ -36,4 +36,5 @@ def collect() -> Response:
 )
 def deliver(event: SQSEvent) -> dict[str, Any]:
     messages = [QueuedMessage.from_record(record.to_dict()) for record in event]
-    return runtime.batch_delivery().handle(messages)
+    time_left = getattr(event.context, "get_remaining_time_in_millis", None)
+    return runtime.batch_delivery().handle(messages, time_left)

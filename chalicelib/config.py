@@ -108,9 +108,9 @@ class Settings:
             pinpoint_application_id=reader.name("PINPOINT_APPLICATION_ID"),
             hit_policy=HitPolicy.from_env(environ),
             report_batch_item_failures=reader.boolean("REPORT_BATCH_ITEM_FAILURES", default=False),
-            enqueue_attempts=reader.integer("ENQUEUE_ATTEMPTS", default=3, low=1, high=5),
+            enqueue_attempts=reader.integer("ENQUEUE_ATTEMPTS", default=3, low=1, high=3),
             delivery_timeout_seconds=reader.integer(
-                "DELIVERY_TIMEOUT_SECONDS", default=10, low=1, high=60
+                "DELIVERY_TIMEOUT_SECONDS", default=10, low=1, high=30
             ),
         )
 

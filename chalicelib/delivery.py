@@ -11,19 +11,26 @@ finish a batch that has retries:
 
 Either way no retryable message is deleted and no delivered event is sent again, unless SQS
 itself fails to delete it (then it comes back: delivery is at least once, with stable ids).
+
+An event and its profile update can fare differently. An event that was recorded is never
+sent again, so a profile update that failed beside it is parked with its reason. An event
+that must be retried after its profile update landed goes back to the queue without the
+update, so the retry cannot overwrite a newer value with an older one.
 """
 
 from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from chalicelib import telemetry
-from chalicelib.destinations.base import Destination, Verdict
-from chalicelib.events import Event, MessageError
+from chalicelib.destinations.base import Destination, Outcome, TimeLeft, Verdict
+from chalicelib.events import Event, MessageError, ProfileUpdate
 from chalicelib.queue import BatchQueue, DeadLetter, DeadLetterQueue, Receipt
+
+LambdaAnswer = dict[str, list[dict[str, str]]]
 
 
 class BatchIncompleteError(RuntimeError):
@@ -54,9 +61,22 @@ class BatchReport:
     delivered: tuple[str, ...]
     parked: tuple[str, ...]
     retry: tuple[str, ...]
+    profiles_parked: int = 0
 
-    def lambda_response(self) -> dict[str, list[dict[str, str]]]:
+    def lambda_response(self) -> LambdaAnswer:
         return {"batchItemFailures": [{"itemIdentifier": i} for i in self.retry]}
+
+
+@dataclass
+class _Settlement:
+    """Decisions for one batch, gathered before any queue is written."""
+
+    delivered: list[str] = field(default_factory=list)
+    retry: list[str] = field(default_factory=list)
+    letters: list[DeadLetter] = field(default_factory=list)
+    profile_letters: list[DeadLetter] = field(default_factory=list)
+    requeue: list[tuple[str, Event]] = field(default_factory=list)
+    retry_reasons: Counter[str] = field(default_factory=Counter)
 
 
 class BatchDelivery:
@@ -74,19 +94,18 @@ class BatchDelivery:
         self._events_queue = events_queue
         self._report_batch_item_failures = report_batch_item_failures
 
-    def handle(self, messages: Sequence[QueuedMessage]) -> dict[str, list[dict[str, str]]]:
-        """The Lambda handler's answer; raises BatchIncompleteError in the safe mode (see above)."""
+    def handle(self, messages: Sequence[QueuedMessage], time_left: TimeLeft = None) -> LambdaAnswer:
+        """The Lambda handler's answer; raises BatchIncompleteError in the safe mode."""
         try:
-            return self._finish(messages, self.settle(messages))
+            return self._finish(messages, self.settle(messages, time_left))
         finally:
             telemetry.publish()
 
-    def _finish(
-        self, messages: Sequence[QueuedMessage], report: BatchReport
-    ) -> dict[str, list[dict[str, str]]]:
+    def _finish(self, messages: Sequence[QueuedMessage], report: BatchReport) -> LambdaAnswer:
         telemetry.count("EventsDelivered", len(report.delivered))
         telemetry.count("EventsRejected", len(report.parked))
         telemetry.count("EventsRetried", len(report.retry))
+        telemetry.count("ProfileUpdatesParked", report.profiles_parked)
         telemetry.logger.info(
             "batch settled",
             extra={
@@ -95,12 +114,15 @@ class BatchDelivery:
                 "delivered": len(report.delivered),
                 "parked": len(report.parked),
                 "retry": len(report.retry),
+                "profiles_parked": report.profiles_parked,
             },
         )
         if not report.retry or self._report_batch_item_failures:
             return report.lambda_response()
-        finished = [m.receipt for m in messages if m.message_id not in set(report.retry)]
-        undeleted = self._events_queue.delete(finished)
+        retry = set(report.retry)
+        undeleted = self._events_queue.delete(
+            [m.receipt for m in messages if m.message_id not in retry]
+        )
         if undeleted:
             telemetry.logger.warning(
                 "finished messages not deleted; they will be delivered again",
@@ -111,39 +133,53 @@ class BatchDelivery:
             "the others are finished and deleted"
         )
 
-    def settle(self, messages: Sequence[QueuedMessage]) -> BatchReport:
+    def settle(self, messages: Sequence[QueuedMessage], time_left: TimeLeft = None) -> BatchReport:
+        """Deliver, then write what must be written (dead letters, requeued events)."""
+        plan = _Settlement()
         events: list[Event] = []
         event_messages: list[QueuedMessage] = []
-        letters: list[DeadLetter] = []
         for message in messages:
             try:
                 events.append(Event.from_message(message.body))
                 event_messages.append(message)
             except MessageError as error:
-                letters.append(DeadLetter(message.message_id, message.body, str(error), "decode"))
-
-        delivered: list[str] = []
-        retry: list[str] = []
-        retry_reasons: Counter[str] = Counter()
-        outcomes = self._destination.deliver(events) if events else []
-        for message, outcome in zip(event_messages, outcomes, strict=True):
-            if outcome.verdict is Verdict.DELIVERED:
-                delivered.append(message.message_id)
-            elif outcome.verdict is Verdict.REJECTED:
-                letters.append(
-                    DeadLetter(
-                        message.message_id, message.body, outcome.reason, self._destination.name
-                    )
+                plan.letters.append(
+                    DeadLetter(message.message_id, message.body, str(error), "decode")
                 )
+        outcomes = self._destination.deliver(events, time_left) if events else []
+        for message, event, outcome in zip(event_messages, events, outcomes, strict=True):
+            self._decide(plan, message, event, outcome)
+        return self._write(plan)
+
+    def _decide(
+        self, plan: _Settlement, message: QueuedMessage, event: Event, outcome: Outcome
+    ) -> None:
+        stage = self._destination.name
+        if outcome.verdict is Verdict.REJECTED:
+            plan.letters.append(DeadLetter(message.message_id, message.body, outcome.reason, stage))
+            return
+        if outcome.verdict is Verdict.RETRY:
+            plan.retry_reasons[outcome.reason] += 1
+            if outcome.profile is Verdict.DELIVERED:
+                # Retry the event alone: its profile update already landed.
+                plan.requeue.append((message.message_id, replace(event, profile=ProfileUpdate())))
             else:
-                retry.append(message.message_id)
-                retry_reasons[outcome.reason] += 1
-        if retry_reasons:
-            telemetry.logger.warning(
-                "events will be retried",
-                extra={"destination": self._destination.name, "reasons": dict(retry_reasons)},
+                plan.retry.append(message.message_id)
+            return
+        plan.delivered.append(message.message_id)
+        if outcome.profile in (Verdict.REJECTED, Verdict.RETRY):
+            plan.profile_letters.append(
+                DeadLetter(
+                    message.message_id, message.body, outcome.profile_reason, f"{stage}:profile"
+                )
             )
 
+    def _write(self, plan: _Settlement) -> BatchReport:
+        retry = list(plan.retry)
+        unqueued = set(self._events_queue.requeue(plan.requeue)) if plan.requeue else set()
+        retry.extend(message_id for message_id, _ in plan.requeue if message_id in unqueued)
+
+        letters = plan.letters + plan.profile_letters
         unparked = set(self._dead_letters.park(letters)) if letters else set()
         for letter in letters:
             telemetry.logger.warning(
@@ -154,6 +190,18 @@ class BatchDelivery:
                     "kept_on_dead_letter_queue": letter.message_id not in unparked,
                 },
             )
-        parked = tuple(x.message_id for x in letters if x.message_id not in unparked)
+        # A letter that could not be parked is retried rather than lost; for a profile
+        # letter that means sending its event again (at least once, same event id).
         retry.extend(x.message_id for x in letters if x.message_id in unparked)
-        return BatchReport(delivered=tuple(delivered), parked=parked, retry=tuple(retry))
+        if plan.retry_reasons:
+            telemetry.logger.warning(
+                "events will be retried",
+                extra={"destination": self._destination.name, "reasons": dict(plan.retry_reasons)},
+            )
+        retry_ids = set(retry)
+        return BatchReport(
+            delivered=tuple(i for i in plan.delivered if i not in retry_ids),
+            parked=tuple(x.message_id for x in plan.letters if x.message_id not in unparked),
+            retry=tuple(dict.fromkeys(retry)),
+            profiles_parked=sum(1 for x in plan.profile_letters if x.message_id not in unparked),
+        )

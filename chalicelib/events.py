@@ -90,13 +90,24 @@ class Event:
     def from_message(cls, body: str) -> Event:
         """Decode a message body, or raise MessageError saying what is wrong with it."""
         try:
+            return cls._decode(body)
+        except MessageError:
+            raise
+        except (ValueError, TypeError, OverflowError, RecursionError) as error:
+            # Numbers too large for a float, nesting too deep, strings JSON cannot hold:
+            # still a poison message with a reason, never an error that fails the batch.
+            raise MessageError(f"body is not a readable event ({type(error).__name__})") from None
+
+    @classmethod
+    def _decode(cls, body: str) -> Event:
+        try:
             document = json.loads(body)
-        except (TypeError, ValueError):
+        except ValueError:
             raise MessageError("body is not JSON") from None
         if not isinstance(document, dict):
             raise MessageError("body is not a JSON object")
         version = document.get("version")
-        if version != MESSAGE_VERSION:
+        if type(version) is not int or version != MESSAGE_VERSION:
             raise MessageError(f"unsupported message version {version!r}")
         reader = _DocumentReader(document)
         session = reader.optional_object("session")
@@ -175,6 +186,8 @@ class _DocumentReader:
             if not math.isfinite(value):
                 raise self._fail(key, "values must be finite")
             numbers[name] = float(value)
+            if not math.isfinite(numbers[name]):
+                raise self._fail(key, "values must be finite")
         return numbers
 
     def list_map(self, key: str) -> dict[str, tuple[str, ...]]:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import math
 import re
-import unicodedata
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -51,18 +50,24 @@ DELIVERY_FIELDS = frozenset(
     }
 )
 
-_IDENTIFIER = re.compile(r"^[\x21-\x7e]+$")
-_DECIMAL = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$")
-_EPOCH_MILLIS = re.compile(r"^\d{1,15}$")
+# fullmatch, and [0-9] rather than \d: "$" would let a final newline through, and \d
+# would take Arabic-Indic digits.
+_IDENTIFIER = re.compile(r"[\x21-\x7e]+")
+_DECIMAL = re.compile(r"[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?")
+_EPOCH_MILLIS = re.compile(r"[0-9]{1,15}")
+# Characters an SQS message may carry (#x9 #xA #xD #x20-#xD7FF #xE000-#xFFFD
+# #x10000-#x10FFFF); controls are refused too, tab and newline included.
+_UNSENDABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff\ufffe\uffff]")
 # GTM inserts variables unencoded, so an offset's "+" arrives as a space.
-_OFFSET_AS_SPACE = re.compile(r" (\d\d:?\d\d)$")
+_OFFSET_AS_SPACE = re.compile(r" ([0-9]{2}:?[0-9]{2})\Z")
 
 
 class HitRefusedError(ValueError):
     """When a hit breaks a parameter rule; str() is the reason sent back to the browser."""
 
     def __init__(self, parameter: str, rule: str, code: str) -> None:
-        super().__init__(f"{parameter}: {rule}")
+        shown = parameter if len(parameter) <= 64 else parameter[:61] + "..."
+        super().__init__(f"{shown}: {rule}")
         self.parameter = parameter
         self.code = code
 
@@ -183,7 +188,7 @@ class _HitParser:
             raise HitRefusedError(
                 "event", "names starting with _ are Pinpoint's built-in events", "reserved_name"
             )
-        if not value.isprintable() or value != value.strip():
+        if not _printable(value):
             raise HitRefusedError(
                 "event", "must be printable, without leading or trailing spaces", "bad_text"
             )
@@ -201,7 +206,7 @@ class _HitParser:
                 f"is {len(value)} characters; the limit is {limits.IDENTIFIER_LENGTH}",
                 "too_long",
             )
-        if not _IDENTIFIER.match(value):
+        if not _IDENTIFIER.fullmatch(value):
             raise HitRefusedError(name, "must be printable ASCII without spaces", "bad_identifier")
         return value
 
@@ -317,10 +322,14 @@ def _check_key(parameter: str, name: str) -> None:
             f"name is {len(name)} characters; Pinpoint allows {limits.ATTRIBUTE_KEY_LENGTH}",
             "too_long",
         )
-    if not name.isprintable() or name != name.strip():
+    if not _printable(name):
         raise HitRefusedError(
             parameter, "name must be printable, without leading or trailing spaces", "bad_text"
         )
+
+
+def _printable(text: str) -> bool:
+    return text.isprintable() and text == text.strip() and not _UNSENDABLE.search(text)
 
 
 def _check_value(parameter: str, value: str, limit: int) -> str:
@@ -328,8 +337,10 @@ def _check_value(parameter: str, value: str, limit: int) -> str:
         raise HitRefusedError(
             parameter, f"value is {len(value)} characters; Pinpoint allows {limit}", "too_long"
         )
-    if any(unicodedata.category(character) == "Cc" for character in value):
-        raise HitRefusedError(parameter, "value contains a control character", "bad_text")
+    if _UNSENDABLE.search(value):
+        raise HitRefusedError(
+            parameter, "value contains a control or non-character code point", "bad_text"
+        )
     return value
 
 
@@ -369,7 +380,7 @@ def _check_profile_size(profile: ProfileUpdate) -> None:
 
 
 def _parse_metric(parameter: str, value: str) -> float:
-    if not _DECIMAL.match(value):
+    if not _DECIMAL.fullmatch(value):
         raise HitRefusedError(parameter, "must be a decimal number", "bad_number")
     number = float(value)
     if not math.isfinite(number):
@@ -378,7 +389,7 @@ def _parse_metric(parameter: str, value: str) -> float:
 
 
 def _parse_instant(parameter: str, value: str) -> datetime:
-    if _EPOCH_MILLIS.match(value):
+    if _EPOCH_MILLIS.fullmatch(value):
         try:
             return datetime.fromtimestamp(int(value) / 1000, tz=UTC)
         except (OverflowError, OSError, ValueError):

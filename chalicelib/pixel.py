@@ -30,6 +30,11 @@ class PixelService:
     def handle(self, params: Mapping[str, Sequence[str]]) -> Response:
         try:
             return self._handle(params)
+        except Exception:
+            # A defect, not the client's fault: the event was not recorded, so never 200.
+            telemetry.count("PixelErrors")
+            telemetry.logger.exception("hit failed")
+            return responses.unavailable()
         finally:
             telemetry.publish()
 

@@ -79,6 +79,19 @@ class BatchQueue(_NamedQueue):
 
         return _in_chunks(list(receipts), lambda r: r.message_id, delete_chunk)
 
+    def requeue(self, events: Iterable[tuple[str, Event]]) -> list[str]:
+        """Send replacement messages (message id, event); return the ids not sent."""
+
+        def send_chunk(chunk: Sequence[tuple[str, Event]]) -> list[BatchResultErrorEntryTypeDef]:
+            entries: list[SendMessageBatchRequestEntryTypeDef] = [
+                {"Id": str(i), "MessageBody": event.to_message()}
+                for i, (_, event) in enumerate(chunk)
+            ]
+            response = self._client.send_message_batch(QueueUrl=self.url, Entries=entries)
+            return response.get("Failed", [])
+
+        return _in_chunks(list(events), lambda item: item[0], send_chunk)
+
 
 @dataclass(frozen=True)
 class DeadLetter:

@@ -48,18 +48,21 @@ def _text(status: int, message: str, extra: dict[str, str] | None = None) -> Res
         "Content-Type": "text/plain; charset=utf-8",
         **(extra or {}),
     }
-    return Response(body=(message + "\n").encode(), status_code=status, headers=headers)
+    # A parameter name in a refusal may hold anything the query string did.
+    body = (message + "\n").encode("utf-8", "backslashreplace")
+    return Response(body=body, status_code=status, headers=headers)
 
 
-def tolerate_missing_accept(
-    request: Request, get_response: Callable[[Request], Response]
-) -> Response:
-    """Chalice middleware: a request without Accept still gets the GIF.
+def pixel_middleware(request: Request, get_response: Callable[[Request], Response]) -> Response:
+    """Chalice HTTP middleware: every client gets an answer it can use, and none is cached.
 
     Chalice answers 400 to a binary response unless the request's Accept matches a binary
-    type. With `*/*` declared binary, any Accept matches, but a missing one does not; some
+    type. With `*/*` declared binary any Accept matches, but a missing one does not; some
     clients (mail proxies, bots, old browsers) send none, and a pixel answers everyone.
+    Chalice's own answers (405 for another method, 500) get the no-cache headers too.
     """
     if request.headers.get("accept") is None:
         request.headers = CaseInsensitiveMapping({**request.headers, "accept": "*/*"})
-    return get_response(request)
+    response = get_response(request)
+    response.headers = {**response.headers, **NO_CACHE}
+    return response

@@ -33,8 +33,8 @@ def settings() -> Settings:
 def _pixel_sqs() -> SQSClient:
     # The browser is waiting: short timeouts, and the attempts from ENQUEUE_ATTEMPTS.
     config = Config(
-        connect_timeout=1,
-        read_timeout=2,
+        connect_timeout=0.5,
+        read_timeout=1.5,
         retries={"mode": "standard", "total_max_attempts": settings().enqueue_attempts},
     )
     return boto3.client("sqs", config=config)
@@ -64,8 +64,13 @@ def pixel_service() -> PixelService:
 @cache
 def batch_delivery() -> BatchDelivery:
     current = settings()
+    # The longest one PutEvents call can take (3 attempts, connect and read timeouts,
+    # backoff), plus time to settle the batch: no call starts with less Lambda time left.
+    call_budget_ms = (3 * (2 + current.delivery_timeout_seconds) + 3 + 5) * 1000
     return BatchDelivery(
-        destination=PinpointDestination(_pinpoint(), current.pinpoint_application_id),
+        destination=PinpointDestination(
+            _pinpoint(), current.pinpoint_application_id, call_budget_ms
+        ),
         dead_letters=DeadLetterQueue(_consumer_sqs(), current.dead_letter_queue),
         events_queue=BatchQueue(_consumer_sqs(), current.wiring.events_queue),
         report_batch_item_failures=current.report_batch_item_failures,

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 import signal
 import sys
@@ -26,6 +27,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import FrameType, TracebackType
 from typing import Any, Final, Self
 from urllib.parse import unquote, urlsplit
+
+import botocore.session
+from botocore.validate import ParamValidator
 
 # Pinpoint's quotas for one PutEvents request.
 MAX_EVENTS_PER_REQUEST: Final = 100
@@ -134,9 +138,13 @@ class PinpointStandIn:
         host: str = "127.0.0.1",
         port: int = 0,
         on_accept: Callable[[AcceptedEvent], None] | None = None,
+        validate_model: bool = False,
     ) -> None:
-        """`on_accept` is called for each accepted event, in order, with the lock held."""
+        """`on_accept` is called for each accepted event, in order, with the lock held.
+        `validate_model` refuses (400) any request botocore's Pinpoint model refuses, as a
+        dry run must: it is off by default so tests can send per-event invalid events."""
         self._applications = frozenset(applications)
+        self._validate_model = validate_model
         self._address = (host, port)
         self._on_accept = on_accept
         self._lock = threading.RLock()
@@ -281,6 +289,9 @@ class PinpointStandIn:
                     raise _RequestError(404, "Resource not found")
                 if body is None:
                     raise _RequestError(400, "Request body is not a JSON object")
+                problems = model_problems(application_id, body) if self._validate_model else ""
+                if problems:
+                    raise _RequestError(400, problems)
                 results = self._process(application_id, body)
             except _RequestError as error:
                 self._requests.append(RecordedRequest(application_id, body, error.status))
@@ -324,6 +335,26 @@ class PinpointStandIn:
 
 
 _JsonObject = dict[str, Any]
+
+
+@functools.cache
+def _put_events_input() -> Any:
+    return (
+        botocore.session.get_session()
+        .get_service_model("pinpoint")
+        .operation_model("PutEvents")
+        .input_shape
+    )
+
+
+def model_problems(application_id: str, body: _JsonObject) -> str:
+    """What botocore's own Pinpoint model says is wrong with a PutEvents request ("" if
+    nothing): the same check a real client makes before sending, so a request that a
+    client with validation turned off could send is refused here as Pinpoint would."""
+    report = ParamValidator().validate(
+        {"ApplicationId": application_id, "EventsRequest": body}, _put_events_input()
+    )
+    return report.generate_report() if report.has_errors() else ""
 
 
 def _batch_items(body: _JsonObject) -> dict[str, tuple[_JsonObject, _JsonObject]]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -11,7 +11,7 @@ from chalicelib.events import Event
 
 
 class Verdict(enum.IntEnum):
-    """What happened to one event. Higher is worse when two results are combined."""
+    """What happened to one event (or its profile update). Higher is worse."""
 
     DELIVERED = 0
     REJECTED = 1  # no retry can fix it: kept on the dead-letter queue with the reason
@@ -20,32 +20,41 @@ class Verdict(enum.IntEnum):
 
 @dataclass(frozen=True)
 class Outcome:
+    """The event's verdict and, for an event that wrote a profile, the profile's.
+
+    They differ when a destination records the event but not the profile update (or the
+    reverse): the consumer must then neither send the event again nor lose the update.
+    """
+
     verdict: Verdict
     reason: str = ""
-
-    def worst(self, other: Outcome) -> Outcome:
-        return other if other.verdict > self.verdict else self
+    profile: Verdict | None = None  # None: the event wrote nothing to a profile
+    profile_reason: str = ""
 
 
 DELIVERED = Outcome(Verdict.DELIVERED)
 
+# Milliseconds of Lambda time left; None where there is no deadline (tests, local runs).
+TimeLeft = Callable[[], int] | None
 
-def outcome_for_status(status: int, message: str) -> Outcome:
-    """Per-item HTTP-like status to verdict: 2xx delivered, 429/5xx retry, other 4xx reject."""
+
+def verdict_for_status(status: int) -> Verdict:
+    """Per-item HTTP-like status: 2xx delivered; 429, 5xx and anything unknown (no status,
+    1xx, 3xx) retried; any other 4xx rejected."""
     if 200 <= status < 300:
-        return DELIVERED
-    reason = f"{status} {message}".strip()
-    if status == 429 or status >= 500:
-        return Outcome(Verdict.RETRY, reason)
-    return Outcome(Verdict.REJECTED, reason)
+        return Verdict.DELIVERED
+    if 400 <= status < 500 and status != 429:
+        return Verdict.REJECTED
+    return Verdict.RETRY
 
 
 class Destination(Protocol):
     """A service that records events. `deliver` never raises for a service failure:
-    it answers RETRY for the events concerned instead."""
+    it answers RETRY for the events concerned instead. It starts no call it cannot finish
+    before `time_left` runs out: those events are answered RETRY too."""
 
     name: str
 
-    def deliver(self, events: Sequence[Event]) -> list[Outcome]:
+    def deliver(self, events: Sequence[Event], time_left: TimeLeft = None) -> list[Outcome]:
         """Outcomes in the order of `events`."""
         ...

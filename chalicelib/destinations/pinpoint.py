@@ -2,28 +2,31 @@
 
 Events are grouped by endpoint into `BatchItem`s, at most 100 events and 4 MB per request.
 Where a batch carries several events for one endpoint, their profile updates are merged into
-one `Endpoint` (newest event wins per attribute). Two messages with the same endpoint and event
-id (a client resend, an SQS redelivery) are sent once and share the result.
+one `Endpoint` (newest event wins per attribute). An event id seen twice for one endpoint
+(a client resend, an SQS redelivery) is sent once and both share the result; reused with
+different content, the later copy is rejected with that reason.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from chalicelib import limits, telemetry
-from chalicelib.destinations.base import DELIVERED, Outcome, Verdict, outcome_for_status
+from chalicelib.destinations.base import Outcome, TimeLeft, Verdict, verdict_for_status
 from chalicelib.events import Event, ProfileUpdate
 
 if TYPE_CHECKING:
     from mypy_boto3_pinpoint import PinpointClient
 
-# Room for the request envelope and JSON punctuation between items.
+# Room for the request envelope; sizes are measured as botocore writes JSON (", " and ": "
+# separators, non-ASCII escaped), so the estimate is never below the real body.
 _REQUEST_BUDGET = limits.REQUEST_BYTES - 16 * 1024
+_ENTRY_OVERHEAD = 8
 
 EventKey = tuple[str, str]  # (endpoint id, event id)
 
@@ -72,55 +75,99 @@ def profile_to_wire(profile: ProfileUpdate) -> dict[str, Any]:
     return wire
 
 
+def same_occurrence(first: Event, second: Event) -> bool:
+    """Two hits for one event id describe the same event (times aside: a resend is
+    received later, and without a `timestamp` parameter it is also stamped later)."""
+    return replace(second, timestamp=first.timestamp, received_at=first.received_at) == first
+
+
 @dataclass
 class PlannedRequest:
     """One PutEvents call, and which input events each of its entries stands for."""
 
-    batch_item: dict[str, dict[str, Any]] = field(default_factory=dict)
+    endpoints: dict[str, dict[str, Any]] = field(default_factory=dict)
+    events: dict[EventKey, dict[str, Any]] = field(default_factory=dict)
     members: dict[EventKey, list[int]] = field(default_factory=dict)
-    profile_writers: dict[str, list[int]] = field(default_factory=dict)
     size: int = 0
 
     @property
     def event_count(self) -> int:
         return len(self.members)
 
+    @property
+    def batch_item(self) -> dict[str, dict[str, Any]]:
+        item: dict[str, dict[str, Any]] = {}
+        for (endpoint_id, event_id), wire in self.events.items():
+            entry = item.setdefault(
+                endpoint_id, {"Endpoint": self.endpoints[endpoint_id], "Events": {}}
+            )
+            entry["Events"][event_id] = wire
+        return item
 
-def plan_requests(events: Sequence[Event]) -> list[PlannedRequest]:
+    def add(self, key: EventKey, wire: dict[str, Any], endpoint: dict[str, Any]) -> None:
+        self.endpoints[key[0]] = endpoint
+        self.events[key] = wire
+
+    def halves(self) -> tuple[PlannedRequest, PlannedRequest]:
+        """Split in two, to find which events a request-level 400 or 413 is about."""
+        keys = list(self.members)
+        middle = len(keys) // 2
+        return self._subset(keys[:middle]), self._subset(keys[middle:])
+
+    def _subset(self, keys: Sequence[EventKey]) -> PlannedRequest:
+        part = PlannedRequest()
+        for key in keys:
+            part.add(key, self.events[key], self.endpoints[key[0]])
+            part.members[key] = self.members[key]
+        return part
+
+
+@dataclass
+class Plan:
+    """Requests to send, and the events settled without a call (conflicting duplicates)."""
+
+    requests: list[PlannedRequest]
+    settled: dict[int, Outcome]
+
+
+def plan_requests(events: Sequence[Event]) -> Plan:
     """Group events by endpoint and pack them into as few requests as the quotas allow."""
     by_endpoint: dict[str, dict[str, list[int]]] = {}
+    settled: dict[int, Outcome] = {}
     for index, event in enumerate(events):
-        by_endpoint.setdefault(event.endpoint_id, {}).setdefault(event.event_id, []).append(index)
+        ids = by_endpoint.setdefault(event.endpoint_id, {})
+        earlier = ids.get(event.event_id)
+        if earlier is None:
+            ids[event.event_id] = [index]
+        elif same_occurrence(events[earlier[0]], event):
+            earlier.append(index)
+        else:
+            settled[index] = Outcome(
+                Verdict.REJECTED, "event_id reused with different content in one batch"
+            )
 
     requests: list[PlannedRequest] = []
     current = PlannedRequest()
     for endpoint_id, event_ids in by_endpoint.items():
-        endpoint_events = [events[i] for indexes in event_ids.values() for i in indexes]
-        endpoint = profile_to_wire(merge_profiles(endpoint_events))
-        writers = [
-            i for indexes in event_ids.values() for i in indexes if not events[i].profile.is_empty()
-        ]
+        sent = [i for indexes in event_ids.values() for i in indexes]
+        endpoint = profile_to_wire(merge_profiles([events[i] for i in sent]))
         endpoint_size = _json_size(endpoint) + len(endpoint_id) + 32
         for event_id, indexes in event_ids.items():
             wire = event_to_wire(events[indexes[0]])
-            size = _json_size(wire) + len(event_id) + 8
-            needs_endpoint = endpoint_id not in current.batch_item
-            added = size + (endpoint_size if needs_endpoint else 0)
+            size = _json_size(wire) + len(event_id) + _ENTRY_OVERHEAD
+            added = size + (0 if endpoint_id in current.endpoints else endpoint_size)
             if current.event_count >= limits.EVENTS_PER_REQUEST or (
                 current.event_count and current.size + added > _REQUEST_BUDGET
             ):
                 requests.append(current)
                 current = PlannedRequest()
                 added = size + endpoint_size
-            item = current.batch_item.setdefault(endpoint_id, {"Endpoint": endpoint, "Events": {}})
-            item["Events"][event_id] = wire
+            current.add((endpoint_id, event_id), wire, endpoint)
             current.members[(endpoint_id, event_id)] = indexes
-            if writers:
-                current.profile_writers[endpoint_id] = writers
             current.size += added
     if current.event_count:
         requests.append(current)
-    return requests
+    return Plan(requests, settled)
 
 
 class PinpointDestination:
@@ -128,18 +175,42 @@ class PinpointDestination:
 
     name = "pinpoint"
 
-    def __init__(self, client: PinpointClient, application_id: str) -> None:
+    def __init__(
+        self, client: PinpointClient, application_id: str, call_budget_ms: int = 0
+    ) -> None:
+        """`call_budget_ms`: the longest one call can take, retries included; no call is
+        started with less Lambda time left than that."""
         self._client = client
         self._application_id = application_id
+        self._call_budget_ms = call_budget_ms
 
-    def deliver(self, events: Sequence[Event]) -> list[Outcome]:
-        outcomes = [DELIVERED] * len(events)
-        for request in plan_requests(events):
-            for index, outcome in self._send(request).items():
-                outcomes[index] = outcomes[index].worst(outcome)
-        return outcomes
+    def deliver(self, events: Sequence[Event], time_left: TimeLeft = None) -> list[Outcome]:
+        plan = plan_requests(events)
+        event_outcomes: dict[int, Outcome] = dict(plan.settled)
+        endpoint_outcomes: dict[str, Outcome] = {}
+        pending = list(plan.requests)
+        while pending:
+            request = pending.pop(0)
+            if time_left is not None and time_left() < self._call_budget_ms:
+                answer = _everything(request, Outcome(Verdict.RETRY, "out of time"))
+            else:
+                answer = self._send(request, pending)
+            for index, outcome in answer.events.items():
+                event_outcomes[index] = outcome
+            for endpoint_id, outcome in answer.endpoints.items():
+                best = endpoint_outcomes.get(endpoint_id)
+                # The endpoint goes with every request that carries its events: the
+                # profile landed if any of those updates was accepted.
+                if best is None or outcome.verdict < best.verdict:
+                    endpoint_outcomes[endpoint_id] = outcome
+        return [
+            event_outcomes[index]
+            if index in plan.settled
+            else _with_profile(event_outcomes[index], events[index], endpoint_outcomes)
+            for index in range(len(events))
+        ]
 
-    def _send(self, request: PlannedRequest) -> dict[int, Outcome]:
+    def _send(self, request: PlannedRequest, pending: list[PlannedRequest]) -> _Answer:
         telemetry.count("PutEventsCalls")
         try:
             response = self._client.put_events(
@@ -147,51 +218,73 @@ class PinpointDestination:
                 EventsRequest={"BatchItem": request.batch_item},  # type: ignore[typeddict-item]
             )
         except ClientError as error:
-            # Every request-level error is retried, 4xx included (a wrong application id, a
-            # missing permission): after maxReceiveCount SQS moves them to the dead-letter
-            # queue, where an operator finds them, instead of losing them here.
             status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
             code = error.response.get("Error", {}).get("Code", "Unknown")
-            return _all(request, Outcome(Verdict.RETRY, f"PutEvents failed: {status} {code}"))
+            reason = f"PutEvents failed: {status} {code}"
+            if status in (400, 413):
+                # The request is refused as a whole because of what some event carries:
+                # halve it until the events at fault stand alone, and reject only those.
+                if request.event_count > 1:
+                    pending[:0] = request.halves()
+                    return _Answer({}, {})
+                return _everything(request, Outcome(Verdict.REJECTED, reason))
+            # Everything else is retried, other 4xx included (a wrong project id, a missing
+            # permission): after maxReceiveCount SQS moves the messages to the dead-letter
+            # queue, where an operator finds them, instead of losing them here.
+            return _everything(request, Outcome(Verdict.RETRY, reason))
         except BotoCoreError as error:
-            return _all(
-                request, Outcome(Verdict.RETRY, f"PutEvents failed: {type(error).__name__}")
-            )
+            reason = f"PutEvents failed: {type(error).__name__}"
+            return _everything(request, Outcome(Verdict.RETRY, reason))
         results: dict[str, Any] = response.get("EventsResponse", {}).get("Results", {})
         return _read_results(request, results)
 
 
-def _all(request: PlannedRequest, outcome: Outcome) -> dict[int, Outcome]:
-    return {i: outcome for indexes in request.members.values() for i in indexes}
+@dataclass(frozen=True)
+class _Answer:
+    events: dict[int, Outcome]
+    endpoints: dict[str, Outcome]
 
 
-def _read_results(request: PlannedRequest, results: dict[str, Any]) -> dict[int, Outcome]:
-    outcomes: dict[int, Outcome] = {}
+def _everything(request: PlannedRequest, outcome: Outcome) -> _Answer:
+    return _Answer(
+        {i: outcome for indexes in request.members.values() for i in indexes},
+        {endpoint_id: outcome for endpoint_id in request.endpoints},
+    )
+
+
+def _item_outcome(result: dict[str, Any] | None, what: str) -> Outcome:
+    if result is None:
+        return Outcome(Verdict.RETRY, f"PutEvents returned no result for the {what}")
+    status = int(result.get("StatusCode") or 0)
+    verdict = verdict_for_status(status)
+    if verdict is Verdict.DELIVERED:
+        return Outcome(verdict)
+    return Outcome(verdict, f"{status} {result.get('Message', '')}".strip())
+
+
+def _read_results(request: PlannedRequest, results: dict[str, Any]) -> _Answer:
+    events: dict[int, Outcome] = {}
     for (endpoint_id, event_id), indexes in request.members.items():
         item = results.get(endpoint_id) or {}
-        event_result = (item.get("EventsItemResponse") or {}).get(event_id)
-        if event_result is None:
-            outcome = Outcome(Verdict.RETRY, "PutEvents returned no result for the event")
-        else:
-            outcome = outcome_for_status(
-                int(event_result.get("StatusCode", 0)), event_result.get("Message", "")
-            )
+        outcome = _item_outcome((item.get("EventsItemResponse") or {}).get(event_id), "event")
         for index in indexes:
-            outcomes[index] = outcome
-    for endpoint_id, writers in request.profile_writers.items():
-        endpoint_result = (results.get(endpoint_id) or {}).get("EndpointItemResponse")
-        if endpoint_result is None:
-            continue
-        status = int(endpoint_result.get("StatusCode", 0))
-        endpoint_outcome = outcome_for_status(status, endpoint_result.get("Message", ""))
-        if endpoint_outcome.verdict is not Verdict.DELIVERED:
-            endpoint_outcome = Outcome(
-                endpoint_outcome.verdict, "endpoint update: " + endpoint_outcome.reason
-            )
-            for index in writers:
-                outcomes[index] = outcomes.get(index, DELIVERED).worst(endpoint_outcome)
-    return outcomes
+            events[index] = outcome
+    endpoints = {
+        endpoint_id: _item_outcome(
+            (results.get(endpoint_id) or {}).get("EndpointItemResponse"), "endpoint"
+        )
+        for endpoint_id in request.endpoints
+    }
+    return _Answer(events, endpoints)
+
+
+def _with_profile(outcome: Outcome, event: Event, endpoints: dict[str, Outcome]) -> Outcome:
+    if event.profile.is_empty():
+        return outcome
+    endpoint = endpoints.get(event.endpoint_id, Outcome(Verdict.RETRY, "not sent"))
+    reason = "" if endpoint.verdict is Verdict.DELIVERED else "endpoint update: " + endpoint.reason
+    return replace(outcome, profile=endpoint.verdict, profile_reason=reason)
 
 
 def _json_size(value: Any) -> int:
-    return len(json.dumps(value, separators=(",", ":")))
+    return len(json.dumps(value))

@@ -364,3 +364,23 @@ def test_cli_prints_accepted_events_as_json_lines() -> None:
         finally:
             process.terminate()
             assert process.wait(timeout=10) == 0
+
+
+def test_model_validation_refuses_what_botocore_refuses() -> None:
+    with PinpointStandIn(applications=["app-1"], validate_model=True) as standin:
+        client = boto3.client(
+            "pinpoint",
+            endpoint_url=standin.url,
+            region_name="us-east-1",
+            config=Config(parameter_validation=False, retries={"total_max_attempts": 1}),
+        )
+        bad: Any = {
+            "ep": {"Endpoint": {}, "Events": {"e": {"EventType": "x", "Attributes": {"a": 1}}}}
+        }
+        with pytest.raises(ClientError) as caught:
+            client.put_events(ApplicationId="app-1", EventsRequest={"BatchItem": bad})
+        assert caught.value.response["Error"]["Code"] == "BadRequestException"
+        message = caught.value.response["Error"]["Message"]
+        assert "Timestamp" in message
+        assert "Attributes.a" in message
+        assert standin.accepted_events == []

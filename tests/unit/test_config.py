@@ -66,7 +66,7 @@ def test_lists_and_numbers_are_parsed() -> None:
             {"ALLOWED_ENDPOINT_ATTRIBUTES": "x" * 51},
             "ALLOWED_ENDPOINT_ATTRIBUTES: names at most 50",
         ),
-        ({"ENQUEUE_ATTEMPTS": "9"}, "ENQUEUE_ATTEMPTS: must be between 1 and 5"),
+        ({"ENQUEUE_ATTEMPTS": "4"}, "ENQUEUE_ATTEMPTS: must be between 1 and 3"),
     ],
 )
 def test_wrong_settings_name_the_variable(changes: dict[str, str], message: str) -> None:

@@ -204,8 +204,40 @@ def test_event_attribute_value_length() -> None:
     )
 
 
-def test_values_may_not_carry_control_characters() -> None:
-    assert refusal(f"{BASE}&evat_a=x%00y") == "evat_a: value contains a control character"
+@pytest.mark.parametrize("encoded", ["%00", "%0A", "%C2%85", "%EF%BF%BE", "%EF%BF%BF"])
+def test_values_may_not_carry_what_sqs_or_pinpoint_cannot_store(encoded: str) -> None:
+    assert refusal(f"{BASE}&evat_a=x{encoded}y") == (
+        "evat_a: value contains a control or non-character code point"
+    )
+
+
+def test_lone_surrogates_are_refused_not_crashed_on() -> None:
+    params = {"event": ["view"], "endpoint_id": ["ep-1"], "evat_a": ["x\ud800"]}
+    with pytest.raises(HitRefusedError, match="control or non-character"):
+        parse_hit(params, HitPolicy(), NOW)
+    params = {"event": ["view"], "endpoint_id": ["ep-1"], "evat_\ud800": ["x"]}
+    with pytest.raises(HitRefusedError, match="name must be printable"):
+        parse_hit(params, HitPolicy(), NOW)
+
+
+@pytest.mark.parametrize("name", ["endpoint_id", "event_id", "user_id"])
+def test_identifiers_may_not_end_in_a_newline(name: str) -> None:
+    query = f"event=view&endpoint_id=ep-1&{name}=abc%0A".replace(
+        "endpoint_id=ep-1&endpoint_id", "endpoint_id"
+    )
+    assert refusal(query, allow_anonymous_user_id=True) == (
+        f"{name}: must be printable ASCII without spaces"
+    )
+
+
+@pytest.mark.parametrize("value", ["1%0A", "%D9%A1%D9%A2"])  # a final newline; Arabic-Indic 12
+def test_metrics_are_ascii_decimals_only(value: str) -> None:
+    assert refusal(f"{BASE}&evmt_n={value}") == "evmt_n: must be a decimal number"
+
+
+def test_long_parameter_names_are_shortened_in_the_reason() -> None:
+    reason = refusal(f"{BASE}&evat_{'k' * 300}=v")
+    assert reason.startswith("evat_" + "k" * 56 + "...: name is 300 characters")
 
 
 def test_forty_attribute_and_metric_keys_per_event() -> None:

@@ -68,7 +68,7 @@ def deliver(events: list[Event], fake: FakePinpoint) -> list[tuple[Verdict, str]
 
 def test_one_thousand_events_take_ten_calls() -> None:
     events = [make_event(i, endpoint=f"ep-{i % 37}") for i in range(1000)]
-    requests = plan_requests(events)
+    requests = plan_requests(events).requests
     assert len(requests) == 10
     assert all(r.event_count == 100 for r in requests)
     sent = {(e, i) for r in requests for (e, i) in r.members}
@@ -77,7 +77,7 @@ def test_one_thousand_events_take_ten_calls() -> None:
 
 def test_events_are_grouped_by_endpoint_in_one_batch_item() -> None:
     events = [make_event(1, "a"), make_event(2, "b"), make_event(3, "a")]
-    [request] = plan_requests(events)
+    [request] = plan_requests(events).requests
     assert set(request.batch_item) == {"a", "b"}
     assert set(request.batch_item["a"]["Events"]) == {"e-1", "e-3"}
     assert request.batch_item["a"]["Events"]["e-1"] == {
@@ -94,7 +94,8 @@ def test_requests_stay_under_four_megabytes() -> None:
         Event(f"e-{i}", "view", f"ep-{i}", "2026-11-28T11:00:00.000Z", "x", attributes=big)
         for i in range(600)
     ]
-    requests = plan_requests(events)
+    requests = plan_requests(events).requests
+    # Measured as botocore writes the body: default separators, non-ASCII escaped.
     sizes = [len(json.dumps({"BatchItem": r.batch_item})) for r in requests]
     assert all(size <= 4 * 1024 * 1024 for size in sizes)
     assert all(r.event_count <= 100 for r in requests)
@@ -124,7 +125,7 @@ def test_big_events_split_before_the_size_limit() -> None:
         )
         for i, e in enumerate(events)
     ]
-    requests = plan_requests(events)
+    requests = plan_requests(events).requests
     assert len(requests) > 1
     assert all(len(json.dumps({"BatchItem": r.batch_item})) <= 4 * 1024 * 1024 for r in requests)
 
@@ -143,7 +144,7 @@ def test_profile_updates_merge_and_the_newest_event_wins() -> None:
         endpoint_attributes={"lang": ("nb",)},
         user_id="u-1",
     )
-    [request] = plan_requests([newer, older])
+    [request] = plan_requests([newer, older]).requests
     assert request.batch_item["ep-1"]["Endpoint"] == {
         "Attributes": {"lang": ["nb"]},
         "Metrics": {"visits": 1.0},
@@ -231,11 +232,77 @@ def test_a_failed_request_does_not_touch_events_of_other_requests() -> None:
     assert [o[0] for o in outcomes].count(Verdict.RETRY) == 50
 
 
-def test_rejected_endpoint_update_rejects_the_events_that_wrote_it() -> None:
+def test_endpoint_result_never_changes_the_events_verdict() -> None:
     fake = FakePinpoint()
     fake.endpoint_status = 400
     writer = make_event(1, endpoint_attributes={"plan": ("gold",)})
     reader = make_event(2)
-    outcomes = deliver([writer, reader], fake)
-    assert outcomes[0] == (Verdict.REJECTED, "endpoint update: 400 x")
-    assert outcomes[1] == (Verdict.DELIVERED, "")
+    outcomes = PinpointDestination(fake, "app-1").deliver([writer, reader])  # type: ignore[arg-type]
+    assert outcomes[0].verdict is Verdict.DELIVERED  # Pinpoint recorded the event
+    assert (outcomes[0].profile, outcomes[0].profile_reason) == (
+        Verdict.REJECTED,
+        "endpoint update: 400 x",
+    )
+    assert (outcomes[1].verdict, outcomes[1].profile) == (Verdict.DELIVERED, None)
+
+
+def test_profile_landed_while_the_event_must_be_retried() -> None:
+    fake = FakePinpoint(lambda endpoint, event_id, event: 429)
+    writer = make_event(1, user_attributes={"plan": ("gold",)})
+    [outcome] = PinpointDestination(fake, "app-1").deliver([writer])  # type: ignore[arg-type]
+    assert (outcome.verdict, outcome.profile) == (Verdict.RETRY, Verdict.DELIVERED)
+
+
+def test_duplicate_event_ids_share_a_result_when_only_the_time_differs() -> None:
+    fake = FakePinpoint()
+    first = make_event(1)
+    resend = make_event(1, timestamp="2026-11-28T11:00:05.000Z")
+    assert deliver([first, resend], fake) == [(Verdict.DELIVERED, "")] * 2
+    assert len(fake.calls[0]["BatchItem"]["ep-1"]["Events"]) == 1
+
+
+def test_event_id_reused_with_other_content_rejects_the_later_copy() -> None:
+    fake = FakePinpoint()
+    first = make_event(1, event_type="view")
+    other = make_event(1, event_type="purchase")
+    assert deliver([first, other], fake) == [
+        (Verdict.DELIVERED, ""),
+        (Verdict.REJECTED, "event_id reused with different content in one batch"),
+    ]
+    assert fake.calls[0]["BatchItem"]["ep-1"]["Events"]["e-1"]["EventType"] == "view"
+
+
+@pytest.mark.parametrize("status", [0, 100, 302])
+def test_unknown_statuses_are_retried_not_rejected(status: int) -> None:
+    fake = FakePinpoint(lambda endpoint, event_id, event: status)
+    assert deliver([make_event(1)], fake)[0][0] is Verdict.RETRY
+
+
+@pytest.mark.parametrize("status", [400, 413])
+def test_a_request_refused_as_a_whole_is_halved_until_the_bad_event_stands_alone(
+    status: int,
+) -> None:
+    class Picky(FakePinpoint):
+        def put_events(self, ApplicationId: str, EventsRequest: dict[str, Any]) -> dict[str, Any]:  # noqa: N803
+            self.calls.append(EventsRequest)
+            events = [e for item in EventsRequest["BatchItem"].values() for e in item["Events"]]
+            if "e-13" in events:
+                raise client_error(status, "BadRequestException")
+            return FakePinpoint.put_events(FakePinpoint(), ApplicationId, EventsRequest)
+
+    fake = Picky()
+    outcomes = deliver([make_event(i, endpoint=f"ep-{i}") for i in range(20)], fake)
+    assert outcomes[13] == (Verdict.REJECTED, f"PutEvents failed: {status} BadRequestException")
+    assert [o for i, o in enumerate(outcomes) if i != 13] == [(Verdict.DELIVERED, "")] * 19
+    assert len(fake.calls) <= 2 * 5 + 1  # about log2(20) halvings, each with two calls
+
+
+def test_no_call_starts_without_time_to_finish() -> None:
+    fake = FakePinpoint()
+    destination = PinpointDestination(fake, "app-1", call_budget_ms=40_000)  # type: ignore[arg-type]
+    clock = iter([50_000, 30_000])
+    events = [make_event(i, endpoint=f"ep-{i}") for i in range(150)]
+    outcomes = destination.deliver(events, time_left=lambda: next(clock))
+    assert len(fake.calls) == 1
+    assert [o.verdict for o in outcomes].count(Verdict.DELIVERED) == 100
+    assert {o.reason for o in outcomes[100:]} == {"out of time"}

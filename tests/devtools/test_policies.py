@@ -1,0 +1,41 @@
+"""The IAM policy files match the stage settings, and grant only what each function needs."""
+
+from __future__ import annotations
+
+import json
+
+from devtools.policies import policy_files, render
+from devtools.queue_spec import ROOT, chalice_config
+
+
+def test_policy_files_are_current_run_make_policies_if_not() -> None:
+    files = policy_files()
+    assert files, "no stage has a Pinpoint project id: nothing to check"
+    for path, policy in files.items():
+        assert path.read_text() == render(policy), f"{path.name} is stale: run make policies"
+
+
+def test_every_stage_turns_off_chalices_policy_generation() -> None:
+    for stage in chalice_config()["stages"].values():
+        assert stage["autogen_policy"] is False
+
+
+def test_the_pixel_may_only_send_to_its_queue() -> None:
+    policy = json.loads((ROOT / ".chalice" / "policy-dev-api_handler.json").read_text())
+    grants = [s for s in policy["Statement"] if not s["Action"][0].startswith("logs:")]
+    assert grants == [
+        {
+            "Sid": "EnqueueHits",
+            "Effect": "Allow",
+            "Action": ["sqs:GetQueueUrl", "sqs:SendMessage"],
+            "Resource": "arn:*:sqs:*:*:pixel-relay-dev-events",
+        }
+    ]
+
+
+def test_the_consumer_may_put_events_in_one_project_only() -> None:
+    policy = json.loads((ROOT / ".chalice" / "policy-dev-deliver.json").read_text())
+    [pinpoint] = [s for s in policy["Statement"] if s.get("Sid") == "RecordEvents"]
+    assert pinpoint["Action"] == ["mobiletargeting:PutEvents"]
+    assert all("apps/dev-application" in arn for arn in pinpoint["Resource"])
+    assert not any(arn.endswith("apps/*") for arn in pinpoint["Resource"])

@@ -1,0 +1,156 @@
+"""Settling a batch: what is deleted, parked, requeued or retried, with fakes at each seam."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import pytest
+
+from chalicelib.delivery import BatchDelivery, BatchIncompleteError, QueuedMessage
+from chalicelib.destinations.base import DELIVERED, Outcome, TimeLeft, Verdict
+from chalicelib.events import Event, ProfileUpdate
+from chalicelib.queue import DeadLetter, Receipt
+
+PROFILE = ProfileUpdate(user_attributes={"plan": ("gold",)})
+
+
+def message(number: int, profile: ProfileUpdate | None = None) -> QueuedMessage:
+    event = Event(
+        f"e-{number}",
+        "view",
+        "ep-1",
+        "2026-11-28T11:00:00.000Z",
+        "2026-11-28T11:00:00.000Z",
+        profile=profile or ProfileUpdate(),
+    )
+    return QueuedMessage(f"m-{number}", f"r-{number}", event.to_message())
+
+
+class ScriptedDestination:
+    name = "pinpoint"
+
+    def __init__(self, outcomes: dict[str, Outcome]) -> None:
+        self.outcomes = outcomes
+        self.time_left: TimeLeft = None
+
+    def deliver(self, events: Sequence[Event], time_left: TimeLeft = None) -> list[Outcome]:
+        self.time_left = time_left
+        return [self.outcomes.get(e.event_id, DELIVERED) for e in events]
+
+
+class FakeQueues:
+    """Both queues at once: records deletes, requeues and dead letters; can refuse them."""
+
+    def __init__(self, refuse_requeue: bool = False, refuse_park: bool = False) -> None:
+        self.deleted: list[str] = []
+        self.requeued: list[Event] = []
+        self.parked: list[DeadLetter] = []
+        self.refuse_requeue = refuse_requeue
+        self.refuse_park = refuse_park
+
+    def delete(self, receipts: Iterable[Receipt]) -> list[str]:
+        self.deleted.extend(r.message_id for r in receipts)
+        return []
+
+    def requeue(self, events: Iterable[tuple[str, Event]]) -> list[str]:
+        pairs = list(events)
+        if self.refuse_requeue:
+            return [message_id for message_id, _ in pairs]
+        self.requeued.extend(event for _, event in pairs)
+        return []
+
+    def park(self, letters: Iterable[DeadLetter]) -> list[str]:
+        batch = list(letters)
+        if self.refuse_park:
+            return [x.message_id for x in batch]
+        self.parked.extend(batch)
+        return []
+
+
+def delivery(
+    outcomes: dict[str, Outcome], queues: FakeQueues, report: bool = False
+) -> BatchDelivery:
+    return BatchDelivery(ScriptedDestination(outcomes), queues, queues, report)  # type: ignore[arg-type]
+
+
+def test_all_delivered_returns_no_failures_and_deletes_nothing_itself() -> None:
+    queues = FakeQueues()
+    answer = delivery({}, queues).handle([message(1), message(2)])
+    assert answer == {"batchItemFailures": []}
+    assert queues.deleted == []
+
+
+def test_safe_mode_deletes_finished_messages_then_raises() -> None:
+    queues = FakeQueues()
+    outcomes = {"e-2": Outcome(Verdict.RETRY, "503 busy")}
+    with pytest.raises(BatchIncompleteError, match="1 of 3 messages will be retried"):
+        delivery(outcomes, queues).handle([message(1), message(2), message(3)])
+    assert queues.deleted == ["m-1", "m-3"]
+
+
+def test_report_mode_returns_the_failures_and_deletes_nothing() -> None:
+    queues = FakeQueues()
+    outcomes = {"e-2": Outcome(Verdict.RETRY, "503 busy")}
+    answer = delivery(outcomes, queues, report=True).handle([message(1), message(2)])
+    assert answer == {"batchItemFailures": [{"itemIdentifier": "m-2"}]}
+    assert queues.deleted == []
+
+
+def test_recorded_event_whose_profile_failed_is_finished_and_the_profile_parked() -> None:
+    queues = FakeQueues()
+    outcomes = {"e-1": Outcome(Verdict.DELIVERED, "", Verdict.RETRY, "endpoint update: 500 x")}
+    report = delivery(outcomes, queues).settle([message(1, PROFILE)])
+    assert report.delivered == ("m-1",)
+    assert report.retry == ()
+    [letter] = queues.parked
+    assert (letter.stage, letter.reason) == ("pinpoint:profile", "endpoint update: 500 x")
+    assert report.profiles_parked == 1
+
+
+def test_event_retried_after_its_profile_landed_goes_back_without_the_profile() -> None:
+    queues = FakeQueues()
+    outcomes = {"e-1": Outcome(Verdict.RETRY, "429 slow", Verdict.DELIVERED)}
+    report = delivery(outcomes, queues).settle([message(1, PROFILE)])
+    assert report.retry == ()  # the original is finished...
+    [copy] = queues.requeued  # ...and its event, without the profile, is queued again
+    assert copy.event_id == "e-1"
+    assert copy.profile.is_empty()
+
+
+def test_a_failed_requeue_retries_the_original() -> None:
+    queues = FakeQueues(refuse_requeue=True)
+    outcomes = {"e-1": Outcome(Verdict.RETRY, "429 slow", Verdict.DELIVERED)}
+    assert delivery(outcomes, queues).settle([message(1, PROFILE)]).retry == ("m-1",)
+
+
+def test_rejections_that_cannot_be_parked_are_retried() -> None:
+    queues = FakeQueues(refuse_park=True)
+    outcomes = {"e-1": Outcome(Verdict.REJECTED, "400 bad")}
+    report = delivery(outcomes, queues).settle([message(1), message(2)])
+    assert report.retry == ("m-1",)
+    assert report.delivered == ("m-2",)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        '{"version": 1, "metrics": {"m": ' + "9" * 400 + "}}",
+        "[" * 100_000 + "]" * 100_000,
+        '{"version": true}',
+    ],
+)
+def test_unreadable_bodies_are_parked_not_raised(body: str) -> None:
+    queues = FakeQueues()
+    poison = QueuedMessage("m-x", "r-x", body)
+    report = delivery({}, queues).settle([message(1), poison])
+    assert report.delivered == ("m-1",)
+    assert report.parked == ("m-x",)
+    assert queues.parked[0].stage == "decode"
+
+
+def test_lambda_time_left_reaches_the_destination() -> None:
+    queues = FakeQueues()
+    destination = ScriptedDestination({})
+    BatchDelivery(destination, queues, queues, False).settle([message(1)], lambda: 1234)  # type: ignore[arg-type]
+    assert destination.time_left is not None
+    assert destination.time_left() == 1234
