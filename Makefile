@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: dev test lint typecheck venv policies clean
+.PHONY: dev test lint typecheck venv policies screenshot clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -26,10 +26,13 @@ test: lint typecheck
 	$(BIN)/python -m pytest
 
 dev: $(STAMP)
-	$(BIN)/python -m devtools.local_stack
+	$(BIN)/python -m devtools.local_stack $(ARGS)
 
 policies: $(STAMP)
 	$(BIN)/python -m devtools.policies
+
+screenshot: $(STAMP)
+	UPDATE_SCREENSHOT=1 $(BIN)/python -m pytest -q tests/devtools/test_demo_e2e.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -1,16 +1,23 @@
 """`make dev`: the whole pixel-relay pipeline on one machine, with no AWS account.
 
-Lambda, API Gateway, SQS and Pinpoint are each replaced by a local piece, so a GTM tag (or
-curl) can hit the pixel and the event is seen arriving in "Pinpoint" a moment later:
+Lambda, API Gateway, SQS and Pinpoint are each replaced by a local piece, so a browser (the
+demo page, a real GTM container, curl) can hit the pixel and see the event arrive:
 
-- SQS: moto's server, with the stage's queues (the events queue redrives to the DLQ);
-- Pinpoint: `devtools.pinpoint_standin`, which prints every event it accepts;
+- SQS: moto's server, with the stage's queues created as deployed (`devtools.queue_spec`);
 - the pixel: `chalice local`, which injects the stage's environment variables itself;
-- the consumer: this process imports app.py and feeds `deliver` from the queue with
-  `devtools.event_source`, because `chalice local` never runs SQS handlers.
+- the consumer: `devtools.consumer`, feeding `deliver` as Lambda's event source mapping
+  would, because `chalice local` never runs SQS handlers;
+- Pinpoint: by default a dry run (`devtools.pinpoint_standin`) that validates every
+  PutEvents request against botocore's model, appends each event to a JSON Lines file and
+  prints one line per event; `--destination pinpoint` sends to a real project instead;
+- the demo page (`devtools.demo_server`).
 
-Credentials are fake and AWS_ENDPOINT_URL points at a closed loopback port, so a client
-that is not pointed at a local server fails at once instead of reaching a real account.
+Autoreload: when app.py, chalicelib/ or .chalice/config.json change, the pixel and the
+consumer are restarted together, so both always run the same code. (Chalice's own reloader
+restarts on any file event under the project, .venv and caches included.)
+
+In dry-run mode credentials are fake and AWS_ENDPOINT_URL points at a closed loopback port,
+so a client not pointed at a local server fails at once instead of reaching an account.
 Development tooling only: never packaged into Lambda.
 """
 
@@ -18,7 +25,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib
+import dataclasses
 import io
 import json
 import logging
@@ -31,43 +38,26 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING, Any, Final
+from typing import IO, TYPE_CHECKING, Final
 
 import boto3
-from botocore.exceptions import BotoCoreError, ClientError
 
 from chalicelib.config import ConfigError, Settings
-from devtools.event_source import LocalEventSourceMapping, PollResult
+from devtools.demo_server import DemoServer
+from devtools.offline import HOST, REGION, isolated_environment, without_proxy_for_loopback
 from devtools.pinpoint_standin import AcceptedEvent, PinpointStandIn
+from devtools.queue_spec import ROOT, QueueSpec, stage_environment
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
 
-ROOT: Final = Path(__file__).resolve().parents[1]
-HOST: Final = "127.0.0.1"
-REGION: Final = "us-east-1"
-# Nothing listens on the discard port: any client not pointed at a local server fails fast.
-NOWHERE: Final = f"http://{HOST}:9"
-FAKE_AWS: Final[dict[str, str]] = {
-    "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",
-    "AWS_SESSION_TOKEN": "testing",
-    "AWS_DEFAULT_REGION": REGION,
-    "AWS_REGION": REGION,
-    "AWS_ENDPOINT_URL": NOWHERE,
-    # No profile or config file can add credentials, a role or an endpoint of its own.
-    "AWS_CONFIG_FILE": os.devnull,
-    "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
-    "AWS_EC2_METADATA_DISABLED": "true",
-}
-# Lambda retries a failed message this many times before SQS moves it to the DLQ.
-MAX_RECEIVE_COUNT: Final = 5
-# Short, so a batch that failed comes back within seconds rather than Lambda's minutes.
-VISIBILITY_TIMEOUT_SECONDS: Final = 5
+DEFAULT_PORTS: Final = {"pixel": 8000, "sqs": 5000, "pinpoint": 9100, "demo": 8001}
+WATCHED: Final = ("app.py", "chalicelib", ".chalice/config.json")
 STARTUP_TIMEOUT_SECONDS: Final = 60.0
 STOP_TIMEOUT_SECONDS: Final = 5.0
 EXAMPLE_QUERY: Final = (
@@ -78,54 +68,48 @@ _print_lock = threading.Lock()
 
 
 def say(line: str) -> None:
-    """One whole line on stdout, flushed: the Pinpoint stand-in prints from its own threads."""
+    """One whole line on stdout, flushed: the stand-in prints from its own threads."""
     with _print_lock:
         print(line, flush=True)
 
 
-def stage_environment(stage: str, root: Path = ROOT) -> dict[str, str]:
-    """What Chalice gives a stage: top-level environment_variables, then the stage's own."""
-    config = json.loads((root / ".chalice" / "config.json").read_text())
-    stages = config.get("stages", {})
-    if stage not in stages:
-        known = ", ".join(sorted(stages)) or "none"
-        raise SystemExit(f"stage {stage!r} is not in .chalice/config.json (stages: {known})")
-    environment = {str(k): str(v) for k, v in config.get("environment_variables", {}).items()}
-    environment.update(
-        {str(k): str(v) for k, v in stages[stage].get("environment_variables", {}).items()}
-    )
-    return environment
-
-
-def isolated_environment(base: Mapping[str, str]) -> dict[str, str]:
-    """`base` with fake credentials, no profile, and loopback kept away from any proxy."""
-    environment = {k: v for k, v in base.items() if k not in {"AWS_PROFILE", "AWS_ROLE_ARN"}}
-    environment.update(FAKE_AWS)
-    for name in ("NO_PROXY", "no_proxy"):
-        existing = environment.get(name, "")
-        environment[name] = ",".join(filter(None, [existing, HOST, "localhost"]))
-    return environment
+# Ports ------------------------------------------------------------------------------------
 
 
 def free_port() -> int:
-    """A port nothing listens on now (`chalice local` cannot report the port it bound)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.bind((HOST, 0))
         return int(probe.getsockname()[1])
 
 
-def ensure_free(port: int, what: str) -> None:
-    """Fail with a clear message: ThreadedMotoServer waits forever if it cannot bind."""
-    if port == 0:
-        return
+def port_is_free(port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         # As the servers do: a port whose last connections are in TIME_WAIT is free.
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind((HOST, port))
-        except OSError as error:
-            message = f"{what} port {port} is not free ({error.strerror}); pick another"
-            raise SystemExit(message) from None
+        except OSError:
+            return False
+        return True
+
+
+def choose_port(name: str, requested: int | None) -> int:
+    """An asked-for port must be free (0 picks one); a busy default moves aside, saying so."""
+    if requested == 0:
+        return free_port()
+    if requested is not None:
+        if not port_is_free(requested):
+            raise SystemExit(f"{name} port {requested} is busy; pick another (0 = any free)")
+        return requested
+    default = DEFAULT_PORTS[name]
+    if port_is_free(default):
+        return default
+    chosen = free_port()
+    say(f"{name}: port {default} is busy, using {chosen}")
+    return chosen
+
+
+# Pieces -----------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -134,74 +118,128 @@ class Queues:
     dead_letter_url: str
 
 
-def create_queues(sqs: SQSClient, events_queue: str, dead_letter_queue: str) -> Queues:
+def create_queues(sqs: SQSClient, spec: QueueSpec) -> Queues:
     """The DLQ first (the events queue's RedrivePolicy needs its ARN), then the events queue."""
-    dead_letter_url = sqs.create_queue(QueueName=dead_letter_queue)["QueueUrl"]
+    dead_letter_url = sqs.create_queue(
+        QueueName=spec.dead_letter_queue, Attributes=spec.dead_letter_attributes()
+    )["QueueUrl"]
     dead_letter_arn = sqs.get_queue_attributes(
         QueueUrl=dead_letter_url, AttributeNames=["QueueArn"]
     )["Attributes"]["QueueArn"]
-    redrive = {"deadLetterTargetArn": dead_letter_arn, "maxReceiveCount": MAX_RECEIVE_COUNT}
     events_url = sqs.create_queue(
-        QueueName=events_queue,
-        Attributes={
-            "RedrivePolicy": json.dumps(redrive),
-            "VisibilityTimeout": str(VISIBILITY_TIMEOUT_SECONDS),
-        },
+        QueueName=spec.events_queue, Attributes=spec.events_attributes(dead_letter_arn)
     )["QueueUrl"]
     return Queues(events_url, dead_letter_url)
 
 
 def describe_event(record: AcceptedEvent) -> str:
-    """One readable line per event Pinpoint accepted."""
+    """One readable line per event the destination accepted."""
     event = record.event
     line = (
         f"pinpoint <- {event.get('EventType')} endpoint={record.endpoint_id}"
         f" attrs={json.dumps(event.get('Attributes', {}), sort_keys=True)}"
         f" metrics={json.dumps(event.get('Metrics', {}), sort_keys=True)}"
+        f" at={event.get('Timestamp')}"
     )
     if record.endpoint:
         line += f" endpoint_update={json.dumps(record.endpoint, sort_keys=True)}"
     return line
 
 
-def describe_poll(result: PollResult) -> str:
-    line = f"consumer: batch received={result.received} deleted={result.deleted}"
-    line += f" left={result.left}"
-    if result.error is not None:
-        line += f" error={result.error}"
-    return line
+class DryRunLog:
+    """Every accepted event, one JSON object a line, as Pinpoint would have received it."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._file: IO[str] = path.open("w", encoding="utf-8")
+
+    def __call__(self, record: AcceptedEvent) -> None:
+        line = {"delivered_at": datetime.now(UTC).isoformat(), **dataclasses.asdict(record)}
+        self._file.write(json.dumps(line, sort_keys=True) + "\n")
+        self._file.flush()
+        say(describe_event(record))
+
+    def close(self) -> None:
+        self._file.close()
 
 
-def start_chalice(
-    stage: str, port: int, environment: Mapping[str, str], reload: bool
-) -> subprocess.Popen[bytes]:
-    """`chalice local`, in this process group so a terminal's Ctrl-C reaches it too."""
-    command = [
-        str(ROOT / ".venv" / "bin" / "chalice"),
-        "local",
-        "--stage",
-        stage,
-        "--host",
-        HOST,
-        "--port",
-        str(port),
-    ]
-    if not reload:
-        command.append("--no-autoreload")
-    return subprocess.Popen(
-        command,
-        cwd=ROOT,
-        env={**environment, "PYTHONUNBUFFERED": "1"},
-        stdin=subprocess.DEVNULL,
-    )
+class CodeWatcher:
+    """Notices a change to the code both Lambda functions run, by modification times."""
+
+    def __init__(self, root: Path = ROOT) -> None:
+        self._root = root
+        self._seen = self._snapshot()
+
+    def _snapshot(self) -> dict[Path, float]:
+        files: dict[Path, float] = {}
+        for name in WATCHED:
+            path = self._root / name
+            candidates = path.rglob("*.py") if path.is_dir() else [path]
+            for file in candidates:
+                with contextlib.suppress(FileNotFoundError):
+                    files[file] = file.stat().st_mtime
+        return files
+
+    def changed(self) -> bool:
+        current = self._snapshot()
+        if current == self._seen:
+            return False
+        self._seen = current
+        return True
 
 
-def stop_chalice(process: subprocess.Popen[bytes], reload: bool) -> None:
-    """Ask, then insist. With autoreload only SIGINT makes the CLI's parent stop its worker
-    (SIGTERM would kill the parent alone and leave the worker holding the port); without it
-    SIGTERM stops the server quietly, where SIGINT makes click print "Aborted!"."""
-    first = signal.SIGINT if reload else signal.SIGTERM
-    for sig in (first, signal.SIGTERM, signal.SIGKILL):
+@dataclass
+class Workers:
+    """`chalice local` and the consumer, started and stopped together."""
+
+    stage: str
+    pixel_port: int
+    environment: dict[str, str]
+    pixel: subprocess.Popen[bytes] | None = None
+    consumer: subprocess.Popen[bytes] | None = None
+
+    def start(self, stopping: threading.Event) -> None:
+        self.pixel = subprocess.Popen(
+            [
+                str(Path(sys.executable).parent / "chalice"),
+                "local",
+                "--stage",
+                self.stage,
+                "--host",
+                HOST,
+                "--port",
+                str(self.pixel_port),
+                "--no-autoreload",  # this stack restarts both workers itself
+            ],
+            cwd=ROOT,
+            env={**self.environment, "PYTHONUNBUFFERED": "1"},
+            stdin=subprocess.DEVNULL,
+        )
+        self.consumer = subprocess.Popen(
+            [sys.executable, "-m", "devtools.consumer"],
+            cwd=ROOT,
+            env={**self.environment, "PYTHONUNBUFFERED": "1"},
+            stdin=subprocess.DEVNULL,
+        )
+        wait_until_answering(f"http://{HOST}:{self.pixel_port}/", self.pixel, stopping)
+
+    def died(self) -> str | None:
+        for name, process in (("chalice local", self.pixel), ("consumer", self.consumer)):
+            if process is not None and process.poll() is not None:
+                return f"{name} exited with status {process.returncode}"
+        return None
+
+    def stop(self) -> None:
+        for process in (self.consumer, self.pixel):
+            if process is not None:
+                stop_process(process)
+        self.pixel = self.consumer = None
+
+
+def stop_process(process: subprocess.Popen[bytes]) -> None:
+    """Ask, then insist."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
         if process.poll() is not None:
             return
         with contextlib.suppress(ProcessLookupError):
@@ -216,7 +254,7 @@ _no_proxy_opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 def wait_until_answering(
     url: str, process: subprocess.Popen[bytes], stopping: threading.Event
 ) -> None:
-    """Return once anything answers HTTP at `url`; fail if chalice exits or never does."""
+    """Return once anything answers HTTP at `url`; fail if the process exits or never does."""
     deadline = time.monotonic() + STARTUP_TIMEOUT_SECONDS
     while not stopping.is_set():
         if process.poll() is not None:
@@ -231,14 +269,6 @@ def wait_until_answering(
         if time.monotonic() > deadline:
             raise SystemExit(f"chalice local did not answer on {url} within 60 s")
         stopping.wait(0.2)
-
-
-def load_deliver() -> Callable[[dict[str, Any], Any], Any]:
-    """app.deliver, imported only now: app.py reads the queue wiring from os.environ."""
-    if str(ROOT) not in sys.path:
-        sys.path.insert(0, str(ROOT))
-    deliver: Callable[[dict[str, Any], Any], Any] = importlib.import_module("app").deliver
-    return deliver
 
 
 @contextlib.contextmanager
@@ -256,39 +286,65 @@ def stop_on_signals(stopping: threading.Event) -> Iterator[None]:
             signal.signal(sig, handler)
 
 
-def banner(pixel_url: str, sqs_url: str, pinpoint_url: str, stage: str) -> str:
+# Command line -----------------------------------------------------------------------------
+
+
+def banner(pixel_url: str, demo_url: str, destination: str, spec: QueueSpec) -> str:
     hit = f"{pixel_url}?{EXAMPLE_QUERY}"
     return "\n".join(
         [
             "",
-            f"pixel-relay local stack ready (stage {stage})",
-            f"  pixel:     {pixel_url}",
-            f"  example:   {hit}",
-            f"  curl:      curl -s -o /dev/null -w '%{{http_code}} %{{content_type}}\\n' '{hit}'",
-            f"  SQS:       {sqs_url} (moto)",
-            f"  Pinpoint:  {pinpoint_url} (stand-in)",
-            "  stop:      Ctrl-C (or SIGTERM)",
+            "pixel-relay is running locally",
+            f"  demo page:  {demo_url}",
+            f"  pixel:      {pixel_url}",
+            f"  try:        curl -s -o /dev/null -w '%{{http_code}}\\n' '{hit}'",
+            f"  delivered:  {destination}",
+            f"  retries:    a failed batch comes back after {spec.visibility_timeout_seconds} s"
+            f" (the queue's visibility timeout); after {spec.max_receive_count} receives it"
+            f" moves to {spec.dead_letter_queue}",
+            "  stop:       Ctrl-C",
             "",
         ]
     )
 
 
+def _port_option(name: str) -> int | None:
+    value = os.environ.get(f"PIXEL_RELAY_{name.upper()}_PORT")
+    return int(value) if value else None
+
+
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m devtools.local_stack",
-        description="Run the pixel, SQS, the consumer and a Pinpoint stand-in locally.",
+        description="Run the pixel, SQS, the consumer, a Pinpoint dry run and the demo page.",
     )
-    parser.add_argument("--pixel-port", type=int, default=8000, help="0 picks a free port")
-    parser.add_argument("--sqs-port", type=int, default=5000, help="0 picks a free port")
-    parser.add_argument("--pinpoint-port", type=int, default=9100, help="0 picks a free port")
+    for name, default in DEFAULT_PORTS.items():
+        parser.add_argument(
+            f"--{name}-port",
+            type=int,
+            default=_port_option(name),
+            help=f"default {default} (a free one if busy), or PIXEL_RELAY_{name.upper()}_PORT;"
+            " 0 = any free port",
+        )
     parser.add_argument("--stage", default="dev", help="stage in .chalice/config.json")
-    # Off by default: chalice's watcher (stat polling unless watchdog is installed) restarts
-    # the pixel on any file written under the repo, caches and .venv included, dropping hits
-    # for a second each time; and the consumer here would go on running the old code.
     parser.add_argument(
-        "--autoreload",
-        action="store_true",
-        help="restart the pixel (not the consumer) when a file under the repo changes",
+        "--destination",
+        choices=("dry-run", "pinpoint"),
+        default=os.environ.get("PIXEL_RELAY_DESTINATION", "dry-run"),
+        help="dry-run (default): validate and record locally; pinpoint: the stage's real"
+        " project, with your own AWS credentials",
+    )
+    parser.add_argument(
+        "--dry-run-log",
+        type=Path,
+        default=ROOT / ".local" / "dry-run.jsonl",
+        help="where the dry run writes each event (JSON Lines); emptied at start",
+    )
+    parser.add_argument(
+        "--visibility-timeout",
+        type=int,
+        help="seconds before a failed batch comes back (default: as deployed, 6x the"
+        " consumer's Lambda timeout)",
     )
     parser.add_argument(
         "--exit-after",
@@ -300,105 +356,104 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Start everything, consume until stopped, then stop everything in reverse order."""
+    """Start everything, watch until stopped, then stop everything in reverse order."""
     args = parse_args(argv)
     if isinstance(sys.stdout, io.TextIOWrapper):
-        sys.stdout.reconfigure(line_buffering=True)  # chalice and Powertools share stdout
+        sys.stdout.reconfigure(line_buffering=True)
     stage_env = stage_environment(args.stage)
     try:
         # The app's own parsing, before anything starts: a bad stage value is named at once.
         settings = Settings.from_env(stage_env)
     except ConfigError as error:
         raise SystemExit(f"stage {args.stage}: {error}") from None
-    for port, what in (
-        (args.pixel_port, "pixel"),
-        (args.sqs_port, "SQS"),
-        (args.pinpoint_port, "Pinpoint"),
-    ):
-        ensure_free(port, what)
-    environment = isolated_environment(os.environ)
-    os.environ.clear()
-    os.environ.update(environment)
+    spec = QueueSpec.for_stage(args.stage)
+    if args.visibility_timeout is not None:
+        spec = dataclasses.replace(spec, visibility_timeout_seconds=args.visibility_timeout)
+    ports = {name: choose_port(name, getattr(args, f"{name}_port")) for name in DEFAULT_PORTS}
+    dry_run = args.destination == "dry-run"
+    if dry_run:
+        environment = isolated_environment(os.environ)
+    else:
+        environment = without_proxy_for_loopback(dict(os.environ))
 
     stopping = threading.Event()
     with stop_on_signals(stopping), contextlib.ExitStack() as stack:
         from moto.server import ThreadedMotoServer
 
         logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per SQS call
-        moto = ThreadedMotoServer(ip_address=HOST, port=args.sqs_port, verbose=False)
+        moto = ThreadedMotoServer(ip_address=HOST, port=ports["sqs"], verbose=False)
         moto.start()
         stack.callback(moto.stop)
-        sqs_url = "http://{}:{}".format(*moto.get_host_and_port())
-        os.environ["AWS_ENDPOINT_URL_SQS"] = sqs_url
-        sqs: SQSClient = boto3.client("sqs", endpoint_url=sqs_url, region_name=REGION)
-        events_queue, dead_letter_queue = settings.wiring.events_queue, settings.dead_letter_queue
-        queues = create_queues(sqs, events_queue, dead_letter_queue)
-        say(f"sqs: moto on {sqs_url}")
-        say(
-            f"sqs: {events_queue} (visibility {VISIBILITY_TIMEOUT_SECONDS} s,"
-            f" to {dead_letter_queue} after {MAX_RECEIVE_COUNT} receives)"
+        sqs_url = f"http://{HOST}:{ports['sqs']}"
+        environment["AWS_ENDPOINT_URL_SQS"] = sqs_url
+        sqs: SQSClient = boto3.client(
+            "sqs",
+            endpoint_url=sqs_url,
+            region_name=REGION,
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
         )
+        create_queues(sqs, spec)
+        say(f"sqs: moto on {sqs_url}: {spec.events_queue}, {spec.dead_letter_queue}")
 
-        application_id = settings.pinpoint_application_id
-        standin = PinpointStandIn(
-            [application_id], HOST, args.pinpoint_port, on_accept=lambda r: say(describe_event(r))
+        standin: PinpointStandIn | None = None
+        if dry_run:
+            log = DryRunLog(args.dry_run_log)
+            stack.callback(log.close)
+            standin = PinpointStandIn(
+                [settings.pinpoint_application_id],
+                HOST,
+                ports["pinpoint"],
+                on_accept=log,
+                validate_model=True,
+            ).start()
+            stack.callback(standin.stop)
+            environment["AWS_ENDPOINT_URL_PINPOINT"] = standin.url
+            destination = f"dry run, validated with botocore's model, written to {log.path}"
+        else:
+            destination = f"Pinpoint project {settings.pinpoint_application_id} (real)"
+
+        demo = DemoServer(
+            pixel_url=f"http://{HOST}:{ports['pixel']}",
+            delivered=lambda: (
+                [dataclasses.asdict(e) for e in standin.accepted_events] if standin else []
+            ),
+            simulate_outage=lambda calls: (
+                standin.fail_next_requests(500, calls) if standin else None
+            ),
+            host=HOST,
+            port=ports["demo"],
         ).start()
-        stack.callback(standin.stop)
-        os.environ["AWS_ENDPOINT_URL_PINPOINT"] = standin.url
-        say(f"pinpoint: stand-in on {standin.url} for application {application_id}")
+        stack.callback(demo.stop)
 
-        # chalice local adds the stage's variables itself; it only needs the endpoints.
-        pixel_port = args.pixel_port or free_port()
-        chalice = start_chalice(args.stage, pixel_port, dict(os.environ), args.autoreload)
-        stack.callback(stop_chalice, chalice, args.autoreload)
-        pixel_url = f"http://{HOST}:{pixel_port}/events"
-        wait_until_answering(f"http://{HOST}:{pixel_port}/", chalice, stopping)
-
-        os.environ.update(stage_env)  # as Chalice would, before app.py reads it
-        deliver = load_deliver()
-        mapping = LocalEventSourceMapping(
-            sqs,
-            queues.events_url,
-            # Chalice's handler object takes (event, context) like Lambda; only the
-            # event is read, so no context is needed.
-            handler=lambda event: deliver(event, None),
-            batch_size=settings.wiring.batch_size,
-            report_batch_item_failures=settings.report_batch_item_failures,
-            redeliver_at_once=False,  # like Lambda: retries wait for the visibility timeout
-        )
-        if not stopping.is_set():
-            say(banner(pixel_url, sqs_url, standin.url, args.stage))
-        deadline = None if args.exit_after is None else time.monotonic() + args.exit_after
-        status = consume(mapping, chalice, stopping, deadline)
+        workers = Workers(args.stage, ports["pixel"], {**environment, **stage_env})
+        stack.callback(workers.stop)
+        watcher = CodeWatcher()
+        workers.start(stopping)
+        say(banner(f"http://{HOST}:{ports['pixel']}/events", demo.url, destination, spec))
+        status = supervise(workers, watcher, stopping, args.exit_after)
         say("stopping")
     say("stopped")
     return status
 
 
-def consume(
-    mapping: LocalEventSourceMapping,
-    chalice: subprocess.Popen[bytes],
-    stopping: threading.Event,
-    deadline: float | None,
+def supervise(
+    workers: Workers, watcher: CodeWatcher, stopping: threading.Event, exit_after: float | None
 ) -> int:
-    """Long-poll the events queue until asked to stop, printing one line per batch.
-
-    Returns the exit status: 1 if `chalice local` died, since the pixel is then gone.
-    """
-    while not stopping.is_set():
+    """Restart both workers on a code change; stop on a signal, a deadline or a crash."""
+    deadline = None if exit_after is None else time.monotonic() + exit_after
+    while not stopping.wait(0.5):
         if deadline is not None and time.monotonic() >= deadline:
             break
-        if chalice.poll() is not None:
-            say(f"chalice local exited with status {chalice.returncode}")
-            return 1
-        try:
-            result = mapping.poll(wait_seconds=1)
-        except (BotoCoreError, ClientError) as error:
-            say(f"consumer: polling failed: {error}")
-            stopping.wait(1)
+        if watcher.changed():
+            say("code changed: restarting the pixel and the consumer")
+            workers.stop()
+            workers.start(stopping)
             continue
-        if result.received:
-            say(describe_poll(result))
+        problem = workers.died()
+        if problem is not None:
+            say(problem)
+            return 1
     return 0
 
 

@@ -8,7 +8,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from devtools.local_stack import isolated_environment, stage_environment
+from devtools.offline import isolated_environment
+from devtools.queue_spec import stage_environment
 
 # Before anything imports app.py or builds a client: the dev stage's settings, fake
 # credentials, and AWS_ENDPOINT_URL on a closed loopback port.

@@ -1,0 +1,49 @@
+"""Helpers for tests that drive the demo page in Debian's Chromium through Playwright."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+CHROMIUM = Path("/usr/bin/chromium")
+BROWSER_TIMEOUT_MS = 10_000
+
+
+def launch_chromium() -> Iterator[Any]:
+    """A headless Chromium; skipped where it is not installed, except in CI, where a
+    missing browser must fail the run rather than hide the browser tests."""
+    if not CHROMIUM.exists():
+        message = f"{CHROMIUM} is missing: apt-get install -y chromium"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM))
+        yield browser
+        browser.close()
+
+
+def page_errors(message: Any) -> list[str]:
+    """A console error, except Chromium's note on each refused image (that is the point)."""
+    if message.type != "error" or message.text.startswith("Failed to load resource"):
+        return []
+    return [message.text]
+
+
+def newest_hit(page: Any, count: int) -> Any:
+    """The card on top once there are `count` hit cards and its answer is in."""
+    page.wait_for_function(
+        "n => document.querySelectorAll('[data-testid=hit]').length === n", arg=count
+    )
+    card = page.locator("[data-testid=hit]").first
+    page.wait_for_function(
+        "el => el.dataset.status !== '' && el.dataset.gtm !== 'pending'",
+        arg=card.element_handle(),
+    )
+    return card
