@@ -11,6 +11,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 from chalicelib import limits
 
@@ -38,7 +39,7 @@ class QueueWiring:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> QueueWiring:
-        reader = _Reader(environ)
+        reader = Reader(environ)
         batch_size = reader.integer("BATCH_SIZE", default=100, low=1, high=10_000)
         window = reader.integer("BATCH_WINDOW_SECONDS", default=1, low=0, high=300)
         if batch_size > 10 and window < 1:
@@ -68,7 +69,7 @@ class HitPolicy:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> HitPolicy:
-        reader = _Reader(environ)
+        reader = Reader(environ)
         return cls(
             allowed_user_attributes=reader.attribute_names("ALLOWED_USER_ATTRIBUTES"),
             allowed_endpoint_attributes=reader.attribute_names("ALLOWED_ENDPOINT_ATTRIBUTES"),
@@ -93,29 +94,36 @@ class Settings:
 
     wiring: QueueWiring
     dead_letter_queue: str
-    pinpoint_application_id: str
+    destinations: tuple[str, ...]
+    destination_settings: Mapping[str, Any]  # name -> that destination module's Settings
     hit_policy: HitPolicy
     report_batch_item_failures: bool
     enqueue_attempts: int
-    delivery_timeout_seconds: int
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:
-        reader = _Reader(environ)
+        from chalicelib.destinations import registry  # imports config: not at module level
+
+        reader = Reader(environ)
+        destinations = registry.parse_names(environ.get("DESTINATIONS", "pinpoint"))
         return cls(
             wiring=QueueWiring.from_env(environ),
             dead_letter_queue=reader.name("DEAD_LETTER_QUEUE"),
-            pinpoint_application_id=reader.name("PINPOINT_APPLICATION_ID"),
+            destinations=destinations,
+            destination_settings=registry.settings_for(destinations, environ),
             hit_policy=HitPolicy.from_env(environ),
             report_batch_item_failures=reader.boolean("REPORT_BATCH_ITEM_FAILURES", default=False),
             enqueue_attempts=reader.integer("ENQUEUE_ATTEMPTS", default=3, low=1, high=3),
-            delivery_timeout_seconds=reader.integer(
-                "DELIVERY_TIMEOUT_SECONDS", default=10, low=1, high=30
-            ),
         )
 
 
-class _Reader:
+def call_budget_ms(timeout_seconds: int, attempts: int = 3) -> int:
+    """The longest one destination call can take (attempts, 2 s connect and the read timeout
+    each, backoff), plus time to settle the batch: no call starts with less Lambda time."""
+    return (attempts * (2 + timeout_seconds) + 3 + 5) * 1000
+
+
+class Reader:
     """Typed access to environment variables, with errors that name the variable."""
 
     def __init__(self, environ: Mapping[str, str]) -> None:
@@ -151,6 +159,10 @@ class _Reader:
                     f"names at most {limits.ATTRIBUTE_KEY_LENGTH} characters (Pinpoint's limit)",
                 )
         return names
+
+    def delivery_timeout(self) -> int:
+        """The read timeout of each call to a destination, shared by all of them."""
+        return self.integer("DELIVERY_TIMEOUT_SECONDS", default=10, low=1, high=30)
 
     def boolean(self, variable: str, default: bool) -> bool:
         value = self._environ.get(variable, "").strip().lower()

@@ -12,6 +12,10 @@ finish a batch that has retries:
 Either way no retryable message is deleted and no delivered event is sent again, unless SQS
 itself fails to delete it (then it comes back: delivery is at least once, with stable ids).
 
+With several destinations (fan-out), each is judged apart: a destination that recorded an
+event never receives it again because another failed. The copy that goes back to the queue
+names only the destinations still owed it; a rejection is parked for its destination only.
+
 An event and its profile update can fare differently. An event that was recorded is never
 sent again, so a profile update that failed beside it is parked with its reason. An event
 that must be retried after its profile update landed goes back to the queue without the
@@ -62,6 +66,7 @@ class BatchReport:
     parked: tuple[str, ...]
     retry: tuple[str, ...]
     profiles_parked: int = 0
+    requeued: int = 0  # finished here; a copy went back for the destinations still owed
 
     def lambda_response(self) -> LambdaAnswer:
         return {"batchItemFailures": [{"itemIdentifier": i} for i in self.retry]}
@@ -76,6 +81,7 @@ class _Settlement:
     letters: list[DeadLetter] = field(default_factory=list)
     profile_letters: list[DeadLetter] = field(default_factory=list)
     requeue: list[tuple[str, Event]] = field(default_factory=list)
+    partly_delivered: list[str] = field(default_factory=list)  # the rest parked
     retry_reasons: Counter[str] = field(default_factory=Counter)
 
 
@@ -84,12 +90,13 @@ class BatchDelivery:
 
     def __init__(
         self,
-        destination: Destination,
+        destinations: Sequence[Destination],
         dead_letters: DeadLetterQueue,
         events_queue: BatchQueue,
         report_batch_item_failures: bool,
     ) -> None:
-        self._destination = destination
+        self._destinations = list(destinations)
+        self._names = tuple(d.name for d in destinations)
         self._dead_letters = dead_letters
         self._events_queue = events_queue
         self._report_batch_item_failures = report_batch_item_failures
@@ -106,15 +113,17 @@ class BatchDelivery:
         telemetry.count("EventsRejected", len(report.parked))
         telemetry.count("EventsRetried", len(report.retry))
         telemetry.count("ProfileUpdatesParked", report.profiles_parked)
+        telemetry.count("EventsRequeued", report.requeued)
         telemetry.logger.info(
             "batch settled",
             extra={
-                "destination": self._destination.name,
+                "destinations": list(self._names),
                 "messages": len(messages),
                 "delivered": len(report.delivered),
                 "parked": len(report.parked),
                 "retry": len(report.retry),
                 "profiles_parked": report.profiles_parked,
+                "requeued": report.requeued,
             },
         )
         if not report.retry or self._report_batch_item_failures:
@@ -134,45 +143,89 @@ class BatchDelivery:
         )
 
     def settle(self, messages: Sequence[QueuedMessage], time_left: TimeLeft = None) -> BatchReport:
-        """Deliver, then write what must be written (dead letters, requeued events)."""
+        """Deliver to every destination owed each event, then write what must be written
+        (dead letters, requeued copies)."""
         plan = _Settlement()
-        events: list[Event] = []
-        event_messages: list[QueuedMessage] = []
+        decoded: list[tuple[QueuedMessage, Event]] = []
         for message in messages:
             try:
-                events.append(Event.from_message(message.body))
-                event_messages.append(message)
+                decoded.append((message, Event.from_message(message.body)))
             except MessageError as error:
                 plan.letters.append(
                     DeadLetter(message.message_id, message.body, str(error), "decode")
                 )
-        outcomes = self._destination.deliver(events, time_left) if events else []
-        for message, event, outcome in zip(event_messages, events, outcomes, strict=True):
-            self._decide(plan, message, event, outcome)
+        results: list[dict[str, Outcome]] = [{} for _ in decoded]
+        for destination in self._destinations:
+            owed = [i for i, (_, event) in enumerate(decoded) if self._owes(event, destination)]
+            if not owed:
+                continue
+            answers = destination.deliver([decoded[i][1] for i in owed], time_left)
+            for index, outcome in zip(owed, answers, strict=True):
+                results[index][destination.name] = outcome
+        for (message, event), outcomes in zip(decoded, results, strict=True):
+            self._decide(plan, message, event, outcomes)
         return self._write(plan)
 
+    def _owes(self, event: Event, destination: Destination) -> bool:
+        return event.destinations is None or destination.name in event.destinations
+
     def _decide(
-        self, plan: _Settlement, message: QueuedMessage, event: Event, outcome: Outcome
+        self, plan: _Settlement, message: QueuedMessage, event: Event, outcomes: dict[str, Outcome]
     ) -> None:
-        stage = self._destination.name
-        if outcome.verdict is Verdict.REJECTED:
-            plan.letters.append(DeadLetter(message.message_id, message.body, outcome.reason, stage))
-            return
-        if outcome.verdict is Verdict.RETRY:
-            plan.retry_reasons[outcome.reason] += 1
-            if outcome.profile is Verdict.DELIVERED:
-                # Retry the event alone: its profile update already landed.
-                plan.requeue.append((message.message_id, replace(event, profile=ProfileUpdate())))
-            else:
-                plan.retry.append(message.message_id)
-            return
-        plan.delivered.append(message.message_id)
-        if outcome.profile in (Verdict.REJECTED, Verdict.RETRY):
-            plan.profile_letters.append(
+        if not outcomes:
+            plan.letters.append(
                 DeadLetter(
-                    message.message_id, message.body, outcome.profile_reason, f"{stage}:profile"
+                    message.message_id,
+                    message.body,
+                    f"no configured destination among {', '.join(event.destinations or ())}",
+                    "routing",
                 )
             )
+            return
+        fanned_out = len(self._names) > 1 or event.destinations is not None
+        retry = {n: o for n, o in outcomes.items() if o.verdict is Verdict.RETRY}
+        for name, outcome in outcomes.items():
+            if outcome.verdict is Verdict.REJECTED:
+                body = self._body_for(event, message, (name,), fanned_out)
+                plan.letters.append(DeadLetter(message.message_id, body, outcome.reason, name))
+            elif outcome.verdict is Verdict.DELIVERED and outcome.profile in (
+                Verdict.REJECTED,
+                Verdict.RETRY,
+            ):
+                body = self._body_for(event, message, (name,), fanned_out)
+                plan.profile_letters.append(
+                    DeadLetter(message.message_id, body, outcome.profile_reason, f"{name}:profile")
+                )
+        for outcome in retry.values():
+            plan.retry_reasons[outcome.reason] += 1
+        untouched = len(retry) == len(outcomes) and all(
+            o.profile is not Verdict.DELIVERED for o in retry.values()
+        )
+        if retry and untouched:
+            plan.retry.append(message.message_id)  # nothing happened anywhere: retry as is
+        elif retry:
+            # Some destinations have the event (or its profile update): only the rest get a
+            # copy, and a copy whose profile update already landed goes without it, so a
+            # retry cannot write an older value over a newer one.
+            variants: dict[bool, list[str]] = {}
+            for name, outcome in retry.items():
+                variants.setdefault(outcome.profile is Verdict.DELIVERED, []).append(name)
+            for strip, names in variants.items():
+                copy = replace(event, destinations=tuple(names))
+                if strip:
+                    copy = replace(copy, profile=ProfileUpdate())
+                plan.requeue.append((message.message_id, copy))
+        elif all(o.verdict is Verdict.DELIVERED for o in outcomes.values()):
+            plan.delivered.append(message.message_id)
+        else:
+            plan.partly_delivered.append(message.message_id)
+
+    @staticmethod
+    def _body_for(
+        event: Event, message: QueuedMessage, names: tuple[str, ...], fanned_out: bool
+    ) -> str:
+        """The message to park: unchanged with one destination, else naming the one owed."""
+        return replace(event, destinations=names).to_message() if fanned_out else message.body
 
     def _write(self, plan: _Settlement) -> BatchReport:
         retry = list(plan.retry)
@@ -196,12 +249,15 @@ class BatchDelivery:
         if plan.retry_reasons:
             telemetry.logger.warning(
                 "events will be retried",
-                extra={"destination": self._destination.name, "reasons": dict(plan.retry_reasons)},
+                extra={"destinations": list(self._names), "reasons": dict(plan.retry_reasons)},
             )
         retry_ids = set(retry)
         return BatchReport(
             delivered=tuple(i for i in plan.delivered if i not in retry_ids),
-            parked=tuple(x.message_id for x in plan.letters if x.message_id not in unparked),
+            parked=tuple(
+                dict.fromkeys(x.message_id for x in plan.letters if x.message_id not in unparked)
+            ),
             retry=tuple(dict.fromkeys(retry)),
+            requeued=len({i for i, _ in plan.requeue if i not in unqueued}),
             profiles_parked=sum(1 for x in plan.profile_letters if x.message_id not in unparked),
         )

@@ -60,11 +60,13 @@ class Event:
     attributes: Mapping[str, str] = field(default_factory=dict)
     metrics: Mapping[str, float] = field(default_factory=dict)
     profile: ProfileUpdate = field(default_factory=ProfileUpdate)
+    # The destinations still owed this event; None means every configured one. Set on the
+    # copy that goes back to the queue when some destinations already have the event.
+    destinations: tuple[str, ...] | None = None
 
-    def to_message(self) -> str:
-        """The SQS message body (version 1)."""
-        document: dict[str, Any] = {
-            "version": MESSAGE_VERSION,
+    def to_record(self) -> dict[str, Any]:
+        """The event as destinations other than Pinpoint store it (docs/message-format.md)."""
+        return {
             "event_id": self.event_id,
             "event_type": self.event_type,
             "endpoint_id": self.endpoint_id,
@@ -84,6 +86,12 @@ class Event:
             },
             "endpoint_metrics": dict(self.profile.endpoint_metrics),
         }
+
+    def to_message(self) -> str:
+        """The SQS message body (version 1)."""
+        document: dict[str, Any] = {"version": MESSAGE_VERSION, **self.to_record()}
+        if self.destinations is not None:
+            document["destinations"] = list(self.destinations)
         return json.dumps(document, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
     @classmethod
@@ -133,6 +141,7 @@ class Event:
                 endpoint_attributes=reader.list_map("endpoint_attributes"),
                 endpoint_metrics=reader.number_map("endpoint_metrics"),
             ),
+            destinations=reader.optional_names("destinations"),
         )
 
 
@@ -189,6 +198,14 @@ class _DocumentReader:
             if not math.isfinite(numbers[name]):
                 raise self._fail(key, "values must be finite")
         return numbers
+
+    def optional_names(self, key: str) -> tuple[str, ...] | None:
+        value = self._document.get(key)
+        if value is None:
+            return None
+        if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+            raise self._fail(key, "must be a list of destination names or absent")
+        return tuple(value)
 
     def list_map(self, key: str) -> dict[str, tuple[str, ...]]:
         mapping = self._object(key)

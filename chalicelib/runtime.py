@@ -15,12 +15,11 @@ from botocore.config import Config
 
 from chalicelib.config import Settings
 from chalicelib.delivery import BatchDelivery
-from chalicelib.destinations.pinpoint import PinpointDestination
+from chalicelib.destinations import registry
 from chalicelib.pixel import PixelService
 from chalicelib.queue import BatchQueue, DeadLetterQueue, EventQueue
 
 if TYPE_CHECKING:
-    from mypy_boto3_pinpoint import PinpointClient
     from mypy_boto3_sqs import SQSClient
 
 
@@ -46,16 +45,6 @@ def _consumer_sqs() -> SQSClient:
 
 
 @cache
-def _pinpoint() -> PinpointClient:
-    config = Config(
-        connect_timeout=2,
-        read_timeout=settings().delivery_timeout_seconds,
-        retries={"mode": "standard", "total_max_attempts": 3},
-    )
-    return boto3.client("pinpoint", config=config)
-
-
-@cache
 def pixel_service() -> PixelService:
     current = settings()
     return PixelService(current.hit_policy, EventQueue(_pixel_sqs(), current.wiring.events_queue))
@@ -64,13 +53,11 @@ def pixel_service() -> PixelService:
 @cache
 def batch_delivery() -> BatchDelivery:
     current = settings()
-    # The longest one PutEvents call can take (3 attempts, connect and read timeouts,
-    # backoff), plus time to settle the batch: no call starts with less Lambda time left.
-    call_budget_ms = (3 * (2 + current.delivery_timeout_seconds) + 3 + 5) * 1000
     return BatchDelivery(
-        destination=PinpointDestination(
-            _pinpoint(), current.pinpoint_application_id, call_budget_ms
-        ),
+        destinations=[
+            registry.create(name, current.destination_settings[name])
+            for name in current.destinations
+        ],
         dead_letters=DeadLetterQueue(_consumer_sqs(), current.dead_letter_queue),
         events_queue=BatchQueue(_consumer_sqs(), current.wiring.events_queue),
         report_batch_item_failures=current.report_batch_item_failures,
@@ -79,5 +66,5 @@ def batch_delivery() -> BatchDelivery:
 
 def reset() -> None:
     """Forget everything built so far (tests change the environment between cases)."""
-    for cached in (settings, _pixel_sqs, _consumer_sqs, _pinpoint, pixel_service, batch_delivery):
+    for cached in (settings, _pixel_sqs, _consumer_sqs, pixel_service, batch_delivery):
         cached.cache_clear()

@@ -27,7 +27,6 @@ import argparse
 import contextlib
 import dataclasses
 import io
-import json
 import logging
 import os
 import signal
@@ -40,17 +39,16 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
-from typing import IO, TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final
 
 import boto3
 
 from chalicelib.config import ConfigError, Settings
 from devtools.demo_server import DemoServer
+from devtools.dry_run import DryRun
 from devtools.offline import HOST, REGION, isolated_environment, without_proxy_for_loopback
-from devtools.pinpoint_standin import AcceptedEvent, PinpointStandIn
 from devtools.queue_spec import ROOT, QueueSpec, stage_environment
 
 if TYPE_CHECKING:
@@ -130,38 +128,6 @@ def create_queues(sqs: SQSClient, spec: QueueSpec) -> Queues:
         QueueName=spec.events_queue, Attributes=spec.events_attributes(dead_letter_arn)
     )["QueueUrl"]
     return Queues(events_url, dead_letter_url)
-
-
-def describe_event(record: AcceptedEvent) -> str:
-    """One readable line per event the destination accepted."""
-    event = record.event
-    line = (
-        f"pinpoint <- {event.get('EventType')} endpoint={record.endpoint_id}"
-        f" attrs={json.dumps(event.get('Attributes', {}), sort_keys=True)}"
-        f" metrics={json.dumps(event.get('Metrics', {}), sort_keys=True)}"
-        f" at={event.get('Timestamp')}"
-    )
-    if record.endpoint:
-        line += f" endpoint_update={json.dumps(record.endpoint, sort_keys=True)}"
-    return line
-
-
-class DryRunLog:
-    """Every accepted event, one JSON object a line, as Pinpoint would have received it."""
-
-    def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.path = path
-        self._file: IO[str] = path.open("w", encoding="utf-8")
-
-    def __call__(self, record: AcceptedEvent) -> None:
-        line = {"delivered_at": datetime.now(UTC).isoformat(), **dataclasses.asdict(record)}
-        self._file.write(json.dumps(line, sort_keys=True) + "\n")
-        self._file.flush()
-        say(describe_event(record))
-
-    def close(self) -> None:
-        self._file.close()
 
 
 class CodeWatcher:
@@ -328,11 +294,15 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         )
     parser.add_argument("--stage", default="dev", help="stage in .chalice/config.json")
     parser.add_argument(
-        "--destination",
-        choices=("dry-run", "pinpoint"),
-        default=os.environ.get("PIXEL_RELAY_DESTINATION", "dry-run"),
-        help="dry-run (default): validate and record locally; pinpoint: the stage's real"
-        " project, with your own AWS credentials",
+        "--destinations",
+        help="override the stage's DESTINATIONS, e.g. pinpoint,firehose",
+    )
+    parser.add_argument(
+        "--real",
+        action="store_true",
+        default=os.environ.get("PIXEL_RELAY_REAL") == "1",
+        help="deliver to the stage's real destinations with your own AWS credentials"
+        " instead of the dry run (SQS stays local)",
     )
     parser.add_argument(
         "--dry-run-log",
@@ -361,6 +331,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if isinstance(sys.stdout, io.TextIOWrapper):
         sys.stdout.reconfigure(line_buffering=True)
     stage_env = stage_environment(args.stage)
+    if args.destinations:
+        stage_env["DESTINATIONS"] = args.destinations
     try:
         # The app's own parsing, before anything starts: a bad stage value is named at once.
         settings = Settings.from_env(stage_env)
@@ -370,7 +342,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.visibility_timeout is not None:
         spec = dataclasses.replace(spec, visibility_timeout_seconds=args.visibility_timeout)
     ports = {name: choose_port(name, getattr(args, f"{name}_port")) for name in DEFAULT_PORTS}
-    dry_run = args.destination == "dry-run"
+    dry_run = not args.real
     if dry_run:
         environment = isolated_environment(os.environ)
     else:
@@ -396,31 +368,35 @@ def main(argv: Sequence[str] | None = None) -> int:
         create_queues(sqs, spec)
         say(f"sqs: moto on {sqs_url}: {spec.events_queue}, {spec.dead_letter_queue}")
 
-        standin: PinpointStandIn | None = None
+        dry_run_pieces: DryRun | None = None
         if dry_run:
-            log = DryRunLog(args.dry_run_log)
-            stack.callback(log.close)
-            standin = PinpointStandIn(
-                [settings.pinpoint_application_id],
+            dry_run_pieces = DryRun(
+                settings.destinations,
+                stage_env,
+                args.dry_run_log,
+                say,
+                sqs_url,
                 HOST,
                 ports["pinpoint"],
-                on_accept=log,
-                validate_model=True,
-            ).start()
-            stack.callback(standin.stop)
-            environment["AWS_ENDPOINT_URL_PINPOINT"] = standin.url
-            destination = f"dry run, validated with botocore's model, written to {log.path}"
+            )
+            environment.update(dry_run_pieces.start())
+            stack.callback(dry_run_pieces.stop)
+            destination = (
+                f"dry run of {', '.join(settings.destinations)}, validated and written to"
+                f" {dry_run_pieces.log_path}"
+            )
         else:
-            destination = f"Pinpoint project {settings.pinpoint_application_id} (real)"
+            destination = f"{', '.join(settings.destinations)} (real, with your credentials)"
 
         demo = DemoServer(
             pixel_url=f"http://{HOST}:{ports['pixel']}",
-            delivered=lambda: (
-                [dataclasses.asdict(e) for e in standin.accepted_events] if standin else []
+            # The page shows one delivery per event: the first destination's.
+            delivered=(
+                (lambda: dry_run_pieces.delivered(settings.destinations[0]))
+                if dry_run_pieces
+                else list
             ),
-            simulate_outage=lambda calls: (
-                standin.fail_next_requests(500, calls) if standin else None
-            ),
+            simulate_outage=dry_run_pieces.simulate_outage if dry_run_pieces else _no_outage,
             host=HOST,
             port=ports["demo"],
         ).start()
@@ -435,6 +411,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         say("stopping")
     say("stopped")
     return status
+
+
+def _no_outage(calls: int) -> None:
+    say("outage simulation needs the dry run: the destinations are real")
 
 
 def supervise(

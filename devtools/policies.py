@@ -43,10 +43,59 @@ def pixel_policy(environment: dict[str, str]) -> dict[str, Any]:
     }
 
 
+def destination_statements(environment: dict[str, str]) -> list[dict[str, Any]]:
+    """One statement per configured destination, on that destination's one resource."""
+    names = [n.strip() for n in environment.get("DESTINATIONS", "pinpoint").split(",")]
+    statements: list[dict[str, Any]] = []
+    if "pinpoint" in names:
+        application = environment["PINPOINT_APPLICATION_ID"]
+        statements.append(
+            {
+                "Sid": "RecordEvents",
+                "Effect": "Allow",
+                "Action": ["mobiletargeting:PutEvents"],
+                "Resource": [
+                    f"arn:*:mobiletargeting:*:*:apps/{application}",
+                    f"arn:*:mobiletargeting:*:*:apps/{application}/*",
+                ],
+            }
+        )
+    if "firehose" in names:
+        statements.append(
+            {
+                "Sid": "WriteFirehose",
+                "Effect": "Allow",
+                "Action": ["firehose:PutRecordBatch"],
+                "Resource": f"arn:*:firehose:*:*:deliverystream/{environment['FIREHOSE_STREAM']}",
+            }
+        )
+    if "eventbridge" in names:
+        bus = environment.get("EVENTBRIDGE_BUS") or "default"
+        statements.append(
+            {
+                "Sid": "PutBusEvents",
+                "Effect": "Allow",
+                "Action": ["events:PutEvents"],
+                "Resource": f"arn:*:events:*:*:event-bus/{bus}",
+            }
+        )
+    if "customer-profiles" in names:
+        domain = environment["PROFILES_DOMAIN"]
+        object_type = environment.get("PROFILES_OBJECT_TYPE") or "PixelRelayEvent"
+        statements.append(
+            {
+                "Sid": "PutProfileObjects",
+                "Effect": "Allow",
+                "Action": ["profile:PutProfileObject"],
+                "Resource": f"arn:*:profile:*:*:domains/{domain}/object-types/{object_type}",
+            }
+        )
+    return statements
+
+
 def consumer_policy(environment: dict[str, str]) -> dict[str, Any]:
-    """The consumer works its own queue, parks on its dead-letter queue, and records events
-    in the one configured Pinpoint project."""
-    application = environment["PINPOINT_APPLICATION_ID"]
+    """The consumer works its own queue, parks on its dead-letter queue, and writes to each
+    configured destination's one resource."""
     return {
         "Version": "2012-10-17",
         "Statement": [
@@ -70,15 +119,7 @@ def consumer_policy(environment: dict[str, str]) -> dict[str, Any]:
                 "Action": ["sqs:GetQueueUrl", "sqs:SendMessage"],
                 "Resource": queue_arn(environment["DEAD_LETTER_QUEUE"]),
             },
-            {
-                "Sid": "RecordEvents",
-                "Effect": "Allow",
-                "Action": ["mobiletargeting:PutEvents"],
-                "Resource": [
-                    f"arn:*:mobiletargeting:*:*:apps/{application}",
-                    f"arn:*:mobiletargeting:*:*:apps/{application}/*",
-                ],
-            },
+            *destination_statements(environment),
         ],
     }
 
@@ -93,7 +134,8 @@ def policy_files(root: Path = ROOT) -> dict[Path, dict[str, Any]]:
     files: dict[Path, dict[str, Any]] = {}
     for stage, stage_config in config.get("stages", {}).items():
         environment = stage_environment(stage, root)
-        if not environment.get("PINPOINT_APPLICATION_ID"):
+        destinations = environment.get("DESTINATIONS", "pinpoint")
+        if "pinpoint" in destinations and not environment.get("PINPOINT_APPLICATION_ID"):
             continue
         builders = {"api_handler": pixel_policy, "deliver": consumer_policy}
         for function, settings in stage_config.get("lambda_functions", {}).items():

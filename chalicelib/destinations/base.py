@@ -58,3 +58,30 @@ class Destination(Protocol):
     def deliver(self, events: Sequence[Event], time_left: TimeLeft = None) -> list[Outcome]:
         """Outcomes in the order of `events`."""
         ...
+
+
+def pack(sizes: Sequence[int], max_count: int, max_bytes: int) -> list[list[int]]:
+    """Indexes of items packed in order into batches of at most `max_count` items and
+    `max_bytes` bytes (an item over `max_bytes` alone still gets a batch of its own: the
+    caller refuses it before packing)."""
+    batches: list[list[int]] = []
+    current: list[int] = []
+    total = 0
+    for index, size in enumerate(sizes):
+        if current and (len(current) >= max_count or total + size > max_bytes):
+            batches.append(current)
+            current, total = [], 0
+        current.append(index)
+        total += size
+    if current:
+        batches.append(current)
+    return batches
+
+
+def client_error_outcome(error: Exception, action: str) -> Outcome:
+    """A request-level failure: retried, so a missing resource or permission ends on the
+    dead-letter queue through the redrive policy rather than being lost."""
+    response = getattr(error, "response", {}) or {}
+    status = response.get("ResponseMetadata", {}).get("HTTPStatusCode", "")
+    code = response.get("Error", {}).get("Code", type(error).__name__)
+    return Outcome(Verdict.RETRY, f"{action} failed: {status} {code}".replace("  ", " "))

@@ -10,13 +10,16 @@ different content, the later copy is rejected with that reason.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
+import boto3
+from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from chalicelib import limits, telemetry
+from chalicelib.config import Reader, call_budget_ms
 from chalicelib.destinations.base import Outcome, TimeLeft, Verdict, verdict_for_status
 from chalicelib.events import Event, ProfileUpdate
 
@@ -29,6 +32,33 @@ _REQUEST_BUDGET = limits.REQUEST_BYTES - 16 * 1024
 _ENTRY_OVERHEAD = 8
 
 EventKey = tuple[str, str]  # (endpoint id, event id)
+NAME = "pinpoint"
+
+
+@dataclass(frozen=True)
+class Settings:
+    application_id: str
+    timeout_seconds: int
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> Settings:
+        reader = Reader(environ)
+        return cls(
+            application_id=reader.name("PINPOINT_APPLICATION_ID"),
+            timeout_seconds=reader.delivery_timeout(),
+        )
+
+
+def create(settings: Settings) -> PinpointDestination:
+    config = Config(
+        connect_timeout=2,
+        read_timeout=settings.timeout_seconds,
+        retries={"mode": "standard", "total_max_attempts": 3},
+    )
+    client: PinpointClient = boto3.client("pinpoint", config=config)
+    return PinpointDestination(
+        client, settings.application_id, call_budget_ms(settings.timeout_seconds)
+    )
 
 
 def event_to_wire(event: Event) -> dict[str, Any]:
@@ -173,7 +203,7 @@ def plan_requests(events: Sequence[Event]) -> Plan:
 class PinpointDestination:
     """Records events in one Pinpoint project with PutEvents."""
 
-    name = "pinpoint"
+    name = NAME
 
     def __init__(
         self, client: PinpointClient, application_id: str, call_budget_ms: int = 0

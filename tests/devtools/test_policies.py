@@ -39,3 +39,23 @@ def test_the_consumer_may_put_events_in_one_project_only() -> None:
     assert pinpoint["Action"] == ["mobiletargeting:PutEvents"]
     assert all("apps/dev-application" in arn for arn in pinpoint["Resource"])
     assert not any(arn.endswith("apps/*") for arn in pinpoint["Resource"])
+
+
+def test_each_destination_adds_one_statement_on_its_own_resource() -> None:
+    from devtools.policies import consumer_policy
+
+    environment = {
+        "EVENTS_QUEUE": "q",
+        "DEAD_LETTER_QUEUE": "dlq",
+        "DESTINATIONS": "firehose,eventbridge,customer-profiles",
+        "FIREHOSE_STREAM": "events-stream",
+        "EVENTBRIDGE_BUS": "shop",
+        "PROFILES_DOMAIN": "shop-domain",
+    }
+    statements = {s.get("Sid"): s for s in consumer_policy(environment)["Statement"]}
+    assert "RecordEvents" not in statements  # no Pinpoint configured: no Pinpoint grant
+    assert statements["WriteFirehose"]["Resource"].endswith(":deliverystream/events-stream")
+    assert statements["PutBusEvents"]["Resource"].endswith(":event-bus/shop")
+    assert statements["PutProfileObjects"]["Resource"].endswith(
+        ":domains/shop-domain/object-types/PixelRelayEvent"
+    )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 
 import pytest
 
@@ -27,14 +28,15 @@ def message(number: int, profile: ProfileUpdate | None = None) -> QueuedMessage:
 
 
 class ScriptedDestination:
-    name = "pinpoint"
-
-    def __init__(self, outcomes: dict[str, Outcome]) -> None:
+    def __init__(self, outcomes: dict[str, Outcome], name: str = "pinpoint") -> None:
+        self.name = name
         self.outcomes = outcomes
         self.time_left: TimeLeft = None
+        self.received: list[str] = []
 
     def deliver(self, events: Sequence[Event], time_left: TimeLeft = None) -> list[Outcome]:
         self.time_left = time_left
+        self.received.extend(e.event_id for e in events)
         return [self.outcomes.get(e.event_id, DELIVERED) for e in events]
 
 
@@ -70,7 +72,7 @@ class FakeQueues:
 def delivery(
     outcomes: dict[str, Outcome], queues: FakeQueues, report: bool = False
 ) -> BatchDelivery:
-    return BatchDelivery(ScriptedDestination(outcomes), queues, queues, report)  # type: ignore[arg-type]
+    return BatchDelivery([ScriptedDestination(outcomes)], queues, queues, report)  # type: ignore[arg-type]
 
 
 def test_all_delivered_returns_no_failures_and_deletes_nothing_itself() -> None:
@@ -151,6 +153,61 @@ def test_unreadable_bodies_are_parked_not_raised(body: str) -> None:
 def test_lambda_time_left_reaches_the_destination() -> None:
     queues = FakeQueues()
     destination = ScriptedDestination({})
-    BatchDelivery(destination, queues, queues, False).settle([message(1)], lambda: 1234)  # type: ignore[arg-type]
+    BatchDelivery([destination], queues, queues, False).settle([message(1)], lambda: 1234)  # type: ignore[arg-type]
     assert destination.time_left is not None
     assert destination.time_left() == 1234
+
+
+# Fan-out ------------------------------------------------------------------------------------
+
+
+def fan_out(
+    pinpoint: dict[str, Outcome], firehose: dict[str, Outcome], queues: FakeQueues
+) -> tuple[BatchDelivery, ScriptedDestination, ScriptedDestination]:
+    first = ScriptedDestination(pinpoint, "pinpoint")
+    second = ScriptedDestination(firehose, "firehose")
+    return BatchDelivery([first, second], queues, queues, False), first, second  # type: ignore[arg-type]
+
+
+def test_a_failed_destination_gets_a_copy_and_the_healthy_one_nothing_more() -> None:
+    queues = FakeQueues()
+    delivery, _, _ = fan_out({}, {"e-1": Outcome(Verdict.RETRY, "500")}, queues)
+    report = delivery.settle([message(1)])
+    assert report.retry == ()  # the original is finished...
+    [copy] = queues.requeued  # ...and a copy owed to firehose alone goes back
+    assert copy.destinations == ("firehose",)
+    assert copy.event_id == "e-1"
+
+    # The copy comes back: only firehose sees it.
+    queues.requeued.clear()
+    delivery, pinpoint, firehose = fan_out({}, {}, queues)
+    body = copy.to_message()
+    assert delivery.settle([QueuedMessage("m-2", "r-2", body)]).delivered == ("m-2",)
+    assert (pinpoint.received, firehose.received) == ([], ["e-1"])
+
+
+def test_failing_everywhere_retries_the_original_as_it_is() -> None:
+    queues = FakeQueues()
+    busy = {"e-1": Outcome(Verdict.RETRY, "500")}
+    delivery, _, _ = fan_out(busy, busy, queues)
+    assert delivery.settle([message(1)]).retry == ("m-1",)
+    assert queues.requeued == []
+
+
+def test_a_rejection_is_parked_for_its_destination_only() -> None:
+    queues = FakeQueues()
+    delivery, _, _ = fan_out({"e-1": Outcome(Verdict.REJECTED, "400 bad")}, {}, queues)
+    report = delivery.settle([message(1)])
+    assert report.retry == ()
+    [letter] = queues.parked
+    assert letter.stage == "pinpoint"
+    assert Event.from_message(letter.body).destinations == ("pinpoint",)
+
+
+def test_a_message_for_a_destination_no_longer_configured_is_parked() -> None:
+    queues = FakeQueues()
+    delivery, _, _ = fan_out({}, {}, queues)
+    event = Event.from_message(message(1).body)
+    orphan = QueuedMessage("m-9", "r-9", replace(event, destinations=("eventbridge",)).to_message())
+    assert delivery.settle([orphan]).parked == ("m-9",)
+    assert queues.parked[0].reason == "no configured destination among eventbridge"

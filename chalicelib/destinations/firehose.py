@@ -1,0 +1,121 @@
+"""Amazon Data Firehose `PutRecordBatch`: newline-delimited JSON records, ready for S3/Athena.
+
+Each event is one record: `Event.to_record()` as one line of JSON (docs/destinations.md
+lists the fields). Records are packed up to Firehose's limits (500 records, 4 MB a call,
+1,000 KiB a record) and every per-record result is read: Firehose's per-record errors
+(ServiceUnavailableException, InternalFailure) are all transient, so those records are retried.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+from chalicelib import telemetry
+from chalicelib.config import Reader, call_budget_ms
+from chalicelib.destinations.base import (
+    DELIVERED,
+    Outcome,
+    TimeLeft,
+    Verdict,
+    client_error_outcome,
+    pack,
+)
+from chalicelib.events import Event
+
+if TYPE_CHECKING:
+    from mypy_boto3_firehose import FirehoseClient
+
+NAME = "firehose"
+MAX_RECORDS = 500
+MAX_RECORD_BYTES = 1000 * 1024
+# 4 MB a request, counted as sent: record data travels base64-encoded in the JSON body.
+MAX_REQUEST_BYTES = 4_000_000 - 64 * 1024
+
+
+@dataclass(frozen=True)
+class Settings:
+    stream: str
+    timeout_seconds: int
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> Settings:
+        reader = Reader(environ)
+        return cls(stream=reader.name("FIREHOSE_STREAM"), timeout_seconds=reader.delivery_timeout())
+
+
+def create(settings: Settings) -> FirehoseDestination:
+    config = Config(
+        connect_timeout=2,
+        read_timeout=settings.timeout_seconds,
+        retries={"mode": "standard", "total_max_attempts": 3},
+    )
+    client: FirehoseClient = boto3.client("firehose", config=config)
+    return FirehoseDestination(client, settings.stream, call_budget_ms(settings.timeout_seconds))
+
+
+def record_data(event: Event) -> bytes:
+    """One line of JSON: Firehose concatenates records, so each ends with a newline."""
+    line = json.dumps(event.to_record(), ensure_ascii=False, separators=(",", ":"))
+    return line.encode() + b"\n"
+
+
+class FirehoseDestination:
+    """Writes events to one Firehose stream with PutRecordBatch."""
+
+    name = NAME
+
+    def __init__(self, client: FirehoseClient, stream: str, call_budget_ms: int = 0) -> None:
+        self._client = client
+        self._stream = stream
+        self._call_budget_ms = call_budget_ms
+
+    def deliver(self, events: Sequence[Event], time_left: TimeLeft = None) -> list[Outcome]:
+        outcomes: list[Outcome] = [DELIVERED] * len(events)
+        data = [record_data(event) for event in events]
+        sendable = []
+        for index, record in enumerate(data):
+            if len(record) > MAX_RECORD_BYTES:
+                outcomes[index] = Outcome(
+                    Verdict.REJECTED,
+                    f"record is {len(record)} bytes; Firehose allows {MAX_RECORD_BYTES}",
+                )
+            else:
+                sendable.append(index)
+        sizes = [len(base64.b64encode(data[i])) + 16 for i in sendable]
+        for batch in pack(sizes, MAX_RECORDS, MAX_REQUEST_BYTES):
+            members = [sendable[i] for i in batch]
+            if time_left is not None and time_left() < self._call_budget_ms:
+                for index in members:
+                    outcomes[index] = Outcome(Verdict.RETRY, "out of time")
+                continue
+            for index, outcome in zip(members, self._send([data[i] for i in members]), strict=True):
+                outcomes[index] = outcome
+        return outcomes
+
+    def _send(self, records: list[bytes]) -> list[Outcome]:
+        telemetry.count("FirehoseCalls")
+        try:
+            response = self._client.put_record_batch(
+                DeliveryStreamName=self._stream, Records=[{"Data": r} for r in records]
+            )
+        except (ClientError, BotoCoreError) as error:
+            return [client_error_outcome(error, "PutRecordBatch")] * len(records)
+        answers = response.get("RequestResponses", [])
+        if len(answers) != len(records):
+            return [Outcome(Verdict.RETRY, "PutRecordBatch answered for other records")] * len(
+                records
+            )
+        return [
+            Outcome(Verdict.RETRY, f"{a['ErrorCode']} {a.get('ErrorMessage', '')}".strip())
+            if a.get("ErrorCode")
+            else DELIVERED
+            for a in answers
+        ]

@@ -1,0 +1,186 @@
+"""Firehose and EventBridge through moto's server, and fan-out with one destination failing.
+
+moto enforces neither Firehose's 500 records a call nor EventBridge's 10 entries: the
+counts of calls below show pixel-relay's own packing.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+import boto3
+import pytest
+
+from chalicelib import runtime
+from tests.integration.harness import Pipeline
+
+
+@dataclass
+class Targets:
+    s3: Any
+    sqs: Any
+    bucket: str
+    bus_queue_url: str
+
+    def firehose_lines(self) -> list[dict[str, Any]]:
+        objects = self.s3.list_objects_v2(Bucket=self.bucket).get("Contents", [])
+        lines: list[dict[str, Any]] = []
+        for item in objects:
+            body = self.s3.get_object(Bucket=self.bucket, Key=item["Key"])["Body"].read()
+            lines.extend(json.loads(line) for line in body.decode().splitlines())
+        return lines
+
+    def firehose_objects(self) -> int:
+        return len(self.s3.list_objects_v2(Bucket=self.bucket).get("Contents", []))
+
+    def bus_events(self) -> list[dict[str, Any]]:
+        found: list[dict[str, Any]] = []
+        while True:
+            messages = self.sqs.receive_message(
+                QueueUrl=self.bus_queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=0
+            ).get("Messages", [])
+            if not messages:
+                return found
+            for message in messages:
+                found.append(json.loads(message["Body"]))
+                self.sqs.delete_message(
+                    QueueUrl=self.bus_queue_url, ReceiptHandle=message["ReceiptHandle"]
+                )
+
+
+@pytest.fixture
+def targets(moto_url: str, monkeypatch: pytest.MonkeyPatch) -> Targets:
+    suffix = uuid.uuid4().hex[:8]
+    s3 = boto3.client("s3", endpoint_url=moto_url)
+    bucket = f"events-{suffix}"
+    s3.create_bucket(Bucket=bucket)
+    stream = f"pixel-relay-{suffix}"
+    boto3.client("firehose", endpoint_url=moto_url).create_delivery_stream(
+        DeliveryStreamName=stream,
+        ExtendedS3DestinationConfiguration={
+            "BucketARN": f"arn:aws:s3:::{bucket}",
+            "RoleARN": "arn:aws:iam::123456789012:role/firehose",
+        },
+    )
+    sqs = boto3.client("sqs", endpoint_url=moto_url)
+    queue_url = sqs.create_queue(QueueName=f"bus-target-{suffix}")["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])[
+        "Attributes"
+    ]["QueueArn"]
+    events = boto3.client("events", endpoint_url=moto_url)
+    bus = f"bus-{suffix}"
+    events.create_event_bus(Name=bus)
+    events.put_rule(
+        Name=f"all-{suffix}", EventBusName=bus, EventPattern=json.dumps({"source": ["pixel-relay"]})
+    )
+    events.put_targets(
+        Rule=f"all-{suffix}", EventBusName=bus, Targets=[{"Id": "queue", "Arn": queue_arn}]
+    )
+    monkeypatch.setenv("AWS_ENDPOINT_URL_FIREHOSE", moto_url)
+    monkeypatch.setenv("AWS_ENDPOINT_URL_EVENTBRIDGE", moto_url)
+    monkeypatch.setenv("FIREHOSE_STREAM", stream)
+    monkeypatch.setenv("EVENTBRIDGE_BUS", bus)
+    return Targets(s3, sqs, bucket, queue_url)
+
+
+def use(monkeypatch: pytest.MonkeyPatch, destinations: str) -> None:
+    monkeypatch.setenv("DESTINATIONS", destinations)
+    runtime.reset()
+
+
+def send(pipeline: Pipeline, count: int, event: str = "view") -> list[str]:
+    ids = []
+    for number in range(count):
+        event_id = f"{event}-{number}"
+        query = f"event={event}&endpoint_id=ep-{number % 5}&event_id={event_id}&evat_n={number}"
+        assert pipeline.hit(query).status == 200
+        ids.append(event_id)
+    return ids
+
+
+def test_firehose_gets_newline_json_in_calls_of_at_most_500_records(
+    pipeline: Pipeline, targets: Targets, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    use(monkeypatch, "firehose")
+    ids = send(pipeline, 600)
+    pipeline.consumer(batch_size=600).drain()
+
+    lines = targets.firehose_lines()
+    assert sorted(line["event_id"] for line in lines) == sorted(ids)
+    assert targets.firehose_objects() == 2  # moto writes one object a call: 500 + 100
+    first = next(line for line in lines if line["event_id"] == "view-7")
+    assert first["event_type"] == "view"
+    assert first["endpoint_id"] == "ep-2"
+    assert first["attributes"] == {"n": "7"}
+    assert set(first) == {
+        "event_id",
+        "event_type",
+        "endpoint_id",
+        "timestamp",
+        "received_at",
+        "session",
+        "attributes",
+        "metrics",
+        "user_id",
+        "user_attributes",
+        "endpoint_attributes",
+        "endpoint_metrics",
+    }
+    assert pipeline.queued() == 0
+
+
+def test_eventbridge_entries_route_on_event_type_ten_to_a_call(
+    pipeline: Pipeline,
+    targets: Targets,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    use(monkeypatch, "eventbridge")
+    ids = send(pipeline, 25, "purchase")
+    capsys.readouterr()
+    pipeline.consumer(batch_size=100).drain()
+
+    events = targets.bus_events()
+    assert sorted(e["detail"]["event_id"] for e in events) == sorted(ids)
+    assert {(e["source"], e["detail-type"]) for e in events} == {("pixel-relay", "purchase")}
+    documents = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line]
+    calls = [doc["EventBridgeCalls"] for doc in documents if "EventBridgeCalls" in doc]
+    assert sum(sum(c) if isinstance(c, list) else c for c in calls) == 3
+
+
+def test_fan_out_retries_only_the_failed_destination(
+    pipeline: Pipeline, targets: Targets, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    use(monkeypatch, "pinpoint,firehose")
+    ids = send(pipeline, 30)
+    pipeline.pinpoint.fail_next_requests(500, count=3)  # every attempt of Pinpoint's call
+    consumer = pipeline.consumer(batch_size=100)
+
+    first = consumer.poll()
+    assert first.error is None  # nothing to retry as is: the copies went back to the queue
+    assert sorted(line["event_id"] for line in targets.firehose_lines()) == sorted(ids)
+    assert pipeline.delivered() == []
+
+    consumer.drain()
+    assert Counter(event_id for _, event_id in pipeline.delivered()) == Counter(ids)
+    assert Counter(line["event_id"] for line in targets.firehose_lines()) == Counter(ids)
+    assert pipeline.queued() == 0
+    assert pipeline.dead_letters() == []
+
+
+def test_a_rejection_at_one_destination_is_parked_for_it_alone(
+    pipeline: Pipeline, targets: Targets, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    use(monkeypatch, "pinpoint,firehose")
+    [event_id] = send(pipeline, 1, "invalid")
+    pipeline.pinpoint.reject_events("invalid", status=400, message="Event is not valid")
+    pipeline.consumer().drain()
+
+    assert [line["event_id"] for line in targets.firehose_lines()] == [event_id]
+    [(body, attributes)] = pipeline.dead_letters()
+    assert attributes["rejected_at_stage"] == "pinpoint"
+    assert json.loads(body)["destinations"] == ["pinpoint"]  # a replay goes to Pinpoint only

@@ -1,0 +1,185 @@
+"""Firehose and EventBridge destinations: packing to each service's limits, reading results."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from botocore.exceptions import ClientError, EndpointConnectionError
+
+from chalicelib.config import ConfigError
+from chalicelib.destinations import eventbridge, firehose, registry
+from chalicelib.destinations.base import Verdict
+from chalicelib.events import Event
+
+
+def make_event(number: int, note: str = "", event_type: str = "view") -> Event:
+    attributes = {"note": note} if note else {}
+    return Event(
+        f"e-{number}", event_type, "ep-1", "2026-11-28T11:00:00.000Z", "x", attributes=attributes
+    )
+
+
+def throttled(operation: str) -> ClientError:
+    response: Any = {
+        "Error": {"Code": "ThrottlingException"},
+        "ResponseMetadata": {"HTTPStatusCode": 400},
+    }
+    return ClientError(response, operation)
+
+
+class FakeFirehose:
+    def __init__(self, failing: set[int] | None = None) -> None:
+        self.calls: list[list[bytes]] = []
+        self.failing = failing or set()
+        self.error: Exception | None = None
+
+    def put_record_batch(self, DeliveryStreamName: str, Records: list[dict[str, bytes]]) -> Any:  # noqa: N803
+        self.calls.append([r["Data"] for r in Records])
+        if self.error is not None:
+            raise self.error
+        answers: list[dict[str, str]] = []
+        for record in Records:
+            number = json.loads(record["Data"])["event_id"]
+            if int(number.split("-")[1]) in self.failing:
+                answers.append({"ErrorCode": "ServiceUnavailableException", "ErrorMessage": "busy"})
+            else:
+                answers.append({"RecordId": "r"})
+        return {"FailedPutCount": len(self.failing), "RequestResponses": answers}
+
+
+def test_firehose_packs_500_records_a_call_one_json_line_each() -> None:
+    fake = FakeFirehose()
+    outcomes = firehose.FirehoseDestination(fake, "s").deliver([make_event(i) for i in range(1201)])  # type: ignore[arg-type]
+    assert [len(call) for call in fake.calls] == [500, 500, 201]
+    assert {o.verdict for o in outcomes} == {Verdict.DELIVERED}
+    record = fake.calls[0][0]
+    assert record.endswith(b"\n")
+    assert json.loads(record)["event_id"] == "e-0"
+
+
+def test_firehose_cuts_calls_at_four_megabytes() -> None:
+    fake = FakeFirehose()
+    wide = {f"k{j:02d}": "v" * 200 for j in range(40)}  # about 9 KB a record
+    events = [Event(f"e-{i}", "view", "ep", "t", "x", attributes=wide) for i in range(500)]
+    firehose.FirehoseDestination(fake, "s").deliver(events)  # type: ignore[arg-type]
+    assert len(fake.calls) == 2  # 500 records would be 4.5 MB base64-encoded
+    assert sum(len(call) for call in fake.calls) == 500
+    assert all(sum(len(r) * 4 / 3 for r in call) < 4_000_000 for call in fake.calls)
+
+
+def test_firehose_rejects_a_record_over_1000_kib_and_sends_the_rest() -> None:
+    fake = FakeFirehose()
+    huge = Event(
+        "e-0", "view", "ep", "t", "x", attributes={f"k{i}": "v" * 200 for i in range(6000)}
+    )
+    outcomes = firehose.FirehoseDestination(fake, "s").deliver([huge, make_event(1)])  # type: ignore[arg-type]
+    assert outcomes[0].verdict is Verdict.REJECTED
+    assert "Firehose allows 1024000" in outcomes[0].reason
+    assert outcomes[1].verdict is Verdict.DELIVERED
+    assert len(fake.calls[0]) == 1
+
+
+def test_firehose_per_record_failures_are_retried_alone() -> None:
+    fake = FakeFirehose(failing={2})
+    outcomes = firehose.FirehoseDestination(fake, "s").deliver([make_event(i) for i in range(4)])  # type: ignore[arg-type]
+    assert [o.verdict for o in outcomes] == [Verdict.DELIVERED] * 2 + [Verdict.RETRY] + [
+        Verdict.DELIVERED
+    ]
+    assert outcomes[2].reason == "ServiceUnavailableException busy"
+
+
+@pytest.mark.parametrize(
+    "error", [throttled("PutRecordBatch"), EndpointConnectionError(endpoint_url="http://x")]
+)
+def test_firehose_request_failures_retry_everything(error: Exception) -> None:
+    fake = FakeFirehose()
+    fake.error = error
+    outcomes = firehose.FirehoseDestination(fake, "s").deliver([make_event(1), make_event(2)])  # type: ignore[arg-type]
+    assert {o.verdict for o in outcomes} == {Verdict.RETRY}
+    assert outcomes[0].reason.startswith("PutRecordBatch failed:")
+
+
+def test_firehose_starts_no_call_without_time_to_finish() -> None:
+    fake = FakeFirehose()
+    destination = firehose.FirehoseDestination(fake, "s", call_budget_ms=10_000)  # type: ignore[arg-type]
+    outcomes = destination.deliver([make_event(1)], time_left=lambda: 5_000)
+    assert fake.calls == []
+    assert outcomes[0].reason == "out of time"
+
+
+class FakeBus:
+    def __init__(self, errors: dict[str, str] | None = None) -> None:
+        self.calls: list[list[dict[str, Any]]] = []
+        self.errors = errors or {}
+
+    def put_events(self, Entries: list[dict[str, Any]]) -> Any:  # noqa: N803
+        self.calls.append(Entries)
+        answers = []
+        for entry in Entries:
+            code = self.errors.get(json.loads(entry["Detail"])["event_id"])
+            answers.append({"ErrorCode": code, "ErrorMessage": "m"} if code else {"EventId": "1"})
+        return {"FailedEntryCount": 0, "Entries": answers}
+
+
+def test_eventbridge_sends_ten_entries_a_call_with_type_as_detail_type() -> None:
+    fake = FakeBus()
+    events = [make_event(i, event_type="purchase") for i in range(25)]
+    outcomes = eventbridge.EventBridgeDestination(fake, "bus", "pixel-relay").deliver(events)  # type: ignore[arg-type]
+    assert [len(call) for call in fake.calls] == [10, 10, 5]
+    entry = fake.calls[0][0]
+    assert (entry["Source"], entry["DetailType"], entry["EventBusName"]) == (
+        "pixel-relay",
+        "purchase",
+        "bus",
+    )
+    assert json.loads(entry["Detail"])["event_id"] == "e-0"
+    assert entry["Time"].isoformat() == "2026-11-28T11:00:00+00:00"
+    assert {o.verdict for o in outcomes} == {Verdict.DELIVERED}
+
+
+def test_eventbridge_keeps_requests_under_256_kb() -> None:
+    fake = FakeBus()
+    events = [
+        Event(
+            f"e-{i}", "view", "ep", "2026-11-28T11:00:00.000Z", "x", attributes={"a": "v" * 60_000}
+        )
+        for i in range(10)
+    ]
+    eventbridge.EventBridgeDestination(fake, "bus", "s").deliver(events)  # type: ignore[arg-type]
+    sizes = [sum(eventbridge.entry_size(e) for e in call) for call in fake.calls]
+    assert [len(call) for call in fake.calls] == [4, 4, 2]
+    assert all(size <= 256 * 1024 for size in sizes)
+
+
+def test_eventbridge_entry_errors_retry_or_reject() -> None:
+    fake = FakeBus({"e-1": "ThrottlingException", "e-2": "MalformedDetail"})
+    outcomes = eventbridge.EventBridgeDestination(fake, "bus", "s").deliver(  # type: ignore[arg-type]
+        [make_event(i) for i in range(3)]
+    )
+    assert [(o.verdict, o.reason) for o in outcomes] == [
+        (Verdict.DELIVERED, ""),
+        (Verdict.RETRY, "ThrottlingException m"),
+        (Verdict.REJECTED, "MalformedDetail m"),
+    ]
+
+
+def test_eventbridge_rejects_an_entry_over_256_kb() -> None:
+    fake = FakeBus()
+    huge = Event(
+        "e-0", "view", "ep", "2026-11-28T11:00:00.000Z", "x", attributes={"a": "v" * 300_000}
+    )
+    [outcome] = eventbridge.EventBridgeDestination(fake, "bus", "s").deliver([huge])  # type: ignore[arg-type]
+    assert outcome.verdict is Verdict.REJECTED
+    assert fake.calls == []
+
+
+def test_destination_names_and_settings_fail_fast_naming_the_variable() -> None:
+    assert registry.parse_names("pinpoint, firehose,pinpoint") == ("pinpoint", "firehose")
+    with pytest.raises(ConfigError, match="DESTINATIONS: unknown kinesis"):
+        registry.parse_names("kinesis")
+    with pytest.raises(ConfigError, match="FIREHOSE_STREAM: is required"):
+        registry.settings_for(("firehose",), {})
+    settings = registry.settings_for(("eventbridge",), {})["eventbridge"]
+    assert (settings.bus, settings.source) == ("default", "pixel-relay")
