@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: dev test lint typecheck venv policies screenshot clean
+.PHONY: dev test lint typecheck venv policies profiles-setup screenshot clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,9 @@ dev: $(STAMP)
 
 policies: $(STAMP)
 	$(BIN)/python -m devtools.policies
+
+profiles-setup: $(STAMP)
+	$(BIN)/python -m devtools.profiles_setup --stage $(or $(STAGE),dev)
 
 screenshot: $(STAMP)
 	UPDATE_SCREENSHOT=1 $(BIN)/python -m pytest -q tests/devtools/test_demo_e2e.py

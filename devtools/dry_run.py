@@ -4,7 +4,7 @@ JSON Lines record of what each received.
 - pinpoint: `devtools.pinpoint_standin`, validating each request with botocore's model;
 - firehose: a delivery stream on moto's server writing to an S3 bucket there, read back;
 - eventbridge: a bus on moto's server with a rule sending everything to an SQS queue, read back;
-- customer-profiles: `devtools.profiles_standin`.
+- customer-profiles: `devtools.profiles_standin`, with the object type set up.
 
 Each delivered event becomes one line in the log and one line on the console, and is offered
 to the demo page in Pinpoint's event shape whatever the destination.
@@ -52,6 +52,7 @@ class DryRun:
         moto_url: str,
         host: str,
         pinpoint_port: int,
+        profiles_port: int = 0,
     ) -> None:
         self.destinations = destinations
         self._env = stage_env
@@ -59,6 +60,8 @@ class DryRun:
         self._moto_url = moto_url
         self._host = host
         self._pinpoint_port = pinpoint_port
+        self._profiles_port = profiles_port
+        self._profiles: Any = None
         log_path.parent.mkdir(parents=True, exist_ok=True)
         self.log_path = log_path
         self._log: IO[str] = log_path.open("w", encoding="utf-8")
@@ -86,14 +89,34 @@ class DryRun:
         if "eventbridge" in self.destinations:
             self._watch(self._bus_events())
             endpoints["AWS_ENDPOINT_URL_EVENTBRIDGE"] = self._moto_url
+        if "customer-profiles" in self.destinations:
+            endpoints["AWS_ENDPOINT_URL_CUSTOMER_PROFILES"] = self._start_profiles()
         return endpoints
+
+    def _start_profiles(self) -> str:
+        """The stand-in, with the object type created as `make profiles-setup` would."""
+        from chalicelib.destinations import customer_profiles
+        from devtools.profiles_setup import ensure_object_type
+        from devtools.profiles_standin import AcceptedObject, ProfilesStandIn
+
+        def accepted(item: AcceptedObject) -> None:
+            self._from_record("customer-profiles", item.object, item.object)
+
+        settings = customer_profiles.Settings.from_env(self._env)
+        standin = ProfilesStandIn(
+            [settings.domain], self._host, self._profiles_port, on_accept=accepted
+        ).start()
+        self._profiles = standin
+        ensure_object_type(self._client("customer-profiles", standin.url), settings)
+        return standin.url
 
     def stop(self) -> None:
         self._stopping.set()
         for thread in self._threads:
             thread.join(timeout=5)
-        if self._pinpoint is not None:
-            self._pinpoint.stop()
+        for standin in (self._pinpoint, self._profiles):
+            if standin is not None:
+                standin.stop()
         self._log.close()
 
     def delivered(self, destination: str | None = None) -> list[dict[str, Any]]:
@@ -109,6 +132,8 @@ class DryRun:
         """The next `calls` calls fail at the stand-in destinations (moto's cannot)."""
         if self._pinpoint is not None:
             self._pinpoint.fail_next_requests(500, calls)
+        if self._profiles is not None:
+            self._profiles.fail_next_requests(500, calls)
 
     # Recording ------------------------------------------------------------------------------
 
@@ -146,10 +171,10 @@ class DryRun:
 
     # moto-backed destinations ---------------------------------------------------------------
 
-    def _client(self, service: str) -> Any:
+    def _client(self, service: str, endpoint_url: str | None = None) -> Any:
         return boto3.client(  # type: ignore[call-overload]
             service,
-            endpoint_url=self._moto_url,
+            endpoint_url=endpoint_url or self._moto_url,
             region_name="us-east-1",
             aws_access_key_id="testing",
             aws_secret_access_key="testing",

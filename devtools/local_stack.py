@@ -54,7 +54,13 @@ from devtools.queue_spec import ROOT, QueueSpec, stage_environment
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
 
-DEFAULT_PORTS: Final = {"pixel": 8000, "sqs": 5000, "pinpoint": 9100, "demo": 8001}
+DEFAULT_PORTS: Final = {
+    "pixel": 8000,
+    "sqs": 5000,
+    "pinpoint": 9100,
+    "profiles": 9200,
+    "demo": 8001,
+}
 WATCHED: Final = ("app.py", "chalicelib", ".chalice/config.json")
 STARTUP_TIMEOUT_SECONDS: Final = 60.0
 STOP_TIMEOUT_SECONDS: Final = 5.0
@@ -378,6 +384,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 sqs_url,
                 HOST,
                 ports["pinpoint"],
+                ports["profiles"],
             )
             environment.update(dry_run_pieces.start())
             stack.callback(dry_run_pieces.stop)

@@ -87,7 +87,11 @@ def destination_statements(environment: dict[str, str]) -> list[dict[str, Any]]:
                 "Sid": "PutProfileObjects",
                 "Effect": "Allow",
                 "Action": ["profile:PutProfileObject"],
-                "Resource": f"arn:*:profile:*:*:domains/{domain}/object-types/{object_type}",
+                # IAM lists both the domain and the object type as this action's resources.
+                "Resource": [
+                    f"arn:*:profile:*:*:domains/{domain}",
+                    f"arn:*:profile:*:*:domains/{domain}/object-types/{object_type}",
+                ],
             }
         )
     return statements

@@ -87,6 +87,8 @@ def local_stack(*extra: str) -> Iterator[tuple[subprocess.Popen[str], Output]]:
         "0",
         "--demo-port",
         "0",
+        "--profiles-port",
+        "0",
         *extra,
     ]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}

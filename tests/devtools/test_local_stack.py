@@ -61,14 +61,15 @@ def test_a_hit_reaches_the_dry_run_and_a_refused_one_does_not(tmp_path: Path) ->
 def test_the_dry_run_covers_every_destination_at_once(tmp_path: Path) -> None:
     log = tmp_path / "dry-run.jsonl"
     arguments = ("--exit-after", "120", "--dry-run-log", str(log))
-    with local_stack(*arguments, "--destinations", "pinpoint,firehose,eventbridge") as (
+    everywhere = "pinpoint,firehose,eventbridge,customer-profiles"
+    with local_stack(*arguments, "--destinations", everywhere) as (
         process,
         output,
     ):
         pixel = banner_urls(output).pixel
         status, _, _ = get(f"{pixel}?event=signup&endpoint_id=fan-out&event_id=f-1&evat_plan=a")
         assert status == 200
-        for destination in ("pinpoint", "firehose", "eventbridge"):
+        for destination in everywhere.split(","):
             line = output.wait_for(
                 lambda line, d=destination: line.startswith(f"{d} <- "),  # type: ignore[misc]
                 DELIVERY_SECONDS,
@@ -76,7 +77,7 @@ def test_the_dry_run_covers_every_destination_at_once(tmp_path: Path) -> None:
             )
             assert 'endpoint=fan-out attrs={"plan": "a"}' in line
         records = [json.loads(line) for line in log.read_text().splitlines()]
-        assert sorted(r["destination"] for r in records) == ["eventbridge", "firehose", "pinpoint"]
+        assert sorted(r["destination"] for r in records) == sorted(everywhere.split(","))
         assert {r["event_id"] for r in records} == {"f-1"}
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=STOP_SECONDS) == 0

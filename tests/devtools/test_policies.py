@@ -56,6 +56,7 @@ def test_each_destination_adds_one_statement_on_its_own_resource() -> None:
     assert "RecordEvents" not in statements  # no Pinpoint configured: no Pinpoint grant
     assert statements["WriteFirehose"]["Resource"].endswith(":deliverystream/events-stream")
     assert statements["PutBusEvents"]["Resource"].endswith(":event-bus/shop")
-    assert statements["PutProfileObjects"]["Resource"].endswith(
-        ":domains/shop-domain/object-types/PixelRelayEvent"
-    )
+    assert statements["PutProfileObjects"]["Resource"] == [
+        "arn:*:profile:*:*:domains/shop-domain",
+        "arn:*:profile:*:*:domains/shop-domain/object-types/PixelRelayEvent",
+    ]

@@ -1,0 +1,294 @@
+"""The Customer Profiles destination and its setup over real HTTP: a boto3 client, with fake
+credentials, against the local stand-in on loopback."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import botocore.session
+import pytest
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+from chalicelib.destinations import customer_profiles
+from chalicelib.destinations.base import Verdict
+from chalicelib.destinations.customer_profiles import (
+    CustomerProfilesDestination,
+    Settings,
+    object_id,
+)
+from chalicelib.events import Event, ProfileUpdate
+from devtools import profiles_setup
+from devtools.offline import NOWHERE
+from devtools.profiles_setup import ensure_object_type
+from devtools.profiles_standin import ERROR_TYPES, AcceptedObject, ProfilesStandIn
+
+DOMAIN = "pixel-relay-test"
+ENV = {"PROFILES_DOMAIN": DOMAIN, "ALLOWED_USER_ATTRIBUTES": "plan,tier"}
+OPERATIONS = ("PutProfileObject", "PutProfileObjectType", "GetProfileObjectType", "GetDomain")
+
+
+def make_event(number: int, endpoint: str = "ep-1", event_type: str = "view", **profile: Any):
+    return Event(
+        event_id=f"e-{number}",
+        event_type=event_type,
+        endpoint_id=endpoint,
+        timestamp="2026-11-28T11:00:00.000Z",
+        received_at="2026-11-28T11:00:00.100Z",
+        attributes={"n": str(number)},
+        profile=ProfileUpdate(**profile),
+    )
+
+
+def client_for(url: str) -> Any:
+    # As create() builds it, pointed at the stand-in.
+    config = Config(
+        connect_timeout=2, read_timeout=5, retries={"mode": "standard", "total_max_attempts": 3}
+    )
+    return boto3.client("customer-profiles", endpoint_url=url, config=config)
+
+
+@pytest.fixture
+def standin() -> Iterator[ProfilesStandIn]:
+    with ProfilesStandIn(domains=[DOMAIN]) as server:
+        yield server
+
+
+@pytest.fixture
+def ready(standin: ProfilesStandIn) -> ProfilesStandIn:
+    """The stand-in with the object type defined by the setup, as a deployed stage has it."""
+    assert ensure_object_type(client_for(standin.url), Settings.from_env(ENV)).action == "created"
+    standin.reset()
+    return standin
+
+
+def destination(url: str, object_type: str = "PixelRelayEvent") -> CustomerProfilesDestination:
+    return CustomerProfilesDestination(client_for(url), DOMAIN, object_type)
+
+
+def puts(standin: ProfilesStandIn) -> list[int]:
+    return [r.status for r in standin.requests if r.operation == "PutProfileObject"]
+
+
+# Wire facts -------------------------------------------------------------------------------
+
+
+def test_standin_errors_are_the_ones_botocore_declares() -> None:
+    model = botocore.session.get_session().get_service_model("customer-profiles")
+    for name in OPERATIONS:
+        declared = {
+            shape.metadata["error"]["httpStatusCode"]: shape.name
+            for shape in model.operation_model(name).error_shapes
+        }
+        assert declared == ERROR_TYPES, name
+
+
+def test_standin_refuses_what_botocores_model_refuses(ready: ProfilesStandIn) -> None:
+    unchecked = boto3.client(
+        "customer-profiles",
+        endpoint_url=ready.url,
+        config=Config(parameter_validation=False, retries={"total_max_attempts": 1}),
+    )
+    with pytest.raises(ClientError) as raised:
+        unchecked.put_profile_object(DomainName=DOMAIN, ObjectTypeName="PixelRelayEvent", Object="")
+    assert raised.value.response["Error"]["Code"] == "BadRequestException"
+    assert "Object" in raised.value.response["Error"]["Message"]
+
+
+def test_standin_refuses_an_object_without_its_unique_key(ready: ProfilesStandIn) -> None:
+    with pytest.raises(ClientError) as raised:
+        client_for(ready.url).put_profile_object(
+            DomainName=DOMAIN, ObjectTypeName="PixelRelayEvent", Object='{"event_id": "e-1"}'
+        )
+    assert raised.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
+    assert ready.accepted_objects == []
+
+
+# Delivery ---------------------------------------------------------------------------------
+
+
+def test_events_are_recorded_and_attributes_reach_the_profile(ready: ProfilesStandIn) -> None:
+    events = [
+        make_event(1, user_attributes={"plan": ("gold", "silver")}),
+        make_event(2, user_attributes={"tier": ("b",)}, user_id="u-1"),
+        make_event(3, endpoint="ep-2"),
+    ]
+    outcomes = destination(ready.url).deliver(events)
+    assert [o.verdict for o in outcomes] == [Verdict.DELIVERED] * 3
+    assert [o.profile for o in outcomes] == [Verdict.DELIVERED, Verdict.DELIVERED, None]
+    stored = ready.stored_objects(DOMAIN, "PixelRelayEvent")
+    assert sorted(o["event_id"] for o in stored) == ["e-1", "e-2", "e-3"]
+    assert ready.profile(DOMAIN, "pixelRelayEndpointId", "ep-1") == {
+        "ProfileId": ready.accepted_objects[0].profile_id,
+        "Attributes": {
+            "pixel_relay_endpoint_id": "ep-1",
+            "pixel_relay_user_id": "u-1",
+            "plan": "gold, silver",
+            "tier": "b",
+        },
+    }
+    other = ready.profile(DOMAIN, "pixelRelayEndpointId", "ep-2")
+    assert other is not None
+    assert other["Attributes"] == {"pixel_relay_endpoint_id": "ep-2"}
+
+
+def test_a_resent_event_replaces_its_object(ready: ProfilesStandIn) -> None:
+    sender = destination(ready.url)
+    sender.deliver([make_event(1)])
+    sender.deliver([make_event(1), make_event(1, endpoint="ep-2")])
+    assert len(ready.accepted_objects) == 3
+    stored = ready.stored_objects(DOMAIN, "PixelRelayEvent")
+    assert sorted(o["object_id"] for o in stored) == sorted(
+        {object_id(make_event(1)), object_id(make_event(1, endpoint="ep-2"))}
+    )
+
+
+def test_a_bad_request_rejects_one_event_and_the_others_land(ready: ProfilesStandIn) -> None:
+    ready.reject_events("broken", "Object does not match the object type")
+    events = [make_event(1), make_event(2, event_type="broken"), make_event(3)]
+    outcomes = destination(ready.url).deliver(events)
+    assert [o.verdict for o in outcomes] == [Verdict.DELIVERED, Verdict.REJECTED, Verdict.DELIVERED]
+    assert outcomes[1].reason == (
+        "PutProfileObject refused: 400 BadRequestException Object does not match the object type"
+    )
+    assert puts(ready) == [200, 400, 200]  # a 400 is not retried by the client
+
+
+def test_a_throttled_call_is_retried_by_the_client(ready: ProfilesStandIn) -> None:
+    ready.fail_next_requests(429, count=1)
+    outcomes = destination(ready.url).deliver([make_event(1)])
+    assert outcomes[0].verdict is Verdict.DELIVERED
+    assert puts(ready) == [429, 200]
+
+
+def test_throttling_that_outlasts_the_client_retries_the_batch(ready: ProfilesStandIn) -> None:
+    ready.fail_next_requests(429, count=3)
+    sender = destination(ready.url)
+    outcomes = sender.deliver([make_event(1), make_event(2)])
+    assert [o.verdict for o in outcomes] == [Verdict.RETRY, Verdict.RETRY]
+    assert outcomes[0].reason == "PutProfileObject failed: 429 ThrottlingException"
+    assert puts(ready) == [429, 429, 429]  # three attempts, then nothing more this batch
+    assert ready.accepted_objects == []
+    # The queue hands the batch back later: now it lands.
+    assert [o.verdict for o in sender.deliver([make_event(1), make_event(2)])] == [
+        Verdict.DELIVERED
+    ] * 2
+
+
+def test_a_missing_domain_is_retried_until_the_redrive_parks_it(standin: ProfilesStandIn) -> None:
+    sender = CustomerProfilesDestination(
+        client_for(standin.url), "no-such-domain", "PixelRelayEvent"
+    )
+    outcomes = sender.deliver([make_event(1, user_attributes={"plan": ("a",)}), make_event(2)])
+    assert [o.verdict for o in outcomes] == [Verdict.RETRY, Verdict.RETRY]
+    assert outcomes[0].reason == "PutProfileObject failed: 404 ResourceNotFoundException"
+    assert outcomes[0].profile is Verdict.RETRY
+    assert puts(standin) == [404]
+
+
+def test_a_missing_object_type_is_retried(standin: ProfilesStandIn) -> None:
+    outcomes = destination(standin.url).deliver([make_event(1)])
+    assert outcomes[0].verdict is Verdict.RETRY
+    assert outcomes[0].reason == "PutProfileObject failed: 404 ResourceNotFoundException"
+
+
+def test_an_unreachable_service_is_retried() -> None:
+    outcomes = destination(NOWHERE).deliver([make_event(1), make_event(2)])
+    assert [o.verdict for o in outcomes] == [Verdict.RETRY, Verdict.RETRY]
+    assert outcomes[0].reason == "PutProfileObject failed: EndpointConnectionError"
+
+
+def test_create_reads_the_endpoint_from_the_environment(
+    ready: ProfilesStandIn, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AWS_ENDPOINT_URL_CUSTOMER_PROFILES", ready.url)
+    built = customer_profiles.create(Settings.from_env(ENV))
+    assert built.deliver([make_event(1)])[0].verdict is Verdict.DELIVERED
+
+
+def test_on_accept_sees_each_object_in_order() -> None:
+    seen: list[AcceptedObject] = []
+    with ProfilesStandIn(domains=[DOMAIN], on_accept=seen.append) as watched:
+        ensure_object_type(client_for(watched.url), Settings.from_env(ENV))
+        destination(watched.url).deliver([make_event(1), make_event(2)])
+    assert [record.object["event_id"] for record in seen] == ["e-1", "e-2"]
+    assert all(record.profile_id for record in seen)
+
+
+# Setup ------------------------------------------------------------------------------------
+
+
+def test_setup_is_idempotent(standin: ProfilesStandIn) -> None:
+    client = client_for(standin.url)
+    settings = Settings.from_env(ENV)
+    assert ensure_object_type(client, settings).action == "created"
+    assert ensure_object_type(client, settings) == profiles_setup.SetupResult("unchanged")
+    kinds = [r.operation for r in standin.requests]
+    assert kinds.count("PutProfileObjectType") == 1
+
+
+def test_setup_updates_when_the_allowlist_changes(standin: ProfilesStandIn) -> None:
+    client = client_for(standin.url)
+    ensure_object_type(client, Settings.from_env(ENV))
+    wider = Settings.from_env({**ENV, "ALLOWED_USER_ATTRIBUTES": "plan,tier,city"})
+    assert ensure_object_type(client, wider, dry_run=True).changed == ("Fields",)
+    defined = client.get_profile_object_type(DomainName=DOMAIN, ObjectTypeName="PixelRelayEvent")
+    assert "user.city" not in defined["Fields"]  # a dry run changes nothing
+    assert ensure_object_type(client, wider) == profiles_setup.SetupResult("updated", ("Fields",))
+    assert ensure_object_type(client, wider).action == "unchanged"
+
+
+def test_setup_names_a_missing_domain(standin: ProfilesStandIn) -> None:
+    settings = Settings.from_env({**ENV, "PROFILES_DOMAIN": "elsewhere"})
+    with pytest.raises(profiles_setup.SetupError, match="'elsewhere' does not exist"):
+        ensure_object_type(client_for(standin.url), settings)
+
+
+def write_project(root: Path, environment: dict[str, str]) -> Path:
+    config = {
+        "version": "2.0",
+        "app_name": "t",
+        "stages": {"dev": {"environment_variables": environment}},
+    }
+    (root / ".chalice").mkdir()
+    (root / ".chalice" / "config.json").write_text(json.dumps(config))
+    return root
+
+
+def test_setup_command_creates_then_changes_nothing(
+    standin: ProfilesStandIn,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("AWS_ENDPOINT_URL_CUSTOMER_PROFILES", standin.url)
+    root = write_project(tmp_path, ENV)
+    assert profiles_setup.main(["--stage", "dev"], root=root) == 0
+    assert profiles_setup.main(["--stage", "dev"], root=root) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines == [
+        f"created object type 'PixelRelayEvent' in domain '{DOMAIN}'",
+        f"object type 'PixelRelayEvent' in domain '{DOMAIN}' is up to date; nothing to do",
+    ]
+
+
+def test_setup_command_explains_what_is_missing(
+    standin: ProfilesStandIn,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("AWS_ENDPOINT_URL_CUSTOMER_PROFILES", standin.url)
+    (tmp_path / "a").mkdir()
+    unset = write_project(tmp_path / "a", {})
+    assert profiles_setup.main(["--stage", "dev"], root=unset) == 2
+    assert "PROFILES_DOMAIN" in capsys.readouterr().err
+    elsewhere = tmp_path / "b"
+    elsewhere.mkdir()
+    write_project(elsewhere, {"PROFILES_DOMAIN": "elsewhere"})
+    assert profiles_setup.main(["--stage", "dev"], root=elsewhere) == 1
+    assert "'elsewhere' does not exist" in capsys.readouterr().err
