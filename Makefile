@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: dev test lint typecheck venv policies profiles-setup screenshot clean
+.PHONY: dev test lint typecheck venv policies profiles-setup screenshot deploy teardown package ops clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,21 @@ profiles-setup: $(STAMP)
 
 screenshot: $(STAMP)
 	UPDATE_SCREENSHOT=1 $(BIN)/python -m pytest -q tests/devtools/test_demo_e2e.py
+
+deploy: $(STAMP)
+	$(if $(STAGE),,$(error STAGE is required: make deploy STAGE=prod))
+	$(BIN)/python -m devtools.deploy_stage deploy --stage $(STAGE)
+
+teardown: $(STAMP)
+	$(if $(STAGE),,$(error STAGE is required: make teardown STAGE=prod))
+	$(BIN)/python -m devtools.deploy_stage teardown --stage $(STAGE) --yes
+
+package: $(STAMP)
+	$(if $(STAGE),,$(error STAGE is required: make package STAGE=prod))
+	$(BIN)/python -m devtools.deploy_package --stage $(STAGE)
+
+ops: $(STAMP)
+	$(BIN)/python -m devtools.ops $(ARGS)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -310,6 +310,10 @@ class _HitParser:
                     "too_many_values",
                 )
             for value in unique:
+                if not value:
+                    # An empty value would blank the stored attribute: leave the parameter
+                    # out instead (GTM sends undefined variables as empty strings).
+                    raise HitRefusedError(parameter, "value is empty", "empty_value")
                 _check_value(parameter, value, limits.ENDPOINT_ATTRIBUTE_VALUE_LENGTH)
             attributes[name] = unique
         return attributes

@@ -292,6 +292,11 @@ def test_allowlisted_profile_attributes_are_accepted_with_several_values() -> No
     assert event.profile.endpoint_metrics == {"visits": 3.0}
 
 
+def test_empty_profile_values_are_refused_rather_than_blanking_the_profile() -> None:
+    policy = {"allowed_user_attributes": frozenset({"plan"})}
+    assert refusal(f"{BASE}&usat_plan=", **policy) == "usat_plan: value is empty"
+
+
 def test_allowlist_is_exact_per_attribute() -> None:
     policy = {"allowed_user_attributes": frozenset({"plan"})}
     assert "not in ALLOWED_USER_ATTRIBUTES" in refusal(f"{BASE}&usat_Plan=x", **policy)

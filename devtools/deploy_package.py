@@ -1,0 +1,117 @@
+"""The CloudFormation deploy path: one template with everything, checked with cfn-lint.
+
+    python -m devtools.deploy_package --stage prod
+
+writes `deploy/build/<stage>/merge.json` (generated from the stage's settings, see
+`devtools.deploy_template`), runs `chalice package --merge-template` into
+`deploy/build/<stage>/package/` (sam.json and deployment.zip) and lints the result. Deploying
+it is then two AWS CLI commands, printed at the end (docs/deploy.md). `deploy/build/` is not
+committed: it is rebuilt from checked-in sources every time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+from devtools.deploy_preflight import check_stage, run, tool
+from devtools.deploy_template import merge_template
+from devtools.queue_spec import ROOT
+
+BUILD: Final = Path("deploy") / "build"
+
+
+@dataclass(frozen=True)
+class PackageResult:
+    merge_template: Path
+    template: Path
+    package_dir: Path
+
+
+def write_merge_template(stage: str, out_dir: Path, root: Path = ROOT) -> Path:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / "merge.json"
+    path.write_text(json.dumps(merge_template(stage, root), indent=2) + "\n")
+    return path
+
+
+def package(stage: str, out_dir: Path, root: Path = ROOT) -> PackageResult:
+    """`chalice package` with the merge template; raise SystemExit if Chalice fails."""
+    check_stage(stage, root)
+    merge = write_merge_template(stage, out_dir, root)
+    package_dir = out_dir / "package"
+    status = run(
+        [
+            tool("chalice"),
+            "--project-dir",
+            str(root),
+            "package",
+            "--stage",
+            stage,
+            "--merge-template",
+            str(merge),
+            str(package_dir),
+        ],
+        cwd=root,
+    )
+    if status != 0:
+        raise SystemExit(f"chalice package failed (exit {status})")
+    return PackageResult(merge, package_dir / "sam.json", package_dir)
+
+
+def lint(template: Path, cwd: Path = ROOT) -> int:
+    """cfn-lint's exit status: 0 clean; errors and warnings are printed."""
+    return run([tool("cfn-lint"), "--", str(template)], cwd=cwd)
+
+
+def next_steps(stage: str, result: PackageResult) -> str:
+    packaged = result.package_dir.parent / "packaged.yaml"
+    return "\n".join(
+        [
+            "",
+            f"Packaged stage {stage}: {result.template}",
+            "Deploy it (an S3 bucket of yours holds the code; CAPABILITY_IAM for the roles):",
+            f"  aws cloudformation package --template-file {result.template} \\",
+            f"      --s3-bucket <your-bucket> --output-template-file {packaged}",
+            f"  aws cloudformation deploy --template-file {packaged} \\",
+            f"      --stack-name pixel-relay-{stage} --capabilities CAPABILITY_IAM \\",
+            "      --parameter-overrides EnableWaf=false AlarmTopicArn=",
+            f"Then: python -m devtools.ops check --stage {stage} --stack-name pixel-relay-{stage}",
+        ]
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m devtools.deploy_package",
+        description="Build the stage's CloudFormation template (chalice package"
+        " --merge-template) and check it with cfn-lint.",
+    )
+    parser.add_argument("--stage", required=True, help="stage in .chalice/config.json")
+    parser.add_argument("--out", type=Path, help="output directory (default deploy/build/<stage>)")
+    parser.add_argument(
+        "--merge-only",
+        action="store_true",
+        help="only write the merge template; no chalice package, no lint",
+    )
+    args = parser.parse_args(argv)
+    out_dir: Path = args.out or ROOT / BUILD / args.stage
+    if args.merge_only:
+        print(write_merge_template(args.stage, out_dir))
+        return 0
+    result = package(args.stage, out_dir)
+    status = lint(result.template)
+    if status != 0:
+        print(f"cfn-lint found problems in {result.template} (exit {status})", file=sys.stderr)
+        return 1
+    print(next_steps(args.stage, result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

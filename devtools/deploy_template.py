@@ -1,0 +1,484 @@
+"""The CloudFormation that `chalice package --merge-template` adds to Chalice's own template.
+
+Chalice creates the API, both functions, their roles and the SQS event source, but no queue,
+alarm or dashboard, and it cannot turn on partial batch responses (DESIGN.md). This module
+builds the rest for one stage, from the same sources everything else reads:
+`devtools.queue_spec` (queue names and attributes, as `make dev` and `deploy_stage` create
+them) and `deploy/stages.json` (throttling, retention, thresholds). The queue names differ per
+stage, so the merge template is generated, never hand-copied.
+
+Logical ids that Chalice generates and this template merges into: `Deliver` (the consumer),
+`DeliverSqsEventSource` (its SQS event), `APIHandler` (the pixel) and `RestAPI`.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Final
+
+from devtools.deploy_settings import DeploySettings
+from devtools.queue_spec import (
+    DEAD_LETTER_RETENTION_SECONDS,
+    EVENTS_RETENTION_SECONDS,
+    ROOT,
+    QueueSpec,
+    chalice_config,
+)
+
+NAMESPACE: Final = "PixelRelay"  # chalicelib.telemetry.NAMESPACE
+SERVICE: Final = "pixel-relay"  # chalicelib.telemetry.SERVICE: the `service` dimension
+CONSUMER: Final = "Deliver"
+CONSUMER_EVENT: Final = "DeliverSqsEventSource"
+PIXEL: Final = "APIHandler"
+API: Final = "RestAPI"
+PERIOD_SECONDS: Final = 300
+# Bot Control's common level; its own price applies (see docs/deploy.md).
+BOT_RULE_GROUP: Final = "AWSManagedRulesBotControlRuleSet"
+KNOWN_BAD_INPUTS_RULE_GROUP: Final = "AWSManagedRulesKnownBadInputsRuleSet"
+PIXEL_METRICS: Final = ("HitsAccepted", "HitsRefused", "EnqueueFailures", "PixelErrors")
+CONSUMER_METRICS: Final = (
+    "EventsDelivered",
+    "EventsRejected",
+    "EventsRetried",
+    "ProfileUpdatesParked",
+)
+
+
+def _sub(text: str) -> dict[str, str]:
+    return {"Fn::Sub": text}
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"Ref": name}
+
+
+def _get_att(resource: str, attribute: str) -> dict[str, list[str]]:
+    return {"Fn::GetAtt": [resource, attribute]}
+
+
+def _alarm_actions() -> dict[str, Any]:
+    return {"Fn::If": ["HasAlarmTopic", [_ref("AlarmTopicArn")], _ref("AWS::NoValue")]}
+
+
+def api_stage_name(stage: str, root: Path = ROOT) -> str:
+    """The API Gateway stage Chalice deploys to (`api_gateway_stage`, default `api`)."""
+    config = chalice_config(root)
+    stage_config = config.get("stages", {}).get(stage, {})
+    return str(stage_config.get("api_gateway_stage", config.get("api_gateway_stage", "api")))
+
+
+def merge_template(stage: str, root: Path = ROOT) -> dict[str, Any]:
+    """Everything Chalice's template lacks for `stage`, as one CloudFormation fragment."""
+    spec = QueueSpec.for_stage(stage, root)
+    settings = DeploySettings.for_stage(stage, root)
+    resources: dict[str, Any] = {}
+    resources.update(_queues(spec))
+    resources.update(_function_overrides())
+    resources.update(_api_overrides(settings))
+    resources.update(_log_groups(settings))
+    resources.update(_alarms(stage, spec, settings))
+    resources["Dashboard"] = {
+        "Type": "AWS::CloudWatch::Dashboard",
+        "Properties": {
+            "DashboardName": _sub(f"pixel-relay-{stage}-${{AWS::Region}}"),
+            "DashboardBody": _sub(json.dumps(dashboard_body(stage), separators=(",", ":"))),
+        },
+    }
+    resources.update(_waf(stage, settings))
+    return {
+        "Parameters": {
+            "EnableWaf": {
+                "Type": "String",
+                "AllowedValues": ["true", "false"],
+                "Default": "false",
+                "Description": "Put an AWS WAF web ACL in front of the API stage (per-IP rate"
+                " limit, known bad inputs, bot control). Billed per web ACL, rule and request.",
+            },
+            "WafBotControlAction": {
+                "Type": "String",
+                "AllowedValues": ["count", "block"],
+                "Default": "count",
+                "Description": "count: Bot Control only labels and counts (watch it first);"
+                " block: it blocks what it judges to be bots.",
+            },
+            "AlarmTopicArn": {
+                "Type": "String",
+                "Default": "",
+                "Description": "SNS topic ARN notified when an alarm fires; empty for none.",
+            },
+        },
+        "Conditions": {
+            "WafEnabled": {"Fn::Equals": [_ref("EnableWaf"), "true"]},
+            "WafBotBlocks": {"Fn::Equals": [_ref("WafBotControlAction"), "block"]},
+            "HasAlarmTopic": {"Fn::Not": [{"Fn::Equals": [_ref("AlarmTopicArn"), ""]}]},
+        },
+        "Resources": resources,
+        "Outputs": {
+            "EventsQueueUrl": {"Value": _ref("EventsQueue")},
+            "DeadLetterQueueUrl": {"Value": _ref("DeadLetterQueue")},
+            "DashboardUrl": {
+                "Value": _sub(
+                    "https://${AWS::Region}.console.${AWS::URLSuffix}/cloudwatch/home"
+                    "?region=${AWS::Region}#dashboards:name=${Dashboard}"
+                )
+            },
+            "WebAclArn": {"Condition": "WafEnabled", "Value": _get_att("WebAcl", "Arn")},
+        },
+    }
+
+
+def _queues(spec: QueueSpec) -> dict[str, Any]:
+    """The same queues `deploy_stage` and `make dev` create, as CloudFormation."""
+    return {
+        "DeadLetterQueue": {
+            "Type": "AWS::SQS::Queue",
+            "Properties": {
+                "QueueName": spec.dead_letter_queue,
+                "MessageRetentionPeriod": DEAD_LETTER_RETENTION_SECONDS,
+                "SqsManagedSseEnabled": True,
+            },
+        },
+        "EventsQueue": {
+            "Type": "AWS::SQS::Queue",
+            "Properties": {
+                "QueueName": spec.events_queue,
+                "VisibilityTimeout": spec.visibility_timeout_seconds,
+                "MessageRetentionPeriod": EVENTS_RETENTION_SECONDS,
+                "SqsManagedSseEnabled": True,
+                "RedrivePolicy": {
+                    "deadLetterTargetArn": _get_att("DeadLetterQueue", "Arn"),
+                    "maxReceiveCount": spec.max_receive_count,
+                },
+            },
+        },
+    }
+
+
+def _function_overrides() -> dict[str, Any]:
+    """Partial batch responses on, and the event source bound to the queue made here.
+
+    Chalice's `Queue` is an `Fn::Sub` of the queue's name; it is replaced by an `Fn::Sub` of
+    the new queue's ARN (mixing `Fn::GetAtt` into the generated `Fn::Sub` is invalid), which
+    also makes CloudFormation create the queue before the mapping.
+    """
+    return {
+        CONSUMER: {
+            "Properties": {
+                "Events": {
+                    CONSUMER_EVENT: {
+                        "Properties": {
+                            "Queue": _sub("${EventsQueue.Arn}"),
+                            "FunctionResponseTypes": ["ReportBatchItemFailures"],
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+
+def _api_overrides(settings: DeploySettings) -> dict[str, Any]:
+    """Stage-wide throttling: Chalice has no setting for it."""
+    return {
+        API: {
+            "Properties": {
+                "MethodSettings": [
+                    {
+                        "ResourcePath": "/*",
+                        "HttpMethod": "*",
+                        "ThrottlingRateLimit": settings.throttling_rate_limit,
+                        "ThrottlingBurstLimit": settings.throttling_burst_limit,
+                    }
+                ]
+            }
+        }
+    }
+
+
+def _log_groups(settings: DeploySettings) -> dict[str, Any]:
+    """Lambda's own log groups never expire; these are created first, with a retention."""
+    return {
+        f"{function}LogGroup": {
+            "Type": "AWS::Logs::LogGroup",
+            "Properties": {
+                "LogGroupName": _sub(f"/aws/lambda/${{{function}}}"),
+                "RetentionInDays": settings.log_retention_days,
+            },
+        }
+        for function in (PIXEL, CONSUMER)
+    }
+
+
+def _alarm(description: str, **properties: Any) -> dict[str, Any]:
+    return {
+        "Type": "AWS::CloudWatch::Alarm",
+        "Properties": {
+            "AlarmDescription": description,
+            "AlarmActions": _alarm_actions(),
+            "OKActions": _alarm_actions(),
+            "Period": PERIOD_SECONDS,
+            "ComparisonOperator": "GreaterThanOrEqualToThreshold",
+            "TreatMissingData": "notBreaching",
+            **properties,
+        },
+    }
+
+
+def _alarms(stage: str, spec: QueueSpec, settings: DeploySettings) -> dict[str, Any]:
+    ops = f"python -m devtools.ops dlq --stage {stage}"
+    return {
+        "DeadLetterQueueDepthAlarm": _alarm(
+            f"Messages are waiting on the dead-letter queue {spec.dead_letter_queue}: events"
+            f" that were not delivered. Triage and replay with `{ops}` (docs/operations.md).",
+            AlarmName=f"pixel-relay-{stage}-dead-letters",
+            Namespace="AWS/SQS",
+            MetricName="ApproximateNumberOfMessagesVisible",
+            Dimensions=[{"Name": "QueueName", "Value": _get_att("DeadLetterQueue", "QueueName")}],
+            Statistic="Maximum",
+            EvaluationPeriods=1,
+            Threshold=settings.dead_letter_alarm_threshold,
+        ),
+        "ConsumerErrorsAlarm": _alarm(
+            "The consumer (deliver) keeps failing. Some errors are normal while"
+            " REPORT_BATCH_ITEM_FAILURES=false (a batch with retries ends in an error); read"
+            " the 'events will be retried' log lines for the reason.",
+            AlarmName=f"pixel-relay-{stage}-consumer-errors",
+            Namespace="AWS/Lambda",
+            MetricName="Errors",
+            Dimensions=[{"Name": "FunctionName", "Value": _ref(CONSUMER)}],
+            Statistic="Sum",
+            EvaluationPeriods=settings.consumer_errors_alarm_periods,
+            DatapointsToAlarm=settings.consumer_errors_alarm_periods,
+            Threshold=settings.consumer_errors_alarm_threshold,
+        ),
+        "EventsQueueAgeAlarm": _alarm(
+            f"The oldest event on {spec.events_queue} is older than"
+            f" {settings.queue_age_alarm_seconds} s: the consumer is not keeping up or not"
+            " running (check the event source mapping is enabled).",
+            AlarmName=f"pixel-relay-{stage}-queue-age",
+            Namespace="AWS/SQS",
+            MetricName="ApproximateAgeOfOldestMessage",
+            Dimensions=[{"Name": "QueueName", "Value": _get_att("EventsQueue", "QueueName")}],
+            Statistic="Maximum",
+            EvaluationPeriods=1,
+            Threshold=settings.queue_age_alarm_seconds,
+        ),
+        "EnqueueFailuresAlarm": _alarm(
+            "The pixel answered 503: SQS did not take hits (EnqueueFailures). Browsers do not"
+            " retry an image, so these events are lost.",
+            AlarmName=f"pixel-relay-{stage}-enqueue-failures",
+            Namespace=NAMESPACE,
+            MetricName="EnqueueFailures",
+            Dimensions=[{"Name": "service", "Value": SERVICE}],
+            Statistic="Sum",
+            EvaluationPeriods=1,
+            Threshold=settings.enqueue_failures_alarm_threshold,
+        ),
+    }
+
+
+def _waf(stage: str, settings: DeploySettings) -> dict[str, Any]:
+    """Optional (`EnableWaf`): a per-IP rate limit and two AWS managed rule groups."""
+
+    def visibility(name: str) -> dict[str, Any]:
+        return {
+            "SampledRequestsEnabled": True,
+            "CloudWatchMetricsEnabled": True,
+            "MetricName": name,
+        }
+
+    def managed(name: str, priority: int, override: Any, **statement: Any) -> dict[str, Any]:
+        return {
+            "Name": name,
+            "Priority": priority,
+            "OverrideAction": override,
+            "Statement": {
+                "ManagedRuleGroupStatement": {"VendorName": "AWS", "Name": name, **statement}
+            },
+            "VisibilityConfig": visibility(name),
+        }
+
+    return {
+        "WebAcl": {
+            "Type": "AWS::WAFv2::WebACL",
+            "Condition": "WafEnabled",
+            "Properties": {
+                "Name": f"pixel-relay-{stage}",
+                "Scope": "REGIONAL",
+                "DefaultAction": {"Allow": {}},
+                "VisibilityConfig": visibility(f"pixel-relay-{stage}"),
+                "Rules": [
+                    {
+                        "Name": "RateLimitPerIp",
+                        "Priority": 0,
+                        "Action": {"Block": {}},
+                        "Statement": {
+                            "RateBasedStatement": {
+                                "Limit": settings.waf_rate_limit_per_5_minutes,
+                                "AggregateKeyType": "IP",
+                            }
+                        },
+                        "VisibilityConfig": visibility("RateLimitPerIp"),
+                    },
+                    managed(KNOWN_BAD_INPUTS_RULE_GROUP, 1, {"None": {}}),
+                    managed(
+                        BOT_RULE_GROUP,
+                        2,
+                        {"Fn::If": ["WafBotBlocks", {"None": {}}, {"Count": {}}]},
+                        ManagedRuleGroupConfigs=[
+                            {"AWSManagedRulesBotControlRuleSet": {"InspectionLevel": "COMMON"}}
+                        ],
+                    ),
+                ],
+            },
+        },
+        "WebAclAssociation": {
+            "Type": "AWS::WAFv2::WebACLAssociation",
+            "Condition": "WafEnabled",
+            "Properties": {
+                # ${RestAPI.Stage} is SAM's reference to the stage it generates, so the
+                # association waits for the stage to exist.
+                "ResourceArn": _sub(
+                    "arn:${AWS::Partition}:apigateway:${AWS::Region}::/restapis/${RestAPI}"
+                    "/stages/${RestAPI.Stage}"
+                ),
+                "WebACLArn": _get_att("WebAcl", "Arn"),
+            },
+        },
+    }
+
+
+# Dashboard --------------------------------------------------------------------------------
+
+
+def _metric_widget(
+    title: str,
+    metrics: list[list[Any]],
+    stat: str = "Sum",
+    x: int = 0,
+    y: int = 0,
+    width: int = 12,
+) -> dict[str, Any]:
+    return {
+        "type": "metric",
+        "x": x,
+        "y": y,
+        "width": width,
+        "height": 6,
+        "properties": {
+            "title": title,
+            "view": "timeSeries",
+            "stacked": False,
+            "region": "${AWS::Region}",
+            "stat": stat,
+            "period": PERIOD_SECONDS,
+            "metrics": metrics,
+        },
+    }
+
+
+def _ours(names: tuple[str, ...]) -> list[list[Any]]:
+    return [[NAMESPACE, name, "service", SERVICE] for name in names]
+
+
+def dashboard_body(stage: str) -> dict[str, Any]:
+    """The stage's dashboard; `${...}` are resolved by the `Fn::Sub` around it."""
+    refused_by_reason = (
+        f'SEARCH(\'{{{NAMESPACE},reason,service}} MetricName="HitsRefusedByReason"'
+        f" service=\"{SERVICE}\"', 'Sum', {PERIOD_SECONDS})"
+    )
+    return {
+        "widgets": [
+            {
+                "type": "text",
+                "x": 0,
+                "y": 0,
+                "width": 24,
+                "height": 2,
+                "properties": {
+                    "markdown": f"## pixel-relay `{stage}`\nHits from GTM, events into Pinpoint."
+                    " Triage the dead-letter queue with `python -m devtools.ops dlq --stage"
+                    f" {stage}`; metrics and alarms are explained in docs/operations.md."
+                },
+            },
+            _metric_widget("Hits accepted / refused (pixel)", _ours(PIXEL_METRICS), y=2),
+            _metric_widget(
+                "Hits refused by reason",
+                [[{"expression": refused_by_reason, "id": "refused", "label": ""}]],
+                x=12,
+                y=2,
+            ),
+            _metric_widget(
+                "Events delivered / rejected / retried (consumer)",
+                _ours(CONSUMER_METRICS),
+                y=8,
+            ),
+            _metric_widget("PutEvents calls", _ours(("PutEventsCalls",)), x=12, y=8),
+            _metric_widget(
+                "Dead-letter queue depth",
+                [
+                    [
+                        "AWS/SQS",
+                        "ApproximateNumberOfMessagesVisible",
+                        "QueueName",
+                        "${DeadLetterQueue.QueueName}",
+                    ]
+                ],
+                stat="Maximum",
+                y=14,
+            ),
+            _metric_widget(
+                "Events queue: waiting and oldest age (s)",
+                [
+                    [
+                        "AWS/SQS",
+                        "ApproximateNumberOfMessagesVisible",
+                        "QueueName",
+                        "${EventsQueue.QueueName}",
+                    ],
+                    [".", "ApproximateAgeOfOldestMessage", ".", ".", {"yAxis": "right"}],
+                ],
+                stat="Maximum",
+                x=12,
+                y=14,
+            ),
+            _metric_widget(
+                "Consumer errors and throttles",
+                [
+                    ["AWS/Lambda", "Errors", "FunctionName", f"${{{CONSUMER}}}"],
+                    [".", "Throttles", ".", "."],
+                    [".", "Invocations", ".", ".", {"yAxis": "right"}],
+                ],
+                y=20,
+            ),
+            _metric_widget(
+                "Pixel function errors and duration (p99 ms)",
+                [
+                    ["AWS/Lambda", "Errors", "FunctionName", f"${{{PIXEL}}}"],
+                    [".", "Duration", ".", ".", {"stat": "p99", "yAxis": "right"}],
+                ],
+                x=12,
+                y=20,
+            ),
+            {
+                "type": "alarm",
+                "x": 0,
+                "y": 26,
+                "width": 24,
+                "height": 3,
+                "properties": {
+                    "title": "Alarms",
+                    "alarms": [
+                        f"${{{name}.Arn}}"
+                        for name in (
+                            "DeadLetterQueueDepthAlarm",
+                            "ConsumerErrorsAlarm",
+                            "EventsQueueAgeAlarm",
+                            "EnqueueFailuresAlarm",
+                        )
+                    ],
+                },
+            },
+        ]
+    }

@@ -1,0 +1,333 @@
+"""Operations for a deployed stage: the dead-letter queue, the GTM Image URL, an end-to-end
+check. Development tooling: it runs on an operator's machine with their AWS credentials,
+never in Lambda.
+
+    python -m devtools.ops dlq --stage prod [--samples 5] [--reason TEXT] [--event-type T]
+    python -m devtools.ops dlq replay --stage prod [--reason TEXT] [--rejected-at pinpoint]
+    python -m devtools.ops url --stage prod [--api-url URL | --stack-name NAME] [--container F]
+    python -m devtools.ops check --stage prod [--api-url URL | --stack-name NAME]
+
+Queue names, the Pinpoint project and the allowed attributes come from the stage in
+.chalice/config.json; the API URL from `--api-url`, a CloudFormation stack's `EndpointURL`
+output, or `chalice url` (what `chalice deploy` recorded). See docs/operations.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import signal
+import subprocess
+import sys
+import threading
+import urllib.parse
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from types import FrameType
+from typing import IO, TYPE_CHECKING, Any
+
+import boto3
+
+from chalicelib.config import ConfigError, HitPolicy, Settings
+from chalicelib.hits import HitRefusedError, parse_hit
+from devtools import ops_gtm
+from devtools.deploy_preflight import tool
+from devtools.ops_check import CheckPlan, PinpointProbe, run_check
+from devtools.ops_dlq import (
+    DEFAULT_HOLD_SECONDS,
+    Journal,
+    Progress,
+    Selection,
+    approximate_count,
+    replay,
+    summarize,
+)
+from devtools.queue_spec import ROOT, QueueSpec, stage_environment
+
+if TYPE_CHECKING:
+    from mypy_boto3_sqs import SQSClient
+
+
+class Ops:
+    """AWS clients for one run; tests hand in clients pointed at a local server."""
+
+    def __init__(self, session: Any = None) -> None:
+        self._session: Any = session or boto3.Session()
+        self._clients: dict[str, Any] = {}
+
+    def client(self, service: str) -> Any:
+        if service not in self._clients:
+            self._clients[service] = self._session.client(service)
+        return self._clients[service]
+
+    @property
+    def sqs(self) -> SQSClient:
+        client: SQSClient = self.client("sqs")
+        return client
+
+
+# dlq --------------------------------------------------------------------------------------
+
+
+def _selection(args: argparse.Namespace) -> Selection:
+    return Selection(
+        reason_contains=tuple(args.reason or ()),
+        event_types=frozenset(args.event_type or ()),
+        rejected_at=frozenset(args.rejected_at or ()),
+    )
+
+
+@contextlib.contextmanager
+def stop_on_signals() -> Iterator[threading.Event]:
+    """Ctrl-C / SIGTERM finish the batch in flight instead of cutting it in half."""
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt  # a second Ctrl-C: the user insists
+        print("stopping after the batch in flight (Ctrl-C again to abort)", file=sys.stderr)
+        stop.set()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield stop
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def dlq_command(args: argparse.Namespace, ops: Ops, out: IO[str], err: IO[str]) -> int:
+    spec = QueueSpec.for_stage(args.stage, args.project_dir)
+    sqs = ops.sqs
+    dead_letter_url = sqs.get_queue_url(QueueName=spec.dead_letter_queue)["QueueUrl"]
+    expected = approximate_count(sqs, dead_letter_url)
+    selection = _selection(args)
+    if args.action == "summary" or args.dry_run:
+        progress = Progress("dlq scan", expected, err, args.progress_seconds)
+        summary = summarize(sqs, dead_letter_url, selection, args.samples, args.hold, progress)
+        print(summary.render(spec.dead_letter_queue, selection, datetime.now(UTC)), file=out)
+        if args.dry_run:
+            print(f"dry run: replay would send {summary.selected:,} messages", file=out)
+        return 0
+    events_url = sqs.get_queue_url(QueueName=spec.events_queue)["QueueUrl"]
+    journal = Journal(
+        args.journal or args.project_dir / ".local" / "replay" / f"{spec.dead_letter_queue}.journal"
+    )
+    progress = Progress("dlq replay", expected, err, args.progress_seconds)
+    print(f"replaying {selection.describe()} from {spec.dead_letter_queue}", file=err)
+    with stop_on_signals() as stop:
+        report = replay(
+            sqs,
+            dead_letter_url,
+            events_url,
+            journal,
+            selection,
+            include_invalid=args.include_invalid,
+            limit=args.limit,
+            hold_seconds=args.hold,
+            progress=progress,
+            stop=stop,
+        )
+    print(report.render(spec.dead_letter_queue, spec.events_queue), file=out)
+    return 1 if report.interrupted or report.send_failed or report.delete_failed else 0
+
+
+# url --------------------------------------------------------------------------------------
+
+
+def api_url(args: argparse.Namespace, ops: Ops) -> str:
+    """The stage's base URL ending in `/`: --api-url, a stack's EndpointURL, or chalice."""
+    if args.api_url:
+        url = str(args.api_url)
+    elif args.stack_name:
+        stacks = ops.client("cloudformation").describe_stacks(StackName=args.stack_name)
+        outputs = {
+            output["OutputKey"]: output["OutputValue"]
+            for output in stacks["Stacks"][0].get("Outputs", [])
+        }
+        if "EndpointURL" not in outputs:
+            raise SystemExit(f"stack {args.stack_name} has no EndpointURL output")
+        url = outputs["EndpointURL"]
+    else:
+        result = subprocess.run(
+            [tool("chalice"), "--project-dir", str(args.project_dir), "url", "--stage", args.stage],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if result.returncode != 0:
+            raise SystemExit(
+                f"chalice url --stage {args.stage} found no deployed API"
+                f" ({result.stderr.strip()}); pass --api-url or --stack-name"
+            )
+        url = result.stdout.strip()
+    return url if url.endswith("/") else url + "/"
+
+
+def example_hit(base: str, policy: HitPolicy) -> str:
+    """A filled-in hit as the kit's tag would send it, checked with the stage's own rules."""
+    query: list[tuple[str, str]] = [
+        ("event", "purchase"),
+        ("endpoint_id", "0f8fad5b-d9cb-469f-a165-70867728950e"),
+        ("event_id", "7c9e6679-7425-40de-944b-e07fc1f90ae7"),
+        ("evat_product", "running shoes & socks"),
+        ("evmt_price", "49.90"),
+    ]
+    query += [
+        (parameter, "en" if parameter.startswith(("usat_", "enat_")) else "1")
+        for parameter, _ in ops_gtm.profile_parameters(policy)
+    ]
+    url = f"{base}events?{urllib.parse.urlencode(query, quote_via=urllib.parse.quote)}"
+    params: dict[str, list[str]] = {}
+    for name, value in query:
+        params.setdefault(name, []).append(value)
+    parse_hit(params, policy, datetime.now(UTC))  # raises if the stage would refuse it
+    return url
+
+
+def url_command(args: argparse.Namespace, ops: Ops, out: IO[str], err: IO[str]) -> int:
+    try:
+        policy = HitPolicy.from_env(stage_environment(args.stage, args.project_dir))
+    except ConfigError as error:
+        raise SystemExit(f"stage {args.stage}: {error}") from None
+    base = api_url(args, ops)
+    template = ops_gtm.TAG_URL.replace(f"{{{{{ops_gtm.API_URL_VARIABLE}}}}}", base)
+    lines = [
+        f"GTM Custom Image tag, Image URL for stage {args.stage}:",
+        f"  {template}",
+        "  (Enable cache busting: on, parameter gtmcb. The variables come with"
+        f" {ops_gtm.CONTAINER_FILE}.)",
+        "",
+        f"Profile parameters stage {args.stage} accepts (any other is refused with 400):",
+    ]
+    allowed = list(ops_gtm.profile_parameters(policy))
+    lines += [f"  {parameter:<28} from dataLayer {source}" for parameter, source in allowed]
+    if not allowed:
+        lines.append("  none: hits record events only (ALLOWED_* settings are empty)")
+    try:
+        example = example_hit(base, policy)
+    except HitRefusedError as error:  # a stage whose rules refuse even the example
+        example = f"(the stage refuses the example hit: {error})"
+    lines += ["", "Example hit with sample values (passes this stage's rules):", f"  {example}"]
+    if args.container:
+        path = ops_gtm.write_container(args.container, base, policy)
+        lines += ["", f"Wrote {path}: import it in GTM (Admin > Import Container, Merge)."]
+    else:
+        lines += [
+            "",
+            "A container with this URL and these attributes filled in, ready to import:",
+            f"  python -m devtools.ops url --stage {args.stage} --container"
+            f" pixel-relay-{args.stage}.json" + (f" --api-url {base}" if args.api_url else ""),
+        ]
+    print("\n".join(lines), file=out)
+    return 0
+
+
+# check ------------------------------------------------------------------------------------
+
+
+def check_command(args: argparse.Namespace, ops: Ops, out: IO[str], err: IO[str]) -> int:
+    try:
+        settings = Settings.from_env(stage_environment(args.stage, args.project_dir))
+    except ConfigError as error:
+        raise SystemExit(f"stage {args.stage}: {error}") from None
+    pinpoint = settings.destination_settings.get("pinpoint")
+    plan = CheckPlan(
+        api_url=api_url(args, ops),
+        sqs=ops.sqs,
+        dead_letter_queue=settings.dead_letter_queue,
+        # Only Pinpoint can be asked whether it has the test event; for the other
+        # destinations the check confirms the hit and that the consumer did not reject it.
+        probe=PinpointProbe(ops.client("pinpoint"), pinpoint.application_id) if pinpoint else None,
+        timeout_seconds=args.timeout,
+        referer=args.referer,
+    )
+    print(f"checking stage {args.stage} at {plan.api_url}", file=out)
+    return run_check(plan, out)
+
+
+# Command line -----------------------------------------------------------------------------
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m devtools.ops",
+        description="Operate a deployed pixel-relay stage (docs/operations.md).",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    def common(command: argparse.ArgumentParser) -> None:
+        command.add_argument("--stage", required=True, help="stage in .chalice/config.json")
+        command.add_argument("--project-dir", type=Path, default=ROOT, help=argparse.SUPPRESS)
+
+    def api_source(command: argparse.ArgumentParser) -> None:
+        group = command.add_mutually_exclusive_group()
+        group.add_argument("--api-url", help="the stage's API base URL")
+        group.add_argument("--stack-name", help="CloudFormation stack with an EndpointURL output")
+
+    dlq = commands.add_parser(
+        "dlq",
+        help="summarize or replay the dead-letter queue",
+        description="summary (default): counts by reason, event type and stage, oldest age."
+        " replay: send selected messages back to the events queue, at least once, none lost"
+        " (docs/operations.md).",
+    )
+    dlq.add_argument("action", nargs="?", choices=("summary", "replay"), default="summary")
+    common(dlq)
+    dlq.add_argument("--samples", type=int, default=0, help="show N message bodies")
+    dlq.add_argument("--reason", action="append", help="rejection_reason contains TEXT")
+    dlq.add_argument("--event-type", action="append", help="event type is T")
+    dlq.add_argument(
+        "--rejected-at",
+        action="append",
+        help="rejected_at_stage is S (pinpoint, pinpoint:profile, firehose, eventbridge,"
+        " customer-profiles, decode, routing; redrive: moved by the redrive policy)",
+    )
+    dlq.add_argument("--limit", type=int, help="replay at most N messages")
+    dlq.add_argument("--dry-run", action="store_true", help="count what replay would send")
+    dlq.add_argument(
+        "--include-invalid",
+        action="store_true",
+        help="also replay bodies that are not valid event messages",
+    )
+    dlq.add_argument(
+        "--hold",
+        type=int,
+        default=DEFAULT_HOLD_SECONDS,
+        help="seconds each message stays hidden while a scan runs (default %(default)s)",
+    )
+    dlq.add_argument("--journal", type=Path, help=argparse.SUPPRESS)
+    dlq.add_argument("--progress-seconds", type=float, default=2.0, help=argparse.SUPPRESS)
+
+    url = commands.add_parser("url", help="print the GTM Image URL for a stage")
+    common(url)
+    api_source(url)
+    url.add_argument("--container", type=Path, help="also write a GTM container to import")
+
+    check = commands.add_parser("check", help="send a test hit and follow it to Pinpoint")
+    common(check)
+    api_source(check)
+    check.add_argument("--timeout", type=float, default=180.0, help="seconds to wait")
+    check.add_argument(
+        "--referer", help="a page of your site, sent as Referer (stages with an origin allowlist)"
+    )
+    return parser.parse_args(argv)
+
+
+def main(
+    argv: Sequence[str] | None = None,
+    ops: Ops | None = None,
+    out: IO[str] | None = None,
+    err: IO[str] | None = None,
+) -> int:
+    args = parse_args(argv)
+    ops = ops or Ops()
+    out = out or sys.stdout
+    err = err or sys.stderr
+    commands = {"dlq": dlq_command, "url": url_command, "check": check_command}
+    return commands[args.command](args, ops, out, err)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,261 @@
+"""The GTM kit: a container export that GTM's *Import Container* accepts, with a Custom Image
+tag pointed at the pixel.
+
+One Image URL serves every event: a Custom JavaScript variable turns the data-layer objects
+(`attributes`, `metrics`, `userAttributes`, `endpointAttributes`, `endpointMetrics`, as the
+demo page pushes them) into `evat_`/`evmt_`/`usat_`/`enat_`/`enmt_` parameters, each name and
+value URL-encoded (GTM inserts variable values raw), leaving out values that are not set.
+Profile parameters are sent only for names in the stage's ALLOWED_* settings: the pixel
+refuses a whole hit for one profile attribute it does not allow, and the event would be lost.
+
+`gtm/pixel-relay-container.json` is this module's output with no stage (API URL to fill in,
+no profile attributes); `python -m devtools.ops url --stage X --container FILE` writes one
+with the stage's API URL and allowed names filled in. Format: GTM's export format version 2
+(exportFormatVersion, containerVersion with tag/trigger/variable/builtInVariable), as GTM's
+own exports and the Tag Manager API's tag and variable dictionaries describe it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+from chalicelib.config import HitPolicy
+from devtools.queue_spec import ROOT
+
+CONTAINER_FILE: Final = Path("gtm") / "pixel-relay-container.json"
+API_URL_PLACEHOLDER: Final = "https://YOUR-API-ID.execute-api.YOUR-REGION.amazonaws.com/api/"
+CACHE_BUSTER: Final = "gtmcb"  # IGNORED_PARAMETERS' default
+
+API_URL_VARIABLE: Final = "pixel-relay API URL"
+EVENT_VARIABLE: Final = "enc event"
+ENDPOINT_VARIABLE: Final = "enc endpointId"
+EVENT_ID_VARIABLE: Final = "Event ID"
+PARAMETERS_VARIABLE: Final = "pixel-relay parameters"
+TAG_NAME: Final = "pixel-relay Image"
+TRIGGER_NAME: Final = "pixel-relay events"
+
+# Data-layer key -> parameter prefix, in the order the parameters are appended.
+DATA_LAYER_GROUPS: Final = (
+    ("attributes", "evat_"),
+    ("metrics", "evmt_"),
+    ("userAttributes", "usat_"),
+    ("endpointAttributes", "enat_"),
+    ("endpointMetrics", "enmt_"),
+)
+ENDPOINT_KEY: Final = "endpointId"
+
+TAG_URL: Final = (
+    f"{{{{{API_URL_VARIABLE}}}}}events?event={{{{{EVENT_VARIABLE}}}}}"
+    f"&endpoint_id={{{{{ENDPOINT_VARIABLE}}}}}&event_id={{{{{EVENT_ID_VARIABLE}}}}}"
+    f"{{{{{PARAMETERS_VARIABLE}}}}}"
+)
+
+_ENCODE_EVENT_JS: Final = """function() {
+  // GTM inserts variable values into the URL raw: encode the event name.
+  var value = {{Event}};
+  return value === undefined || value === null ? '' : encodeURIComponent(String(value));
+}"""
+
+_ENCODE_ENDPOINT_JS: Final = """function() {
+  // Empty when not set: the pixel then refuses the hit, naming endpoint_id (GTM preview).
+  var value = {{DLV endpointId}};
+  return value === undefined || value === null ? '' : encodeURIComponent(String(value));
+}"""
+
+# A new id per hit (never from the data layer: a pushed value would persist in GTM's data
+# model and give later events the same id, and Pinpoint drops repeated ids).
+_EVENT_ID_JS: Final = """function() {
+  if (window.crypto && typeof window.crypto.randomUUID === 'function') {
+    return window.crypto.randomUUID();
+  }
+  return 'xxxxxxxx-xxxx-4xxx-yxxx-xxxxxxxxxxxx'.replace(/[xy]/g, function(c) {
+    var r = Math.random() * 16 | 0;
+    return (c === 'x' ? r : (r & 0x3 | 0x8)).toString(16);
+  });
+}"""
+
+
+def _parameters_js(policy: HitPolicy) -> str:
+    """The Custom JavaScript variable that appends every optional parameter, encoded."""
+    allowed = {
+        "usat_": sorted(policy.allowed_user_attributes),
+        "enat_": sorted(policy.allowed_endpoint_attributes),
+        "enmt_": sorted(policy.allowed_endpoint_metrics),
+    }
+    groups = ",\n".join(f"    ['{prefix}', {{{{DLV {key}}}}}]" for key, prefix in DATA_LAYER_GROUPS)
+    return f"""function() {{
+  // Names this stage lets anonymous hits write (ALLOWED_* in .chalice/config.json); any
+  // other profile attribute would make the pixel refuse the whole hit.
+  var allowed = {json.dumps(allowed, sort_keys=True)};
+  var groups = [
+{groups}
+  ];
+  var query = '';
+  for (var g = 0; g < groups.length; g++) {{
+    var prefix = groups[g][0], values = groups[g][1];
+    if (!values || typeof values !== 'object') continue;
+    for (var name in values) {{
+      if (!Object.prototype.hasOwnProperty.call(values, name)) continue;
+      if (allowed[prefix] && allowed[prefix].indexOf(name) < 0) continue;
+      var list = Object.prototype.toString.call(values[name]) === '[object Array]'
+        ? values[name] : [values[name]];
+      for (var i = 0; i < list.length; i++) {{
+        if (list[i] === undefined || list[i] === null) continue;
+        query += '&' + prefix + encodeURIComponent(name) + '='
+          + encodeURIComponent(String(list[i]));
+      }}
+    }}
+  }}
+  return query;
+}}"""
+
+
+def _template(key: str, value: str) -> dict[str, str]:
+    return {"type": "TEMPLATE", "key": key, "value": value}
+
+
+def _ids() -> dict[str, str]:
+    return {"accountId": "0", "containerId": "0"}
+
+
+@dataclass(frozen=True)
+class _Variable:
+    name: str
+    type: str
+    parameter: list[dict[str, str]]
+
+
+def _variables(api_url: str, policy: HitPolicy) -> list[_Variable]:
+    data_layer = [
+        _Variable(
+            f"DLV {key}",
+            "v",
+            [
+                {"type": "INTEGER", "key": "dataLayerVersion", "value": "2"},
+                {"type": "BOOLEAN", "key": "setDefaultValue", "value": "false"},
+                _template("name", key),
+            ],
+        )
+        for key in (ENDPOINT_KEY, *(key for key, _ in DATA_LAYER_GROUPS))
+    ]
+    return [
+        _Variable(API_URL_VARIABLE, "c", [_template("value", api_url)]),
+        *data_layer,
+        _Variable(EVENT_VARIABLE, "jsm", [_template("javascript", _ENCODE_EVENT_JS)]),
+        _Variable(ENDPOINT_VARIABLE, "jsm", [_template("javascript", _ENCODE_ENDPOINT_JS)]),
+        _Variable(EVENT_ID_VARIABLE, "jsm", [_template("javascript", _EVENT_ID_JS)]),
+        _Variable(PARAMETERS_VARIABLE, "jsm", [_template("javascript", _parameters_js(policy))]),
+    ]
+
+
+def _condition(kind: str, left: str, right: str, negate: bool = False) -> dict[str, Any]:
+    parameter: list[dict[str, str]] = [_template("arg0", left), _template("arg1", right)]
+    if negate:
+        parameter.append({"type": "BOOLEAN", "key": "negate", "value": "true"})
+    return {"type": kind, "parameter": parameter}
+
+
+def container(
+    api_url: str = API_URL_PLACEHOLDER, policy: HitPolicy | None = None
+) -> dict[str, Any]:
+    """A GTM container export (format version 2) with the pixel-relay tag, trigger and
+    variables. `api_url` ends with `/` (the stage's base, as `chalice url` prints it)."""
+    policy = policy or HitPolicy()
+    if not api_url.endswith("/"):
+        api_url += "/"
+    trigger_id = "1"
+    variables = [
+        {
+            **_ids(),
+            "variableId": str(index),
+            "name": v.name,
+            "type": v.type,
+            "parameter": v.parameter,
+        }
+        for index, v in enumerate(_variables(api_url, policy), start=1)
+    ]
+    return {
+        "exportFormatVersion": 2,
+        "exportTime": "2026-11-28 00:00:00",
+        "containerVersion": {
+            "path": "accounts/0/containers/0/versions/0",
+            **_ids(),
+            "containerVersionId": "0",
+            "container": {
+                "path": "accounts/0/containers/0",
+                **_ids(),
+                "name": "pixel-relay",
+                "publicId": "GTM-XXXXXXX",
+                "usageContext": ["WEB"],
+            },
+            "tag": [
+                {
+                    **_ids(),
+                    "tagId": "1",
+                    "name": TAG_NAME,
+                    "type": "img",
+                    "parameter": [
+                        {"type": "BOOLEAN", "key": "useCacheBuster", "value": "true"},
+                        _template("url", TAG_URL),
+                        _template("cacheBusterQueryParam", CACHE_BUSTER),
+                    ],
+                    "firingTriggerId": [trigger_id],
+                    "tagFiringOption": "ONCE_PER_EVENT",
+                    "notes": "pixel-relay: one hit per data-layer event. Answers 200 (a GIF) when"
+                    " the event is queued; 400 names the broken rule (network panel);"
+                    " 503 when it could not be queued. See docs/gtm-setup.md.",
+                }
+            ],
+            "trigger": [
+                {
+                    **_ids(),
+                    "triggerId": trigger_id,
+                    "name": TRIGGER_NAME,
+                    "type": "CUSTOM_EVENT",
+                    # Every pushed event except GTM's own (gtm.js, gtm.dom, gtm.load, ...),
+                    # once the page has pushed an endpointId.
+                    "customEventFilter": [_condition("MATCH_REGEX", "{{_event}}", ".*")],
+                    "filter": [
+                        _condition("STARTS_WITH", "{{Event}}", "gtm.", negate=True),
+                        _condition("EQUALS", f"{{{{DLV {ENDPOINT_KEY}}}}}", "undefined", True),
+                    ],
+                }
+            ],
+            "variable": variables,
+            "builtInVariable": [{**_ids(), "type": "EVENT", "name": "Event"}],
+        },
+    }
+
+
+def render(document: dict[str, Any]) -> str:
+    return json.dumps(document, indent=2, ensure_ascii=False) + "\n"
+
+
+def write_container(path: Path, api_url: str, policy: HitPolicy) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(render(container(api_url, policy)))
+    return path
+
+
+def checked_in_container(root: Path = ROOT) -> str:
+    return (root / CONTAINER_FILE).read_text()
+
+
+def profile_parameters(policy: HitPolicy) -> Iterable[tuple[str, str]]:
+    """(parameter, data-layer source) for every profile name the stage allows."""
+    for prefix, key, names in (
+        ("usat_", "userAttributes", policy.allowed_user_attributes),
+        ("enat_", "endpointAttributes", policy.allowed_endpoint_attributes),
+        ("enmt_", "endpointMetrics", policy.allowed_endpoint_metrics),
+    ):
+        for name in sorted(names):
+            yield f"{prefix}{name}", f"{key}.{name}"
+
+
+if __name__ == "__main__":
+    # Regenerate the checked-in, stage-less kit.
+    print(write_container(ROOT / CONTAINER_FILE, API_URL_PLACEHOLDER, HitPolicy()))

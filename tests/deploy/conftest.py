@@ -1,0 +1,172 @@
+"""Fixtures for the deploy and operations tooling: moto's server on loopback (reset between
+tests), a copy of the Chalice project to deploy from, and one `chalice package` per session."""
+
+from __future__ import annotations
+
+import base64
+import copy
+import json
+import shutil
+import threading
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from moto.server import ThreadedMotoServer
+
+from devtools.deploy_package import PackageResult, lint, package
+from devtools.offline import REGION
+from devtools.queue_spec import ROOT
+
+_no_proxy = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+PROJECT_FILES = ("app.py", "chalicelib", "requirements.txt", "deploy/stages.json")
+
+
+@pytest.fixture(scope="session")
+def moto_server() -> Iterator[str]:
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def moto(moto_server: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A clean moto, and every boto3 client (and child process) pointed at it."""
+    request = urllib.request.Request(f"{moto_server}/moto-api/reset", method="POST")
+    with _no_proxy.open(request, timeout=10):
+        pass
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_server)
+    return moto_server
+
+
+@pytest.fixture
+def sqs(moto: str) -> Any:
+    return boto3.client("sqs", endpoint_url=moto, region_name=REGION)
+
+
+def copy_project(destination: Path) -> Path:
+    """The files Chalice deploys, the stage config and policy files, nothing generated."""
+    for name in PROJECT_FILES:
+        source = ROOT / name
+        target = destination / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if source.is_dir():
+            shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(source, target)
+    chalice = destination / ".chalice"
+    chalice.mkdir()
+    shutil.copy2(ROOT / ".chalice" / "config.json", chalice / "config.json")
+    for policy in (ROOT / ".chalice").glob("policy-*.json"):
+        shutil.copy2(policy, chalice / policy.name)
+    return destination
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    """A throwaway copy of the project: deploying from it writes nothing into the repo."""
+    return copy_project(tmp_path / "project")
+
+
+@dataclass(frozen=True)
+class Packaged:
+    result: PackageResult
+    sam: dict[str, Any]  # what chalice package wrote
+    cloudformation: dict[str, Any]  # the same after the SAM transform
+    sam_lint: int
+    cloudformation_lint: int
+
+
+def sam_transform(sam: dict[str, Any], work: Path) -> dict[str, Any]:
+    """SAM's own transform, as CloudFormation applies it (code URIs made S3 URIs first, as
+    `aws cloudformation package` does)."""
+    from samtranslator.translator.transform import transform  # type: ignore[import-untyped]
+
+    template = copy.deepcopy(sam)
+    for resource in template["Resources"].values():
+        if "CodeUri" in resource.get("Properties", {}):
+            resource["Properties"]["CodeUri"] = "s3://pixel-relay-artifacts/deployment.zip"
+
+    class NoManagedPolicies:
+        def load(self) -> dict[str, str]:
+            return {}
+
+    result: dict[str, Any] = transform(template, {}, NoManagedPolicies())
+    (work / "cloudformation.json").write_text(json.dumps(result, indent=1))
+    return result
+
+
+@pytest.fixture(scope="session")
+def packaged(tmp_path_factory: pytest.TempPathFactory) -> Packaged:
+    """`chalice package --merge-template` for the dev stage, once per session, linted."""
+    work = tmp_path_factory.mktemp("package")
+    root = copy_project(work / "project")
+    result = package("dev", work / "build", root)
+    sam = json.loads(result.template.read_text())
+    cloudformation = sam_transform(sam, work)
+    return Packaged(
+        result,
+        sam,
+        cloudformation,
+        lint(result.template, root),
+        lint(work / "cloudformation.json", root),
+    )
+
+
+# A pixel behind a stand-in for API Gateway ------------------------------------------------
+
+
+class ApiGatewayStandIn:
+    """Serves the real app at /api/events over HTTP as API Gateway (REST, proxy) does with
+    binary media types */*: every body is decoded from base64 before it is sent."""
+
+    def __init__(self) -> None:
+        from tests.integration.harness import proxy_event
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                from app import app
+
+                parsed = urllib.parse.urlsplit(self.path)
+                if parsed.path != "/api/events":
+                    self.send_error(403, "Missing Authentication Token")
+                    return
+                passed = ("Accept", "User-Agent", "Referer", "Sec-Fetch-Dest")
+                headers = {name: self.headers[name] for name in passed if name in self.headers}
+                event = proxy_event(parsed.query, headers)
+                answer = app(event, None)
+                body = answer["body"]
+                raw = base64.b64decode(body) if answer.get("isBase64Encoded") else body.encode()
+                self.send_response(answer["statusCode"])
+                for name, value in answer["headers"].items():
+                    self.send_header(name, value)
+                self.send_header("Content-Length", str(len(raw)))
+                self.end_headers()
+                self.wfile.write(raw)
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        host, port = self.server.server_address[:2]
+        return f"http://{host!s}:{port}/api/"
+
+    def __enter__(self) -> ApiGatewayStandIn:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()

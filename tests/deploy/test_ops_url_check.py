@@ -1,0 +1,225 @@
+"""`ops url` (from --api-url, a CloudFormation stack's outputs, or what chalice deploy
+recorded) and `ops check` against a pixel served like API Gateway, moto's SQS, the local
+event source mapping and the Pinpoint stand-in."""
+
+from __future__ import annotations
+
+import io
+import json
+import urllib.parse
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+
+from chalicelib.config import HitPolicy
+from chalicelib.hits import parse_hit
+from devtools import ops
+from devtools.event_source import LocalEventSourceMapping
+from devtools.offline import REGION
+from devtools.ops_check import CheckPlan, run_check
+from devtools.pinpoint_standin import PinpointStandIn
+from devtools.queue_spec import QueueSpec, stage_environment
+from tests.deploy.conftest import ApiGatewayStandIn
+
+STAGE = "dev"
+API = "https://abc123.execute-api.eu-west-1.amazonaws.com/api/"
+
+
+def run_url(*args: str) -> str:
+    out = io.StringIO()
+    assert ops.main(["url", "--stage", STAGE, *args], out=out, err=io.StringIO()) == 0
+    return out.getvalue()
+
+
+def allow_profile_attributes(project: Path) -> None:
+    config_file = project / ".chalice" / "config.json"
+    config = json.loads(config_file.read_text())
+    config["stages"]["dev"]["environment_variables"].update(
+        ALLOWED_USER_ATTRIBUTES="language,favourite colour",
+        ALLOWED_ENDPOINT_METRICS="visits",
+    )
+    config_file.write_text(json.dumps(config))
+
+
+def test_url_prints_the_image_url_and_a_hit_that_passes_the_stages_rules() -> None:
+    text = run_url("--api-url", API.rstrip("/"))
+    assert (
+        f"  {API}events?event={{{{enc event}}}}&endpoint_id={{{{enc endpointId}}}}"
+        "&event_id={{Event ID}}{{pixel-relay parameters}}\n" in text
+    )
+    assert "none: hits record events only" in text
+    example = next(line.strip() for line in text.splitlines() if line.strip().startswith(API))
+    example = next(line.strip() for line in text.splitlines() if "events?event=purchase" in line)
+    query = urllib.parse.urlsplit(example).query
+    params = urllib.parse.parse_qs(query, keep_blank_values=True)
+    assert params["evat_product"] == ["running shoes & socks"]  # encoded, so & survived
+    parse_hit(params, HitPolicy.from_env(stage_environment(STAGE)), datetime.now(UTC))
+
+
+def test_url_names_the_profile_attributes_the_stage_allows_and_writes_a_container(
+    project: Path, tmp_path: Path
+) -> None:
+    allow_profile_attributes(project)
+    container = tmp_path / "pixel-relay-dev.json"
+    text = run_url("--api-url", API, "--project-dir", str(project), "--container", str(container))
+    assert "usat_favourite colour" in text
+    assert "from dataLayer userAttributes.language" in text
+    assert "enmt_visits" in text
+    example = next(line.strip() for line in text.splitlines() if "events?event=purchase" in line)
+    params = urllib.parse.parse_qs(urllib.parse.urlsplit(example).query)
+    assert params["usat_favourite colour"] == ["en"]
+
+    document = json.loads(container.read_text())
+    variables = {v["name"]: v for v in document["containerVersion"]["variable"]}
+    assert variables["pixel-relay API URL"]["parameter"][0]["value"] == API
+    code = variables["pixel-relay parameters"]["parameter"][0]["value"]
+    assert '"usat_": ["favourite colour", "language"]' in code
+    assert '"enmt_": ["visits"]' in code
+
+
+def test_url_reads_the_endpoint_from_a_cloudformation_stack(moto: str) -> None:
+    cloudformation = boto3.client("cloudformation", endpoint_url=moto, region_name=REGION)
+    cloudformation.create_stack(
+        StackName="pixel-relay-dev",
+        TemplateBody=json.dumps(
+            {
+                "Resources": {"Marker": {"Type": "AWS::SQS::Queue"}},
+                "Outputs": {"EndpointURL": {"Value": "https://fromstack.example/api/"}},
+            }
+        ),
+    )
+    text = run_url("--stack-name", "pixel-relay-dev")
+    assert "https://fromstack.example/api/events?event={{enc event}}" in text
+
+
+def test_url_uses_what_chalice_deploy_recorded(project: Path) -> None:
+    deployed = project / ".chalice" / "deployed"
+    deployed.mkdir()
+    (deployed / "dev.json").write_text(
+        json.dumps(
+            {
+                "schema_version": "2.0",
+                "backend": "api",
+                "resources": [
+                    {
+                        "name": "rest_api",
+                        "resource_type": "rest_api",
+                        "rest_api_id": "abc123",
+                        "rest_api_url": API,
+                    }
+                ],
+            }
+        )
+    )
+    text = run_url("--project-dir", str(project))
+    assert f"{API}events?event=" in text
+
+
+def test_url_without_a_deployment_says_how_to_give_the_url(project: Path) -> None:
+    with pytest.raises(SystemExit, match=r"found no deployed API.*--api-url or --stack-name"):
+        ops.main(["url", "--stage", STAGE, "--project-dir", str(project)], out=io.StringIO())
+
+
+# check ------------------------------------------------------------------------------------
+
+
+class StandInProbe:
+    """What `ops check` asks Pinpoint, answered by the stand-in; the local mapping plays
+    Lambda's, delivering whatever is queued each time the check looks."""
+
+    def __init__(self, mapping: LocalEventSourceMapping, pinpoint: PinpointStandIn) -> None:
+        self.mapping = mapping
+        self.pinpoint = pinpoint
+        self.cleaned: list[str] = []
+
+    def delivered(self, endpoint_id: str) -> bool:
+        self.mapping.drain()
+        return any(event.endpoint_id == endpoint_id for event in self.pinpoint.accepted_events)
+
+    def cleanup(self, endpoint_id: str) -> None:
+        self.cleaned.append(endpoint_id)
+
+
+@pytest.fixture
+def deployed_stage(
+    sqs: Any, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[tuple[str, StandInProbe, PinpointStandIn]]:
+    from app import deliver
+
+    spec = QueueSpec.for_stage(STAGE)
+    sqs.create_queue(QueueName=spec.dead_letter_queue)
+    events_url = sqs.create_queue(QueueName=spec.events_queue)["QueueUrl"]
+    application = stage_environment(STAGE)["PINPOINT_APPLICATION_ID"]
+    with PinpointStandIn(applications=[application]) as pinpoint, ApiGatewayStandIn() as api:
+        monkeypatch.setenv("AWS_ENDPOINT_URL_PINPOINT", pinpoint.url)
+        mapping = LocalEventSourceMapping(sqs, events_url, handler=lambda e: deliver(e, None))
+        yield api.url, StandInProbe(mapping, pinpoint), pinpoint
+
+
+def test_check_follows_a_test_hit_to_the_destination(
+    sqs: Any, deployed_stage: tuple[str, StandInProbe, PinpointStandIn]
+) -> None:
+    api_url, probe, pinpoint = deployed_stage
+    out = io.StringIO()
+    plan = CheckPlan(api_url, sqs, QueueSpec.for_stage(STAGE).dead_letter_queue, probe)
+    assert run_check(plan, out, sleep=lambda _: None) == 0
+    lines = out.getvalue().splitlines()
+    assert lines[0].startswith("ok   test hit answered 200 image/gif, a GIF")
+    assert lines[1].startswith("ok   bad hit answered 400: event:")
+    assert lines[2].startswith("ok   the test event reached the destination")
+    [event] = pinpoint.accepted_events
+    assert event.event["EventType"] == "pixel_relay_check"
+    assert probe.cleaned == [event.endpoint_id]
+
+
+def test_check_reports_the_reason_when_the_consumer_rejects_the_test_event(
+    sqs: Any, deployed_stage: tuple[str, StandInProbe, PinpointStandIn]
+) -> None:
+    api_url, probe, pinpoint = deployed_stage
+    pinpoint.reject_events("pixel_relay_check", 400, "Event is not valid")
+    out = io.StringIO()
+    plan = CheckPlan(
+        api_url, sqs, QueueSpec.for_stage(STAGE).dead_letter_queue, probe, dead_letter_every=1
+    )
+    assert run_check(plan, out, sleep=lambda _: None) == 1
+    assert "FAIL the consumer rejected the test event: 400 Event is not valid" in out.getvalue()
+
+
+def test_check_spots_a_pixel_that_does_not_answer_a_gif(sqs: Any) -> None:
+    """API Gateway without binary media types returns the GIF as base64 text. The check
+    asks like a browser: a bot filter would drop a tool's User-Agent."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    seen: list[dict[str, str]] = []
+
+    class TextGif(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            seen.append(dict(self.headers))
+            body = b"R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7"
+            self.send_response(200)
+            self.send_header("Content-Type", "image/gif")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), TextGif)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        out = io.StringIO()
+        plan = CheckPlan(f"http://127.0.0.1:{server.server_address[1]}/api/", sqs, "unused", None)
+        assert run_check(plan, out) == 1
+        assert "binary media types" in out.getvalue()
+        [headers] = seen
+        assert "Chrome/" in headers["User-Agent"]
+        assert headers["Accept"].startswith("image/")
+    finally:
+        server.shutdown()
+        server.server_close()

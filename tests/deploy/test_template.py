@@ -1,0 +1,244 @@
+"""The CloudFormation deploy path: `chalice package --merge-template` for the dev stage, run
+once per session, then checked as CloudFormation would see it (after the SAM transform) and
+with cfn-lint."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from devtools.deploy_settings import DeploySettings, DeploySettingsError
+from devtools.deploy_template import dashboard_body
+from devtools.policies import consumer_policy, pixel_policy
+from devtools.queue_spec import ROOT, QueueSpec, stage_environment
+from tests.deploy.conftest import Packaged
+
+STAGE = "dev"
+
+
+def resources_of(template: dict[str, Any], kind: str) -> dict[str, Any]:
+    return {k: v for k, v in template["Resources"].items() if v["Type"] == kind}
+
+
+def test_cfn_lint_finds_nothing_in_the_package_or_the_transformed_template(
+    packaged: Packaged,
+) -> None:
+    assert packaged.sam_lint == 0
+    assert packaged.cloudformation_lint == 0
+
+
+def test_the_event_source_mapping_reports_batch_item_failures_on_the_new_queue(
+    packaged: Packaged,
+) -> None:
+    [mapping] = resources_of(packaged.cloudformation, "AWS::Lambda::EventSourceMapping").values()
+    properties = mapping["Properties"]
+    assert properties["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert properties["EventSourceArn"] == {"Fn::Sub": "${EventsQueue.Arn}"}
+    assert properties["FunctionName"] == {"Ref": "Deliver"}
+    assert properties["BatchSize"] == int(stage_environment(STAGE)["BATCH_SIZE"])
+
+
+def test_queues_match_the_spec_every_environment_uses(packaged: Packaged) -> None:
+    spec = QueueSpec.for_stage(STAGE)
+    queues = packaged.cloudformation["Resources"]
+    events = queues["EventsQueue"]["Properties"]
+    dead_letters = queues["DeadLetterQueue"]["Properties"]
+    assert events["QueueName"] == spec.events_queue
+    assert dead_letters["QueueName"] == spec.dead_letter_queue
+    assert events["RedrivePolicy"] == {
+        "deadLetterTargetArn": {"Fn::GetAtt": ["DeadLetterQueue", "Arn"]},
+        "maxReceiveCount": spec.max_receive_count,
+    }
+    assert events["SqsManagedSseEnabled"] is True
+    assert dead_letters["SqsManagedSseEnabled"] is True
+    assert dead_letters["MessageRetentionPeriod"] == 14 * 24 * 3600
+    # The functions read the same names the template creates.
+    for function in ("APIHandler", "Deliver"):
+        variables = queues[function]["Properties"]["Environment"]["Variables"]
+        assert variables["EVENTS_QUEUE"] == spec.events_queue
+        assert variables["DEAD_LETTER_QUEUE"] == spec.dead_letter_queue
+
+
+def test_visibility_timeout_is_at_least_six_times_the_consumers_timeout(
+    packaged: Packaged,
+) -> None:
+    resources = packaged.cloudformation["Resources"]
+    timeout = resources["Deliver"]["Properties"]["Timeout"]
+    assert resources["EventsQueue"]["Properties"]["VisibilityTimeout"] >= 6 * timeout
+
+
+def test_api_stage_is_throttled_as_deploy_settings_say(packaged: Packaged) -> None:
+    settings = DeploySettings.for_stage(STAGE)
+    [stage] = resources_of(packaged.cloudformation, "AWS::ApiGateway::Stage").values()
+    assert stage["Properties"]["MethodSettings"] == [
+        {
+            "ResourcePath": "/*",
+            "HttpMethod": "*",
+            "ThrottlingRateLimit": settings.throttling_rate_limit,
+            "ThrottlingBurstLimit": settings.throttling_burst_limit,
+        }
+    ]
+
+
+def test_every_response_is_binary_so_browsers_get_the_gif(packaged: Packaged) -> None:
+    [api] = resources_of(packaged.cloudformation, "AWS::ApiGateway::RestApi").values()
+    assert api["Properties"]["Body"]["x-amazon-apigateway-binary-media-types"] == ["*/*"]
+
+
+def test_both_functions_log_groups_expire(packaged: Packaged) -> None:
+    days = DeploySettings.for_stage(STAGE).log_retention_days
+    groups = resources_of(packaged.cloudformation, "AWS::Logs::LogGroup").values()
+    assert sorted(g["Properties"]["LogGroupName"]["Fn::Sub"] for g in groups) == [
+        "/aws/lambda/${APIHandler}",
+        "/aws/lambda/${Deliver}",
+    ]
+    assert {g["Properties"]["RetentionInDays"] for g in groups} == {days}
+
+
+def test_alarms_watch_the_dead_letter_queue_and_the_consumer(packaged: Packaged) -> None:
+    settings = DeploySettings.for_stage(STAGE)
+    alarms = {
+        name: alarm["Properties"]
+        for name, alarm in resources_of(packaged.cloudformation, "AWS::CloudWatch::Alarm").items()
+    }
+    dead_letters = alarms["DeadLetterQueueDepthAlarm"]
+    assert (dead_letters["Namespace"], dead_letters["MetricName"]) == (
+        "AWS/SQS",
+        "ApproximateNumberOfMessagesVisible",
+    )
+    assert dead_letters["Dimensions"] == [
+        {"Name": "QueueName", "Value": {"Fn::GetAtt": ["DeadLetterQueue", "QueueName"]}}
+    ]
+    assert dead_letters["Threshold"] == settings.dead_letter_alarm_threshold
+    assert "devtools.ops dlq" in dead_letters["AlarmDescription"]
+    errors = alarms["ConsumerErrorsAlarm"]
+    assert (errors["Namespace"], errors["MetricName"]) == ("AWS/Lambda", "Errors")
+    assert errors["Dimensions"] == [{"Name": "FunctionName", "Value": {"Ref": "Deliver"}}]
+    assert errors["EvaluationPeriods"] == settings.consumer_errors_alarm_periods
+
+
+def _counted_metrics() -> set[str]:
+    """Metric names chalicelib actually emits."""
+    source = "\n".join(p.read_text() for p in (ROOT / "chalicelib").rglob("*.py"))
+    return set(re.findall(r"count(?:_by_reason)?\(\s*\"([A-Za-z]+)\"", source))
+
+
+def test_dashboard_shows_the_pipeline_metrics_the_code_emits(packaged: Packaged) -> None:
+    [dashboard] = resources_of(packaged.cloudformation, "AWS::CloudWatch::Dashboard").values()
+    text = dashboard["Properties"]["DashboardBody"]["Fn::Sub"]
+    body = json.loads(text)
+    ours: set[str] = set()
+    others: set[tuple[str, str]] = set()
+    for widget in body["widgets"]:
+        namespace = None
+        for line in widget.get("properties", {}).get("metrics", []):
+            if isinstance(line[0], dict):
+                assert 'MetricName="HitsRefusedByReason"' in line[0]["expression"]
+                assert "{PixelRelay,reason,service}" in line[0]["expression"]
+                ours.add("HitsRefusedByReason")
+                continue
+            namespace = namespace if line[0] == "." else line[0]
+            if namespace == "PixelRelay":
+                assert line[2:4] == ["service", "pixel-relay"]
+                ours.add(line[1])
+            else:
+                others.add((str(namespace), line[1] if line[1] != "." else ""))
+    wanted = {
+        "HitsAccepted",
+        "HitsRefused",
+        "HitsRefusedByReason",
+        "EventsDelivered",
+        "EventsRejected",
+        "EventsRetried",
+        "PutEventsCalls",
+    }
+    assert wanted <= ours
+    assert ours <= _counted_metrics(), "the dashboard shows a metric nothing emits"
+    assert ("AWS/SQS", "ApproximateNumberOfMessagesVisible") in others
+    assert ("AWS/Lambda", "Errors") in others
+    assert "${DeadLetterQueue.QueueName}" in text
+    assert "${Deliver}" in text
+
+
+def test_dashboard_placeholders_all_resolve(packaged: Packaged) -> None:
+    """Fn::Sub fails the whole stack on an unknown ${name}."""
+    text = json.dumps(dashboard_body(STAGE))
+    names = {match.split(".")[0] for match in re.findall(r"\$\{([^}]+)\}", text)}
+    resources = set(packaged.cloudformation["Resources"])
+    assert names - {"AWS::Region"} <= resources
+
+
+def test_waf_is_optional_and_off_by_default(packaged: Packaged) -> None:
+    template = packaged.cloudformation
+    assert template["Parameters"]["EnableWaf"]["Default"] == "false"
+    acl = template["Resources"]["WebAcl"]
+    association = template["Resources"]["WebAclAssociation"]
+    assert acl["Condition"] == association["Condition"] == "WafEnabled"
+    rules = {rule["Name"]: rule for rule in acl["Properties"]["Rules"]}
+    rate = rules["RateLimitPerIp"]["Statement"]["RateBasedStatement"]
+    assert rate == {
+        "Limit": DeploySettings.for_stage(STAGE).waf_rate_limit_per_5_minutes,
+        "AggregateKeyType": "IP",
+    }
+    managed = {
+        rule["Statement"]["ManagedRuleGroupStatement"]["Name"]
+        for rule in rules.values()
+        if "ManagedRuleGroupStatement" in rule["Statement"]
+    }
+    assert managed == {"AWSManagedRulesKnownBadInputsRuleSet", "AWSManagedRulesBotControlRuleSet"}
+    arn = association["Properties"]["ResourceArn"]["Fn::Sub"]
+    # SAM resolved ${RestAPI.Stage} to the stage it generated: the association waits for it.
+    [stage_name] = resources_of(template, "AWS::ApiGateway::Stage")
+    assert arn.endswith(f"/restapis/${{RestAPI}}/stages/${{{stage_name}}}")
+
+
+def test_each_function_has_its_own_role_with_exactly_its_policy(packaged: Packaged) -> None:
+    environment = stage_environment(STAGE)
+    resources = packaged.cloudformation["Resources"]
+    roles = resources_of(packaged.cloudformation, "AWS::IAM::Role")
+    assert set(roles) == {"ApiHandlerRole", "DeliverRole"}
+    assert resources["APIHandler"]["Properties"]["Role"] == {
+        "Fn::GetAtt": ["ApiHandlerRole", "Arn"]
+    }
+    assert resources["Deliver"]["Properties"]["Role"] == {"Fn::GetAtt": ["DeliverRole", "Arn"]}
+    [pixel] = roles["ApiHandlerRole"]["Properties"]["Policies"]
+    [consumer] = roles["DeliverRole"]["Properties"]["Policies"]
+    assert pixel["PolicyDocument"] == pixel_policy(environment)
+    assert consumer["PolicyDocument"] == consumer_policy(environment)
+    pixel_actions = {
+        action
+        for statement in pixel["PolicyDocument"]["Statement"]
+        for action in statement["Action"]
+        if not action.startswith("logs:")
+    }
+    assert pixel_actions == {"sqs:GetQueueUrl", "sqs:SendMessage"}
+    for statement in consumer["PolicyDocument"]["Statement"]:
+        resources_granted = statement["Resource"]
+        for resource in (
+            [resources_granted] if isinstance(resources_granted, str) else resources_granted
+        ):
+            assert resource != "*"
+            assert not resource.endswith("apps/*")
+
+
+def test_deploy_settings_name_the_stage_and_key_that_are_wrong(tmp_path: Path) -> None:
+    (tmp_path / "deploy").mkdir()
+    settings = json.loads((ROOT / "deploy" / "stages.json").read_text())
+    settings["stages"]["dev"]["log_retention_days"] = 31
+    (tmp_path / "deploy" / "stages.json").write_text(json.dumps(settings))
+    with pytest.raises(DeploySettingsError, match="stage dev: log_retention_days must be one of"):
+        DeploySettings.for_stage("dev", tmp_path)
+    settings["stages"]["dev"] = {"throttle": 5}
+    (tmp_path / "deploy" / "stages.json").write_text(json.dumps(settings))
+    with pytest.raises(DeploySettingsError, match=r"unknown keys \['throttle'\]"):
+        DeploySettings.for_stage("dev", tmp_path)
+
+
+def test_every_chalice_stage_has_deploy_settings() -> None:
+    config = json.loads((ROOT / ".chalice" / "config.json").read_text())
+    for stage in config["stages"]:
+        DeploySettings.for_stage(stage)
