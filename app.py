@@ -25,7 +25,7 @@ def collect() -> Response:
     assert request is not None  # always set while a route runs
     params = request.query_params
     hit = {} if params is None else {name: params.getlist(name) for name in params}
-    return runtime.pixel_service().handle(hit)
+    return runtime.pixel_service().handle(hit, request.headers)
 
 
 @app.on_sqs_message(

@@ -99,10 +99,16 @@ class Settings:
     hit_policy: HitPolicy
     report_batch_item_failures: bool
     enqueue_attempts: int
+    signing: Any  # chalicelib.signing.SigningSettings
+    origins: Any  # chalicelib.origins.OriginPolicy
+    bot_filter: bool
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:
-        from chalicelib.destinations import registry  # imports config: not at module level
+        # These import config themselves: not at module level.
+        from chalicelib.destinations import registry
+        from chalicelib.origins import OriginPolicy
+        from chalicelib.signing import SigningSettings
 
         reader = Reader(environ)
         destinations = registry.parse_names(environ.get("DESTINATIONS", "pinpoint"))
@@ -114,6 +120,9 @@ class Settings:
             hit_policy=HitPolicy.from_env(environ),
             report_batch_item_failures=reader.boolean("REPORT_BATCH_ITEM_FAILURES", default=False),
             enqueue_attempts=reader.integer("ENQUEUE_ATTEMPTS", default=3, low=1, high=3),
+            signing=SigningSettings.from_env(environ),
+            origins=OriginPolicy.from_env(environ),
+            bot_filter=reader.boolean("BOT_FILTER", default=True),
         )
 
 

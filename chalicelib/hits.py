@@ -103,7 +103,9 @@ class _HitParser:
     def __init__(
         self, params: Mapping[str, Sequence[str]], policy: HitPolicy, received_at: datetime
     ) -> None:
-        self._params = params
+        # A name with no value at all (a mapping can hold one, a query string cannot) reads
+        # as an empty value, so it meets the same rules as `name=`.
+        self._params = {name: values or [""] for name, values in params.items()}
         self._policy = policy
         self._received_at = received_at
 

@@ -1,35 +1,68 @@
-"""The pixel: one hit in, one message on the queue, and the GIF only once it is there."""
+"""The pixel: one hit in, one message on the queue, and the GIF only once it is there.
+
+Before a hit's parameters are read, two filters for honest clients run (known bots by
+User-Agent, and an optional page-origin allowlist); then a signed hit's token is checked
+against the endpoint and user the hit names (docs/signed-hits.md, docs/threat-model.md).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from chalice.app import Response
 
 from chalicelib import responses, telemetry
+from chalicelib.bots import BotFilter
 from chalicelib.config import HitPolicy
-from chalicelib.hits import HitRefusedError, parse_hit
+from chalicelib.hits import AcceptedHit, HitRefusedError, parse_hit
+from chalicelib.origins import OriginPolicy
 from chalicelib.queue import EventQueue, QueueUnavailableError
+from chalicelib.signing import (
+    KeysUnavailableError,
+    SigningSettings,
+    TokenRefusedError,
+    TokenVerifier,
+    signed_policy,
+)
 
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+@dataclass(frozen=True)
+class Gate:
+    """Who may send what: the anonymous policy, and the filters and token rules before it."""
+
+    policy: HitPolicy
+    signing: SigningSettings = field(default_factory=SigningSettings)
+    bots: BotFilter | None = None
+    origins: OriginPolicy = field(default_factory=OriginPolicy)
+    verifier: TokenVerifier | None = None
+
+
 class PixelService:
     """Validates a hit and enqueues it. Answers 200 only for an event SQS has taken."""
 
     def __init__(
-        self, policy: HitPolicy, queue: EventQueue, clock: Callable[[], datetime] = utc_now
+        self, gate: Gate, queue: EventQueue, clock: Callable[[], datetime] = utc_now
     ) -> None:
-        self._policy = policy
+        self._gate = gate
         self._queue = queue
         self._clock = clock
 
-    def handle(self, params: Mapping[str, Sequence[str]]) -> Response:
+    def handle(
+        self, params: Mapping[str, Sequence[str]], headers: Mapping[str, str] | None = None
+    ) -> Response:
         try:
-            return self._handle(params)
+            return self._handle(params, headers or {})
+        except KeysUnavailableError as error:
+            # The signing keys could not be read: not the client's fault, nothing recorded.
+            telemetry.count("SigningKeysUnavailable")
+            telemetry.logger.error("signing keys unavailable", extra={"error": str(error)})
+            return responses.unavailable()
         except Exception:
             # A defect, not the client's fault: the event was not recorded, so never 200.
             telemetry.count("PixelErrors")
@@ -38,9 +71,9 @@ class PixelService:
         finally:
             telemetry.publish()
 
-    def _handle(self, params: Mapping[str, Sequence[str]]) -> Response:
+    def _handle(self, params: Mapping[str, Sequence[str]], headers: Mapping[str, str]) -> Response:
         try:
-            hit = parse_hit(params, self._policy, self._clock())
+            hit = self._admit(params, headers)
         except HitRefusedError as refusal:
             telemetry.count("HitsRefused")
             telemetry.count_by_reason("HitsRefusedByReason", refusal.code)
@@ -59,3 +92,40 @@ class PixelService:
             return responses.unavailable()
         telemetry.count("HitsAccepted")
         return responses.pixel()
+
+    def _admit(
+        self, params: Mapping[str, Sequence[str]], headers: Mapping[str, str]
+    ) -> AcceptedHit:
+        """The hit, if every filter and rule lets it through; else HitRefusedError."""
+        gate = self._gate
+        if gate.bots is not None:
+            bot = gate.bots.reason(headers.get("user-agent"))
+            if bot is not None:
+                raise HitRefusedError(
+                    "User-Agent", "a known crawler or tool; not recorded (BOT_FILTER)", bot
+                )
+        if not gate.origins.allows(headers.get("origin"), headers.get("referer")):
+            raise HitRefusedError(
+                "Referer", "page origin not allowed (ALLOWED_PAGE_ORIGINS)", "origin"
+            )
+        name = gate.signing.parameter
+        tokens = params.get(name) or []
+        if len(tokens) > 1:
+            raise HitRefusedError(name, f"given {len(tokens)} times; send it once", "repeated")
+        token = tokens[0] if tokens and tokens[0] else None
+        if token is None and gate.signing.require_signed_hits:
+            raise HitRefusedError(name, "is required (REQUIRE_SIGNED_HITS)", "token_missing")
+        if token is not None and gate.verifier is None:
+            raise HitRefusedError(name, "signed hits are not configured here", "token_unexpected")
+        now = self._clock()
+        rest = {key: values for key, values in params.items() if key != name}
+        if token is None or gate.verifier is None:
+            return parse_hit(rest, gate.policy, now)
+        # A signed hit may write more: parse with the signed policy, then check that the
+        # token vouches for exactly the endpoint (and user) this hit writes to.
+        hit = parse_hit(rest, signed_policy(gate.policy, gate.signing), now)
+        try:
+            gate.verifier.verify(token, hit.event.endpoint_id, hit.event.profile.user_id, now)
+        except TokenRefusedError as refusal:
+            raise HitRefusedError(name, str(refusal), f"token_{refusal.code}") from None
+        return hit

@@ -13,11 +13,13 @@ from typing import TYPE_CHECKING
 import boto3
 from botocore.config import Config
 
+from chalicelib.bots import BotFilter
 from chalicelib.config import Settings
 from chalicelib.delivery import BatchDelivery
 from chalicelib.destinations import registry
-from chalicelib.pixel import PixelService
+from chalicelib.pixel import Gate, PixelService
 from chalicelib.queue import BatchQueue, DeadLetterQueue, EventQueue
+from chalicelib.signing import TokenVerifier
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
@@ -47,7 +49,14 @@ def _consumer_sqs() -> SQSClient:
 @cache
 def pixel_service() -> PixelService:
     current = settings()
-    return PixelService(current.hit_policy, EventQueue(_pixel_sqs(), current.wiring.events_queue))
+    gate = Gate(
+        policy=current.hit_policy,
+        signing=current.signing,
+        bots=BotFilter(enabled=True) if current.bot_filter else None,
+        origins=current.origins,
+        verifier=TokenVerifier(current.signing) if current.signing.enabled else None,
+    )
+    return PixelService(gate, EventQueue(_pixel_sqs(), current.wiring.events_queue))
 
 
 @cache

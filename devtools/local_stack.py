@@ -269,7 +269,8 @@ def banner(pixel_url: str, demo_url: str, destination: str, spec: QueueSpec) -> 
             "pixel-relay is running locally",
             f"  demo page:  {demo_url}",
             f"  pixel:      {pixel_url}",
-            f"  try:        curl -s -o /dev/null -w '%{{http_code}}\\n' '{hit}'",
+            f"  try:        curl -s -A 'Mozilla/5.0 (demo)' -o /dev/null -w '%{{http_code}}\\n'"
+            f" '{hit}'",
             f"  delivered:  {destination}",
             f"  retries:    a failed batch comes back after {spec.visibility_timeout_seconds} s"
             f" (the queue's visibility timeout); after {spec.max_receive_count} receives it"

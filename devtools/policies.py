@@ -28,18 +28,44 @@ def queue_arn(name: str) -> str:
 
 
 def pixel_policy(environment: dict[str, str]) -> dict[str, Any]:
-    """The pixel sends to the events queue, and nothing else."""
+    """The pixel sends to the events queue and, for signed hits, reads its one key parameter
+    or secret: nothing else."""
+    statements: list[dict[str, Any]] = [
+        LOGS,
+        {
+            "Sid": "EnqueueHits",
+            "Effect": "Allow",
+            "Action": ["sqs:GetQueueUrl", "sqs:SendMessage"],
+            "Resource": queue_arn(environment["EVENTS_QUEUE"]),
+        },
+    ]
+    keys = environment.get("TOKEN_HS256_KEYS_PARAMETER", "").strip()
+    if keys:
+        statements.append(signing_keys_statement(keys))
+    return {"Version": "2012-10-17", "Statement": statements}
+
+
+def signing_keys_statement(source: str) -> dict[str, Any]:
+    """Read access to the signing keys, named as TOKEN_HS256_KEYS_PARAMETER names them."""
+    if source.startswith("arn:"):
+        service = source.split(":")[2]
+        action = "ssm:GetParameter" if service == "ssm" else "secretsmanager:GetSecretValue"
+        return {"Sid": "ReadSigningKeys", "Effect": "Allow", "Action": [action], "Resource": source}
+    if source.startswith("secretsmanager:"):
+        name = source.removeprefix("secretsmanager:")
+        return {
+            "Sid": "ReadSigningKeys",
+            "Effect": "Allow",
+            "Action": ["secretsmanager:GetSecretValue"],
+            # Secrets Manager appends a random suffix to a secret's ARN.
+            "Resource": f"arn:*:secretsmanager:*:*:secret:{name}-??????",
+        }
+    name = source.removeprefix("ssm:").lstrip("/")
     return {
-        "Version": "2012-10-17",
-        "Statement": [
-            LOGS,
-            {
-                "Sid": "EnqueueHits",
-                "Effect": "Allow",
-                "Action": ["sqs:GetQueueUrl", "sqs:SendMessage"],
-                "Resource": queue_arn(environment["EVENTS_QUEUE"]),
-            },
-        ],
+        "Sid": "ReadSigningKeys",
+        "Effect": "Allow",
+        "Action": ["ssm:GetParameter"],
+        "Resource": f"arn:*:ssm:*:*:parameter/{name}",
     }
 
 

@@ -10,6 +10,13 @@ from typing import Any
 import pytest
 
 CHROMIUM = Path("/usr/bin/chromium")
+# Headless Chromium says "HeadlessChrome" in its User-Agent, which the pixel's bot filter
+# refuses (rightly: headless browsers are how crawlers run tags). Tests that stand for a
+# visitor present the User-Agent a visitor's Chromium sends.
+VISITOR_USER_AGENT = (
+    "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/156.0.0.0 Safari/537.36"
+)
 BROWSER_TIMEOUT_MS = 10_000
 
 

@@ -23,6 +23,8 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 CHROMIUM_IMAGE_ACCEPT = "image/jxl,image/avif,image/webp,image/apng,image/svg+xml,image/*,*/*;q=0.8"
+# The pixel refuses known tools (Python-urllib included) by default: send a browser's.
+BROWSER_USER_AGENT = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 Chrome/156.0 Safari/537.36"
 STARTUP_SECONDS = 60.0
 DELIVERY_SECONDS = 20.0
 STOP_SECONDS = 20.0
@@ -129,7 +131,9 @@ def banner_urls(output: Output) -> Urls:
 
 
 def get(url: str) -> tuple[int, str, bytes]:
-    request = urllib.request.Request(url, headers={"Accept": CHROMIUM_IMAGE_ACCEPT})
+    request = urllib.request.Request(
+        url, headers={"Accept": CHROMIUM_IMAGE_ACCEPT, "User-Agent": BROWSER_USER_AGENT}
+    )
     try:
         with _opener.open(request, timeout=10) as response:
             return response.status, response.headers.get("Content-Type", ""), response.read()

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from tests.browser import BROWSER_TIMEOUT_MS, page_errors
+from tests.browser import BROWSER_TIMEOUT_MS, VISITOR_USER_AGENT, page_errors
 from tests.stack_harness import CHROMIUM_IMAGE_ACCEPT, REPO, Output, banner_urls, local_stack
 
 DELIVERY_MS = 30_000
@@ -41,7 +41,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Output, Pa
 
 @pytest.fixture
 def page(chromium: Any, stack: tuple[Output, Path, str, str]) -> Iterator[Any]:
-    context = chromium.new_context(viewport={"width": 1280, "height": 900})
+    context = chromium.new_context(
+        viewport={"width": 1280, "height": 900}, user_agent=VISITOR_USER_AGENT
+    )
     page = context.new_page()
     page.set_default_timeout(BROWSER_TIMEOUT_MS)
     errors: list[str] = []

@@ -60,3 +60,19 @@ def test_each_destination_adds_one_statement_on_its_own_resource() -> None:
         "arn:*:profile:*:*:domains/shop-domain",
         "arn:*:profile:*:*:domains/shop-domain/object-types/PixelRelayEvent",
     ]
+
+
+def test_signed_hits_let_the_pixel_read_its_one_key_parameter() -> None:
+    from devtools.policies import pixel_policy
+
+    environment = {"EVENTS_QUEUE": "q", "TOKEN_HS256_KEYS_PARAMETER": "/pixel-relay/keys"}
+    [keys] = [
+        s for s in pixel_policy(environment)["Statement"] if s.get("Sid") == "ReadSigningKeys"
+    ]
+    assert keys["Action"] == ["ssm:GetParameter"]
+    assert keys["Resource"] == "arn:*:ssm:*:*:parameter/pixel-relay/keys"
+    environment["TOKEN_HS256_KEYS_PARAMETER"] = "secretsmanager:pixel-relay/keys"
+    [keys] = [
+        s for s in pixel_policy(environment)["Statement"] if s.get("Sid") == "ReadSigningKeys"
+    ]
+    assert keys["Action"] == ["secretsmanager:GetSecretValue"]

@@ -20,6 +20,10 @@ if TYPE_CHECKING:
 
 APPLICATION_ID = "0123456789abcdef0123456789abcdef"
 MAX_RECEIVE_COUNT = 3
+CHROMIUM_USER_AGENT = (
+    "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/156.0.0.0 Safari/537.36"
+)
 CHROMIUM_IMAGE_ACCEPT = "image/jxl,image/avif,image/webp,image/apng,image/svg+xml,image/*,*/*;q=0.8"
 
 
@@ -71,7 +75,9 @@ class Pipeline:
     def hit(self, query: str, accept: str | None = CHROMIUM_IMAGE_ACCEPT) -> ProxyResponse:
         from app import app
 
-        headers = None if accept is None else {"Accept": accept}
+        headers = {"User-Agent": CHROMIUM_USER_AGENT}
+        if accept is not None:
+            headers["Accept"] = accept
         answer = app(proxy_event(query, headers), None)
         body = answer["body"]
         raw = base64.b64decode(body) if answer.get("isBase64Encoded") else body.encode()

@@ -13,7 +13,12 @@ import pytest
 
 from chalicelib import runtime, telemetry
 from chalicelib.responses import TRANSPARENT_GIF
-from tests.integration.harness import CHROMIUM_IMAGE_ACCEPT, Pipeline, proxy_event
+from tests.integration.harness import (
+    CHROMIUM_IMAGE_ACCEPT,
+    CHROMIUM_USER_AGENT,
+    Pipeline,
+    proxy_event,
+)
 
 HIT = "event=purchase&endpoint_id=ep-1&evat_product=shoes&evmt_price=49.90&gtmcb=8812"
 
@@ -60,7 +65,9 @@ def test_accepted_hit_answers_the_gif_and_enqueues_one_normalized_message(
 def test_every_accept_header_gets_the_gif_as_binary(pipeline: Pipeline, accept: str | None) -> None:
     from app import app
 
-    headers = None if accept is None else {"Accept": accept}
+    headers = {"User-Agent": CHROMIUM_USER_AGENT}
+    if accept is not None:
+        headers["Accept"] = accept
     answer = app(proxy_event(HIT, headers), None)
     assert answer["statusCode"] == 200
     assert answer["isBase64Encoded"] is True

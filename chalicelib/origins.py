@@ -1,0 +1,120 @@
+"""An optional allowlist of the pages a hit may come from, read from Origin or Referer.
+
+A filter for honest browsers, not a security boundary: it drops hits from copies of the tag
+on other sites, staging hosts and saved pages, but any script can send any Origin or Referer
+it likes. Browsers send no Origin with an image request (a no-cors GET), so in practice the
+Referer decides; by default (Referrer-Policy strict-origin-when-cross-origin) it carries at
+least the page's origin.
+
+A hit with neither header (or `Origin: null`, an opaque page) passes by default: pages with
+`Referrer-Policy: no-referrer`, privacy extensions and some in-app browsers send none, and
+a client that omits the headers could as easily forge them, so refusing buys no safety and
+loses real visitors. `allow_missing=False` refuses such hits for sites that want that.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Final
+from urllib.parse import urlsplit
+
+from chalicelib.config import ConfigError, Reader
+
+DEFAULT_PORTS: Final = {"http": 80, "https": 443}
+_LABEL = r"(?!-)[a-z0-9-]{1,63}(?<!-)"
+_HOST = re.compile(rf"{_LABEL}(\.{_LABEL})*")
+_PORT = re.compile(r"[0-9]{1,5}")
+
+
+@dataclass(frozen=True)
+class OriginPattern:
+    """One allowed origin: an exact host, or `*.` and a domain for any of its subdomains."""
+
+    scheme: str
+    host: str
+    port: int
+    subdomains: bool
+
+    def matches(self, scheme: str, host: str, port: int) -> bool:
+        if (scheme, port) != (self.scheme, self.port):
+            return False
+        if self.subdomains:
+            return host.endswith("." + self.host)
+        return host == self.host
+
+
+@dataclass(frozen=True)
+class OriginPolicy:
+    """Which page origins may send hits; empty allows every page."""
+
+    patterns: tuple[OriginPattern, ...] = ()
+    allow_missing: bool = True
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.patterns)
+
+    @classmethod
+    def parse(
+        cls, text: str, allow_missing: bool = True, variable: str = "ALLOWED_PAGE_ORIGINS"
+    ) -> OriginPolicy:
+        """A comma list such as `https://shop.example.com,https://*.example.com`."""
+        items = [item.strip() for item in text.split(",")]
+        if text.strip() and not all(items):
+            raise ConfigError(variable, "has an empty origin; separate origins with commas")
+        return cls(tuple(_pattern(item, variable) for item in items if item), allow_missing)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> OriginPolicy:
+        """ALLOWED_PAGE_ORIGINS (default empty: off) and PAGE_ORIGIN_REQUIRED (default false)."""
+        required = Reader(environ).boolean("PAGE_ORIGIN_REQUIRED", default=False)
+        return cls.parse(environ.get("ALLOWED_PAGE_ORIGINS", ""), allow_missing=not required)
+
+    def allows(self, origin: str | None, referer: str | None) -> bool:
+        """Whether a hit with these request headers comes from an allowed page.
+
+        Origin decides when a browser sent one; otherwise the Referer's origin. A header that
+        is present but not a URL is refused: honest browsers do not send those.
+        """
+        if not self.patterns:
+            return True
+        origin = (origin or "").strip()
+        header = origin if origin and origin != "null" else (referer or "").strip()
+        if not header:
+            return self.allow_missing
+        page = _origin_of(header)
+        return page is not None and any(pattern.matches(*page) for pattern in self.patterns)
+
+
+def _origin_of(url: str) -> tuple[str, str, int] | None:
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return None
+    scheme = parts.scheme.lower()
+    if scheme not in DEFAULT_PORTS or not parts.hostname:
+        return None
+    return scheme, parts.hostname.rstrip("."), DEFAULT_PORTS[scheme] if port is None else port
+
+
+def _pattern(text: str, variable: str) -> OriginPattern:
+    problem = (
+        f"{text[:80]!r} is not an origin like https://shop.example.com or https://*.example.com"
+    )
+    scheme, separator, rest = text.partition("://")
+    scheme = scheme.lower()
+    if not separator or scheme not in DEFAULT_PORTS:
+        raise ConfigError(variable, problem)
+    authority = rest.removesuffix("/")
+    subdomains = authority.startswith("*.")
+    host, _, port_text = authority.removeprefix("*.").lower().partition(":")
+    if not _HOST.fullmatch(host) or (port_text and not _PORT.fullmatch(port_text)):
+        # Hosts are ASCII: write an internationalized domain in its xn-- form.
+        raise ConfigError(variable, problem)
+    port = int(port_text) if port_text else DEFAULT_PORTS[scheme]
+    if not 0 < port < 65536 or (subdomains and "." not in host):
+        raise ConfigError(variable, problem)
+    return OriginPattern(scheme, host, port, subdomains)

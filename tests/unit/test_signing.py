@@ -1,0 +1,946 @@
+"""Signed hits: every way a token can fail, key rotation, and the key sources (env, SSM,
+Secrets Manager, a JWKS URL) over local servers on loopback."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import boto3
+import jwt
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric.ec import EllipticCurvePrivateKey
+from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from moto.server import ThreadedMotoServer
+
+from chalicelib.config import ConfigError, HitPolicy
+from chalicelib.signing import (
+    KeySource,
+    KeysUnavailableError,
+    SignedIdentity,
+    SigningSettings,
+    TokenRefusedError,
+    TokenVerifier,
+    http_jwks_fetcher,
+    signed_policy,
+)
+
+NOW = datetime(2026, 11, 28, 12, 0, 0, tzinfo=UTC)
+EXP = int((NOW + timedelta(hours=1)).timestamp())
+SECRET = "s3cr3t-for-tests-only-0123456789abcdef"
+OTHER_SECRET = "another-secret-for-tests-0123456789abcdef"
+NEW_SECRET = "rotated-secret-for-tests-0123456789abcdef"
+ISSUER = "https://cognito-idp.us-east-1.amazonaws.com/us-east-1_Example"
+FUZZ = settings(
+    max_examples=150,
+    deadline=None,
+    database=None,
+    derandomize=bool(os.environ.get("CI")),
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+
+
+def claims(**overrides: Any) -> dict[str, Any]:
+    base: dict[str, Any] = {"eid": "ep-1", "sub": "user-1", "exp": EXP}
+    base.update(overrides)
+    return {k: v for k, v in base.items() if v is not None}
+
+
+def hs256(payload: Mapping[str, Any], secret: str = SECRET, kid: str | None = "k1") -> str:
+    headers = {} if kid is None else {"kid": kid}
+    return jwt.encode(dict(payload), secret, algorithm="HS256", headers=headers)
+
+
+def b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def hand_made(header: Mapping[str, Any], payload: Mapping[str, Any], signature: bytes) -> str:
+    return ".".join(
+        [b64(json.dumps(header).encode()), b64(json.dumps(payload).encode()), b64(signature)]
+    )
+
+
+def hs_verifier(keys: Mapping[str, str] | None = None, **options: Any) -> TokenVerifier:
+    raw = {kid: secret.encode() for kid, secret in (keys or {"k1": SECRET}).items()}
+    return TokenVerifier(SigningSettings(hs256_keys=raw, **options))
+
+
+def refusal(
+    verifier: TokenVerifier, token: str, endpoint: str = "ep-1", user: str | None = None
+) -> TokenRefusedError:
+    with pytest.raises(TokenRefusedError) as caught:
+        verifier.verify(token, endpoint, user, NOW)
+    return caught.value
+
+
+# Keys and a JWKS server -------------------------------------------------------------------------
+
+
+@dataclass
+class AsymmetricKeys:
+    rsa: RSAPrivateKey
+    ec: EllipticCurvePrivateKey
+    weak_rsa: RSAPrivateKey
+
+    def jwks(self, *extra: dict[str, Any]) -> dict[str, Any]:
+        rsa_jwk = jwt.algorithms.RSAAlgorithm.to_jwk(self.rsa.public_key(), as_dict=True)
+        ec_jwk = jwt.algorithms.ECAlgorithm.to_jwk(self.ec.public_key(), as_dict=True)
+        return {
+            "keys": [
+                {**rsa_jwk, "kid": "rsa-1", "use": "sig", "alg": "RS256"},
+                {**ec_jwk, "kid": "ec-1", "use": "sig"},
+                *extra,
+            ]
+        }
+
+    def rsa_public_pem(self) -> bytes:
+        return self.rsa.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+
+
+@pytest.fixture(scope="module")
+def keys() -> AsymmetricKeys:
+    return AsymmetricKeys(
+        rsa=rsa.generate_private_key(public_exponent=65537, key_size=2048),
+        ec=ec.generate_private_key(ec.SECP256R1()),
+        weak_rsa=rsa.generate_private_key(public_exponent=65537, key_size=1024),
+    )
+
+
+@dataclass
+class JwksServer:
+    url: str
+    document: dict[str, Any]
+    requests: int = 0
+    delay: float = 0.0
+    status: int = 200
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+class QuietServer(ThreadingHTTPServer):
+    daemon_threads = True
+    block_on_close = False
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that gave up (the timeout test) is expected; say nothing."""
+
+
+@pytest.fixture
+def jwks_server(keys: AsymmetricKeys) -> Iterator[JwksServer]:
+    state = JwksServer(url="", document=keys.jwks())
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            with state.lock:
+                state.requests += 1
+            time.sleep(state.delay)
+            body = json.dumps(state.document).encode()
+            self.send_response(state.status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = QuietServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    state.url = f"http://127.0.0.1:{server.server_port}/.well-known/jwks.json"
+    yield state
+    server.shutdown()
+    server.server_close()
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def jwks_verifier(
+    url: str, clock: Callable[[], float] = time.monotonic, **options: Any
+) -> TokenVerifier:
+    return TokenVerifier(SigningSettings(jwks_url=url, issuer=ISSUER, **options), monotonic=clock)
+
+
+# A valid token ------------------------------------------------------------------------------------
+
+
+def test_valid_token_vouches_for_endpoint_user_and_key() -> None:
+    identity = hs_verifier().verify(hs256(claims()), "ep-1", "user-1", NOW)
+    assert identity == SignedIdentity(
+        endpoint_id="ep-1",
+        user_id="user-1",
+        key_id="k1",
+        expires_at=datetime.fromtimestamp(EXP, UTC),
+    )
+
+
+def test_token_without_user_id_in_the_hit_still_names_its_subject() -> None:
+    identity = hs_verifier().verify(hs256(claims()), "ep-1", None, NOW)
+    assert identity.user_id == "user-1"
+
+
+def test_token_without_subject_is_an_endpoint_only_token() -> None:
+    identity = hs_verifier().verify(hs256(claims(sub=None)), "ep-1", None, NOW)
+    assert identity.user_id is None
+
+
+# Time -------------------------------------------------------------------------------------------
+
+
+def test_expired_token_is_refused_after_the_leeway() -> None:
+    verifier = hs_verifier(leeway_seconds=60)
+    now = int(NOW.timestamp())
+    assert verifier.verify(hs256(claims(exp=now - 59)), "ep-1", None, NOW)
+    error = refusal(verifier, hs256(claims(exp=now - 60)))
+    assert (error.code, str(error)) == ("expired", "has expired")
+
+
+@pytest.mark.parametrize("claim", ["nbf", "iat"])
+def test_token_not_valid_yet_is_refused_beyond_the_leeway(claim: str) -> None:
+    verifier = hs_verifier(leeway_seconds=60)
+    now = int(NOW.timestamp())
+    assert verifier.verify(hs256(claims(**{claim: now + 60})), "ep-1", None, NOW)
+    error = refusal(verifier, hs256(claims(**{claim: now + 61})))
+    assert (error.code, str(error)) == ("not_yet_valid", f"is not valid yet ({claim})")
+
+
+def test_expiry_is_required() -> None:
+    error = refusal(hs_verifier(), hs256(claims(exp=None)))
+    assert (error.code, str(error)) == ("missing_claim", "lacks the exp claim")
+
+
+def test_token_living_longer_than_the_maximum_is_refused() -> None:
+    far = int((NOW + timedelta(days=2)).timestamp())
+    error = refusal(hs_verifier(max_lifetime_seconds=86_400), hs256(claims(exp=far)))
+    assert error.code == "too_long_lived"
+
+
+@pytest.mark.parametrize("exp", ["1700000000", True, 1e400, float("nan"), 1e20, [EXP]])
+def test_expiry_must_be_a_numeric_date(exp: object) -> None:
+    payload = {"eid": "ep-1", "exp": exp}
+    token = hand_made(
+        {"alg": "HS256", "kid": "k1"},
+        payload,
+        b"",
+    )
+    # Signed properly, so only the claim is wrong.
+    signing_input = token.rsplit(".", 1)[0].encode()
+    token = (
+        signing_input.decode()
+        + "."
+        + b64(hmac.new(SECRET.encode(), signing_input, hashlib.sha256).digest())
+    )
+    assert refusal(hs_verifier(), token).code == "malformed"
+
+
+# Signature and algorithm ------------------------------------------------------------------------
+
+
+def test_token_signed_with_another_key_is_refused() -> None:
+    error = refusal(hs_verifier(), hs256(claims(), secret=OTHER_SECRET))
+    assert (error.code, str(error)) == ("bad_signature", "signature does not verify")
+
+
+def test_tampered_payload_is_refused() -> None:
+    header, _, signature = hs256(claims(eid="ep-1")).split(".")
+    forged = b64(json.dumps(claims(eid="victim")).encode())
+    error = refusal(hs_verifier(), f"{header}.{forged}.{signature}", endpoint="victim")
+    assert error.code == "bad_signature"
+
+
+@pytest.mark.parametrize("alg", ["none", "None", "NONE", ""])
+def test_alg_none_is_refused(alg: str) -> None:
+    token = hand_made({"alg": alg, "kid": "k1", "typ": "JWT"}, claims(), b"")
+    assert refusal(hs_verifier(), token).code == "bad_algorithm"
+
+
+def test_other_hmac_algorithms_are_refused_for_shared_secrets() -> None:
+    token = jwt.encode(claims(), SECRET * 2, algorithm="HS512", headers={"kid": "k1"})
+    assert refusal(hs_verifier(), token).code == "bad_algorithm"
+
+
+def test_hs256_signed_with_the_rsa_public_key_is_refused(
+    keys: AsymmetricKeys, jwks_server: JwksServer
+) -> None:
+    """The classic confusion: the attacker HMACs with the public key the server publishes."""
+    header = {"alg": "HS256", "kid": "rsa-1", "typ": "JWT"}
+    unsigned = f"{b64(json.dumps(header).encode())}.{b64(json.dumps(claims(iss=ISSUER)).encode())}"
+    signature = hmac.new(keys.rsa_public_pem(), unsigned.encode(), hashlib.sha256).digest()
+    error = refusal(jwks_verifier(jwks_server.url), f"{unsigned}.{b64(signature)}")
+    assert (error.code, str(error)) == (
+        "bad_algorithm",
+        "algorithm is not allowed; its key takes RS256 only",
+    )
+
+
+def test_rs256_token_naming_a_shared_secret_key_is_refused(keys: AsymmetricKeys) -> None:
+    token = jwt.encode(claims(), keys.rsa, algorithm="RS256", headers={"kid": "k1"})
+    assert refusal(hs_verifier(), token).code == "bad_algorithm"
+
+
+def test_embedded_jwk_and_jku_headers_are_ignored(
+    keys: AsymmetricKeys, jwks_server: JwksServer
+) -> None:
+    attacker = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    embedded = jwt.algorithms.RSAAlgorithm.to_jwk(attacker.public_key(), as_dict=True)
+    token = jwt.encode(
+        claims(iss=ISSUER),
+        attacker,
+        algorithm="RS256",
+        headers={"kid": "rsa-1", "jwk": embedded, "jku": "https://attacker.example/jwks"},
+    )
+    assert refusal(jwks_verifier(jwks_server.url), token).code == "bad_signature"
+
+
+# Binding to the hit -----------------------------------------------------------------------------
+
+
+def test_token_for_endpoint_a_never_authorizes_endpoint_b() -> None:
+    error = refusal(hs_verifier(), hs256(claims(eid="ep-A")), endpoint="ep-B")
+    assert (error.code, str(error)) == ("wrong_endpoint", "was issued for another endpoint_id")
+
+
+def test_endpoint_claim_is_required() -> None:
+    error = refusal(hs_verifier(), hs256(claims(eid=None)))
+    assert (error.code, str(error)) == ("missing_claim", "lacks the eid claim")
+
+
+@pytest.mark.parametrize("eid", [1, ["ep-1"], {"id": "ep-1"}, "EP-1", "ep-1 "])
+def test_endpoint_claim_must_match_exactly(eid: object) -> None:
+    assert refusal(hs_verifier(), hs256(claims(eid=eid))).code == "wrong_endpoint"
+
+
+def test_token_for_user_a_never_authorizes_user_b() -> None:
+    error = refusal(hs_verifier(), hs256(claims(sub="user-A")), user="user-B")
+    assert (error.code, str(error)) == ("wrong_user", "was not issued for this user_id")
+
+
+def test_token_without_subject_cannot_set_a_user_id() -> None:
+    assert refusal(hs_verifier(), hs256(claims(sub=None)), user="user-1").code == "wrong_user"
+
+
+# Shape and size ---------------------------------------------------------------------------------
+
+
+def test_oversized_token_is_refused_before_any_parsing() -> None:
+    calls: list[int] = []
+
+    def loader() -> Mapping[str, bytes]:
+        calls.append(1)
+        return {"k1": SECRET.encode()}
+
+    verifier = TokenVerifier(
+        SigningSettings(hs256_keys={"k1": b"x" * 32}, max_bytes=256), hs256_keys=loader
+    )
+    error = refusal(verifier, hs256(claims(pad="x" * 300)))
+    assert (error.code, str(error)) == ("too_large", "is longer than 256 bytes (TOKEN_MAX_BYTES)")
+    assert calls == []
+
+
+@pytest.mark.parametrize(
+    "token",
+    [
+        "",
+        "abc",
+        "a.b",
+        "a.b.c",
+        "....",
+        "eyJ.eyJ.sig",
+        "é.é.é",
+        b64(b"[1]") + "." + b64(b"{}") + ".",
+        b64(b'{"alg":"HS256","kid":"k1"') + "." + b64(b"{}") + ".",
+        b64(b'{"alg":"HS256","kid":7}') + "." + b64(b"{}") + ".",
+        b64(b'{"alg":"HS256","kid":"k1","crit":["exp"]}') + "." + b64(b"{}") + ".",
+    ],
+)
+def test_malformed_tokens_are_refused(token: str) -> None:
+    error = refusal(hs_verifier(), token)
+    assert (error.code, str(error)) == ("malformed", "is not a well-formed JSON Web Token")
+
+
+def test_signed_payload_that_is_not_an_object_is_malformed() -> None:
+    header = b64(json.dumps({"alg": "HS256", "kid": "k1"}).encode())
+    unsigned = f"{header}.{b64(b'[1,2]')}"
+    signature = hmac.new(SECRET.encode(), unsigned.encode(), hashlib.sha256).digest()
+    assert refusal(hs_verifier(), f"{unsigned}.{b64(signature)}").code == "malformed"
+
+
+@pytest.mark.parametrize("kid", [None, ""])
+def test_token_must_name_its_key(kid: str | None) -> None:
+    error = refusal(hs_verifier(), hs256(claims(), kid=kid))
+    assert (error.code, str(error)) == ("unknown_key", "names no key id (kid)")
+
+
+def test_unknown_key_id_is_refused() -> None:
+    error = refusal(hs_verifier(), hs256(claims(), kid="k9"))
+    assert (error.code, str(error)) == (
+        "unknown_key",
+        "names a key id (kid) that is not configured",
+    )
+
+
+@FUZZ
+@given(st.text(max_size=400))
+def test_any_text_is_refused_with_a_reason_never_an_exception(text: str) -> None:
+    verifier = hs_verifier()
+    with pytest.raises(TokenRefusedError):
+        verifier.verify(text, "ep-1", None, NOW)
+
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
+    ),
+    max_leaves=12,
+)
+
+
+@FUZZ
+@given(
+    header=st.dictionaries(
+        st.sampled_from(["alg", "kid", "typ", "crit", "b64", "jku", "x"]), JSON, max_size=5
+    ),
+    payload=JSON,
+    sign=st.booleans(),
+)
+def test_any_json_token_is_accepted_or_refused_never_an_exception(
+    header: dict[str, Any], payload: Any, sign: bool
+) -> None:
+    try:
+        unsigned = f"{b64(json.dumps(header).encode())}.{b64(json.dumps(payload).encode())}"
+    except ValueError:
+        return
+    signature = (
+        hmac.new(SECRET.encode(), unsigned.encode(), hashlib.sha256).digest() if sign else b"x"
+    )
+    try:
+        identity = hs_verifier().verify(f"{unsigned}.{b64(signature)}", "ep-1", None, NOW)
+    except TokenRefusedError:
+        return
+    assert identity.endpoint_id == "ep-1"
+
+
+# Refusal messages -------------------------------------------------------------------------------
+
+
+def test_refusals_never_show_the_secret_the_token_or_claim_values(keys: AsymmetricKeys) -> None:
+    verifier = hs_verifier({"k1": SECRET})
+    now = int(NOW.timestamp())
+    tokens = [
+        hs256(claims(eid="secret-endpoint", sub="secret-user"), kid="k1"),
+        hs256(claims(exp=now - 3600, eid="secret-endpoint")),
+        hs256(claims(nbf=now + 3600, eid="secret-endpoint")),
+        hs256(claims(eid="secret-endpoint"), secret=OTHER_SECRET),
+        hs256(claims(eid="secret-endpoint"), kid="secret-kid"),
+        hand_made({"alg": "none", "kid": "k1"}, claims(eid="secret-endpoint"), b""),
+        jwt.encode(
+            claims(eid="secret-endpoint"), keys.rsa, algorithm="RS256", headers={"kid": "k1"}
+        ),
+        hs256(claims(eid="secret-endpoint", pad="x" * 3000)),
+        hs256(claims(eid="secret-endpoint", exp=None)),
+        "not-a-token-secret-endpoint",
+    ]
+    codes = set()
+    for token in tokens:
+        error = refusal(verifier, token, endpoint="ep-1", user="other-user")
+        codes.add(error.code)
+        message = str(error)
+        for forbidden in (SECRET, token, "secret-endpoint", "secret-user", "secret-kid"):
+            assert forbidden not in message
+        assert message.isascii()
+        assert len(message) < 80
+    assert codes == {
+        "wrong_endpoint",
+        "expired",
+        "not_yet_valid",
+        "bad_signature",
+        "unknown_key",
+        "bad_algorithm",
+        "too_large",
+        "missing_claim",
+        "malformed",
+    }
+
+
+# Key rotation -----------------------------------------------------------------------------------
+
+
+def test_several_keys_at_once_chosen_by_kid() -> None:
+    verifier = hs_verifier({"2026-10": SECRET, "2026-11": NEW_SECRET})
+    old = verifier.verify(hs256(claims(), SECRET, kid="2026-10"), "ep-1", None, NOW)
+    new = verifier.verify(hs256(claims(), NEW_SECRET, kid="2026-11"), "ep-1", None, NOW)
+    assert (old.key_id, new.key_id) == ("2026-10", "2026-11")
+    # The kid picks the key: the right secret under the wrong kid does not verify.
+    assert refusal(verifier, hs256(claims(), NEW_SECRET, kid="2026-10")).code == "bad_signature"
+
+
+def test_a_new_kid_reloads_the_keys_at_most_once_per_interval() -> None:
+    clock = FakeClock()
+    stored: dict[str, bytes] = {"old": SECRET.encode()}
+    loads: list[int] = []
+
+    def loader() -> Mapping[str, bytes]:
+        loads.append(1)
+        return dict(stored)
+
+    verifier = TokenVerifier(
+        SigningSettings(hs256_keys={"old": SECRET.encode()}, keys_refresh_seconds=60),
+        hs256_keys=loader,
+        monotonic=clock,
+    )
+    assert verifier.verify(hs256(claims(), SECRET, kid="old"), "ep-1", None, NOW)
+    assert len(loads) == 1
+    # Random kids from an attacker: no reload within the interval of the last one...
+    clock.now += 59
+    for n in range(20):
+        assert refusal(verifier, hs256(claims(), kid=f"random-{n}")).code == "unknown_key"
+    assert len(loads) == 1
+    # ...then one, and none again for another interval.
+    clock.now += 1
+    for n in range(20):
+        assert refusal(verifier, hs256(claims(), kid=f"random-{n}")).code == "unknown_key"
+    assert len(loads) == 2
+    stored["new"] = NEW_SECRET.encode()
+    assert refusal(verifier, hs256(claims(), NEW_SECRET, kid="new")).code == "unknown_key"
+    clock.now += 60
+    assert verifier.verify(hs256(claims(), NEW_SECRET, kid="new"), "ep-1", None, NOW)
+    assert len(loads) == 3
+
+
+def test_keys_are_reloaded_when_old_and_a_failed_reload_keeps_them() -> None:
+    clock = FakeClock()
+    answers: list[Mapping[str, bytes] | Exception] = [
+        {"k1": SECRET.encode()},
+        KeysUnavailableError("ssm down"),
+        {"k2": NEW_SECRET.encode()},
+    ]
+    loads: list[int] = []
+
+    def loader() -> Mapping[str, bytes]:
+        loads.append(1)
+        answer = answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    verifier = TokenVerifier(
+        SigningSettings(
+            hs256_keys={"k1": SECRET.encode()}, keys_max_age_seconds=600, keys_refresh_seconds=60
+        ),
+        hs256_keys=loader,
+        monotonic=clock,
+    )
+    assert verifier.verify(hs256(claims()), "ep-1", None, NOW)
+    clock.now += 600
+    assert verifier.verify(hs256(claims()), "ep-1", None, NOW)  # reload failed: old keys kept
+    clock.now += 10
+    assert verifier.verify(hs256(claims()), "ep-1", None, NOW)  # not retried within 60 s
+    assert len(loads) == 2
+    clock.now += 60
+    assert refusal(verifier, hs256(claims())).code == "unknown_key"  # k1 was removed
+    assert verifier.verify(hs256(claims(), NEW_SECRET, kid="k2"), "ep-1", None, NOW)
+    assert len(loads) == 3
+
+
+def test_no_keys_at_all_is_unavailable_not_a_refusal_and_retried_after_a_second() -> None:
+    clock = FakeClock()
+    loads: list[int] = []
+
+    def loader() -> Mapping[str, bytes]:
+        loads.append(1)
+        raise KeysUnavailableError("TOKEN_HS256_KEYS_PARAMETER: ssm unreachable")
+
+    verifier = TokenVerifier(
+        SigningSettings(hs256_keys={"k1": SECRET.encode()}), hs256_keys=loader, monotonic=clock
+    )
+    for _ in range(5):
+        with pytest.raises(KeysUnavailableError, match="ssm unreachable"):
+            verifier.verify(hs256(claims()), "ep-1", None, NOW)
+    assert len(loads) == 1
+    clock.now += 1
+    with pytest.raises(KeysUnavailableError):
+        verifier.verify(hs256(claims()), "ep-1", None, NOW)
+    assert len(loads) == 2
+
+
+def test_injected_short_keys_are_unavailable_not_silently_weak() -> None:
+    verifier = TokenVerifier(
+        SigningSettings(hs256_keys={"k1": b"x" * 32}), hs256_keys=lambda: {"k1": b"short"}
+    )
+    with pytest.raises(KeysUnavailableError, match="shorter than 32 bytes"):
+        verifier.verify(hs256(claims()), "ep-1", None, NOW)
+
+
+# JWKS (RS256 / ES256) ---------------------------------------------------------------------------
+
+
+def test_rs256_and_es256_tokens_verify_against_a_jwks_fetched_once(
+    keys: AsymmetricKeys, jwks_server: JwksServer
+) -> None:
+    verifier = jwks_verifier(jwks_server.url)
+    for _ in range(3):
+        rs = jwt.encode(claims(iss=ISSUER), keys.rsa, algorithm="RS256", headers={"kid": "rsa-1"})
+        es = jwt.encode(claims(iss=ISSUER), keys.ec, algorithm="ES256", headers={"kid": "ec-1"})
+        assert verifier.verify(rs, "ep-1", "user-1", NOW).key_id == "rsa-1"
+        assert verifier.verify(es, "ep-1", "user-1", NOW).key_id == "ec-1"
+    assert jwks_server.requests == 1
+
+
+def test_es256_key_refuses_rs256_and_es384(keys: AsymmetricKeys, jwks_server: JwksServer) -> None:
+    verifier = jwks_verifier(jwks_server.url)
+    rs = jwt.encode(claims(iss=ISSUER), keys.rsa, algorithm="RS256", headers={"kid": "ec-1"})
+    assert refusal(verifier, rs).code == "bad_algorithm"
+    ps = jwt.encode(claims(iss=ISSUER), keys.rsa, algorithm="PS256", headers={"kid": "rsa-1"})
+    assert refusal(verifier, ps).code == "bad_algorithm"
+
+
+def test_unknown_kid_refetches_the_jwks_at_most_once_per_interval(
+    keys: AsymmetricKeys, jwks_server: JwksServer
+) -> None:
+    clock = FakeClock()
+    verifier = jwks_verifier(jwks_server.url, clock, keys_refresh_seconds=60)
+    rotated = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    token = jwt.encode(claims(iss=ISSUER), rotated, algorithm="RS256", headers={"kid": "rsa-2"})
+    for _ in range(10):
+        assert refusal(verifier, token).code == "unknown_key"
+    assert jwks_server.requests == 1  # fetched once; just fetched, so not again yet
+    clock.now += 60
+    assert refusal(verifier, token).code == "unknown_key"
+    assert jwks_server.requests == 2  # one refetch for the unknown kid
+    rotated_jwk = jwt.algorithms.RSAAlgorithm.to_jwk(rotated.public_key(), as_dict=True)
+    jwks_server.document = keys.jwks({**rotated_jwk, "kid": "rsa-2"})
+    clock.now += 60
+    assert verifier.verify(token, "ep-1", None, NOW).key_id == "rsa-2"
+    assert jwks_server.requests == 3
+
+
+def test_jwks_fetch_has_a_timeout(jwks_server: JwksServer) -> None:
+    jwks_server.delay = 5.0
+    started = time.monotonic()
+    with pytest.raises(KeysUnavailableError, match=r"fetch failed \(TimeoutError\)"):
+        http_jwks_fetcher(jwks_server.url, timeout_seconds=0.2)()
+    assert time.monotonic() - started < 4  # gave up long before the server answered
+
+
+def test_jwks_server_error_is_unavailable(jwks_server: JwksServer) -> None:
+    jwks_server.status = 500
+    verifier = jwks_verifier(jwks_server.url)
+    with pytest.raises(KeysUnavailableError, match=r"TOKEN_JWKS_URL: answered HTTP 500"):
+        verifier.verify(hs256(claims(), kid="rsa-1"), "ep-1", None, NOW)
+
+
+def test_unusable_jwks_keys_are_skipped(keys: AsymmetricKeys, jwks_server: JwksServer) -> None:
+    weak = jwt.algorithms.RSAAlgorithm.to_jwk(keys.weak_rsa.public_key(), as_dict=True)
+    private = jwt.algorithms.RSAAlgorithm.to_jwk(keys.rsa, as_dict=True)
+    public = jwt.algorithms.RSAAlgorithm.to_jwk(keys.rsa.public_key(), as_dict=True)
+    jwks_server.document = {
+        "keys": [
+            {**weak, "kid": "weak"},
+            {**private, "kid": "private"},
+            {**public, "kid": "enc", "use": "enc"},
+            {**public, "kid": "wrong-alg", "alg": "HS256"},
+            {"kty": "oct", "k": b64(SECRET.encode()), "kid": "oct"},
+            {**public, "kid": "ok"},
+        ]
+    }
+    verifier = jwks_verifier(jwks_server.url)
+    with pytest.warns(jwt.InsecureKeyLengthWarning):
+        weak_token = jwt.encode(
+            claims(iss=ISSUER), keys.weak_rsa, algorithm="RS256", headers={"kid": "weak"}
+        )
+    assert refusal(verifier, weak_token).code == "unknown_key"
+    for kid in ("private", "enc", "wrong-alg"):
+        token = jwt.encode(claims(iss=ISSUER), keys.rsa, algorithm="RS256", headers={"kid": kid})
+        assert refusal(verifier, token).code == "unknown_key", kid
+    oct_token = jwt.encode(claims(iss=ISSUER), SECRET, algorithm="HS256", headers={"kid": "oct"})
+    assert refusal(verifier, oct_token).code == "unknown_key"
+    token = jwt.encode(claims(iss=ISSUER), keys.rsa, algorithm="RS256", headers={"kid": "ok"})
+    assert verifier.verify(token, "ep-1", None, NOW).key_id == "ok"
+
+
+def test_jwks_without_usable_keys_is_unavailable(jwks_server: JwksServer) -> None:
+    jwks_server.document = {"keys": [{"kty": "oct", "k": "AAAA", "kid": "x"}]}
+    with pytest.raises(KeysUnavailableError, match="no RS256 or ES256 signing key"):
+        jwks_verifier(jwks_server.url).verify(hs256(claims(), kid="x"), "ep-1", None, NOW)
+
+
+def test_issuer_is_checked_for_jwks_tokens(keys: AsymmetricKeys, jwks_server: JwksServer) -> None:
+    verifier = jwks_verifier(jwks_server.url)
+    other = jwt.encode(
+        claims(iss="https://evil.example"), keys.rsa, algorithm="RS256", headers={"kid": "rsa-1"}
+    )
+    assert refusal(verifier, other).code == "wrong_issuer"
+    missing = jwt.encode(claims(), keys.rsa, algorithm="RS256", headers={"kid": "rsa-1"})
+    error = refusal(verifier, missing)
+    assert (error.code, str(error)) == ("missing_claim", "lacks the iss claim")
+
+
+def test_audience_is_checked_when_configured(keys: AsymmetricKeys, jwks_server: JwksServer) -> None:
+    verifier = jwks_verifier(jwks_server.url, audience="pixel-relay")
+    good = jwt.encode(
+        claims(iss=ISSUER, aud="pixel-relay"), keys.rsa, algorithm="RS256", headers={"kid": "rsa-1"}
+    )
+    assert verifier.verify(good, "ep-1", None, NOW)
+    bad = jwt.encode(
+        claims(iss=ISSUER, aud="another-app"), keys.rsa, algorithm="RS256", headers={"kid": "rsa-1"}
+    )
+    assert refusal(verifier, bad).code == "wrong_audience"
+
+
+def test_hs256_and_jwks_keys_side_by_side(keys: AsymmetricKeys, jwks_server: JwksServer) -> None:
+    verifier = TokenVerifier(
+        SigningSettings(hs256_keys={"k1": SECRET.encode()}, jwks_url=jwks_server.url, issuer=ISSUER)
+    )
+    assert verifier.verify(hs256(claims()), "ep-1", None, NOW).key_id == "k1"
+    rs = jwt.encode(claims(iss=ISSUER), keys.rsa, algorithm="RS256", headers={"kid": "rsa-1"})
+    assert verifier.verify(rs, "ep-1", None, NOW).key_id == "rsa-1"
+
+
+def test_one_key_source_down_does_not_stop_tokens_from_the_other(
+    keys: AsymmetricKeys, jwks_server: JwksServer
+) -> None:
+    def ssm_down() -> Mapping[str, bytes]:
+        raise KeysUnavailableError("TOKEN_HS256_KEYS_PARAMETER: ssm unreachable")
+
+    verifier = TokenVerifier(
+        SigningSettings(
+            hs256_keys={"k1": SECRET.encode()}, jwks_url=jwks_server.url, issuer=ISSUER
+        ),
+        hs256_keys=ssm_down,
+    )
+    rs = jwt.encode(claims(iss=ISSUER), keys.rsa, algorithm="RS256", headers={"kid": "rsa-1"})
+    assert verifier.verify(rs, "ep-1", None, NOW).key_id == "rsa-1"
+    with pytest.raises(KeysUnavailableError, match="ssm unreachable"):
+        verifier.verify(hs256(claims()), "ep-1", None, NOW)
+
+
+# SSM Parameter Store and Secrets Manager (moto's server) ----------------------------------------
+
+
+@pytest.fixture(scope="module")
+def moto_url() -> Iterator[str]:
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+def test_keys_from_an_ssm_secure_string(moto_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    name = f"/pixel-relay/test/keys-{time.time_ns()}"
+    ssm = boto3.client("ssm", endpoint_url=moto_url)
+    ssm.put_parameter(Name=name, Value=json.dumps({"k1": SECRET}), Type="SecureString")
+    monkeypatch.setenv("AWS_ENDPOINT_URL_SSM", moto_url)
+    settings = SigningSettings.from_env({"TOKEN_HS256_KEYS_PARAMETER": name})
+    assert settings.hs256_keys_source == KeySource("ssm", name)
+    assert TokenVerifier(settings).verify(hs256(claims()), "ep-1", None, NOW).key_id == "k1"
+
+
+def test_keys_from_a_secrets_manager_secret(moto_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    name = f"pixel-relay/test/keys-{time.time_ns()}"
+    secrets = boto3.client("secretsmanager", endpoint_url=moto_url)
+    secrets.create_secret(Name=name, SecretString=json.dumps({"k1": SECRET, "k2": NEW_SECRET}))
+    monkeypatch.setenv("AWS_ENDPOINT_URL_SECRETS_MANAGER", moto_url)
+    settings = SigningSettings.from_env({"TOKEN_HS256_KEYS_PARAMETER": f"secretsmanager:{name}"})
+    verifier = TokenVerifier(settings)
+    assert verifier.verify(hs256(claims(), NEW_SECRET, kid="k2"), "ep-1", None, NOW).key_id == "k2"
+
+
+def test_missing_parameter_is_unavailable_with_the_reason(
+    moto_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AWS_ENDPOINT_URL_SSM", moto_url)
+    verifier = TokenVerifier(SigningSettings(hs256_keys_source=KeySource("ssm", "/does/not/exist")))
+    with pytest.raises(KeysUnavailableError, match=r"ssm refused the read \(ParameterNotFound\)"):
+        verifier.verify(hs256(claims()), "ep-1", None, NOW)
+
+
+def test_a_stored_value_that_is_not_keys_never_shows_the_value(
+    moto_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    name = f"/pixel-relay/test/bad-{time.time_ns()}"
+    leaked = "do-not-show-this-value-anywhere-0123456789"
+    boto3.client("ssm", endpoint_url=moto_url).put_parameter(
+        Name=name, Value=leaked, Type="SecureString"
+    )
+    monkeypatch.setenv("AWS_ENDPOINT_URL_SSM", moto_url)
+    verifier = TokenVerifier(SigningSettings(hs256_keys_source=KeySource("ssm", name)))
+    with pytest.raises(KeysUnavailableError) as caught:
+        verifier.verify(hs256(claims()), "ep-1", None, NOW)
+    assert "must be a JSON object" in str(caught.value)
+    assert leaked not in str(caught.value)
+
+
+# Settings ---------------------------------------------------------------------------------------
+
+
+def test_defaults() -> None:
+    settings = SigningSettings.from_env({})
+    assert settings == SigningSettings()
+    assert not settings.enabled
+    assert (settings.parameter, settings.max_bytes, settings.leeway_seconds) == ("token", 2048, 60)
+
+
+def test_every_setting_is_read() -> None:
+    settings = SigningSettings.from_env(
+        {
+            "TOKEN_PARAMETER": "sig",
+            "TOKEN_HS256_KEYS": json.dumps({"k1": SECRET}),
+            "TOKEN_JWKS_URL": "https://cognito-idp.us-east-1.amazonaws.com/pool/.well-known/jwks.json",
+            "TOKEN_ISSUER": ISSUER,
+            "TOKEN_AUDIENCE": "client-id",
+            "TOKEN_JWKS_TIMEOUT_SECONDS": "3",
+            "TOKEN_LEEWAY_SECONDS": "30",
+            "TOKEN_MAX_BYTES": "4096",
+            "TOKEN_MAX_LIFETIME_SECONDS": "3600",
+            "TOKEN_KEYS_MAX_AGE_SECONDS": "300",
+            "TOKEN_KEYS_REFRESH_SECONDS": "30",
+            "REQUIRE_SIGNED_HITS": "true",
+            "SIGNED_USER_ATTRIBUTES": "tier, plan",
+            "SIGNED_ENDPOINT_ATTRIBUTES": "lang",
+            "SIGNED_ENDPOINT_METRICS": "visits",
+        }
+    )
+    assert settings.parameter == "sig"
+    assert settings.hs256_keys == {"k1": SECRET.encode()}
+    assert (settings.issuer, settings.audience) == (ISSUER, "client-id")
+    assert (settings.jwks_timeout_seconds, settings.leeway_seconds, settings.max_bytes) == (
+        3,
+        30,
+        4096,
+    )
+    assert (
+        settings.max_lifetime_seconds,
+        settings.keys_max_age_seconds,
+        settings.keys_refresh_seconds,
+    ) == (3600, 300, 30)
+    assert settings.require_signed_hits
+    assert settings.signed_user_attributes == {"tier", "plan"}
+    assert settings.signed_endpoint_attributes == {"lang"}
+    assert settings.signed_endpoint_metrics == {"visits"}
+    assert SECRET not in repr(settings)
+
+
+@pytest.mark.parametrize(
+    ("value", "kind", "name"),
+    [
+        ("/pixel-relay/prod/keys", "ssm", "/pixel-relay/prod/keys"),
+        ("ssm:pixel-relay-keys", "ssm", "pixel-relay-keys"),
+        ("secretsmanager:pixel-relay/prod/keys", "secretsmanager", "pixel-relay/prod/keys"),
+        (
+            "arn:aws:ssm:eu-west-1:123456789012:parameter/pixel-relay/keys",
+            "ssm",
+            "arn:aws:ssm:eu-west-1:123456789012:parameter/pixel-relay/keys",
+        ),
+        (
+            "arn:aws:secretsmanager:eu-west-1:123456789012:secret:pixel-relay-AbCdEf",
+            "secretsmanager",
+            "arn:aws:secretsmanager:eu-west-1:123456789012:secret:pixel-relay-AbCdEf",
+        ),
+    ],
+)
+def test_key_source_forms(value: str, kind: str, name: str) -> None:
+    source = SigningSettings.from_env({"TOKEN_HS256_KEYS_PARAMETER": value}).hs256_keys_source
+    assert source == KeySource(kind, name)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("environ", "variable"),
+    [
+        ({"TOKEN_PARAMETER": "to ken"}, "TOKEN_PARAMETER"),
+        ({"TOKEN_PARAMETER": "endpoint_id"}, "TOKEN_PARAMETER"),
+        ({"TOKEN_PARAMETER": "evat_token"}, "TOKEN_PARAMETER"),
+        ({"TOKEN_HS256_KEYS_PARAMETER": "has space"}, "TOKEN_HS256_KEYS_PARAMETER"),
+        ({"TOKEN_HS256_KEYS_PARAMETER": "secretsmanager:a b"}, "TOKEN_HS256_KEYS_PARAMETER"),
+        ({"TOKEN_HS256_KEYS": "not json"}, "TOKEN_HS256_KEYS"),
+        ({"TOKEN_HS256_KEYS": "{}"}, "TOKEN_HS256_KEYS"),
+        ({"TOKEN_HS256_KEYS": '["a"]'}, "TOKEN_HS256_KEYS"),
+        ({"TOKEN_HS256_KEYS": '{"k1": "short"}'}, "TOKEN_HS256_KEYS"),
+        ({"TOKEN_HS256_KEYS": '{"k1": 12345}'}, "TOKEN_HS256_KEYS"),
+        ({"TOKEN_HS256_KEYS": json.dumps({"": SECRET})}, "TOKEN_HS256_KEYS"),
+        (
+            {"TOKEN_HS256_KEYS": json.dumps({"k1": "-----BEGIN PUBLIC KEY-----" + "A" * 40})},
+            "TOKEN_HS256_KEYS",
+        ),
+        (
+            {"TOKEN_HS256_KEYS": json.dumps({"k1": SECRET}), "TOKEN_HS256_KEYS_PARAMETER": "/a"},
+            "TOKEN_HS256_KEYS",
+        ),
+        (
+            {"TOKEN_JWKS_URL": "http://idp.example/jwks.json", "TOKEN_ISSUER": ISSUER},
+            "TOKEN_JWKS_URL",
+        ),
+        ({"TOKEN_JWKS_URL": "https:///jwks.json", "TOKEN_ISSUER": ISSUER}, "TOKEN_JWKS_URL"),
+        ({"TOKEN_JWKS_URL": "https://idp.example/jwks.json"}, "TOKEN_ISSUER"),
+        ({"TOKEN_ISSUER": ISSUER}, "TOKEN_ISSUER"),
+        ({"TOKEN_AUDIENCE": "x"}, "TOKEN_AUDIENCE"),
+        ({"TOKEN_LEEWAY_SECONDS": "-1"}, "TOKEN_LEEWAY_SECONDS"),
+        ({"TOKEN_LEEWAY_SECONDS": "soon"}, "TOKEN_LEEWAY_SECONDS"),
+        ({"TOKEN_MAX_BYTES": "100000"}, "TOKEN_MAX_BYTES"),
+        ({"TOKEN_JWKS_TIMEOUT_SECONDS": "0"}, "TOKEN_JWKS_TIMEOUT_SECONDS"),
+        ({"TOKEN_MAX_LIFETIME_SECONDS": "10"}, "TOKEN_MAX_LIFETIME_SECONDS"),
+        ({"TOKEN_KEYS_REFRESH_SECONDS": "0"}, "TOKEN_KEYS_REFRESH_SECONDS"),
+        ({"TOKEN_KEYS_MAX_AGE_SECONDS": "1"}, "TOKEN_KEYS_MAX_AGE_SECONDS"),
+        ({"REQUIRE_SIGNED_HITS": "maybe"}, "REQUIRE_SIGNED_HITS"),
+        ({"REQUIRE_SIGNED_HITS": "true"}, "REQUIRE_SIGNED_HITS"),
+        ({"SIGNED_USER_ATTRIBUTES": "tier"}, "SIGNED_USER_ATTRIBUTES"),
+        ({"SIGNED_ENDPOINT_ATTRIBUTES": "lang"}, "SIGNED_ENDPOINT_ATTRIBUTES"),
+        ({"SIGNED_ENDPOINT_METRICS": "visits"}, "SIGNED_ENDPOINT_METRICS"),
+        (
+            {"TOKEN_HS256_KEYS": json.dumps({"k1": SECRET}), "SIGNED_USER_ATTRIBUTES": "a" * 51},
+            "SIGNED_USER_ATTRIBUTES",
+        ),
+    ],
+)
+def test_bad_settings_name_the_variable(environ: dict[str, str], variable: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        SigningSettings.from_env(environ)
+    assert caught.value.variable == variable
+    assert str(caught.value).startswith(f"{variable}: ")
+    assert SECRET not in str(caught.value)
+
+
+def test_loopback_jwks_url_may_be_plain_http_for_tests() -> None:
+    settings = SigningSettings.from_env(
+        {"TOKEN_JWKS_URL": "http://127.0.0.1:8000/jwks", "TOKEN_ISSUER": ISSUER}
+    )
+    assert settings.enabled
+
+
+def test_signed_policy_adds_the_signed_allowlists_and_user_id() -> None:
+    anonymous = HitPolicy(allowed_user_attributes=frozenset({"lang"}))
+    signing = SigningSettings(
+        hs256_keys={"k1": SECRET.encode()},
+        signed_user_attributes=frozenset({"tier"}),
+        signed_endpoint_attributes=frozenset({"plan"}),
+        signed_endpoint_metrics=frozenset({"visits"}),
+    )
+    policy = signed_policy(anonymous, signing)
+    assert policy.allowed_user_attributes == {"lang", "tier"}
+    assert policy.allowed_endpoint_attributes == {"plan"}
+    assert policy.allowed_endpoint_metrics == {"visits"}
+    assert policy.allow_anonymous_user_id
+    assert not anonymous.allow_anonymous_user_id
