@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: dev test lint typecheck venv policies profiles-setup screenshot deploy teardown package ops clean
+.PHONY: dev test lint typecheck venv policies profiles-setup screenshot deploy teardown package ops bench clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -51,6 +51,9 @@ package: $(STAMP)
 
 ops: $(STAMP)
 	$(BIN)/python -m devtools.ops $(ARGS)
+
+bench: $(STAMP)
+	$(BIN)/python -m bench $(ARGS)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

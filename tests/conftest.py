@@ -18,6 +18,18 @@ os.environ.update(stage_environment("dev"))
 os.environ["POWERTOOLS_METRICS_NAMESPACE"] = "PixelRelay"
 
 
+@pytest.fixture(scope="session")
+def moto_url() -> Iterator[str]:
+    """moto's server on loopback for the whole session; each test makes its own resources."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
 @pytest.fixture(autouse=True)
 def fresh_runtime() -> Iterator[None]:
     """Each test builds settings and clients from its own environment."""

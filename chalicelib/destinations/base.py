@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from chalicelib.events import Event
 
@@ -85,3 +85,17 @@ def client_error_outcome(error: Exception, action: str) -> Outcome:
     status = response.get("ResponseMetadata", {}).get("HTTPStatusCode", "")
     code = response.get("Error", {}).get("Code", type(error).__name__)
     return Outcome(Verdict.RETRY, f"{action} failed: {status} {code}".replace("  ", " "))
+
+
+def service_client(service: str, timeout_seconds: int) -> Any:
+    """A destination's boto3 client: 2 s to connect, the configured read timeout, and
+    botocore's standard retries (3 attempts), the worst case `call_budget_ms` plans for."""
+    import boto3
+    from botocore.config import Config
+
+    config = Config(
+        connect_timeout=2,
+        read_timeout=timeout_seconds,
+        retries={"mode": "standard", "total_max_attempts": 3},
+    )
+    return boto3.client(service, config=config)  # type: ignore[call-overload]

@@ -18,13 +18,17 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Final, Protocol
 
-import boto3
-from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from chalicelib import telemetry
 from chalicelib.config import ConfigError, Reader, call_budget_ms
-from chalicelib.destinations.base import Outcome, TimeLeft, Verdict, client_error_outcome
+from chalicelib.destinations.base import (
+    Outcome,
+    TimeLeft,
+    Verdict,
+    client_error_outcome,
+    service_client,
+)
 from chalicelib.events import Event
 
 NAME: Final = "customer-profiles"
@@ -133,12 +137,7 @@ class ProfilesClient(Protocol):
 
 
 def create(settings: Settings) -> CustomerProfilesDestination:
-    config = Config(
-        connect_timeout=2,
-        read_timeout=settings.timeout_seconds,
-        retries={"mode": "standard", "total_max_attempts": 3},
-    )
-    client: ProfilesClient = boto3.client("customer-profiles", config=config)
+    client: ProfilesClient = service_client("customer-profiles", settings.timeout_seconds)
     return CustomerProfilesDestination(
         client, settings.domain, settings.object_type, call_budget_ms(settings.timeout_seconds)
     )

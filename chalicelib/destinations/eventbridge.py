@@ -14,8 +14,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-import boto3
-from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from chalicelib import telemetry
@@ -27,6 +25,7 @@ from chalicelib.destinations.base import (
     Verdict,
     client_error_outcome,
     pack,
+    service_client,
 )
 from chalicelib.events import Event
 
@@ -59,12 +58,7 @@ class Settings:
 
 
 def create(settings: Settings) -> EventBridgeDestination:
-    config = Config(
-        connect_timeout=2,
-        read_timeout=settings.timeout_seconds,
-        retries={"mode": "standard", "total_max_attempts": 3},
-    )
-    client: EventBridgeClient = boto3.client("events", config=config)
+    client: EventBridgeClient = service_client("events", settings.timeout_seconds)
     return EventBridgeDestination(
         client, settings.bus, settings.source, call_budget_ms(settings.timeout_seconds)
     )

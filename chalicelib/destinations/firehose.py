@@ -14,8 +14,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-import boto3
-from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from chalicelib import telemetry
@@ -27,6 +25,7 @@ from chalicelib.destinations.base import (
     Verdict,
     client_error_outcome,
     pack,
+    service_client,
 )
 from chalicelib.events import Event
 
@@ -52,12 +51,7 @@ class Settings:
 
 
 def create(settings: Settings) -> FirehoseDestination:
-    config = Config(
-        connect_timeout=2,
-        read_timeout=settings.timeout_seconds,
-        retries={"mode": "standard", "total_max_attempts": 3},
-    )
-    client: FirehoseClient = boto3.client("firehose", config=config)
+    client: FirehoseClient = service_client("firehose", settings.timeout_seconds)
     return FirehoseDestination(client, settings.stream, call_budget_ms(settings.timeout_seconds))
 
 

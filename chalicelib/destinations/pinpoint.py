@@ -14,13 +14,17 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
-import boto3
-from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from chalicelib import limits, telemetry
 from chalicelib.config import Reader, call_budget_ms
-from chalicelib.destinations.base import Outcome, TimeLeft, Verdict, verdict_for_status
+from chalicelib.destinations.base import (
+    Outcome,
+    TimeLeft,
+    Verdict,
+    service_client,
+    verdict_for_status,
+)
 from chalicelib.events import Event, ProfileUpdate
 
 if TYPE_CHECKING:
@@ -50,12 +54,7 @@ class Settings:
 
 
 def create(settings: Settings) -> PinpointDestination:
-    config = Config(
-        connect_timeout=2,
-        read_timeout=settings.timeout_seconds,
-        retries={"mode": "standard", "total_max_attempts": 3},
-    )
-    client: PinpointClient = boto3.client("pinpoint", config=config)
+    client: PinpointClient = service_client("pinpoint", settings.timeout_seconds)
     return PinpointDestination(
         client, settings.application_id, call_budget_ms(settings.timeout_seconds)
     )

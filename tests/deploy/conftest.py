@@ -10,7 +10,6 @@ import shutil
 import threading
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -18,7 +17,6 @@ from typing import Any
 
 import boto3
 import pytest
-from moto.server import ThreadedMotoServer
 
 from devtools.deploy_package import PackageResult, lint, package
 from devtools.offline import REGION
@@ -28,23 +26,14 @@ _no_proxy = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 PROJECT_FILES = ("app.py", "chalicelib", "requirements.txt", "deploy/stages.json")
 
 
-@pytest.fixture(scope="session")
-def moto_server() -> Iterator[str]:
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
-
-
 @pytest.fixture
-def moto(moto_server: str, monkeypatch: pytest.MonkeyPatch) -> str:
+def moto(moto_url: str, monkeypatch: pytest.MonkeyPatch) -> str:
     """A clean moto, and every boto3 client (and child process) pointed at it."""
-    request = urllib.request.Request(f"{moto_server}/moto-api/reset", method="POST")
+    request = urllib.request.Request(f"{moto_url}/moto-api/reset", method="POST")
     with _no_proxy.open(request, timeout=10):
         pass
-    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_server)
-    return moto_server
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_url)
+    return moto_url
 
 
 @pytest.fixture

@@ -8,20 +8,10 @@ from collections.abc import Iterator
 
 import boto3
 import pytest
-from moto.server import ThreadedMotoServer
 
 from chalicelib import runtime
 from devtools.pinpoint_standin import PinpointStandIn
 from tests.integration.harness import APPLICATION_ID, MAX_RECEIVE_COUNT, Pipeline
-
-
-@pytest.fixture(scope="session")
-def moto_url() -> Iterator[str]:
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
 
 
 @pytest.fixture

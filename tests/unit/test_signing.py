@@ -25,7 +25,6 @@ from cryptography.hazmat.primitives.asymmetric.ec import EllipticCurvePrivateKey
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from moto.server import ThreadedMotoServer
 
 from chalicelib.config import ConfigError, HitPolicy
 from chalicelib.signing import (
@@ -738,15 +737,6 @@ def test_one_key_source_down_does_not_stop_tokens_from_the_other(
 
 
 # SSM Parameter Store and Secrets Manager (moto's server) ----------------------------------------
-
-
-@pytest.fixture(scope="module")
-def moto_url() -> Iterator[str]:
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
 
 
 def test_keys_from_an_ssm_secure_string(moto_url: str, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,0 +1,48 @@
+"""The local stack's servers in their own process: moto's SQS and the Pinpoint stand-in.
+
+`make dev` runs both in one process beside the pixel and the consumer; so does the
+throughput benchmark, so the consumer's process is not sharing its interpreter lock with
+them. Prints one JSON line with both URLs, serves until its standard input closes, then
+prints one JSON line with the CPU time it used and how many events the stand-in accepted.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import resource
+import sys
+
+from devtools.pinpoint_standin import PinpointStandIn
+
+
+def main(argv: list[str]) -> int:
+    from moto.server import ThreadedMotoServer
+
+    application_id = argv[0]
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    moto.start()
+    host, port = moto.get_host_and_port()
+    with PinpointStandIn(applications=[application_id]) as standin:
+        print(json.dumps({"sqs": f"http://{host}:{port}", "pinpoint": standin.url}), flush=True)
+        for line in sys.stdin:  # "count" asks for the numbers so far; EOF stops
+            if line.strip() == "count":
+                print(json.dumps(_numbers(standin)), flush=True)
+        numbers = _numbers(standin)
+    moto.stop()
+    print(json.dumps(numbers), flush=True)
+    return 0
+
+
+def _numbers(standin: PinpointStandIn) -> dict[str, float]:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return {
+        "cpu_seconds": usage.ru_utime + usage.ru_stime,
+        "accepted_events": len(standin.accepted_events),
+        "put_events_requests": len(standin.requests),
+    }
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,88 @@
+"""The benchmark keeps working: a tiny run (`python -m bench --quick`) writes every figure.
+
+Benchmarks are not tests: nothing here looks at a time, a ratio or a target, only that each
+figure was measured and written.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+# The issue's table, by key; removing one from the benchmark must fail here.
+FIGURES = (
+    "pixel_cost",
+    "cold_start",
+    "memory_ratio",
+    "memory_peak_mb",
+    "downstream_calls",
+    "consumer_cost",
+    "throughput",
+)
+
+
+def run_bench(*arguments: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "bench", *arguments],
+        cwd=ROOT,
+        env=dict(os.environ),
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    path = tmp_path_factory.mktemp("bench") / "quick.json"
+    completed = run_bench("--quick", "--json", str(path))
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    return path, completed.stdout
+
+
+def test_quick_run_writes_every_figure(quick_run: tuple[Path, str]) -> None:
+    path, _ = quick_run
+    document: dict[str, Any] = json.loads(path.read_text())
+    assert document["schema"] == "pixel-relay-bench/1"
+    assert document["run"]["quick"] is True
+    figures = document["figures"]
+    for key in FIGURES:
+        figure = figures[key]
+        assert figure["error"] == "", (key, figure["error"])
+        assert isinstance(figure["value"], float), key
+        assert math.isfinite(figure["value"]), key
+        assert figure["value"] > 0, key
+        assert figure["passed"] in (True, False, None), key
+        assert figure["details"], key
+    assert figures["throughput"]["details"]["bottleneck"]
+    assert figures["cold_start"]["details"]["import_profile"]["by_package"]
+
+
+def test_quick_run_describes_the_machine_and_prints_the_table(quick_run: tuple[Path, str]) -> None:
+    path, stdout = quick_run
+    machine = json.loads(path.read_text())["machine"]
+    assert machine["nproc"] >= 1
+    assert machine["cpu_model"]
+    assert machine["python"].startswith("3.")
+    assert "| figure" in stdout
+    for word in ("pixel cost", "cold start", "memory", "downstream calls", "consumer cost"):
+        assert word in stdout
+
+
+def test_compare_prints_a_change_for_each_figure_measured(quick_run: tuple[Path, str]) -> None:
+    path, _ = quick_run
+    completed = run_bench("--quick", "--only", "consumer", "--compare", str(path))
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    comparison = completed.stdout.split("compared with", 1)[1]
+    for label in ("downstream calls", "consumer cost"):
+        line = next(line for line in comparison.splitlines() if line.startswith(label))
+        assert line.split()[-1] in ("better", "worse", "same"), line
