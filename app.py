@@ -5,7 +5,6 @@ from typing import Any
 from chalice.app import Chalice, Response, SQSEvent
 
 from chalicelib import runtime
-from chalicelib.delivery import QueuedMessage
 from chalicelib.responses import pixel_middleware
 
 app = Chalice(app_name="pixel-relay")
@@ -16,7 +15,7 @@ app.register_middleware(pixel_middleware, "http")
 
 # Chalice imports this module with the stage's environment to deploy, package or run
 # locally: a wrong setting stops it there, naming the variable, before anything is deployed.
-wiring = runtime.settings().wiring
+wiring = runtime.check_configuration().wiring
 
 
 @app.route("/events", methods=["GET"])
@@ -35,6 +34,8 @@ def collect() -> Response:
     maximum_concurrency=wiring.maximum_concurrency,
 )
 def deliver(event: SQSEvent) -> dict[str, Any]:
+    from chalicelib.delivery import QueuedMessage  # the pixel never loads the consumer
+
     messages = [QueuedMessage.from_record(record.to_dict()) for record in event]
     time_left = getattr(event.context, "get_remaining_time_in_millis", None)
     return runtime.batch_delivery().handle(messages, time_left)

@@ -94,8 +94,7 @@ class Settings:
 
     wiring: QueueWiring
     dead_letter_queue: str
-    destinations: tuple[str, ...]
-    destination_settings: Mapping[str, Any]  # name -> that destination module's Settings
+    destinations: tuple[str, ...]  # each one's own settings: registry.settings_for
     hit_policy: HitPolicy
     report_batch_item_failures: bool
     enqueue_attempts: int
@@ -116,7 +115,6 @@ class Settings:
             wiring=QueueWiring.from_env(environ),
             dead_letter_queue=reader.name("DEAD_LETTER_QUEUE"),
             destinations=destinations,
-            destination_settings=registry.settings_for(destinations, environ),
             hit_policy=HitPolicy.from_env(environ),
             report_batch_item_failures=reader.boolean("REPORT_BATCH_ITEM_FAILURES", default=False),
             enqueue_attempts=reader.integer("ENQUEUE_ATTEMPTS", default=3, low=1, high=3),

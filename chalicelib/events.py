@@ -12,7 +12,7 @@ import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 MESSAGE_VERSION = 1
 
@@ -119,6 +119,11 @@ class Event:
             raise MessageError(f"unsupported message version {version!r}")
         reader = _DocumentReader(document)
         session = reader.optional_object("session")
+        session_reader = None if session is None else _DocumentReader(session, "session.")
+        user_id = reader.optional_text("user_id")
+        user_attributes = reader.list_map("user_attributes")
+        endpoint_attributes = reader.list_map("endpoint_attributes")
+        endpoint_metrics = reader.number_map("endpoint_metrics")
         return cls(
             event_id=reader.text("event_id"),
             event_type=reader.text("event_type"),
@@ -127,22 +132,26 @@ class Event:
             received_at=reader.text("received_at"),
             session=(
                 None
-                if session is None
-                else Session(
-                    id=_DocumentReader(session, "session.").text("id"),
-                    start=_DocumentReader(session, "session.").text("start"),
-                )
+                if session_reader is None
+                else Session(id=session_reader.text("id"), start=session_reader.text("start"))
             ),
             attributes=reader.text_map("attributes"),
             metrics=reader.number_map("metrics"),
-            profile=ProfileUpdate(
-                user_id=reader.optional_text("user_id"),
-                user_attributes=reader.list_map("user_attributes"),
-                endpoint_attributes=reader.list_map("endpoint_attributes"),
-                endpoint_metrics=reader.number_map("endpoint_metrics"),
+            # Most hits write no profile: they share one empty ProfileUpdate.
+            profile=(
+                _NO_PROFILE
+                if user_id is None
+                and not user_attributes
+                and not endpoint_attributes
+                and not endpoint_metrics
+                else ProfileUpdate(user_id, user_attributes, endpoint_attributes, endpoint_metrics)
             ),
             destinations=reader.optional_names("destinations"),
         )
+
+
+_NO_PROFILE: Final = ProfileUpdate()
+_NUMBER: Final = (int, float)  # a tuple: `int | float` would build a new union every call
 
 
 class _DocumentReader:
@@ -182,15 +191,18 @@ class _DocumentReader:
 
     def text_map(self, key: str) -> dict[str, str]:
         mapping = self._object(key)
-        if not all(isinstance(v, str) for v in mapping.values()):
-            raise self._fail(key, "values must be strings")
+        for value in mapping.values():
+            if not isinstance(value, str):
+                raise self._fail(key, "values must be strings")
         return dict(mapping)
 
     def number_map(self, key: str) -> dict[str, float]:
         mapping = self._object(key)
+        if not mapping:
+            return {}
         numbers: dict[str, float] = {}
         for name, value in mapping.items():
-            if isinstance(value, bool) or not isinstance(value, int | float):
+            if isinstance(value, bool) or not isinstance(value, _NUMBER):
                 raise self._fail(key, "values must be numbers")
             if not math.isfinite(value):
                 raise self._fail(key, "values must be finite")
@@ -209,6 +221,8 @@ class _DocumentReader:
 
     def list_map(self, key: str) -> dict[str, tuple[str, ...]]:
         mapping = self._object(key)
+        if not mapping:
+            return {}
         lists: dict[str, tuple[str, ...]] = {}
         for name, values in mapping.items():
             if not isinstance(values, list) or not all(isinstance(v, str) for v in values):

@@ -8,26 +8,43 @@ from __future__ import annotations
 
 import os
 from functools import cache
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import boto3
 from botocore.config import Config
 
 from chalicelib.bots import BotFilter
 from chalicelib.config import Settings
-from chalicelib.delivery import BatchDelivery
 from chalicelib.destinations import registry
 from chalicelib.pixel import Gate, PixelService
-from chalicelib.queue import BatchQueue, DeadLetterQueue, EventQueue
+from chalicelib.queue import EventQueue
 from chalicelib.signing import TokenVerifier
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
 
+    from chalicelib.delivery import BatchDelivery
+
 
 @cache
 def settings() -> Settings:
     return Settings.from_env(os.environ)
+
+
+@cache
+def destination_settings() -> dict[str, Any]:
+    """Each configured destination's own settings (importing only those modules)."""
+    return registry.settings_for(settings().destinations, os.environ)
+
+
+def check_configuration() -> Settings:
+    """Every setting, parsed now. Chalice imports app.py with the stage's environment to
+    deploy, package or run locally: a wrong value stops it there, naming the variable. In
+    Lambda each function parses only what it uses, on first use, to keep cold starts short."""
+    current = settings()
+    if not os.environ.get("AWS_LAMBDA_FUNCTION_NAME"):
+        destination_settings()
+    return current
 
 
 @cache
@@ -61,12 +78,14 @@ def pixel_service() -> PixelService:
 
 @cache
 def batch_delivery() -> BatchDelivery:
+    # Imported here: the pixel function never needs the consumer's modules.
+    from chalicelib.delivery import BatchDelivery
+    from chalicelib.queue import BatchQueue, DeadLetterQueue
+
     current = settings()
+    configured = destination_settings()
     return BatchDelivery(
-        destinations=[
-            registry.create(name, current.destination_settings[name])
-            for name in current.destinations
-        ],
+        destinations=[registry.create(name, configured[name]) for name in current.destinations],
         dead_letters=DeadLetterQueue(_consumer_sqs(), current.dead_letter_queue),
         events_queue=BatchQueue(_consumer_sqs(), current.wiring.events_queue),
         report_batch_item_failures=current.report_batch_item_failures,
@@ -75,5 +94,12 @@ def batch_delivery() -> BatchDelivery:
 
 def reset() -> None:
     """Forget everything built so far (tests change the environment between cases)."""
-    for cached in (settings, _pixel_sqs, _consumer_sqs, pixel_service, batch_delivery):
+    for cached in (
+        settings,
+        destination_settings,
+        _pixel_sqs,
+        _consumer_sqs,
+        pixel_service,
+        batch_delivery,
+    ):
         cached.cache_clear()

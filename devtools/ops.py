@@ -30,6 +30,7 @@ from typing import IO, TYPE_CHECKING, Any
 import boto3
 
 from chalicelib.config import ConfigError, HitPolicy, Settings
+from chalicelib.destinations import registry
 from chalicelib.hits import HitRefusedError, parse_hit
 from devtools import ops_gtm
 from devtools.deploy_preflight import tool
@@ -228,11 +229,12 @@ def url_command(args: argparse.Namespace, ops: Ops, out: IO[str], err: IO[str]) 
 
 
 def check_command(args: argparse.Namespace, ops: Ops, out: IO[str], err: IO[str]) -> int:
+    environment = stage_environment(args.stage, args.project_dir)
     try:
-        settings = Settings.from_env(stage_environment(args.stage, args.project_dir))
+        settings = Settings.from_env(environment)
+        pinpoint = registry.settings_for(settings.destinations, environment).get("pinpoint")
     except ConfigError as error:
         raise SystemExit(f"stage {args.stage}: {error}") from None
-    pinpoint = settings.destination_settings.get("pinpoint")
     plan = CheckPlan(
         api_url=api_url(args, ops),
         sqs=ops.sqs,

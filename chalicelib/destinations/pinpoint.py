@@ -19,6 +19,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from chalicelib import limits, telemetry
 from chalicelib.config import Reader, call_budget_ms
 from chalicelib.destinations.base import (
+    DELIVERED,
     Outcome,
     TimeLeft,
     Verdict,
@@ -78,6 +79,8 @@ def merge_profiles(events: Sequence[Event]) -> ProfileUpdate:
     user_attributes: dict[str, tuple[str, ...]] = {}
     endpoint_attributes: dict[str, tuple[str, ...]] = {}
     endpoint_metrics: dict[str, float] = {}
+    if all(event.profile.is_empty() for event in events):
+        return ProfileUpdate()  # most hits write no profile: nothing to order or merge
     for event in sorted(events, key=lambda e: (e.timestamp, e.received_at)):
         profile = event.profile
         user_id = profile.user_id or user_id
@@ -175,28 +178,61 @@ def plan_requests(events: Sequence[Event]) -> Plan:
                 Verdict.REJECTED, "event_id reused with different content in one batch"
             )
 
-    requests: list[PlannedRequest] = []
-    current = PlannedRequest()
+    entries: list[tuple[str, str, dict[str, Any], list[int]]] = []
+    endpoints: dict[str, dict[str, Any]] = {}
     for endpoint_id, event_ids in by_endpoint.items():
         sent = [i for indexes in event_ids.values() for i in indexes]
-        endpoint = profile_to_wire(merge_profiles([events[i] for i in sent]))
-        endpoint_size = _json_size(endpoint) + len(endpoint_id) + 32
+        endpoints[endpoint_id] = profile_to_wire(merge_profiles([events[i] for i in sent]))
         for event_id, indexes in event_ids.items():
-            wire = event_to_wire(events[indexes[0]])
-            size = _json_size(wire) + len(event_id) + _ENTRY_OVERHEAD
-            added = size + (0 if endpoint_id in current.endpoints else endpoint_size)
-            if current.event_count >= limits.EVENTS_PER_REQUEST or (
-                current.event_count and current.size + added > _REQUEST_BUDGET
-            ):
-                requests.append(current)
-                current = PlannedRequest()
-                added = size + endpoint_size
-            current.add((endpoint_id, event_id), wire, endpoint)
-            current.members[(endpoint_id, event_id)] = indexes
-            current.size += added
+            entries.append((endpoint_id, event_id, event_to_wire(events[indexes[0]]), indexes))
+
+    requests: list[PlannedRequest] = []
+    for start in range(0, len(entries), limits.EVENTS_PER_REQUEST):
+        chunk = entries[start : start + limits.EVENTS_PER_REQUEST]
+        # One json.dumps for the whole chunk: nearly every batch is far below 4 MB, and
+        # only a chunk near the limit needs sizing event by event.
+        chunk_endpoints = {entry[0]: endpoints[entry[0]] for entry in chunk}
+        size = (
+            _json_size([[e[0], e[1], e[2]] for e in chunk] + list(chunk_endpoints.values()))
+            + len(chunk) * _ENTRY_OVERHEAD
+            + len(chunk_endpoints) * 32
+        )
+        if size <= _REQUEST_BUDGET:
+            request = PlannedRequest(size=size)
+            for endpoint_id, event_id, wire, indexes in chunk:
+                request.add((endpoint_id, event_id), wire, endpoints[endpoint_id])
+                request.members[(endpoint_id, event_id)] = indexes
+            requests.append(request)
+        else:
+            requests.extend(_pack_by_size(chunk, endpoints))
+    return Plan(requests, settled)
+
+
+def _pack_by_size(
+    entries: Sequence[tuple[str, str, dict[str, Any], list[int]]],
+    endpoints: dict[str, dict[str, Any]],
+) -> list[PlannedRequest]:
+    requests: list[PlannedRequest] = []
+    current = PlannedRequest()
+    endpoint_sizes: dict[str, int] = {}
+    for endpoint_id, event_id, wire, indexes in entries:
+        if endpoint_id not in endpoint_sizes:
+            endpoint_sizes[endpoint_id] = _json_size(endpoints[endpoint_id]) + len(endpoint_id) + 32
+        endpoint_size = endpoint_sizes[endpoint_id]
+        size = _json_size(wire) + len(event_id) + _ENTRY_OVERHEAD
+        added = size + (0 if endpoint_id in current.endpoints else endpoint_size)
+        if current.event_count >= limits.EVENTS_PER_REQUEST or (
+            current.event_count and current.size + added > _REQUEST_BUDGET
+        ):
+            requests.append(current)
+            current = PlannedRequest()
+            added = size + endpoint_size
+        current.add((endpoint_id, event_id), wire, endpoints[endpoint_id])
+        current.members[(endpoint_id, event_id)] = indexes
+        current.size += added
     if current.event_count:
         requests.append(current)
-    return Plan(requests, settled)
+    return requests
 
 
 class PinpointDestination:
@@ -287,15 +323,19 @@ def _item_outcome(result: dict[str, Any] | None, what: str) -> Outcome:
     status = int(result.get("StatusCode") or 0)
     verdict = verdict_for_status(status)
     if verdict is Verdict.DELIVERED:
-        return Outcome(verdict)
+        return DELIVERED  # one shared (frozen) outcome for the common case
     return Outcome(verdict, f"{status} {result.get('Message', '')}".strip())
 
 
 def _read_results(request: PlannedRequest, results: dict[str, Any]) -> _Answer:
     events: dict[int, Outcome] = {}
+    answers: dict[str, dict[str, Any]] = {}  # endpoint id -> its EventsItemResponse
     for (endpoint_id, event_id), indexes in request.members.items():
-        item = results.get(endpoint_id) or {}
-        outcome = _item_outcome((item.get("EventsItemResponse") or {}).get(event_id), "event")
+        endpoint_answers = answers.get(endpoint_id)
+        if endpoint_answers is None:
+            item = results.get(endpoint_id) or {}
+            endpoint_answers = answers[endpoint_id] = item.get("EventsItemResponse") or {}
+        outcome = _item_outcome(endpoint_answers.get(event_id), "event")
         for index in indexes:
             events[index] = outcome
     endpoints = {

@@ -10,10 +10,12 @@ from __future__ import annotations
 import importlib
 from collections.abc import Mapping
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from chalicelib.config import ConfigError
-from chalicelib.destinations.base import Destination
+
+if TYPE_CHECKING:
+    from chalicelib.destinations.base import Destination
 
 MODULES = {
     "pinpoint": "chalicelib.destinations.pinpoint",

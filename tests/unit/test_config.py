@@ -51,7 +51,6 @@ def test_lists_and_numbers_are_parsed() -> None:
     ("changes", "message"),
     [
         ({"EVENTS_QUEUE": ""}, "EVENTS_QUEUE: is required; set it in .chalice/config.json"),
-        ({"PINPOINT_APPLICATION_ID": " "}, "PINPOINT_APPLICATION_ID: is required"),
         ({"DEAD_LETTER_QUEUE": "a/b"}, "DEAD_LETTER_QUEUE: must be letters, digits"),
         ({"BATCH_SIZE": "ten"}, "BATCH_SIZE: must be a whole number"),
         ({"BATCH_SIZE": "0"}, "BATCH_SIZE: must be between 1 and 10000"),
@@ -80,3 +79,27 @@ def test_queue_wiring_needs_only_the_queue() -> None:
         {"EVENTS_QUEUE": "q", "BATCH_SIZE": "10", "BATCH_WINDOW_SECONDS": "0"}
     )
     assert (wiring.events_queue, wiring.batch_size, wiring.batching_window_seconds) == ("q", 10, 0)
+
+
+def test_each_destination_checks_its_own_settings() -> None:
+    from chalicelib.destinations import registry
+
+    settings = Settings.from_env({**VALID, "PINPOINT_APPLICATION_ID": " "})
+    assert settings.destinations == ("pinpoint",)
+    with pytest.raises(ConfigError, match="PINPOINT_APPLICATION_ID: is required"):
+        registry.settings_for(settings.destinations, {**VALID, "PINPOINT_APPLICATION_ID": " "})
+
+
+def test_deploy_package_and_local_check_every_setting_at_import(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from chalicelib import runtime
+
+    monkeypatch.setenv("PINPOINT_APPLICATION_ID", "")
+    monkeypatch.delenv("AWS_LAMBDA_FUNCTION_NAME", raising=False)
+    runtime.reset()
+    with pytest.raises(ConfigError, match="PINPOINT_APPLICATION_ID"):
+        runtime.check_configuration()
+    monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", "pixel-relay-dev")  # in Lambda: on first use
+    runtime.reset()
+    assert runtime.check_configuration().destinations == ("pinpoint",)
