@@ -23,7 +23,6 @@ from __future__ import annotations
 import http.client
 import json
 import re
-import sys
 import threading
 import uuid
 from collections import deque
@@ -31,11 +30,13 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Final, Self
 from urllib.parse import parse_qs, urlsplit
+
+from devtools.loopback import QuietServer
 
 DEMO_DIR: Final = Path(__file__).resolve().parent / "demo"
 INDEX_FILE: Final = "index.html"
@@ -314,9 +315,7 @@ class DemoServer:
         return path.read_bytes(), content_type
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-
+class _Server(QuietServer):
     def __init__(
         self,
         address: tuple[str, int],
@@ -325,12 +324,6 @@ class _Server(ThreadingHTTPServer):
     ) -> None:
         self.demo = demo
         super().__init__(address, handler)
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        """Stay quiet when a browser hangs up (a reload, a closed tab)."""
-        if isinstance(sys.exc_info()[1], ConnectionError):
-            return
-        super().handle_error(request, client_address)
 
 
 class _Handler(BaseHTTPRequestHandler):

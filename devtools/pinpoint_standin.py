@@ -23,13 +23,15 @@ import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from types import FrameType, TracebackType
 from typing import Any, Final, Self
 from urllib.parse import unquote, urlsplit
 
 import botocore.session
 from botocore.validate import ParamValidator
+
+from devtools.loopback import QuietServer
 
 # Pinpoint's quotas for one PutEvents request.
 MAX_EVENTS_PER_REQUEST: Final = 100
@@ -393,9 +395,7 @@ def _parse_object(raw: bytes) -> dict[str, Any] | None:
     return parsed if isinstance(parsed, dict) else None
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-
+class _Server(QuietServer):
     def __init__(
         self,
         address: tuple[str, int],
@@ -404,12 +404,6 @@ class _Server(ThreadingHTTPServer):
     ) -> None:
         self.standin = standin
         super().__init__(address, handler)
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        """Stay quiet when a client hangs up (a read timeout does exactly that)."""
-        if isinstance(sys.exc_info()[1], ConnectionError):
-            return
-        super().handle_error(request, client_address)
 
 
 class _Handler(BaseHTTPRequestHandler):

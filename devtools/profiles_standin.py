@@ -27,13 +27,15 @@ import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from types import FrameType, TracebackType
 from typing import Any, Final, Self
 from urllib.parse import unquote, urlsplit
 
 import botocore.session
 from botocore.validate import ParamValidator
+
+from devtools.loopback import QuietServer
 
 # The errors every one of these operations declares in botocore's model, by HTTP status.
 ERROR_TYPES: Final[dict[int, str]] = {
@@ -426,9 +428,7 @@ def _parse_object(raw: bytes) -> JsonObject:
     return parsed
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-
+class _Server(QuietServer):
     def __init__(
         self,
         address: tuple[str, int],
@@ -437,12 +437,6 @@ class _Server(ThreadingHTTPServer):
     ) -> None:
         self.standin = standin
         super().__init__(address, handler)
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        """Stay quiet when a client hangs up (a read timeout does exactly that)."""
-        if isinstance(sys.exc_info()[1], ConnectionError):
-            return
-        super().handle_error(request, client_address)
 
 
 class _Handler(BaseHTTPRequestHandler):
