@@ -1,15 +1,17 @@
 """`make dev`: the whole pixel-relay pipeline on one machine, with no AWS account.
 
-Lambda, API Gateway, SQS and Pinpoint are each replaced by a local piece, so a browser (the
-demo page, a real GTM container, curl) can hit the pixel and see the event arrive:
+Lambda, API Gateway, SQS and the destinations are each replaced by a local piece, so a
+browser (the demo page, a real GTM container, curl) can hit the pixel and see the event
+arrive:
 
 - SQS: moto's server, with the stage's queues created as deployed (`devtools.queue_spec`);
 - the pixel: `chalice local`, which injects the stage's environment variables itself;
 - the consumer: `devtools.consumer`, feeding `deliver` as Lambda's event source mapping
   would, because `chalice local` never runs SQS handlers;
-- Pinpoint: by default a dry run (`devtools.pinpoint_standin`) that validates every
-  PutEvents request against botocore's model, appends each event to a JSON Lines file and
-  prints one line per event; `--destination pinpoint` sends to a real project instead;
+- the destinations: by default a dry run of each configured one (`devtools.dry_run`; the
+  Pinpoint stand-in validates every PutEvents request against botocore's model), each event
+  appended to a JSON Lines file and printed as one line; `--real` sends to the stage's real
+  destinations with your own credentials instead;
 - the demo page (`devtools.demo_server`).
 
 Autoreload: when app.py, chalicelib/ or .chalice/config.json change, the pixel and the
