@@ -183,6 +183,17 @@ class BatchDelivery:
             )
             return
         fanned_out = len(self._names) > 1 or event.destinations is not None
+        gone = tuple(n for n in event.destinations or () if n not in self._names)
+        if gone:
+            # Owed to destinations no longer configured: kept for them, never dropped.
+            plan.letters.append(
+                DeadLetter(
+                    message.message_id,
+                    replace(event, destinations=gone).to_message(),
+                    f"no configured destination among {', '.join(gone)}",
+                    "routing",
+                )
+            )
         retry = {n: o for n, o in outcomes.items() if o.verdict is Verdict.RETRY}
         for name, outcome in outcomes.items():
             if outcome.verdict is Verdict.REJECTED:

@@ -211,3 +211,18 @@ def test_a_message_for_a_destination_no_longer_configured_is_parked() -> None:
     orphan = QueuedMessage("m-9", "r-9", replace(event, destinations=("eventbridge",)).to_message())
     assert delivery.settle([orphan]).parked == ("m-9",)
     assert queues.parked[0].reason == "no configured destination among eventbridge"
+
+
+def test_the_part_owed_to_a_removed_destination_is_parked_not_dropped() -> None:
+    queues = FakeQueues()
+    delivery, _, firehose = fan_out({}, {}, queues)
+    event = Event.from_message(message(1).body)
+    both = replace(event, destinations=("eventbridge", "firehose"))
+    report = delivery.settle([QueuedMessage("m-7", "r-7", both.to_message())])
+    assert firehose.received == ["e-1"]
+    [letter] = queues.parked
+    assert (letter.stage, Event.from_message(letter.body).destinations) == (
+        "routing",
+        ("eventbridge",),
+    )
+    assert report.retry == ()
