@@ -32,11 +32,10 @@ from datetime import UTC, datetime
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Final, Self
+from typing import Any, Final
 from urllib.parse import parse_qs, urlsplit
 
-from devtools.loopback import QuietServer
+from devtools.loopback import LoopbackService, QuietServer
 
 DEMO_DIR: Final = Path(__file__).resolve().parent / "demo"
 INDEX_FILE: Final = "index.html"
@@ -60,7 +59,6 @@ MAX_API_BODY_BYTES: Final = 1024
 # How often delivered() is read, so each event's arrival time is known to within this.
 DELIVERY_WATCH_SECONDS: Final = 0.1
 # How often serve_forever checks for shutdown: bounds how long stop() takes.
-_POLL_SECONDS: Final = 0.05
 _STATIC_NAME: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*\.[A-Za-z0-9]+$")
 STATIC_TYPES: Final[dict[str, str]] = {
     ".html": "text/html; charset=utf-8",
@@ -109,7 +107,7 @@ class PixelUnreachableError(Exception):
     """When the pixel cannot be asked, or does not answer, within the timeout."""
 
 
-class DemoServer:
+class DemoServer(LoopbackService):
     """The demo page and the relay in front of the pixel, on a daemon thread.
 
     `pixel_url` is the pixel's base (`http://127.0.0.1:8000`; the route is `/events`).
@@ -135,64 +133,25 @@ class DemoServer:
         self._pixel = parts
         self._delivered = delivered
         self._simulate_outage = simulate_outage
-        self._address = (host, port)
+        super().__init__(host, port)
         self._lock = threading.Lock()
         self._journal: deque[JournalEntry] = deque(maxlen=JOURNAL_SIZE)
         self._next_seq = 1
         self._observed_at: list[str] = []
-        self._stopping = threading.Event()
-        self._server: _Server | None = None
-        self._threads: list[threading.Thread] = []
 
-    # Lifecycle
+    _name = "demo-server"
 
-    def start(self) -> Self:
-        """Bind (port 0 picks a free port) and serve on a daemon thread."""
-        if self._server is not None:
-            raise RuntimeError("demo server already started")
-        self._stopping.clear()
-        server = _Server(self._address, _Handler, self)
-        self._server = server
-        self._threads = [
-            threading.Thread(
-                target=server.serve_forever, args=(_POLL_SECONDS,), name="demo-server", daemon=True
-            ),
-            threading.Thread(target=self._watch_deliveries, name="demo-deliveries", daemon=True),
-        ]
-        for thread in self._threads:
-            thread.start()
-        return self
+    def _make_server(self) -> QuietServer:
+        return _Server(self._address, _Handler, self)
 
-    def stop(self) -> None:
-        server = self._server
-        if server is None:
-            return
-        self._stopping.set()
-        server.shutdown()
-        server.server_close()
-        for thread in self._threads:
-            thread.join()
-        self._server = None
-        self._threads = []
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
+    def _loops(self) -> list[Callable[[], None]]:
+        return [self._watch_deliveries]
 
     @property
     def url(self) -> str:
         """The page's address, e.g. http://127.0.0.1:40123/."""
-        if self._server is None:
-            raise RuntimeError("demo server not started")
-        host, port = self._server.server_address[:2]
-        shown = "127.0.0.1" if host in {"0.0.0.0", ""} else str(host)
+        host, port = self._bound()
+        shown = "127.0.0.1" if host in {"0.0.0.0", ""} else host
         return f"http://{shown}:{port}/"
 
     # The journal

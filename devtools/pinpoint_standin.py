@@ -24,14 +24,14 @@ from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler
-from types import FrameType, TracebackType
-from typing import Any, Final, Self
+from types import FrameType
+from typing import Any, Final
 from urllib.parse import unquote, urlsplit
 
 import botocore.session
 from botocore.validate import ParamValidator
 
-from devtools.loopback import QuietServer
+from devtools.loopback import LoopbackService, QuietServer
 
 # Pinpoint's quotas for one PutEvents request.
 MAX_EVENTS_PER_REQUEST: Final = 100
@@ -51,7 +51,6 @@ ERROR_TYPES: Final[dict[int, str]] = {
 _ACCEPTED: Final = 202
 _DRAIN_CHUNK: Final = 64 * 1024
 # How often serve_forever checks for shutdown: bounds how long stop() takes.
-_POLL_SECONDS: Final = 0.05
 
 
 @dataclass(frozen=True)
@@ -127,7 +126,7 @@ def _missing_fields(event: dict[str, Any]) -> list[str]:
     ]
 
 
-class PinpointStandIn:
+class PinpointStandIn(LoopbackService):
     """Pinpoint PutEvents over HTTP on loopback, with programmable failures and recording.
 
     All rules and records are guarded by one lock: the server answers each request on its
@@ -147,66 +146,19 @@ class PinpointStandIn:
         dry run must: it is off by default so tests can send per-event invalid events."""
         self._applications = frozenset(applications)
         self._validate_model = validate_model
-        self._address = (host, port)
+        super().__init__(host, port)
         self._on_accept = on_accept
         self._lock = threading.RLock()
-        self._stopping = threading.Event()
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
         self._failures: deque[int] = deque()
         self._delays: deque[float] = deque()
         self._rejections: dict[str, _Rejection] = {}
         self._requests: list[RecordedRequest] = []
         self._accepted: list[AcceptedEvent] = []
 
-    # Lifecycle
+    _name = "pinpoint-standin"
 
-    def start(self) -> Self:
-        """Bind (port 0 picks a free port) and serve on a daemon thread."""
-        if self._server is not None:
-            raise RuntimeError("stand-in already started")
-        self._stopping.clear()
-        server = _Server(self._address, _Handler, self)
-        self._server = server
-        self._thread = threading.Thread(
-            target=server.serve_forever,
-            args=(_POLL_SECONDS,),
-            name="pinpoint-standin",
-            daemon=True,
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        """Stop serving; requests still sleeping in a delay are cut short."""
-        server, thread = self._server, self._thread
-        if server is None:
-            return
-        self._stopping.set()
-        server.shutdown()
-        server.server_close()
-        if thread is not None:
-            thread.join()
-        self._server = self._thread = None
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-    @property
-    def url(self) -> str:
-        """The `endpoint_url` to give boto3, e.g. http://127.0.0.1:40123."""
-        if self._server is None:
-            raise RuntimeError("stand-in not started")
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}"
+    def _make_server(self) -> QuietServer:
+        return _Server(self._address, _Handler, self)
 
     # Programmable failures
 

@@ -28,14 +28,14 @@ from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
-from types import FrameType, TracebackType
-from typing import Any, Final, Self
+from types import FrameType
+from typing import Any, Final
 from urllib.parse import unquote, urlsplit
 
 import botocore.session
 from botocore.validate import ParamValidator
 
-from devtools.loopback import QuietServer
+from devtools.loopback import LoopbackService, QuietServer
 
 # The errors every one of these operations declares in botocore's model, by HTTP status.
 ERROR_TYPES: Final[dict[int, str]] = {
@@ -47,7 +47,6 @@ ERROR_TYPES: Final[dict[int, str]] = {
 }
 MAX_OBJECT_CHARS: Final = 256_000  # stringifiedJson's max (botocore checks only the min)
 MAX_ATTRIBUTE_CHARS: Final = 255  # a profile's Attributes values are string1To255
-_POLL_SECONDS: Final = 0.05
 
 _ROUTES: Final[tuple[tuple[str, re.Pattern[str], str], ...]] = (
     ("PUT", re.compile(r"/domains/([^/]+)/profiles/objects"), "PutProfileObject"),
@@ -97,7 +96,7 @@ class _RequestError(Exception):
         self.message = message
 
 
-class ProfilesStandIn:
+class ProfilesStandIn(LoopbackService):
     """Customer Profiles over HTTP on loopback, with programmable failures and recording.
 
     One lock guards rules and records: the server answers each request on its own thread,
@@ -112,7 +111,7 @@ class ProfilesStandIn:
         on_accept: Callable[[AcceptedObject], None] | None = None,
     ) -> None:
         """`on_accept` is called for each accepted object, in order, with the lock held."""
-        self._address = (host, port)
+        super().__init__(host, port)
         self._on_accept = on_accept
         self._lock = threading.RLock()
         self._domains = {name: _Domain() for name in domains}
@@ -120,53 +119,11 @@ class ProfilesStandIn:
         self._rejections: dict[str, str] = {}
         self._requests: list[RecordedRequest] = []
         self._accepted: list[AcceptedObject] = []
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
 
-    # Lifecycle
+    _name = "profiles-standin"
 
-    def start(self) -> Self:
-        """Bind (port 0 picks a free port) and serve on a daemon thread."""
-        if self._server is not None:
-            raise RuntimeError("stand-in already started")
-        self._server = _Server(self._address, _Handler, self)
-        self._thread = threading.Thread(
-            target=self._server.serve_forever,
-            args=(_POLL_SECONDS,),
-            name="profiles-standin",
-            daemon=True,
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        server, thread = self._server, self._thread
-        if server is None:
-            return
-        server.shutdown()
-        server.server_close()
-        if thread is not None:
-            thread.join()
-        self._server = self._thread = None
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-    @property
-    def url(self) -> str:
-        """The `endpoint_url` to give boto3, e.g. http://127.0.0.1:40123."""
-        if self._server is None:
-            raise RuntimeError("stand-in not started")
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}"
+    def _make_server(self) -> QuietServer:
+        return _Server(self._address, _Handler, self)
 
     # Rules
 
