@@ -13,9 +13,11 @@ import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
-from urllib.parse import parse_qs, quote
+from urllib.parse import quote
 
 from chalice.app import Chalice, Response
+
+from devtools.api_gateway import pixel_event
 
 # The 1x1 transparent GIF the app answers (bench checks it is byte for byte the same).
 GIF: Final = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
@@ -87,30 +89,9 @@ def sample_queries(count: int, seed: int = 7, now: datetime | None = None) -> li
 
 
 def proxy_event(query: str, headers: dict[str, str] | None = None) -> dict[str, Any]:
-    """An API Gateway (REST, Lambda proxy integration) event for GET /events."""
-    headers = dict(BROWSER_HEADERS if headers is None else headers)
-    params = parse_qs(query, keep_blank_values=True) or None
-    return {
-        "resource": "/events",
-        "path": "/events",
-        "httpMethod": "GET",
-        "headers": headers,
-        "multiValueHeaders": {name: [value] for name, value in headers.items()},
-        "queryStringParameters": {k: v[-1] for k, v in params.items()} if params else None,
-        "multiValueQueryStringParameters": params,
-        "pathParameters": None,
-        "stageVariables": None,
-        "requestContext": {
-            "resourcePath": "/events",
-            "httpMethod": "GET",
-            "path": "/api/events",
-            "stage": "api",
-            "requestId": str(uuid.uuid4()),
-            "identity": {"sourceIp": "203.0.113.7"},
-        },
-        "body": None,
-        "isBase64Encoded": False,
-    }
+    """An API Gateway (REST, Lambda proxy integration) event for GET /events, sent by
+    Chromium unless other headers are given."""
+    return pixel_event(query, BROWSER_HEADERS if headers is None else headers)
 
 
 def bare_app() -> Chalice:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from chalicelib.events import Event
 
@@ -76,6 +76,37 @@ def pack(sizes: Sequence[int], max_count: int, max_bytes: int) -> list[list[int]
     if current:
         batches.append(current)
     return batches
+
+
+_Item = TypeVar("_Item")
+
+
+def deliver_packed(
+    items: Sequence[_Item],
+    sizes: Sequence[int],
+    refusals: Sequence[str | None],
+    limits: tuple[int, int],
+    send: Callable[[list[_Item]], list[Outcome]],
+    time_left: TimeLeft,
+    call_budget_ms: int,
+) -> list[Outcome]:
+    """One outcome per item: items with a refusal (too large for the service) are rejected
+    without a call; the rest go in order, in batches within `limits` (items and bytes a
+    call). No call starts with less Lambda time left than its worst case."""
+    max_count, max_bytes = limits
+    outcomes: list[Outcome] = [
+        DELIVERED if refusal is None else Outcome(Verdict.REJECTED, refusal) for refusal in refusals
+    ]
+    sendable = [index for index, refusal in enumerate(refusals) if refusal is None]
+    for batch in pack([sizes[i] for i in sendable], max_count, max_bytes):
+        members = [sendable[i] for i in batch]
+        if time_left is not None and time_left() < call_budget_ms:
+            answers = [Outcome(Verdict.RETRY, "out of time")] * len(members)
+        else:
+            answers = send([items[i] for i in members])
+        for index, outcome in zip(members, answers, strict=True):
+            outcomes[index] = outcome
+    return outcomes
 
 
 def client_error_outcome(error: Exception, action: str) -> Outcome:

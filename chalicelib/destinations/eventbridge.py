@@ -24,7 +24,7 @@ from chalicelib.destinations.base import (
     TimeLeft,
     Verdict,
     client_error_outcome,
-    pack,
+    deliver_packed,
     service_client,
 )
 from chalicelib.events import Event
@@ -94,28 +94,22 @@ class EventBridgeDestination:
         self._call_budget_ms = call_budget_ms
 
     def deliver(self, events: Sequence[Event], time_left: TimeLeft = None) -> list[Outcome]:
-        outcomes: list[Outcome] = [DELIVERED] * len(events)
         entries = [entry_for(event, self._bus, self._source) for event in events]
-        sendable = []
-        for index, entry in enumerate(entries):
-            size = entry_size(entry)
-            if size > MAX_BYTES:
-                outcomes[index] = Outcome(
-                    Verdict.REJECTED, f"entry is {size} bytes; EventBridge allows {MAX_BYTES}"
-                )
-            else:
-                sendable.append(index)
-        sizes = [entry_size(entries[i]) for i in sendable]
-        for batch in pack(sizes, MAX_ENTRIES, MAX_BYTES):
-            members = [sendable[i] for i in batch]
-            if time_left is not None and time_left() < self._call_budget_ms:
-                for index in members:
-                    outcomes[index] = Outcome(Verdict.RETRY, "out of time")
-                continue
-            answers = self._send([entries[i] for i in members])
-            for index, outcome in zip(members, answers, strict=True):
-                outcomes[index] = outcome
-        return outcomes
+        sizes = [entry_size(entry) for entry in entries]
+        return deliver_packed(
+            entries,
+            sizes,
+            [
+                f"entry is {size} bytes; EventBridge allows {MAX_BYTES}"
+                if size > MAX_BYTES
+                else None
+                for size in sizes
+            ],
+            (MAX_ENTRIES, MAX_BYTES),
+            self._send,
+            time_left,
+            self._call_budget_ms,
+        )
 
     def _send(self, entries: list[dict[str, Any]]) -> list[Outcome]:
         telemetry.count("EventBridgeCalls")

@@ -24,7 +24,7 @@ from chalicelib.destinations.base import (
     TimeLeft,
     Verdict,
     client_error_outcome,
-    pack,
+    deliver_packed,
     service_client,
 )
 from chalicelib.events import Event
@@ -72,27 +72,22 @@ class FirehoseDestination:
         self._call_budget_ms = call_budget_ms
 
     def deliver(self, events: Sequence[Event], time_left: TimeLeft = None) -> list[Outcome]:
-        outcomes: list[Outcome] = [DELIVERED] * len(events)
         data = [record_data(event) for event in events]
-        sendable = []
-        for index, record in enumerate(data):
-            if len(record) > MAX_RECORD_BYTES:
-                outcomes[index] = Outcome(
-                    Verdict.REJECTED,
-                    f"record is {len(record)} bytes; Firehose allows {MAX_RECORD_BYTES}",
-                )
-            else:
-                sendable.append(index)
-        sizes = [len(base64.b64encode(data[i])) + 16 for i in sendable]
-        for batch in pack(sizes, MAX_RECORDS, MAX_REQUEST_BYTES):
-            members = [sendable[i] for i in batch]
-            if time_left is not None and time_left() < self._call_budget_ms:
-                for index in members:
-                    outcomes[index] = Outcome(Verdict.RETRY, "out of time")
-                continue
-            for index, outcome in zip(members, self._send([data[i] for i in members]), strict=True):
-                outcomes[index] = outcome
-        return outcomes
+        return deliver_packed(
+            data,
+            # Counted as sent: record data travels base64-encoded in the request body.
+            [len(base64.b64encode(record)) + 16 for record in data],
+            [
+                f"record is {len(record)} bytes; Firehose allows {MAX_RECORD_BYTES}"
+                if len(record) > MAX_RECORD_BYTES
+                else None
+                for record in data
+            ],
+            (MAX_RECORDS, MAX_REQUEST_BYTES),
+            self._send,
+            time_left,
+            self._call_budget_ms,
+        )
 
     def _send(self, records: list[bytes]) -> list[Outcome]:
         telemetry.count("FirehoseCalls")

@@ -7,11 +7,10 @@ app object, a proxy response out), and the consumer through the local event sour
 from __future__ import annotations
 
 import base64
-import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qs
 
+from devtools.api_gateway import pixel_event
 from devtools.event_source import LocalEventSourceMapping
 from devtools.pinpoint_standin import PinpointStandIn
 
@@ -40,27 +39,7 @@ class ProxyResponse:
 
 def proxy_event(query: str, headers: dict[str, str] | None) -> dict[str, Any]:
     """An API Gateway (REST, Lambda proxy) event for GET /events."""
-    params = parse_qs(query, keep_blank_values=True) or None
-    return {
-        "resource": "/events",
-        "path": "/events",
-        "httpMethod": "GET",
-        "headers": headers,
-        "multiValueHeaders": {k: [v] for k, v in (headers or {}).items()} or None,
-        "queryStringParameters": {k: v[-1] for k, v in params.items()} if params else None,
-        "multiValueQueryStringParameters": params,
-        "pathParameters": None,
-        "stageVariables": None,
-        "requestContext": {
-            "resourcePath": "/events",
-            "httpMethod": "GET",
-            "path": "/api/events",
-            "stage": "api",
-            "requestId": str(uuid.uuid4()),
-        },
-        "body": None,
-        "isBase64Encoded": False,
-    }
+    return pixel_event(query, headers)
 
 
 @dataclass

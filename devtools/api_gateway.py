@@ -1,0 +1,40 @@
+"""The event API Gateway (REST, Lambda proxy integration) hands the pixel function.
+
+Tests and the benchmark call the Chalice app exactly as Lambda does, with this event.
+Development tooling only: never packaged into Lambda.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import parse_qs
+
+
+def pixel_event(query: str, headers: Mapping[str, str] | None) -> dict[str, Any]:
+    """GET /events with this raw query string; API Gateway decodes the parameters."""
+    params = parse_qs(query, keep_blank_values=True) or None
+    return {
+        "resource": "/events",
+        "path": "/events",
+        "httpMethod": "GET",
+        "headers": None if headers is None else dict(headers),
+        "multiValueHeaders": None
+        if headers is None
+        else {name: [value] for name, value in headers.items()},
+        "queryStringParameters": {k: v[-1] for k, v in params.items()} if params else None,
+        "multiValueQueryStringParameters": params,
+        "pathParameters": None,
+        "stageVariables": None,
+        "requestContext": {
+            "resourcePath": "/events",
+            "httpMethod": "GET",
+            "path": "/api/events",
+            "stage": "api",
+            "requestId": str(uuid.uuid4()),
+            "identity": {"sourceIp": "203.0.113.7"},
+        },
+        "body": None,
+        "isBase64Encoded": False,
+    }
