@@ -1,0 +1,167 @@
+"""A loopback proxy in front of a local AWS server that misbehaves on purpose.
+
+Tests and the soak point a boto3 client at it (`AWS_ENDPOINT_URL_SQS=proxy.url`) to see what
+the code does when an answer is slow or never arrives although the request was carried out:
+the failures that duplicate or lose messages, and that moto alone cannot produce.
+
+Faults are keyed by the API action: `X-Amz-Target`'s operation for JSON protocols
+(`AmazonSQS.DeleteMessageBatch` → `DeleteMessageBatch`), else the query protocol's `Action`.
+Development tooling only: never packaged into Lambda.
+"""
+
+from __future__ import annotations
+
+import http.client
+import threading
+import time
+import urllib.parse
+from collections import Counter
+from dataclasses import dataclass
+from enum import Enum
+from http.server import BaseHTTPRequestHandler
+from typing import Final
+
+from devtools.loopback import LoopbackService, QuietServer
+
+# Headers that describe one hop, not the message: never forwarded.
+_HOP_HEADERS: Final = frozenset(
+    {"connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade", "te"}
+)
+
+
+class Fault(Enum):
+    """What the proxy does to one call of an action."""
+
+    DELAY = "delay"  # forward, wait, then answer (the caller may time out meanwhile)
+    DROP_ANSWER = "drop_answer"  # forward (the upstream carries it out), then hang up
+
+
+@dataclass
+class _Rule:
+    fault: Fault
+    remaining: int | None  # None: every call
+    seconds: float
+
+
+class FaultProxy(LoopbackService):
+    """Forwards every request to `upstream` (e.g. a moto server's URL), applying the faults
+    planned for its action. Thread-safe; counts every action it saw."""
+
+    _name = "fault proxy"
+
+    def __init__(self, upstream: str, host: str = "127.0.0.1", port: int = 0) -> None:
+        super().__init__(host, port)
+        parsed = urllib.parse.urlsplit(upstream)
+        if parsed.hostname is None or parsed.port is None:
+            raise ValueError(f"upstream needs a host and a port: {upstream!r}")
+        self._upstream = (parsed.hostname, parsed.port)
+        self._lock = threading.Lock()
+        self._rules: dict[str, list[_Rule]] = {}
+        self.calls: Counter[str] = Counter()
+        self.faults_applied: Counter[str] = Counter()
+
+    # Planning ------------------------------------------------------------------------------
+
+    def delay(self, action: str, seconds: float, times: int | None = None) -> None:
+        """Answer the next `times` calls of `action` (every call if None) `seconds` late."""
+        self._plan(action, _Rule(Fault.DELAY, times, seconds))
+
+    def drop_answer(self, action: str, times: int | None = 1) -> None:
+        """Carry out the next `times` calls of `action`, then close the connection unanswered."""
+        self._plan(action, _Rule(Fault.DROP_ANSWER, times, 0.0))
+
+    def clear(self, action: str | None = None) -> None:
+        with self._lock:
+            if action is None:
+                self._rules.clear()
+            else:
+                self._rules.pop(action, None)
+
+    def _plan(self, action: str, rule: _Rule) -> None:
+        with self._lock:
+            self._rules.setdefault(action, []).append(rule)
+
+    def _take(self, action: str) -> _Rule | None:
+        with self._lock:
+            self.calls[action] += 1
+            rules = self._rules.get(action, [])
+            while rules:
+                rule = rules[0]
+                if rule.remaining is None:
+                    self.faults_applied[action] += 1
+                    return rule
+                if rule.remaining > 0:
+                    rule.remaining -= 1
+                    if rule.remaining == 0:
+                        rules.pop(0)
+                    self.faults_applied[action] += 1
+                    return rule
+                rules.pop(0)
+            return None
+
+    # Serving -------------------------------------------------------------------------------
+
+    def _make_server(self) -> QuietServer:
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: object) -> None:
+                return
+
+            def do_POST(self) -> None:
+                proxy._relay(self)
+
+            def do_GET(self) -> None:
+                proxy._relay(self)
+
+        return QuietServer(self._address, Handler)
+
+    def _relay(self, request: BaseHTTPRequestHandler) -> None:
+        length = int(request.headers.get("Content-Length") or 0)
+        body = request.rfile.read(length) if length else b""
+        action = _action(request.headers.get("X-Amz-Target"), body)
+        rule = self._take(action)
+        headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP_HEADERS}
+        upstream = http.client.HTTPConnection(*self._upstream, timeout=60)
+        try:
+            upstream.request(request.command, request.path, body=body, headers=headers)
+            answer = upstream.getresponse()
+            payload = answer.read()
+        finally:
+            upstream.close()
+        if rule is not None and rule.fault is Fault.DROP_ANSWER:
+            request.close_connection = True
+            request.connection.shutdown(2)  # the caller sees a reset, as after a network cut
+            return
+        if rule is not None and rule.fault is Fault.DELAY:
+            self._stopping.wait(rule.seconds)
+        try:
+            request.send_response(answer.status, answer.reason)
+            for key, value in answer.getheaders():
+                if key.lower() not in _HOP_HEADERS and key.lower() != "content-length":
+                    request.send_header(key, value)
+            request.send_header("Content-Length", str(len(payload)))
+            request.end_headers()
+            request.wfile.write(payload)
+        except (BrokenPipeError, ConnectionResetError):
+            return  # the caller gave up waiting: the upstream has still carried it out
+
+
+def _action(target: str | None, body: bytes) -> str:
+    """The API action of a request, whichever protocol the client speaks."""
+    if target:
+        return target.rsplit(".", 1)[-1]
+    fields = urllib.parse.parse_qs(body.decode("utf-8", "replace"))
+    return fields.get("Action", [""])[0]
+
+
+def wait_for_calls(proxy: FaultProxy, action: str, count: int, timeout: float = 10.0) -> bool:
+    """True once the proxy has seen `count` calls of `action` (for tests that race a client)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proxy.calls[action] >= count:
+            return True
+        time.sleep(0.01)
+    return False
