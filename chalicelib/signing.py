@@ -631,8 +631,10 @@ def _numeric_date(payload: Mapping[str, Any], claim: str) -> float | None:
     value = payload.get(claim)
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+    if isinstance(value, bool) or not isinstance(value, int | float):
         raise TokenRefusedError("malformed", f"{claim} is not a NumericDate")
+    # Compared before any float conversion: an int such as 10**400 overflows a float
+    # (math.isfinite raises), and a float is compared as it is (NaN fails both bounds).
     # Beyond what a datetime can hold; no real token gets near this.
     if not -62_135_596_800 < value < 253_402_300_799:
         raise TokenRefusedError("malformed", f"{claim} is out of range")
