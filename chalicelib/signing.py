@@ -91,6 +91,8 @@ class KeySource:
     def parse(cls, variable: str, text: str) -> KeySource:
         """`ssm:NAME`, `secretsmanager:ID`, either service's ARN, or a bare SSM name."""
         arn = _ARN.fullmatch(text)
+        if arn and len(text) > 2048:  # both services' model: Name/SecretId max 2048
+            raise ConfigError(variable, "is longer than 2048 characters")
         if arn:
             return cls("ssm" if arn.group(1) == "ssm" else "secretsmanager", text)
         if text.startswith("secretsmanager:"):
