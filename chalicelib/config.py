@@ -11,11 +11,15 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import cache
 from typing import Any
 
 from chalicelib import limits
 
 _NAME = re.compile(r"^[A-Za-z0-9_.:-]+$")
+# SQS's queue name rule (its API model gives QueueName no pattern): 1-80 characters, and a
+# FIFO queue's name ends in .fifo.
+_QUEUE_NAME = re.compile(r"[A-Za-z0-9_-]{1,80}|[A-Za-z0-9_-]{1,75}\.fifo")
 _TRUE = {"true", "1", "yes", "on"}
 _FALSE = {"false", "0", "no", "off", ""}
 
@@ -47,7 +51,7 @@ class QueueWiring:
             raise ConfigError("BATCH_WINDOW_SECONDS", "must be at least 1 when BATCH_SIZE > 10")
         concurrency = reader.optional_integer("MAX_CONCURRENCY", low=2, high=1000)
         return cls(
-            events_queue=reader.name("EVENTS_QUEUE"),
+            events_queue=reader.queue_name("EVENTS_QUEUE"),
             batch_size=batch_size,
             batching_window_seconds=window,
             maximum_concurrency=concurrency,
@@ -113,7 +117,7 @@ class Settings:
         destinations = registry.parse_names(environ.get("DESTINATIONS", "pinpoint"))
         return cls(
             wiring=QueueWiring.from_env(environ),
-            dead_letter_queue=reader.name("DEAD_LETTER_QUEUE"),
+            dead_letter_queue=reader.queue_name("DEAD_LETTER_QUEUE"),
             destinations=destinations,
             hit_policy=HitPolicy.from_env(environ),
             report_batch_item_failures=reader.boolean("REPORT_BATCH_ITEM_FAILURES", default=False),
@@ -122,6 +126,53 @@ class Settings:
             origins=OriginPolicy.from_env(environ),
             bot_filter=reader.boolean("BOT_FILTER", default=True),
         )
+
+
+@dataclass(frozen=True)
+class ModelRule:
+    """The constraints botocore's service model puts on one request member."""
+
+    shape: str
+    pattern: re.Pattern[str] | None
+    min_length: int | None
+    max_length: int | None
+
+    def problem(self, value: str) -> str | None:
+        """Why the service would refuse `value` (a ParamValidationError or a 400), or None."""
+        low, high = self.min_length, self.max_length
+        if (low is not None and len(value) < low) or (high is not None and len(value) > high):
+            return f"must be {low or 0}-{high or 'any'} characters ({self.shape})"
+        if self.pattern is not None and not self.pattern.fullmatch(value):
+            return f"must match {self.pattern.pattern} ({self.shape})"
+        return None
+
+
+@cache
+def model_rule(service: str, operation: str, *path: str) -> ModelRule:
+    """The pattern and lengths of the member at `path` of `operation`'s input, read from the
+    model botocore ships, so they are AWS's own and follow botocore upgrades.
+
+    boto3's default session loads the model: the client the destination builds next reuses
+    it (measured: about 20 ms to load a model, 0.1 ms the second time). Destination settings
+    are parsed by the consumer and at deploy time only; the pixel never calls this.
+    """
+    import boto3
+
+    session: Any = boto3._get_default_session()._session  # the loader boto3.client uses
+    shape: Any = session.get_service_model(service).operation_model(operation).input_shape
+    for member in path:
+        if shape.type_name == "list":
+            shape = shape.member
+        shape = shape.members[member]
+    metadata = shape.metadata
+    pattern = metadata.get("pattern")
+    return ModelRule(
+        shape=f"botocore's {service} model, shape {shape.name}",
+        # Java-style patterns; \w and friends are ASCII there.
+        pattern=None if pattern is None else re.compile(pattern, re.ASCII),
+        min_length=metadata.get("min"),
+        max_length=metadata.get("max"),
+    )
 
 
 def call_budget_ms(timeout_seconds: int, attempts: int = 3) -> int:
@@ -148,6 +199,25 @@ class Reader:
         value = self._raw(variable)
         if not _NAME.match(value) or len(value) > 256:
             raise ConfigError(variable, "must be letters, digits and _ . : - only")
+        return value
+
+    def queue_name(self, variable: str) -> str:
+        value = self._raw(variable)
+        if not _QUEUE_NAME.fullmatch(value):
+            raise ConfigError(
+                variable,
+                "must be an SQS queue name: 1-80 of A-Z a-z 0-9 _ - (a FIFO queue's ends in .fifo)",
+            )
+        return value
+
+    def modelled(self, variable: str, rule: ModelRule, default: str | None = None) -> str:
+        """A resource name the service's model constrains; `default` when unset."""
+        value = self._environ.get(variable, "").strip() or default
+        if value is None:
+            raise ConfigError(variable, "is required; set it in .chalice/config.json")
+        problem = rule.problem(value)
+        if problem is not None:
+            raise ConfigError(variable, problem)
         return value
 
     def names(self, variable: str, default: str = "") -> frozenset[str]:

@@ -18,7 +18,6 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Final
-from urllib.parse import urlsplit
 
 from chalicelib.config import ConfigError, Reader
 
@@ -26,6 +25,11 @@ DEFAULT_PORTS: Final = {"http": 80, "https": 443}
 _LABEL = r"(?!-)[a-z0-9-]{1,63}(?<!-)"
 _HOST = re.compile(rf"{_LABEL}(\.{_LABEL})*")
 _PORT = re.compile(r"[0-9]{1,5}")
+# scheme://host[:port] and then nothing, or a path, query or fragment. The authority allows
+# only what a browser writes there: no "@", "\\", "%", space or non-ASCII.
+_URL = re.compile(
+    r"([A-Za-z][A-Za-z0-9+.-]*)://([A-Za-z0-9.-]+)(?::([0-9]{1,5}))?(?:[/?#].*)?", re.DOTALL
+)
 
 
 @dataclass(frozen=True)
@@ -89,15 +93,26 @@ class OriginPolicy:
 
 
 def _origin_of(url: str) -> tuple[str, str, int] | None:
-    try:
-        parts = urlsplit(url)
-        port = parts.port
-    except ValueError:
+    """(scheme, host, port) of a header's URL, or None for anything a browser would not send.
+
+    Read as strictly as a browser writes it, so that no parser can see another host in it:
+    a browser's Origin and Referer carry no userinfo (`user@`), no backslash, no percent-escape
+    or non-ASCII in the host. Python's `urlsplit` would read `https://evil.com\\@shop.com/` as
+    shop.com, while the WHATWG URL parser browsers use (backslash is a slash in http/https)
+    reads evil.com; such a header is refused rather than read either way. Case is folded
+    and one trailing dot dropped (`SHOP.example.com.` is the same host), as browsers do.
+    """
+    found = _URL.fullmatch(url)
+    if found is None:
         return None
-    scheme = parts.scheme.lower()
-    if scheme not in DEFAULT_PORTS or not parts.hostname:
+    scheme, host, port_text = found.group(1).lower(), found.group(2).lower(), found.group(3)
+    host = host.removesuffix(".")
+    if scheme not in DEFAULT_PORTS or not _HOST.fullmatch(host):
         return None
-    return scheme, parts.hostname.rstrip("."), DEFAULT_PORTS[scheme] if port is None else port
+    port = DEFAULT_PORTS[scheme] if port_text is None else int(port_text)
+    if not 0 < port < 65536:
+        return None
+    return scheme, host, port
 
 
 def _pattern(text: str, variable: str) -> OriginPattern:

@@ -16,7 +16,15 @@ from chalice.app import Response
 from chalicelib import responses, telemetry
 from chalicelib.bots import BotFilter
 from chalicelib.config import HitPolicy
-from chalicelib.hits import AcceptedHit, HitRefusedError, parse_hit
+from chalicelib.encoding import check_encoding
+from chalicelib.hits import (
+    DELIVERY_FIELDS,
+    PREFIXES,
+    SINGLE_VALUED,
+    AcceptedHit,
+    HitRefusedError,
+    parse_hit,
+)
 from chalicelib.origins import OriginPolicy
 from chalicelib.queue import EventQueue, QueueUnavailableError
 from chalicelib.signing import (
@@ -27,9 +35,29 @@ from chalicelib.signing import (
     signed_policy,
 )
 
+# What `_admit` names when a request header, not a parameter, is refused.
+HEADERS = frozenset({"User-Agent", "Referer"})
+
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
+
+
+def parameter_kind(parameter: str, token_parameter: str) -> str:
+    """What sort of parameter a refusal is about, for logs: the name itself can be an
+    identifier (`usat_alice@example.com`, or anything a client typed), and logs carry none."""
+    if parameter in HEADERS:
+        return "header"
+    if parameter == token_parameter:
+        return "token"
+    if parameter in SINGLE_VALUED or set(parameter.split("/")) <= set(PREFIXES):
+        return parameter  # a fixed name, or a rule's group such as "evat_/evmt_"
+    for prefix in PREFIXES:
+        if parameter.startswith(prefix):
+            return prefix
+    if parameter.replace("_", "").lower() in DELIVERY_FIELDS:
+        return "delivery_field"
+    return "unknown"
 
 
 @dataclass(frozen=True)
@@ -77,9 +105,10 @@ class PixelService:
         except HitRefusedError as refusal:
             telemetry.count("HitsRefused")
             telemetry.count_by_reason("HitsRefusedByReason", refusal.code)
+            # The rule and the parameter's kind, never its name: see parameter_kind.
+            kind = parameter_kind(refusal.parameter, self._gate.signing.parameter)
             telemetry.logger.info(
-                "hit refused",
-                extra={"reason": refusal.code, "parameter": refusal.parameter[:64]},
+                "hit refused", extra={"reason": refusal.code, "parameter_kind": kind}
             )
             return responses.refused(str(refusal))
         if hit.unknown_parameters:
@@ -108,6 +137,7 @@ class PixelService:
             raise HitRefusedError(
                 "Referer", "page origin not allowed (ALLOWED_PAGE_ORIGINS)", "origin"
             )
+        check_encoding(params)
         name = gate.signing.parameter
         tokens = params.get(name) or []
         if len(tokens) > 1:

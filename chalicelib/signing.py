@@ -91,6 +91,8 @@ class KeySource:
     def parse(cls, variable: str, text: str) -> KeySource:
         """`ssm:NAME`, `secretsmanager:ID`, either service's ARN, or a bare SSM name."""
         arn = _ARN.fullmatch(text)
+        if arn and len(text) > 2048:  # both services' model: Name/SecretId max 2048
+            raise ConfigError(variable, "is longer than 2048 characters")
         if arn:
             return cls("ssm" if arn.group(1) == "ssm" else "secretsmanager", text)
         if text.startswith("secretsmanager:"):
@@ -631,8 +633,10 @@ def _numeric_date(payload: Mapping[str, Any], claim: str) -> float | None:
     value = payload.get(claim)
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+    if isinstance(value, bool) or not isinstance(value, int | float):
         raise TokenRefusedError("malformed", f"{claim} is not a NumericDate")
+    # Compared before any float conversion: an int such as 10**400 overflows a float
+    # (math.isfinite raises), and a float is compared as it is (NaN fails both bounds).
     # Beyond what a datetime can hold; no real token gets near this.
     if not -62_135_596_800 < value < 253_402_300_799:
         raise TokenRefusedError("malformed", f"{claim} is out of range")

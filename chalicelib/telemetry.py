@@ -2,7 +2,7 @@
 
 Logs are one JSON object per line; metrics use the Embedded Metric Format, so CloudWatch
 extracts them from the log stream without a PutMetricData call on the hot path. Nothing here
-logs endpoint ids, user ids or attribute values: only counts, reasons and parameter names.
+logs endpoint ids, user ids or attribute values: only counts, reasons and parameter kinds.
 """
 
 from __future__ import annotations

@@ -102,7 +102,8 @@ def destination_statements(environment: dict[str, str]) -> list[dict[str, Any]]:
                 "Sid": "PutBusEvents",
                 "Effect": "Allow",
                 "Action": ["events:PutEvents"],
-                "Resource": f"arn:*:events:*:*:event-bus/{bus}",
+                # A bus given by ARN (another account's, say) is granted exactly that bus.
+                "Resource": bus if bus.startswith("arn:") else f"arn:*:events:*:*:event-bus/{bus}",
             }
         )
     if "customer-profiles" in names:

@@ -21,7 +21,7 @@ from typing import Any, Final, Protocol
 from botocore.exceptions import BotoCoreError, ClientError
 
 from chalicelib import telemetry
-from chalicelib.config import ConfigError, Reader, call_budget_ms
+from chalicelib.config import ConfigError, Reader, call_budget_ms, model_rule
 from chalicelib.destinations.base import (
     Outcome,
     TimeLeft,
@@ -34,11 +34,8 @@ from chalicelib.events import Event
 NAME: Final = "customer-profiles"
 ACTION: Final = "PutProfileObject"
 
-# From botocore's model (customer-profiles 2020-08-15): the `name` and `typeName` shapes,
-# `stringifiedJson` (Object) and the `Attributes` map of a profile (string1To255 values).
-_DOMAIN_NAME: Final = re.compile(r"[a-zA-Z0-9_-]{1,64}")
-# typeName is ^[a-zA-Z_][a-zA-Z_0-9-]*$; names starting with "_" are AWS's standard types.
-_OBJECT_TYPE_NAME: Final = re.compile(r"[a-zA-Z][a-zA-Z_0-9-]{0,254}")
+# The `Object` (stringifiedJson) and the profile `Attributes` values (string1To255), from
+# botocore's model (customer-profiles 2020-08-15).
 MAX_OBJECT_CHARS: Final = 256_000
 MAX_PROFILE_ATTRIBUTE_CHARS: Final = 255
 
@@ -77,34 +74,25 @@ class Settings:
     def from_env(cls, environ: Mapping[str, str]) -> Settings:
         reader = Reader(environ)
         return cls(
-            domain=_matching(
-                environ, "PROFILES_DOMAIN", None, _DOMAIN_NAME, "1-64 of A-Z a-z 0-9 _ -"
+            domain=reader.modelled(
+                "PROFILES_DOMAIN",
+                model_rule("customer-profiles", "PutProfileObject", "DomainName"),
             ),
-            object_type=_matching(
-                environ,
-                "PROFILES_OBJECT_TYPE",
-                "PixelRelayEvent",
-                _OBJECT_TYPE_NAME,
-                "a letter, then up to 254 of A-Z a-z 0-9 _ -",
-            ),
+            object_type=_object_type(reader),
             timeout_seconds=reader.delivery_timeout(),
             user_attributes=mappable_attributes(reader.attribute_names("ALLOWED_USER_ATTRIBUTES")),
         )
 
 
-def _matching(
-    environ: Mapping[str, str],
-    variable: str,
-    default: str | None,
-    pattern: re.Pattern[str],
-    rule: str,
-) -> str:
-    value = environ.get(variable, "").strip() or default
-    if value is None:
-        raise ConfigError(variable, "is required for the customer-profiles destination")
-    if not pattern.fullmatch(value):
-        raise ConfigError(variable, f"must be {rule}")
-    return value
+def _object_type(reader: Reader) -> str:
+    name = reader.modelled(
+        "PROFILES_OBJECT_TYPE",
+        model_rule("customer-profiles", "PutProfileObject", "ObjectTypeName"),
+        default="PixelRelayEvent",
+    )
+    if name.startswith("_"):
+        raise ConfigError("PROFILES_OBJECT_TYPE", "may not start with _ (AWS's standard types)")
+    return name
 
 
 def mappable_attributes(names: Iterable[str]) -> frozenset[str]:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from chalicelib import telemetry
-from chalicelib.config import Reader, call_budget_ms
+from chalicelib.config import ConfigError, Reader, call_budget_ms, model_rule
 from chalicelib.destinations.base import (
     DELIVERED,
     Outcome,
@@ -48,11 +48,18 @@ class Settings:
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:
         reader = Reader(environ)
-        return cls(
-            bus=reader.name("EVENTBRIDGE_BUS") if environ.get("EVENTBRIDGE_BUS") else "default",
-            source=reader.name("EVENTBRIDGE_SOURCE")
+        # A name, or the bus's ARN (a bus in another account can only be named by ARN).
+        bus_name = model_rule("events", "PutEvents", "Entries", "EventBusName")
+        source = (
+            reader.name("EVENTBRIDGE_SOURCE")
             if environ.get("EVENTBRIDGE_SOURCE")
-            else "pixel-relay",
+            else "pixel-relay"
+        )
+        if source.lower().startswith("aws."):
+            raise ConfigError("EVENTBRIDGE_SOURCE", "may not start with aws. (AWS reserves it)")
+        return cls(
+            bus=reader.modelled("EVENTBRIDGE_BUS", bus_name, default="default"),
+            source=source,
             timeout_seconds=reader.delivery_timeout(),
         )
 

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from botocore.exceptions import BotoCoreError, ClientError
 
 from chalicelib import telemetry
-from chalicelib.config import Reader, call_budget_ms
+from chalicelib.config import Reader, call_budget_ms, model_rule
 from chalicelib.destinations.base import (
     DELIVERED,
     Outcome,
@@ -47,7 +47,11 @@ class Settings:
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:
         reader = Reader(environ)
-        return cls(stream=reader.name("FIREHOSE_STREAM"), timeout_seconds=reader.delivery_timeout())
+        stream_name = model_rule("firehose", "PutRecordBatch", "DeliveryStreamName")
+        return cls(
+            stream=reader.modelled("FIREHOSE_STREAM", stream_name),
+            timeout_seconds=reader.delivery_timeout(),
+        )
 
 
 def create(settings: Settings) -> FirehoseDestination:

@@ -76,3 +76,17 @@ def test_signed_hits_let_the_pixel_read_its_one_key_parameter() -> None:
         s for s in pixel_policy(environment)["Statement"] if s.get("Sid") == "ReadSigningKeys"
     ]
     assert keys["Action"] == ["secretsmanager:GetSecretValue"]
+
+
+def test_an_eventbridge_bus_given_by_arn_is_granted_by_that_arn() -> None:
+    from devtools.policies import consumer_policy
+
+    arn = "arn:aws:events:eu-west-1:123456789012:event-bus/central"
+    environment = {
+        "EVENTS_QUEUE": "q",
+        "DEAD_LETTER_QUEUE": "dlq",
+        "DESTINATIONS": "eventbridge",
+        "EVENTBRIDGE_BUS": arn,
+    }
+    statements = {s.get("Sid"): s for s in consumer_policy(environment)["Statement"]}
+    assert statements["PutBusEvents"]["Resource"] == arn

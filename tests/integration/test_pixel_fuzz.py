@@ -8,7 +8,7 @@ import base64
 import json
 import os
 import time
-from urllib.parse import quote
+from urllib.parse import parse_qs, quote
 
 import jwt
 import pytest
@@ -75,6 +75,15 @@ def assert_pixel_or_reason(answer: ProxyResponse) -> None:
         assert reason.endswith("\n")
 
 
+def faithful(query: str) -> bool:
+    """Whether every name and value of `query` is strict UTF-8, with no U+FFFD."""
+    try:
+        params = parse_qs(query, keep_blank_values=True, errors="strict")
+    except UnicodeDecodeError:
+        return False
+    return "\ufffd" not in json.dumps(params, ensure_ascii=False)
+
+
 def test_any_query_gets_the_gif_or_a_reason(pipeline: Pipeline) -> None:
     accepted: list[str] = []
 
@@ -85,12 +94,16 @@ def test_any_query_gets_the_gif_or_a_reason(pipeline: Pipeline) -> None:
     @example(BASE + "&" + "evat_" + "k" * 100_000 + "=1", None)
     @example("evat_%ed%a0%80=1&" + BASE, None)
     @example(BASE + "&%ed%a0%80=1", CHROMIUM_IMAGE_ACCEPT)
+    @example(BASE + "&evat_x=%ff", CHROMIUM_IMAGE_ACCEPT)
+    @example(BASE + "&gtmcb=%c0%af", CHROMIUM_IMAGE_ACCEPT)
     @example("&".join(f"evat_k{n}=v" for n in range(41)) + "&" + BASE, None)
     @example("&".join(f"unknown{n}=v" for n in range(5000)) + "&" + BASE, None)
     def hit(query: str, accept: str | None) -> None:
         answer = pipeline.hit(query, accept)
         assert_pixel_or_reason(answer)
         if answer.status == 200:
+            # Bytes are what they claim: an accepted query decodes as strict UTF-8.
+            assert faithful(query), query
             accepted.append(query)
 
     hit()
@@ -160,3 +173,17 @@ def test_any_headers_get_the_gif_or_a_reason(
         assert_pixel_or_reason(invoke(query, headers))
 
     hit()
+
+
+@pytest.mark.parametrize("claim", ["exp", "nbf", "iat"])
+def test_a_huge_time_claim_in_a_signed_token_is_a_400_not_a_503(
+    pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch, claim: str
+) -> None:
+    secret = "fuzz-secret-0123456789abcdef-0123456789"
+    monkeypatch.setenv("TOKEN_HS256_KEYS", json.dumps({"k1": secret}))
+    runtime.reset()
+    claims: dict[str, object] = {"eid": "ep-1", "exp": int(time.time()) + 600, claim: 10**400}
+    token = jwt.encode(claims, secret, algorithm="HS256", headers={"kid": "k1"})
+    answer = invoke(f"{BASE}&token={token}", {"User-Agent": BROWSER})
+    assert (answer.status, answer.body) == (400, f"token: {claim} is out of range\n".encode())
+    assert pipeline.queued() == 0

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import base64
+import io
 import json
 import logging
 import threading
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from chalice.config import Config
+from chalice.local import LocalDevServer
 
 from chalicelib import runtime, telemetry
 from chalicelib.responses import TRANSPARENT_GIF
@@ -222,7 +227,136 @@ def test_metrics_and_logs_count_without_leaking_values(
         doc.get("reason") == "too_long" and "HitsRefusedByReason" in doc for doc in metric_docs
     )
     [refusal] = [r for r in log_records if r.getMessage() == "hit refused"]
-    assert (refusal.reason, refusal.parameter) == ("too_long", "evat_a")  # type: ignore[attr-defined]
+    assert (refusal.reason, refusal.parameter_kind) == ("too_long", "evat_")  # type: ignore[attr-defined]
     everything = json.dumps(lines) + json.dumps([vars(r) for r in log_records], default=str)
     assert "secret-endpoint-42" not in everything
     assert "x" * 201 not in everything
+
+
+@pytest.fixture
+def json_log() -> Iterator[io.StringIO]:
+    """The pixel's log lines exactly as Powertools writes them to CloudWatch."""
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(telemetry.logger.registered_formatter)
+    telemetry.logger.addHandler(handler)
+    yield stream
+    telemetry.logger.removeHandler(handler)  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("query", "kind", "identifier"),
+    [
+        ("usat_alice@example.com=gold", "usat_", "alice@example.com"),
+        ("evat_" + "k" * 60 + "-bob@example.com=1", "evat_", "bob@example.com"),
+        ("carol@example.com=1&evat_x=%FF", "evat_", None),
+        ("dave@example.com=%FF", "unknown", "dave@example.com"),
+        ("Opt_Out=erin@example.com", "delivery_field", "erin@example.com"),
+        ("timestamp=yesterday", "timestamp", None),
+    ],
+)
+def test_refusal_log_lines_name_the_rule_and_kind_never_the_parameter(
+    pipeline: Pipeline, json_log: io.StringIO, query: str, kind: str, identifier: str | None
+) -> None:
+    """docs/threat-model.md: logs carry no identifiers, and a parameter's name can be one."""
+    assert pipeline.hit("event=view&endpoint_id=ep-1&" + query).status == 400
+    [line] = [json.loads(text) for text in json_log.getvalue().splitlines()]
+    assert line["message"] == "hit refused"
+    assert line["parameter_kind"] == kind
+    assert "parameter" not in line
+    if identifier is not None:
+        assert identifier not in json_log.getvalue()
+
+
+# Bytes are what they claim: the same answers through `chalice local` and through Lambda -------
+
+# Each is refused by name; %C0%AF is an overlong "/", %ED%A0%80 a UTF-8-encoded lone
+# surrogate (the README's promise), %EF%BF%BD an encoded U+FFFD (indistinguishable).
+NOT_UTF8 = [
+    ("evat_note=%FF", "evat_note: not valid UTF-8 (or U+FFFD)"),
+    ("evat_note=ok%ED%A0%80", "evat_note: not valid UTF-8 (or U+FFFD)"),
+    ("evat_note=%C0%AF", "evat_note: not valid UTF-8 (or U+FFFD)"),
+    ("evat_note=%EF%BF%BD", "evat_note: not valid UTF-8 (or U+FFFD)"),
+    ("evat_note=%E2%82", "evat_note: not valid UTF-8 (or U+FFFD)"),
+    ("event_id=%F4%90%80%80", "event_id: not valid UTF-8 (or U+FFFD)"),
+    ("evat_%FF=1", "evat_\ufffd: name is not valid UTF-8 (or U+FFFD)"),
+    ("x%ED%A0%80=1", "x\ufffd\ufffd\ufffd: name is not valid UTF-8 (or U+FFFD)"),
+    ("gtmcb=%FF", "gtmcb: not valid UTF-8 (or U+FFFD)"),
+]
+VALID = "event=view&endpoint_id=ep-1&evat_note=%E2%82%AC%F0%9F%98%80%C3%A9"
+
+
+@pytest.fixture
+def chalice_local(pipeline: Pipeline) -> Iterator[str]:
+    """`chalice local`'s own server and request handler (what `chalice local` runs), in
+    this process so that it sees the pipeline's settings; its URL."""
+    from app import app
+
+    server = LocalDevServer(app, Config(chalice_stage="dev"), "127.0.0.1", 0)
+    thread = threading.Thread(target=server.server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server.server_address[1]}"
+    server.shutdown()
+    server.server.server_close()
+    thread.join(timeout=5)
+
+
+def local_get(base: str, query: str) -> tuple[int, str]:
+    request = urllib.request.Request(
+        f"{base}/events?{query}", headers={"User-Agent": CHROMIUM_USER_AGENT}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            return answer.status, answer.read().decode("utf-8", "backslashreplace")
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode("utf-8")
+
+
+@pytest.mark.parametrize(("query", "reason"), NOT_UTF8)
+def test_bytes_that_are_not_utf8_are_refused_through_chalice_local(
+    pipeline: Pipeline, chalice_local: str, query: str, reason: str
+) -> None:
+    status, body = local_get(chalice_local, "event=view&endpoint_id=ep-1&" + query)
+    assert (status, body) == (400, reason + "\n")
+    assert local_get(chalice_local, VALID)[0] == 200
+    assert pipeline.queued() == 1
+
+
+@pytest.mark.parametrize(("query", "reason"), NOT_UTF8)
+def test_bytes_that_are_not_utf8_are_refused_through_the_lambda_entry_point(
+    pipeline: Pipeline, query: str, reason: str
+) -> None:
+    answer = pipeline.hit("event=view&endpoint_id=ep-1&" + query)
+    assert (answer.status, answer.text) == (400, reason + "\n")
+    assert pipeline.hit(VALID).status == 200
+    [message] = received_bodies(pipeline)
+    assert message["attributes"] == {"note": "\u20ac\U0001f600\u00e9"}
+
+
+@pytest.mark.parametrize(
+    ("parameters", "reason"),
+    [
+        ({"evat_note": ["ok\ud800"]}, "evat_note: not valid UTF-8 (or U+FFFD)"),
+        ({"evat_\udfff": ["1"]}, "evat_\\udfff: name is not valid UTF-8 (or U+FFFD)"),
+        ({"unknown\ud800": ["1"]}, "unknown\\ud800: name is not valid UTF-8 (or U+FFFD)"),
+    ],
+)
+def test_lone_surrogates_in_the_event_json_are_refused_too(
+    pipeline: Pipeline, parameters: dict[str, list[str]], reason: str
+) -> None:
+    """Should a gateway hand them on as JSON escapes (`"\\ud800"`) rather than U+FFFD: the
+    README's promise holds for names and values alike."""
+    from app import app
+
+    event = proxy_event("", {"User-Agent": CHROMIUM_USER_AGENT})
+    event["multiValueQueryStringParameters"] = {
+        "event": ["view"],
+        "endpoint_id": ["ep-1"],
+        **parameters,
+    }
+    event = json.loads(json.dumps(event))  # as Lambda's runtime decodes it
+    answer = app(event, None)
+    assert answer["statusCode"] == 400
+    body = base64.b64decode(answer["body"]) if answer.get("isBase64Encoded") else answer["body"]
+    assert body == (reason + "\n").encode()
+    assert pipeline.queued() == 0

@@ -6,7 +6,7 @@ from datetime import timedelta
 
 import pytest
 
-from chalicelib.config import ConfigError, QueueWiring, Settings
+from chalicelib.config import ConfigError, QueueWiring, Settings, model_rule
 
 VALID = {
     "EVENTS_QUEUE": "events",
@@ -51,7 +51,11 @@ def test_lists_and_numbers_are_parsed() -> None:
     ("changes", "message"),
     [
         ({"EVENTS_QUEUE": ""}, "EVENTS_QUEUE: is required; set it in .chalice/config.json"),
-        ({"DEAD_LETTER_QUEUE": "a/b"}, "DEAD_LETTER_QUEUE: must be letters, digits"),
+        ({"DEAD_LETTER_QUEUE": "a/b"}, "DEAD_LETTER_QUEUE: must be an SQS queue name"),
+        ({"EVENTS_QUEUE": "q" * 81}, "EVENTS_QUEUE: must be an SQS queue name: 1-80"),
+        ({"EVENTS_QUEUE": "pixel.events"}, "EVENTS_QUEUE: must be an SQS queue name"),
+        ({"EVENTS_QUEUE": "arn:aws:sqs:eu-west-1:1:q"}, "EVENTS_QUEUE: must be an SQS queue"),
+        ({"DEAD_LETTER_QUEUE": "q" * 76 + ".fifo"}, "DEAD_LETTER_QUEUE: must be an SQS queue"),
         ({"BATCH_SIZE": "ten"}, "BATCH_SIZE: must be a whole number"),
         ({"BATCH_SIZE": "0"}, "BATCH_SIZE: must be between 1 and 10000"),
         (
@@ -103,3 +107,41 @@ def test_deploy_package_and_local_check_every_setting_at_import(
     monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", "pixel-relay-dev")  # in Lambda: on first use
     runtime.reset()
     assert runtime.check_configuration().destinations == ("pinpoint",)
+
+
+@pytest.mark.parametrize("name", ["q", "pixel-relay_events-1", "q" * 80, "q" * 75 + ".fifo"])
+def test_queue_names_follow_sqs_rule(name: str) -> None:
+    settings = Settings.from_env({**VALID, "EVENTS_QUEUE": name, "DEAD_LETTER_QUEUE": name})
+    assert (settings.wiring.events_queue, settings.dead_letter_queue) == (name, name)
+
+
+def test_model_rules_come_from_botocore_and_name_their_shape() -> None:
+    rule = model_rule("firehose", "PutRecordBatch", "DeliveryStreamName")
+    assert (rule.min_length, rule.max_length) == (1, 64)
+    assert rule.pattern is not None
+    assert rule.problem("stream-1.x_y") is None
+    assert rule.problem("has space") == (
+        "must match [a-zA-Z0-9_.-]+ (botocore's firehose model, shape DeliveryStreamName)"
+    )
+    assert rule.problem("s" * 65) == (
+        "must be 1-64 characters (botocore's firehose model, shape DeliveryStreamName)"
+    )
+
+
+def test_the_pixel_settings_load_no_service_model() -> None:
+    """Cold start: the pixel parses Settings only; destination models are the consumer's."""
+    import subprocess
+    import sys
+
+    script = (
+        "import os, sys, boto3\n"
+        "from chalicelib.config import Settings\n"
+        "Settings.from_env(dict(EVENTS_QUEUE='q', DEAD_LETTER_QUEUE='d',"
+        " DESTINATIONS='firehose,eventbridge,customer-profiles'))\n"
+        "loader = boto3._get_default_session()._session.get_component('data_loader')\n"
+        "print(sorted(key[1] for key in loader._cache if key[0] == 'load_service_model'))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True
+    ).stdout
+    assert out.strip() == "[]"

@@ -183,3 +183,53 @@ def test_destination_names_and_settings_fail_fast_naming_the_variable() -> None:
         registry.settings_for(("firehose",), {})
     settings = registry.settings_for(("eventbridge",), {})["eventbridge"]
     assert (settings.bus, settings.source) == ("default", "pixel-relay")
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"FIREHOSE_STREAM": "has space"}, "FIREHOSE_STREAM: must match [a-zA-Z0-9_.-]+"),
+        ({"FIREHOSE_STREAM": "s" * 65}, "FIREHOSE_STREAM: must be 1-64 characters"),
+        ({"FIREHOSE_STREAM": "a/b"}, "FIREHOSE_STREAM: must match"),
+        ({"EVENTBRIDGE_BUS": "team/bus"}, "EVENTBRIDGE_BUS: must match"),
+        ({"EVENTBRIDGE_BUS": "b" * 1601}, "EVENTBRIDGE_BUS: must be 1-1600 characters"),
+        (
+            {"EVENTBRIDGE_BUS": "arn:aws:events:eu-west-1:1234:event-bus/central"},
+            "EVENTBRIDGE_BUS: must match",
+        ),
+        (
+            {"EVENTBRIDGE_BUS": "arn:aws:sqs:eu-west-1:123456789012:event-bus/central"},
+            "EVENTBRIDGE_BUS: must match",
+        ),
+        ({"EVENTBRIDGE_SOURCE": "aws.pixel"}, "EVENTBRIDGE_SOURCE: may not start with aws."),
+        ({"EVENTBRIDGE_SOURCE": "AWS.ec2"}, "EVENTBRIDGE_SOURCE: may not start with aws."),
+        ({"EVENTBRIDGE_SOURCE": "my source"}, "EVENTBRIDGE_SOURCE: must be letters"),
+    ],
+)
+def test_resource_names_are_checked_against_the_service_model(
+    changes: dict[str, str], message: str
+) -> None:
+    environ = {"FIREHOSE_STREAM": "events", **changes}
+    with pytest.raises(ConfigError) as caught:
+        registry.settings_for(("firehose", "eventbridge"), environ)
+    assert str(caught.value).startswith(message)
+
+
+@pytest.mark.parametrize(
+    "bus",
+    [
+        "central",
+        "pixel-relay.dev_1",
+        "arn:aws:events:eu-west-1:123456789012:event-bus/central",
+        "arn:aws-cn:events:cn-north-1:123456789012:event-bus/default",
+    ],
+)
+def test_an_eventbridge_bus_may_be_a_name_or_an_arn(bus: str) -> None:
+    """A bus in another account can only be named by its ARN."""
+    settings = registry.settings_for(("eventbridge",), {"EVENTBRIDGE_BUS": bus})["eventbridge"]
+    assert settings.bus == bus
+
+
+def test_an_eventbridge_source_that_merely_contains_aws_is_fine() -> None:
+    settings = registry.settings_for(("eventbridge",), {"EVENTBRIDGE_SOURCE": "shop.aws.events"})
+    assert settings["eventbridge"].source == "shop.aws.events"

@@ -55,6 +55,73 @@ def test_referers_from_other_pages_are_refused(referer: str) -> None:
     assert not SITE.allows(None, referer)
 
 
+@pytest.mark.parametrize(
+    "header",
+    [
+        # Found by review: urlsplit read the host after the "@", a browser the one before "\\".
+        "https://evil.com\\@shop.example.com/",
+        "https://evil.com\\\\@shop.example.com/",
+        "https://evil.com\\.@shop.example.com/",
+        "https:\\\\evil.com\\@shop.example.com/",
+        "https://shop.example.com\\@evil.com/",  # a browser reads shop; ambiguous: refused
+        # Userinfo: browsers strip it from Referer and never send it in Origin.
+        "https://shop.example.com@evil.com/",
+        "https://shop.example.com:443@evil.com/",
+        "https://user:pass@shop.example.com/",
+        "https://@shop.example.com/",
+        "https://evil.com%40shop.example.com/",
+        # Encoded or unusual hosts a browser would have normalized before sending.
+        "https://shop%2Eexample.com/",
+        "https://shop%2eexample%2ecom/",
+        "https://shop.example.com%2F@evil.com/",
+        "https://shop.example.com../",
+        "https://.shop.example.com/",
+        "https://shop..example.com/",
+        "https://shop.example.com%00/",
+        "https://shop.example.com\t/",
+        "https://shop.example.com /",
+        "https://shop.exa mple.com/",
+        "https://shöp.example.com/",
+        "https://[::1]/",
+        # Ports a browser would not write.
+        "https://shop.example.com:/",
+        "https://shop.example.com:+443/",
+        "https://shop.example.com: 443/",
+        "https://shop.example.com:443:443/",
+        "https://shop.example.com:0/",
+        "https://shop.example.com:65536/",
+        # Another scheme dressed up.
+        "javascript://shop.example.com/%0aalert(1)",
+        "https:/shop.example.com/",
+        "https:shop.example.com",
+    ],
+)
+def test_ambiguous_or_disguised_urls_are_refused_in_either_header(header: str) -> None:
+    assert not SITE.allows(None, header)
+    assert not SITE.allows(header, None)
+    assert not SITE.allows(header, "https://shop.example.com/")
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        "https://shop.example.com/@evil.com",  # "@" in the path: the host is before it
+        "https://shop.example.com/path\\@evil.com",
+        "https://shop.example.com?next=https://evil.com@x",
+        "https://shop.example.com#@evil.com",
+        "https://shop.example.com/%2e%2e/evil.com",
+        "HTTPS://SHOP.EXAMPLE.COM",
+        "https://Shop.Example.Com./cart",
+        "https://shop.example.com:443",
+        "https://shop.example.com:00443/",  # the WHATWG parser reads 443 too
+        "https://deep.sub.example.org",
+    ],
+)
+def test_what_a_browser_would_read_as_an_allowed_origin_passes(header: str) -> None:
+    assert SITE.allows(header, None)
+    assert SITE.allows(None, header)
+
+
 def test_origin_decides_when_a_browser_sends_one() -> None:
     assert SITE.allows("https://shop.example.com", "https://evil.example.com/")
     assert not SITE.allows("https://evil.example.com", "https://shop.example.com/")

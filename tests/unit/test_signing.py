@@ -254,6 +254,25 @@ def test_expiry_must_be_a_numeric_date(exp: object) -> None:
     assert refusal(hs_verifier(), token).code == "malformed"
 
 
+def properly_signed(payload: Mapping[str, Any]) -> str:
+    """A token whose signature verifies, with a payload jwt.encode would refuse to write."""
+    signing_input = ".".join(
+        [b64(json.dumps({"alg": "HS256", "kid": "k1"}).encode()), b64(json.dumps(payload).encode())]
+    )
+    signature = hmac.new(SECRET.encode(), signing_input.encode(), hashlib.sha256).digest()
+    return signing_input + "." + b64(signature)
+
+
+@pytest.mark.parametrize("claim", ["exp", "nbf", "iat"])
+@pytest.mark.parametrize("value", [10**400, -(10**400), 2**1024])
+def test_huge_integer_time_claims_are_refused_naming_the_claim(claim: str, value: int) -> None:
+    """Found by review: an int too large for a float made the check raise OverflowError,
+    which the pixel answered as a 503 (a defect) instead of a 400 (a bad token)."""
+    error = refusal(hs_verifier(), properly_signed(claims(**{claim: value})))
+    assert error.code == "malformed"
+    assert str(error) == f"{claim} is out of range"
+
+
 # Signature and algorithm ------------------------------------------------------------------------
 
 
