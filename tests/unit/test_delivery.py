@@ -255,7 +255,7 @@ def test_a_destination_that_fails_costs_its_events_a_retry_there_only(
     queues = FakeQueues()
     healthy = ScriptedDestination({}, "pinpoint")
     faulty = broken({}, "eventbridge")
-    consumer = BatchDelivery([healthy, faulty], queues, queues, False)  # type: ignore[list-item, arg-type]
+    consumer = BatchDelivery([healthy, faulty], queues, queues, False)  # type: ignore[arg-type]
     report = consumer.settle([message(1), message(2)])
     assert report.retry == ()  # the originals are finished at pinpoint...
     assert healthy.received == ["e-1", "e-2"]
@@ -269,7 +269,7 @@ def test_a_destination_that_fails_costs_its_events_a_retry_there_only(
 
 def test_with_one_destination_that_raises_the_batch_is_retried_not_failed() -> None:
     queues = FakeQueues()
-    consumer = BatchDelivery([RaisingDestination({})], queues, queues, True)  # type: ignore[list-item, arg-type]
+    consumer = BatchDelivery([RaisingDestination({})], queues, queues, True)  # type: ignore[arg-type]
     assert consumer.handle([message(1)]) == {"batchItemFailures": [{"itemIdentifier": "m-1"}]}
 
 
@@ -300,7 +300,7 @@ def test_the_stripped_copy_is_what_is_sent_so_a_landed_update_is_not_written_aga
 
     original = Event.from_message(message(1, PROFILE).body)
     copy = replace(original, destinations=("pinpoint",), profile=ProfileUpdate())
-    consumer = BatchDelivery([Recording({})], queues, queues, False)  # type: ignore[list-item, arg-type]
+    consumer = BatchDelivery([Recording({})], queues, queues, False)  # type: ignore[arg-type]
     report = consumer.settle(
         [message(1, PROFILE), QueuedMessage("m-copy", "r-copy", copy.to_message())]
     )
@@ -311,7 +311,7 @@ def test_the_stripped_copy_is_what_is_sent_so_a_landed_update_is_not_written_aga
 def test_two_hits_with_one_id_but_different_updates_both_reach_the_destination() -> None:
     queues = FakeQueues()
     destination = ScriptedDestination({})
-    consumer = BatchDelivery([destination], queues, queues, False)  # type: ignore[list-item, arg-type]
+    consumer = BatchDelivery([destination], queues, queues, False)  # type: ignore[arg-type]
     consumer.settle([message(1, PROFILE), QueuedMessage("m-b", "r-b", message(1).body)])
     assert destination.received == ["e-1", "e-1"]  # the destination judges (pinpoint rejects)
 
@@ -323,7 +323,7 @@ def test_destinations_get_the_time_left_minus_the_settlement_reserve() -> None:
     queues = FakeQueues()
     limits = SqsCallLimits(connect_timeout_s=1, read_timeout_s=3, attempts=2, workers=20)
     first, second = ScriptedDestination({}, "pinpoint"), ScriptedDestination({}, "firehose")
-    consumer = BatchDelivery([first, second], queues, queues, False, limits)  # type: ignore[list-item, arg-type]
+    consumer = BatchDelivery([first, second], queues, queues, False, limits)  # type: ignore[arg-type]
     consumer.settle([message(i) for i in range(100)], lambda: 60_000)
     assert first.time_left is not None
     assert second.time_left is not None
@@ -338,7 +338,7 @@ def test_a_clean_destination_gives_back_its_part_of_the_reserve() -> None:
     queues = FakeQueues()
     limits = SqsCallLimits(workers=1)
     first, second = ScriptedDestination({}, "pinpoint"), ScriptedDestination({}, "firehose")
-    consumer = BatchDelivery([first, second], queues, queues, True, limits)  # type: ignore[list-item, arg-type]
+    consumer = BatchDelivery([first, second], queues, queues, True, limits)  # type: ignore[arg-type]
     consumer.settle([message(i) for i in range(10)], lambda: 100_000)
     assert first.time_left is not None
     assert second.time_left is not None
