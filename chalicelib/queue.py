@@ -44,7 +44,7 @@ class SqsCallLimits:
     connect_timeout_s: int = 1
     read_timeout_s: int = 3
     attempts: int = 2
-    workers: int = 20
+    workers: int = 32
 
     def botocore_config(self) -> Any:
         from botocore.config import Config
