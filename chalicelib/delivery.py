@@ -421,10 +421,14 @@ class BatchDelivery:
         retry = list(plan.retry)
         letters = plan.letters + plan.profile_letters
         # Copies and letters are sent at once: the settlement reserve counts them together.
-        unqueued_ids, unparked_ids = _both(
-            lambda: self._events_queue.requeue(plan.requeue) if plan.requeue else [],
-            lambda: self._dead_letters.park(letters) if letters else [],
-        )
+        if plan.requeue and letters:
+            unqueued_ids, unparked_ids = _both(
+                lambda: self._events_queue.requeue(plan.requeue),
+                lambda: self._dead_letters.park(letters),
+            )
+        else:
+            unqueued_ids = self._events_queue.requeue(plan.requeue) if plan.requeue else []
+            unparked_ids = self._dead_letters.park(letters) if letters else []
         unqueued, unparked = set(unqueued_ids), set(unparked_ids)
         retry.extend(message_id for message_id, _ in plan.requeue if message_id in unqueued)
 
