@@ -177,8 +177,10 @@ def model_rule(service: str, operation: str, *path: str) -> ModelRule:
 
 def call_budget_ms(timeout_seconds: int, attempts: int = 3) -> int:
     """The longest one destination call can take (attempts, 2 s connect and the read timeout
-    each, backoff), plus time to settle the batch: no call starts with less Lambda time."""
-    return (attempts * (2 + timeout_seconds) + 3 + 5) * 1000
+    each, backoff): no call starts with less Lambda time. The time to settle the batch
+    afterwards is the consumer's own reserve (`delivery.settlement_reserve_ms`), already
+    taken off the time a destination is given."""
+    return (attempts * (2 + timeout_seconds) + 3) * 1000
 
 
 class Reader:

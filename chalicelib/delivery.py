@@ -16,6 +16,18 @@ With several destinations (fan-out), each is judged apart: a destination that re
 event never receives it again because another failed. The copy that goes back to the queue
 names only the destinations still owed it; a rejection is parked for its destination only.
 
+Settling takes SQS calls (dead letters and copies, then deletes), and a finished message left
+undeleted when Lambda's deadline strikes is delivered again. So destinations are given the
+Lambda time left minus a reserve for settling (`settlement_reserve_ms`): the worst case of
+the SQS calls the batch may still need, run `SqsCallLimits.workers` at a time. What is not
+started in time is answered RETRY "out of time" and goes back to the queue unchanged.
+
+A destination that raises, or an event whose request cannot be built, costs that
+destination's events (or that one event) a retry (or a rejection), never the batch.
+
+Two messages of one batch for the same event (a resend, a redelivery, a requeued copy meeting
+its original) reach each destination once and share its outcome.
+
 An event and its profile update can fare differently. An event that was recorded is never
 sent again, so a profile update that failed beside it is parked with its reason. An event
 that must be retried after its profile update landed goes back to the queue without the
@@ -24,17 +36,93 @@ update, so the retry cannot overwrite a newer value with an older one.
 
 from __future__ import annotations
 
+import math
+import threading
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from chalicelib import telemetry
-from chalicelib.destinations.base import Destination, Outcome, TimeLeft, Verdict
+from chalicelib.config import call_budget_ms
+from chalicelib.destinations.base import (
+    Destination,
+    Outcome,
+    TimeLeft,
+    Verdict,
+    same_occurrence,
+)
 from chalicelib.events import Event, MessageError, ProfileUpdate
-from chalicelib.queue import BatchQueue, DeadLetter, DeadLetterQueue, Receipt
+from chalicelib.queue import (
+    CONSUMER_SQS,
+    BatchQueue,
+    DeadLetter,
+    DeadLetterQueue,
+    Receipt,
+    SqsCallLimits,
+)
 
 LambdaAnswer = dict[str, list[dict[str, str]]]
+
+# The handler's own work after the last destination call (deciding, logging, metrics).
+SETTLE_MARGIN_MS = 1000
+
+
+def settlement_reserve_ms(
+    batch_size: int,
+    destinations: int,
+    report_batch_item_failures: bool,
+    limits: SqsCallLimits = CONSUMER_SQS,
+) -> int:
+    """The most time settling a batch can take, for a whole batch owed to every destination.
+
+    A message leaves at most one dead letter or requeued copy per destination, plus one
+    routing letter (a destination no longer configured) or decode letter; in the default
+    mode every finished message may then need deleting. The consumer computes the same
+    bound from the batch in hand, so a smaller batch keeps less in reserve.
+    """
+    deletes = 0 if report_batch_item_failures else batch_size
+    return limits.settle_ms(batch_size * (destinations + 1), deletes) + SETTLE_MARGIN_MS
+
+
+def settlement_problem(
+    batch_size: int,
+    destinations: int,
+    report_batch_item_failures: bool,
+    delivery_timeout_seconds: int,
+    function_timeout_seconds: int,
+) -> str | None:
+    """Why a full batch could never be delivered and settled within the consumer's Lambda
+    timeout (the reserve plus one destination call's worst case), or None if it can."""
+
+    def needed_ms(size: int) -> int:
+        reserve = settlement_reserve_ms(size, destinations, report_batch_item_failures)
+        return reserve + call_budget_ms(delivery_timeout_seconds)
+
+    if needed_ms(batch_size) <= function_timeout_seconds * 1000:
+        return None
+    reserve = settlement_reserve_ms(batch_size, destinations, report_batch_item_failures)
+    fitting = next(
+        (
+            size
+            for size in range(batch_size - 1, 0, -1)
+            if needed_ms(size) <= function_timeout_seconds * 1000
+        ),
+        0,
+    )
+    advice = (
+        f"lower BATCH_SIZE to {fitting} or less, or raise"
+        if fitting
+        else "lower DELIVERY_TIMEOUT_SECONDS or raise"
+    )
+    return (
+        f"BATCH_SIZE={batch_size} with {destinations} destination(s) needs a consumer timeout "
+        f"of at least {math.ceil(needed_ms(batch_size) / 1000)} s: settling the batch with SQS "
+        f"may take {reserve / 1000:g} s "
+        f"and one destination call {call_budget_ms(delivery_timeout_seconds) / 1000:g} s "
+        f"(DELIVERY_TIMEOUT_SECONDS={delivery_timeout_seconds}), but the deliver function's "
+        f"lambda_timeout is {function_timeout_seconds} s; {advice} lambda_timeout"
+    )
 
 
 class BatchIncompleteError(RuntimeError):
@@ -94,12 +182,16 @@ class BatchDelivery:
         dead_letters: DeadLetterQueue,
         events_queue: BatchQueue,
         report_batch_item_failures: bool,
+        sqs_limits: SqsCallLimits | None = None,
     ) -> None:
+        """`sqs_limits`: the consumer's SQS client, whose worst case the settlement reserve
+        is made of; None keeps no reserve (tests without SQS)."""
         self._destinations = list(destinations)
         self._names = tuple(d.name for d in destinations)
         self._dead_letters = dead_letters
         self._events_queue = events_queue
         self._report_batch_item_failures = report_batch_item_failures
+        self._sqs_limits = sqs_limits
 
     def handle(self, messages: Sequence[QueuedMessage], time_left: TimeLeft = None) -> LambdaAnswer:
         """The Lambda handler's answer; raises BatchIncompleteError in the safe mode."""
@@ -155,16 +247,103 @@ class BatchDelivery:
                     DeadLetter(message.message_id, message.body, str(error), "decode")
                 )
         results: list[dict[str, Outcome]] = [{} for _ in decoded]
-        for destination in self._destinations:
-            owed = [i for i, (_, event) in enumerate(decoded) if self._owes(event, destination)]
+        owed_by = [
+            [i for i, (_, event) in enumerate(decoded) if self._owes(event, destination)]
+            for destination in self._destinations
+        ]
+        # Settlement entries this batch may still need: the letters known now, and one letter
+        # or copy for each event at each destination not yet answered clean.
+        unsettled = (
+            len(plan.letters)
+            + sum(1 for _, event in decoded if self._routing_letter(event))
+            + sum(len(owed) for owed in owed_by)
+        )
+        for destination, owed in zip(self._destinations, owed_by, strict=True):
             if not owed:
                 continue
-            answers = destination.deliver([decoded[i][1] for i in owed], time_left)
+            allowed = self._time_for_destinations(time_left, unsettled, len(messages))
+            events = [decoded[i][1] for i in owed]
+            answers = self._deliver_once_each(destination, events, allowed)
             for index, outcome in zip(owed, answers, strict=True):
                 results[index][destination.name] = outcome
+                if outcome.verdict is Verdict.DELIVERED and outcome.profile not in (
+                    Verdict.REJECTED,
+                    Verdict.RETRY,
+                ):
+                    unsettled -= 1
         for (message, event), outcomes in zip(decoded, results, strict=True):
             self._decide(plan, message, event, outcomes)
         return self._write(plan)
+
+    def _time_for_destinations(
+        self, time_left: TimeLeft, unsettled: int, messages: int
+    ) -> TimeLeft:
+        """Lambda's time left minus the reserve for settling: what a destination may spend."""
+        if time_left is None or self._sqs_limits is None:
+            return time_left
+        deletes = 0 if self._report_batch_item_failures else messages
+        reserve = self._sqs_limits.settle_ms(unsettled, deletes) + SETTLE_MARGIN_MS
+        remaining = time_left
+        return lambda: remaining() - reserve
+
+    def _deliver_once_each(
+        self, destination: Destination, events: Sequence[Event], time_left: TimeLeft
+    ) -> list[Outcome]:
+        """The destination's outcomes, each event sent once: a second message for the same
+        event shares the first one's outcome. A requeued copy whose profile update already
+        landed stands for both, so the update is not written again."""
+        groups: dict[tuple[str, str], list[int]] = {}  # key -> the groups' numbers
+        sender: list[int] = []  # per group: the event sent for the whole group
+        group_of: list[int] = []
+        for index, event in enumerate(events):
+            candidates = groups.setdefault((event.endpoint_id, event.event_id), [])
+            for group in candidates:
+                first = events[sender[group]]
+                if same_occurrence(first, event):
+                    if event.profile.is_empty() and not first.profile.is_empty():
+                        sender[group] = index  # the stripped copy: its update landed before
+                    break
+            else:
+                group = len(sender)
+                candidates.append(group)
+                sender.append(index)
+            group_of.append(group)
+        sent = self._deliver_to(destination, [events[i] for i in sender], time_left)
+        outcomes: list[Outcome] = []
+        for event, group in zip(events, group_of, strict=True):
+            outcome = sent[group]
+            if event.profile != events[sender[group]].profile:
+                # A copy stood for its original (or the reverse): the update had landed.
+                outcome = replace(outcome, profile=None, profile_reason="")
+            outcomes.append(outcome)
+        if len(sender) < len(events):
+            telemetry.count("DuplicatesInBatch", len(events) - len(sender))
+        return outcomes
+
+    def _deliver_to(
+        self, destination: Destination, events: Sequence[Event], time_left: TimeLeft
+    ) -> list[Outcome]:
+        """The second wall: whatever a destination raises is a retry of its events there,
+        never the batch's failure (the other destinations' outcomes stand)."""
+        try:
+            answers = destination.deliver(events, time_left)
+            if len(answers) != len(events):
+                raise RuntimeError(f"{len(answers)} outcomes for {len(events)} events")
+        except Exception as error:  # the batch must survive any one destination's bug
+            telemetry.logger.exception(
+                "destination failed",
+                extra={"destination": destination.name, "error": type(error).__name__},
+            )
+            telemetry.count("DestinationErrors")
+            reason = f"{destination.name} failed: {type(error).__name__}"
+            return [Outcome(Verdict.RETRY, reason)] * len(events)
+        return answers
+
+    def _routing_letter(self, event: Event) -> bool:
+        """Whether the event leaves a routing letter (a destination it names is gone)."""
+        return event.destinations is not None and (
+            not event.destinations or any(n not in self._names for n in event.destinations)
+        )
 
     def _owes(self, event: Event, destination: Destination) -> bool:
         return event.destinations is None or destination.name in event.destinations
@@ -240,11 +419,19 @@ class BatchDelivery:
 
     def _write(self, plan: _Settlement) -> BatchReport:
         retry = list(plan.retry)
-        unqueued = set(self._events_queue.requeue(plan.requeue)) if plan.requeue else set()
+        letters = plan.letters + plan.profile_letters
+        # Copies and letters are sent at once: the settlement reserve counts them together.
+        if plan.requeue and letters:
+            unqueued_ids, unparked_ids = _both(
+                lambda: self._events_queue.requeue(plan.requeue),
+                lambda: self._dead_letters.park(letters),
+            )
+        else:
+            unqueued_ids = self._events_queue.requeue(plan.requeue) if plan.requeue else []
+            unparked_ids = self._dead_letters.park(letters) if letters else []
+        unqueued, unparked = set(unqueued_ids), set(unparked_ids)
         retry.extend(message_id for message_id, _ in plan.requeue if message_id in unqueued)
 
-        letters = plan.letters + plan.profile_letters
-        unparked = set(self._dead_letters.park(letters)) if letters else set()
         for letter in letters:
             telemetry.logger.warning(
                 "message rejected",
@@ -272,3 +459,27 @@ class BatchDelivery:
             requeued=len({i for i, _ in plan.requeue if i not in unqueued}),
             profiles_parked=sum(1 for x in plan.profile_letters if x.message_id not in unparked),
         )
+
+
+def _both(
+    first: Callable[[], list[str]], second: Callable[[], list[str]]
+) -> tuple[list[str], list[str]]:
+    """Run two settlement jobs at the same time (the first on a thread of its own)."""
+    answer: list[str] = []
+    failure: list[BaseException] = []
+
+    def run_first() -> None:
+        try:
+            answer.extend(first())
+        except BaseException as error:  # handed to the caller below
+            failure.append(error)
+
+    thread = threading.Thread(target=run_first, name="settle-requeue")
+    thread.start()
+    try:
+        other = second()
+    finally:
+        thread.join()
+    if failure:
+        raise failure[0]
+    return answer, other

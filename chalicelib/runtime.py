@@ -7,6 +7,7 @@ tests can point every client at local servers through `AWS_ENDPOINT_URL_*` befor
 from __future__ import annotations
 
 import os
+from concurrent.futures import ThreadPoolExecutor
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
@@ -60,7 +61,20 @@ def _pixel_sqs() -> SQSClient:
 
 @cache
 def _consumer_sqs() -> SQSClient:
-    return boto3.client("sqs", config=Config(retries={"mode": "standard"}))
+    # Bounded timeouts and attempts: settling a batch must finish before Lambda's deadline,
+    # and the consumer keeps a reserve made of this client's worst case (queue.SqsCallLimits).
+    from chalicelib.queue import CONSUMER_SQS
+
+    config: Config = CONSUMER_SQS.botocore_config()
+    return boto3.client("sqs", config=config)
+
+
+@cache
+def _settlement_pool() -> ThreadPoolExecutor:
+    """Threads for the consumer's SQS batch calls: a batch of 1,000 needs 100 deletes."""
+    from chalicelib.queue import CONSUMER_SQS
+
+    return ThreadPoolExecutor(CONSUMER_SQS.workers, thread_name_prefix="settle")
 
 
 @cache
@@ -80,15 +94,17 @@ def pixel_service() -> PixelService:
 def batch_delivery() -> BatchDelivery:
     # Imported here: the pixel function never needs the consumer's modules.
     from chalicelib.delivery import BatchDelivery
-    from chalicelib.queue import BatchQueue, DeadLetterQueue
+    from chalicelib.queue import CONSUMER_SQS, BatchQueue, DeadLetterQueue
 
     current = settings()
     configured = destination_settings()
+    pool = _settlement_pool()
     return BatchDelivery(
         destinations=[registry.create(name, configured[name]) for name in current.destinations],
-        dead_letters=DeadLetterQueue(_consumer_sqs(), current.dead_letter_queue),
-        events_queue=BatchQueue(_consumer_sqs(), current.wiring.events_queue),
+        dead_letters=DeadLetterQueue(_consumer_sqs(), current.dead_letter_queue, pool),
+        events_queue=BatchQueue(_consumer_sqs(), current.wiring.events_queue, pool),
         report_batch_item_failures=current.report_batch_item_failures,
+        sqs_limits=CONSUMER_SQS,
     )
 
 

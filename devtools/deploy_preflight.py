@@ -8,10 +8,16 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from chalicelib.config import ConfigError, Settings
+from chalicelib.config import ConfigError, Reader, Settings
+from chalicelib.delivery import settlement_problem
 from devtools.deploy_settings import DeploySettings, DeploySettingsError
 from devtools.policies import policy_files, render
-from devtools.queue_spec import ROOT, chalice_config, stage_environment
+from devtools.queue_spec import (
+    ROOT,
+    chalice_config,
+    consumer_timeout_seconds,
+    stage_environment,
+)
 
 
 class PreflightError(SystemExit):
@@ -50,6 +56,15 @@ def check_stage(stage: str, root: Path = ROOT) -> Settings:
     except (ConfigError, DeploySettingsError) as error:
         raise PreflightError(f"stage {stage}: {error}") from None
     problems = policy_file_problems(stage, root)
+    settlement = settlement_problem(
+        settings.wiring.batch_size,
+        len(settings.destinations),
+        settings.report_batch_item_failures,
+        Reader(stage_environment(stage, root)).delivery_timeout(),
+        consumer_timeout_seconds(stage, root),
+    )
+    if settlement is not None:
+        problems.append(f"stage {stage}: {settlement}")
     if problems:
         raise PreflightError("\n".join(problems))
     return settings

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol, TypeVar
 
+from chalicelib import telemetry
 from chalicelib.events import Event
 
 
@@ -38,6 +39,28 @@ DELIVERED = Outcome(Verdict.DELIVERED)
 TimeLeft = Callable[[], int] | None
 
 
+def same_occurrence(first: Event, second: Event) -> bool:
+    """Two messages for one (endpoint id, event id) describe the same event. Times aside (a
+    resend is received later, and without a `timestamp` parameter stamped later), and what
+    the consumer itself changes on a requeued copy: the destinations still owed, and the
+    profile update, stripped from a copy because it had already landed. Only a copy (it
+    names its destinations) may lack the update: two hits that differ in it are two events."""
+    if first.profile != second.profile:
+        stripped = first if first.profile.is_empty() else second
+        if not stripped.profile.is_empty() or stripped.destinations is None:
+            return False
+    return (
+        replace(
+            second,
+            timestamp=first.timestamp,
+            received_at=first.received_at,
+            destinations=first.destinations,
+            profile=first.profile,
+        )
+        == first
+    )
+
+
 def verdict_for_status(status: int) -> Verdict:
     """Per-item HTTP-like status: 2xx delivered; 429, 5xx and anything unknown (no status,
     1xx, 3xx) retried; any other 4xx rejected."""
@@ -51,7 +74,11 @@ def verdict_for_status(status: int) -> Verdict:
 class Destination(Protocol):
     """A service that records events. `deliver` never raises for a service failure:
     it answers RETRY for the events concerned instead. It starts no call it cannot finish
-    before `time_left` runs out: those events are answered RETRY too."""
+    before `time_left` runs out: those events are answered RETRY too. An event whose request
+    cannot be built is that event's rejection (`build_refusal`), never the batch's.
+
+    `time_left` is what the destination may spend: the consumer has already taken off the
+    time it needs afterwards to settle the batch with SQS."""
 
     name: str
 
@@ -79,6 +106,40 @@ def pack(sizes: Sequence[int], max_count: int, max_bytes: int) -> list[list[int]
 
 
 _Item = TypeVar("_Item")
+_Built = TypeVar("_Built")
+
+
+def build_refusal(destination: str, what: str, error: Exception) -> str:
+    """The reason an event's request could not be built: the error's type and the
+    destination, never the value (it may be an identifier)."""
+    return f"{destination} could not build the {what}: {type(error).__name__}"
+
+
+def build_each(
+    events: Sequence[Event], build: Callable[[Event], _Built], destination: str, what: str
+) -> tuple[list[_Built | None], list[str | None]]:
+    """Each event's request part, or the refusal that rejects that event alone: one field
+    that got past decode and that the builder cannot take must not fail the batch."""
+    built: list[_Built | None] = []
+    refusals: list[str | None] = []
+    for event in events:
+        try:
+            built.append(build(event))
+            refusals.append(None)
+        except Exception as error:  # any builder error is this event's alone
+            built.append(None)
+            refusals.append(build_refusal(destination, what, error))
+    return built, refusals
+
+
+def unexpected_failure(destination: str, action: str, error: Exception) -> Outcome:
+    """A call that raised something no branch expected (a bug, a library surprise): retried,
+    with the traceback logged, for the events of that call only."""
+    telemetry.logger.exception(
+        "destination call failed unexpectedly",
+        extra={"destination": destination, "action": action, "error": type(error).__name__},
+    )
+    return Outcome(Verdict.RETRY, f"{destination} {action} failed: {type(error).__name__}")
 
 
 def deliver_packed(
@@ -89,21 +150,45 @@ def deliver_packed(
     send: Callable[[list[_Item]], list[Outcome]],
     time_left: TimeLeft,
     call_budget_ms: int,
+    destination: str = "",
 ) -> list[Outcome]:
-    """One outcome per item: items with a refusal (too large for the service) are rejected
-    without a call; the rest go in order, in batches within `limits` (items and bytes a
-    call). No call starts with less Lambda time left than its worst case."""
+    """One outcome per item: items with a refusal (too large for the service, or not
+    buildable) are rejected without a call; the rest go in order, in batches within
+    `limits` (items and bytes a call). No call starts with less Lambda time left than its
+    worst case.
+
+    `send` lets botocore's `ParamValidationError` through: the batch is then halved until
+    the item at fault stands alone and is rejected, so one bad item costs only itself. Any
+    other exception from `send` retries that batch only."""
+    from botocore.exceptions import ParamValidationError
+
     max_count, max_bytes = limits
     outcomes: list[Outcome] = [
         DELIVERED if refusal is None else Outcome(Verdict.REJECTED, refusal) for refusal in refusals
     ]
     sendable = [index for index, refusal in enumerate(refusals) if refusal is None]
-    for batch in pack([sizes[i] for i in sendable], max_count, max_bytes):
-        members = [sendable[i] for i in batch]
+    pending = [
+        [sendable[i] for i in batch]
+        for batch in pack([sizes[i] for i in sendable], max_count, max_bytes)
+    ]
+    while pending:
+        members = pending.pop(0)
+        answers: list[Outcome]
         if time_left is not None and time_left() < call_budget_ms:
             answers = [Outcome(Verdict.RETRY, "out of time")] * len(members)
         else:
-            answers = send([items[i] for i in members])
+            try:
+                answers = send([items[i] for i in members])
+                if len(answers) != len(members):
+                    raise RuntimeError(f"{len(answers)} answers for {len(members)} items")
+            except ParamValidationError as error:
+                if len(members) > 1:
+                    middle = len(members) // 2
+                    pending[:0] = [members[:middle], members[middle:]]
+                    continue
+                answers = [Outcome(Verdict.REJECTED, build_refusal(destination, "request", error))]
+            except Exception as error:  # this batch's failure, not the others'
+                answers = [unexpected_failure(destination, "call", error)] * len(members)
         for index, outcome in zip(members, answers, strict=True):
             outcomes[index] = outcome
     return outcomes

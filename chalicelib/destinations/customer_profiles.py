@@ -18,7 +18,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Final, Protocol
 
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
 
 from chalicelib import telemetry
 from chalicelib.config import ConfigError, Reader, call_budget_ms, model_rule
@@ -26,8 +26,10 @@ from chalicelib.destinations.base import (
     Outcome,
     TimeLeft,
     Verdict,
+    build_refusal,
     client_error_outcome,
     service_client,
+    unexpected_failure,
 )
 from chalicelib.events import Event
 
@@ -241,7 +243,10 @@ class CustomerProfilesDestination:
 
     def _put(self, event: Event) -> tuple[Outcome, bool]:
         """One event's outcome, and whether the failure concerns every call after it."""
-        body = json.dumps(profile_object(event), separators=(",", ":"), ensure_ascii=False)
+        try:
+            body = json.dumps(profile_object(event), separators=(",", ":"), ensure_ascii=False)
+        except Exception as error:  # this event's alone, never the batch's
+            return Outcome(Verdict.REJECTED, build_refusal(NAME, "object", error)), False
         if len(body) > MAX_OBJECT_CHARS:
             reason = f"object is {len(body)} characters; {ACTION} accepts {MAX_OBJECT_CHARS}"
             return Outcome(Verdict.REJECTED, reason), False
@@ -261,9 +266,14 @@ class CustomerProfilesDestination:
             # after maxReceiveCount the redrive policy parks the message where an operator
             # finds it, rather than losing it here.
             return client_error_outcome(error, ACTION), status in _BATCH_WIDE_STATUSES
+        except ParamValidationError as error:
+            # botocore refused this object before sending: no retry can fix it.
+            return Outcome(Verdict.REJECTED, build_refusal(NAME, "request", error)), False
         except BotoCoreError as error:
             # Connection failures and timeouts, after the client's own retries.
             return Outcome(Verdict.RETRY, f"{ACTION} failed: {type(error).__name__}"), True
+        except Exception as error:  # this call's failure, not the batch's
+            return unexpected_failure(NAME, ACTION, error), False
         return Outcome(Verdict.DELIVERED), False
 
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
 
 from chalicelib import telemetry
 from chalicelib.config import ConfigError, Reader, call_budget_ms, model_rule
@@ -23,6 +23,8 @@ from chalicelib.destinations.base import (
     Outcome,
     TimeLeft,
     Verdict,
+    build_each,
+    build_refusal,
     client_error_outcome,
     deliver_packed,
     service_client,
@@ -101,28 +103,38 @@ class EventBridgeDestination:
         self._call_budget_ms = call_budget_ms
 
     def deliver(self, events: Sequence[Event], time_left: TimeLeft = None) -> list[Outcome]:
-        entries = [entry_for(event, self._bus, self._source) for event in events]
-        sizes = [entry_size(entry) for entry in entries]
+        entries, refusals = build_each(
+            events, lambda event: entry_for(event, self._bus, self._source), NAME, "entry"
+        )
+        sizes = [0] * len(entries)
+        for index, entry in enumerate(entries):
+            if entry is None:
+                continue
+            try:
+                sizes[index] = entry_size(entry)
+            except Exception as error:  # a text UTF-8 cannot carry
+                refusals[index] = build_refusal(NAME, "entry", error)
+                continue
+            if sizes[index] > MAX_BYTES:
+                refusals[index] = f"entry is {sizes[index]} bytes; EventBridge allows {MAX_BYTES}"
         return deliver_packed(
             entries,
             sizes,
-            [
-                f"entry is {size} bytes; EventBridge allows {MAX_BYTES}"
-                if size > MAX_BYTES
-                else None
-                for size in sizes
-            ],
+            refusals,
             (MAX_ENTRIES, MAX_BYTES),
             self._send,
             time_left,
             self._call_budget_ms,
+            NAME,
         )
 
-    def _send(self, entries: list[dict[str, Any]]) -> list[Outcome]:
+    def _send(self, entries: list[dict[str, Any] | None]) -> list[Outcome]:
         telemetry.count("EventBridgeCalls")
-        request: list[PutEventsRequestEntryTypeDef] = entries  # type: ignore[assignment]
+        request: list[PutEventsRequestEntryTypeDef] = [e for e in entries if e is not None]  # type: ignore[misc]
         try:
             response = self._client.put_events(Entries=request)
+        except ParamValidationError:
+            raise  # deliver_packed halves the batch to find the entry at fault
         except (ClientError, BotoCoreError) as error:
             return [client_error_outcome(error, "PutEvents")] * len(entries)
         answers = response.get("Entries", [])

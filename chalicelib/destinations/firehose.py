@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
 
 from chalicelib import telemetry
 from chalicelib.config import Reader, call_budget_ms, model_rule
@@ -23,6 +23,7 @@ from chalicelib.destinations.base import (
     Outcome,
     TimeLeft,
     Verdict,
+    build_each,
     client_error_outcome,
     deliver_packed,
     service_client,
@@ -76,29 +77,33 @@ class FirehoseDestination:
         self._call_budget_ms = call_budget_ms
 
     def deliver(self, events: Sequence[Event], time_left: TimeLeft = None) -> list[Outcome]:
-        data = [record_data(event) for event in events]
+        data, refusals = build_each(events, record_data, NAME, "record")
+        for index, record in enumerate(data):
+            if record is not None and len(record) > MAX_RECORD_BYTES:
+                refusals[index] = (
+                    f"record is {len(record)} bytes; Firehose allows {MAX_RECORD_BYTES}"
+                )
         return deliver_packed(
             data,
             # Counted as sent: record data travels base64-encoded in the request body.
-            [len(base64.b64encode(record)) + 16 for record in data],
-            [
-                f"record is {len(record)} bytes; Firehose allows {MAX_RECORD_BYTES}"
-                if len(record) > MAX_RECORD_BYTES
-                else None
-                for record in data
-            ],
+            [0 if record is None else len(base64.b64encode(record)) + 16 for record in data],
+            refusals,
             (MAX_RECORDS, MAX_REQUEST_BYTES),
             self._send,
             time_left,
             self._call_budget_ms,
+            NAME,
         )
 
-    def _send(self, records: list[bytes]) -> list[Outcome]:
+    def _send(self, records: list[bytes | None]) -> list[Outcome]:
         telemetry.count("FirehoseCalls")
         try:
             response = self._client.put_record_batch(
-                DeliveryStreamName=self._stream, Records=[{"Data": r} for r in records]
+                DeliveryStreamName=self._stream,
+                Records=[{"Data": r} for r in records if r is not None],
             )
+        except ParamValidationError:
+            raise  # deliver_packed halves the batch to find the record at fault
         except (ClientError, BotoCoreError) as error:
             return [client_error_outcome(error, "PutRecordBatch")] * len(records)
         answers = response.get("RequestResponses", [])

@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
 
 from chalicelib import limits, telemetry
 from chalicelib.config import Reader, call_budget_ms
@@ -23,7 +23,10 @@ from chalicelib.destinations.base import (
     Outcome,
     TimeLeft,
     Verdict,
+    build_refusal,
+    same_occurrence,
     service_client,
+    unexpected_failure,
     verdict_for_status,
 )
 from chalicelib.events import Event, ProfileUpdate
@@ -107,12 +110,6 @@ def profile_to_wire(profile: ProfileUpdate) -> dict[str, Any]:
     return wire
 
 
-def same_occurrence(first: Event, second: Event) -> bool:
-    """Two hits for one event id describe the same event (times aside: a resend is
-    received later, and without a `timestamp` parameter it is also stamped later)."""
-    return replace(second, timestamp=first.timestamp, received_at=first.received_at) == first
-
-
 @dataclass
 class PlannedRequest:
     """One PutEvents call, and which input events each of its entries stands for."""
@@ -163,13 +160,22 @@ class Plan:
 
 
 def plan_requests(events: Sequence[Event]) -> Plan:
-    """Group events by endpoint and pack them into as few requests as the quotas allow."""
+    """Group events by endpoint and pack them into as few requests as the quotas allow.
+
+    An event whose entry cannot be built is rejected alone; an endpoint whose merged profile
+    update cannot be built rejects the events of that endpoint (they share the update)."""
     by_endpoint: dict[str, dict[str, list[int]]] = {}
     settled: dict[int, Outcome] = {}
+    wires: dict[int, dict[str, Any]] = {}
     for index, event in enumerate(events):
         ids = by_endpoint.setdefault(event.endpoint_id, {})
         earlier = ids.get(event.event_id)
         if earlier is None:
+            try:
+                wires[index] = event_to_wire(event)
+            except Exception as error:  # this event's alone
+                settled[index] = Outcome(Verdict.REJECTED, build_refusal(NAME, "event", error))
+                continue
             ids[event.event_id] = [index]
         elif same_occurrence(events[earlier[0]], event):
             earlier.append(index)
@@ -182,9 +188,14 @@ def plan_requests(events: Sequence[Event]) -> Plan:
     endpoints: dict[str, dict[str, Any]] = {}
     for endpoint_id, event_ids in by_endpoint.items():
         sent = [i for indexes in event_ids.values() for i in indexes]
-        endpoints[endpoint_id] = profile_to_wire(merge_profiles([events[i] for i in sent]))
+        try:
+            endpoints[endpoint_id] = profile_to_wire(merge_profiles([events[i] for i in sent]))
+        except Exception as error:  # this endpoint's events alone
+            refusal = Outcome(Verdict.REJECTED, build_refusal(NAME, "endpoint update", error))
+            settled.update(dict.fromkeys(sent, refusal))
+            continue
         for event_id, indexes in event_ids.items():
-            entries.append((endpoint_id, event_id, event_to_wire(events[indexes[0]]), indexes))
+            entries.append((endpoint_id, event_id, wires[indexes[0]], indexes))
 
     requests: list[PlannedRequest] = []
     for start in range(0, len(entries), limits.EVENTS_PER_REQUEST):
@@ -297,9 +308,19 @@ class PinpointDestination:
             # permission): after maxReceiveCount SQS moves the messages to the dead-letter
             # queue, where an operator finds them, instead of losing them here.
             return _everything(request, Outcome(Verdict.RETRY, reason))
+        except ParamValidationError as error:
+            # botocore refused the request before sending: halve it like a 400 until the
+            # event at fault stands alone, and reject only that one.
+            if request.event_count > 1:
+                pending[:0] = request.halves()
+                return _Answer({}, {})
+            refusal = build_refusal(NAME, "request", error)
+            return _everything(request, Outcome(Verdict.REJECTED, refusal))
         except BotoCoreError as error:
             reason = f"PutEvents failed: {type(error).__name__}"
             return _everything(request, Outcome(Verdict.RETRY, reason))
+        except Exception as error:  # this request's failure, not the batch's
+            return _everything(request, unexpected_failure(NAME, "PutEvents", error))
         results: dict[str, Any] = response.get("EventsResponse", {}).get("Results", {})
         return _read_results(request, results)
 

@@ -211,6 +211,18 @@ def test_a_stage_without_its_policy_files_is_refused_before_any_aws_call(project
         check_stage(STAGE, project)
 
 
+def test_a_batch_size_whose_settlement_cannot_fit_the_timeout_is_refused(project: Path) -> None:
+    check_stage(STAGE, project)  # the shipped stage fits
+    config = json.loads((project / ".chalice" / "config.json").read_text())
+    config["stages"]["dev"]["environment_variables"]["BATCH_SIZE"] = "1000"
+    (project / ".chalice" / "config.json").write_text(json.dumps(config))
+    with pytest.raises(PreflightError, match=r"BATCH_SIZE=1000 .* lambda_timeout is 60 s"):
+        check_stage(STAGE, project)
+    config["stages"]["dev"]["lambda_functions"]["deliver"]["lambda_timeout"] = 300
+    (project / ".chalice" / "config.json").write_text(json.dumps(config))
+    check_stage(STAGE, project)
+
+
 def test_teardown_refuses_to_delete_queues_holding_undelivered_events(
     clients: Clients, project: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

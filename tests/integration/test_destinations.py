@@ -184,3 +184,42 @@ def test_a_rejection_at_one_destination_is_parked_for_it_alone(
     [(body, attributes)] = pipeline.dead_letters()
     assert attributes["rejected_at_stage"] == "pinpoint"
     assert json.loads(body)["destinations"] == ["pinpoint"]  # a replay goes to Pinpoint only
+
+
+def test_one_poisoned_field_never_fails_the_batch_at_any_destination(
+    pipeline: Pipeline, targets: Targets, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The issue's case: a timestamp the pixel would never write, with eventbridge among the
+    destinations. Whether decode parks it or EventBridge's builder refuses it, every other
+    message reaches every destination exactly once, and the poison is parked with a reason."""
+    use(monkeypatch, "pinpoint,firehose,eventbridge")
+    ids = send(pipeline, 20)
+    [sample] = pipeline.sqs.receive_message(QueueUrl=pipeline.events_url, VisibilityTimeout=0)[
+        "Messages"
+    ]
+    poison = json.loads(sample["Body"])
+    poison.update(event_id="poison-1", timestamp="2026-11-30 10:00:00 UTC")
+    pipeline.send_raw(json.dumps(poison))
+    polls = pipeline.consumer(batch_size=100).drain()
+
+    assert polls[0].error is None  # nothing failed the batch, nothing retried as is
+    others = Counter(ids)
+    assert Counter(e for _, e in pipeline.delivered() if e != "poison-1") == others
+    assert (
+        Counter(x["event_id"] for x in targets.firehose_lines() if x["event_id"] != "poison-1")
+        == others
+    )
+    bus = [e["detail"]["event_id"] for e in targets.bus_events()]
+    assert Counter(bus) == others  # EventBridge never got the poison
+    # The poison reached each destination at most once, and is parked with its reason.
+    assert [e for _, e in pipeline.delivered()].count("poison-1") <= 1
+    assert [x["event_id"] for x in targets.firehose_lines()].count("poison-1") <= 1
+    parked = pipeline.dead_letters()
+    assert parked
+    assert all(json.loads(body)["event_id"] == "poison-1" for body, _ in parked)
+    reasons = {(a["rejected_at_stage"], a["rejection_reason"]) for _, a in parked}
+    assert ("eventbridge", "eventbridge could not build the entry: ValueError") in reasons or any(
+        stage == "decode" and "timestamp" in reason for stage, reason in reasons
+    )
+    assert all("2026-11-30" not in reason for _, reason in reasons)
+    assert pipeline.queued() == 0

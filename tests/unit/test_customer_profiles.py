@@ -9,7 +9,12 @@ from typing import Any
 
 import botocore.session
 import pytest
-from botocore.exceptions import ClientError, EndpointConnectionError, ReadTimeoutError
+from botocore.exceptions import (
+    ClientError,
+    EndpointConnectionError,
+    ParamValidationError,
+    ReadTimeoutError,
+)
 from botocore.validate import ParamValidator
 
 from chalicelib.config import ConfigError
@@ -356,3 +361,45 @@ def test_an_empty_batch_makes_no_call() -> None:
     client = FakeProfiles()
     assert destination(client).deliver([]) == []
     assert client.calls == []
+
+
+# One event's bad field, or one surprise, costs only that event ----------------------------
+
+
+def test_an_object_that_cannot_be_built_rejects_that_event_only(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    real = customer_profiles.profile_object
+
+    def picky(event: Event) -> dict[str, Any]:
+        if event.event_id == "e-2":
+            raise TypeError("a field the builder cannot take")
+        return real(event)
+
+    monkeypatch.setattr(customer_profiles, "profile_object", picky)
+    client = FakeProfiles()
+    outcomes = destination(client).deliver([make_event(1), make_event(2), make_event(3)])
+    assert [o.verdict for o in outcomes] == [Verdict.DELIVERED, Verdict.REJECTED, Verdict.DELIVERED]
+    assert outcomes[1].reason == "customer-profiles could not build the object: TypeError"
+    assert [o["event_id"] for o in client.objects] == ["e-1", "e-3"]
+
+
+def test_an_object_botocore_refuses_is_rejected_and_the_rest_still_sent() -> None:
+    error = ParamValidationError(report="Invalid length for parameter Object")
+    client = FakeProfiles(failing_for("e-1", error))
+    outcomes = destination(client).deliver([make_event(1), make_event(2)])
+    assert outcomes[0].verdict is Verdict.REJECTED
+    assert (
+        outcomes[0].reason == "customer-profiles could not build the request: ParamValidationError"
+    )
+    assert outcomes[1].verdict is Verdict.DELIVERED
+
+
+def test_an_unexpected_exception_retries_that_event_and_goes_on() -> None:
+    client = FakeProfiles(failing_for("e-1", KeyError("surprise")))
+    outcomes = destination(client).deliver([make_event(1), make_event(2)])
+    assert (outcomes[0].verdict, outcomes[0].reason) == (
+        Verdict.RETRY,
+        "customer-profiles PutProfileObject failed: KeyError",
+    )
+    assert outcomes[1].verdict is Verdict.DELIVERED

@@ -7,10 +7,16 @@ from dataclasses import replace
 
 import pytest
 
-from chalicelib.delivery import BatchDelivery, BatchIncompleteError, QueuedMessage
+from chalicelib.delivery import (
+    SETTLE_MARGIN_MS,
+    BatchDelivery,
+    BatchIncompleteError,
+    QueuedMessage,
+    settlement_problem,
+)
 from chalicelib.destinations.base import DELIVERED, Outcome, TimeLeft, Verdict
 from chalicelib.events import Event, ProfileUpdate
-from chalicelib.queue import DeadLetter, Receipt
+from chalicelib.queue import DeadLetter, Receipt, SqsCallLimits
 
 PROFILE = ProfileUpdate(user_attributes={"plan": ("gold",)})
 
@@ -226,3 +232,127 @@ def test_the_part_owed_to_a_removed_destination_is_parked_not_dropped() -> None:
         ("eventbridge",),
     )
     assert report.retry == ()
+
+
+# The second wall: a destination's failure is its events' retry, never the batch's ----------
+
+
+class RaisingDestination(ScriptedDestination):
+    def deliver(self, events: Sequence[Event], time_left: TimeLeft = None) -> list[Outcome]:
+        self.received.extend(e.event_id for e in events)
+        raise ValueError("a bug in one destination")
+
+
+class MiscountingDestination(ScriptedDestination):
+    def deliver(self, events: Sequence[Event], time_left: TimeLeft = None) -> list[Outcome]:
+        return super().deliver(events, time_left)[:-1]
+
+
+@pytest.mark.parametrize("broken", [RaisingDestination, MiscountingDestination])
+def test_a_destination_that_fails_costs_its_events_a_retry_there_only(
+    broken: type[ScriptedDestination],
+) -> None:
+    queues = FakeQueues()
+    healthy = ScriptedDestination({}, "pinpoint")
+    faulty = broken({}, "eventbridge")
+    consumer = BatchDelivery([healthy, faulty], queues, queues, False)  # type: ignore[arg-type]
+    report = consumer.settle([message(1), message(2)])
+    assert report.retry == ()  # the originals are finished at pinpoint...
+    assert healthy.received == ["e-1", "e-2"]
+    # ...and copies owed to eventbridge alone go back, with nothing else about them changed.
+    assert [(c.event_id, c.destinations) for c in queues.requeued] == [
+        ("e-1", ("eventbridge",)),
+        ("e-2", ("eventbridge",)),
+    ]
+    assert queues.parked == []
+
+
+def test_with_one_destination_that_raises_the_batch_is_retried_not_failed() -> None:
+    queues = FakeQueues()
+    consumer = BatchDelivery([RaisingDestination({})], queues, queues, True)  # type: ignore[arg-type]
+    assert consumer.handle([message(1)]) == {"batchItemFailures": [{"itemIdentifier": "m-1"}]}
+
+
+# Two messages for one event in a batch ------------------------------------------------------
+
+
+def test_a_requeued_copy_meeting_its_original_is_delivered_once_and_both_finish() -> None:
+    queues = FakeQueues()
+    original = Event.from_message(message(1, PROFILE).body)
+    copy = replace(original, destinations=("pinpoint", "firehose"), profile=ProfileUpdate())
+    consumer, pinpoint, firehose = fan_out({}, {}, queues)
+    report = consumer.settle(
+        [message(1, PROFILE), QueuedMessage("m-copy", "r-copy", copy.to_message())]
+    )
+    assert (pinpoint.received, firehose.received) == (["e-1"], ["e-1"])
+    assert sorted(report.delivered) == ["m-1", "m-copy"]
+    assert (queues.parked, queues.requeued) == ([], [])
+
+
+def test_the_stripped_copy_is_what_is_sent_so_a_landed_update_is_not_written_again() -> None:
+    queues = FakeQueues()
+    seen: list[Event] = []
+
+    class Recording(ScriptedDestination):
+        def deliver(self, events: Sequence[Event], time_left: TimeLeft = None) -> list[Outcome]:
+            seen.extend(events)
+            return [Outcome(Verdict.DELIVERED, "", Verdict.DELIVERED)] * len(events)
+
+    original = Event.from_message(message(1, PROFILE).body)
+    copy = replace(original, destinations=("pinpoint",), profile=ProfileUpdate())
+    consumer = BatchDelivery([Recording({})], queues, queues, False)  # type: ignore[arg-type]
+    report = consumer.settle(
+        [message(1, PROFILE), QueuedMessage("m-copy", "r-copy", copy.to_message())]
+    )
+    assert [e.profile.is_empty() for e in seen] == [True]
+    assert sorted(report.delivered) == ["m-1", "m-copy"]
+
+
+def test_two_hits_with_one_id_but_different_updates_both_reach_the_destination() -> None:
+    queues = FakeQueues()
+    destination = ScriptedDestination({})
+    consumer = BatchDelivery([destination], queues, queues, False)  # type: ignore[arg-type]
+    consumer.settle([message(1, PROFILE), QueuedMessage("m-b", "r-b", message(1).body)])
+    assert destination.received == ["e-1", "e-1"]  # the destination judges (pinpoint rejects)
+
+
+# The settlement reserve ---------------------------------------------------------------------
+
+
+def test_destinations_get_the_time_left_minus_the_settlement_reserve() -> None:
+    queues = FakeQueues()
+    limits = SqsCallLimits(connect_timeout_s=1, read_timeout_s=3, attempts=2, workers=20)
+    first, second = ScriptedDestination({}, "pinpoint"), ScriptedDestination({}, "firehose")
+    consumer = BatchDelivery([first, second], queues, queues, False, limits)  # type: ignore[arg-type]
+    consumer.settle([message(i) for i in range(100)], lambda: 60_000)
+    assert first.time_left is not None
+    assert second.time_left is not None
+    # Before pinpoint: up to 200 letters or copies (20 calls, 1 wave) and 100 deletes (1 wave).
+    assert first.time_left() == 60_000 - 2 * limits.call_ms - SETTLE_MARGIN_MS
+    # Pinpoint answered clean: firehose's share of letters still fits one wave.
+    assert second.time_left() == 60_000 - 2 * limits.call_ms - SETTLE_MARGIN_MS
+    assert limits.call_ms == 9_000  # 2 x (1 s + 3 s) and at most 1 s of backoff
+
+
+def test_a_clean_destination_gives_back_its_part_of_the_reserve() -> None:
+    queues = FakeQueues()
+    limits = SqsCallLimits(workers=1)
+    first, second = ScriptedDestination({}, "pinpoint"), ScriptedDestination({}, "firehose")
+    consumer = BatchDelivery([first, second], queues, queues, True, limits)  # type: ignore[arg-type]
+    consumer.settle([message(i) for i in range(10)], lambda: 100_000)
+    assert first.time_left is not None
+    assert second.time_left is not None
+    assert first.time_left() == 100_000 - 2 * limits.call_ms - SETTLE_MARGIN_MS
+    assert second.time_left() == 100_000 - 1 * limits.call_ms - SETTLE_MARGIN_MS
+
+
+def test_a_batch_size_whose_settlement_cannot_fit_is_refused_naming_the_settings() -> None:
+    assert settlement_problem(100, 1, False, 10, 60) is None
+    problem = settlement_problem(1000, 1, False, 10, 60)
+    assert problem is not None
+    assert "BATCH_SIZE=1000" in problem
+    assert "lambda_timeout is 60 s" in problem
+    assert "DELIVERY_TIMEOUT_SECONDS=10" in problem
+    fitting = int(problem.split("lower BATCH_SIZE to ")[1].split(" ")[0])
+    assert settlement_problem(fitting, 1, False, 10, 60) is None
+    assert settlement_problem(fitting + 1, 1, False, 10, 60) is not None

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from typing import Any
 
 import pytest
-from botocore.exceptions import ClientError, EndpointConnectionError
+from botocore.exceptions import ClientError, EndpointConnectionError, ParamValidationError
 
 from chalicelib.config import ConfigError
 from chalicelib.destinations import eventbridge, firehose, registry
-from chalicelib.destinations.base import Verdict
+from chalicelib.destinations.base import Outcome, Verdict
 from chalicelib.events import Event
 
 
@@ -233,3 +234,59 @@ def test_an_eventbridge_bus_may_be_a_name_or_an_arn(bus: str) -> None:
 def test_an_eventbridge_source_that_merely_contains_aws_is_fine() -> None:
     settings = registry.settings_for(("eventbridge",), {"EVENTBRIDGE_SOURCE": "shop.aws.events"})
     assert settings["eventbridge"].source == "shop.aws.events"
+
+
+# One event's bad field, or one surprise, costs only that event or that call ---------------
+
+
+def test_eventbridge_rejects_an_event_whose_entry_cannot_be_built_and_sends_the_rest() -> None:
+    fake = FakeBus()
+    events = [make_event(i) for i in range(3)]
+    events[1] = replace(events[1], timestamp="2026-11-30 10:00:00 UTC")  # got past decode
+    outcomes = eventbridge.EventBridgeDestination(fake, "bus", "pixel-relay").deliver(events)  # type: ignore[arg-type]
+    assert [o.verdict for o in outcomes] == [Verdict.DELIVERED, Verdict.REJECTED, Verdict.DELIVERED]
+    assert outcomes[1].reason == "eventbridge could not build the entry: ValueError"
+    assert "2026-11-30" not in outcomes[1].reason  # the type of error, never the value
+    assert [json.loads(e["Detail"])["event_id"] for e in fake.calls[0]] == ["e-0", "e-2"]
+
+
+def test_firehose_rejects_a_record_that_cannot_be_encoded_and_sends_the_rest() -> None:
+    fake = FakeFirehose()
+    events = [make_event(1), make_event(2, note="\ud800"), make_event(3)]  # a lone surrogate
+    outcomes = firehose.FirehoseDestination(fake, "s").deliver(events)  # type: ignore[arg-type]
+    assert [o.verdict for o in outcomes] == [Verdict.DELIVERED, Verdict.REJECTED, Verdict.DELIVERED]
+    assert outcomes[1].reason == "firehose could not build the record: UnicodeEncodeError"
+    assert len(fake.calls[0]) == 2
+
+
+def test_eventbridge_entry_botocore_refuses_is_found_by_halving_and_rejected_alone() -> None:
+    class Validating(FakeBus):
+        def put_events(self, Entries: list[dict[str, Any]]) -> Any:  # noqa: N803
+            if any(json.loads(e["Detail"])["event_id"] == "e-6" for e in Entries):
+                raise ParamValidationError(report="Invalid length for parameter DetailType")
+            return super().put_events(Entries)
+
+    fake = Validating()
+    events = [make_event(i) for i in range(10)]
+    outcomes = eventbridge.EventBridgeDestination(fake, "bus", "pixel-relay").deliver(events)  # type: ignore[arg-type]
+    assert outcomes[6] == Outcome(
+        Verdict.REJECTED, "eventbridge could not build the request: ParamValidationError"
+    )
+    assert [o.verdict for i, o in enumerate(outcomes) if i != 6] == [Verdict.DELIVERED] * 9
+    sent = [json.loads(e["Detail"])["event_id"] for call in fake.calls for e in call]
+    assert sorted(sent) == [f"e-{i}" for i in range(10) if i != 6]  # each accepted once
+
+
+def test_an_unexpected_exception_retries_that_call_only() -> None:
+    class Surprising(FakeFirehose):
+        def put_record_batch(self, DeliveryStreamName: str, Records: list[dict[str, bytes]]) -> Any:  # noqa: N803
+            if len(self.calls) == 0:
+                self.calls.append([r["Data"] for r in Records])
+                raise KeyError("something botocore never raises")
+            return super().put_record_batch(DeliveryStreamName, Records)
+
+    fake = Surprising()
+    outcomes = firehose.FirehoseDestination(fake, "s").deliver([make_event(i) for i in range(501)])  # type: ignore[arg-type]
+    assert {o.reason for o in outcomes[:500]} == {"firehose call failed: KeyError"}
+    assert {o.verdict for o in outcomes[:500]} == {Verdict.RETRY}
+    assert outcomes[500].verdict is Verdict.DELIVERED

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import pytest
-from botocore.exceptions import ClientError, ReadTimeoutError
+from botocore.exceptions import ClientError, ParamValidationError, ReadTimeoutError
 
 from chalicelib.destinations.base import Verdict
 from chalicelib.destinations.pinpoint import PinpointDestination, plan_requests
@@ -306,3 +307,58 @@ def test_no_call_starts_without_time_to_finish() -> None:
     assert len(fake.calls) == 1
     assert [o.verdict for o in outcomes].count(Verdict.DELIVERED) == 100
     assert {o.reason for o in outcomes[100:]} == {"out of time"}
+
+
+# One event's bad field, or one surprise, costs only that event or that request --------------
+
+
+def test_an_event_botocore_refuses_is_found_by_halving_and_rejected_alone() -> None:
+    class Validating(FakePinpoint):
+        def put_events(self, ApplicationId: str, EventsRequest: dict[str, Any]) -> dict[str, Any]:  # noqa: N803
+            events = [e for item in EventsRequest["BatchItem"].values() for e in item["Events"]]
+            if "e-4" in events:
+                raise ParamValidationError(report="Invalid type for parameter Metrics")
+            return super().put_events(ApplicationId, EventsRequest)
+
+    fake = Validating()
+    outcomes = deliver([make_event(i, endpoint=f"ep-{i}") for i in range(8)], fake)
+    assert outcomes[4] == (
+        Verdict.REJECTED,
+        "pinpoint could not build the request: ParamValidationError",
+    )
+    assert [o for i, o in enumerate(outcomes) if i != 4] == [(Verdict.DELIVERED, "")] * 7
+    sent = [e for call in fake.calls for item in call["BatchItem"].values() for e in item["Events"]]
+    assert sorted(sent) == sorted(f"e-{i}" for i in range(8) if i != 4)  # each once
+
+
+def test_an_unexpected_exception_retries_that_request_only() -> None:
+    class Surprising(FakePinpoint):
+        def put_events(self, ApplicationId: str, EventsRequest: dict[str, Any]) -> dict[str, Any]:  # noqa: N803
+            if not self.calls:
+                self.calls.append(EventsRequest)
+                raise AttributeError("a library surprise")
+            return super().put_events(ApplicationId, EventsRequest)
+
+    outcomes = deliver([make_event(i, endpoint=f"ep-{i}") for i in range(150)], Surprising())
+    assert set(outcomes[:100]) == {(Verdict.RETRY, "pinpoint PutEvents failed: AttributeError")}
+    assert set(outcomes[100:]) == {(Verdict.DELIVERED, "")}
+
+
+def test_a_requeued_copy_meeting_its_original_is_the_same_event() -> None:
+    fake = FakePinpoint()
+    original = make_event(1, user_attributes={"plan": ("gold",)})
+    copy = replace(original, destinations=("pinpoint",), profile=ProfileUpdate())
+    assert deliver([original, copy], fake) == [(Verdict.DELIVERED, "")] * 2
+    assert len(fake.calls) == 1
+    assert list(fake.calls[0]["BatchItem"]["ep-1"]["Events"]) == ["e-1"]
+
+
+def test_two_hits_differing_only_in_their_profile_update_are_two_events() -> None:
+    """Only a copy the consumer made (it names its destinations) may lack the update."""
+    fake = FakePinpoint()
+    with_plan = make_event(1, user_attributes={"plan": ("gold",)})
+    without = make_event(1)
+    assert deliver([with_plan, without], fake)[1] == (
+        Verdict.REJECTED,
+        "event_id reused with different content in one batch",
+    )
