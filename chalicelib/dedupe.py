@@ -46,8 +46,10 @@ BATCH_GET_LIMIT: Final = 100
 BATCH_WRITE_LIMIT: Final = 25
 # Rounds of UnprocessedKeys/UnprocessedItems (throttling) before giving up on the rest.
 STORE_ROUNDS: Final = 3
-# No store call starts with less Lambda time left: settling the batch needs it more.
-STORE_CALL_BUDGET_MS: Final = 5_000
+# No store call starts with less Lambda time left: the worst call (2 attempts of 1 s to
+# connect and 2 s to read, and backoff: 6.5 s) plus the 8 s that config.call_budget_ms also
+# keeps for settling the batch, which needs the time more than the table does.
+STORE_CALL_BUDGET_MS: Final = 15_000
 
 
 def key_of(event: Event) -> Key:

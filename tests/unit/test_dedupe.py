@@ -12,6 +12,7 @@ import pytest
 from chalicelib.config import ConfigError, DedupeSettings
 from chalicelib.dedupe import (
     Deduplicated,
+    DynamoDeliveryStore,
     Key,
     RecentDeliveries,
     StoreUnavailableError,
@@ -266,3 +267,14 @@ def test_memory_cost_of_the_default_size_is_what_the_docs_say() -> None:
     print(f"RecentDeliveries: {size / count:.0f} bytes a key, {size / 1e6:.1f} MB in all")
     assert len(memory) == count
     assert size / count < 200
+
+
+def test_the_table_is_not_called_when_the_batch_needs_the_time_left() -> None:
+    class Untouchable:
+        def __getattr__(self, name: str) -> object:
+            raise AssertionError(f"{name} called with too little time left")
+
+    store = DynamoDeliveryStore(Untouchable(), "t", ttl_seconds=3600)  # type: ignore[arg-type]
+    with pytest.raises(StoreUnavailableError, match="out of time"):
+        store.seen("pinpoint", [("ep-1", "e-1")], lambda: 14_000)
+    assert store.record("pinpoint", [("ep-1", "e-1"), ("ep-1", "e-2")], lambda: 14_000) == 2
