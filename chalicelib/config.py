@@ -175,6 +175,35 @@ def model_rule(service: str, operation: str, *path: str) -> ModelRule:
     )
 
 
+@dataclass(frozen=True)
+class DedupeSettings:
+    """The consumer's memory of delivered events (chalicelib/dedupe.py): the per-container
+    LRU's size, and the optional shared DynamoDB table with its items' lifetime."""
+
+    memory_size: int = 100_000
+    table: str | None = None
+    ttl_seconds: int = 18 * 86_400  # the events queue's 4 days + the dead-letter queue's 14
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> DedupeSettings:
+        reader = Reader(environ)
+        table = environ.get("DEDUPE_TABLE", "").strip()
+        # DynamoDB's table name pattern and length (botocore's model).
+        if table and not re.fullmatch(r"[a-zA-Z0-9_.-]{3,255}", table):
+            raise ConfigError(
+                "DEDUPE_TABLE", "must be 3 to 255 letters, digits and _ . - (a DynamoDB table)"
+            )
+        return cls(
+            memory_size=reader.integer(
+                "DEDUPE_MEMORY_SIZE", default=100_000, low=0, high=2_000_000
+            ),
+            table=table or None,
+            ttl_seconds=reader.integer(
+                "DEDUPE_TTL_SECONDS", default=18 * 86_400, low=3600, high=365 * 86_400
+            ),
+        )
+
+
 def call_budget_ms(timeout_seconds: int, attempts: int = 3) -> int:
     """The longest one destination call can take (attempts, 2 s connect and the read timeout
     each, backoff): no call starts with less Lambda time. The time to settle the batch

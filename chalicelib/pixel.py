@@ -117,8 +117,13 @@ class PixelService:
             self._queue.send(hit.event)
         except QueueUnavailableError as error:
             telemetry.count("EnqueueFailures")
-            telemetry.logger.error("hit not enqueued", extra={"error": str(error)})
-            return responses.unavailable()
+            if error.may_have_landed:
+                telemetry.count("EnqueueOutcomeUnknown")
+            telemetry.logger.error(
+                "hit not enqueued",
+                extra={"error": str(error), "may_have_landed": error.may_have_landed},
+            )
+            return responses.unavailable(error.may_have_landed)
         telemetry.count("HitsAccepted")
         return responses.pixel()
 

@@ -7,13 +7,16 @@ and the `@app.on_sqs_message` decorator share, the URL is what the API needs.
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import ConnectionError as BotoConnectionError
 
+from chalicelib import telemetry
 from chalicelib.events import Event
 
 if TYPE_CHECKING:
@@ -79,7 +82,16 @@ CONSUMER_SQS = SqsCallLimits()
 
 
 class QueueUnavailableError(RuntimeError):
-    """When SQS did not take a message after the client's bounded retries."""
+    """When SQS did not take a message after the client's bounded retries.
+
+    `may_have_landed`: an attempt was sent and its answer never came (a read timeout, a
+    dropped connection) or was a server error, so SQS may hold the message anyway. False
+    only when every attempt certainly failed (no connection, or SQS refused it).
+    """
+
+    def __init__(self, reason: str, may_have_landed: bool = False) -> None:
+        super().__init__(reason)
+        self.may_have_landed = may_have_landed
 
 
 class _NamedQueue:
@@ -101,13 +113,44 @@ class _NamedQueue:
 
 
 class EventQueue(_NamedQueue):
-    """Where the pixel puts accepted events: one message per event."""
+    """Where the pixel puts accepted events: one message per event.
+
+    botocore retries a `SendMessage` whose answer is late, and SQS may have taken the first
+    attempt: one hit can then be two or three messages with the same event id (the consumer
+    delivers it once, chalicelib/dedupe.py). Each attempt is watched to tell the pixel's
+    answer whether a failed send may still have landed, and to count the successes that
+    may have left a copy behind (`EnqueueRetriedAfterTimeout`).
+    """
+
+    def __init__(self, client: SQSClient, name: str) -> None:
+        super().__init__(client, name)
+        self._attempts = threading.local()
+        client.meta.events.register(
+            "needs-retry.sqs.SendMessage", self._watch_attempt, unique_id=f"pixel-relay-{id(self)}"
+        )
 
     def send(self, event: Event) -> None:
+        self._attempts.uncertain = False
         try:
             self._client.send_message(QueueUrl=self.url, MessageBody=event.to_message())
         except (BotoCoreError, ClientError) as error:
-            raise QueueUnavailableError(type(error).__name__) from error
+            raise QueueUnavailableError(
+                type(error).__name__, may_have_landed=self._attempts.uncertain
+            ) from error
+        if self._attempts.uncertain:
+            telemetry.count("EnqueueRetriedAfterTimeout")
+
+    def _watch_attempt(
+        self, response: Any = None, caught_exception: Exception | None = None, **_: Any
+    ) -> None:
+        """botocore's hook after each attempt: note one whose fate SQS never told us."""
+        if caught_exception is not None:
+            certain = isinstance(caught_exception, BotoConnectionError)  # never connected
+        else:
+            status = response[0].status_code if response else 0
+            certain = status < 500
+        if not certain:
+            self._attempts.uncertain = True
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""The pixel's HTTP answers: the GIF, a refusal, or "not enqueued".
+"""The pixel's HTTP answers: the GIF, a refusal, or "not enqueued" (or "maybe enqueued").
 
 All bodies are bytes: `app.py` declares every content type binary (`*/*`) so that API Gateway
 returns the GIF as an image whatever the browser's Accept header, and with that setting
@@ -37,9 +37,18 @@ def refused(reason: str) -> Response:
     return _text(400, reason)
 
 
-def unavailable() -> Response:
+def unavailable(may_have_landed: bool = False) -> Response:
+    """503. "Not recorded" only when certain: when the queue's answer never came, SQS may
+    have taken the event; a retry that sends the same event_id is then delivered once."""
     # Retry-After lets a well-behaved client back off; GTM simply reports a failed tag.
-    return _text(503, "event not recorded: queue unavailable, try again", {"Retry-After": "1"})
+    if may_have_landed:
+        message = (
+            "event may have been recorded: the queue did not answer in time; "
+            "a retry with the same event_id is delivered once"
+        )
+    else:
+        message = "event not recorded: queue unavailable, try again"
+    return _text(503, message, {"Retry-After": "1"})
 
 
 def _text(status: int, message: str, extra: dict[str, str] | None = None) -> Response:

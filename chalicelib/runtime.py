@@ -15,13 +15,14 @@ import boto3
 from botocore.config import Config
 
 from chalicelib.bots import BotFilter
-from chalicelib.config import Settings
+from chalicelib.config import DedupeSettings, Settings
 from chalicelib.destinations import registry
 from chalicelib.pixel import Gate, PixelService
 from chalicelib.queue import EventQueue
 from chalicelib.signing import TokenVerifier
 
 if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_sqs import SQSClient
 
     from chalicelib.delivery import BatchDelivery
@@ -45,7 +46,13 @@ def check_configuration() -> Settings:
     current = settings()
     if not os.environ.get("AWS_LAMBDA_FUNCTION_NAME"):
         destination_settings()
+        dedupe_settings()
     return current
+
+
+@cache
+def dedupe_settings() -> DedupeSettings:
+    return DedupeSettings.from_env(os.environ)
 
 
 @cache
@@ -78,6 +85,17 @@ def _settlement_pool() -> ThreadPoolExecutor:
 
 
 @cache
+def _dedupe_dynamodb() -> DynamoDBClient:
+    # Short: a slow store is skipped (events sent anyway), never waited for at length.
+    config = Config(
+        connect_timeout=1,
+        read_timeout=2,
+        retries={"mode": "standard", "total_max_attempts": 2},
+    )
+    return boto3.client("dynamodb", config=config)
+
+
+@cache
 def pixel_service() -> PixelService:
     current = settings()
     gate = Gate(
@@ -93,14 +111,28 @@ def pixel_service() -> PixelService:
 @cache
 def batch_delivery() -> BatchDelivery:
     # Imported here: the pixel function never needs the consumer's modules.
+    from chalicelib.dedupe import Deduplicated, DynamoDeliveryStore, RecentDeliveries
     from chalicelib.delivery import BatchDelivery
     from chalicelib.queue import CONSUMER_SQS, BatchQueue, DeadLetterQueue
 
     current = settings()
     configured = destination_settings()
     pool = _settlement_pool()
+    dedupe = dedupe_settings()
+    store = (
+        DynamoDeliveryStore(_dedupe_dynamodb(), dedupe.table, dedupe.ttl_seconds)
+        if dedupe.table
+        else None
+    )
+    # Each destination is sent an event it recorded once: copies are answered from one
+    # memory per container (keys name the destination) and, if configured, the table.
+    memory = RecentDeliveries(dedupe.memory_size)
+    destinations = [
+        Deduplicated(registry.create(name, configured[name]), memory, store)
+        for name in current.destinations
+    ]
     return BatchDelivery(
-        destinations=[registry.create(name, configured[name]) for name in current.destinations],
+        destinations=destinations,
         dead_letters=DeadLetterQueue(_consumer_sqs(), current.dead_letter_queue, pool),
         events_queue=BatchQueue(_consumer_sqs(), current.wiring.events_queue, pool),
         report_batch_item_failures=current.report_batch_item_failures,
@@ -113,6 +145,8 @@ def reset() -> None:
     for cached in (
         settings,
         destination_settings,
+        dedupe_settings,
+        _dedupe_dynamodb,
         _pixel_sqs,
         _consumer_sqs,
         pixel_service,

@@ -39,3 +39,15 @@ def count_by_reason(name: str, reason: str, value: int = 1) -> None:
 def publish() -> None:
     """Flush the invocation's counters; called at the end of every handler."""
     metrics.flush_metrics(raise_on_empty_metrics=False)
+
+
+def count_for_destination(name: str, destination: str, value: int = 1) -> None:
+    """A counter with a `destination` dimension, published at once in its own EMF document
+    (`DuplicatesSkipped`, `DedupeStoreReadFailures`, `DedupeStoreWriteFailures`)."""
+    if not value:
+        return
+    with single_metric(
+        name=name, unit=MetricUnit.Count, value=value, namespace=NAMESPACE
+    ) as metric:
+        metric.add_dimension(name="service", value=SERVICE)
+        metric.add_dimension(name="destination", value=destination)

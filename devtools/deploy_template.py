@@ -24,6 +24,7 @@ from devtools.queue_spec import (
     ROOT,
     QueueSpec,
     chalice_config,
+    stage_environment,
 )
 
 NAMESPACE: Final = "PixelRelay"  # chalicelib.telemetry.NAMESPACE
@@ -86,6 +87,7 @@ def merge_template(stage: str, root: Path = ROOT) -> dict[str, Any]:
         },
     }
     resources.update(_waf(stage, settings))
+    resources.update(_dedupe_table(stage_environment(stage, root)))
     return {
         "Parameters": {
             "EnableWaf": {
@@ -152,6 +154,30 @@ def _queues(spec: QueueSpec) -> dict[str, Any]:
                 },
             },
         },
+    }
+
+
+def _dedupe_table(environment: dict[str, str]) -> dict[str, Any]:
+    """The shared dedupe store, when the stage names one (DEDUPE_TABLE): on-demand, items
+    expiring through TTL on `expires_at` (chalicelib/dedupe.py). Retained when the stack is
+    deleted, like data; it holds only digests."""
+    table = environment.get("DEDUPE_TABLE", "").strip()
+    if not table:
+        return {}
+    return {
+        "DedupeTable": {
+            "Type": "AWS::DynamoDB::Table",
+            "DeletionPolicy": "Retain",
+            "UpdateReplacePolicy": "Retain",
+            "Properties": {
+                "TableName": table,
+                "BillingMode": "PAY_PER_REQUEST",
+                "AttributeDefinitions": [{"AttributeName": "id", "AttributeType": "S"}],
+                "KeySchema": [{"AttributeName": "id", "KeyType": "HASH"}],
+                # Encrypted at rest with DynamoDB's own key (the default, no KMS charge).
+                "TimeToLiveSpecification": {"AttributeName": "expires_at", "Enabled": True},
+            },
+        }
     }
 
 

@@ -151,8 +151,24 @@ def consumer_policy(environment: dict[str, str]) -> dict[str, Any]:
                 "Resource": queue_arn(environment["DEAD_LETTER_QUEUE"]),
             },
             *destination_statements(environment),
+            *dedupe_statements(environment),
         ],
     }
+
+
+def dedupe_statements(environment: dict[str, str]) -> list[dict[str, Any]]:
+    """The optional shared dedupe store (DEDUPE_TABLE): read before sending, write after."""
+    table = environment.get("DEDUPE_TABLE", "").strip()
+    if not table:
+        return []
+    return [
+        {
+            "Sid": "DedupeStore",
+            "Effect": "Allow",
+            "Action": ["dynamodb:BatchGetItem", "dynamodb:BatchWriteItem"],
+            "Resource": f"arn:*:dynamodb:*:*:table/{table}",
+        }
+    ]
 
 
 def policy_files(root: Path = ROOT) -> dict[Path, dict[str, Any]]:

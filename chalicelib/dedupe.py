@@ -1,0 +1,327 @@
+"""At most once per destination for copies of one event: a memory of what was delivered.
+
+The pixel's SQS client retries a `SendMessage` whose answer came later than its read timeout,
+and SQS may have taken the first attempt: one hit, two or three messages, all with the same
+`event_id` (assigned once per hit) and `endpoint_id`. Replays and requeued copies can meet
+their originals too. `Deduplicated` wraps a destination and answers DELIVERED, without
+sending, for an event that destination already answered DELIVERED:
+
+- a bounded memory per container (an LRU of `(destination, endpoint_id, event_id)`), always
+  on;
+- optionally a DynamoDB table shared by every container (`DEDUPE_TABLE`), read before each
+  call and written after it, whose items expire after `DEDUPE_TTL_SECONDS`.
+
+Being wrong must cost a duplicate, never an event: a store that cannot be read means the
+events are sent (at least once, as without it); a store that cannot be written after a
+delivery means a later copy may be sent again. Both are counted. An event is remembered
+only when the destination recorded it and its profile update (if any) alike: a copy parked
+for its failed profile update must reach the destination again when it is replayed.
+
+What this does not cover: two copies handled at the same moment by two containers (each
+reads "not seen" before the other writes). docs/operations.md says so.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any, Final, Protocol
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from chalicelib import telemetry
+from chalicelib.destinations.base import DELIVERED, Destination, Outcome, TimeLeft, Verdict
+from chalicelib.events import Event
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+
+Key = tuple[str, str]  # (endpoint_id, event_id)
+
+# DynamoDB's own limits per call.
+BATCH_GET_LIMIT: Final = 100
+BATCH_WRITE_LIMIT: Final = 25
+# Rounds of UnprocessedKeys/UnprocessedItems (throttling) before giving up on the rest.
+STORE_ROUNDS: Final = 3
+# No store call starts with less Lambda time left: the worst call (2 attempts of 1 s to
+# connect and 2 s to read, and backoff: 6.5 s) plus the 8 s that config.call_budget_ms also
+# keeps for settling the batch, which needs the time more than the table does.
+STORE_CALL_BUDGET_MS: Final = 15_000
+
+
+def key_of(event: Event) -> Key:
+    return (event.endpoint_id, event.event_id)
+
+
+class RecentDeliveries:
+    """The last `capacity` deliveries a container made, oldest forgotten first; one memory
+    shared by every destination (each key names its destination), so its cost does not grow
+    with fan-out. A key is a 16-byte digest, about 150 bytes of memory with its entry: the
+    default 100,000 keys cost about 15 MB (docs/performance.md)."""
+
+    def __init__(self, capacity: int) -> None:
+        if capacity < 0:
+            raise ValueError("capacity must be 0 or more")
+        self._capacity = capacity
+        self._keys: OrderedDict[bytes, None] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def __contains__(self, key: object) -> bool:
+        if not isinstance(key, bytes) or key not in self._keys:
+            return False
+        self._keys.move_to_end(key)
+        return True
+
+    def add(self, key: bytes) -> None:
+        if not self._capacity:
+            return
+        self._keys[key] = None
+        self._keys.move_to_end(key)
+        while len(self._keys) > self._capacity:
+            self._keys.popitem(last=False)
+
+
+class StoreUnavailableError(RuntimeError):
+    """When the shared store could not answer (or not in the time left)."""
+
+
+class DeliveryStore(Protocol):
+    """Keys delivered to a destination, shared across containers."""
+
+    def seen(self, destination: str, keys: Sequence[Key], time_left: TimeLeft) -> set[Key]:
+        """The keys already recorded; raises StoreUnavailableError if it cannot tell."""
+        ...
+
+    def record(self, destination: str, keys: Sequence[Key], time_left: TimeLeft) -> int:
+        """Record keys; return how many could not be recorded."""
+        ...
+
+
+def fingerprint(destination: str, key: Key) -> bytes:
+    """A delivery's identity as 16 bytes: small in memory, no endpoint or event id kept in
+    the table, and no separator inside an id can make two keys collide (the parts are
+    length-prefixed). 128 bits: a false match, which would drop an event, never happens in
+    practice (about 1e-29 for 100,000 remembered keys)."""
+    digest = hashlib.blake2b(digest_size=16)
+    for part in (destination, *key):
+        raw = part.encode("utf-8", "surrogatepass")
+        digest.update(len(raw).to_bytes(4, "big"))
+        digest.update(raw)
+    return digest.digest()
+
+
+class DynamoDeliveryStore:
+    """A DynamoDB table (partition key `id`, string; TTL attribute `expires_at`): one
+    consistent BatchGetItem per 100 events before sending, one BatchWriteItem per 25
+    delivered events after. DynamoDB deletes expired items within days, so an item past
+    `expires_at` is ignored when read."""
+
+    def __init__(
+        self,
+        client: DynamoDBClient,
+        table: str,
+        ttl_seconds: int,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._client = client
+        self._table = table
+        self._ttl_seconds = ttl_seconds
+        self._clock = clock
+
+    def seen(self, destination: str, keys: Sequence[Key], time_left: TimeLeft = None) -> set[Key]:
+        by_id = {fingerprint(destination, key).hex(): key for key in keys}
+        ids = list(by_id)
+        now = int(self._clock())
+        found: set[Key] = set()
+        for start in range(0, len(ids), BATCH_GET_LIMIT):
+            pending: list[Any] = [{"id": {"S": i}} for i in ids[start : start + BATCH_GET_LIMIT]]
+            for _ in range(STORE_ROUNDS):
+                _check_time(time_left)
+                try:
+                    response = self._client.batch_get_item(
+                        RequestItems={
+                            self._table: {
+                                "Keys": pending,
+                                "ConsistentRead": True,
+                                "ProjectionExpression": "id, expires_at",
+                            }
+                        }
+                    )
+                except (BotoCoreError, ClientError) as error:
+                    raise StoreUnavailableError(type(error).__name__) from error
+                for item in response.get("Responses", {}).get(self._table, []):
+                    expires = item.get("expires_at", {}).get("N")
+                    if expires is None or int(expires) > now:
+                        found.add(by_id[str(item["id"]["S"])])
+                unprocessed: Any = response.get("UnprocessedKeys", {}).get(self._table, {})
+                pending = list(unprocessed.get("Keys", []))
+                if not pending:
+                    break
+            if pending:
+                raise StoreUnavailableError("UnprocessedKeys")
+        return found
+
+    def record(self, destination: str, keys: Sequence[Key], time_left: TimeLeft = None) -> int:
+        expires = str(int(self._clock()) + self._ttl_seconds)
+        ids = list(dict.fromkeys(fingerprint(destination, key).hex() for key in keys))
+        unrecorded = 0
+        for start in range(0, len(ids), BATCH_WRITE_LIMIT):
+            pending: list[Any] = [
+                {"PutRequest": {"Item": {"id": {"S": i}, "expires_at": {"N": expires}}}}
+                for i in ids[start : start + BATCH_WRITE_LIMIT]
+            ]
+            for _ in range(STORE_ROUNDS):
+                try:
+                    _check_time(time_left)
+                    response = self._client.batch_write_item(RequestItems={self._table: pending})
+                except (BotoCoreError, ClientError, StoreUnavailableError):
+                    break
+                pending = list(response.get("UnprocessedItems", {}).get(self._table, []))
+                if not pending:
+                    break
+            unrecorded += len(pending)
+        return unrecorded
+
+
+def _check_time(time_left: TimeLeft) -> None:
+    if time_left is not None and time_left() < STORE_CALL_BUDGET_MS:
+        raise StoreUnavailableError("out of time")
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """Which events of a call are sent, and whose outcome every other one takes."""
+
+    sent: list[int]  # indexes into the events, one per distinct key still to send
+    copies: dict[int, int]  # index of a copy -> index of the event sent for it
+
+
+class Deduplicated:
+    """A destination that receives each `(endpoint_id, event_id)` once (see module doc)."""
+
+    def __init__(
+        self,
+        destination: Destination,
+        memory: RecentDeliveries,
+        store: DeliveryStore | None = None,
+    ) -> None:
+        self.name = destination.name
+        self._destination = destination
+        self._memory = memory
+        self._store = store
+
+    def deliver(self, events: Sequence[Event], time_left: TimeLeft = None) -> list[Outcome]:
+        outcomes: list[Outcome | None] = [None] * len(events)
+        skipped = {"memory": 0, "store": 0, "batch": 0}
+        fresh: list[int] = []
+        for index, event in enumerate(events):
+            if self._remembers(event):
+                outcomes[index] = DELIVERED
+                skipped["memory"] += 1
+            else:
+                fresh.append(index)
+        fresh = self._not_in_store(events, fresh, outcomes, skipped, time_left)
+        plan = _plan(events, fresh)
+        skipped["batch"] = len(plan.copies)
+        answers = self._destination.deliver([events[i] for i in plan.sent], time_left)
+        for index, outcome in zip(plan.sent, answers, strict=True):
+            outcomes[index] = outcome
+        for copy, original in plan.copies.items():
+            outcomes[copy] = _for_copy(events[copy], outcomes[original] or DELIVERED)
+        delivered = [
+            key_of(events[index])
+            for index, outcome in zip(plan.sent, answers, strict=True)
+            if _fully_delivered(outcome)
+        ]
+        for key in delivered:
+            self._memory.add(fingerprint(self.name, key))
+        self._record(delivered, time_left)
+        self._count(skipped)
+        return [outcome or DELIVERED for outcome in outcomes]
+
+    def _remembers(self, event: Event) -> bool:
+        return fingerprint(self.name, key_of(event)) in self._memory
+
+    def _not_in_store(
+        self,
+        events: Sequence[Event],
+        fresh: list[int],
+        outcomes: list[Outcome | None],
+        skipped: dict[str, int],
+        time_left: TimeLeft,
+    ) -> list[int]:
+        """The events of `fresh` the shared store has not seen (all of them if it cannot say)."""
+        if self._store is None or not fresh:
+            return fresh
+        try:
+            seen = self._store.seen(self.name, [key_of(events[i]) for i in fresh], time_left)
+        except StoreUnavailableError as error:
+            telemetry.count_for_destination("DedupeStoreReadFailures", self.name, len(fresh))
+            telemetry.logger.warning(
+                "dedupe store not read; sending anyway",
+                extra={"destination": self.name, "events": len(fresh), "error": str(error)},
+            )
+            return fresh
+        rest: list[int] = []
+        for index in fresh:
+            key = key_of(events[index])
+            if key in seen:
+                outcomes[index] = DELIVERED
+                skipped["store"] += 1
+                self._memory.add(fingerprint(self.name, key))
+            else:
+                rest.append(index)
+        return rest
+
+    def _record(self, delivered: list[Key], time_left: TimeLeft) -> None:
+        if self._store is None or not delivered:
+            return
+        unrecorded = self._store.record(self.name, delivered, time_left)
+        if unrecorded:
+            telemetry.count_for_destination("DedupeStoreWriteFailures", self.name, unrecorded)
+            telemetry.logger.warning(
+                "dedupe store not written; a later copy may be delivered again",
+                extra={"destination": self.name, "events": unrecorded},
+            )
+
+    def _count(self, skipped: dict[str, int]) -> None:
+        total = sum(skipped.values())
+        if not total:
+            return
+        telemetry.count_for_destination("DuplicatesSkipped", self.name, total)
+        telemetry.logger.info(
+            "duplicates skipped", extra={"destination": self.name, "found_in": skipped}
+        )
+
+
+def _plan(events: Sequence[Event], indexes: list[int]) -> _Plan:
+    """One event sent per key. Of copies in one call the one carrying a profile update is
+    sent (a requeued copy may have had its update stripped); the others take its outcome."""
+    groups: dict[Key, list[int]] = {}
+    for index in indexes:
+        groups.setdefault(key_of(events[index]), []).append(index)
+    sent: list[int] = []
+    copies: dict[int, int] = {}
+    for members in groups.values():
+        chosen = next((i for i in members if not events[i].profile.is_empty()), members[0])
+        sent.append(chosen)
+        copies.update({i: chosen for i in members if i != chosen})
+    sent.sort()  # the destination sees events in queue order
+    return _Plan(sent, copies)
+
+
+def _for_copy(event: Event, outcome: Outcome) -> Outcome:
+    """The outcome of the event sent for `event`, without a profile verdict for a copy that
+    carries no profile update (it wrote nothing to a profile)."""
+    if event.profile.is_empty() and outcome.profile is not None:
+        return replace(outcome, profile=None, profile_reason="")
+    return outcome
+
+
+def _fully_delivered(outcome: Outcome) -> bool:
+    return outcome.verdict is Verdict.DELIVERED and outcome.profile in (None, Verdict.DELIVERED)
