@@ -15,11 +15,13 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 from typing import Any, cast
 
 import boto3
 from botocore.awsrequest import AWSPreparedRequest, AWSResponse
 from botocore.compat import HTTPHeaders
+from botocore.hooks import HierarchicalEmitter
 
 from chalicelib import runtime
 
@@ -161,6 +163,9 @@ class FakeSqsClient:
 
     def __init__(self) -> None:
         self.sent = 0
+        # The app watches each SendMessage attempt through botocore's event hooks; nothing
+        # here emits them, as a send that never fails needs no retry.
+        self.meta = SimpleNamespace(events=HierarchicalEmitter())
 
     def get_queue_url(self, QueueName: str) -> dict[str, str]:  # noqa: N803 (boto3's names)
         return {"QueueUrl": QUEUE_URL_PREFIX + QueueName}
