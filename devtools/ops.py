@@ -40,6 +40,7 @@ from devtools.deploy_preflight import tool
 from devtools.ops_check import CheckPlan, PinpointProbe, run_check
 from devtools.ops_dlq import (
     DEFAULT_HOLD_SECONDS,
+    MOVE_POLL_SECONDS,
     Journal,
     JournalBusyError,
     MoveTaskUnavailableError,
@@ -195,7 +196,7 @@ def _move(
         print(f"not starting an SQS move task: {blocked}", file=out)
         return 1
     try:
-        moved = move_all(sqs, dead_letter_url, events_url, stop, err, rate=args.rate)
+        moved = move_all(sqs, dead_letter_url, events_url, stop, err, args.rate, args.poll_seconds)
     except MoveTaskUnavailableError as error:
         if args.method == "move-task":
             raise SystemExit(f"SQS cannot run a move task here: {error}") from None
@@ -386,6 +387,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--rate", type=int, help="move task: messages per second (SQS picks one by default)"
     )
     dlq.add_argument("--journal", type=Path, help=argparse.SUPPRESS)
+    dlq.add_argument(
+        "--poll-seconds", type=float, default=MOVE_POLL_SECONDS, help=argparse.SUPPRESS
+    )
     dlq.add_argument("--progress-seconds", type=float, default=2.0, help=argparse.SUPPRESS)
 
     url = commands.add_parser("url", help="print the GTM Image URL for a stage")
