@@ -5,13 +5,10 @@ that is what keeps two readers, or one long scan, from seeing a message twice. N
 reads the dead-letter queue (no event source is attached to it), so a hold delays nobody.
 Messages are released again as soon as a scan is done.
 
-Replay is at least once, never lossy. Per batch of up to ten: send the bodies, unchanged, to
-the events queue; then delete exactly the ones SQS accepted from the dead-letter queue. A
-message is on at least one queue at every moment. Between the send and the delete the
-message ids are written to a journal file, so if the process is killed in that window, the
-next run deletes them instead of sending them again. Ctrl-C (or SIGTERM) stops after the
-batch in flight. The remaining window for a duplicate is a crash during the send call itself,
-and a duplicate carries the same event id, so Pinpoint and downstream readers can drop it.
+Replay loses nothing and sends nothing twice, through any kill and rerun on the machine that
+holds its journal (the protocol is spelled out above `Journal` below). An unfiltered replay is
+SQS's own message move task instead, which runs server-side. docs/operations.md says what
+each path guarantees and what an operator does after an interruption.
 """
 
 from __future__ import annotations
