@@ -4,6 +4,7 @@ never in Lambda.
 
     python -m devtools.ops dlq --stage prod [--samples 5] [--reason TEXT] [--event-type T]
     python -m devtools.ops dlq replay --stage prod [--reason TEXT] [--rejected-at pinpoint]
+                                       [--method auto|move-task|journal] [--resend-in-doubt]
     python -m devtools.ops url --stage prod [--api-url URL | --stack-name NAME] [--container F]
     python -m devtools.ops check --stage prod [--api-url URL | --stack-name NAME]
 
@@ -20,6 +21,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 import urllib.parse
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
@@ -28,6 +30,7 @@ from types import FrameType
 from typing import IO, TYPE_CHECKING, Any
 
 import boto3
+from botocore.config import Config
 
 from chalicelib.config import ConfigError, HitPolicy, Settings
 from chalicelib.destinations import registry
@@ -37,10 +40,15 @@ from devtools.deploy_preflight import tool
 from devtools.ops_check import CheckPlan, PinpointProbe, run_check
 from devtools.ops_dlq import (
     DEFAULT_HOLD_SECONDS,
+    MOVE_POLL_SECONDS,
     Journal,
+    JournalBusyError,
+    MoveTaskUnavailableError,
     Progress,
     Selection,
     approximate_count,
+    blocking_entries,
+    move_all,
     replay,
     summarize,
 )
@@ -65,6 +73,16 @@ class Ops:
     @property
     def sqs(self) -> SQSClient:
         client: SQSClient = self.client("sqs")
+        return client
+
+    @property
+    def sqs_single_attempt(self) -> SQSClient:
+        """For sends that must not be repeated: botocore retrying a send whose answer was
+        lost enqueues the message twice. The replay decides itself what a failure means."""
+        if "sqs-single-attempt" not in self._clients:
+            config = Config(retries={"total_max_attempts": 1})
+            self._clients["sqs-single-attempt"] = self._session.client("sqs", config=config)
+        client: SQSClient = self._clients["sqs-single-attempt"]
         return client
 
 
@@ -111,27 +129,81 @@ def dlq_command(args: argparse.Namespace, ops: Ops, out: IO[str], err: IO[str]) 
         if args.dry_run:
             print(f"dry run: replay would send {summary.selected:,} messages", file=out)
         return 0
-    events_url = sqs.get_queue_url(QueueName=spec.events_queue)["QueueUrl"]
+    filtered = bool(args.reason or args.event_type or args.rejected_at or args.limit is not None)
+    method = args.method
+    if method == "move-task" and (filtered or args.resend_in_doubt):
+        raise SystemExit(
+            "--method move-task moves every message: it takes no --reason, --event-type,"
+            " --rejected-at, --limit or --resend-in-doubt"
+        )
+    if method == "auto":
+        method = "journal" if filtered or args.resend_in_doubt else "move-task"
     journal = Journal(
         args.journal or args.project_dir / ".local" / "replay" / f"{spec.dead_letter_queue}.journal"
     )
-    progress = Progress("dlq replay", expected, err, args.progress_seconds)
-    print(f"replaying {selection.describe()} from {spec.dead_letter_queue}", file=err)
-    with stop_on_signals() as stop:
-        report = replay(
-            sqs,
-            dead_letter_url,
-            events_url,
-            journal,
-            selection,
-            include_invalid=args.include_invalid,
-            limit=args.limit,
-            hold_seconds=args.hold,
-            progress=progress,
-            stop=stop,
-        )
+    events_url = sqs.get_queue_url(QueueName=spec.events_queue)["QueueUrl"]
+    try:
+        with journal.lock(), stop_on_signals() as stop:
+            if method == "move-task":
+                status = _move(args, ops, journal, dead_letter_url, events_url, stop, out, err)
+                if status is not None:
+                    return status
+                print("replaying with the journalled path instead", file=err)
+            progress = Progress("dlq replay", expected, err, args.progress_seconds)
+            print(f"replaying {selection.describe()} from {spec.dead_letter_queue}", file=err)
+            report = replay(
+                sqs,
+                dead_letter_url,
+                events_url,
+                journal,
+                selection,
+                include_invalid=args.include_invalid,
+                limit=args.limit,
+                hold_seconds=args.hold,
+                progress=progress,
+                stop=stop,
+                send_sqs=ops.sqs_single_attempt,
+                resend_in_doubt=args.resend_in_doubt,
+            )
+    except JournalBusyError as error:
+        raise SystemExit(str(error)) from None
     print(report.render(spec.dead_letter_queue, spec.events_queue), file=out)
-    return 1 if report.interrupted or report.send_failed or report.delete_failed else 0
+    return 1 if report.incomplete() else 0
+
+
+def _move(
+    args: argparse.Namespace,
+    ops: Ops,
+    journal: Journal,
+    dead_letter_url: str,
+    events_url: str,
+    stop: threading.Event,
+    out: IO[str],
+    err: IO[str],
+) -> int | None:
+    """The whole queue by an SQS move task; None when SQS cannot run one here (auto falls
+    back to the journalled path then). First settles what a journalled run left behind."""
+    spec = QueueSpec.for_stage(args.stage, args.project_dir)
+    sqs = ops.sqs
+    if journal.entries:
+        print("finishing what an earlier journalled replay left", file=err)
+        settled = replay(
+            sqs, dead_letter_url, events_url, journal, hold_seconds=args.hold, finish_only=True
+        )
+        print(settled.render(spec.dead_letter_queue, spec.events_queue), file=out)
+    blocked = blocking_entries(journal, time.time())
+    if blocked:
+        print(f"not starting an SQS move task: {blocked}", file=out)
+        return 1
+    try:
+        moved = move_all(sqs, dead_letter_url, events_url, stop, err, args.rate, args.poll_seconds)
+    except MoveTaskUnavailableError as error:
+        if args.method == "move-task":
+            raise SystemExit(f"SQS cannot run a move task here: {error}") from None
+        print(f"SQS cannot run a move task here ({error})", file=err)
+        return None
+    print(moved.render(spec.dead_letter_queue, spec.events_queue), file=out)
+    return 1 if moved.incomplete() else 0
 
 
 # url --------------------------------------------------------------------------------------
@@ -272,8 +344,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "dlq",
         help="summarize or replay the dead-letter queue",
         description="summary (default): counts by reason, event type and stage, oldest age."
-        " replay: send selected messages back to the events queue, at least once, none lost"
-        " (docs/operations.md).",
+        " replay: send selected messages back to the events queue, none lost, none twice,"
+        " also when interrupted (docs/operations.md).",
     )
     dlq.add_argument("action", nargs="?", choices=("summary", "replay"), default="summary")
     common(dlq)
@@ -299,7 +371,25 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default=DEFAULT_HOLD_SECONDS,
         help="seconds each message stays hidden while a scan runs (default %(default)s)",
     )
+    dlq.add_argument(
+        "--method",
+        choices=("auto", "move-task", "journal"),
+        default="auto",
+        help="replay by an SQS move task (every message; auto picks it when nothing is"
+        " filtered) or by this tool with its journal (any selection); default %(default)s",
+    )
+    dlq.add_argument(
+        "--resend-in-doubt",
+        action="store_true",
+        help="also send messages whose earlier send got no answer (each may then arrive twice)",
+    )
+    dlq.add_argument(
+        "--rate", type=int, help="move task: messages per second (SQS picks one by default)"
+    )
     dlq.add_argument("--journal", type=Path, help=argparse.SUPPRESS)
+    dlq.add_argument(
+        "--poll-seconds", type=float, default=MOVE_POLL_SECONDS, help=argparse.SUPPRESS
+    )
     dlq.add_argument("--progress-seconds", type=float, default=2.0, help=argparse.SUPPRESS)
 
     url = commands.add_parser("url", help="print the GTM Image URL for a stage")

@@ -5,17 +5,16 @@ that is what keeps two readers, or one long scan, from seeing a message twice. N
 reads the dead-letter queue (no event source is attached to it), so a hold delays nobody.
 Messages are released again as soon as a scan is done.
 
-Replay is at least once, never lossy. Per batch of up to ten: send the bodies, unchanged, to
-the events queue; then delete exactly the ones SQS accepted from the dead-letter queue. A
-message is on at least one queue at every moment. Between the send and the delete the
-message ids are written to a journal file, so if the process is killed in that window, the
-next run deletes them instead of sending them again. Ctrl-C (or SIGTERM) stops after the
-batch in flight. The remaining window for a duplicate is a crash during the send call itself,
-and a duplicate carries the same event id, so Pinpoint and downstream readers can drop it.
+Replay loses nothing and sends nothing twice, through any kill and rerun on the machine that
+holds its journal (the protocol is spelled out above `Journal` below). An unfiltered replay is
+SQS's own message move task instead, which runs server-side. docs/operations.md says what
+each path guarantees and what an operator does after an interruption.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import sys
@@ -25,8 +24,9 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from enum import Enum
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Final
+from typing import IO, TYPE_CHECKING, Any, Final
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -310,68 +310,176 @@ def summarize(
 
 
 # Replay -----------------------------------------------------------------------------------
+#
+# The journalled path (any selection). Per batch, with `id` a dead-letter message id:
+#   1. receive (hidden for the hold);          journal `sending id hidden_until`  (synced)
+#   2. SendMessageBatch to the events queue;   journal `sent id hidden_until`     (synced)
+#                                           or `unsent id` when SQS refused it for certain;
+#   3. DeleteMessageBatch with the fresh receipt handle; journal `deleted id`.
+# Rules on every later run, whatever happened in between:
+#   - `sent`: never sent again. Deleted when next received; until then it stays in the journal,
+#     even if no scan finds it: a message hidden by a killed run's hold (in flight) is absent
+#     from a scan and still on the queue, and absence proves nothing.
+#   - `sending` without an answer (killed during the send, or its answer lost): in doubt. It may
+#     be on the events queue, so it is never sent again unless the operator accepts the risk
+#     (`resend_in_doubt`), and never deleted, which could lose it.
+#   - an entry is forgotten only when its delete is confirmed, or once the dead-letter queue's
+#     retention period has passed since its receive: then SQS has dropped the message for sure.
+# The one thing the journal cannot survive is being lost (another machine, a deleted file):
+# then a message of the batch in flight at the kill is sent again (≤ 10 per interrupted run),
+# carrying the `replay_of` attribute with the same dead-letter message id and the same event id.
+
+REPLAY_MARKER: Final = "replay_of"  # attribute of a replayed message: its dead-letter message id
+HOLD_MARGIN_SECONDS: Final = 1.0  # a delete later than this before the hold ends is unconfirmed
+
+
+class EntryState(Enum):
+    IN_DOUBT = "sending"  # the send was started; its answer never came
+    SENT = "sent"  # on the events queue; the dead-letter copy must be deleted, never re-sent
+
+
+@dataclass(frozen=True)
+class Entry:
+    state: EntryState
+    hidden_until: float  # unix seconds when the hold of the receive that sent it ends
+
+
+class JournalBusyError(RuntimeError):
+    """Another replay on this machine holds the journal."""
 
 
 class Journal:
-    """Message ids sent to the events queue whose delete from the dead-letter queue is not
-    yet confirmed. A run that finds one deletes it instead of sending it again."""
+    """The replay's memory across kills: one line per dead-letter message id and step, appended
+    and synced before the step it guards. Only one replay may use a journal at a time."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.pending: set[str] = set()
+        self.entries: dict[str, Entry] = {}
+        self._locked = False
         if path.exists():
-            for line in path.read_text().splitlines():
-                action, _, message_id = line.partition(" ")
-                if action == "sent":
-                    self.pending.add(message_id)
-                elif action == "deleted":
-                    self.pending.discard(message_id)
+            for line in path.read_text(encoding="utf-8").splitlines():
+                self._apply(line.split())
 
-    def _append(self, action: str, message_ids: Sequence[str], durable: bool) -> None:
-        if not message_ids:
+    def _apply(self, fields: list[str]) -> None:
+        if len(fields) < 2:
+            return  # a line torn by a crash mid-write: its step never started
+        action, message_id = fields[0], fields[1]
+        if action in ("sending", "sent"):
+            try:
+                # Old journals have no time: keep such an entry a full retention from now.
+                hidden_until = float(fields[2]) if len(fields) > 2 else time.time()
+            except ValueError:
+                hidden_until = time.time()
+            self.entries[message_id] = Entry(EntryState(action), hidden_until)
+        elif action in ("unsent", "deleted"):
+            self.entries.pop(message_id, None)
+
+    @property
+    def pending(self) -> set[str]:
+        """Ids that must not be sent again (sent, or in doubt)."""
+        return set(self.entries)
+
+    def state(self, message_id: str) -> EntryState | None:
+        entry = self.entries.get(message_id)
+        return entry.state if entry else None
+
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[None]:
+        """Two replays sharing a journal would each take the other's entries for their own.
+        Re-entrant for one Journal object (a settling pass inside a move)."""
+        if self._locked:
+            yield
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.path.with_name(self.path.name + ".lock").open("a") as handle:
+            try:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise JournalBusyError(
+                    f"another replay is using {self.path}; wait for it to finish"
+                ) from None
+            self._locked = True
+            try:
+                yield
+            finally:
+                self._locked = False
+                fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+    def _append(self, lines: list[str], durable: bool) -> None:
+        if not lines:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self.path.open("a", encoding="utf-8") as journal:
-            journal.writelines(f"{action} {message_id}\n" for message_id in message_ids)
+            journal.writelines(line + "\n" for line in lines)
             if durable:
                 journal.flush()
                 os.fsync(journal.fileno())
+        for line in lines:
+            self._apply(line.split())
 
-    def sent(self, message_ids: Sequence[str]) -> None:
-        """On disk before the delete is attempted: this line is what prevents a resend."""
-        self._append("sent", message_ids, durable=True)
-        self.pending.update(message_ids)
+    def sending(self, message_ids: Sequence[str], hidden_until: float) -> None:
+        """On disk before the send starts: a send cut off half-way is then known to be in doubt."""
+        self._append([f"sending {i} {hidden_until:.3f}" for i in message_ids], durable=True)
+
+    def sent(self, message_ids: Sequence[str], hidden_until: float) -> None:
+        """On disk before the delete starts: this line is what prevents a resend."""
+        self._append([f"sent {i} {hidden_until:.3f}" for i in message_ids], durable=True)
+
+    def unsent(self, message_ids: Sequence[str]) -> None:
+        # Not synced: if lost, the entry stays in doubt, which only asks the operator to decide.
+        self._append([f"unsent {i}" for i in message_ids], durable=False)
 
     def deleted(self, message_ids: Sequence[str]) -> None:
-        # Not synced: if this line is lost, the next run finds the id pending, looks for a
-        # message that is no longer there, and forgets it after a complete scan.
-        self._append("deleted", message_ids, durable=False)
-        self.pending.difference_update(message_ids)
+        # Not synced: if lost, the entry stays `sent` until seen again or expired; never resent.
+        self._append([f"deleted {i}" for i in message_ids], durable=False)
 
-    def forget_all_but(self, still_queued: set[str]) -> None:
-        """After a complete scan: pending ids not on the queue any more were deleted."""
-        self.pending.intersection_update(still_queued)
+    def expire(self, retention_seconds: float, now: float) -> list[str]:
+        """Forget entries whose message SQS has dropped for certain (older than the retention)."""
+        gone = [i for i, e in self.entries.items() if e.hidden_until + retention_seconds < now]
+        for message_id in gone:
+            del self.entries[message_id]
+        return gone
 
     def compact(self) -> None:
-        """Keep only what is still pending; no file at all when nothing is."""
-        if not self.pending:
+        """Keep only the live entries (atomically, synced); no file at all when none are."""
+        if not self.entries:
             self.path.unlink(missing_ok=True)
             return
-        temporary = self.path.with_suffix(".tmp")
-        temporary.write_text("".join(f"sent {message_id}\n" for message_id in self.pending))
+        temporary = self.path.with_name(self.path.name + ".tmp")
+        with temporary.open("w", encoding="utf-8") as handle:
+            handle.writelines(
+                f"{e.state.value} {i} {e.hidden_until:.3f}\n" for i, e in self.entries.items()
+            )
+            handle.flush()
+            os.fsync(handle.fileno())
         temporary.replace(self.path)
+        directory = os.open(self.path.parent, os.O_RDONLY)
+        try:
+            os.fsync(directory)
+        finally:
+            os.close(directory)
 
 
 @dataclass
 class ReplayReport:
     scanned: int = 0
     replayed: int = 0
-    already_sent: int = 0  # found in the journal: deleted without sending again
+    already_sent: int = 0  # journalled `sent`, received again: deleted, not sent again
     not_selected: int = 0
     newer_than_run: int = 0
     not_replayable: int = 0
-    send_failed: int = 0
+    send_failed: int = 0  # refused by SQS for certain: left, sent by a later run
+    send_unanswered: int = 0  # this run's send got no answer: now in doubt
+    in_doubt_seen: int = 0  # in doubt from an earlier run: left on the dead-letter queue
+    in_doubt_resent: int = 0
+    in_doubt_samples: list[str] = field(default_factory=list)
     delete_failed: int = 0
+    delete_unconfirmed: int = 0  # deleted after our hold may have ended: kept in the journal
+    hidden_by_earlier_run: int = 0  # journalled `sent`, still hidden by the killed run's hold
+    hidden_until: float = 0.0
+    sent_not_seen: int = 0  # journalled `sent`, hold over, not received: probably deleted
+    in_doubt_not_seen: int = 0
+    forgotten: int = 0  # past the queue's retention
     interrupted: bool = False
 
     def counts(self) -> dict[str, int]:
@@ -381,14 +489,35 @@ class ReplayReport:
             "failed": self.send_failed + self.delete_failed,
         }
 
+    @property
+    def in_doubt(self) -> int:
+        return self.send_unanswered + self.in_doubt_seen + self.in_doubt_not_seen
+
+    def incomplete(self) -> bool:
+        """Whether the operator has something left to do (the command exits 1)."""
+        return bool(
+            self.interrupted
+            or self.send_failed
+            or self.delete_failed
+            or self.in_doubt
+            or self.hidden_by_earlier_run
+        )
+
     def render(self, dead_letter_queue: str, events_queue: str) -> str:
         lines = [
             f"replayed {self.replayed:,} messages from {dead_letter_queue} to {events_queue}"
             f" ({self.scanned:,} scanned)"
             + (": interrupted, run the same command again to continue" if self.interrupted else "")
         ]
+        until = datetime.fromtimestamp(self.hidden_until, UTC).strftime("%H:%M:%S UTC")
         for count, text in (
-            (self.already_sent, "already sent by an interrupted run: deleted, not sent again"),
+            (self.already_sent, "sent by an earlier run: deleted now, not sent again"),
+            (
+                self.hidden_by_earlier_run,
+                "sent by an interrupted run, still hidden by its hold until"
+                f" {until}: they will not be sent again; run again after {until} to delete"
+                " them from the dead-letter queue",
+            ),
             (self.not_selected, "not selected: left on the dead-letter queue"),
             (self.newer_than_run, "arrived during this run: left for the next run"),
             (
@@ -396,15 +525,45 @@ class ReplayReport:
                 "not a valid event message: left (the consumer would park it again;"
                 " --include-invalid sends them anyway)",
             ),
-            (self.send_failed, "not accepted by the events queue: left, run again"),
+            (self.send_failed, "refused by the events queue: left, run again"),
+            (
+                self.send_unanswered,
+                "sent by this run without an answer (a timeout, a cut connection)",
+            ),
+            (
+                self.in_doubt,
+                "in doubt: a run was stopped during their send, so they may already be on the"
+                " events queue. Left on the dead-letter queue and never sent again on their"
+                " own; check the destination for their event ids, then either leave them or"
+                " replay with --resend-in-doubt (at most one duplicate each, same event id)",
+            ),
+            (self.in_doubt_resent, "in doubt, sent again as asked (--resend-in-doubt)"),
             (
                 self.delete_failed,
-                "sent but not deleted: the journal makes the next run delete them",
+                "sent but their delete failed: a later run deletes them, never sends them again",
             ),
+            (
+                self.delete_unconfirmed + self.sent_not_seen,
+                "sent, their delete not confirmed: kept in the journal, so they are deleted,"
+                " never sent again, if they show up (forgotten after the queue's retention)",
+            ),
+            (self.forgotten, "journal entries older than the queue's retention: forgotten"),
         ):
             if count:
                 lines.append(f"  {count:,} {text}")
+        lines.extend(f"    in doubt: {sample}" for sample in self.in_doubt_samples)
         return "\n".join(lines)
+
+
+def retention_seconds(sqs: SQSClient, url: str) -> float | None:
+    """The queue's retention period, or None (then no journal entry is ever forgotten)."""
+    try:
+        attributes = sqs.get_queue_attributes(
+            QueueUrl=url, AttributeNames=["MessageRetentionPeriod"]
+        )["Attributes"]
+        return float(attributes["MessageRetentionPeriod"])
+    except (BotoCoreError, ClientError, KeyError, ValueError):
+        return None
 
 
 def replay(
@@ -419,79 +578,204 @@ def replay(
     progress: Progress | None = None,
     stop: threading.Event | None = None,
     after_send: Callable[[list[DeadLetter]], None] | None = None,
+    send_sqs: SQSClient | None = None,
+    resend_in_doubt: bool = False,
+    finish_only: bool = False,
+    clock: Callable[[], float] = time.time,
 ) -> ReplayReport:
-    """Move selected dead letters back to the events queue, at least once, none lost.
+    """Move selected dead letters back to the events queue: none lost, none sent twice.
 
-    `after_send` runs between the send and the delete (tests use it to simulate a crash).
-    Only messages already on the dead-letter queue when the run starts are replayed: one
-    that fails again during the run is left for the next.
+    `send_sqs` sends to the events queue; give it a client without retries (botocore retrying
+    a send whose answer was lost enqueues it twice). `after_send` runs between the send and
+    the delete (tests use it to simulate a crash). `finish_only` sends nothing and only
+    deletes what the journal says was sent. Only messages already on the dead-letter queue
+    when the run starts are replayed: one that fails again during the run is left for the next.
     """
+    with journal.lock():
+        return _replay(
+            sqs,
+            send_sqs or sqs,
+            dead_letter_url,
+            events_url,
+            journal,
+            _Options(selection, include_invalid, limit, resend_in_doubt, finish_only),
+            hold_seconds,
+            progress,
+            stop,
+            after_send,
+            clock,
+        )
+
+
+@dataclass(frozen=True)
+class _Options:
+    selection: Selection
+    include_invalid: bool
+    limit: int | None
+    resend_in_doubt: bool
+    finish_only: bool
+
+
+def _replay(
+    sqs: SQSClient,
+    sender: SQSClient,
+    dead_letter_url: str,
+    events_url: str,
+    journal: Journal,
+    options: _Options,
+    hold_seconds: int,
+    progress: Progress | None,
+    stop: threading.Event | None,
+    after_send: Callable[[list[DeadLetter]], None] | None,
+    clock: Callable[[], float],
+) -> ReplayReport:
     report = ReplayReport()
     started = datetime.now(UTC)
+    retention = retention_seconds(sqs, dead_letter_url)
     scanner = Scanner(sqs, dead_letter_url, hold_seconds)
     try:
         for batch in scanner.batches(stop):
+            # Our clock after the receive: the hold ends no earlier than this (bar clock skew).
+            hidden_until = clock() + hold_seconds
             report.scanned += len(batch)
-            finish = [letter for letter in batch if letter.message_id in journal.pending]
-            report.already_sent += len(finish)
-            chosen: list[DeadLetter] = []
-            for letter in batch:
-                if letter.message_id in journal.pending:
-                    continue
-                if letter.sent_at > started:
-                    report.newer_than_run += 1
-                elif not selection.matches(letter):
-                    report.not_selected += 1
-                elif not include_invalid and not letter.replayable():
-                    report.not_replayable += 1
-                elif limit is not None and report.replayed + len(chosen) >= limit:
-                    report.not_selected += 1
-                else:
-                    chosen.append(letter)
-            sent = _send(sqs, events_url, chosen)
-            report.send_failed += len(chosen) - len(sent)
-            journal.sent([letter.message_id for letter in sent])
+            finish, chosen = _choose(batch, journal, options, started, report)
+            journal.sending([letter.message_id for letter in chosen], hidden_until)
+            sent = _send(sender, events_url, chosen, journal, hidden_until, report)
             if after_send is not None:
                 after_send(sent)
             to_delete = finish + sent
             deleted = _delete(sqs, dead_letter_url, to_delete)
-            journal.deleted(deleted)
+            if clock() < hidden_until - HOLD_MARGIN_SECONDS:
+                journal.deleted(deleted)
+            else:  # our hold may have ended: a newer receive makes "Successful" prove nothing
+                report.delete_unconfirmed += len(deleted)
             scanner.forget(deleted)
             report.delete_failed += len(to_delete) - len(deleted)
             report.replayed += len(sent)
             if progress:
                 progress.update(report.counts(), report.scanned)
-            if limit is not None and report.replayed >= limit:
+            if options.limit is not None and report.replayed >= options.limit:
                 break  # the rest stays held until released below
-        else:
-            # The whole queue was seen: a journal id not on it any more was deleted.
-            if not (stop and stop.is_set()):
-                journal.forget_all_but(scanner.seen)
         report.interrupted = bool(stop and stop.is_set())
     finally:
         scanner.release()
+        _account_unseen(journal, scanner.seen, clock(), report)
+        if retention is not None:
+            report.forgotten = len(journal.expire(retention, clock()))
         journal.compact()
     return report
 
 
-def _send(sqs: SQSClient, url: str, letters: list[DeadLetter]) -> list[DeadLetter]:
-    """The letters the events queue accepted (a failed call accepts none)."""
+def _choose(
+    batch: list[DeadLetter],
+    journal: Journal,
+    options: _Options,
+    started: datetime,
+    report: ReplayReport,
+) -> tuple[list[DeadLetter], list[DeadLetter]]:
+    """(journalled as sent: to delete, never send; chosen to send)."""
+    finish: list[DeadLetter] = []
+    chosen: list[DeadLetter] = []
+    for letter in batch:
+        state = journal.state(letter.message_id)
+        if state is EntryState.SENT:
+            finish.append(letter)
+            report.already_sent += 1
+            continue
+        if state is EntryState.IN_DOUBT and not options.resend_in_doubt:
+            report.in_doubt_seen += 1
+            if len(report.in_doubt_samples) < 10:
+                report.in_doubt_samples.append(
+                    f"{letter.message_id} (event id {_field(letter.body, 'event_id')})"
+                )
+            continue
+        if options.finish_only:
+            report.not_selected += 1
+        elif letter.sent_at > started:
+            report.newer_than_run += 1
+        elif not options.selection.matches(letter):
+            report.not_selected += 1
+        elif not options.include_invalid and not letter.replayable():
+            report.not_replayable += 1
+        elif options.limit is not None and report.replayed + len(chosen) >= options.limit:
+            report.not_selected += 1
+        else:
+            chosen.append(letter)
+            if state is EntryState.IN_DOUBT:
+                report.in_doubt_resent += 1
+    return finish, chosen
+
+
+def _account_unseen(journal: Journal, seen: set[str], now: float, report: ReplayReport) -> None:
+    """What the journal still holds that this run did not receive, and why that is fine."""
+    for message_id, entry in journal.entries.items():
+        if message_id in seen:
+            continue
+        if entry.state is EntryState.IN_DOUBT:
+            report.in_doubt_not_seen += 1
+        elif entry.hidden_until + HOLD_MARGIN_SECONDS > now:
+            report.hidden_by_earlier_run += 1
+            report.hidden_until = max(report.hidden_until, entry.hidden_until)
+        else:
+            report.sent_not_seen += 1
+
+
+def _field(body: str, name: str) -> str:
+    try:
+        document = json.loads(body)
+    except ValueError:
+        return "?"
+    value = document.get(name) if isinstance(document, dict) else None
+    return value if isinstance(value, str) else "?"
+
+
+def _send(
+    sqs: SQSClient,
+    url: str,
+    letters: list[DeadLetter],
+    journal: Journal,
+    hidden_until: float,
+    report: ReplayReport,
+) -> list[DeadLetter]:
+    """Send, each with its replay marker, and journal the outcome; the letters SQS accepted."""
     if not letters:
         return []
     try:
         response = sqs.send_message_batch(
             QueueUrl=url,
             Entries=[
-                {"Id": str(i), "MessageBody": letter.body} for i, letter in enumerate(letters)
+                {
+                    "Id": str(i),
+                    "MessageBody": letter.body,
+                    "MessageAttributes": {
+                        REPLAY_MARKER: {"DataType": "String", "StringValue": letter.message_id}
+                    },
+                }
+                for i, letter in enumerate(letters)
             ],
         )
-    except (BotoCoreError, ClientError):  # nothing was sent; the hold brings them back
+    except ClientError as error:
+        status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+        if 400 <= status < 500:  # refused: nothing was enqueued
+            journal.unsent([letter.message_id for letter in letters])
+            report.send_failed += len(letters)
+        else:  # a server error may come after the enqueue
+            report.send_unanswered += len(letters)
         return []
-    return [letters[int(entry["Id"])] for entry in response.get("Successful", [])]
+    except BotoCoreError:  # no answer: it may have been enqueued; stays in doubt
+        report.send_unanswered += len(letters)
+        return []
+    accepted = [letters[int(entry["Id"])] for entry in response.get("Successful", [])]
+    refused = [letters[int(entry["Id"])] for entry in response.get("Failed", [])]
+    journal.sent([letter.message_id for letter in accepted], hidden_until)
+    journal.unsent([letter.message_id for letter in refused])
+    report.send_failed += len(refused)
+    report.send_unanswered += len(letters) - len(accepted) - len(refused)
+    return accepted
 
 
 def _delete(sqs: SQSClient, url: str, letters: list[DeadLetter]) -> list[str]:
-    """Delete from the dead-letter queue; the message ids actually deleted (one retry)."""
+    """Delete from the dead-letter queue; the message ids SQS confirmed (one retry)."""
     remaining = letters
     deleted: list[str] = []
     for _ in range(2):
@@ -511,3 +795,148 @@ def _delete(sqs: SQSClient, url: str, letters: list[DeadLetter]) -> list[str]:
         deleted.extend(remaining[i].message_id for i in sorted(done))
         remaining = [letter for i, letter in enumerate(remaining) if i not in done]
     return deleted
+
+
+# Moving everything with SQS's own redrive -------------------------------------------------
+#
+# An unfiltered replay is what SQS's message move task does (the console's "Start DLQ
+# redrive"): SQS itself receives, sends and deletes, server-side, so killing this command
+# changes nothing: the task runs on, and the next run finds it and follows it. moto 5.2.5 does
+# not implement these calls (500 NotImplementedError); the tests use a stand-in.
+
+MOVE_ACTIVE: Final = frozenset({"RUNNING", "CANCELLING"})
+MOVE_POLL_SECONDS: Final = 5.0
+
+
+class MoveTaskUnavailableError(RuntimeError):
+    """SQS answered that no task can run here (nothing was started): use the journalled path."""
+
+
+class ReplayRefusedError(RuntimeError):
+    """Starting would risk a duplicate; the message says what to do first."""
+
+
+@dataclass
+class MoveReport:
+    status: str = ""
+    moved: int = 0
+    to_move: int = 0
+    failure_reason: str = ""
+    followed_existing: bool = False  # a task started earlier (by a killed run) was running
+    cancelled: bool = False
+
+    def incomplete(self) -> bool:
+        return self.status != "COMPLETED"
+
+    def render(self, dead_letter_queue: str, events_queue: str) -> str:
+        text = (
+            f"SQS moved {self.moved:,} of ~{self.to_move:,} messages from {dead_letter_queue}"
+            f" to {events_queue}: task {self.status}"
+        )
+        if self.followed_existing:
+            text += " (a task started by an earlier run)"
+        if self.failure_reason:
+            text += f": {self.failure_reason}"
+        if self.cancelled or self.status == "CANCELLED":
+            text += "\n  cancelled: moved messages stay moved, the rest stay; run again to go on"
+        elif self.status == "FAILED":
+            text += "\n  the rest stay on the dead-letter queue; fix the cause and run again"
+        return text
+
+
+def blocking_entries(journal: Journal, now: float) -> str | None:
+    """Why a move task must not start yet, or None. It would move, and so duplicate, any
+    message the journal says is already on the events queue or may be."""
+    in_doubt = sum(e.state is EntryState.IN_DOUBT for e in journal.entries.values())
+    if in_doubt:
+        return (
+            f"{in_doubt} messages in the journal are in doubt (a run was stopped during their"
+            " send). Resolve them with the journalled path first: `dlq replay --method journal`"
+            " (add --resend-in-doubt to send them, accepting a possible duplicate)"
+        )
+    hidden = [
+        e.hidden_until
+        for e in journal.entries.values()
+        if e.hidden_until + HOLD_MARGIN_SECONDS > now
+    ]
+    if hidden:
+        until = datetime.fromtimestamp(max(hidden), UTC).strftime("%H:%M:%S UTC")
+        return (
+            f"{len(hidden)} messages sent by an interrupted run are hidden until {until};"
+            " run again after that (they are deleted first, then the move starts)"
+        )
+    return None
+
+
+def queue_arn(sqs: SQSClient, url: str) -> str:
+    return sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+
+
+def move_all(
+    sqs: SQSClient,
+    dead_letter_url: str,
+    events_url: str,
+    stop: threading.Event | None = None,
+    stream: IO[str] | None = None,
+    rate: int | None = None,
+    poll_seconds: float = MOVE_POLL_SECONDS,
+    sleep: Callable[[float], object] = time.sleep,
+) -> MoveReport:
+    """Every message of the dead-letter queue to the events queue by an SQS move task; follows
+    a task that is already running instead of starting another. Ctrl-C cancels the task."""
+    source = queue_arn(sqs, dead_letter_url)
+    report = MoveReport()
+    try:
+        tasks = sqs.list_message_move_tasks(SourceArn=source, MaxResults=1)["Results"]
+    except (BotoCoreError, ClientError) as error:  # read-only: nothing was started
+        raise MoveTaskUnavailableError(f"ListMessageMoveTasks failed: {error}") from None
+    if tasks and tasks[0].get("Status") in MOVE_ACTIVE:
+        report.followed_existing = True
+    else:
+        start: dict[str, Any] = {
+            "SourceArn": source,
+            "DestinationArn": queue_arn(sqs, events_url),
+        }
+        if rate is not None:
+            start["MaxNumberOfMessagesPerSecond"] = rate
+        try:
+            sqs.start_message_move_task(**start)
+        except ClientError as error:
+            status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+            if 400 <= status < 500:  # refused: no task exists
+                raise MoveTaskUnavailableError(f"StartMessageMoveTask refused: {error}") from None
+            raise  # it may have started: the next run lists it instead of guessing
+    return _follow(sqs, source, report, stop, stream or sys.stderr, poll_seconds, sleep)
+
+
+def _follow(
+    sqs: SQSClient,
+    source: str,
+    report: MoveReport,
+    stop: threading.Event | None,
+    stream: IO[str],
+    poll_seconds: float,
+    sleep: Callable[[float], object],
+) -> MoveReport:
+    while True:
+        results = sqs.list_message_move_tasks(SourceArn=source, MaxResults=1)["Results"]
+        task = results[0] if results else {}
+        report.status = task.get("Status", "UNKNOWN")
+        report.moved = task.get("ApproximateNumberOfMessagesMoved", 0)
+        report.to_move = task.get("ApproximateNumberOfMessagesToMove", report.moved)
+        report.failure_reason = task.get("FailureReason", "")
+        if report.status not in MOVE_ACTIVE:
+            return report
+        print(
+            f"dlq move: {report.moved:,} of ~{report.to_move:,} moved ({report.status})",
+            file=stream,
+            flush=True,
+        )
+        if stop is not None and stop.is_set() and not report.cancelled:
+            handle = task.get("TaskHandle")
+            if handle:
+                sqs.cancel_message_move_task(TaskHandle=handle)
+                report.cancelled = True
+        sleep(poll_seconds)

@@ -287,6 +287,9 @@ class MemoryQueues:
     def change_message_visibility_batch(self, **call: Any) -> dict[str, Any]:
         return {"Successful": [], "Failed": []}
 
+    def get_queue_attributes(self, **call: Any) -> dict[str, Any]:
+        return {"Attributes": {"MessageRetentionPeriod": str(14 * 24 * 3600)}}
+
 
 @pytest.fixture
 def fast_disk(tmp_path: Path) -> Iterator[Path]:
