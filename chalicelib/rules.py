@@ -146,7 +146,7 @@ def profile_values(field: str, values: Sequence[str]) -> tuple[str, ...]:
     unique = tuple(dict.fromkeys(values))
     if not unique:
         # An empty list would clear the stored attribute: never a pixel's write.
-        raise FieldError(field, "has no value", "empty_value")
+        raise FieldError(field, "list of values is empty", "empty_value")
     if len(unique) > limits.VALUES_PER_ATTRIBUTE:
         raise FieldError(
             field,
@@ -210,10 +210,13 @@ def message_instant(field: str, value: str) -> str:
     if not _MESSAGE_INSTANT.fullmatch(value):
         raise FieldError(field, problem, "bad_timestamp")
     try:
-        return format_instant(datetime.fromisoformat(value))
-    except (ValueError, OverflowError):
-        # A day or hour that does not exist, or an offset that moves it outside years 1-9999.
+        instant = datetime.fromisoformat(value)
+    except ValueError:  # a day or an hour that does not exist
         raise FieldError(field, problem, "bad_timestamp") from None
+    try:
+        return format_instant(instant)
+    except OverflowError:
+        raise FieldError(field, "is outside the years 1-9999 in UTC", "bad_timestamp") from None
 
 
 def session_start(field: str, start: datetime, timestamp: datetime) -> None:
