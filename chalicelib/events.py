@@ -14,7 +14,6 @@ import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any, Final
 
 from chalicelib import rules
@@ -138,9 +137,7 @@ class Event:
         if session_document is not None:
             session_reader = _DocumentReader(session_document, "session.")
             start = rules.message_instant("session.start", session_reader.text("start"))
-            rules.session_start(
-                "session.start", datetime.fromisoformat(start), datetime.fromisoformat(timestamp)
-            )
+            rules.session_start("session.start", start, timestamp)
             session = Session(
                 id=rules.identifier("session.id", session_reader.text("id")), start=start
             )

@@ -20,7 +20,7 @@ import math
 import re
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Final
+from typing import Final, TypeVar
 
 from chalicelib import limits
 
@@ -38,10 +38,17 @@ _EPOCH_MILLIS: Final = re.compile(r"[0-9]{1,15}")
 _UNSENDABLE: Final = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff\ufffe\uffff]")
 # GTM inserts variables unencoded, so an offset's "+" arrives as a space.
 _OFFSET_AS_SPACE: Final = re.compile(r" ([0-9]{2}:?[0-9]{2})\Z")
+# The pixel's own form (format_instant); anything else is read, then normalised to it.
+_CANONICAL_INSTANT: Final = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}Z"
+)
 # A queue message's instants: RFC 3339 (ISO 8601 with seconds and a Z or an offset).
 _MESSAGE_INSTANT: Final = re.compile(
     r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?(Z|[+-][0-9]{2}:[0-9]{2})"
 )
+
+
+_Instant = TypeVar("_Instant", datetime, str)
 
 
 class FieldError(ValueError):
@@ -68,6 +75,8 @@ def printable(text: str) -> bool:
 
 
 def _check_length(field: str, subject: str, text: str, limit: int, whose: str) -> None:
+    if len(text) * 2 <= limit:
+        return  # within the limit whatever the characters: nothing to count
     units = utf16_length(text)
     if units <= limit:
         return
@@ -207,19 +216,23 @@ def message_instant(field: str, value: str) -> str:
     """An instant in a queue message, in the pixel's own form (`format_instant`). Another
     RFC 3339 instant with an offset is read and normalised; anything else is refused."""
     problem = "must be ISO 8601 UTC like 2026-11-28T10:00:00.000Z (or with an offset)"
-    if not _MESSAGE_INSTANT.fullmatch(value):
+    canonical = _CANONICAL_INSTANT.fullmatch(value) is not None
+    if not canonical and not _MESSAGE_INSTANT.fullmatch(value):
         raise FieldError(field, problem, "bad_timestamp")
     try:
         instant = datetime.fromisoformat(value)
     except ValueError:  # a day or an hour that does not exist
         raise FieldError(field, problem, "bad_timestamp") from None
+    if canonical:
+        return value  # what every pixel writes: already in its final form
     try:
         return format_instant(instant)
     except OverflowError:
         raise FieldError(field, "is outside the years 1-9999 in UTC", "bad_timestamp") from None
 
 
-def session_start(field: str, start: datetime, timestamp: datetime) -> None:
+def session_start(field: str, start: _Instant, timestamp: _Instant) -> None:
+    """Both datetimes, or both in format_instant's form (which sorts as time does)."""
     if start > timestamp:
         raise FieldError(field, "is after the event's timestamp", "bad_timestamp")
 
@@ -248,6 +261,8 @@ def profile_size(
     """Pinpoint's endpoint quotas: 250 attributes, 15 KB. `fields` names what is counted
     and what is measured, in the caller's words."""
     count = len(user_attributes) + len(endpoint_attributes) + len(endpoint_metrics)
+    if not (count or user_id):
+        return  # most events write no profile
     if count > limits.ENDPOINT_ATTRIBUTES:
         raise FieldError(
             fields[0],
