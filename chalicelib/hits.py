@@ -19,7 +19,8 @@ from datetime import datetime
 from chalicelib import rules
 from chalicelib.config import HitPolicy
 from chalicelib.events import Event, ProfileUpdate, Session
-from chalicelib.rules import FieldError, format_instant
+from chalicelib.rules import FieldError
+from chalicelib.rules import format_instant as format_instant  # public here before rules.py
 
 EVENT_ATTRIBUTE = "evat_"
 EVENT_METRIC = "evmt_"
