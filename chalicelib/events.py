@@ -2,8 +2,10 @@
 
 One accepted hit becomes one SQS message. The body is the contract between the pixel and the
 consumer (and any tool that replays the dead-letter queue), so it is versioned and decoded
-strictly: a body that does not match is a poison message, never a half-read event.
-docs/message-format.md describes version 1 field by field.
+strictly: a body that does not match is a poison message, never a half-read event. Decoding
+applies the pixel's own field rules (`chalicelib.rules`), so an event that reaches a
+destination is one the pixel could have written. docs/message-format.md describes version 1
+field by field.
 """
 
 from __future__ import annotations
@@ -13,6 +15,9 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
+
+from chalicelib import rules
+from chalicelib.rules import FieldError
 
 MESSAGE_VERSION = 1
 
@@ -101,6 +106,10 @@ class Event:
             return cls._decode(body)
         except MessageError:
             raise
+        except FieldError as error:
+            # "<field> <rule>", e.g. "timestamp must be ISO 8601 UTC like ...": the field is
+            # the message's, never a key or value it carries (the reason reaches logs).
+            raise MessageError(f"{error.field} {error.rule}") from None
         except (ValueError, TypeError, OverflowError, RecursionError) as error:
             # Numbers too large for a float, nesting too deep, strings JSON cannot hold:
             # still a poison message with a reason, never an error that fails the batch.
@@ -118,25 +127,48 @@ class Event:
         if type(version) is not int or version != MESSAGE_VERSION:
             raise MessageError(f"unsupported message version {version!r}")
         reader = _DocumentReader(document)
-        session = reader.optional_object("session")
-        session_reader = None if session is None else _DocumentReader(session, "session.")
+        event_id = rules.identifier("event_id", reader.text("event_id"))
+        event_type = rules.event_type("event_type", reader.text("event_type"))
+        endpoint_id = rules.identifier("endpoint_id", reader.text("endpoint_id"))
+        timestamp = rules.message_instant("timestamp", reader.text("timestamp"))
+        received_at = rules.message_instant("received_at", reader.text("received_at"))
+        session: Session | None = None
+        session_document = reader.optional_object("session")
+        if session_document is not None:
+            session_reader = _DocumentReader(session_document, "session.")
+            start = rules.message_instant("session.start", session_reader.text("start"))
+            rules.session_start("session.start", start, timestamp)
+            session = Session(
+                id=rules.identifier("session.id", session_reader.text("id")), start=start
+            )
+        attributes = reader.text_map("attributes")
+        metrics = reader.number_map("metrics")
+        rules.event_keys("attributes/metrics", len(attributes), len(metrics))
         user_id = reader.optional_text("user_id")
+        if user_id is not None:
+            rules.identifier("user_id", user_id)
         user_attributes = reader.list_map("user_attributes")
         endpoint_attributes = reader.list_map("endpoint_attributes")
         endpoint_metrics = reader.number_map("endpoint_metrics")
-        return cls(
-            event_id=reader.text("event_id"),
-            event_type=reader.text("event_type"),
-            endpoint_id=reader.text("endpoint_id"),
-            timestamp=reader.text("timestamp"),
-            received_at=reader.text("received_at"),
-            session=(
-                None
-                if session_reader is None
-                else Session(id=session_reader.text("id"), start=session_reader.text("start"))
+        rules.profile_size(
+            (
+                "user_attributes/endpoint_attributes/endpoint_metrics",
+                "user_id/user_attributes/endpoint_attributes",
             ),
-            attributes=reader.text_map("attributes"),
-            metrics=reader.number_map("metrics"),
+            user_id,
+            user_attributes,
+            endpoint_attributes,
+            endpoint_metrics,
+        )
+        return cls(
+            event_id=event_id,
+            event_type=event_type,
+            endpoint_id=endpoint_id,
+            timestamp=timestamp,
+            received_at=received_at,
+            session=session,
+            attributes=attributes,
+            metrics=metrics,
             # Most hits write no profile: they share one empty ProfileUpdate.
             profile=(
                 _NO_PROFILE
@@ -155,7 +187,8 @@ _NUMBER: Final = (int, float)  # a tuple: `int | float` would build a new union 
 
 
 class _DocumentReader:
-    """Strict typed reads from a decoded message, naming the field that is wrong."""
+    """Strict typed reads from a decoded message, naming the field that is wrong. Keys
+    and values of the maps meet the same rules as the pixel's parameters."""
 
     def __init__(self, document: Mapping[str, Any], prefix: str = "") -> None:
         self._document = document
@@ -187,6 +220,8 @@ class _DocumentReader:
         value = self._document.get(key, {})
         if not isinstance(value, dict):
             raise self._fail(key, "must be an object")
+        for name in value:
+            rules.attribute_key(self._prefix + key, name)
         return value
 
     def text_map(self, key: str) -> dict[str, str]:
@@ -194,6 +229,7 @@ class _DocumentReader:
         for value in mapping.values():
             if not isinstance(value, str):
                 raise self._fail(key, "values must be strings")
+            rules.event_attribute_value(self._prefix + key, value)
         return dict(mapping)
 
     def number_map(self, key: str) -> dict[str, float]:
@@ -204,11 +240,13 @@ class _DocumentReader:
         for name, value in mapping.items():
             if isinstance(value, bool) or not isinstance(value, _NUMBER):
                 raise self._fail(key, "values must be numbers")
-            if not math.isfinite(value):
+            try:
+                number = float(value)
+            except OverflowError:  # an integer beyond a double's range
+                raise self._fail(key, "values must be finite") from None
+            if not math.isfinite(number):
                 raise self._fail(key, "values must be finite")
-            numbers[name] = float(value)
-            if not math.isfinite(numbers[name]):
-                raise self._fail(key, "values must be finite")
+            numbers[name] = number
         return numbers
 
     def optional_names(self, key: str) -> tuple[str, ...] | None:
@@ -227,5 +265,6 @@ class _DocumentReader:
         for name, values in mapping.items():
             if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
                 raise self._fail(key, "values must be lists of strings")
-            lists[name] = tuple(values)
+            # Duplicates are dropped, as the pixel drops them (Pinpoint keeps a set).
+            lists[name] = rules.profile_values(self._prefix + key, values)
         return lists

@@ -2,23 +2,25 @@
 
 Every Pinpoint quota is checked here, at the edge, because Pinpoint itself drops some bad
 events without saying so (an attribute value over 200 characters, for one) and the GTM tag
-that sent them only ever learns whether the image loaded. Refusal messages name the parameter
-and the rule, and never echo the value: they reach browsers and logs.
+that sent them only ever learns whether the image loaded. The per-field rules are
+`chalicelib.rules`, which the consumer applies again when it decodes a message; what is
+here is reading the query string and the pixel's policy (allowlists, time window). Refusal
+messages name the parameter and the rule, and never echo the value: they reach browsers and
+logs.
 """
 
 from __future__ import annotations
 
-import json
-import math
-import re
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
-from chalicelib import limits
+from chalicelib import rules
 from chalicelib.config import HitPolicy
 from chalicelib.events import Event, ProfileUpdate, Session
+from chalicelib.rules import FieldError
+from chalicelib.rules import format_instant as format_instant  # public here before rules.py
 
 EVENT_ATTRIBUTE = "evat_"
 EVENT_METRIC = "evmt_"
@@ -50,16 +52,9 @@ DELIVERY_FIELDS = frozenset(
     }
 )
 
-# fullmatch, and [0-9] rather than \d: "$" would let a final newline through, and \d
-# would take Arabic-Indic digits.
-_IDENTIFIER = re.compile(r"[\x21-\x7e]+")
-_DECIMAL = re.compile(r"[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?")
-_EPOCH_MILLIS = re.compile(r"[0-9]{1,15}")
-# Characters an SQS message may carry (#x9 #xA #xD #x20-#xD7FF #xE000-#xFFFD
-# #x10000-#x10FFFF); controls are refused too, tab and newline included.
-_UNSENDABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff\ufffe\uffff]")
-# GTM inserts variables unencoded, so an offset's "+" arrives as a space.
-_OFFSET_AS_SPACE = re.compile(r" ([0-9]{2}:?[0-9]{2})\Z")
+# An event attribute or metric whose whole value is one of these is what GTM writes for an
+# unset data-layer variable: the parameter is dropped (and counted), the event kept.
+INVENTED_VALUES = rules.INVENTED_VALUES
 
 
 class HitRefusedError(ValueError):
@@ -74,19 +69,16 @@ class HitRefusedError(ValueError):
 
 @dataclass(frozen=True)
 class AcceptedHit:
-    """A valid hit, and the parameter names it carried that nothing reads."""
+    """A valid hit; the parameter names it carried that nothing reads; and the `evat_` /
+    `evmt_` parameters left out because GTM wrote `undefined` or `null` for them."""
 
     event: Event
     unknown_parameters: tuple[str, ...]
+    dropped_parameters: tuple[str, ...] = ()
 
 
 def new_event_id() -> str:
     return str(uuid.uuid4())
-
-
-def format_instant(instant: datetime) -> str:
-    """ISO 8601 in UTC with milliseconds and a Z, the form Pinpoint shows back."""
-    return instant.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def parse_hit(
@@ -96,7 +88,10 @@ def parse_hit(
     make_event_id: Callable[[], str] = new_event_id,
 ) -> AcceptedHit:
     """Validate one hit's query parameters; raise HitRefusedError with the first broken rule."""
-    return _HitParser(params, policy, received_at).parse(make_event_id)
+    try:
+        return _HitParser(params, policy, received_at).parse(make_event_id)
+    except FieldError as error:
+        raise HitRefusedError(error.field, error.rule, error.code) from None
 
 
 class _HitParser:
@@ -108,19 +103,14 @@ class _HitParser:
         self._params = {name: values or [""] for name, values in params.items()}
         self._policy = policy
         self._received_at = received_at
+        self._dropped: list[str] = []
 
     def parse(self, make_event_id: Callable[[], str]) -> AcceptedHit:
         unknown = self._check_names()
         timestamp = self._instant("timestamp") or self._received_at
         attributes = self._event_attributes()
-        metrics = self._metrics(EVENT_METRIC)
-        if len(attributes) + len(metrics) > limits.EVENT_ATTRIBUTE_AND_METRIC_KEYS:
-            raise HitRefusedError(
-                "evat_/evmt_",
-                f"{len(attributes) + len(metrics)} attributes and metrics; Pinpoint allows "
-                f"{limits.EVENT_ATTRIBUTE_AND_METRIC_KEYS} per event",
-                "too_many_keys",
-            )
+        metrics = self._metrics(EVENT_METRIC, drop_invented=True)
+        rules.event_keys("evat_/evmt_", len(attributes), len(metrics))
         event = Event(
             event_id=self._identifier("event_id", required=False) or make_event_id(),
             event_type=self._event_type(),
@@ -132,7 +122,9 @@ class _HitParser:
             metrics=metrics,
             profile=self._profile(),
         )
-        return AcceptedHit(event=event, unknown_parameters=unknown)
+        return AcceptedHit(
+            event=event, unknown_parameters=unknown, dropped_parameters=tuple(self._dropped)
+        )
 
     # Names -------------------------------------------------------------------------------
 
@@ -170,9 +162,16 @@ class _HitParser:
         for parameter, values in self._params.items():
             if parameter.startswith(prefix):
                 name = parameter[len(prefix) :]
-                _check_key(parameter, name)
+                rules.attribute_key(parameter, name)
                 found.append((parameter, name, values))
         return found
+
+    def _invented(self, parameter: str, value: str) -> bool:
+        """True (and the parameter noted) for a value GTM made up for an unset variable."""
+        if value in INVENTED_VALUES:
+            self._dropped.append(parameter)
+            return True
+        return False
 
     # Event -------------------------------------------------------------------------------
 
@@ -180,21 +179,7 @@ class _HitParser:
         value = self._single("event")
         if value is None:
             raise HitRefusedError("event", "is required", "missing_parameter")
-        if len(value) > limits.EVENT_TYPE_LENGTH:
-            raise HitRefusedError(
-                "event",
-                f"is {len(value)} characters; the limit is {limits.EVENT_TYPE_LENGTH}",
-                "too_long",
-            )
-        if value.startswith("_"):
-            raise HitRefusedError(
-                "event", "names starting with _ are Pinpoint's built-in events", "reserved_name"
-            )
-        if not _printable(value):
-            raise HitRefusedError(
-                "event", "must be printable, without leading or trailing spaces", "bad_text"
-            )
-        return value
+        return rules.event_type("event", value)
 
     def _identifier(self, name: str, required: bool) -> str | None:
         value = self._single(name)
@@ -202,21 +187,15 @@ class _HitParser:
             if required:
                 raise HitRefusedError(name, "is required", "missing_parameter")
             return None
-        if len(value) > limits.IDENTIFIER_LENGTH:
-            raise HitRefusedError(
-                name,
-                f"is {len(value)} characters; the limit is {limits.IDENTIFIER_LENGTH}",
-                "too_long",
-            )
-        if not _IDENTIFIER.fullmatch(value):
-            raise HitRefusedError(name, "must be printable ASCII without spaces", "bad_identifier")
-        return value
+        return rules.identifier(name, value)
 
     def _instant(self, name: str) -> datetime | None:
         value = self._single(name)
         if value is None:
             return None
-        instant = _parse_instant(name, value)
+        instant = rules.hit_instant(name, value)
+        # The time window is the pixel's policy, not a rule of the message: a message
+        # replayed from the dead-letter queue days later is still valid.
         earliest = self._received_at - self._policy.max_event_age
         latest = self._received_at + self._policy.max_clock_ahead
         if instant < earliest:
@@ -243,25 +222,22 @@ class _HitParser:
             return None
         if start is None:
             start = timestamp
-        elif start > timestamp:
-            raise HitRefusedError(
-                "session_start", "is after the event's timestamp", "bad_timestamp"
-            )
+        rules.session_start("session_start", start, timestamp)
         return Session(id=session_id, start=format_instant(start))
 
     def _event_attributes(self) -> dict[str, str]:
         attributes = {}
         for parameter, name, values in self._named(EVENT_ATTRIBUTE):
-            attributes[name] = _check_value(
-                parameter, values[0], limits.EVENT_ATTRIBUTE_VALUE_LENGTH
-            )
+            if not self._invented(parameter, values[0]):
+                attributes[name] = rules.event_attribute_value(parameter, values[0])
         return attributes
 
-    def _metrics(self, prefix: str) -> dict[str, float]:
-        return {
-            name: _parse_metric(parameter, values[0])
-            for parameter, name, values in self._named(prefix)
-        }
+    def _metrics(self, prefix: str, drop_invented: bool = False) -> dict[str, float]:
+        metrics = {}
+        for parameter, name, values in self._named(prefix):
+            if not (drop_invented and self._invented(parameter, values[0])):
+                metrics[name] = rules.metric_text(parameter, values[0])
+        return metrics
 
     # Profile -----------------------------------------------------------------------------
 
@@ -289,65 +265,31 @@ class _HitParser:
                 "anonymous hits may not link an endpoint to a user (ALLOW_ANONYMOUS_USER_ID)",
                 "not_allowed",
             )
-        profile = ProfileUpdate(
+        rules.profile_size(
+            ("usat_/enat_/enmt_", "usat_/enat_"),
+            user_id,
+            user_attributes,
+            endpoint_attributes,
+            endpoint_metrics,
+        )
+        return ProfileUpdate(
             user_id=user_id,
             user_attributes=user_attributes,
             endpoint_attributes=endpoint_attributes,
             endpoint_metrics=endpoint_metrics,
         )
-        _check_profile_size(profile)
-        return profile
 
     def _profile_attributes(
         self, prefix: str, allowed: frozenset[str], setting: str
     ) -> dict[str, tuple[str, ...]]:
+        # An empty value, or the "undefined"/"null" GTM writes for an unset variable, would
+        # overwrite the stored attribute: rules.profile_values refuses both, so the tag's
+        # author learns to leave the parameter out.
         attributes = {}
         for parameter, name, values in self._named(prefix):
             _check_allowed(parameter, name, allowed, setting)
-            unique = tuple(dict.fromkeys(values))
-            if len(unique) > limits.VALUES_PER_ATTRIBUTE:
-                raise HitRefusedError(
-                    parameter,
-                    f"{len(unique)} values; Pinpoint allows {limits.VALUES_PER_ATTRIBUTE}",
-                    "too_many_values",
-                )
-            for value in unique:
-                if not value:
-                    # An empty value would blank the stored attribute: leave the parameter
-                    # out instead (GTM sends undefined variables as empty strings).
-                    raise HitRefusedError(parameter, "value is empty", "empty_value")
-                _check_value(parameter, value, limits.ENDPOINT_ATTRIBUTE_VALUE_LENGTH)
-            attributes[name] = unique
+            attributes[name] = rules.profile_values(parameter, values)
         return attributes
-
-
-def _check_key(parameter: str, name: str) -> None:
-    if len(name) > limits.ATTRIBUTE_KEY_LENGTH:
-        raise HitRefusedError(
-            parameter,
-            f"name is {len(name)} characters; Pinpoint allows {limits.ATTRIBUTE_KEY_LENGTH}",
-            "too_long",
-        )
-    if not _printable(name):
-        raise HitRefusedError(
-            parameter, "name must be printable, without leading or trailing spaces", "bad_text"
-        )
-
-
-def _printable(text: str) -> bool:
-    return text.isprintable() and text == text.strip() and not _UNSENDABLE.search(text)
-
-
-def _check_value(parameter: str, value: str, limit: int) -> str:
-    if len(value) > limit:
-        raise HitRefusedError(
-            parameter, f"value is {len(value)} characters; Pinpoint allows {limit}", "too_long"
-        )
-    if _UNSENDABLE.search(value):
-        raise HitRefusedError(
-            parameter, "value contains a control or non-character code point", "bad_text"
-        )
-    return value
 
 
 def _check_allowed(parameter: str, name: str, allowed: frozenset[str], setting: str) -> None:
@@ -357,62 +299,6 @@ def _check_allowed(parameter: str, name: str, allowed: frozenset[str], setting: 
             f"anonymous hits may not write this profile attribute (not in {setting})",
             "not_allowed",
         )
-
-
-def _check_profile_size(profile: ProfileUpdate) -> None:
-    count = (
-        len(profile.user_attributes)
-        + len(profile.endpoint_attributes)
-        + len(profile.endpoint_metrics)
-    )
-    if count > limits.ENDPOINT_ATTRIBUTES:
-        raise HitRefusedError(
-            "usat_/enat_/enmt_",
-            f"{count} profile attributes; Pinpoint allows {limits.ENDPOINT_ATTRIBUTES}",
-            "too_many_keys",
-        )
-    size = len(
-        json.dumps(
-            [profile.user_id, profile.user_attributes, profile.endpoint_attributes],
-            ensure_ascii=False,
-        ).encode()
-    )
-    if size > limits.ENDPOINT_BYTES:
-        raise HitRefusedError(
-            "usat_/enat_",
-            f"profile update is {size} bytes; Pinpoint allows {limits.ENDPOINT_BYTES}",
-            "too_large",
-        )
-
-
-def _parse_metric(parameter: str, value: str) -> float:
-    if not _DECIMAL.fullmatch(value):
-        raise HitRefusedError(parameter, "must be a decimal number", "bad_number")
-    number = float(value)
-    if not math.isfinite(number):
-        raise HitRefusedError(parameter, "must be a finite number", "bad_number")
-    return number
-
-
-def _parse_instant(parameter: str, value: str) -> datetime:
-    if _EPOCH_MILLIS.fullmatch(value):
-        try:
-            return datetime.fromtimestamp(int(value) / 1000, tz=UTC)
-        except (OverflowError, OSError, ValueError):
-            raise HitRefusedError(
-                parameter, "epoch milliseconds out of range", "bad_timestamp"
-            ) from None
-    try:
-        instant = datetime.fromisoformat(_OFFSET_AS_SPACE.sub(r"+\1", value))
-    except ValueError:
-        raise HitRefusedError(
-            parameter,
-            "must be ISO 8601 with an offset or Z, or epoch milliseconds",
-            "bad_timestamp",
-        ) from None
-    if instant.tzinfo is None:
-        raise HitRefusedError(parameter, "needs a UTC offset or Z", "bad_timestamp")
-    return instant
 
 
 def _describe(seconds: float) -> str:

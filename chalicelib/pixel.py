@@ -113,6 +113,8 @@ class PixelService:
             return responses.refused(str(refusal))
         if hit.unknown_parameters:
             telemetry.count("UnknownParameters", len(hit.unknown_parameters))
+        if hit.dropped_parameters:
+            telemetry.count("UndefinedAttributesDropped", len(hit.dropped_parameters))
         try:
             self._queue.send(hit.event)
         except QueueUnavailableError as error:

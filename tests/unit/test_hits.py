@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qs
@@ -354,3 +355,100 @@ def test_strict_mode_refuses_unknown_parameters_but_not_ignored_ones() -> None:
         ignored_parameters=frozenset({"gtmcb", "cb"}),
     )
     assert hit.unknown_parameters == ()
+
+
+# Values GTM invents for an unset variable (issue 10) -----------------------------------------
+
+
+@pytest.mark.parametrize("prefix", ["usat_", "enat_"])
+@pytest.mark.parametrize("invented", ["undefined", "null"])
+def test_profile_values_gtm_invents_are_refused_like_empty_ones(prefix: str, invented: str) -> None:
+    policy = {
+        "allowed_user_attributes": frozenset({"plan"}),
+        "allowed_endpoint_attributes": frozenset({"plan"}),
+    }
+    with pytest.raises(HitRefusedError) as caught:
+        accept(f"{BASE}&{prefix}plan={invented}", **policy)
+    assert str(caught.value) == (
+        f'{prefix}plan: value is "{invented}", what GTM writes for an unset variable; '
+        "leave the parameter out instead"
+    )
+    assert caught.value.parameter == f"{prefix}plan"
+    assert caught.value.code == "undefined_value"  # distinct from an empty value's
+    # Among other values too: one invented value is enough to refuse the write.
+    with pytest.raises(HitRefusedError):
+        accept(f"{BASE}&{prefix}plan=gold&{prefix}plan={invented}", **policy)
+
+
+@pytest.mark.parametrize("lookalike", ["Undefined", "NULL", " null", "undefined ", "nullable"])
+def test_only_the_exact_invented_texts_are_refused(lookalike: str) -> None:
+    policy = {"allowed_user_attributes": frozenset({"plan"})}
+    query = f"{BASE}&usat_plan={lookalike.replace(' ', '%20')}"
+    assert event_of(query, **policy).profile.user_attributes == {"plan": (lookalike,)}
+
+
+def test_event_attributes_and_metrics_gtm_invents_are_dropped_and_listed() -> None:
+    hit = accept(f"{BASE}&evat_page=undefined&evat_ref=null&evat_kept=home&evmt_value=undefined")
+    assert hit.event.attributes == {"kept": "home"}
+    assert hit.event.metrics == {}
+    assert hit.dropped_parameters == ("evat_page", "evat_ref", "evmt_value")
+    assert accept(f"{BASE}&evat_kept=home").dropped_parameters == ()
+
+
+def test_dropped_attributes_do_not_count_towards_the_forty_keys() -> None:
+    keys = "&".join(f"evat_a{i}=v" for i in range(40))
+    hit = accept(f"{BASE}&{keys}&evat_extra=undefined")
+    assert len(hit.event.attributes) == 40
+
+
+def test_the_pixel_counts_dropped_attributes(capsys: pytest.CaptureFixture[str]) -> None:
+    from chalicelib.pixel import Gate, PixelService
+    from chalicelib.queue import EventQueue
+
+    class Recorded(EventQueue):
+        def __init__(self) -> None:
+            self.sent: list[Event] = []
+
+        def send(self, event: Event) -> None:
+            self.sent.append(event)
+
+    queue = Recorded()
+    service = PixelService(Gate(HitPolicy()), queue, clock=lambda: NOW)
+    answer = service.handle(parse_qs(f"{BASE}&evat_page=undefined&evat_ref=null&evat_a=b"))
+    assert answer.status_code == 200
+    [event] = queue.sent
+    assert event.attributes == {"a": "b"}
+    metrics = [json.loads(line) for line in capsys.readouterr().out.splitlines() if "_aws" in line]
+    assert any(doc.get("UndefinedAttributesDropped") in (2.0, [2.0]) for doc in metrics)
+
+
+# Lengths in UTF-16 code units, as a Java service counts them (issue 10) ----------------------
+
+EMOJI = "%F0%9F%98%80"  # U+1F600: one code point, two UTF-16 units
+
+
+def test_event_attribute_length_counts_utf16_units() -> None:
+    assert event_of(f"{BASE}&evat_a={EMOJI * 100}").attributes["a"] == "\U0001f600" * 100
+    assert refusal(f"{BASE}&evat_a={EMOJI * 101}") == (
+        "evat_a: value is 202 UTF-16 units (101 characters); Pinpoint allows 200"
+    )
+    bmp = "%E2%82%AC"  # "€": one unit
+    assert event_of(f"{BASE}&evat_a={bmp * 200}").attributes["a"] == "\u20ac" * 200
+
+
+def test_profile_value_length_counts_utf16_units() -> None:
+    policy = {"allowed_user_attributes": frozenset({"tags"})}
+    assert event_of(f"{BASE}&usat_tags={'%C3%A9' * 100}", **policy).profile.user_attributes
+    assert refusal(f"{BASE}&usat_tags=x{EMOJI * 50}", **policy) == (
+        "usat_tags: value is 101 UTF-16 units (51 characters); Pinpoint allows 100"
+    )
+
+
+def test_names_and_event_types_count_utf16_units() -> None:
+    assert refusal(f"{BASE}&evat_{EMOJI * 26}=v").endswith(
+        "name is 52 UTF-16 units (26 characters); Pinpoint allows 50"
+    )
+    assert event_of(f"{BASE}&evat_{EMOJI * 25}=v").attributes == {"\U0001f600" * 25: "v"}
+    assert refusal(f"event={EMOJI * 26}&endpoint_id=ep-1") == (
+        "event: is 52 UTF-16 units (26 characters); the limit is 50"
+    )

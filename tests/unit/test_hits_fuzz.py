@@ -21,6 +21,7 @@ from chalicelib import limits
 from chalicelib.config import HitPolicy
 from chalicelib.events import Event
 from chalicelib.hits import PREFIXES, SINGLE_VALUED, AcceptedHit, HitRefusedError, parse_hit
+from chalicelib.rules import INVENTED_VALUES, utf16_length
 
 NOW = datetime(2026, 11, 28, 12, 0, 0, tzinfo=UTC)
 # FUZZ_EXAMPLES=20000 for a deep local run; CI runs the same examples every time.
@@ -80,7 +81,7 @@ INSTANT = st.one_of(
         ]
     ),
 )
-VALUE = st.one_of(TEXT, LONG, NUMBER, INSTANT, st.just(""))
+VALUE = st.one_of(TEXT, LONG, NUMBER, INSTANT, st.sampled_from(["", "undefined", "null"]))
 SINGLE = st.lists(VALUE, min_size=1, max_size=1)
 # Mostly one value a name, as browsers send; sometimes the same name repeated.
 VALUES = st.one_of(SINGLE, SINGLE, SINGLE, st.lists(VALUE, min_size=2, max_size=3))
@@ -180,7 +181,7 @@ def assert_instant(value: str, earliest: datetime, latest: datetime) -> None:
 
 def assert_within_pinpoint_limits(hit: AcceptedHit, policy: HitPolicy) -> None:
     event = hit.event
-    assert 0 < len(event.event_type) <= limits.EVENT_TYPE_LENGTH
+    assert 0 < utf16_length(event.event_type) <= limits.EVENT_TYPE_LENGTH
     assert not event.event_type.startswith("_")
     assert event.event_type.isprintable()
     assert event.event_type == event.event_type.strip()
@@ -194,9 +195,10 @@ def assert_within_pinpoint_limits(hit: AcceptedHit, policy: HitPolicy) -> None:
         assert event.session.start <= event.timestamp
     assert len(event.attributes) + len(event.metrics) <= limits.EVENT_ATTRIBUTE_AND_METRIC_KEYS
     for key in [*event.attributes, *event.metrics]:
-        assert 0 < len(key) <= limits.ATTRIBUTE_KEY_LENGTH
+        assert 0 < utf16_length(key) <= limits.ATTRIBUTE_KEY_LENGTH
     for value in event.attributes.values():
-        assert len(value) <= limits.EVENT_ATTRIBUTE_VALUE_LENGTH
+        assert utf16_length(value) <= limits.EVENT_ATTRIBUTE_VALUE_LENGTH
+        assert value not in INVENTED_VALUES  # dropped, never recorded
     assert all(math.isfinite(number) for number in event.metrics.values())
     profile = event.profile
     if profile.user_id is not None:
@@ -209,7 +211,9 @@ def assert_within_pinpoint_limits(hit: AcceptedHit, policy: HitPolicy) -> None:
         for name, values in attributes.items():
             assert name in allowed
             assert 0 < len(values) <= limits.VALUES_PER_ATTRIBUTE
-            assert all(len(value) <= limits.ENDPOINT_ATTRIBUTE_VALUE_LENGTH for value in values)
+            for value in values:
+                assert 0 < utf16_length(value) <= limits.ENDPOINT_ATTRIBUTE_VALUE_LENGTH
+                assert value not in INVENTED_VALUES
     assert set(profile.endpoint_metrics) <= policy.allowed_endpoint_metrics
     assert all(math.isfinite(number) for number in profile.endpoint_metrics.values())
     count = (
