@@ -103,7 +103,9 @@ def batch() -> list[QueuedMessage]:
         QueuedMessage(
             f"m-{n}",
             f"m-{n}",  # the receipt handle names the message, for the fake's bookkeeping
-            Event(f"e-{n}", "view", f"ep-{n}", "2026-11-28T11:00:00.000Z", "x").to_message(),
+            Event(
+                f"e-{n}", "view", f"ep-{n}", "2026-11-28T11:00:00.000Z", "2026-11-28T11:00:00.000Z"
+            ).to_message(),
         )
         for n in range(BATCH)
     ]
