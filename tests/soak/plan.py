@@ -135,15 +135,16 @@ def make_plan(seed: int, size: int, faults_on: bool = True) -> Plan:
             elif roll < 0.07:
                 faults.per_event["pinpoint"][hit.soak_id] = [400]
                 faults.planned_parks.add((hit.soak_id, "pinpoint"))
-            elif roll < 0.085:
+            elif roll < 0.075:
                 # Whole requests fail while they carry this hit: 403/404 are not retried by
-                # botocore, so the consumer retries the request's events itself.
+                # botocore, so the consumer retries the request's events itself. (The
+                # harness spaces these out: see Soak._batch_wide_allowed.)
                 faults.per_request[hit.soak_id] = rng.choice([[403], [404], [403, 404]])
             # Customer Profiles: one call per event; 403 stops the rest of the batch's calls.
             roll = rng.random()
-            if roll < 0.02:
+            if roll < 0.005:
                 faults.per_event["customer-profiles"][hit.soak_id] = [403]
-            elif roll < 0.035:
+            elif roll < 0.02:
                 faults.per_event["customer-profiles"][hit.soak_id] = [400]
                 faults.planned_parks.add((hit.soak_id, "customer-profiles"))
         for n in rng.sample(range(size), k=max(2, size // 400)):
