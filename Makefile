@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: dev test lint typecheck venv policies profiles-setup screenshot deploy teardown package ops bench clean
+.PHONY: dev test soak lint typecheck venv policies profiles-setup screenshot deploy teardown package ops bench clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,11 @@ typecheck: $(STAMP)
 
 test: lint typecheck
 	$(BIN)/python -m pytest
+
+# The soak at full size (5000 hits, a few minutes); `make test` runs it at 1000.
+# SOAK_SEED=<n> replays a run; SOAK_FAULTS=off runs it without faults.
+soak: $(STAMP)
+	SOAK_HITS=$(or $(SOAK_HITS),5000) $(BIN)/python -m pytest -q -s -p no:logging tests/soak/test_soak.py
 
 dev: $(STAMP)
 	$(BIN)/python -m devtools.local_stack $(ARGS)

@@ -128,6 +128,16 @@ class DryRun:
                 if destination is None or record["destination"] == destination
             ]
 
+    @property
+    def pinpoint(self) -> PinpointStandIn | None:
+        """The Pinpoint stand-in, once started (tests plan faults on it)."""
+        return self._pinpoint
+
+    @property
+    def profiles(self) -> Any:
+        """The Customer Profiles stand-in, once started (tests plan faults on it)."""
+        return self._profiles
+
     def simulate_outage(self, calls: int) -> None:
         """The next `calls` calls fail at the stand-in destinations (moto's cannot)."""
         if self._pinpoint is not None:
@@ -239,12 +249,13 @@ class DryRun:
         )
 
         def poll() -> None:
-            messages = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10).get(
+            # Until the target queue is empty: ten a poll fell behind any real load.
+            while messages := sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10).get(
                 "Messages", []
-            )
-            for message in messages:
-                envelope = json.loads(message["Body"])
-                self._from_record("eventbridge", envelope["detail"], envelope)
-                sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
+            ):
+                for message in messages:
+                    envelope = json.loads(message["Body"])
+                    self._from_record("eventbridge", envelope["detail"], envelope)
+                    sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
 
         return poll

@@ -106,6 +106,9 @@ class FaultProxy(LoopbackService):
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            # Headers and body are two writes: with Nagle's algorithm and the client's
+            # delayed ACK every answer would wait 40 ms.
+            disable_nagle_algorithm = True
 
             def log_message(self, format: str, *args: object) -> None:
                 return

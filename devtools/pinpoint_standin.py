@@ -49,6 +49,10 @@ ERROR_TYPES: Final[dict[int, str]] = {
 }
 
 _ACCEPTED: Final = 202
+
+# Planned faults (see PinpointStandIn.plan_faults).
+RequestFault = Callable[[dict[str, Any]], int | None]
+EventFault = Callable[[str, dict[str, Any]], tuple[int, str] | None]
 _DRAIN_CHUNK: Final = 64 * 1024
 # How often serve_forever checks for shutdown: bounds how long stop() takes.
 
@@ -152,6 +156,8 @@ class PinpointStandIn(LoopbackService):
         self._failures: deque[int] = deque()
         self._delays: deque[float] = deque()
         self._rejections: dict[str, _Rejection] = {}
+        self._request_fault: RequestFault | None = None
+        self._event_fault: EventFault | None = None
         self._requests: list[RecordedRequest] = []
         self._accepted: list[AcceptedEvent] = []
 
@@ -192,12 +198,24 @@ class PinpointStandIn(LoopbackService):
         with self._lock:
             self._rejections[event_type] = _Rejection(status, message)
 
+    def plan_faults(
+        self, request: RequestFault | None = None, event: EventFault | None = None
+    ) -> None:
+        """Faults decided by content rather than by order, for soaks whose batches form by
+        timing: `request(body)` may answer a status that fails the whole request (a
+        request-level error); `event(endpoint_id, event)` may answer one event's
+        (status, message). Both run with the lock held; None clears them."""
+        with self._lock:
+            self._request_fault = request
+            self._event_fault = event
+
     def clear_rules(self) -> None:
-        """Forget queued failures, delays and event rejections."""
+        """Forget queued failures, delays, event rejections and planned faults."""
         with self._lock:
             self._failures.clear()
             self._delays.clear()
             self._rejections.clear()
+            self._request_fault = self._event_fault = None
 
     # Recording
 
@@ -235,6 +253,8 @@ class PinpointStandIn(LoopbackService):
             try:
                 if raw is not None:
                     body = _parse_object(raw)
+                if failure is None and body is not None and self._request_fault is not None:
+                    failure = self._request_fault(body)
                 if failure is not None:
                     raise _RequestError(failure, f"Stand-in failure ({failure})")
                 if raw is None:
@@ -265,7 +285,8 @@ class PinpointStandIn(LoopbackService):
         for endpoint_id, (endpoint, events) in _batch_items(body).items():
             answers: dict[str, Any] = {}
             for event_id, event in events.items():
-                status, message = self._judge(event)
+                planned = self._event_fault(endpoint_id, event) if self._event_fault else None
+                status, message = planned or self._judge(event)
                 answers[event_id] = {"StatusCode": status, "Message": message}
                 if status == _ACCEPTED:
                     record = AcceptedEvent(endpoint_id, event_id, event, endpoint, application_id)

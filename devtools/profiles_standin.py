@@ -117,6 +117,7 @@ class ProfilesStandIn(LoopbackService):
         self._domains = {name: _Domain() for name in domains}
         self._failures: dict[str, deque[int]] = {}
         self._rejections: dict[str, str] = {}
+        self._request_fault: Callable[[str, JsonObject], int | None] | None = None
         self._requests: list[RecordedRequest] = []
         self._accepted: list[AcceptedObject] = []
 
@@ -140,6 +141,13 @@ class ProfilesStandIn(LoopbackService):
         with self._lock:
             self._failures.setdefault(operation, deque()).extend([status] * count)
 
+    def plan_faults(self, request: Callable[[str, JsonObject], int | None] | None) -> None:
+        """A fault decided by content rather than by order, for soaks whose batches form by
+        timing: `request(operation, body)` may answer the error status for that request.
+        Runs with the lock held; None clears it."""
+        with self._lock:
+            self._request_fault = request
+
     def reject_events(self, event_type: str, message: str = "Rejected by stand-in rule") -> None:
         """Answer 400 BadRequestException for every object whose `event_type` is this."""
         with self._lock:
@@ -150,6 +158,7 @@ class ProfilesStandIn(LoopbackService):
         with self._lock:
             self._failures.clear()
             self._rejections.clear()
+            self._request_fault = None
             self._requests.clear()
             self._accepted.clear()
 
@@ -190,8 +199,9 @@ class ProfilesStandIn(LoopbackService):
             try:
                 body = _parse_object(raw)
                 failures = self._failures.get(operation)
-                if failures:
-                    status = failures.popleft()
+                planned = self._request_fault(operation, body) if self._request_fault else None
+                status = failures.popleft() if failures else planned
+                if status is not None:
                     raise _RequestError(status, f"Stand-in failure ({status})")
                 if domain not in self._domains:
                     raise _RequestError(404, f"Domain {domain} was not found")
