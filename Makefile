@@ -31,28 +31,28 @@ soak: $(STAMP)
 	SOAK_HITS=$(or $(SOAK_HITS),5000) $(BIN)/python -m pytest -q -s -p no:logging tests/soak/test_soak.py
 
 dev: $(STAMP)
-	$(BIN)/python -m devtools.local_stack $(ARGS)
+	$(BIN)/python -m devtools.localstack $(ARGS)
 
 policies: $(STAMP)
-	$(BIN)/python -m devtools.policies
+	$(BIN)/python -m devtools.deploy.policies
 
 profiles-setup: $(STAMP)
-	$(BIN)/python -m devtools.profiles_setup --stage $(or $(STAGE),dev)
+	$(BIN)/python -m devtools.deploy.profiles_setup --stage $(or $(STAGE),dev)
 
 screenshot: $(STAMP)
-	UPDATE_SCREENSHOT=1 $(BIN)/python -m pytest -q tests/devtools/test_demo_e2e.py
+	UPDATE_SCREENSHOT=1 $(BIN)/python -m pytest -q tests/devtools/localstack/test_demo_e2e.py
 
 deploy: $(STAMP)
 	$(if $(STAGE),,$(error STAGE is required: make deploy STAGE=prod))
-	$(BIN)/python -m devtools.deploy_stage deploy --stage $(STAGE)
+	$(BIN)/python -m devtools.deploy.stage deploy --stage $(STAGE)
 
 teardown: $(STAMP)
 	$(if $(STAGE),,$(error STAGE is required: make teardown STAGE=prod))
-	$(BIN)/python -m devtools.deploy_stage teardown --stage $(STAGE) --yes
+	$(BIN)/python -m devtools.deploy.stage teardown --stage $(STAGE) --yes
 
 package: $(STAMP)
 	$(if $(STAGE),,$(error STAGE is required: make package STAGE=prod))
-	$(BIN)/python -m devtools.deploy_package --stage $(STAGE)
+	$(BIN)/python -m devtools.deploy.package --stage $(STAGE)
 
 ops: $(STAMP)
 	$(BIN)/python -m devtools.ops $(ARGS)

@@ -13,7 +13,7 @@ import logging
 import resource
 import sys
 
-from devtools.pinpoint_standin import PinpointStandIn
+from devtools.standins.pinpoint import PinpointStandIn
 
 
 def main(argv: list[str]) -> int:

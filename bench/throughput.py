@@ -1,7 +1,7 @@
 """Throughput through the local stack: pixel → moto's SQS → event-source runner → stand-in.
 
 Phase 1 sends every hit through the app (as Lambda calls it) to moto's SQS server; phase 2
-drains the queue with `devtools.event_source.LocalEventSourceMapping` calling `app.deliver`,
+drains the queue with the local event source mapping calling `app.deliver`,
 which sends PutEvents to the dry-run Pinpoint stand-in. The servers run in a process of
 their own (`bench.servers`). Every AWS call is timed through botocore's `before-call` /
 `after-call` events and the servers' CPU time is read at each phase boundary, so the
@@ -30,7 +30,7 @@ import boto3
 from bench.environment import ROOT, environment_patch, quiet_stdout
 from bench.fakes import fresh_default_session
 from bench.hits import answered_gif, proxy_event, sample_queries
-from devtools.event_source import LocalEventSourceMapping, PollResult
+from devtools.localstack.event_source import LocalEventSourceMapping, PollResult
 from devtools.queue_spec import QueueSpec
 
 if TYPE_CHECKING:

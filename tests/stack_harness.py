@@ -80,7 +80,7 @@ def local_stack(*extra: str) -> Iterator[tuple[subprocess.Popen[str], Output]]:
     command = [
         sys.executable,
         "-m",
-        "devtools.local_stack",
+        "devtools.localstack.runner",
         "--pixel-port",
         "0",
         "--sqs-port",

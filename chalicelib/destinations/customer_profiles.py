@@ -1,7 +1,7 @@
 """Amazon Connect Customer Profiles: each event recorded as one profile object.
 
 Customer Profiles has no batch API, so every event is one `PutProfileObject` call, in an
-object type that `devtools.profiles_setup` defines from `object_type_definition`. That object
+object type that `devtools.deploy.profiles_setup` defines from `object_type_definition`. That object
 type ties the object to the profile of its endpoint id and copies the allowed user
 attributes onto that profile, so one accepted call records the event and its profile update
 together. A unique key derived from (endpoint id, event id) makes a resend overwrite its

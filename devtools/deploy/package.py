@@ -1,9 +1,9 @@
 """The CloudFormation deploy path: one template with everything, checked with cfn-lint.
 
-    python -m devtools.deploy_package --stage prod
+    python -m devtools.deploy.package --stage prod
 
 writes `deploy/build/<stage>/merge.json` (generated from the stage's settings, see
-`devtools.deploy_template`), runs `chalice package --merge-template` into
+`devtools.deploy.template`), runs `chalice package --merge-template` into
 `deploy/build/<stage>/package/` (sam.json and deployment.zip) and lints the result. Deploying
 it is then two AWS CLI commands, printed at the end (docs/deploy.md). `deploy/build/` is not
 committed: it is rebuilt from checked-in sources every time.
@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from devtools.deploy_preflight import check_stage, run, tool
-from devtools.deploy_template import merge_template
+from devtools.deploy.preflight import check_stage, run, tool
+from devtools.deploy.template import merge_template
 from devtools.queue_spec import ROOT
 
 BUILD: Final = Path("deploy") / "build"
@@ -88,7 +88,7 @@ def next_steps(stage: str, result: PackageResult) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m devtools.deploy_package",
+        prog="python -m devtools.deploy.package",
         description="Build the stage's CloudFormation template (chalice package"
         " --merge-template) and check it with cfn-lint.",
     )

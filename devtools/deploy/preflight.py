@@ -10,8 +10,8 @@ from pathlib import Path
 
 from chalicelib.config import ConfigError, Reader, Settings
 from chalicelib.delivery import settlement_problem
-from devtools.deploy_settings import DeploySettings, DeploySettingsError
-from devtools.policies import policy_files, render
+from devtools.deploy.policies import policy_files, render
+from devtools.deploy.settings import DeploySettings, DeploySettingsError
 from devtools.queue_spec import (
     ROOT,
     chalice_config,

@@ -1,6 +1,6 @@
 """Create or update the Customer Profiles object type a stage's events are recorded in.
 
-`python -m devtools.profiles_setup --stage dev` reads the stage's settings from
+`python -m devtools.deploy.profiles_setup --stage dev` reads the stage's settings from
 .chalice/config.json (PROFILES_DOMAIN, PROFILES_OBJECT_TYPE, ALLOWED_USER_ATTRIBUTES), reads
 the object type with GetProfileObjectType and calls PutProfileObjectType only when it is
 missing or differs, so running it again changes nothing. Run it before deploying a stage
@@ -141,7 +141,9 @@ def report(result: SetupResult, settings: Settings, dry_run: bool) -> str:
 
 
 def main(argv: Sequence[str] | None = None, root: Path = ROOT) -> int:
-    parser = argparse.ArgumentParser(prog="python -m devtools.profiles_setup", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m devtools.deploy.profiles_setup", description=__doc__
+    )
     parser.add_argument("--stage", required=True, help="a stage in .chalice/config.json")
     parser.add_argument(
         "--dry-run", action="store_true", help="say what would change; change nothing"

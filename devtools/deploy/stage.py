@@ -1,9 +1,9 @@
 """The `chalice deploy` path, made complete: queues first, then Chalice, then the one setting
 Chalice cannot make.
 
-    python -m devtools.deploy_stage deploy --stage prod     # queues, chalice deploy, mapping
-    python -m devtools.deploy_stage verify --stage prod     # read-only: queues and mapping
-    python -m devtools.deploy_stage teardown --stage prod --yes
+    python -m devtools.deploy.stage deploy --stage prod     # queues, chalice deploy, mapping
+    python -m devtools.deploy.stage verify --stage prod     # read-only: queues and mapping
+    python -m devtools.deploy.stage teardown --stage prod --yes
 
 Chalice never creates SQS queues and cannot set `FunctionResponseTypes` on the event source
 mapping it creates (DESIGN.md). `deploy` creates or corrects both queues from
@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, Final
 import boto3
 from botocore.exceptions import ClientError
 
-from devtools.deploy_preflight import check_stage, run, tool
+from devtools.deploy.preflight import check_stage, run, tool
 from devtools.queue_spec import ROOT, QueueSpec, chalice_config, stage_environment
 
 if TYPE_CHECKING:
@@ -401,7 +401,7 @@ def spec_names(spec: QueueSpec) -> tuple[str, str]:
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m devtools.deploy_stage",
+        prog="python -m devtools.deploy.stage",
         description="Deploy a stage with chalice deploy, plus the queues and the event source"
         " mapping setting Chalice cannot make.",
     )

@@ -17,7 +17,7 @@ import json
 from pathlib import Path
 from typing import Any, Final
 
-from devtools.deploy_settings import DeploySettings
+from devtools.deploy.settings import DeploySettings
 from devtools.queue_spec import (
     DEAD_LETTER_RETENTION_SECONDS,
     EVENTS_RETENTION_SECONDS,

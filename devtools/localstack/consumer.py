@@ -21,7 +21,7 @@ from typing import Any
 import boto3
 
 from chalicelib.config import Settings
-from devtools.event_source import LocalEventSourceMapping, PollResult
+from devtools.localstack.event_source import LocalEventSourceMapping, PollResult
 from devtools.queue_spec import ROOT
 
 
@@ -41,7 +41,7 @@ def load_deliver() -> Callable[[dict[str, Any], Any], Any]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m devtools.consumer")
+    parser = argparse.ArgumentParser(prog="python -m devtools.localstack.consumer")
     parser.add_argument("--redeliver-at-once", action="store_true")
     args = parser.parse_args(argv)
 

@@ -1,6 +1,6 @@
 """The `make dev` demo page: send GTM-style hits from a browser and watch them arrive.
 
-One small HTTP server (standard library only) serves the page in `devtools/demo/` and relays
+One small HTTP server (standard library only) serves the page in `demo/` beside it and relays
 the page's image requests to the pixel. An `<img>`, and GTM, learn only whether the image
 loaded; the relay records what the pixel actually answered (status, content type, the reason
 of a refusal) in an in-memory journal the page polls, next to the events the destination has
@@ -264,7 +264,7 @@ class DemoServer(LoopbackService):
 
     @staticmethod
     def static_file(name: str) -> tuple[bytes, str] | None:
-        """A file directly in devtools/demo/ with a known type; None for anything else."""
+        """A file directly in the demo folder with a known type; None for anything else."""
         if not _STATIC_NAME.match(name):
             return None
         content_type = STATIC_TYPES.get(Path(name).suffix.lower())

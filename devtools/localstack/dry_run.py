@@ -1,10 +1,10 @@
 """The local stack's dry run: a local stand-in for every configured destination, and one
 JSON Lines record of what each received.
 
-- pinpoint: `devtools.pinpoint_standin`, validating each request with botocore's model;
+- pinpoint: `devtools.standins.pinpoint`, validating each request with botocore's model;
 - firehose: a delivery stream on moto's server writing to an S3 bucket there, read back;
 - eventbridge: a bus on moto's server with a rule sending everything to an SQS queue, read back;
-- customer-profiles: `devtools.profiles_standin`, with the object type set up.
+- customer-profiles: `devtools.standins.customer_profiles`, with the object type set up.
 
 Each delivered event becomes one line in the log and one line on the console, and is offered
 to the demo page in Pinpoint's event shape whatever the destination.
@@ -22,7 +22,7 @@ from typing import IO, Any
 
 import boto3
 
-from devtools.pinpoint_standin import AcceptedEvent, PinpointStandIn
+from devtools.standins.pinpoint import AcceptedEvent, PinpointStandIn
 
 Say = Callable[[str], None]
 
@@ -96,8 +96,8 @@ class DryRun:
     def _start_profiles(self) -> str:
         """The stand-in, with the object type created as `make profiles-setup` would."""
         from chalicelib.destinations import customer_profiles
-        from devtools.profiles_setup import ensure_object_type
-        from devtools.profiles_standin import AcceptedObject, ProfilesStandIn
+        from devtools.deploy.profiles_setup import ensure_object_type
+        from devtools.standins.customer_profiles import AcceptedObject, ProfilesStandIn
 
         def accepted(item: AcceptedObject) -> None:
             self._from_record("customer-profiles", item.object, item.object)

@@ -6,13 +6,13 @@ arrive:
 
 - SQS: moto's server, with the stage's queues created as deployed (`devtools.queue_spec`);
 - the pixel: `chalice local`, which injects the stage's environment variables itself;
-- the consumer: `devtools.consumer`, feeding `deliver` as Lambda's event source mapping
+- the consumer: `devtools.localstack.consumer`, feeding `deliver` as Lambda's event source mapping
   would, because `chalice local` never runs SQS handlers;
-- the destinations: by default a dry run of each configured one (`devtools.dry_run`; the
+- the destinations: by default a dry run of each configured one (`devtools.localstack.dry_run`; the
   Pinpoint stand-in validates every PutEvents request against botocore's model), each event
   appended to a JSON Lines file and printed as one line; `--real` sends to the stage's real
   destinations with your own credentials instead;
-- the demo page (`devtools.demo_server`).
+- the demo page (`devtools.localstack.demo_server`).
 
 Autoreload: when app.py, chalicelib/ or .chalice/config.json change, the pixel and the
 consumer are restarted together, so both always run the same code. (Chalice's own reloader
@@ -48,8 +48,8 @@ from typing import TYPE_CHECKING, Final
 import boto3
 
 from chalicelib.config import ConfigError, Settings
-from devtools.demo_server import DemoServer
-from devtools.dry_run import DryRun
+from devtools.localstack.demo_server import DemoServer
+from devtools.localstack.dry_run import DryRun
 from devtools.offline import HOST, REGION, isolated_environment, without_proxy_for_loopback
 from devtools.queue_spec import ROOT, QueueSpec, stage_environment
 
@@ -191,7 +191,7 @@ class Workers:
             stdin=subprocess.DEVNULL,
         )
         self.consumer = subprocess.Popen(
-            [sys.executable, "-m", "devtools.consumer"],
+            [sys.executable, "-m", "devtools.localstack.consumer"],
             cwd=ROOT,
             env={**self.environment, "PYTHONUNBUFFERED": "1"},
             stdin=subprocess.DEVNULL,
@@ -290,7 +290,7 @@ def _port_option(name: str) -> int | None:
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m devtools.local_stack",
+        prog="python -m devtools.localstack.runner",
         description="Run the pixel, SQS, the consumer, a Pinpoint dry run and the demo page.",
     )
     for name, default in DEFAULT_PORTS.items():

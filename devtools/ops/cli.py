@@ -35,10 +35,10 @@ from botocore.config import Config
 from chalicelib.config import ConfigError, HitPolicy, Settings
 from chalicelib.destinations import registry
 from chalicelib.hits import HitRefusedError, parse_hit
-from devtools import ops_gtm
-from devtools.deploy_preflight import tool
-from devtools.ops_check import CheckPlan, PinpointProbe, run_check
-from devtools.ops_dlq import (
+from devtools.deploy.preflight import tool
+from devtools.ops import gtm as ops_gtm
+from devtools.ops.check import CheckPlan, PinpointProbe, run_check
+from devtools.ops.dlq import (
     DEFAULT_HOLD_SECONDS,
     MOVE_POLL_SECONDS,
     Journal,

@@ -8,7 +8,7 @@ It checks every request against botocore's model, applies an object type's keys 
 with the same value; a PROFILE key finds or creates the profile), can be told to fail on
 purpose, and records what it accepted. Standard library only.
 
-Run `python -m devtools.profiles_standin --port 9200 --domain pixel-relay-dev` to serve
+Run `python -m devtools.standins.customer_profiles --port 9200 --domain pixel-relay-dev` to serve
 until killed, printing one JSON line per accepted object on stdout.
 """
 
@@ -456,7 +456,7 @@ class _Handler(BaseHTTPRequestHandler):
 def main(argv: Sequence[str] | None = None) -> int:
     """Serve until killed, printing each accepted object as one JSON line on stdout."""
     parser = argparse.ArgumentParser(
-        prog="python -m devtools.profiles_standin", description=__doc__
+        prog="python -m devtools.standins.customer_profiles", description=__doc__
     )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=9200)
@@ -479,7 +479,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     with ProfilesStandIn(args.domain, args.host, args.port, on_accept=print_object) as standin:
         print(
             f"Customer Profiles stand-in on {standin.url} for {', '.join(args.domain)}; "
-            "define the object type with python -m devtools.profiles_setup",
+            "define the object type with python -m devtools.deploy.profiles_setup",
             file=sys.stderr,
             flush=True,
         )

@@ -18,7 +18,7 @@ from typing import Any
 import boto3
 import pytest
 
-from devtools.deploy_package import PackageResult, lint, package
+from devtools.deploy.package import PackageResult, lint, package
 from devtools.offline import REGION
 from devtools.queue_spec import ROOT
 

@@ -10,7 +10,7 @@ import boto3
 import pytest
 
 from chalicelib import runtime
-from devtools.pinpoint_standin import PinpointStandIn
+from devtools.standins.pinpoint import PinpointStandIn
 from tests.integration.harness import APPLICATION_ID, MAX_RECEIVE_COUNT, Pipeline
 
 

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from devtools.api_gateway import pixel_event
-from devtools.event_source import LocalEventSourceMapping
-from devtools.pinpoint_standin import PinpointStandIn
+from devtools.localstack.event_source import LocalEventSourceMapping
+from devtools.standins.pinpoint import PinpointStandIn
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient

@@ -22,10 +22,10 @@ from chalicelib.destinations.customer_profiles import (
     object_id,
 )
 from chalicelib.events import Event, ProfileUpdate
-from devtools import profiles_setup
+from devtools.deploy import profiles_setup
+from devtools.deploy.profiles_setup import ensure_object_type
 from devtools.offline import NOWHERE
-from devtools.profiles_setup import ensure_object_type
-from devtools.profiles_standin import ERROR_TYPES, AcceptedObject, ProfilesStandIn
+from devtools.standins.customer_profiles import ERROR_TYPES, AcceptedObject, ProfilesStandIn
 
 DOMAIN = "pixel-relay-test"
 ENV = {"PROFILES_DOMAIN": DOMAIN, "ALLOWED_USER_ATTRIBUTES": "plan,tier"}

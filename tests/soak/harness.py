@@ -1,12 +1,12 @@
 """The soak's pipeline: the real pixel and consumer, in one process, over loopback servers.
 
 - the pixel: the Chalice app called with API Gateway proxy events, as Lambda calls it;
-- SQS: moto's server behind `devtools.fault_proxy.FaultProxy`, which delays SendMessage
+- SQS: moto's server behind `devtools.standins.fault_proxy.FaultProxy`, which delays SendMessage
   answers past the pixel's 1.5 s read timeout in the slow-SQS phase and drops some
   DeleteMessageBatch / SendMessageBatch answers of the consumer (carried out, unanswered);
-- the consumer: `app.deliver` fed by `devtools.event_source.LocalEventSourceMapping` with the
+- the consumer: `app.deliver` fed by `LocalEventSourceMapping` with the
   stage's batch size and Lambda's default mapping (no ReportBatchItemFailures);
-- the destinations: the local stack's dry run (`devtools.dry_run.DryRun`): the Pinpoint and
+- the destinations: the local stack's dry run (`DryRun`): the Pinpoint and
   Customer Profiles stand-ins with content-keyed faults, EventBridge on moto read back.
 
 One thread drives everything, hits and polls interleaved, so a seed replays the same run
@@ -32,10 +32,10 @@ import boto3
 import pytest
 
 from devtools.api_gateway import pixel_event
-from devtools.dry_run import DryRun
-from devtools.event_source import LocalEventSourceMapping
-from devtools.fault_proxy import FaultProxy
+from devtools.localstack.dry_run import DryRun
+from devtools.localstack.event_source import LocalEventSourceMapping
 from devtools.queue_spec import MAX_RECEIVE_COUNT, consumer_timeout_seconds
+from devtools.standins.fault_proxy import FaultProxy
 from tests.soak.accounting import Hit, Letter, Sightings, soak_id_of_body
 from tests.soak.plan import DESTINATIONS, Plan
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import boto3
 
-from devtools.deploy_template import merge_template
-from devtools.policies import consumer_policy
+from devtools.deploy.policies import consumer_policy
+from devtools.deploy.template import merge_template
 from devtools.queue_spec import ROOT, stage_environment
 
 

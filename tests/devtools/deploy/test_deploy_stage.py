@@ -12,9 +12,9 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from devtools import deploy_stage
-from devtools.deploy_preflight import PreflightError, check_stage
-from devtools.deploy_stage import (
+from devtools.deploy import stage as deploy_stage
+from devtools.deploy.preflight import PreflightError, check_stage
+from devtools.deploy.stage import (
     Clients,
     consumer_function_name,
     enable_partial_batch_responses,

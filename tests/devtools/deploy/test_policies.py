@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from devtools.policies import policy_files, render
+from devtools.deploy.policies import policy_files, render
 from devtools.queue_spec import ROOT, chalice_config
 
 
@@ -42,7 +42,7 @@ def test_the_consumer_may_put_events_in_one_project_only() -> None:
 
 
 def test_each_destination_adds_one_statement_on_its_own_resource() -> None:
-    from devtools.policies import consumer_policy
+    from devtools.deploy.policies import consumer_policy
 
     environment = {
         "EVENTS_QUEUE": "q",
@@ -63,7 +63,7 @@ def test_each_destination_adds_one_statement_on_its_own_resource() -> None:
 
 
 def test_signed_hits_let_the_pixel_read_its_one_key_parameter() -> None:
-    from devtools.policies import pixel_policy
+    from devtools.deploy.policies import pixel_policy
 
     environment = {"EVENTS_QUEUE": "q", "TOKEN_HS256_KEYS_PARAMETER": "/pixel-relay/keys"}
     [keys] = [
@@ -79,7 +79,7 @@ def test_signed_hits_let_the_pixel_read_its_one_key_parameter() -> None:
 
 
 def test_an_eventbridge_bus_given_by_arn_is_granted_by_that_arn() -> None:
-    from devtools.policies import consumer_policy
+    from devtools.deploy.policies import consumer_policy
 
     arn = "arn:aws:events:eu-west-1:123456789012:event-bus/central"
     environment = {

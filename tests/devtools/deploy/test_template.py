@@ -11,11 +11,11 @@ from typing import Any
 
 import pytest
 
-from devtools.deploy_settings import DeploySettings, DeploySettingsError
-from devtools.deploy_template import dashboard_body
-from devtools.policies import consumer_policy, pixel_policy
+from devtools.deploy.policies import consumer_policy, pixel_policy
+from devtools.deploy.settings import DeploySettings, DeploySettingsError
+from devtools.deploy.template import dashboard_body
 from devtools.queue_spec import ROOT, QueueSpec, stage_environment
-from tests.deploy.conftest import Packaged
+from tests.devtools.deploy_fixtures import Packaged
 
 STAGE = "dev"
 

@@ -1,4 +1,4 @@
-"""devtools/demo_server.py: the relay, its journal, the page's API, and the page in Chromium.
+"""The demo server: the relay, its journal, the page's API, and the page in Chromium.
 
 The pixel here is a small fake on loopback that judges hits with the real rules
 (`chalicelib.hits.parse_hit`) and answers with the real bodies and headers, but enqueues
@@ -28,7 +28,7 @@ from chalicelib.destinations.pinpoint import event_to_wire, profile_to_wire
 from chalicelib.events import Event
 from chalicelib.hits import HitRefusedError, parse_hit
 from chalicelib.responses import NO_CACHE, TRANSPARENT_GIF
-from devtools.demo_server import DemoServer
+from devtools.localstack.demo_server import DemoServer
 from tests.browser import BROWSER_TIMEOUT_MS, newest_hit, page_errors
 
 REPO = Path(__file__).resolve().parents[2]

@@ -20,7 +20,7 @@ import boto3
 import pytest
 from moto.server import ThreadedMotoServer
 
-from devtools.event_source import MAX_PAYLOAD_BYTES, LocalEventSourceMapping, PollResult
+from devtools.localstack.event_source import MAX_PAYLOAD_BYTES, LocalEventSourceMapping, PollResult
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient

@@ -9,7 +9,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from devtools.local_stack import CodeWatcher
+from devtools.localstack.runner import CodeWatcher
 from tests.stack_harness import DELIVERY_SECONDS, STOP_SECONDS, banner_urls, get, local_stack
 
 

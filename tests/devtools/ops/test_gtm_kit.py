@@ -22,7 +22,7 @@ import pytest
 
 from chalicelib.config import HitPolicy
 from chalicelib.hits import parse_hit
-from devtools.ops_gtm import (
+from devtools.ops.gtm import (
     API_URL_PLACEHOLDER,
     CONTAINER_FILE,
     checked_in_container,
@@ -98,7 +98,7 @@ def as_the_pixel_reads_it(url: str) -> dict[str, list[str]]:
 
 def test_checked_in_container_is_current_run_ops_gtm_if_not() -> None:
     assert checked_in_container() == render(container()), (
-        f"{CONTAINER_FILE} is stale: run .venv/bin/python -m devtools.ops_gtm"
+        f"{CONTAINER_FILE} is stale: run .venv/bin/python -m devtools.ops.gtm"
     )
 
 

@@ -20,8 +20,8 @@ import pytest
 
 from chalicelib.config import HitPolicy
 from chalicelib.hits import parse_hit
-from devtools import ops
-from devtools.ops_dlq import Journal, Progress, Scanner, Selection, replay, summarize
+from devtools.ops import cli as ops
+from devtools.ops.dlq import Journal, Progress, Scanner, Selection, replay, summarize
 from devtools.queue_spec import QueueSpec
 
 STAGE = "dev"

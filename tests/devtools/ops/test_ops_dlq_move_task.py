@@ -20,9 +20,9 @@ import pytest
 from botocore.exceptions import ClientError
 from botocore.validate import ParamValidator
 
-from devtools import ops
-from devtools.ops_dlq import Journal, move_all
-from tests.deploy.test_ops_dlq import SPEC, STAGE, approximate, everything_on, fill
+from devtools.ops import cli as ops
+from devtools.ops.dlq import Journal, move_all
+from tests.devtools.ops.test_ops_dlq import SPEC, STAGE, approximate, everything_on, fill
 
 
 class MoveTaskStandIn:

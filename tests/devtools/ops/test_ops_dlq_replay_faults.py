@@ -25,11 +25,11 @@ import boto3
 import pytest
 from botocore.config import Config
 
-from devtools.fault_proxy import FaultProxy, _action, wait_for_calls
 from devtools.offline import REGION
-from devtools.ops_dlq import REPLAY_MARKER, Journal, replay
+from devtools.ops.dlq import REPLAY_MARKER, Journal, replay
 from devtools.queue_spec import ROOT
-from tests.deploy.test_ops_dlq import SPEC, STAGE, event_body
+from devtools.standins.fault_proxy import FaultProxy, _action, wait_for_calls
+from tests.devtools.ops.test_ops_dlq import SPEC, STAGE, event_body
 
 PARKED = 400
 HOLD = 10  # seconds: long enough for a rerun to finish inside the killed run's hold

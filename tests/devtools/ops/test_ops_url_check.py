@@ -17,13 +17,13 @@ import pytest
 
 from chalicelib.config import HitPolicy
 from chalicelib.hits import parse_hit
-from devtools import ops
-from devtools.event_source import LocalEventSourceMapping
+from devtools.localstack.event_source import LocalEventSourceMapping
 from devtools.offline import REGION
-from devtools.ops_check import CheckPlan, run_check
-from devtools.pinpoint_standin import PinpointStandIn
+from devtools.ops import cli as ops
+from devtools.ops.check import CheckPlan, run_check
 from devtools.queue_spec import QueueSpec, stage_environment
-from tests.deploy.conftest import ApiGatewayStandIn
+from devtools.standins.pinpoint import PinpointStandIn
+from tests.devtools.deploy_fixtures import ApiGatewayStandIn
 
 STAGE = "dev"
 API = "https://abc123.execute-api.eu-west-1.amazonaws.com/api/"

@@ -21,7 +21,7 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError, ReadTimeoutError
 
-from devtools.pinpoint_standin import (
+from devtools.standins.pinpoint import (
     MAX_REQUEST_BYTES,
     AcceptedEvent,
     PinpointStandIn,
@@ -334,7 +334,7 @@ def test_unsupported_failure_status_is_refused(standin: PinpointStandIn) -> None
 
 
 def test_cli_prints_accepted_events_as_json_lines() -> None:
-    command = [sys.executable, "-m", "devtools.pinpoint_standin"]
+    command = [sys.executable, "-m", "devtools.standins.pinpoint"]
     with subprocess.Popen(
         [*command, "--port", "0", "--application", APP],
         cwd=REPO,
