@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Any, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from chalicelib import telemetry
 from chalicelib.events import Event
@@ -85,6 +85,31 @@ class Destination(Protocol):
     def deliver(self, events: Sequence[Event], time_left: TimeLeft = None) -> list[Outcome]:
         """Outcomes in the order of `events`."""
         ...
+
+
+SettingsT = TypeVar("SettingsT")
+ClientT = TypeVar("ClientT")
+# One IAM policy statement, as `make policies` writes it (Sid, Effect, Action, Resource).
+Statement = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class DestinationSpec(Generic[SettingsT, ClientT]):
+    """Everything pixel-relay and its tooling know about one destination, exported by its
+    module as `SPEC`: the consumer builds it, `make policies` grants it and the dry run stands
+    in for it from this one object, so nothing elsewhere checks a destination's name."""
+
+    name: str  # as DESTINATIONS names it: the module's name with - for _
+    settings: type[SettingsT]  # its own settings, read from the stage's environment...
+    from_env: Callable[[Mapping[str, str]], SettingsT]  # ...failing with the variable's name
+    client: Callable[[SettingsT], ClientT]  # its boto3 client (`service_client`)
+    destination: Callable[[ClientT, SettingsT], Destination]  # requests out, results read
+    # What the consumer's role needs for it, on its own resources only.
+    iam_statements: Callable[[SettingsT], list[Statement]]
+
+    def create(self, settings: SettingsT) -> Destination:
+        """The destination on a client of its own (no AWS call: boto3 connects on use)."""
+        return self.destination(self.client(settings), settings)
 
 
 def pack(sizes: Sequence[int], max_count: int, max_bytes: int) -> list[list[int]]:

@@ -23,7 +23,9 @@ from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
 from chalicelib import telemetry
 from chalicelib.config import ConfigError, Reader, call_budget_ms, model_rule
 from chalicelib.destinations.base import (
+    DestinationSpec,
     Outcome,
+    Statement,
     TimeLeft,
     Verdict,
     build_refusal,
@@ -126,11 +128,35 @@ class ProfilesClient(Protocol):
     ) -> Mapping[str, Any]: ...
 
 
-def create(settings: Settings) -> CustomerProfilesDestination:
+def _client(settings: Settings) -> ProfilesClient:
     client: ProfilesClient = service_client("customer-profiles", settings.timeout_seconds)
+    return client
+
+
+def _destination(client: ProfilesClient, settings: Settings) -> CustomerProfilesDestination:
     return CustomerProfilesDestination(
         client, settings.domain, settings.object_type, call_budget_ms(settings.timeout_seconds)
     )
+
+
+def create(settings: Settings) -> CustomerProfilesDestination:
+    return _destination(_client(settings), settings)
+
+
+def iam_statements(settings: Settings) -> list[Statement]:
+    """PutProfileObject in the one domain, for the one object type."""
+    return [
+        {
+            "Sid": "PutProfileObjects",
+            "Effect": "Allow",
+            "Action": ["profile:PutProfileObject"],
+            # IAM lists both the domain and the object type as this action's resources.
+            "Resource": [
+                f"arn:*:profile:*:*:domains/{settings.domain}",
+                f"arn:*:profile:*:*:domains/{settings.domain}/object-types/{settings.object_type}",
+            ],
+        }
+    ]
 
 
 # The object ------------------------------------------------------------------------------
@@ -282,3 +308,13 @@ def _with_profile(outcome: Outcome, event: Event) -> Outcome:
     if event.profile.is_empty():
         return outcome
     return replace(outcome, profile=outcome.verdict, profile_reason=outcome.reason)
+
+
+SPEC = DestinationSpec(
+    name=NAME,
+    settings=Settings,
+    from_env=Settings.from_env,
+    client=_client,
+    destination=_destination,
+    iam_statements=iam_statements,
+)

@@ -20,7 +20,9 @@ from chalicelib import telemetry
 from chalicelib.config import ConfigError, Reader, call_budget_ms, model_rule
 from chalicelib.destinations.base import (
     DELIVERED,
+    DestinationSpec,
     Outcome,
+    Statement,
     TimeLeft,
     Verdict,
     build_each,
@@ -66,11 +68,33 @@ class Settings:
         )
 
 
-def create(settings: Settings) -> EventBridgeDestination:
+def _client(settings: Settings) -> EventBridgeClient:
     client: EventBridgeClient = service_client("events", settings.timeout_seconds)
+    return client
+
+
+def _destination(client: EventBridgeClient, settings: Settings) -> EventBridgeDestination:
     return EventBridgeDestination(
         client, settings.bus, settings.source, call_budget_ms(settings.timeout_seconds)
     )
+
+
+def create(settings: Settings) -> EventBridgeDestination:
+    return _destination(_client(settings), settings)
+
+
+def iam_statements(settings: Settings) -> list[Statement]:
+    """PutEvents on the one bus."""
+    bus = settings.bus
+    return [
+        {
+            "Sid": "PutBusEvents",
+            "Effect": "Allow",
+            "Action": ["events:PutEvents"],
+            # A bus given by ARN (another account's, say) is granted exactly that bus.
+            "Resource": bus if bus.startswith("arn:") else f"arn:*:events:*:*:event-bus/{bus}",
+        }
+    ]
 
 
 def entry_for(event: Event, bus: str, source: str) -> dict[str, Any]:
@@ -149,3 +173,13 @@ def _entry_outcome(answer: Mapping[str, Any]) -> Outcome:
         return DELIVERED
     reason = f"{code} {answer.get('ErrorMessage', '')}".strip()
     return Outcome(Verdict.RETRY if code in RETRYABLE_ERRORS else Verdict.REJECTED, reason)
+
+
+SPEC = DestinationSpec(
+    name=NAME,
+    settings=Settings,
+    from_env=Settings.from_env,
+    client=_client,
+    destination=_destination,
+    iam_statements=iam_statements,
+)

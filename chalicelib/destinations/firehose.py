@@ -20,7 +20,9 @@ from chalicelib import telemetry
 from chalicelib.config import Reader, call_budget_ms, model_rule
 from chalicelib.destinations.base import (
     DELIVERED,
+    DestinationSpec,
     Outcome,
+    Statement,
     TimeLeft,
     Verdict,
     build_each,
@@ -55,9 +57,29 @@ class Settings:
         )
 
 
-def create(settings: Settings) -> FirehoseDestination:
+def _client(settings: Settings) -> FirehoseClient:
     client: FirehoseClient = service_client("firehose", settings.timeout_seconds)
+    return client
+
+
+def _destination(client: FirehoseClient, settings: Settings) -> FirehoseDestination:
     return FirehoseDestination(client, settings.stream, call_budget_ms(settings.timeout_seconds))
+
+
+def create(settings: Settings) -> FirehoseDestination:
+    return _destination(_client(settings), settings)
+
+
+def iam_statements(settings: Settings) -> list[Statement]:
+    """PutRecordBatch on the one delivery stream."""
+    return [
+        {
+            "Sid": "WriteFirehose",
+            "Effect": "Allow",
+            "Action": ["firehose:PutRecordBatch"],
+            "Resource": f"arn:*:firehose:*:*:deliverystream/{settings.stream}",
+        }
+    ]
 
 
 def record_data(event: Event) -> bytes:
@@ -117,3 +139,13 @@ class FirehoseDestination:
             else DELIVERED
             for a in answers
         ]
+
+
+SPEC = DestinationSpec(
+    name=NAME,
+    settings=Settings,
+    from_env=Settings.from_env,
+    client=_client,
+    destination=_destination,
+    iam_statements=iam_statements,
+)

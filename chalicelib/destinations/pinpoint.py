@@ -20,7 +20,9 @@ from chalicelib import limits, telemetry
 from chalicelib.config import Reader, call_budget_ms
 from chalicelib.destinations.base import (
     DELIVERED,
+    DestinationSpec,
     Outcome,
+    Statement,
     TimeLeft,
     Verdict,
     build_refusal,
@@ -57,11 +59,35 @@ class Settings:
         )
 
 
-def create(settings: Settings) -> PinpointDestination:
+def _client(settings: Settings) -> PinpointClient:
     client: PinpointClient = service_client("pinpoint", settings.timeout_seconds)
+    return client
+
+
+def _destination(client: PinpointClient, settings: Settings) -> PinpointDestination:
     return PinpointDestination(
         client, settings.application_id, call_budget_ms(settings.timeout_seconds)
     )
+
+
+def create(settings: Settings) -> PinpointDestination:
+    return _destination(_client(settings), settings)
+
+
+def iam_statements(settings: Settings) -> list[Statement]:
+    """PutEvents in the one project (its ARN, and what is under it)."""
+    application = settings.application_id
+    return [
+        {
+            "Sid": "RecordEvents",
+            "Effect": "Allow",
+            "Action": ["mobiletargeting:PutEvents"],
+            "Resource": [
+                f"arn:*:mobiletargeting:*:*:apps/{application}",
+                f"arn:*:mobiletargeting:*:*:apps/{application}/*",
+            ],
+        }
+    ]
 
 
 def event_to_wire(event: Event) -> dict[str, Any]:
@@ -378,3 +404,13 @@ def _with_profile(outcome: Outcome, event: Event, endpoints: dict[str, Outcome])
 
 def _json_size(value: Any) -> int:
     return len(json.dumps(value))
+
+
+SPEC = DestinationSpec(
+    name=NAME,
+    settings=Settings,
+    from_env=Settings.from_env,
+    client=_client,
+    destination=_destination,
+    iam_statements=iam_statements,
+)

@@ -14,6 +14,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Final
 
+from chalicelib.config import ConfigError
+from chalicelib.destinations import registry
 from devtools.queue_spec import ROOT, chalice_config, stage_environment
 
 LOGS: Final = {
@@ -70,57 +72,14 @@ def signing_keys_statement(source: str) -> dict[str, Any]:
 
 
 def destination_statements(environment: dict[str, str]) -> list[dict[str, Any]]:
-    """One statement per configured destination, on that destination's one resource."""
-    names = [n.strip() for n in environment.get("DESTINATIONS", "pinpoint").split(",")]
+    """What each configured destination's `SPEC` says it needs, from its own settings (as
+    the consumer reads them), in the registry's order whatever the order of DESTINATIONS."""
+    configured = registry.parse_names(environment.get("DESTINATIONS", "pinpoint"))
     statements: list[dict[str, Any]] = []
-    if "pinpoint" in names:
-        application = environment["PINPOINT_APPLICATION_ID"]
-        statements.append(
-            {
-                "Sid": "RecordEvents",
-                "Effect": "Allow",
-                "Action": ["mobiletargeting:PutEvents"],
-                "Resource": [
-                    f"arn:*:mobiletargeting:*:*:apps/{application}",
-                    f"arn:*:mobiletargeting:*:*:apps/{application}/*",
-                ],
-            }
-        )
-    if "firehose" in names:
-        statements.append(
-            {
-                "Sid": "WriteFirehose",
-                "Effect": "Allow",
-                "Action": ["firehose:PutRecordBatch"],
-                "Resource": f"arn:*:firehose:*:*:deliverystream/{environment['FIREHOSE_STREAM']}",
-            }
-        )
-    if "eventbridge" in names:
-        bus = environment.get("EVENTBRIDGE_BUS") or "default"
-        statements.append(
-            {
-                "Sid": "PutBusEvents",
-                "Effect": "Allow",
-                "Action": ["events:PutEvents"],
-                # A bus given by ARN (another account's, say) is granted exactly that bus.
-                "Resource": bus if bus.startswith("arn:") else f"arn:*:events:*:*:event-bus/{bus}",
-            }
-        )
-    if "customer-profiles" in names:
-        domain = environment["PROFILES_DOMAIN"]
-        object_type = environment.get("PROFILES_OBJECT_TYPE") or "PixelRelayEvent"
-        statements.append(
-            {
-                "Sid": "PutProfileObjects",
-                "Effect": "Allow",
-                "Action": ["profile:PutProfileObject"],
-                # IAM lists both the domain and the object type as this action's resources.
-                "Resource": [
-                    f"arn:*:profile:*:*:domains/{domain}",
-                    f"arn:*:profile:*:*:domains/{domain}/object-types/{object_type}",
-                ],
-            }
-        )
+    for name in registry.known():
+        if name in configured:
+            spec = registry.spec(name)
+            statements.extend(spec.iam_statements(spec.from_env(environment)))
     return statements
 
 
@@ -174,21 +133,24 @@ def dedupe_statements(environment: dict[str, str]) -> list[dict[str, Any]]:
 def policy_files(root: Path = ROOT) -> dict[Path, dict[str, Any]]:
     """Every policy file the config names, with the content it must have.
 
-    A stage whose Pinpoint project id is not set yet gets none: deploying it fails on that
-    setting first, naming it.
+    A stage whose destinations are not set up yet (its Pinpoint project id is empty, say)
+    gets none: deploying it fails on that setting first, naming it.
     """
     config = chalice_config(root)
     files: dict[Path, dict[str, Any]] = {}
     for stage, stage_config in config.get("stages", {}).items():
         environment = stage_environment(stage, root)
-        destinations = environment.get("DESTINATIONS", "pinpoint")
-        if "pinpoint" in destinations and not environment.get("PINPOINT_APPLICATION_ID"):
+        try:
+            policies = {
+                "api_handler": pixel_policy(environment),
+                "deliver": consumer_policy(environment),
+            }
+        except ConfigError:
             continue
-        builders = {"api_handler": pixel_policy, "deliver": consumer_policy}
         for function, settings in stage_config.get("lambda_functions", {}).items():
             name = settings.get("iam_policy_file")
-            if name and function in builders:
-                files[root / ".chalice" / name] = builders[function](environment)
+            if name and function in policies:
+                files[root / ".chalice" / name] = policies[function]
     return files
 
 
