@@ -48,7 +48,9 @@ from typing import TYPE_CHECKING, Final
 import boto3
 
 from chalicelib.config import ConfigError, Settings
+from chalicelib.destinations import registry
 from devtools.localstack.demo_server import DemoServer
+from devtools.localstack.doubles import stand_in_ports
 from devtools.localstack.dry_run import DryRun
 from devtools.offline import HOST, REGION, isolated_environment, without_proxy_for_loopback
 from devtools.queue_spec import ROOT, QueueSpec, stage_environment
@@ -56,13 +58,8 @@ from devtools.queue_spec import ROOT, QueueSpec, stage_environment
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
 
-DEFAULT_PORTS: Final = {
-    "pixel": 8000,
-    "sqs": 5000,
-    "pinpoint": 9100,
-    "profiles": 9200,
-    "demo": 8001,
-}
+# The dry run's stand-ins add their own (pinpoint 9100, profiles 9200).
+DEFAULT_PORTS: Final = {"pixel": 8000, "sqs": 5000, **stand_in_ports(), "demo": 8001}
 WATCHED: Final = ("app.py", "chalicelib", ".chalice/config.json")
 STARTUP_TIMEOUT_SECONDS: Final = 60.0
 STOP_TIMEOUT_SECONDS: Final = 5.0
@@ -345,6 +342,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         # The app's own parsing, before anything starts: a bad stage value is named at once.
         settings = Settings.from_env(stage_env)
+        registry.settings_for(settings.destinations, stage_env)
     except ConfigError as error:
         raise SystemExit(f"stage {args.stage}: {error}") from None
     spec = QueueSpec.for_stage(args.stage)
@@ -386,8 +384,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 say,
                 sqs_url,
                 HOST,
-                ports["pinpoint"],
-                ports["profiles"],
+                ports,
             )
             environment.update(dry_run_pieces.start())
             stack.callback(dry_run_pieces.stop)

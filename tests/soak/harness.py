@@ -335,8 +335,6 @@ def soak_pipeline(
         lambda line: None,
         moto_url,
         "127.0.0.1",
-        0,
-        0,
     )
     with FaultProxy(moto_url) as proxy:
         endpoints = dry_run.start()
@@ -354,10 +352,11 @@ def soak_pipeline(
                 dry_run,
                 consumer_timeout_seconds("dev"),
             )
-            assert dry_run.pinpoint is not None
-            assert dry_run.profiles is not None
-            dry_run.pinpoint.plan_faults(soak.pinpoint_request_fault, soak.pinpoint_event_fault)
-            dry_run.profiles.plan_faults(soak.profiles_request_fault)
+            pinpoint, profiles = dry_run.standin("pinpoint"), dry_run.standin("customer-profiles")
+            assert pinpoint is not None
+            assert profiles is not None
+            pinpoint.plan_faults(soak.pinpoint_request_fault, soak.pinpoint_event_fault)
+            profiles.plan_faults(soak.profiles_request_fault)
             yield soak
         finally:
             dry_run.stop()

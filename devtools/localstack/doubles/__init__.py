@@ -1,0 +1,126 @@
+"""How the dry run stands in for each destination and reads back what it received.
+
+One module per destination, named as the destination's module in `chalicelib/destinations/`
+(`customer-profiles` → `customer_profiles.py`), found by that name, never by a list here.
+Each exports `start(setup) -> Running`, and `PORT` if it serves a stand-in of its own (the
+local stack then offers `--<option>-port`). A double either hands over what its stand-in
+accepts as it arrives (`setup.receive`), or returns a `read_back` the dry run polls.
+Development tooling only: never packaged into Lambda.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol, cast
+
+import boto3
+
+from chalicelib.destinations import registry
+from devtools.offline import REGION
+
+# endpoint id, event id, the event in Pinpoint's shape (what the demo page shows), and what
+# the destination received, as it received it.
+Receive = Callable[[str, str, dict[str, Any], Any], None]
+
+
+def pinpoint_shape(record: Mapping[str, Any]) -> dict[str, Any]:
+    """A pixel-relay record (Event.to_record()) as the Pinpoint Event the demo page shows."""
+    event: dict[str, Any] = {"EventType": record["event_type"], "Timestamp": record["timestamp"]}
+    if record.get("attributes"):
+        event["Attributes"] = record["attributes"]
+    if record.get("metrics"):
+        event["Metrics"] = record["metrics"]
+    if record.get("session"):
+        session = record["session"]
+        event["Session"] = {"Id": session["id"], "StartTimestamp": session["start"]}
+    return event
+
+
+@dataclass(frozen=True)
+class StandInPort:
+    """A stand-in's own port: `--<option>-port` and PIXEL_RELAY_<OPTION>_PORT."""
+
+    option: str
+    default: int
+
+
+@dataclass(frozen=True)
+class Setup:
+    """What a double is given to start."""
+
+    settings: Any  # the destination's own settings (its SPEC.from_env)
+    host: str
+    port: int  # for its stand-in, if it has one; 0 picks a free port
+    moto_url: str  # moto's server, for destinations moto implements
+    receive: Receive
+
+    def receive_record(self, record: Mapping[str, Any], raw: Any) -> None:
+        """A delivered pixel-relay record (Event.to_record()), as read back."""
+        self.receive(record["endpoint_id"], record["event_id"], pinpoint_shape(record), raw)
+
+    def client(self, service: str, endpoint_url: str | None = None) -> Any:
+        """A boto3 client on moto's server (or `endpoint_url`), with fake credentials."""
+        return boto3.client(  # type: ignore[call-overload]
+            service,
+            endpoint_url=endpoint_url or self.moto_url,
+            region_name=REGION,
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        )
+
+
+class StandIn(Protocol):
+    """A local server speaking the destination's API (`devtools.standins`)."""
+
+    def stop(self) -> None: ...
+
+    def fail_next_requests(self, status: int, count: int = 1) -> None: ...
+
+
+@dataclass(frozen=True)
+class Running:
+    """A started double."""
+
+    environment: dict[str, str]  # the endpoint variables the app's client needs
+    read_back: Callable[[], None] | None = None  # polled for what arrived since the last poll
+    standin: StandIn | None = None  # stopped with the dry run; fails on an outage
+
+
+class Double(Protocol):
+    """The module's interface (`PORT` aside, which is optional)."""
+
+    def start(self, setup: Setup) -> Running: ...
+
+
+def module_name(destination: str) -> str:
+    return f"{__name__}.{destination.replace('-', '_')}"
+
+
+def double(destination: str) -> Double:
+    """The double for `destination`, or an error saying which module to add."""
+    name = module_name(destination)
+    try:
+        module = importlib.import_module(name)
+    except ModuleNotFoundError as error:
+        if error.name != name:
+            raise
+        path = name.replace(".", "/") + ".py"
+        raise LookupError(f"no dry run for {destination}: add {path}") from None
+    return cast(Double, module)
+
+
+def port(destination: str) -> StandInPort | None:
+    found: StandInPort | None = getattr(double(destination), "PORT", None)
+    return found
+
+
+def stand_in_ports() -> dict[str, int]:
+    """Every stand-in's port option and default, in the registry's order."""
+    ports: dict[str, int] = {}
+    for destination in registry.known():
+        option = port(destination)
+        if option is not None:
+            ports[option.option] = option.default
+    return ports
