@@ -8,17 +8,20 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Final
 
-from devtools.deploy.profiles_setup import ensure_object_type
 from devtools.localstack.doubles import Running, Setup, StandInPort
-from devtools.standins.customer_profiles import AcceptedObject, ProfilesStandIn
 
 if TYPE_CHECKING:
     from chalicelib.destinations.customer_profiles import Settings
+    from devtools.standins.customer_profiles import AcceptedObject
 
 PORT: Final = StandInPort("profiles", 9200)
 
 
 def start(setup: Setup) -> Running:
+    # Imported here: the local stack reads PORT at start whether or not this destination runs.
+    from devtools.deploy.profiles_setup import ensure_object_type
+    from devtools.standins.customer_profiles import ProfilesStandIn
+
     settings: Settings = setup.settings
 
     def accepted(item: AcceptedObject) -> None:

@@ -9,15 +9,18 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Final
 
 from devtools.localstack.doubles import Running, Setup, StandInPort
-from devtools.standins.pinpoint import AcceptedEvent, PinpointStandIn
 
 if TYPE_CHECKING:
     from chalicelib.destinations.pinpoint import Settings
+    from devtools.standins.pinpoint import AcceptedEvent
 
 PORT: Final = StandInPort("pinpoint", 9100)
 
 
 def start(setup: Setup) -> Running:
+    # Imported here: the local stack reads PORT at start whether or not this destination runs.
+    from devtools.standins.pinpoint import PinpointStandIn
+
     settings: Settings = setup.settings
 
     def accepted(event: AcceptedEvent) -> None:
