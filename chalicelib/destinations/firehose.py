@@ -1,6 +1,6 @@
 """Amazon Data Firehose `PutRecordBatch`: newline-delimited JSON records, ready for S3/Athena.
 
-Each event is one record: `Event.to_record()` as one line of JSON (docs/destinations.md
+Each event is one record: `Event.to_record()` as one line of JSON (docs/coming-from-pinpoint.md
 lists the fields). Records are packed up to Firehose's limits (500 records, 4 MB a call,
 1,000 KiB a record) and every per-record result is read: Firehose's per-record errors
 (ServiceUnavailableException, InternalFailure) are all transient, so those records are retried.
