@@ -21,9 +21,9 @@ from typing import Final
 
 from devtools.deploy.preflight import check_stage, run, tool
 from devtools.deploy.template import merge_template
-from devtools.queue_spec import ROOT
+from devtools.paths import BUILD_DIR, ROOT
 
-BUILD: Final = Path("deploy") / "build"
+BUILD: Final = BUILD_DIR
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Final
 
-from devtools.queue_spec import ROOT, chalice_config, stage_environment
+from devtools.paths import ROOT
+from devtools.queue_spec import chalice_config, stage_environment
 
 LOGS: Final = {
     "Effect": "Allow",

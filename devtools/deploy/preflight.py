@@ -12,12 +12,8 @@ from chalicelib.config import ConfigError, Reader, Settings
 from chalicelib.delivery import settlement_problem
 from devtools.deploy.policies import policy_files, render
 from devtools.deploy.settings import DeploySettings, DeploySettingsError
-from devtools.queue_spec import (
-    ROOT,
-    chalice_config,
-    consumer_timeout_seconds,
-    stage_environment,
-)
+from devtools.paths import CHALICE_DIR, ROOT
+from devtools.queue_spec import chalice_config, consumer_timeout_seconds, stage_environment
 
 
 class PreflightError(SystemExit):
@@ -38,7 +34,7 @@ def policy_file_problems(stage: str, root: Path = ROOT) -> list[str]:
         if not name:
             problems.append(f"stage {stage}: function {function} has no iam_policy_file")
             continue
-        path = root / ".chalice" / name
+        path = root / CHALICE_DIR / name
         if path not in expected:
             continue  # not one of ours (a function added later); Chalice reads it as it is
         if not path.exists():

@@ -22,7 +22,7 @@ import boto3
 
 from chalicelib.config import Settings
 from devtools.localstack.event_source import LocalEventSourceMapping, PollResult
-from devtools.queue_spec import ROOT
+from devtools.paths import ROOT
 
 
 def describe_poll(result: PollResult) -> str:

@@ -51,7 +51,8 @@ from chalicelib.config import ConfigError, Settings
 from devtools.localstack.demo_server import DemoServer
 from devtools.localstack.dry_run import DryRun
 from devtools.offline import HOST, REGION, isolated_environment, without_proxy_for_loopback
-from devtools.queue_spec import ROOT, QueueSpec, stage_environment
+from devtools.paths import ROOT
+from devtools.queue_spec import QueueSpec, stage_environment
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient

@@ -52,7 +52,8 @@ from devtools.ops.dlq import (
     replay,
     summarize,
 )
-from devtools.queue_spec import ROOT, QueueSpec, stage_environment
+from devtools.paths import REPLAY_DIR, ROOT
+from devtools.queue_spec import QueueSpec, stage_environment
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
@@ -139,7 +140,7 @@ def dlq_command(args: argparse.Namespace, ops: Ops, out: IO[str], err: IO[str]) 
     if method == "auto":
         method = "journal" if filtered or args.resend_in_doubt else "move-task"
     journal = Journal(
-        args.journal or args.project_dir / ".local" / "replay" / f"{spec.dead_letter_queue}.journal"
+        args.journal or args.project_dir / REPLAY_DIR / f"{spec.dead_letter_queue}.journal"
     )
     events_url = sqs.get_queue_url(QueueName=spec.events_queue)["QueueUrl"]
     try:
