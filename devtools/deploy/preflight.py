@@ -3,9 +3,6 @@ call or package build, with the fix named."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
-from collections.abc import Sequence
 from pathlib import Path
 
 from chalicelib.config import ConfigError, Reader, Settings
@@ -64,14 +61,3 @@ def check_stage(stage: str, root: Path = ROOT) -> Settings:
     if problems:
         raise PreflightError("\n".join(problems))
     return settings
-
-
-def run(command: Sequence[str], cwd: Path, env: dict[str, str] | None = None) -> int:
-    """Run a tool with its output going straight to the user's terminal."""
-    print("$ " + " ".join(command), flush=True)
-    return subprocess.run(list(command), cwd=cwd, env=env, check=False).returncode
-
-
-def tool(name: str) -> str:
-    """A console script installed beside this interpreter (chalice, cfn-lint)."""
-    return str(Path(sys.executable).parent / name)

@@ -19,7 +19,6 @@ import dataclasses
 import functools
 import json
 import re
-import signal
 import sys
 import threading
 import time
@@ -28,7 +27,6 @@ from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
-from types import FrameType
 from typing import Any, Final
 from urllib.parse import unquote, urlsplit
 
@@ -36,6 +34,7 @@ import botocore.session
 from botocore.validate import ParamValidator
 
 from devtools.loopback import LoopbackService, QuietServer
+from devtools.process import stop_on_signals
 
 # The errors every one of these operations declares in botocore's model, by HTTP status.
 ERROR_TYPES: Final[dict[int, str]] = {
@@ -469,14 +468,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         # on_accept runs under the stand-in's lock, so lines never interleave.
         print(json.dumps(dataclasses.asdict(record), sort_keys=True), flush=True)
 
-    done = threading.Event()
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        done.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    with ProfilesStandIn(args.domain, args.host, args.port, on_accept=print_object) as standin:
+    with (
+        stop_on_signals() as done,
+        ProfilesStandIn(args.domain, args.host, args.port, on_accept=print_object) as standin,
+    ):
         print(
             f"Customer Profiles stand-in on {standin.url} for {', '.join(args.domain)}; "
             "define the object type with python -m devtools.deploy.profiles_setup",

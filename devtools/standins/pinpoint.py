@@ -16,7 +16,6 @@ import argparse
 import dataclasses
 import functools
 import json
-import signal
 import sys
 import threading
 import uuid
@@ -24,7 +23,6 @@ from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler
-from types import FrameType
 from typing import Any, Final
 from urllib.parse import unquote, urlsplit
 
@@ -32,6 +30,7 @@ import botocore.session
 from botocore.validate import ParamValidator
 
 from devtools.loopback import LoopbackService, QuietServer
+from devtools.process import stop_on_signals
 
 # Pinpoint's quotas for one PutEvents request.
 MAX_EVENTS_PER_REQUEST: Final = 100
@@ -478,14 +477,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         # on_accept runs under the stand-in's lock, so lines never interleave.
         print(json.dumps(dataclasses.asdict(record), sort_keys=True), flush=True)
 
-    done = threading.Event()
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        done.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    with PinpointStandIn(args.application, args.host, args.port, on_accept=print_event) as standin:
+    with (
+        stop_on_signals() as done,
+        PinpointStandIn(args.application, args.host, args.port, on_accept=print_event) as standin,
+    ):
         print(
             f"Pinpoint stand-in on {standin.url} for {', '.join(args.application)}",
             file=sys.stderr,
