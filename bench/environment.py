@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any, Final
 
 from devtools.offline import isolated_environment
+from devtools.paths import ROOT
 from devtools.queue_spec import stage_environment
 
-ROOT: Final = Path(__file__).resolve().parents[1]
 STAGE: Final = "dev"
 PACKAGES: Final = ("chalice", "boto3", "botocore", "aws-lambda-powertools", "moto")
 # What Lambda sets in every function's environment (the runtime, not the stage config):

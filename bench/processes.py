@@ -16,7 +16,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any, Final
 
-from bench.environment import ROOT
+from devtools.paths import ROOT
 
 IMPORTS: Final = {
     "app": "import app",

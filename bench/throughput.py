@@ -27,10 +27,11 @@ from typing import IO, TYPE_CHECKING, Any
 
 import boto3
 
-from bench.environment import ROOT, environment_patch, quiet_stdout
+from bench.environment import environment_patch, quiet_stdout
 from bench.fakes import fresh_default_session
 from bench.hits import answered_gif, proxy_event, sample_queries
 from devtools.localstack.event_source import LocalEventSourceMapping, PollResult
+from devtools.paths import ROOT
 from devtools.queue_spec import QueueSpec
 
 if TYPE_CHECKING:

@@ -11,10 +11,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
+from devtools.paths import CHALICE_CONFIG, ROOT
+
 if TYPE_CHECKING:
     from mypy_boto3_sqs.literals import QueueAttributeNameType
 
-ROOT: Final = Path(__file__).resolve().parents[1]
 # AWS's advice for Lambda event sources: at least six times the function's timeout, so a
 # batch still being retried inside Lambda is not handed to a second invocation.
 VISIBILITY_PER_TIMEOUT: Final = 6
@@ -24,7 +25,7 @@ DEAD_LETTER_RETENTION_SECONDS: Final = 14 * 24 * 3600  # SQS's maximum: time to 
 
 
 def chalice_config(root: Path = ROOT) -> dict[str, Any]:
-    config: dict[str, Any] = json.loads((root / ".chalice" / "config.json").read_text())
+    config: dict[str, Any] = json.loads((root / CHALICE_CONFIG).read_text())
     return config
 
 

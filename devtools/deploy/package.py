@@ -19,11 +19,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from devtools.deploy.preflight import check_stage, run, tool
+from devtools.deploy.preflight import check_stage
 from devtools.deploy.template import merge_template
-from devtools.queue_spec import ROOT
+from devtools.paths import BUILD_DIR, ROOT
+from devtools.process import run, tool
 
-BUILD: Final = Path("deploy") / "build"
+BUILD: Final = BUILD_DIR
 
 
 @dataclass(frozen=True)

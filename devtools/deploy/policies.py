@@ -16,7 +16,8 @@ from typing import Any, Final
 
 from chalicelib.config import ConfigError
 from chalicelib.destinations import registry
-from devtools.queue_spec import ROOT, chalice_config, stage_environment
+from devtools.paths import ROOT
+from devtools.queue_spec import chalice_config, stage_environment
 
 LOGS: Final = {
     "Effect": "Allow",

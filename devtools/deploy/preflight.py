@@ -3,21 +3,14 @@ call or package build, with the fix named."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
-from collections.abc import Sequence
 from pathlib import Path
 
 from chalicelib.config import ConfigError, Reader, Settings
 from chalicelib.delivery import settlement_problem
 from devtools.deploy.policies import policy_files, render
 from devtools.deploy.settings import DeploySettings, DeploySettingsError
-from devtools.queue_spec import (
-    ROOT,
-    chalice_config,
-    consumer_timeout_seconds,
-    stage_environment,
-)
+from devtools.paths import CHALICE_DIR, ROOT
+from devtools.queue_spec import chalice_config, consumer_timeout_seconds, stage_environment
 
 
 class PreflightError(SystemExit):
@@ -38,7 +31,7 @@ def policy_file_problems(stage: str, root: Path = ROOT) -> list[str]:
         if not name:
             problems.append(f"stage {stage}: function {function} has no iam_policy_file")
             continue
-        path = root / ".chalice" / name
+        path = root / CHALICE_DIR / name
         if path not in expected:
             continue  # not one of ours (a function added later); Chalice reads it as it is
         if not path.exists():
@@ -68,14 +61,3 @@ def check_stage(stage: str, root: Path = ROOT) -> Settings:
     if problems:
         raise PreflightError("\n".join(problems))
     return settings
-
-
-def run(command: Sequence[str], cwd: Path, env: dict[str, str] | None = None) -> int:
-    """Run a tool with its output going straight to the user's terminal."""
-    print("$ " + " ".join(command), flush=True)
-    return subprocess.run(list(command), cwd=cwd, env=env, check=False).returncode
-
-
-def tool(name: str) -> str:
-    """A console script installed beside this interpreter (chalice, cfn-lint)."""
-    return str(Path(sys.executable).parent / name)

@@ -26,7 +26,8 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from chalicelib.config import ConfigError
 from chalicelib.destinations.customer_profiles import Settings, object_type_definition
-from devtools.queue_spec import ROOT, stage_environment
+from devtools.paths import ROOT
+from devtools.queue_spec import stage_environment
 
 # What pixel-relay decides in a definition; the service adds CreatedAt, Tags and the like.
 COMPARED = ("Description", "AllowProfileCreation", "Fields", "Keys")

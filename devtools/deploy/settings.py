@@ -13,9 +13,9 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Final
 
-from devtools.queue_spec import ROOT
+from devtools.paths import ROOT, STAGES_FILE
 
-SETTINGS_FILE: Final = Path("deploy") / "stages.json"
+SETTINGS_FILE: Final = STAGES_FILE
 # The only values CloudWatch Logs accepts for RetentionInDays.
 LOG_RETENTION_DAYS: Final = frozenset(
     {1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557}

@@ -29,8 +29,10 @@ from typing import TYPE_CHECKING, Any, Final
 import boto3
 from botocore.exceptions import ClientError
 
-from devtools.deploy.preflight import check_stage, run, tool
-from devtools.queue_spec import ROOT, QueueSpec, chalice_config, stage_environment
+from devtools.deploy.preflight import check_stage
+from devtools.paths import ROOT
+from devtools.process import run, tool
+from devtools.queue_spec import QueueSpec, chalice_config, stage_environment
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient

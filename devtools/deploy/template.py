@@ -18,10 +18,10 @@ from pathlib import Path
 from typing import Any, Final
 
 from devtools.deploy.settings import DeploySettings
+from devtools.paths import ROOT
 from devtools.queue_spec import (
     DEAD_LETTER_RETENTION_SECONDS,
     EVENTS_RETENTION_SECONDS,
-    ROOT,
     QueueSpec,
     chalice_config,
     stage_environment,

@@ -11,18 +11,16 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
-import signal
 import sys
-import threading
 from collections.abc import Callable, Sequence
-from types import FrameType
 from typing import Any
 
 import boto3
 
 from chalicelib.config import Settings
 from devtools.localstack.event_source import LocalEventSourceMapping, PollResult
-from devtools.queue_spec import ROOT
+from devtools.paths import ROOT
+from devtools.process import stop_on_signals
 
 
 def describe_poll(result: PollResult) -> str:
@@ -60,15 +58,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         redeliver_at_once=args.redeliver_at_once,
     )
 
-    stop = threading.Event()
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    print(f"consumer: polling {settings.wiring.events_queue}", flush=True)
-    mapping.run(stop, on_poll=lambda result: print(describe_poll(result), flush=True))
+    with stop_on_signals() as stop:
+        print(f"consumer: polling {settings.wiring.events_queue}", flush=True)
+        mapping.run(stop, on_poll=lambda result: print(describe_poll(result), flush=True))
     return 0
 
 

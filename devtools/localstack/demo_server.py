@@ -30,12 +30,11 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any, Final
 from urllib.parse import parse_qs, urlsplit
 
-from devtools.loopback import LoopbackService, QuietServer
+from devtools.loopback import LoopbackHandler, LoopbackService, QuietServer, ServiceServer
 
 DEMO_DIR: Final = Path(__file__).resolve().parent / "demo"
 INDEX_FILE: Final = "index.html"
@@ -58,7 +57,6 @@ MAX_REASON_CHARACTERS: Final = 2000
 MAX_API_BODY_BYTES: Final = 1024
 # How often delivered() is read, so each event's arrival time is known to within this.
 DELIVERY_WATCH_SECONDS: Final = 0.1
-# How often serve_forever checks for shutdown: bounds how long stop() takes.
 _STATIC_NAME: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*\.[A-Za-z0-9]+$")
 STATIC_TYPES: Final[dict[str, str]] = {
     ".html": "text/html; charset=utf-8",
@@ -69,6 +67,8 @@ STATIC_TYPES: Final[dict[str, str]] = {
     ".ico": "image/x-icon",
 }
 _IMAGE_TYPE: Final = re.compile(r"^\s*image/", re.IGNORECASE)
+# Every answer of the page's own (not the relayed pixel's): never cached, never sniffed.
+_OWN_HEADERS: Final = (("Cache-Control", "no-store"), ("X-Content-Type-Options", "nosniff"))
 
 
 def utc_timestamp() -> str:
@@ -142,7 +142,7 @@ class DemoServer(LoopbackService):
     _name = "demo-server"
 
     def _make_server(self) -> QuietServer:
-        return _Server(self._address, _Handler, self)
+        return ServiceServer(self._address, _Handler, self)
 
     def _loops(self) -> list[Callable[[], None]]:
         return [self._watch_deliveries]
@@ -274,25 +274,8 @@ class DemoServer(LoopbackService):
         return path.read_bytes(), content_type
 
 
-class _Server(QuietServer):
-    def __init__(
-        self,
-        address: tuple[str, int],
-        handler: type[BaseHTTPRequestHandler],
-        demo: DemoServer,
-    ) -> None:
-        self.demo = demo
-        super().__init__(address, handler)
-
-
-class _Handler(BaseHTTPRequestHandler):
-    # HTTP/1.0 closes each connection after its response: no idle keep-alive connection
-    # outlives stop().
-    protocol_version = "HTTP/1.0"
+class _Handler(LoopbackHandler[DemoServer]):
     server_version = "PixelRelayDemo"
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Silence the per-request access log http.server writes to stderr."""
 
     # Routing
 
@@ -305,11 +288,11 @@ class _Handler(BaseHTTPRequestHandler):
         elif path.startswith("/static/"):
             self._static(path.removeprefix("/static/"))
         elif path == "/api/config":
-            self._json({"pixel_url": self._demo().pixel_url, "relay": "/events"})
+            self._json({"pixel_url": self.service.pixel_url, "relay": "/events"})
         elif path == "/api/hits":
             after = self._counter(query)
             if after is not None:
-                self._json([asdict(entry) for entry in self._demo().hits(after)])
+                self._json([asdict(entry) for entry in self.service.hits(after)])
         elif path == "/api/delivered":
             after = self._counter(query)
             if after is not None:
@@ -342,7 +325,7 @@ class _Handler(BaseHTTPRequestHandler):
             for name in FORWARDED_REQUEST_HEADERS
             if (value := self.headers.get(name)) is not None
         }
-        answer = self._demo().relay(query, headers)
+        answer = self.service.relay(query, headers)
         self.send_response(answer.status)
         for name, value in answer.headers:
             self.send_header(name, value)
@@ -351,7 +334,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(answer.body)
 
     def _static(self, name: str) -> None:
-        found = self._demo().static_file(name)
+        found = self.service.static_file(name)
         if found is None:
             self._text(HTTPStatus.NOT_FOUND, "no such file")
             return
@@ -360,7 +343,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _delivered(self, after: int) -> None:
         try:
-            records = self._demo().delivered_since(after)
+            records = self.service.delivered_since(after)
         except Exception as error:  # the callback's failure, whatever it is, is reported
             self._text(HTTPStatus.INTERNAL_SERVER_ERROR, f"delivered() failed: {error!r}")
             return
@@ -372,7 +355,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._drain()
             self._text(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, 'send JSON: {"calls": 3}')
             return
-        raw = self._body()
+        raw = self.read_body_within(MAX_API_BODY_BYTES)
         if raw is None:
             self._text(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, "body too large")
             return
@@ -383,7 +366,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         calls = document.get("calls") if isinstance(document, dict) else None
         try:
-            self._demo().outage(calls)
+            self.service.outage(calls)
         except ValueError as error:
             self._text(HTTPStatus.BAD_REQUEST, str(error))
             return
@@ -400,10 +383,6 @@ class _Handler(BaseHTTPRequestHandler):
 
     # Helpers
 
-    def _demo(self) -> DemoServer:
-        assert isinstance(self.server, _Server)
-        return self.server.demo
-
     def _counter(self, query: str) -> int | None:
         """`after` from the query (default 0); answers 400 itself and returns None if bad."""
         values = parse_qs(query, keep_blank_values=True).get("after", ["0"])
@@ -413,33 +392,14 @@ class _Handler(BaseHTTPRequestHandler):
             return None
         return int(value)
 
-    def _content_length(self) -> int:
-        value = self.headers.get("Content-Length") or "0"
-        return int(value) if value.isdigit() else 0
-
-    def _body(self) -> bytes | None:
-        length = self._content_length()
-        if length > MAX_API_BODY_BYTES:
-            return None
-        return self.rfile.read(length)
-
     def _drain(self) -> None:
-        length = self._content_length()
-        if 0 < length <= MAX_API_BODY_BYTES:
-            self.rfile.read(length)
+        self.read_body_within(MAX_API_BODY_BYTES)
 
     def _json(self, value: Any) -> None:
-        body = json.dumps(value, default=str).encode()
-        self._send(HTTPStatus.OK, body, "application/json")
+        self.send_json(HTTPStatus.OK, value, _OWN_HEADERS)
 
     def _text(self, status: HTTPStatus, message: str) -> None:
         self._send(status, (message + "\n").encode(), "text/plain; charset=utf-8")
 
     def _send(self, status: HTTPStatus, body: bytes, content_type: str) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        self.send_header("Cache-Control", "no-store")
-        self.send_header("X-Content-Type-Options", "nosniff")
-        self.end_headers()
-        self.wfile.write(body)
+        self.send_body(status, body, content_type, _OWN_HEADERS)

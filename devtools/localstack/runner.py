@@ -39,10 +39,9 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from types import FrameType
 from typing import TYPE_CHECKING, Final
 
 import boto3
@@ -53,7 +52,9 @@ from devtools.localstack.demo_server import DemoServer
 from devtools.localstack.doubles import stand_in_ports
 from devtools.localstack.dry_run import DryRun
 from devtools.offline import HOST, REGION, isolated_environment, without_proxy_for_loopback
-from devtools.queue_spec import ROOT, QueueSpec, stage_environment
+from devtools.paths import ROOT
+from devtools.process import stop_on_signals
+from devtools.queue_spec import QueueSpec, stage_environment
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
@@ -240,21 +241,6 @@ def wait_until_answering(
         if time.monotonic() > deadline:
             raise SystemExit(f"chalice local did not answer on {url} within 60 s")
         stopping.wait(0.2)
-
-
-@contextlib.contextmanager
-def stop_on_signals(stopping: threading.Event) -> Iterator[None]:
-    """Ctrl-C and SIGTERM ask the main loop to stop, so every piece is shut down in order."""
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        stopping.set()
-
-    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
 
 
 # Command line -----------------------------------------------------------------------------

@@ -16,17 +16,14 @@ output, or `chalice url` (what `chalice deploy` recorded). See docs/operations.m
 from __future__ import annotations
 
 import argparse
-import contextlib
-import signal
 import subprocess
 import sys
 import threading
 import time
 import urllib.parse
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from types import FrameType
 from typing import IO, TYPE_CHECKING, Any
 
 import boto3
@@ -35,7 +32,6 @@ from botocore.config import Config
 from chalicelib.config import ConfigError, HitPolicy, Settings
 from chalicelib.destinations import registry
 from chalicelib.hits import HitRefusedError, parse_hit
-from devtools.deploy.preflight import tool
 from devtools.ops import gtm as ops_gtm
 from devtools.ops.check import CheckPlan, PinpointProbe, run_check
 from devtools.ops.dlq import (
@@ -52,10 +48,14 @@ from devtools.ops.dlq import (
     replay,
     summarize,
 )
-from devtools.queue_spec import ROOT, QueueSpec, stage_environment
+from devtools.paths import REPLAY_DIR, ROOT
+from devtools.process import stop_on_signals, tool
+from devtools.queue_spec import QueueSpec, stage_environment
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
+
+STOPPING = "stopping after the batch in flight (Ctrl-C again to abort)"
 
 
 class Ops:
@@ -97,25 +97,6 @@ def _selection(args: argparse.Namespace) -> Selection:
     )
 
 
-@contextlib.contextmanager
-def stop_on_signals() -> Iterator[threading.Event]:
-    """Ctrl-C / SIGTERM finish the batch in flight instead of cutting it in half."""
-    stop = threading.Event()
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        if stop.is_set():
-            raise KeyboardInterrupt  # a second Ctrl-C: the user insists
-        print("stopping after the batch in flight (Ctrl-C again to abort)", file=sys.stderr)
-        stop.set()
-
-    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield stop
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-
-
 def dlq_command(args: argparse.Namespace, ops: Ops, out: IO[str], err: IO[str]) -> int:
     spec = QueueSpec.for_stage(args.stage, args.project_dir)
     sqs = ops.sqs
@@ -139,11 +120,12 @@ def dlq_command(args: argparse.Namespace, ops: Ops, out: IO[str], err: IO[str]) 
     if method == "auto":
         method = "journal" if filtered or args.resend_in_doubt else "move-task"
     journal = Journal(
-        args.journal or args.project_dir / ".local" / "replay" / f"{spec.dead_letter_queue}.journal"
+        args.journal or args.project_dir / REPLAY_DIR / f"{spec.dead_letter_queue}.journal"
     )
     events_url = sqs.get_queue_url(QueueName=spec.events_queue)["QueueUrl"]
     try:
-        with journal.lock(), stop_on_signals() as stop:
+        # Ctrl-C / SIGTERM finish the batch in flight instead of cutting it in half.
+        with journal.lock(), stop_on_signals(notice=STOPPING, second_aborts=True) as stop:
             if method == "move-task":
                 status = _move(args, ops, journal, dead_letter_url, events_url, stop, out, err)
                 if status is not None:

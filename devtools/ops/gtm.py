@@ -24,9 +24,9 @@ from pathlib import Path
 from typing import Any, Final
 
 from chalicelib.config import HitPolicy
-from devtools.queue_spec import ROOT
+from devtools.paths import GTM_CONTAINER, ROOT
 
-CONTAINER_FILE: Final = Path("gtm") / "pixel-relay-container.json"
+CONTAINER_FILE: Final = GTM_CONTAINER
 API_URL_PLACEHOLDER: Final = "https://YOUR-API-ID.execute-api.YOUR-REGION.amazonaws.com/api/"
 CACHE_BUSTER: Final = "gtmcb"  # IGNORED_PARAMETERS' default
 

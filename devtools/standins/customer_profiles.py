@@ -15,27 +15,28 @@ until killed, printing one JSON line per accepted object on stdout.
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import functools
 import json
 import re
-import signal
 import sys
-import threading
 import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler
-from types import FrameType
 from typing import Any, Final
 from urllib.parse import unquote, urlsplit
 
-import botocore.session
-from botocore.validate import ParamValidator
-
-from devtools.loopback import LoopbackService, QuietServer
+from devtools.loopback import QuietServer, ServiceServer
+from devtools.standins import base
+from devtools.standins.base import (
+    JsonObject,
+    RequestError,
+    RestJsonHandler,
+    StandIn,
+    json_object,
+    print_record,
+    serve,
+)
 
 # The errors every one of these operations declares in botocore's model, by HTTP status.
 ERROR_TYPES: Final[dict[int, str]] = {
@@ -54,8 +55,6 @@ _ROUTES: Final[tuple[tuple[str, re.Pattern[str], str], ...]] = (
     ("GET", re.compile(r"/domains/([^/]+)/object-types/([^/]+)"), "GetProfileObjectType"),
     ("GET", re.compile(r"/domains/([^/]+)"), "GetDomain"),
 )
-
-JsonObject = dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -89,19 +88,8 @@ class _Domain:
     created_at: float = field(default_factory=time.time)
 
 
-class _RequestError(Exception):
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-
-
-class ProfilesStandIn(LoopbackService):
-    """Customer Profiles over HTTP on loopback, with programmable failures and recording.
-
-    One lock guards rules and records: the server answers each request on its own thread,
-    and tests read records and set rules from theirs.
-    """
+class ProfilesStandIn(StandIn[RecordedRequest, AcceptedObject]):
+    """Customer Profiles over HTTP on loopback, with programmable failures and recording."""
 
     def __init__(
         self,
@@ -111,20 +99,16 @@ class ProfilesStandIn(LoopbackService):
         on_accept: Callable[[AcceptedObject], None] | None = None,
     ) -> None:
         """`on_accept` is called for each accepted object, in order, with the lock held."""
-        super().__init__(host, port)
-        self._on_accept = on_accept
-        self._lock = threading.RLock()
+        super().__init__(host, port, on_accept)
         self._domains = {name: _Domain() for name in domains}
         self._failures: dict[str, deque[int]] = {}
         self._rejections: dict[str, str] = {}
         self._request_fault: Callable[[str, JsonObject], int | None] | None = None
-        self._requests: list[RecordedRequest] = []
-        self._accepted: list[AcceptedObject] = []
 
     _name = "profiles-standin"
 
     def _make_server(self) -> QuietServer:
-        return _Server(self._address, _Handler, self)
+        return ServiceServer(self._address, _Handler, self)
 
     # Rules
 
@@ -159,21 +143,14 @@ class ProfilesStandIn(LoopbackService):
             self._failures.clear()
             self._rejections.clear()
             self._request_fault = None
-            self._requests.clear()
-            self._accepted.clear()
+            self._forget_records()
 
     # Records
 
     @property
-    def requests(self) -> list[RecordedRequest]:
-        with self._lock:
-            return list(self._requests)
-
-    @property
     def accepted_objects(self) -> list[AcceptedObject]:
         """Every object answered 200, in order, a replaced one included (a copy)."""
-        with self._lock:
-            return list(self._accepted)
+        return self._accepted_records()
 
     def stored_objects(self, domain: str, object_type: str) -> list[JsonObject]:
         """The objects the domain holds now: one per UNIQUE key value."""
@@ -202,17 +179,17 @@ class ProfilesStandIn(LoopbackService):
                 planned = self._request_fault(operation, body) if self._request_fault else None
                 status = failures.popleft() if failures else planned
                 if status is not None:
-                    raise _RequestError(status, f"Stand-in failure ({status})")
+                    raise RequestError(status, f"Stand-in failure ({status})")
                 if domain not in self._domains:
-                    raise _RequestError(404, f"Domain {domain} was not found")
+                    raise RequestError(404, f"Domain {domain} was not found")
                 problems = model_problems(operation, path, body)
                 if problems:
-                    raise _RequestError(400, problems)
+                    raise RequestError(400, problems)
                 answer = self._handle(operation, path, body)
-            except _RequestError as error:
-                self._requests.append(RecordedRequest(operation, domain, body, error.status))
+            except RequestError as error:
+                self._record(RecordedRequest(operation, domain, body, error.status))
                 return error.status, {"Message": error.message}
-            self._requests.append(RecordedRequest(operation, domain, body, 200))
+            self._record(RecordedRequest(operation, domain, body, 200))
             return 200, answer
 
     def _handle(self, operation: str, path: Sequence[str], body: JsonObject) -> JsonObject:
@@ -232,11 +209,11 @@ class ProfilesStandIn(LoopbackService):
 
     def _put_object_type(self, state: _Domain, name: str, body: JsonObject) -> JsonObject:
         if name.startswith("_"):
-            raise _RequestError(400, "Object type names starting with _ are reserved")
+            raise RequestError(400, "Object type names starting with _ are reserved")
         fields = body.get("Fields", {})
         keys = body.get("Keys", {})
         if not keys:
-            raise _RequestError(400, "An object type needs at least one key")
+            raise RequestError(400, "An object type needs at least one key")
         unique = [
             k
             for k, ks in keys.items()
@@ -244,12 +221,12 @@ class ProfilesStandIn(LoopbackService):
             if "UNIQUE" in key.get("StandardIdentifiers", [])
         ]
         if len(unique) > 1:
-            raise _RequestError(400, f"Only one UNIQUE key is allowed; found {', '.join(unique)}")
+            raise RequestError(400, f"Only one UNIQUE key is allowed; found {', '.join(unique)}")
         for key_name, key_list in keys.items():
             for key in key_list:
                 missing = [n for n in key.get("FieldNames", []) if n not in fields]
                 if missing:
-                    raise _RequestError(400, f"Key {key_name} names undefined fields {missing}")
+                    raise RequestError(400, f"Key {key_name} names undefined fields {missing}")
         now = time.time()
         previous = state.object_types.get(name, {})
         definition = {
@@ -265,29 +242,27 @@ class ProfilesStandIn(LoopbackService):
         object_type = _object_type(state, body["ObjectTypeName"])
         text = body["Object"]
         if len(text) > MAX_OBJECT_CHARS:
-            raise _RequestError(400, f"Object exceeds {MAX_OBJECT_CHARS} characters")
+            raise RequestError(400, f"Object exceeds {MAX_OBJECT_CHARS} characters")
         source = _parse_object(text.encode())
         if not source:
-            raise _RequestError(400, "Object is not a JSON object")
+            raise RequestError(400, "Object is not a JSON object")
         rejection = self._rejections.get(str(source.get("event_type")))
         if rejection is not None:
-            raise _RequestError(400, rejection)
+            raise RequestError(400, rejection)
         values = {
             name: _read(source, spec.get("Source", ""))
             for name, spec in object_type.get("Fields", {}).items()
         }
         unique = _key_value(object_type, values, "UNIQUE")
         if unique is None:
-            raise _RequestError(400, "Object has no value for its UNIQUE key")
+            raise RequestError(400, "Object has no value for its UNIQUE key")
         targets = _targets(object_type, values)
         profile_id = self._profile_for(state, object_type, values, targets)
         type_name = body["ObjectTypeName"]
         state.objects[(type_name, unique[1])] = source
         object_key = state.object_keys.setdefault((type_name, unique[1]), str(uuid.uuid4()))
         record = AcceptedObject(domain, type_name, source, unique[1], profile_id)
-        self._accepted.append(record)
-        if self._on_accept is not None:
-            self._on_accept(record)
+        self._accept(record)
         return {"ProfileObjectUniqueKey": object_key}
 
     def _profile_for(
@@ -318,28 +293,20 @@ class ProfilesStandIn(LoopbackService):
         return profile_id
 
 
-@functools.cache
-def _input_shape(operation: str) -> Any:
-    model = botocore.session.get_session().get_service_model("customer-profiles")
-    return model.operation_model(operation).input_shape
-
-
 def model_problems(operation: str, path: Sequence[str], body: JsonObject) -> str:
-    """What botocore's own model says is wrong with a request ("" if nothing): the check a
-    real client makes before sending, so a client with validation off is refused here."""
+    """What botocore's own model says is wrong with a request ("" if nothing)."""
     params = dict(body)
     params["DomainName"] = path[0]
     if len(path) > 1:
         params["ObjectTypeName"] = path[1]
-    report = ParamValidator().validate(params, _input_shape(operation))
-    return report.generate_report() if report.has_errors() else ""
+    return base.model_problems("customer-profiles", operation, params)
 
 
 def _object_type(state: _Domain, name: str) -> JsonObject:
     try:
         return state.object_types[name]
     except KeyError:
-        raise _RequestError(404, f"Object type {name} was not found") from None
+        raise RequestError(404, f"Object type {name} was not found") from None
 
 
 def _read(source: JsonObject, accessor: str) -> str | None:
@@ -378,7 +345,7 @@ def _targets(object_type: JsonObject, values: dict[str, str | None]) -> dict[str
         if not target.startswith("_profile.") or value is None:
             continue
         if target.startswith("_profile.Attributes.") and len(value) > MAX_ATTRIBUTE_CHARS:
-            raise _RequestError(400, f"{target} exceeds {MAX_ATTRIBUTE_CHARS} characters")
+            raise RequestError(400, f"{target} exceeds {MAX_ATTRIBUTE_CHARS} characters")
         targets[target.removeprefix("_profile.")] = value
     return targets
 
@@ -387,28 +354,12 @@ def _parse_object(raw: bytes) -> JsonObject:
     if not raw:
         return {}
     try:
-        parsed = json.loads(raw)
-    except ValueError:
-        raise _RequestError(400, "Body is not JSON") from None
-    if not isinstance(parsed, dict):
-        raise _RequestError(400, "Body is not a JSON object")
-    return parsed
+        return json_object(raw)
+    except ValueError as error:
+        raise RequestError(400, str(error)) from None
 
 
-class _Server(QuietServer):
-    def __init__(
-        self,
-        address: tuple[str, int],
-        handler: type[BaseHTTPRequestHandler],
-        standin: ProfilesStandIn,
-    ) -> None:
-        self.standin = standin
-        super().__init__(address, handler)
-
-
-class _Handler(BaseHTTPRequestHandler):
-    # HTTP/1.0: each connection closes after its response, so none outlives stop().
-    protocol_version = "HTTP/1.0"
+class _Handler(RestJsonHandler[ProfilesStandIn]):
     server_version = "ProfilesStandIn"
 
     def do_GET(self) -> None:
@@ -423,34 +374,18 @@ class _Handler(BaseHTTPRequestHandler):
     def do_DELETE(self) -> None:
         self._dispatch()
 
-    def log_message(self, format: str, *args: Any) -> None:
-        """Silence the per-request access log http.server writes to stderr."""
-
     def _dispatch(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        raw = self.rfile.read(length)
+        raw = self.read_body()
         path = urlsplit(self.path).path
         for method, pattern, operation in _ROUTES:
             match = pattern.fullmatch(path)
             if method == self.command and match:
-                assert isinstance(self.server, _Server)
                 params = [unquote(group) for group in match.groups()]
-                status, body = self.server.standin._respond(operation, params, raw)
-                self._send(status, body)
+                status, body = self.service._respond(operation, params, raw)
+                self.send_answer(status, body, error_type=ERROR_TYPES.get(status))
                 return
         message = f"No operation for {self.command} {path}"
-        self._send(404, {"Message": message}, "UnknownOperationException")
-
-    def _send(self, status: int, body: JsonObject, error_type: str | None = None) -> None:
-        payload = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(payload)))
-        self.send_header("x-amzn-RequestId", str(uuid.uuid4()))
-        if status >= 400:
-            self.send_header("x-amzn-ErrorType", error_type or ERROR_TYPES[status])
-        self.end_headers()
-        self.wfile.write(payload)
+        self.send_answer(404, {"Message": message}, error_type="UnknownOperationException")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -465,26 +400,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
 
-    def print_object(record: AcceptedObject) -> None:
-        # on_accept runs under the stand-in's lock, so lines never interleave.
-        print(json.dumps(dataclasses.asdict(record), sort_keys=True), flush=True)
-
-    done = threading.Event()
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        done.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    with ProfilesStandIn(args.domain, args.host, args.port, on_accept=print_object) as standin:
-        print(
-            f"Customer Profiles stand-in on {standin.url} for {', '.join(args.domain)}; "
-            "define the object type with python -m devtools.deploy.profiles_setup",
-            file=sys.stderr,
-            flush=True,
-        )
-        done.wait()
-    return 0
+    standin = ProfilesStandIn(args.domain, args.host, args.port, on_accept=print_record)
+    domains = ", ".join(args.domain)
+    return serve(
+        standin,
+        lambda url: (
+            f"Customer Profiles stand-in on {url} for {domains}; "
+            "define the object type with python -m devtools.deploy.profiles_setup"
+        ),
+    )
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ from enum import Enum
 from http.server import BaseHTTPRequestHandler
 from typing import Final
 
-from devtools.loopback import LoopbackService, QuietServer
+from devtools.loopback import LoopbackHandler, LoopbackService, QuietServer, ServiceServer
 
 # Headers that describe one hop, not the message: never forwarded.
 _HOP_HEADERS: Final = frozenset(
@@ -102,24 +102,7 @@ class FaultProxy(LoopbackService):
     # Serving -------------------------------------------------------------------------------
 
     def _make_server(self) -> QuietServer:
-        proxy = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-            # Headers and body are two writes: with Nagle's algorithm and the client's
-            # delayed ACK every answer would wait 40 ms.
-            disable_nagle_algorithm = True
-
-            def log_message(self, format: str, *args: object) -> None:
-                return
-
-            def do_POST(self) -> None:
-                proxy._relay(self)
-
-            def do_GET(self) -> None:
-                proxy._relay(self)
-
-        return QuietServer(self._address, Handler)
+        return ServiceServer(self._address, _Handler, self)
 
     def _relay(self, request: BaseHTTPRequestHandler) -> None:
         length = int(request.headers.get("Content-Length") or 0)
@@ -150,6 +133,20 @@ class FaultProxy(LoopbackService):
             request.wfile.write(payload)
         except (BrokenPipeError, ConnectionResetError):
             return  # the caller gave up waiting: the upstream has still carried it out
+
+
+class _Handler(LoopbackHandler[FaultProxy]):
+    # Unlike the stand-ins, connections stay open between calls (HTTP/1.1 keep-alive).
+    protocol_version = "HTTP/1.1"
+    # Headers and body are two writes: with Nagle's algorithm and the client's
+    # delayed ACK every answer would wait 40 ms.
+    disable_nagle_algorithm = True
+
+    def do_POST(self) -> None:
+        self.service._relay(self)
+
+    def do_GET(self) -> None:
+        self.service._relay(self)
 
 
 def _action(target: str | None, body: bytes) -> str:

@@ -13,25 +13,25 @@ killed, printing one JSON line per accepted event on stdout.
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import functools
-import json
-import signal
 import sys
-import threading
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler
-from types import FrameType
 from typing import Any, Final
 from urllib.parse import unquote, urlsplit
 
-import botocore.session
-from botocore.validate import ParamValidator
-
-from devtools.loopback import LoopbackService, QuietServer
+from devtools.loopback import QuietServer, ServiceServer
+from devtools.standins import base
+from devtools.standins.base import (
+    JsonObject,
+    RequestError,
+    RestJsonHandler,
+    StandIn,
+    json_object,
+    print_record,
+    serve,
+)
 
 # Pinpoint's quotas for one PutEvents request.
 MAX_EVENTS_PER_REQUEST: Final = 100
@@ -53,8 +53,6 @@ _ACCEPTED: Final = 202
 # Planned faults (see PinpointStandIn.plan_faults).
 RequestFault = Callable[[dict[str, Any]], int | None]
 EventFault = Callable[[str, dict[str, Any]], tuple[int, str] | None]
-_DRAIN_CHUNK: Final = 64 * 1024
-# How often serve_forever checks for shutdown: bounds how long stop() takes.
 
 
 @dataclass(frozen=True)
@@ -95,15 +93,6 @@ class _Rejection:
     message: str
 
 
-class _RequestError(Exception):
-    """A request-level failure, answered as a rest-json error."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-
-
 def _error_type(status: int) -> str:
     try:
         return ERROR_TYPES[status]
@@ -130,12 +119,8 @@ def _missing_fields(event: dict[str, Any]) -> list[str]:
     ]
 
 
-class PinpointStandIn(LoopbackService):
-    """Pinpoint PutEvents over HTTP on loopback, with programmable failures and recording.
-
-    All rules and records are guarded by one lock: the server answers each request on its
-    own thread, and tests read records and set rules from theirs.
-    """
+class PinpointStandIn(StandIn[RecordedRequest, AcceptedEvent]):
+    """Pinpoint PutEvents over HTTP on loopback, with programmable failures and recording."""
 
     def __init__(
         self,
@@ -150,21 +135,17 @@ class PinpointStandIn(LoopbackService):
         dry run must: it is off by default so tests can send per-event invalid events."""
         self._applications = frozenset(applications)
         self._validate_model = validate_model
-        super().__init__(host, port)
-        self._on_accept = on_accept
-        self._lock = threading.RLock()
+        super().__init__(host, port, on_accept)
         self._failures: deque[int] = deque()
         self._delays: deque[float] = deque()
         self._rejections: dict[str, _Rejection] = {}
         self._request_fault: RequestFault | None = None
         self._event_fault: EventFault | None = None
-        self._requests: list[RecordedRequest] = []
-        self._accepted: list[AcceptedEvent] = []
 
     _name = "pinpoint-standin"
 
     def _make_server(self) -> QuietServer:
-        return _Server(self._address, _Handler, self)
+        return ServiceServer(self._address, _Handler, self)
 
     # Programmable failures
 
@@ -220,23 +201,15 @@ class PinpointStandIn(LoopbackService):
     # Recording
 
     @property
-    def requests(self) -> list[RecordedRequest]:
-        """Every PutEvents request received, in arrival order (a copy)."""
-        with self._lock:
-            return list(self._requests)
-
-    @property
     def accepted_events(self) -> list[AcceptedEvent]:
         """Every event answered 202, in order (a copy)."""
-        with self._lock:
-            return list(self._accepted)
+        return self._accepted_records()
 
     def reset(self) -> None:
         """Clear records and rules, so one server can serve many tests."""
         with self._lock:
             self.clear_rules()
-            self._requests.clear()
-            self._accepted.clear()
+            self._forget_records()
 
     # Request handling (called from server threads)
 
@@ -256,19 +229,19 @@ class PinpointStandIn(LoopbackService):
                 if failure is None and body is not None and self._request_fault is not None:
                     failure = self._request_fault(body)
                 if failure is not None:
-                    raise _RequestError(failure, f"Stand-in failure ({failure})")
+                    raise RequestError(failure, f"Stand-in failure ({failure})")
                 if raw is None:
-                    raise _RequestError(413, f"Request body exceeds {MAX_REQUEST_BYTES} bytes")
+                    raise RequestError(413, f"Request body exceeds {MAX_REQUEST_BYTES} bytes")
                 if application_id not in self._applications:
-                    raise _RequestError(404, "Resource not found")
+                    raise RequestError(404, "Resource not found")
                 if body is None:
-                    raise _RequestError(400, "Request body is not a JSON object")
+                    raise RequestError(400, "Request body is not a JSON object")
                 problems = model_problems(application_id, body) if self._validate_model else ""
                 if problems:
-                    raise _RequestError(400, problems)
+                    raise RequestError(400, problems)
                 results = self._process(application_id, body)
-            except _RequestError as error:
-                self._requests.append(RecordedRequest(application_id, body, error.status))
+            except RequestError as error:
+                self._record(RecordedRequest(application_id, body, error.status))
                 return _Reply(
                     status=error.status,
                     body={"Message": error.message, "RequestID": request_id},
@@ -276,7 +249,7 @@ class PinpointStandIn(LoopbackService):
                     error_type=_error_type(error.status),
                     delay=delay,
                 )
-            self._requests.append(RecordedRequest(application_id, body, _ACCEPTED))
+            self._record(RecordedRequest(application_id, body, _ACCEPTED))
             return _Reply(_ACCEPTED, {"Results": results}, request_id, delay=delay)
 
     def _process(self, application_id: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -290,9 +263,7 @@ class PinpointStandIn(LoopbackService):
                 answers[event_id] = {"StatusCode": status, "Message": message}
                 if status == _ACCEPTED:
                     record = AcceptedEvent(endpoint_id, event_id, event, endpoint, application_id)
-                    self._accepted.append(record)
-                    if self._on_accept is not None:
-                        self._on_accept(record)
+                    self._accept(record)
             results[endpoint_id] = {
                 "EndpointItemResponse": {"StatusCode": _ACCEPTED, "Message": "Accepted"},
                 "EventsItemResponse": answers,
@@ -309,86 +280,53 @@ class PinpointStandIn(LoopbackService):
         return _ACCEPTED, "Accepted"
 
 
-_JsonObject = dict[str, Any]
-
-
-@functools.cache
-def _put_events_input() -> Any:
-    return (
-        botocore.session.get_session()
-        .get_service_model("pinpoint")
-        .operation_model("PutEvents")
-        .input_shape
-    )
-
-
-def model_problems(application_id: str, body: _JsonObject) -> str:
+def model_problems(application_id: str, body: JsonObject) -> str:
     """What botocore's own Pinpoint model says is wrong with a PutEvents request ("" if
-    nothing): the same check a real client makes before sending, so a request that a
-    client with validation turned off could send is refused here as Pinpoint would."""
-    report = ParamValidator().validate(
-        {"ApplicationId": application_id, "EventsRequest": body}, _put_events_input()
-    )
-    return report.generate_report() if report.has_errors() else ""
+    nothing)."""
+    params = {"ApplicationId": application_id, "EventsRequest": body}
+    return base.model_problems("pinpoint", "PutEvents", params)
 
 
-def _batch_items(body: _JsonObject) -> dict[str, tuple[_JsonObject, _JsonObject]]:
+def _batch_items(body: JsonObject) -> dict[str, tuple[JsonObject, JsonObject]]:
     """Check the EventsRequest's shape and the event quota; map endpoint id to (Endpoint, Events).
 
     A malformed shape or too many events fails the whole request, as in Pinpoint.
     """
     batch = body.get("BatchItem")
     if not isinstance(batch, dict):
-        raise _RequestError(400, "BatchItem is required and must be an object")
-    items: dict[str, tuple[_JsonObject, _JsonObject]] = {}
+        raise RequestError(400, "BatchItem is required and must be an object")
+    items: dict[str, tuple[JsonObject, JsonObject]] = {}
     for endpoint_id, item in batch.items():
         endpoint = item.get("Endpoint", {}) if isinstance(item, dict) else None
         events = item.get("Events", {}) if isinstance(item, dict) else None
         if not isinstance(endpoint, dict) or not isinstance(events, dict):
-            raise _RequestError(
-                400, f"BatchItem.{endpoint_id}: Endpoint and Events must be objects"
-            )
+            raise RequestError(400, f"BatchItem.{endpoint_id}: Endpoint and Events must be objects")
         if not all(isinstance(event, dict) for event in events.values()):
-            raise _RequestError(400, f"BatchItem.{endpoint_id}: every event must be an object")
+            raise RequestError(400, f"BatchItem.{endpoint_id}: every event must be an object")
         items[endpoint_id] = (endpoint, events)
     count = sum(len(events) for _, events in items.values())
     if count > MAX_EVENTS_PER_REQUEST:
-        raise _RequestError(
+        raise RequestError(
             400,
             f"Too many events: {count}; the maximum is {MAX_EVENTS_PER_REQUEST}",
         )
     return items
 
 
-def _parse_object(raw: bytes) -> dict[str, Any] | None:
+def _parse_object(raw: bytes) -> JsonObject | None:
     try:
-        parsed = json.loads(raw)
+        return json_object(raw)
     except ValueError:
         return None
-    return parsed if isinstance(parsed, dict) else None
 
 
-class _Server(QuietServer):
-    def __init__(
-        self,
-        address: tuple[str, int],
-        handler: type[BaseHTTPRequestHandler],
-        standin: PinpointStandIn,
-    ) -> None:
-        self.standin = standin
-        super().__init__(address, handler)
-
-
-class _Handler(BaseHTTPRequestHandler):
-    # HTTP/1.0 closes each connection after its response, so no idle keep-alive
-    # connection outlives stop() or goes stale in the client's pool.
-    protocol_version = "HTTP/1.0"
+class _Handler(RestJsonHandler[PinpointStandIn]):
     server_version = "PinpointStandIn"
 
     def do_POST(self) -> None:
-        standin = self._standin()
+        standin = self.service
         application_id = _application_id(self.path)
-        raw = self._read_body()
+        raw = self.read_body_within(MAX_REQUEST_BYTES)
         if application_id is None:
             reply = _Reply(
                 404,
@@ -411,31 +349,8 @@ class _Handler(BaseHTTPRequestHandler):
     def do_DELETE(self) -> None:
         self._not_allowed()
 
-    def log_message(self, format: str, *args: Any) -> None:
-        """Silence the per-request access log http.server writes to stderr."""
-
-    def _standin(self) -> PinpointStandIn:
-        assert isinstance(self.server, _Server)
-        return self.server.standin
-
-    def _read_body(self) -> bytes | None:
-        """Read the whole body; over the quota it is drained and discarded (None).
-
-        Draining rather than hanging up lets the client finish sending and read the 413,
-        instead of seeing a reset connection.
-        """
-        remaining = int(self.headers.get("Content-Length") or 0)
-        if remaining <= MAX_REQUEST_BYTES:
-            return self.rfile.read(remaining)
-        while remaining > 0:
-            chunk = self.rfile.read(min(remaining, _DRAIN_CHUNK))
-            if not chunk:
-                break
-            remaining -= len(chunk)
-        return None
-
     def _not_allowed(self) -> None:
-        self._read_body()
+        self.read_body_within(MAX_REQUEST_BYTES)
         request_id = str(uuid.uuid4())
         message = f"Method {self.command} not allowed"
         self._send(
@@ -448,15 +363,7 @@ class _Handler(BaseHTTPRequestHandler):
         )
 
     def _send(self, reply: _Reply) -> None:
-        payload = json.dumps(reply.body).encode()
-        self.send_response(reply.status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(payload)))
-        self.send_header("x-amzn-RequestId", reply.request_id)
-        if reply.error_type is not None:
-            self.send_header("x-amzn-ErrorType", reply.error_type)
-        self.end_headers()
-        self.wfile.write(payload)
+        self.send_answer(reply.status, reply.body, reply.request_id, reply.error_type)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -474,25 +381,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
 
-    def print_event(record: AcceptedEvent) -> None:
-        # on_accept runs under the stand-in's lock, so lines never interleave.
-        print(json.dumps(dataclasses.asdict(record), sort_keys=True), flush=True)
-
-    done = threading.Event()
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        done.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    with PinpointStandIn(args.application, args.host, args.port, on_accept=print_event) as standin:
-        print(
-            f"Pinpoint stand-in on {standin.url} for {', '.join(args.application)}",
-            file=sys.stderr,
-            flush=True,
-        )
-        done.wait()
-    return 0
+    standin = PinpointStandIn(args.application, args.host, args.port, on_accept=print_record)
+    return serve(
+        standin, lambda url: f"Pinpoint stand-in on {url} for {', '.join(args.application)}"
+    )
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ import pytest
 
 from devtools.deploy.package import PackageResult, lint, package
 from devtools.offline import REGION
-from devtools.queue_spec import ROOT
+from devtools.paths import ROOT
 
 _no_proxy = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 PROJECT_FILES = ("app.py", "chalicelib", "requirements.txt", "deploy/stages.json")

@@ -11,7 +11,8 @@ import boto3
 
 from devtools.deploy.policies import consumer_policy
 from devtools.deploy.template import merge_template
-from devtools.queue_spec import ROOT, stage_environment
+from devtools.paths import ROOT
+from devtools.queue_spec import stage_environment
 
 
 def project_with(tmp_path: Path, environment: dict[str, str]) -> Path:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 
 from devtools.deploy.policies import policy_files, render
-from devtools.queue_spec import ROOT, chalice_config
+from devtools.paths import ROOT
+from devtools.queue_spec import chalice_config
 
 
 def test_policy_files_are_current_run_make_policies_if_not() -> None:

@@ -14,7 +14,8 @@ import pytest
 from devtools.deploy.policies import consumer_policy, pixel_policy
 from devtools.deploy.settings import DeploySettings, DeploySettingsError
 from devtools.deploy.template import dashboard_body
-from devtools.queue_spec import ROOT, QueueSpec, stage_environment
+from devtools.paths import ROOT
+from devtools.queue_spec import QueueSpec, stage_environment
 from tests.devtools.deploy_fixtures import Packaged
 
 STAGE = "dev"

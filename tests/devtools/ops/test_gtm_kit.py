@@ -29,7 +29,7 @@ from devtools.ops.gtm import (
     container,
     render,
 )
-from devtools.queue_spec import ROOT
+from devtools.paths import ROOT
 
 REFERENCE = re.compile(r"\{\{([^}]+)\}\}")
 BUILT_IN = {"_event"}  # GTM's internal event-name reference, always there

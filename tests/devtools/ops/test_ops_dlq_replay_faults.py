@@ -27,7 +27,7 @@ from botocore.config import Config
 
 from devtools.offline import REGION
 from devtools.ops.dlq import REPLAY_MARKER, Journal, replay
-from devtools.queue_spec import ROOT
+from devtools.paths import ROOT
 from devtools.standins.fault_proxy import FaultProxy, _action, wait_for_calls
 from tests.devtools.ops.test_ops_dlq import SPEC, STAGE, event_body
 

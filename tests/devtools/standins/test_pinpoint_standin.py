@@ -13,7 +13,6 @@ import sys
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import boto3
@@ -21,6 +20,7 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError, ReadTimeoutError
 
+from devtools.paths import ROOT as REPO
 from devtools.standins.pinpoint import (
     MAX_REQUEST_BYTES,
     AcceptedEvent,
@@ -33,7 +33,6 @@ if TYPE_CHECKING:
 
 APP = "app-1"
 TIMESTAMP = "2024-05-01T12:00:00.000Z"
-REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(autouse=True)

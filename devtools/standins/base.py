@@ -1,0 +1,134 @@
+"""What the AWS stand-ins share: one lock over rules and records, the records themselves,
+botocore's model as the request check, rest-json answers, and serving from the command line.
+
+Each stand-in keeps what is its own: its routes, its rules and how it judges a request.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import sys
+import threading
+import uuid
+from collections.abc import Callable, Mapping
+from typing import Any, Generic, TypeVar
+
+import botocore.session
+from botocore.validate import ParamValidator
+
+from devtools.loopback import LoopbackHandler, LoopbackService, ServiceT
+from devtools.process import stop_on_signals
+
+JsonObject = dict[str, Any]
+RequestT = TypeVar("RequestT")
+AcceptedT = TypeVar("AcceptedT")
+
+
+class RequestError(Exception):
+    """When a request fails as a whole; answered as a rest-json error with its status."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+class StandIn(LoopbackService, Generic[RequestT, AcceptedT]):
+    """A stand-in's records: every request with the status it got, and what it accepted.
+
+    One lock guards rules and records: the server answers each request on its own thread,
+    and tests read records and set rules from theirs. `on_accept` is called for each
+    accepted record, in order, with the lock held.
+    """
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        on_accept: Callable[[AcceptedT], None] | None = None,
+    ) -> None:
+        super().__init__(host, port)
+        self._on_accept = on_accept
+        self._lock = threading.RLock()
+        self._requests: list[RequestT] = []
+        self._accepted: list[AcceptedT] = []
+
+    @property
+    def requests(self) -> list[RequestT]:
+        """Every request received, in arrival order (a copy)."""
+        with self._lock:
+            return list(self._requests)
+
+    def _accepted_records(self) -> list[AcceptedT]:
+        with self._lock:
+            return list(self._accepted)
+
+    def _record(self, request: RequestT) -> None:
+        self._requests.append(request)
+
+    def _accept(self, record: AcceptedT) -> None:
+        self._accepted.append(record)
+        if self._on_accept is not None:
+            self._on_accept(record)
+
+    def _forget_records(self) -> None:
+        with self._lock:
+            self._requests.clear()
+            self._accepted.clear()
+
+
+@functools.cache
+def _input_shape(service: str, operation: str) -> Any:
+    model = botocore.session.get_session().get_service_model(service)
+    return model.operation_model(operation).input_shape
+
+
+def model_problems(service: str, operation: str, params: Mapping[str, Any]) -> str:
+    """What botocore's own model says is wrong with a request ("" if nothing): the check a
+    real client makes before sending, so a request that a client with validation turned
+    off could send is refused here as the service would."""
+    report = ParamValidator().validate(dict(params), _input_shape(service, operation))
+    return report.generate_report() if report.has_errors() else ""
+
+
+def json_object(raw: bytes) -> JsonObject:
+    """`raw` as a JSON object; ValueError saying which it is not."""
+    try:
+        parsed = json.loads(raw)
+    except ValueError:
+        raise ValueError("Body is not JSON") from None
+    if not isinstance(parsed, dict):
+        raise ValueError("Body is not a JSON object")
+    return parsed
+
+
+class RestJsonHandler(LoopbackHandler[ServiceT]):
+    """Answers as AWS's rest-json protocol does: a JSON body, the request id, and on an
+    error its type, which is how botocore tells one error from another."""
+
+    def send_answer(
+        self,
+        status: int,
+        body: JsonObject,
+        request_id: str | None = None,
+        error_type: str | None = None,
+    ) -> None:
+        headers = [("x-amzn-RequestId", request_id or str(uuid.uuid4()))]
+        if error_type is not None:
+            headers.append(("x-amzn-ErrorType", error_type))
+        self.send_json(status, body, headers)
+
+
+def print_record(record: Any) -> None:
+    """One accepted record (a dataclass) as a JSON line on stdout."""
+    print(json.dumps(dataclasses.asdict(record), sort_keys=True), flush=True)
+
+
+def serve(service: LoopbackService, banner: Callable[[str], str]) -> int:
+    """Serve until Ctrl-C or SIGTERM, saying where (`banner(url)`) on stderr."""
+    with stop_on_signals() as done, service:
+        print(banner(service.url), file=sys.stderr, flush=True)
+        done.wait()
+    return 0
