@@ -38,3 +38,9 @@ def fresh_runtime() -> Iterator[None]:
     runtime.reset()
     yield
     runtime.reset()
+
+
+@pytest.fixture(scope="session")
+def httpserver_listen_address() -> tuple[str, int]:
+    """pytest-httpserver's throwaway server on 127.0.0.1 (not `localhost`, which may be ::1)."""
+    return ("127.0.0.1", 0)

@@ -6,17 +6,17 @@ from __future__ import annotations
 import base64
 import copy
 import json
+import re
 import shutil
-import threading
-import urllib.parse
 import urllib.request
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
+from pytest_httpserver import HTTPServer
+from werkzeug import Request, Response
 
 from devtools.deploy.package import PackageResult, lint, package
 from devtools.offline import REGION
@@ -113,49 +113,24 @@ def packaged(tmp_path_factory: pytest.TempPathFactory) -> Packaged:
 # A pixel behind a stand-in for API Gateway ------------------------------------------------
 
 
-class ApiGatewayStandIn:
-    """Serves the real app at /api/events over HTTP as API Gateway (REST, proxy) does with
-    binary media types */*: every body is decoded from base64 before it is sent."""
+def _api_gateway(request: Request) -> Response:
+    """The real app at /api/events as API Gateway (REST, proxy) serves it with binary media
+    types */*: every body is decoded from base64 before it is sent."""
+    from app import app
+    from tests.integration.harness import proxy_event
 
-    def __init__(self) -> None:
-        from tests.integration.harness import proxy_event
+    if request.path != "/api/events":
+        return Response("Missing Authentication Token", 403)
+    passed = ("Accept", "User-Agent", "Referer", "Sec-Fetch-Dest")
+    headers = {name: request.headers[name] for name in passed if name in request.headers}
+    event = proxy_event(request.query_string.decode("latin-1"), headers)
+    answer = app(event, None)
+    body = answer["body"]
+    raw = base64.b64decode(body) if answer.get("isBase64Encoded") else body.encode()
+    return Response(raw, answer["statusCode"], answer["headers"])
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                from app import app
 
-                parsed = urllib.parse.urlsplit(self.path)
-                if parsed.path != "/api/events":
-                    self.send_error(403, "Missing Authentication Token")
-                    return
-                passed = ("Accept", "User-Agent", "Referer", "Sec-Fetch-Dest")
-                headers = {name: self.headers[name] for name in passed if name in self.headers}
-                event = proxy_event(parsed.query, headers)
-                answer = app(event, None)
-                body = answer["body"]
-                raw = base64.b64decode(body) if answer.get("isBase64Encoded") else body.encode()
-                self.send_response(answer["statusCode"])
-                for name, value in answer["headers"].items():
-                    self.send_header(name, value)
-                self.send_header("Content-Length", str(len(raw)))
-                self.end_headers()
-                self.wfile.write(raw)
-
-            def log_message(self, format: str, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    @property
-    def url(self) -> str:
-        host, port = self.server.server_address[:2]
-        return f"http://{host!s}:{port}/api/"
-
-    def __enter__(self) -> ApiGatewayStandIn:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+def serve_app_as_api_gateway(httpserver: HTTPServer) -> str:
+    """The stage's base URL (ending with "/api/") of the app served on `httpserver`."""
+    httpserver.expect_request(re.compile("/.*"), method="GET").respond_with_handler(_api_gateway)
+    return httpserver.url_for("/api/")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -21,27 +22,19 @@ from chalicelib.destinations.customer_profiles import (
     Settings,
     object_id,
 )
-from chalicelib.events import Event, ProfileUpdate
 from devtools.deploy import profiles_setup
 from devtools.deploy.profiles_setup import ensure_object_type
 from devtools.offline import NOWHERE
 from devtools.standins.customer_profiles import ERROR_TYPES, AcceptedObject, ProfilesStandIn
+from tests.factories import numbered_event
 
 DOMAIN = "pixel-relay-test"
 ENV = {"PROFILES_DOMAIN": DOMAIN, "ALLOWED_USER_ATTRIBUTES": "plan,tier"}
 OPERATIONS = ("PutProfileObject", "PutProfileObjectType", "GetProfileObjectType", "GetDomain")
 
 
-def make_event(number: int, endpoint: str = "ep-1", event_type: str = "view", **profile: Any):
-    return Event(
-        event_id=f"e-{number}",
-        event_type=event_type,
-        endpoint_id=endpoint,
-        timestamp="2026-11-28T11:00:00.000Z",
-        received_at="2026-11-28T11:00:00.100Z",
-        attributes={"n": str(number)},
-        profile=ProfileUpdate(**profile),
-    )
+# Received 100 ms after the hit.
+make_event = partial(numbered_event, received_at="2026-11-28T11:00:00.100Z")
 
 
 def client_for(url: str) -> Any:

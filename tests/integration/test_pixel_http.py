@@ -10,11 +10,13 @@ import threading
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from dataclasses import dataclass
 
 import pytest
 from chalice.config import Config
 from chalice.local import LocalDevServer
+from pytest_httpserver import HTTPServer
+from werkzeug import Request, Response
 
 from chalicelib import runtime, telemetry
 from chalicelib.responses import TRANSPARENT_GIF
@@ -120,61 +122,45 @@ def test_unreachable_sqs_answers_503_after_bounded_attempts(
     assert pipeline.hit(HIT).status == 503
 
 
+@dataclass
 class FlakySqs:
     """A proxy in front of moto that answers the first N SendMessage calls with a 500."""
 
-    def __init__(self, upstream: str, failures: int) -> None:
-        self.failures = failures
-        self.send_attempts = 0
-        proxy = self
+    upstream: str
+    failures: int = 0
+    send_attempts: int = 0
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                if "SendMessage" in self.headers.get("X-Amz-Target", ""):
-                    proxy.send_attempts += 1
-                    if proxy.send_attempts <= proxy.failures:
-                        payload = b'{"__type":"InternalError","message":"injected"}'
-                        self.send_response(500)
-                        self.send_header("Content-Type", "application/x-amz-json-1.0")
-                        self.send_header("Content-Length", str(len(payload)))
-                        self.end_headers()
-                        self.wfile.write(payload)
-                        return
-                request = urllib.request.Request(
-                    upstream + self.path,
-                    data=body,
-                    headers={k: v for k, v in self.headers.items() if k.lower() != "host"},
-                )
-                with urllib.request.urlopen(request) as answer:
-                    data = answer.read()
-                    self.send_response(answer.status)
-                    for name, value in answer.headers.items():
-                        if name.lower() not in {"content-length", "transfer-encoding"}:
-                            self.send_header(name, value)
-                    self.send_header("Content-Length", str(len(data)))
-                    self.end_headers()
-                    self.wfile.write(data)
-
-            def log_message(self, format: str, *args: object) -> None:
-                return
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+    def __call__(self, request: Request) -> Response:
+        if "SendMessage" in request.headers.get("X-Amz-Target", ""):
+            self.send_attempts += 1
+            if self.send_attempts <= self.failures:
+                payload = b'{"__type":"InternalError","message":"injected"}'
+                return Response(payload, 500, content_type="application/x-amz-json-1.0")
+        forwarded = urllib.request.Request(
+            self.upstream + request.path,
+            data=request.get_data(),
+            headers={k: v for k, v in request.headers.items() if k.lower() != "host"},
+        )
+        with urllib.request.urlopen(forwarded) as answer:
+            passed = [
+                (name, value)
+                for name, value in answer.headers.items()
+                if name.lower() not in {"content-length", "transfer-encoding"}
+            ]
+            return Response(answer.read(), answer.status, passed)
 
 
 @pytest.fixture
 def flaky_sqs(
-    pipeline: Pipeline, moto_url: str, monkeypatch: pytest.MonkeyPatch
+    pipeline: Pipeline, moto_url: str, httpserver: HTTPServer, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[FlakySqs]:
-    proxy = FlakySqs(moto_url, failures=0)
-    monkeypatch.setenv("AWS_ENDPOINT_URL_SQS", proxy.url)
+    proxy = FlakySqs(moto_url)
+    httpserver.expect_request("/", method="POST").respond_with_handler(proxy)
+    monkeypatch.setenv("AWS_ENDPOINT_URL_SQS", httpserver.url_for("/").rstrip("/"))
     monkeypatch.setenv("ENQUEUE_ATTEMPTS", "3")
     runtime.reset()
     yield proxy
-    proxy.server.shutdown()
-    proxy.server.server_close()
+    httpserver.check()
 
 
 def test_transient_sqs_errors_are_retried_within_the_hit(

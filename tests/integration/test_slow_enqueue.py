@@ -26,7 +26,11 @@ LATE_SECONDS = 2.0  # beyond the pixel's 1.5 s read timeout
 
 class SlowSendProxy:
     """Forwards everything to moto; the answers of the next `slow` SendMessage calls come
-    `LATE_SECONDS` late (the message is already on the queue by then)."""
+    `LATE_SECONDS` late (the message is already on the queue by then).
+
+    Its own threaded server, not pytest-httpserver's: while one answer is held back the
+    client gives up and retries, and the retry must get through at once; pytest-httpserver
+    serves one request at a time."""
 
     def __init__(self, upstream: str) -> None:
         self.slow = 0

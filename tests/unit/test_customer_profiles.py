@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import replace
+from functools import partial
 from typing import Any
 
 import botocore.session
@@ -29,20 +30,13 @@ from chalicelib.destinations.customer_profiles import (
     profile_value,
 )
 from chalicelib.events import Event, ProfileUpdate, Session
+from tests.factories import numbered_event
 
 ENV = {"PROFILES_DOMAIN": "pixel-relay-dev", "ALLOWED_USER_ATTRIBUTES": "plan,tier"}
 
 
-def make_event(number: int, endpoint: str = "ep-1", event_type: str = "view", **profile: Any):
-    return Event(
-        event_id=f"e-{number}",
-        event_type=event_type,
-        endpoint_id=endpoint,
-        timestamp="2026-11-28T11:00:00.000Z",
-        received_at="2026-11-28T11:00:00.100Z",
-        attributes={"n": str(number)},
-        profile=ProfileUpdate(**profile),
-    )
+# Received 100 ms after the hit.
+make_event = partial(numbered_event, received_at="2026-11-28T11:00:00.100Z")
 
 
 def client_error(status: int, code: str, message: str = "m") -> ClientError:

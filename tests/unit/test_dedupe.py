@@ -21,20 +21,10 @@ from chalicelib.dedupe import (
 from chalicelib.delivery import BatchDelivery, QueuedMessage
 from chalicelib.destinations.base import DELIVERED, Outcome, TimeLeft, Verdict
 from chalicelib.events import Event, ProfileUpdate
+from tests.factories import make_event, message_body
 from tests.unit.test_delivery import FakeQueues
 
 PROFILE = ProfileUpdate(user_attributes={"plan": ("gold",)})
-
-
-def event(number: int, endpoint: str = "ep-1", profile: ProfileUpdate | None = None) -> Event:
-    return Event(
-        f"e-{number}",
-        "view",
-        endpoint,
-        "2026-11-28T11:00:00.000Z",
-        "2026-11-28T11:00:00.000Z",
-        profile=profile or ProfileUpdate(),
-    )
 
 
 class Recorder:
@@ -94,8 +84,8 @@ def test_a_copy_in_a_later_batch_is_answered_delivered_without_sending(
 ) -> None:
     inner = Recorder()
     wrapper = Deduplicated(inner, RecentDeliveries(100))
-    assert wrapper.deliver([event(1), event(2)]) == [DELIVERED, DELIVERED]
-    assert wrapper.deliver([event(2), event(3)]) == [DELIVERED, DELIVERED]
+    assert wrapper.deliver([make_event(1), make_event(2)]) == [DELIVERED, DELIVERED]
+    assert wrapper.deliver([make_event(2), make_event(3)]) == [DELIVERED, DELIVERED]
     assert inner.sent == ["e-1", "e-2", "e-3"]
     assert metrics(capsys.readouterr().out)[("DuplicatesSkipped", "pinpoint")] == 1
 
@@ -103,7 +93,7 @@ def test_a_copy_in_a_later_batch_is_answered_delivered_without_sending(
 def test_two_copies_in_one_batch_are_sent_once_and_both_get_the_outcome() -> None:
     inner = Recorder({"e-1": Outcome(Verdict.RETRY, "throttled")})
     wrapper = Deduplicated(inner, RecentDeliveries(100))
-    outcomes = wrapper.deliver([event(1), event(2), event(1), event(2)])
+    outcomes = wrapper.deliver([make_event(1), make_event(2), make_event(1), make_event(2)])
     assert inner.sent == ["e-1", "e-2"]
     assert [o.verdict for o in outcomes] == [
         Verdict.RETRY,
@@ -112,15 +102,15 @@ def test_two_copies_in_one_batch_are_sent_once_and_both_get_the_outcome() -> Non
         Verdict.DELIVERED,
     ]
     # The retried one was not remembered: its next copy is sent.
-    wrapper.deliver([event(1)])
+    wrapper.deliver([make_event(1)])
     assert inner.sent == ["e-1", "e-2", "e-1"]
 
 
 def test_the_same_event_id_on_another_endpoint_is_another_event() -> None:
     inner = Recorder()
     wrapper = Deduplicated(inner, RecentDeliveries(100))
-    wrapper.deliver([event(1, "ep-1")])
-    wrapper.deliver([event(1, "ep-2")])
+    wrapper.deliver([make_event(1, endpoint_id="ep-1")])
+    wrapper.deliver([make_event(1, endpoint_id="ep-2")])
     assert [(e.endpoint_id, e.event_id) for c in inner.calls for e in c] == [
         ("ep-1", "e-1"),
         ("ep-2", "e-1"),
@@ -132,16 +122,16 @@ def test_an_event_whose_profile_update_failed_is_not_remembered(verdict: Verdict
     """Its copy parked for the profile update must reach the destination when replayed."""
     inner = Recorder({"e-1": Outcome(Verdict.DELIVERED, profile=verdict, profile_reason="x")})
     wrapper = Deduplicated(inner, RecentDeliveries(100))
-    wrapper.deliver([event(1, profile=PROFILE)])
+    wrapper.deliver([make_event(1, profile=PROFILE)])
     inner.outcomes = {}
-    assert wrapper.deliver([event(1, profile=PROFILE)]) == [DELIVERED]
+    assert wrapper.deliver([make_event(1, profile=PROFILE)]) == [DELIVERED]
     assert inner.sent == ["e-1", "e-1"]
 
 
 def test_of_copies_in_one_batch_the_one_with_the_profile_update_is_sent() -> None:
     inner = Recorder({"e-1": Outcome(Verdict.DELIVERED, profile=Verdict.DELIVERED)})
     wrapper = Deduplicated(inner, RecentDeliveries(100))
-    stripped, full = event(1), event(1, profile=PROFILE)
+    stripped, full = make_event(1), make_event(1, profile=PROFILE)
     outcomes = wrapper.deliver([stripped, full])
     assert inner.calls == [[full]]
     # The stripped copy wrote nothing to a profile, so it gets no profile verdict.
@@ -165,9 +155,9 @@ def test_one_memory_shared_by_two_destinations_keeps_them_apart() -> None:
     memory = RecentDeliveries(100)
     pinpoint, firehose = Recorder(), Recorder()
     firehose.name = "firehose"
-    Deduplicated(pinpoint, memory).deliver([event(1)])
-    Deduplicated(firehose, memory).deliver([event(1)])
-    Deduplicated(pinpoint, memory).deliver([event(1)])
+    Deduplicated(pinpoint, memory).deliver([make_event(1)])
+    Deduplicated(firehose, memory).deliver([make_event(1)])
+    Deduplicated(pinpoint, memory).deliver([make_event(1)])
     assert pinpoint.sent == ["e-1"]
     assert firehose.sent == ["e-1"]
 
@@ -180,8 +170,8 @@ def test_fingerprints_do_not_collide_when_an_id_holds_the_separator() -> None:
 def test_memory_of_size_zero_remembers_nothing_and_copies_are_sent() -> None:
     inner = Recorder()
     wrapper = Deduplicated(inner, RecentDeliveries(0))
-    wrapper.deliver([event(1)])
-    wrapper.deliver([event(1)])
+    wrapper.deliver([make_event(1)])
+    wrapper.deliver([make_event(1)])
     assert inner.sent == ["e-1", "e-1"]
 
 
@@ -189,8 +179,9 @@ def test_the_store_answers_for_another_container() -> None:
     store = FakeStore()
     first = Recorder()
     second = Recorder()
-    Deduplicated(first, RecentDeliveries(100), store).deliver([event(1)])
-    assert Deduplicated(second, RecentDeliveries(100), store).deliver([event(1), event(2)]) == [
+    Deduplicated(first, RecentDeliveries(100), store).deliver([make_event(1)])
+    batch = [make_event(1), make_event(2)]
+    assert Deduplicated(second, RecentDeliveries(100), store).deliver(batch) == [
         DELIVERED,
         DELIVERED,
     ]
@@ -203,7 +194,7 @@ def test_a_store_that_cannot_be_read_means_sending_anyway_and_is_counted(
     store = FakeStore(fail_read=True)
     store.keys.add(("pinpoint", ("ep-1", "e-1")))
     inner = Recorder()
-    assert Deduplicated(inner, RecentDeliveries(100), store).deliver([event(1)]) == [DELIVERED]
+    assert Deduplicated(inner, RecentDeliveries(100), store).deliver([make_event(1)]) == [DELIVERED]
     assert inner.sent == ["e-1"]
     assert metrics(capsys.readouterr().out)[("DedupeStoreReadFailures", "pinpoint")] == 1
 
@@ -213,8 +204,8 @@ def test_a_store_that_cannot_be_written_is_counted_and_the_memory_still_holds(
 ) -> None:
     inner = Recorder()
     wrapper = Deduplicated(inner, RecentDeliveries(100), FakeStore(fail_write=True))
-    wrapper.deliver([event(1), event(2)])
-    wrapper.deliver([event(1)])
+    wrapper.deliver([make_event(1), make_event(2)])
+    wrapper.deliver([make_event(1)])
     assert inner.sent == ["e-1", "e-2"]
     assert metrics(capsys.readouterr().out)[("DedupeStoreWriteFailures", "pinpoint")] == 2
 
@@ -229,7 +220,7 @@ def test_through_batch_delivery_copies_of_one_hit_reach_the_destination_once() -
         queues,  # type: ignore[arg-type]
         False,
     )
-    body = event(1).to_message()
+    body = message_body(1)
     first = consumer.settle([QueuedMessage("m-1", "r-1", body), QueuedMessage("m-2", "r-2", body)])
     later = consumer.settle([QueuedMessage("m-3", "r-3", body)])
     assert inner.sent == ["e-1"]

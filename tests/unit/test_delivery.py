@@ -17,20 +17,9 @@ from chalicelib.delivery import (
 from chalicelib.destinations.base import DELIVERED, Outcome, TimeLeft, Verdict
 from chalicelib.events import Event, ProfileUpdate
 from chalicelib.queue import DeadLetter, Receipt, SqsCallLimits
+from tests.factories import message_body, queued_message
 
 PROFILE = ProfileUpdate(user_attributes={"plan": ("gold",)})
-
-
-def message(number: int, profile: ProfileUpdate | None = None) -> QueuedMessage:
-    event = Event(
-        f"e-{number}",
-        "view",
-        "ep-1",
-        "2026-11-28T11:00:00.000Z",
-        "2026-11-28T11:00:00.000Z",
-        profile=profile or ProfileUpdate(),
-    )
-    return QueuedMessage(f"m-{number}", f"r-{number}", event.to_message())
 
 
 class ScriptedDestination:
@@ -83,7 +72,7 @@ def delivery(
 
 def test_all_delivered_returns_no_failures_and_deletes_nothing_itself() -> None:
     queues = FakeQueues()
-    answer = delivery({}, queues).handle([message(1), message(2)])
+    answer = delivery({}, queues).handle([queued_message(1), queued_message(2)])
     assert answer == {"batchItemFailures": []}
     assert queues.deleted == []
 
@@ -92,14 +81,14 @@ def test_safe_mode_deletes_finished_messages_then_raises() -> None:
     queues = FakeQueues()
     outcomes = {"e-2": Outcome(Verdict.RETRY, "503 busy")}
     with pytest.raises(BatchIncompleteError, match="1 of 3 messages will be retried"):
-        delivery(outcomes, queues).handle([message(1), message(2), message(3)])
+        delivery(outcomes, queues).handle([queued_message(1), queued_message(2), queued_message(3)])
     assert queues.deleted == ["m-1", "m-3"]
 
 
 def test_report_mode_returns_the_failures_and_deletes_nothing() -> None:
     queues = FakeQueues()
     outcomes = {"e-2": Outcome(Verdict.RETRY, "503 busy")}
-    answer = delivery(outcomes, queues, report=True).handle([message(1), message(2)])
+    answer = delivery(outcomes, queues, report=True).handle([queued_message(1), queued_message(2)])
     assert answer == {"batchItemFailures": [{"itemIdentifier": "m-2"}]}
     assert queues.deleted == []
 
@@ -107,7 +96,7 @@ def test_report_mode_returns_the_failures_and_deletes_nothing() -> None:
 def test_recorded_event_whose_profile_failed_is_finished_and_the_profile_parked() -> None:
     queues = FakeQueues()
     outcomes = {"e-1": Outcome(Verdict.DELIVERED, "", Verdict.RETRY, "endpoint update: 500 x")}
-    report = delivery(outcomes, queues).settle([message(1, PROFILE)])
+    report = delivery(outcomes, queues).settle([queued_message(1, profile=PROFILE)])
     assert report.delivered == ("m-1",)
     assert report.retry == ()
     [letter] = queues.parked
@@ -118,7 +107,7 @@ def test_recorded_event_whose_profile_failed_is_finished_and_the_profile_parked(
 def test_event_retried_after_its_profile_landed_goes_back_without_the_profile() -> None:
     queues = FakeQueues()
     outcomes = {"e-1": Outcome(Verdict.RETRY, "429 slow", Verdict.DELIVERED)}
-    report = delivery(outcomes, queues).settle([message(1, PROFILE)])
+    report = delivery(outcomes, queues).settle([queued_message(1, profile=PROFILE)])
     assert report.retry == ()  # the original is finished...
     [copy] = queues.requeued  # ...and its event, without the profile, is queued again
     assert copy.event_id == "e-1"
@@ -128,13 +117,13 @@ def test_event_retried_after_its_profile_landed_goes_back_without_the_profile() 
 def test_a_failed_requeue_retries_the_original() -> None:
     queues = FakeQueues(refuse_requeue=True)
     outcomes = {"e-1": Outcome(Verdict.RETRY, "429 slow", Verdict.DELIVERED)}
-    assert delivery(outcomes, queues).settle([message(1, PROFILE)]).retry == ("m-1",)
+    assert delivery(outcomes, queues).settle([queued_message(1, profile=PROFILE)]).retry == ("m-1",)
 
 
 def test_rejections_that_cannot_be_parked_are_retried() -> None:
     queues = FakeQueues(refuse_park=True)
     outcomes = {"e-1": Outcome(Verdict.REJECTED, "400 bad")}
-    report = delivery(outcomes, queues).settle([message(1), message(2)])
+    report = delivery(outcomes, queues).settle([queued_message(1), queued_message(2)])
     assert report.retry == ("m-1",)
     assert report.delivered == ("m-2",)
 
@@ -150,7 +139,7 @@ def test_rejections_that_cannot_be_parked_are_retried() -> None:
 def test_unreadable_bodies_are_parked_not_raised(body: str) -> None:
     queues = FakeQueues()
     poison = QueuedMessage("m-x", "r-x", body)
-    report = delivery({}, queues).settle([message(1), poison])
+    report = delivery({}, queues).settle([queued_message(1), poison])
     assert report.delivered == ("m-1",)
     assert report.parked == ("m-x",)
     assert queues.parked[0].stage == "decode"
@@ -159,7 +148,7 @@ def test_unreadable_bodies_are_parked_not_raised(body: str) -> None:
 def test_lambda_time_left_reaches_the_destination() -> None:
     queues = FakeQueues()
     destination = ScriptedDestination({})
-    BatchDelivery([destination], queues, queues, False).settle([message(1)], lambda: 1234)  # type: ignore[arg-type]
+    BatchDelivery([destination], queues, queues, False).settle([queued_message(1)], lambda: 1234)  # type: ignore[arg-type]
     assert destination.time_left is not None
     assert destination.time_left() == 1234
 
@@ -178,7 +167,7 @@ def fan_out(
 def test_a_failed_destination_gets_a_copy_and_the_healthy_one_nothing_more() -> None:
     queues = FakeQueues()
     delivery, _, _ = fan_out({}, {"e-1": Outcome(Verdict.RETRY, "500")}, queues)
-    report = delivery.settle([message(1)])
+    report = delivery.settle([queued_message(1)])
     assert report.retry == ()  # the original is finished...
     [copy] = queues.requeued  # ...and a copy owed to firehose alone goes back
     assert copy.destinations == ("firehose",)
@@ -196,14 +185,14 @@ def test_failing_everywhere_retries_the_original_as_it_is() -> None:
     queues = FakeQueues()
     busy = {"e-1": Outcome(Verdict.RETRY, "500")}
     delivery, _, _ = fan_out(busy, busy, queues)
-    assert delivery.settle([message(1)]).retry == ("m-1",)
+    assert delivery.settle([queued_message(1)]).retry == ("m-1",)
     assert queues.requeued == []
 
 
 def test_a_rejection_is_parked_for_its_destination_only() -> None:
     queues = FakeQueues()
     delivery, _, _ = fan_out({"e-1": Outcome(Verdict.REJECTED, "400 bad")}, {}, queues)
-    report = delivery.settle([message(1)])
+    report = delivery.settle([queued_message(1)])
     assert report.retry == ()
     [letter] = queues.parked
     assert letter.stage == "pinpoint"
@@ -213,7 +202,7 @@ def test_a_rejection_is_parked_for_its_destination_only() -> None:
 def test_a_message_for_a_destination_no_longer_configured_is_parked() -> None:
     queues = FakeQueues()
     delivery, _, _ = fan_out({}, {}, queues)
-    event = Event.from_message(message(1).body)
+    event = Event.from_message(queued_message(1).body)
     orphan = QueuedMessage("m-9", "r-9", replace(event, destinations=("eventbridge",)).to_message())
     assert delivery.settle([orphan]).parked == ("m-9",)
     assert queues.parked[0].reason == "no configured destination among eventbridge"
@@ -222,7 +211,7 @@ def test_a_message_for_a_destination_no_longer_configured_is_parked() -> None:
 def test_the_part_owed_to_a_removed_destination_is_parked_not_dropped() -> None:
     queues = FakeQueues()
     delivery, _, firehose = fan_out({}, {}, queues)
-    event = Event.from_message(message(1).body)
+    event = Event.from_message(queued_message(1).body)
     both = replace(event, destinations=("eventbridge", "firehose"))
     report = delivery.settle([QueuedMessage("m-7", "r-7", both.to_message())])
     assert firehose.received == ["e-1"]
@@ -256,7 +245,7 @@ def test_a_destination_that_fails_costs_its_events_a_retry_there_only(
     healthy = ScriptedDestination({}, "pinpoint")
     faulty = broken({}, "eventbridge")
     consumer = BatchDelivery([healthy, faulty], queues, queues, False)  # type: ignore[arg-type]
-    report = consumer.settle([message(1), message(2)])
+    report = consumer.settle([queued_message(1), queued_message(2)])
     assert report.retry == ()  # the originals are finished at pinpoint...
     assert healthy.received == ["e-1", "e-2"]
     # ...and copies owed to eventbridge alone go back, with nothing else about them changed.
@@ -270,7 +259,9 @@ def test_a_destination_that_fails_costs_its_events_a_retry_there_only(
 def test_with_one_destination_that_raises_the_batch_is_retried_not_failed() -> None:
     queues = FakeQueues()
     consumer = BatchDelivery([RaisingDestination({})], queues, queues, True)  # type: ignore[arg-type]
-    assert consumer.handle([message(1)]) == {"batchItemFailures": [{"itemIdentifier": "m-1"}]}
+    assert consumer.handle([queued_message(1)]) == {
+        "batchItemFailures": [{"itemIdentifier": "m-1"}]
+    }
 
 
 # Two messages for one event in a batch ------------------------------------------------------
@@ -278,11 +269,11 @@ def test_with_one_destination_that_raises_the_batch_is_retried_not_failed() -> N
 
 def test_a_requeued_copy_meeting_its_original_is_delivered_once_and_both_finish() -> None:
     queues = FakeQueues()
-    original = Event.from_message(message(1, PROFILE).body)
+    original = Event.from_message(queued_message(1, profile=PROFILE).body)
     copy = replace(original, destinations=("pinpoint", "firehose"), profile=ProfileUpdate())
     consumer, pinpoint, firehose = fan_out({}, {}, queues)
     report = consumer.settle(
-        [message(1, PROFILE), QueuedMessage("m-copy", "r-copy", copy.to_message())]
+        [queued_message(1, profile=PROFILE), QueuedMessage("m-copy", "r-copy", copy.to_message())]
     )
     assert (pinpoint.received, firehose.received) == (["e-1"], ["e-1"])
     assert sorted(report.delivered) == ["m-1", "m-copy"]
@@ -298,11 +289,11 @@ def test_the_stripped_copy_is_what_is_sent_so_a_landed_update_is_not_written_aga
             seen.extend(events)
             return [Outcome(Verdict.DELIVERED, "", Verdict.DELIVERED)] * len(events)
 
-    original = Event.from_message(message(1, PROFILE).body)
+    original = Event.from_message(queued_message(1, profile=PROFILE).body)
     copy = replace(original, destinations=("pinpoint",), profile=ProfileUpdate())
     consumer = BatchDelivery([Recording({})], queues, queues, False)  # type: ignore[arg-type]
     report = consumer.settle(
-        [message(1, PROFILE), QueuedMessage("m-copy", "r-copy", copy.to_message())]
+        [queued_message(1, profile=PROFILE), QueuedMessage("m-copy", "r-copy", copy.to_message())]
     )
     assert [e.profile.is_empty() for e in seen] == [True]
     assert sorted(report.delivered) == ["m-1", "m-copy"]
@@ -312,7 +303,9 @@ def test_two_hits_with_one_id_but_different_updates_both_reach_the_destination()
     queues = FakeQueues()
     destination = ScriptedDestination({})
     consumer = BatchDelivery([destination], queues, queues, False)  # type: ignore[arg-type]
-    consumer.settle([message(1, PROFILE), QueuedMessage("m-b", "r-b", message(1).body)])
+    consumer.settle(
+        [queued_message(1, profile=PROFILE), QueuedMessage("m-b", "r-b", message_body(1))]
+    )
     assert destination.received == ["e-1", "e-1"]  # the destination judges (pinpoint rejects)
 
 
@@ -324,7 +317,7 @@ def test_destinations_get_the_time_left_minus_the_settlement_reserve() -> None:
     limits = SqsCallLimits(connect_timeout_s=1, read_timeout_s=3, attempts=2, workers=20)
     first, second = ScriptedDestination({}, "pinpoint"), ScriptedDestination({}, "firehose")
     consumer = BatchDelivery([first, second], queues, queues, False, limits)  # type: ignore[arg-type]
-    consumer.settle([message(i) for i in range(100)], lambda: 60_000)
+    consumer.settle([queued_message(i) for i in range(100)], lambda: 60_000)
     assert first.time_left is not None
     assert second.time_left is not None
     # Before pinpoint: up to 200 letters or copies (20 calls, 1 wave) and 100 deletes (1 wave).
@@ -339,7 +332,7 @@ def test_a_clean_destination_gives_back_its_part_of_the_reserve() -> None:
     limits = SqsCallLimits(workers=1)
     first, second = ScriptedDestination({}, "pinpoint"), ScriptedDestination({}, "firehose")
     consumer = BatchDelivery([first, second], queues, queues, True, limits)  # type: ignore[arg-type]
-    consumer.settle([message(i) for i in range(10)], lambda: 100_000)
+    consumer.settle([queued_message(i) for i in range(10)], lambda: 100_000)
     assert first.time_left is not None
     assert second.time_left is not None
     assert first.time_left() == 100_000 - 2 * limits.call_ms - SETTLE_MARGIN_MS

@@ -13,12 +13,13 @@ from chalicelib.config import ConfigError
 from chalicelib.destinations import eventbridge, firehose, registry
 from chalicelib.destinations.base import Outcome, Verdict
 from chalicelib.events import Event
+from tests import factories
 
 
 def make_event(number: int, note: str = "", event_type: str = "view") -> Event:
     attributes = {"note": note} if note else {}
-    return Event(
-        f"e-{number}", event_type, "ep-1", "2026-11-28T11:00:00.000Z", "x", attributes=attributes
+    return factories.make_event(
+        number, event_type=event_type, received_at="x", attributes=attributes
     )
 
 

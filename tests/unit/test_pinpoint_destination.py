@@ -13,24 +13,7 @@ from botocore.exceptions import ClientError, ParamValidationError, ReadTimeoutEr
 from chalicelib.destinations.base import Verdict
 from chalicelib.destinations.pinpoint import PinpointDestination, plan_requests
 from chalicelib.events import Event, ProfileUpdate, Session
-
-
-def make_event(
-    number: int,
-    endpoint: str = "ep-1",
-    event_type: str = "view",
-    timestamp: str = "2026-11-28T11:00:00.000Z",
-    **profile: Any,
-) -> Event:
-    return Event(
-        event_id=f"e-{number}",
-        event_type=event_type,
-        endpoint_id=endpoint,
-        timestamp=timestamp,
-        received_at=timestamp,
-        attributes={"n": str(number)},
-        profile=ProfileUpdate(**profile),
-    )
+from tests.factories import numbered_event as make_event
 
 
 class FakePinpoint:

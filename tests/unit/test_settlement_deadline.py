@@ -20,8 +20,8 @@ import pytest
 from chalicelib.config import call_budget_ms
 from chalicelib.delivery import BatchDelivery, BatchIncompleteError, QueuedMessage
 from chalicelib.destinations.pinpoint import PinpointDestination
-from chalicelib.events import Event
 from chalicelib.queue import CONSUMER_SQS, BatchQueue, DeadLetterQueue, SqsCallLimits
+from tests.factories import message_body
 
 SCALE = 50  # simulated seconds per real second
 SQS_CALL_S = 2.0
@@ -103,9 +103,7 @@ def batch() -> list[QueuedMessage]:
         QueuedMessage(
             f"m-{n}",
             f"m-{n}",  # the receipt handle names the message, for the fake's bookkeeping
-            Event(
-                f"e-{n}", "view", f"ep-{n}", "2026-11-28T11:00:00.000Z", "2026-11-28T11:00:00.000Z"
-            ).to_message(),
+            message_body(n, endpoint_id=f"ep-{n}"),
         )
         for n in range(BATCH)
     ]

@@ -11,17 +11,17 @@ import http.client
 import json
 import re
 import socket
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from pytest_httpserver import HTTPServer
+from werkzeug import Request, Response
 
 from chalicelib.config import HitPolicy
 from chalicelib.destinations.pinpoint import event_to_wire, profile_to_wire
@@ -52,13 +52,7 @@ class FakePixel:
     requests: list[PixelRequest] = field(default_factory=list)
     accepted: list[Event] = field(default_factory=list)
     unavailable: bool = False
-    server: ThreadingHTTPServer | None = None
-
-    @property
-    def url(self) -> str:
-        assert self.server is not None
-        host, port = self.server.server_address[:2]
-        return f"http://{host!s}:{port}"
+    url: str = ""
 
     def answer(self, path: str, query: str) -> tuple[int, dict[str, str], bytes]:
         if path != "/events":
@@ -81,40 +75,19 @@ class FakePixel:
         assert found, f"the pixel accepted no event {event_id}"
         return found[0]
 
-
-def _pixel_handler(pixel: FakePixel) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.0"
-
-        def do_GET(self) -> None:
-            path, _, query = self.path.partition("?")
-            pixel.requests.append(PixelRequest(path, query, dict(self.headers.items())))
-            status, headers, body = pixel.answer(path, query)
-            self.send_response(status)
-            for name, value in headers.items():
-                self.send_header(name, value)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    return Handler
+    def __call__(self, request: Request) -> Response:
+        path, query = request.path, request.query_string.decode("latin-1")
+        self.requests.append(PixelRequest(path, query, dict(request.headers.items())))
+        status, headers, body = self.answer(path, query)
+        return Response(body, status, headers)
 
 
 @pytest.fixture
-def pixel() -> Iterator[FakePixel]:
-    fake = FakePixel()
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _pixel_handler(fake))
-    server.daemon_threads = True
-    fake.server = server
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
+def pixel(httpserver: HTTPServer) -> Iterator[FakePixel]:
+    fake = FakePixel(url=httpserver.url_for("/").rstrip("/"))
+    httpserver.expect_request(re.compile("/.*"), method="GET").respond_with_handler(fake)
     yield fake
-    server.shutdown()
-    server.server_close()
-    thread.join()
+    httpserver.check()
 
 
 class Destination:

@@ -14,6 +14,7 @@ from typing import Any
 
 import boto3
 import pytest
+from pytest_httpserver import HTTPServer
 
 from chalicelib.config import HitPolicy
 from chalicelib.hits import parse_hit
@@ -23,7 +24,7 @@ from devtools.ops import cli as ops
 from devtools.ops.check import CheckPlan, run_check
 from devtools.queue_spec import QueueSpec, stage_environment
 from devtools.standins.pinpoint import PinpointStandIn
-from tests.devtools.deploy_fixtures import ApiGatewayStandIn
+from tests.devtools.deploy_fixtures import serve_app_as_api_gateway
 
 STAGE = "dev"
 API = "https://abc123.execute-api.eu-west-1.amazonaws.com/api/"
@@ -146,7 +147,7 @@ class StandInProbe:
 
 @pytest.fixture
 def deployed_stage(
-    sqs: Any, monkeypatch: pytest.MonkeyPatch
+    sqs: Any, httpserver: HTTPServer, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[tuple[str, StandInProbe, PinpointStandIn]]:
     from app import deliver
 
@@ -154,10 +155,12 @@ def deployed_stage(
     sqs.create_queue(QueueName=spec.dead_letter_queue)
     events_url = sqs.create_queue(QueueName=spec.events_queue)["QueueUrl"]
     application = stage_environment(STAGE)["PINPOINT_APPLICATION_ID"]
-    with PinpointStandIn(applications=[application]) as pinpoint, ApiGatewayStandIn() as api:
+    api_url = serve_app_as_api_gateway(httpserver)
+    with PinpointStandIn(applications=[application]) as pinpoint:
         monkeypatch.setenv("AWS_ENDPOINT_URL_PINPOINT", pinpoint.url)
         mapping = LocalEventSourceMapping(sqs, events_url, handler=lambda e: deliver(e, None))
-        yield api.url, StandInProbe(mapping, pinpoint), pinpoint
+        yield api_url, StandInProbe(mapping, pinpoint), pinpoint
+    httpserver.check()
 
 
 def test_check_follows_a_test_hit_to_the_destination(
@@ -189,37 +192,19 @@ def test_check_reports_the_reason_when_the_consumer_rejects_the_test_event(
     assert "FAIL the consumer rejected the test event: 400 Event is not valid" in out.getvalue()
 
 
-def test_check_spots_a_pixel_that_does_not_answer_a_gif(sqs: Any) -> None:
+def test_check_spots_a_pixel_that_does_not_answer_a_gif(sqs: Any, httpserver: HTTPServer) -> None:
     """API Gateway without binary media types returns the GIF as base64 text. The check
     asks like a browser: a bot filter would drop a tool's User-Agent."""
-    import threading
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-    seen: list[dict[str, str]] = []
-
-    class TextGif(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            seen.append(dict(self.headers))
-            body = b"R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7"
-            self.send_response(200)
-            self.send_header("Content-Type", "image/gif")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, format: str, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), TextGif)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        out = io.StringIO()
-        plan = CheckPlan(f"http://127.0.0.1:{server.server_address[1]}/api/", sqs, "unused", None)
-        assert run_check(plan, out) == 1
-        assert "binary media types" in out.getvalue()
-        [headers] = seen
-        assert "Chrome/" in headers["User-Agent"]
-        assert headers["Accept"].startswith("image/")
-    finally:
-        server.shutdown()
-        server.server_close()
+    body = b"R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7"
+    httpserver.expect_request("/api/events", method="GET").respond_with_data(
+        body, content_type="image/gif"
+    )
+    out = io.StringIO()
+    plan = CheckPlan(httpserver.url_for("/api/"), sqs, "unused", None)
+    assert run_check(plan, out) == 1
+    assert "binary media types" in out.getvalue()
+    [(request, _)] = httpserver.log
+    headers = request.headers
+    assert "Chrome/" in headers["User-Agent"]
+    assert headers["Accept"].startswith("image/")
+    httpserver.check()
