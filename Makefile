@@ -8,8 +8,8 @@ BIN := $(VENV)/bin
 # everything (requirements-dev.txt: make test and the rest).
 LOCAL_STAMP := $(VENV)/.installed-local
 STAMP := $(VENV)/.installed
-# uv installs the same pinned versions several times faster than pip. It is bootstrapped into
-# .venv with pip; if that fails, or with `UV_VERSION=` (empty), pip does every install.
+# uv installs the same pinned versions several times faster than pip. It is put into .venv
+# with pip; if that fails, or with `UV_VERSION=` (empty), pip does every install.
 UV_VERSION ?= 0.13.8
 # uv reads no pip configuration: an index given to pip in the environment is given to uv too,
 # resolved as pip would (best version across indexes). Without one, uv uses PyPI.
@@ -22,16 +22,25 @@ export UV_INDEX_STRATEGY ?= unsafe-best-match
 endif
 # `$(call install,FILE)`: with uv when .venv has it, else (or if uv fails) with pip.
 install = @echo "installing $(1)"; \
-	if [ -x $(BIN)/uv ] && $(BIN)/uv pip install --quiet --python $(BIN)/python -r $(1); \
-	then :; else $(BIN)/pip install --quiet -r $(1); fi
+	if [ -x $(BIN)/uv ] && $(BIN)/uv pip install --quiet --python $(BIN)/python -r $(1); then :; \
+	else [ -x $(BIN)/pip ] || $(BIN)/python -m ensurepip --default-pip >/dev/null; \
+	$(BIN)/pip install --quiet -r $(1); fi
 
 .PHONY: dev test soak lint typecheck venv venv-local policies profiles-setup screenshot deploy teardown package ops bench clean
 # A failed step leaves no file behind that would make the next run skip it.
 .DELETE_ON_ERROR:
 
+# .venv without pip (ensurepip alone takes 5-15 s; chalice brings pip in with the packages),
+# then uv into it with the system's pip, else with .venv's own pip, else none.
 $(VENV)/pyvenv.cfg:
-	$(PYTHON) -m venv $(VENV)
-	$(if $(UV_VERSION),$(BIN)/pip install --quiet uv==$(UV_VERSION) || echo "no uv: pip installs")
+	$(PYTHON) -m venv --without-pip $(VENV)
+ifneq ($(UV_VERSION),)
+	@echo "installing uv $(UV_VERSION) into $(VENV)"
+	@$(PYTHON) -m pip --python $(BIN)/python install --quiet uv==$(UV_VERSION) 2>/dev/null \
+	|| { $(BIN)/python -m ensurepip --default-pip >/dev/null \
+		&& $(BIN)/pip install --quiet uv==$(UV_VERSION) 2>/dev/null; } \
+	|| echo "uv unavailable: pip installs"
+endif
 
 $(LOCAL_STAMP): $(VENV)/pyvenv.cfg requirements.txt requirements-local.txt
 	$(call install,requirements-local.txt)
