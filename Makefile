@@ -23,7 +23,8 @@ endif
 # `$(call install,FILE)`: with uv when .venv has it, else (or if uv fails) with pip.
 install = @echo "installing $(1)"; \
 	if [ -x $(BIN)/uv ] && $(BIN)/uv pip install --quiet --python $(BIN)/python -r $(1); then :; \
-	else [ -x $(BIN)/pip ] || $(BIN)/python -m ensurepip --default-pip >/dev/null; \
+	else [ ! -x $(BIN)/uv ] || echo "uv failed: pip installs $(1)"; \
+	[ -x $(BIN)/pip ] || $(BIN)/python -m ensurepip --default-pip >/dev/null; \
 	$(BIN)/pip install --quiet -r $(1); fi
 
 .PHONY: dev test soak lint typecheck venv venv-local policies profiles-setup screenshot deploy teardown package ops bench clean
