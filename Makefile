@@ -3,15 +3,55 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+# Two sets, so the first `make dev` does not wait for the test toolchain: LOCAL_STAMP is the
+# local stack's packages (requirements-local.txt: make dev, bench, ops, deploy), STAMP is
+# everything (requirements-dev.txt: make test and the rest).
+LOCAL_STAMP := $(VENV)/.installed-local
 STAMP := $(VENV)/.installed
+# uv installs the same pinned versions several times faster than pip. It is put into .venv
+# with pip; if that fails, or with `UV_VERSION=` (empty), pip does every install.
+UV_VERSION ?= 0.13.8
+# uv reads no pip configuration: an index given to pip in the environment is given to uv too,
+# resolved as pip would (best version across indexes). Without one, uv uses PyPI.
+ifneq ($(PIP_INDEX_URL),)
+export UV_INDEX_URL ?= $(PIP_INDEX_URL)
+endif
+ifneq ($(PIP_EXTRA_INDEX_URL),)
+export UV_EXTRA_INDEX_URL ?= $(PIP_EXTRA_INDEX_URL)
+export UV_INDEX_STRATEGY ?= unsafe-best-match
+endif
+# `$(call install,FILE)`: with uv when .venv has it, else (or if uv fails) with pip.
+install = @echo "installing $(1)"; \
+	if [ -x $(BIN)/uv ] && $(BIN)/uv pip install --quiet --python $(BIN)/python -r $(1); then :; \
+	else [ ! -x $(BIN)/uv ] || echo "uv failed: pip installs $(1)"; \
+	[ -x $(BIN)/pip ] || $(BIN)/python -m ensurepip --default-pip >/dev/null; \
+	$(BIN)/pip install --quiet -r $(1); fi
 
-.PHONY: dev test soak lint typecheck venv policies profiles-setup screenshot deploy teardown package ops bench clean
+.PHONY: dev test soak lint typecheck venv venv-local policies profiles-setup screenshot deploy teardown package ops bench clean
+# A failed step leaves no file behind that would make the next run skip it.
+.DELETE_ON_ERROR:
 
-$(STAMP): requirements.txt requirements-dev.txt
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -r requirements-dev.txt
-	touch $(STAMP)
+# .venv without pip (ensurepip alone takes 5-15 s; chalice brings pip in with the packages),
+# then uv into it with the system's pip, else with .venv's own pip, else none.
+$(VENV)/pyvenv.cfg:
+	$(PYTHON) -m venv --without-pip $(VENV)
+ifneq ($(UV_VERSION),)
+	@echo "installing uv $(UV_VERSION) into $(VENV)"
+	@$(PYTHON) -m pip --python $(BIN)/python install --quiet uv==$(UV_VERSION) 2>/dev/null \
+	|| { $(BIN)/python -m ensurepip --default-pip >/dev/null \
+		&& $(BIN)/pip install --quiet uv==$(UV_VERSION) 2>/dev/null; } \
+	|| echo "uv unavailable: pip installs"
+endif
+
+$(LOCAL_STAMP): $(VENV)/pyvenv.cfg requirements.txt requirements-local.txt
+	$(call install,requirements-local.txt)
+	touch $@
+
+$(STAMP): $(LOCAL_STAMP) requirements-dev.txt
+	$(call install,requirements-dev.txt)
+	touch $@
+
+venv-local: $(LOCAL_STAMP)
 
 venv: $(STAMP)
 
@@ -30,23 +70,23 @@ test: lint typecheck
 soak: $(STAMP)
 	SOAK_HITS=$(or $(SOAK_HITS),5000) $(BIN)/python -m pytest -q -s -p no:logging tests/soak/test_soak.py
 
-dev: $(STAMP)
+dev: $(LOCAL_STAMP)
 	$(BIN)/python -m devtools.localstack $(ARGS)
 
-policies: $(STAMP)
+policies: $(LOCAL_STAMP)
 	$(BIN)/python -m devtools.deploy.policies
 
-profiles-setup: $(STAMP)
+profiles-setup: $(LOCAL_STAMP)
 	$(BIN)/python -m devtools.deploy.profiles_setup --stage $(or $(STAGE),dev)
 
 screenshot: $(STAMP)
 	UPDATE_SCREENSHOT=1 $(BIN)/python -m pytest -q tests/devtools/localstack/test_demo_e2e.py
 
-deploy: $(STAMP)
+deploy: $(LOCAL_STAMP)
 	$(if $(STAGE),,$(error STAGE is required: make deploy STAGE=prod))
 	$(BIN)/python -m devtools.deploy.stage deploy --stage $(STAGE)
 
-teardown: $(STAMP)
+teardown: $(LOCAL_STAMP)
 	$(if $(STAGE),,$(error STAGE is required: make teardown STAGE=prod))
 	$(BIN)/python -m devtools.deploy.stage teardown --stage $(STAGE) --yes
 
@@ -54,10 +94,10 @@ package: $(STAMP)
 	$(if $(STAGE),,$(error STAGE is required: make package STAGE=prod))
 	$(BIN)/python -m devtools.deploy.package --stage $(STAGE)
 
-ops: $(STAMP)
+ops: $(LOCAL_STAMP)
 	$(BIN)/python -m devtools.ops $(ARGS)
 
-bench: $(STAMP)
+bench: $(LOCAL_STAMP)
 	$(BIN)/python -m bench $(ARGS)
 
 clean:
