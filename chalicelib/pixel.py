@@ -10,30 +10,30 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from chalice.app import Response
 
 from chalicelib import responses, telemetry
-from chalicelib.bots import BotFilter
-from chalicelib.config import HitPolicy
 from chalicelib.encoding import check_encoding
 from chalicelib.hits import (
     DELIVERY_FIELDS,
     PREFIXES,
     SINGLE_VALUED,
     AcceptedHit,
+    HitPolicy,
     HitRefusedError,
     parse_hit,
 )
-from chalicelib.origins import OriginPolicy
 from chalicelib.queue import EventQueue, QueueUnavailableError
-from chalicelib.signing import (
-    KeysUnavailableError,
-    SigningSettings,
-    TokenRefusedError,
-    TokenVerifier,
-    signed_policy,
-)
+from chalicelib.signing.exceptions import KeysUnavailableError, TokenRefusedError
+from chalicelib.signing.settings import SigningSettings, signed_policy
+
+if TYPE_CHECKING:
+    # Each loads only when configured (runtime.pixel_service): cold start.
+    from chalicelib.bots import BotFilter
+    from chalicelib.origins import OriginPolicy
+    from chalicelib.signing.verify import TokenVerifier
 
 # What `_admit` names when a request header, not a parameter, is refused.
 HEADERS = frozenset({"User-Agent", "Referer"})
@@ -62,12 +62,13 @@ def parameter_kind(parameter: str, token_parameter: str) -> str:
 
 @dataclass(frozen=True)
 class Gate:
-    """Who may send what: the anonymous policy, and the filters and token rules before it."""
+    """Who may send what: the anonymous policy, and the filters and token rules before it.
+    A filter left None is off (no bot filter, every page origin, no signed hits)."""
 
     policy: HitPolicy
     signing: SigningSettings = field(default_factory=SigningSettings)
     bots: BotFilter | None = None
-    origins: OriginPolicy = field(default_factory=OriginPolicy)
+    origins: OriginPolicy | None = None
     verifier: TokenVerifier | None = None
 
 
@@ -140,7 +141,9 @@ class PixelService:
                 raise HitRefusedError(
                     "User-Agent", "a known crawler or tool; not recorded (BOT_FILTER)", bot
                 )
-        if not gate.origins.allows(headers.get("origin"), headers.get("referer")):
+        if gate.origins is not None and not gate.origins.allows(
+            headers.get("origin"), headers.get("referer")
+        ):
             raise HitRefusedError(
                 "Referer", "page origin not allowed (ALLOWED_PAGE_ORIGINS)", "origin"
             )

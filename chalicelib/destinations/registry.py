@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
-from chalicelib.config import ConfigError
+from chalicelib.env import ConfigError
 
 if TYPE_CHECKING:
     from chalicelib.destinations.base import Destination
