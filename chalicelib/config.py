@@ -3,9 +3,10 @@
 Each feature owns its settings type and parses its own variables with `chalicelib.env`
 (HitPolicy in hits, SigningSettings in signing, OriginPolicy in origins, BotSettings in bots,
 DedupeSettings in dedupe, each destination's Settings in its module). This module imports
-them, never the reverse, so dependencies point one way. It re-exports the names that lived
-here before the split (`ConfigError`, `Reader`, `HitPolicy`, ...) for the callers outside
-chalicelib/.
+them, never the reverse, so dependencies point one way. The optional gates' modules (signed
+hits, page origins) are imported only when their variables are set: the pixel's cold start.
+It re-exports the names that lived here before the split (`ConfigError`, `Reader`,
+`HitPolicy`, ...) for the callers outside chalicelib/.
 """
 
 from __future__ import annotations
@@ -18,10 +19,10 @@ from chalicelib.bots import BotSettings
 from chalicelib.destinations import registry
 from chalicelib.env import ConfigError, ModelRule, Reader, call_budget_ms, model_rule
 from chalicelib.hits import HitPolicy
-from chalicelib.signing.settings import SigningSettings
 
 if TYPE_CHECKING:
     from chalicelib.origins import OriginPolicy
+    from chalicelib.signing.settings import SigningSettings
 
 __all__ = [
     "ConfigError",
@@ -71,7 +72,7 @@ class Settings:
     hit_policy: HitPolicy
     report_batch_item_failures: bool
     enqueue_attempts: int
-    signing: SigningSettings
+    signing: SigningSettings | None  # None: no signing variable set, no signed hits
     origins: OriginPolicy | None  # None: ALLOWED_PAGE_ORIGINS unset, every page may send
     bots: BotSettings
 
@@ -89,10 +90,24 @@ class Settings:
             hit_policy=HitPolicy.from_env(environ),
             report_batch_item_failures=reader.boolean("REPORT_BATCH_ITEM_FAILURES", default=False),
             enqueue_attempts=reader.integer("ENQUEUE_ATTEMPTS", default=3, low=1, high=3),
-            signing=SigningSettings.from_env(environ),
+            signing=_signing(environ),
             origins=_origins(environ),
             bots=BotSettings.from_env(environ),
         )
+
+
+def _signing(environ: Mapping[str, str]) -> SigningSettings | None:
+    """The signed-hit settings, their modules loaded only when one of their variables (all
+    TOKEN_* and SIGNED_*, and REQUIRE_SIGNED_HITS) is set: most stages have none."""
+    if not any(
+        value.strip()
+        for name, value in environ.items()
+        if name.startswith(("TOKEN_", "SIGNED_")) or name == "REQUIRE_SIGNED_HITS"
+    ):
+        return None
+    from chalicelib.signing.settings import SigningSettings
+
+    return SigningSettings.from_env(environ)
 
 
 def _origins(environ: Mapping[str, str]) -> OriginPolicy | None:

@@ -37,6 +37,9 @@ SINGLE_VALUED = (
     "session_start",
     "user_id",
 )
+# The query parameter that carries a signed hit's token unless TOKEN_PARAMETER names another
+# (chalicelib/signing); here because the pixel reads it whether or not signing is loaded.
+TOKEN_PARAMETER = "token"
 # PublicEndpoint fields that decide where and whether messages are delivered. No parameter
 # maps to them; naming one is refused so nobody believes they set it.
 DELIVERY_FIELDS = frozenset(

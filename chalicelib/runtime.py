@@ -107,7 +107,7 @@ def pixel_service() -> PixelService:
         from chalicelib.bots import BotFilter
 
         bots = BotFilter(enabled=True)
-    if current.signing.enabled:
+    if current.signing is not None and current.signing.enabled:
         from chalicelib.signing.verify import TokenVerifier
 
         verifier = TokenVerifier(current.signing)

@@ -1,8 +1,9 @@
 """The signed-hit settings: where the keys are, which claims are checked, what a signed hit
 may write (docs/signed-hits.md describes each variable).
 
-Parsed for every stage, signed hits or not, so a wrong value fails at start; it imports
-neither PyJWT nor an AWS client: `keys` and `verify` load only when a key is configured.
+Loaded when any of those variables is set (config.Settings), so a wrong value fails at
+start; it imports neither PyJWT nor an AWS client: `keys` and `verify` load only when a key
+is configured.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Final, Literal
 from urllib.parse import urlsplit
 
 from chalicelib.env import ConfigError, Reader
-from chalicelib.hits import PREFIXES, SINGLE_VALUED, HitPolicy
+from chalicelib.hits import PREFIXES, SINGLE_VALUED, TOKEN_PARAMETER, HitPolicy
 
 __all__ = [
     "MIN_HS256_KEY_BYTES",
@@ -68,7 +69,7 @@ class KeySource:
 class SigningSettings:
     """The signed-hit settings (docs/signed-hits.md describes each variable)."""
 
-    parameter: str = "token"
+    parameter: str = TOKEN_PARAMETER
     hs256_keys_source: KeySource | None = None
     # Development only (TOKEN_HS256_KEYS); never shown in a repr that might be logged.
     hs256_keys: Mapping[str, bytes] = field(default_factory=dict, repr=False)
@@ -106,7 +107,9 @@ class SigningSettings:
             )
         jwks_url, issuer, audience = _jwks_settings(environ)
         settings = cls(
-            parameter=_token_parameter(environ.get("TOKEN_PARAMETER", "").strip() or "token"),
+            parameter=_token_parameter(
+                environ.get("TOKEN_PARAMETER", "").strip() or TOKEN_PARAMETER
+            ),
             hs256_keys_source=(
                 KeySource.parse("TOKEN_HS256_KEYS_PARAMETER", source_text) if source_text else None
             ),
