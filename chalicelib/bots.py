@@ -13,16 +13,28 @@ request and page scripts cannot remove it, so its absence means a script or a to
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Final
 
-from chalicelib.config import Reader
+from chalicelib.env import Reader
 
 CRAWLER: Final = "crawler"
 EMPTY_USER_AGENT: Final = "empty_user_agent"
 # Real User-Agents are under 400 characters and bots name themselves early; matching costs
 # grow with length (about 1.5 ms for 1 KB), so only this much is matched.
 MATCHED_LENGTH: Final = 512
+
+
+@dataclass(frozen=True)
+class BotSettings:
+    """Whether hits from known bots are refused (BOT_FILTER, default true)."""
+
+    enabled: bool = True
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> BotSettings:
+        return cls(enabled=Reader(environ).boolean("BOT_FILTER", default=True))
 
 
 class BotFilter:
@@ -46,7 +58,7 @@ class BotFilter:
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> BotFilter:
         """BOT_FILTER (default true) switches it."""
-        return cls(enabled=Reader(environ).boolean("BOT_FILTER", default=True))
+        return cls(enabled=BotSettings.from_env(environ).enabled)
 
     def reason(self, user_agent: str | None) -> str | None:
         """`crawler`, `empty_user_agent`, or None when the hit may go on."""

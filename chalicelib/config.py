@@ -1,35 +1,39 @@
-"""Settings: the only reader of environment variables.
+"""Settings: the aggregate of every feature's settings, read once per container.
 
-Chalice injects a stage's `environment_variables` from `.chalice/config.json`. They are parsed
-once into frozen dataclasses; a wrong value fails fast with a message naming the variable, so a
-misconfigured stage breaks at its first request rather than quietly losing events.
+Each feature owns its settings type and parses its own variables with `chalicelib.env`
+(HitPolicy in hits, SigningSettings in signing, OriginPolicy in origins, BotSettings in bots,
+DedupeSettings in dedupe, each destination's Settings in its module). This module imports
+them, never the reverse, so dependencies point one way. The optional gates' modules (signed
+hits, page origins) are imported only when their variables are set: the pixel's cold start.
+It re-exports the names that lived here before the split (`ConfigError`, `Reader`,
+`HitPolicy`, ...) for the callers outside chalicelib/.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import timedelta
-from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING
 
-from chalicelib import limits
+from chalicelib.bots import BotSettings
+from chalicelib.destinations import registry
+from chalicelib.env import ConfigError, ModelRule, Reader, call_budget_ms, model_rule
+from chalicelib.hits import HitPolicy
 
-_NAME = re.compile(r"^[A-Za-z0-9_.:-]+$")
-# SQS's queue name rule (its API model gives QueueName no pattern): 1-80 characters, and a
-# FIFO queue's name ends in .fifo.
-_QUEUE_NAME = re.compile(r"[A-Za-z0-9_-]{1,80}|[A-Za-z0-9_-]{1,75}\.fifo")
-_TRUE = {"true", "1", "yes", "on"}
-_FALSE = {"false", "0", "no", "off", ""}
+if TYPE_CHECKING:
+    from chalicelib.origins import OriginPolicy
+    from chalicelib.signing.settings import SigningSettings
 
-
-class ConfigError(ValueError):
-    """When an environment variable is missing or has a value pixel-relay cannot use."""
-
-    def __init__(self, variable: str, problem: str) -> None:
-        super().__init__(f"{variable}: {problem}")
-        self.variable = variable
+__all__ = [
+    "ConfigError",
+    "HitPolicy",
+    "ModelRule",
+    "QueueWiring",
+    "Reader",
+    "Settings",
+    "call_budget_ms",
+    "model_rule",
+]
 
 
 @dataclass(frozen=True)
@@ -59,40 +63,6 @@ class QueueWiring:
 
 
 @dataclass(frozen=True)
-class HitPolicy:
-    """What an anonymous hit may write, and how strictly its parameters are read."""
-
-    allowed_user_attributes: frozenset[str] = frozenset()
-    allowed_endpoint_attributes: frozenset[str] = frozenset()
-    allowed_endpoint_metrics: frozenset[str] = frozenset()
-    allow_anonymous_user_id: bool = False
-    strict_parameters: bool = False
-    ignored_parameters: frozenset[str] = frozenset({"gtmcb"})
-    max_event_age: timedelta = timedelta(hours=24)
-    max_clock_ahead: timedelta = timedelta(minutes=10)
-
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str]) -> HitPolicy:
-        reader = Reader(environ)
-        return cls(
-            allowed_user_attributes=reader.attribute_names("ALLOWED_USER_ATTRIBUTES"),
-            allowed_endpoint_attributes=reader.attribute_names("ALLOWED_ENDPOINT_ATTRIBUTES"),
-            allowed_endpoint_metrics=reader.attribute_names("ALLOWED_ENDPOINT_METRICS"),
-            allow_anonymous_user_id=reader.boolean("ALLOW_ANONYMOUS_USER_ID", default=False),
-            strict_parameters=reader.boolean("STRICT_PARAMETERS", default=False),
-            ignored_parameters=reader.names("IGNORED_PARAMETERS", default="gtmcb"),
-            max_event_age=timedelta(
-                seconds=reader.integer(
-                    "MAX_EVENT_AGE_SECONDS", default=86_400, low=0, high=30 * 86_400
-                )
-            ),
-            max_clock_ahead=timedelta(
-                seconds=reader.integer("MAX_CLOCK_AHEAD_SECONDS", default=600, low=0, high=86_400)
-            ),
-        )
-
-
-@dataclass(frozen=True)
 class Settings:
     """Everything both functions read from the stage configuration."""
 
@@ -102,201 +72,50 @@ class Settings:
     hit_policy: HitPolicy
     report_batch_item_failures: bool
     enqueue_attempts: int
-    signing: Any  # chalicelib.signing.SigningSettings
-    origins: Any  # chalicelib.origins.OriginPolicy
-    bot_filter: bool
+    signing: SigningSettings | None  # None: no signing variable set, no signed hits
+    origins: OriginPolicy | None  # None: ALLOWED_PAGE_ORIGINS unset, every page may send
+    bots: BotSettings
+
+    @property
+    def bot_filter(self) -> bool:
+        return self.bots.enabled
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:
-        # These import config themselves: not at module level.
-        from chalicelib.destinations import registry
-        from chalicelib.origins import OriginPolicy
-        from chalicelib.signing import SigningSettings
-
         reader = Reader(environ)
-        destinations = registry.parse_names(environ.get("DESTINATIONS", "pinpoint"))
         return cls(
             wiring=QueueWiring.from_env(environ),
             dead_letter_queue=reader.queue_name("DEAD_LETTER_QUEUE"),
-            destinations=destinations,
+            destinations=registry.parse_names(environ.get("DESTINATIONS", "pinpoint")),
             hit_policy=HitPolicy.from_env(environ),
             report_batch_item_failures=reader.boolean("REPORT_BATCH_ITEM_FAILURES", default=False),
             enqueue_attempts=reader.integer("ENQUEUE_ATTEMPTS", default=3, low=1, high=3),
-            signing=SigningSettings.from_env(environ),
-            origins=OriginPolicy.from_env(environ),
-            bot_filter=reader.boolean("BOT_FILTER", default=True),
+            signing=_signing(environ),
+            origins=_origins(environ),
+            bots=BotSettings.from_env(environ),
         )
 
 
-@dataclass(frozen=True)
-class ModelRule:
-    """The constraints botocore's service model puts on one request member."""
-
-    shape: str
-    pattern: re.Pattern[str] | None
-    min_length: int | None
-    max_length: int | None
-
-    def problem(self, value: str) -> str | None:
-        """Why the service would refuse `value` (a ParamValidationError or a 400), or None."""
-        low, high = self.min_length, self.max_length
-        if (low is not None and len(value) < low) or (high is not None and len(value) > high):
-            return f"must be {low or 0}-{high or 'any'} characters ({self.shape})"
-        if self.pattern is not None and not self.pattern.fullmatch(value):
-            return f"must match {self.pattern.pattern} ({self.shape})"
+def _signing(environ: Mapping[str, str]) -> SigningSettings | None:
+    """The signed-hit settings, their modules loaded only when one of their variables (all
+    TOKEN_* and SIGNED_*, and REQUIRE_SIGNED_HITS) is set: most stages have none."""
+    if not any(
+        value.strip()
+        for name, value in environ.items()
+        if name.startswith(("TOKEN_", "SIGNED_")) or name == "REQUIRE_SIGNED_HITS"
+    ):
         return None
+    from chalicelib.signing.settings import SigningSettings
+
+    return SigningSettings.from_env(environ)
 
 
-@cache
-def model_rule(service: str, operation: str, *path: str) -> ModelRule:
-    """The pattern and lengths of the member at `path` of `operation`'s input, read from the
-    model botocore ships, so they are AWS's own and follow botocore upgrades.
+def _origins(environ: Mapping[str, str]) -> OriginPolicy | None:
+    """The page-origin allowlist, its module loaded only when one is configured."""
+    if not environ.get("ALLOWED_PAGE_ORIGINS", "").strip():
+        # Off; a wrong PAGE_ORIGIN_REQUIRED still fails here, as it would with a list.
+        Reader(environ).boolean("PAGE_ORIGIN_REQUIRED", default=False)
+        return None
+    from chalicelib.origins import OriginPolicy
 
-    boto3's default session loads the model: the client the destination builds next reuses
-    it (measured: about 20 ms to load a model, 0.1 ms the second time). Destination settings
-    are parsed by the consumer and at deploy time only; the pixel never calls this.
-    """
-    import boto3
-
-    session: Any = boto3._get_default_session()._session  # the loader boto3.client uses
-    shape: Any = session.get_service_model(service).operation_model(operation).input_shape
-    for member in path:
-        if shape.type_name == "list":
-            shape = shape.member
-        shape = shape.members[member]
-    metadata = shape.metadata
-    pattern = metadata.get("pattern")
-    return ModelRule(
-        shape=f"botocore's {service} model, shape {shape.name}",
-        # Java-style patterns; \w and friends are ASCII there.
-        pattern=None if pattern is None else re.compile(pattern, re.ASCII),
-        min_length=metadata.get("min"),
-        max_length=metadata.get("max"),
-    )
-
-
-@dataclass(frozen=True)
-class DedupeSettings:
-    """The consumer's memory of delivered events (chalicelib/dedupe.py): the per-container
-    LRU's size, and the optional shared DynamoDB table with its items' lifetime."""
-
-    memory_size: int = 100_000
-    table: str | None = None
-    ttl_seconds: int = 18 * 86_400  # the events queue's 4 days + the dead-letter queue's 14
-
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str]) -> DedupeSettings:
-        reader = Reader(environ)
-        table = environ.get("DEDUPE_TABLE", "").strip()
-        # DynamoDB's table name pattern and length (botocore's model).
-        if table and not re.fullmatch(r"[a-zA-Z0-9_.-]{3,255}", table):
-            raise ConfigError(
-                "DEDUPE_TABLE", "must be 3 to 255 letters, digits and _ . - (a DynamoDB table)"
-            )
-        return cls(
-            memory_size=reader.integer(
-                "DEDUPE_MEMORY_SIZE", default=100_000, low=0, high=2_000_000
-            ),
-            table=table or None,
-            ttl_seconds=reader.integer(
-                "DEDUPE_TTL_SECONDS", default=18 * 86_400, low=3600, high=365 * 86_400
-            ),
-        )
-
-
-def call_budget_ms(timeout_seconds: int, attempts: int = 3) -> int:
-    """The longest one destination call can take (attempts, 2 s connect and the read timeout
-    each, backoff): no call starts with less Lambda time. The time to settle the batch
-    afterwards is the consumer's own reserve (`delivery.settlement_reserve_ms`), already
-    taken off the time a destination is given."""
-    return (attempts * (2 + timeout_seconds) + 3) * 1000
-
-
-class Reader:
-    """Typed access to environment variables, with errors that name the variable."""
-
-    def __init__(self, environ: Mapping[str, str]) -> None:
-        self._environ = environ
-
-    def _raw(self, variable: str, default: str | None = None) -> str:
-        value = self._environ.get(variable, default)
-        if value is None or not value.strip():
-            if default is not None:
-                return default
-            raise ConfigError(variable, "is required; set it in .chalice/config.json")
-        return value.strip()
-
-    def name(self, variable: str) -> str:
-        value = self._raw(variable)
-        if not _NAME.match(value) or len(value) > 256:
-            raise ConfigError(variable, "must be letters, digits and _ . : - only")
-        return value
-
-    def queue_name(self, variable: str) -> str:
-        value = self._raw(variable)
-        if not _QUEUE_NAME.fullmatch(value):
-            raise ConfigError(
-                variable,
-                "must be an SQS queue name: 1-80 of A-Z a-z 0-9 _ - (a FIFO queue's ends in .fifo)",
-            )
-        return value
-
-    def modelled(self, variable: str, rule: ModelRule, default: str | None = None) -> str:
-        """A resource name the service's model constrains; `default` when unset."""
-        value = self._environ.get(variable, "").strip() or default
-        if value is None:
-            raise ConfigError(variable, "is required; set it in .chalice/config.json")
-        problem = rule.problem(value)
-        if problem is not None:
-            raise ConfigError(variable, problem)
-        return value
-
-    def names(self, variable: str, default: str = "") -> frozenset[str]:
-        raw = self._environ.get(variable, default)
-        items = [item.strip() for item in raw.split(",")]
-        if any(not item for item in items) and raw.strip():
-            raise ConfigError(variable, "has an empty name; separate names with single commas")
-        return frozenset(item for item in items if item)
-
-    def attribute_names(self, variable: str) -> frozenset[str]:
-        names = self.names(variable)
-        for name in names:
-            if len(name) > limits.ATTRIBUTE_KEY_LENGTH:
-                raise ConfigError(
-                    variable,
-                    f"names at most {limits.ATTRIBUTE_KEY_LENGTH} characters (Pinpoint's limit)",
-                )
-        return names
-
-    def delivery_timeout(self) -> int:
-        """The read timeout of each call to a destination, shared by all of them."""
-        return self.integer("DELIVERY_TIMEOUT_SECONDS", default=10, low=1, high=30)
-
-    def boolean(self, variable: str, default: bool) -> bool:
-        value = self._environ.get(variable, "").strip().lower()
-        if not value:
-            return default
-        if value in _TRUE:
-            return True
-        if value in _FALSE:
-            return False
-        raise ConfigError(variable, "must be true or false")
-
-    def integer(self, variable: str, default: int, low: int, high: int) -> int:
-        value = self._environ.get(variable, "").strip()
-        number = default if not value else self._parse_int(variable, value)
-        if not low <= number <= high:
-            raise ConfigError(variable, f"must be between {low} and {high}")
-        return number
-
-    def optional_integer(self, variable: str, low: int, high: int) -> int | None:
-        if not self._environ.get(variable, "").strip():
-            return None
-        return self.integer(variable, default=low, low=low, high=high)
-
-    @staticmethod
-    def _parse_int(variable: str, value: str) -> int:
-        try:
-            return int(value)
-        except ValueError:
-            raise ConfigError(variable, "must be a whole number") from None
+    return OriginPolicy.from_env(environ)

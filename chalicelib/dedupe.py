@@ -24,9 +24,10 @@ reads "not seen" before the other writes). docs/operations.md says so.
 from __future__ import annotations
 
 import hashlib
+import re
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
@@ -34,6 +35,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from chalicelib import telemetry
 from chalicelib.destinations.base import DELIVERED, Destination, Outcome, TimeLeft, Verdict
+from chalicelib.env import ConfigError, Reader
 from chalicelib.events import Event
 
 if TYPE_CHECKING:
@@ -47,9 +49,38 @@ BATCH_WRITE_LIMIT: Final = 25
 # Rounds of UnprocessedKeys/UnprocessedItems (throttling) before giving up on the rest.
 STORE_ROUNDS: Final = 3
 # No store call starts with less Lambda time left: the worst call (2 attempts of 1 s to
-# connect and 2 s to read, and backoff: 6.5 s) plus the 8 s that config.call_budget_ms also
+# connect and 2 s to read, and backoff: 6.5 s) plus the 8 s that env.call_budget_ms also
 # keeps for settling the batch, which needs the time more than the table does.
 STORE_CALL_BUDGET_MS: Final = 15_000
+
+
+@dataclass(frozen=True)
+class DedupeSettings:
+    """The consumer's memory of delivered events: the per-container LRU's size, and the
+    optional shared DynamoDB table with its items' lifetime."""
+
+    memory_size: int = 100_000
+    table: str | None = None
+    ttl_seconds: int = 18 * 86_400  # the events queue's 4 days + the dead-letter queue's 14
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> DedupeSettings:
+        reader = Reader(environ)
+        table = environ.get("DEDUPE_TABLE", "").strip()
+        # DynamoDB's table name pattern and length (botocore's model).
+        if table and not re.fullmatch(r"[a-zA-Z0-9_.-]{3,255}", table):
+            raise ConfigError(
+                "DEDUPE_TABLE", "must be 3 to 255 letters, digits and _ . - (a DynamoDB table)"
+            )
+        return cls(
+            memory_size=reader.integer(
+                "DEDUPE_MEMORY_SIZE", default=100_000, low=0, high=2_000_000
+            ),
+            table=table or None,
+            ttl_seconds=reader.integer(
+                "DEDUPE_TTL_SECONDS", default=18 * 86_400, low=3600, high=365 * 86_400
+            ),
+        )
 
 
 def key_of(event: Event) -> Key:

@@ -44,7 +44,6 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from chalicelib import telemetry
-from chalicelib.config import call_budget_ms
 from chalicelib.destinations.base import (
     Destination,
     Outcome,
@@ -52,6 +51,7 @@ from chalicelib.destinations.base import (
     Verdict,
     same_occurrence,
 )
+from chalicelib.env import call_budget_ms
 from chalicelib.events import Event, MessageError, ProfileUpdate
 from chalicelib.queue import (
     CONSUMER_SQS,

@@ -14,10 +14,10 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from chalicelib import rules
-from chalicelib.config import HitPolicy
+from chalicelib.env import Reader
 from chalicelib.events import Event, ProfileUpdate, Session
 from chalicelib.rules import FieldError
 from chalicelib.rules import format_instant as format_instant  # public here before rules.py
@@ -37,6 +37,9 @@ SINGLE_VALUED = (
     "session_start",
     "user_id",
 )
+# The query parameter that carries a signed hit's token unless TOKEN_PARAMETER names another
+# (chalicelib/signing); here because the pixel reads it whether or not signing is loaded.
+TOKEN_PARAMETER = "token"
 # PublicEndpoint fields that decide where and whether messages are delivered. No parameter
 # maps to them; naming one is refused so nobody believes they set it.
 DELIVERY_FIELDS = frozenset(
@@ -55,6 +58,40 @@ DELIVERY_FIELDS = frozenset(
 # An event attribute or metric whose whole value is one of these is what GTM writes for an
 # unset data-layer variable: the parameter is dropped (and counted), the event kept.
 INVENTED_VALUES = rules.INVENTED_VALUES
+
+
+@dataclass(frozen=True)
+class HitPolicy:
+    """What an anonymous hit may write, and how strictly its parameters are read."""
+
+    allowed_user_attributes: frozenset[str] = frozenset()
+    allowed_endpoint_attributes: frozenset[str] = frozenset()
+    allowed_endpoint_metrics: frozenset[str] = frozenset()
+    allow_anonymous_user_id: bool = False
+    strict_parameters: bool = False
+    ignored_parameters: frozenset[str] = frozenset({"gtmcb"})
+    max_event_age: timedelta = timedelta(hours=24)
+    max_clock_ahead: timedelta = timedelta(minutes=10)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> HitPolicy:
+        reader = Reader(environ)
+        return cls(
+            allowed_user_attributes=reader.attribute_names("ALLOWED_USER_ATTRIBUTES"),
+            allowed_endpoint_attributes=reader.attribute_names("ALLOWED_ENDPOINT_ATTRIBUTES"),
+            allowed_endpoint_metrics=reader.attribute_names("ALLOWED_ENDPOINT_METRICS"),
+            allow_anonymous_user_id=reader.boolean("ALLOW_ANONYMOUS_USER_ID", default=False),
+            strict_parameters=reader.boolean("STRICT_PARAMETERS", default=False),
+            ignored_parameters=reader.names("IGNORED_PARAMETERS", default="gtmcb"),
+            max_event_age=timedelta(
+                seconds=reader.integer(
+                    "MAX_EVENT_AGE_SECONDS", default=86_400, low=0, high=30 * 86_400
+                )
+            ),
+            max_clock_ahead=timedelta(
+                seconds=reader.integer("MAX_CLOCK_AHEAD_SECONDS", default=600, low=0, high=86_400)
+            ),
+        )
 
 
 class HitRefusedError(ValueError):

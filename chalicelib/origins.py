@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Final
 
-from chalicelib.config import ConfigError, Reader
+from chalicelib.env import ConfigError, Reader
 
 DEFAULT_PORTS: Final = {"http": 80, "https": 443}
 _LABEL = r"(?!-)[a-z0-9-]{1,63}(?<!-)"

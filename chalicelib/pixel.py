@@ -8,32 +8,33 @@ against the endpoint and user the hit names (docs/signed-hits.md, docs/threat-mo
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from chalice.app import Response
 
 from chalicelib import responses, telemetry
-from chalicelib.bots import BotFilter
-from chalicelib.config import HitPolicy
 from chalicelib.encoding import check_encoding
 from chalicelib.hits import (
     DELIVERY_FIELDS,
     PREFIXES,
     SINGLE_VALUED,
+    TOKEN_PARAMETER,
     AcceptedHit,
+    HitPolicy,
     HitRefusedError,
     parse_hit,
 )
-from chalicelib.origins import OriginPolicy
 from chalicelib.queue import EventQueue, QueueUnavailableError
-from chalicelib.signing import (
-    KeysUnavailableError,
-    SigningSettings,
-    TokenRefusedError,
-    TokenVerifier,
-    signed_policy,
-)
+from chalicelib.signing.exceptions import KeysUnavailableError, TokenRefusedError
+
+if TYPE_CHECKING:
+    # Each loads only when configured (config.Settings, runtime.pixel_service): cold start.
+    from chalicelib.bots import BotFilter
+    from chalicelib.origins import OriginPolicy
+    from chalicelib.signing.settings import SigningSettings
+    from chalicelib.signing.verify import TokenVerifier
 
 # What `_admit` names when a request header, not a parameter, is refused.
 HEADERS = frozenset({"User-Agent", "Referer"})
@@ -62,13 +63,22 @@ def parameter_kind(parameter: str, token_parameter: str) -> str:
 
 @dataclass(frozen=True)
 class Gate:
-    """Who may send what: the anonymous policy, and the filters and token rules before it."""
+    """Who may send what: the anonymous policy, and the filters and token rules before it.
+    A filter left None is off (no bot filter, every page origin, no signed hits)."""
 
     policy: HitPolicy
-    signing: SigningSettings = field(default_factory=SigningSettings)
+    signing: SigningSettings | None = None
     bots: BotFilter | None = None
-    origins: OriginPolicy = field(default_factory=OriginPolicy)
+    origins: OriginPolicy | None = None
     verifier: TokenVerifier | None = None
+
+    @property
+    def token_parameter(self) -> str:
+        return TOKEN_PARAMETER if self.signing is None else self.signing.parameter
+
+    @property
+    def require_signed_hits(self) -> bool:
+        return self.signing is not None and self.signing.require_signed_hits
 
 
 class PixelService:
@@ -106,7 +116,7 @@ class PixelService:
             telemetry.count("HitsRefused")
             telemetry.count_by_reason("HitsRefusedByReason", refusal.code)
             # The rule and the parameter's kind, never its name: see parameter_kind.
-            kind = parameter_kind(refusal.parameter, self._gate.signing.parameter)
+            kind = parameter_kind(refusal.parameter, self._gate.token_parameter)
             telemetry.logger.info(
                 "hit refused", extra={"reason": refusal.code, "parameter_kind": kind}
             )
@@ -140,24 +150,28 @@ class PixelService:
                 raise HitRefusedError(
                     "User-Agent", "a known crawler or tool; not recorded (BOT_FILTER)", bot
                 )
-        if not gate.origins.allows(headers.get("origin"), headers.get("referer")):
+        if gate.origins is not None and not gate.origins.allows(
+            headers.get("origin"), headers.get("referer")
+        ):
             raise HitRefusedError(
                 "Referer", "page origin not allowed (ALLOWED_PAGE_ORIGINS)", "origin"
             )
         check_encoding(params)
-        name = gate.signing.parameter
+        name = gate.token_parameter
         tokens = params.get(name) or []
         if len(tokens) > 1:
             raise HitRefusedError(name, f"given {len(tokens)} times; send it once", "repeated")
         token = tokens[0] if tokens and tokens[0] else None
-        if token is None and gate.signing.require_signed_hits:
+        if token is None and gate.require_signed_hits:
             raise HitRefusedError(name, "is required (REQUIRE_SIGNED_HITS)", "token_missing")
         if token is not None and gate.verifier is None:
             raise HitRefusedError(name, "signed hits are not configured here", "token_unexpected")
         now = self._clock()
         rest = {key: values for key, values in params.items() if key != name}
-        if token is None or gate.verifier is None:
+        if token is None or gate.verifier is None or gate.signing is None:
             return parse_hit(rest, gate.policy, now)
+        from chalicelib.signing.settings import signed_policy  # loaded with the verifier
+
         # A signed hit may write more: parse with the signed policy, then check that the
         # token vouches for exactly the endpoint (and user) this hit writes to.
         hit = parse_hit(rest, signed_policy(gate.policy, gate.signing), now)

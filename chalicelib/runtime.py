@@ -2,6 +2,9 @@
 
 Nothing here runs at import (no AWS call, no environment read), so `app.py` imports fast and
 tests can point every client at local servers through `AWS_ENDPOINT_URL_*` before first use.
+The composition root: it alone wires the pixel and the consumer, so it alone imports both
+(the consumer's modules inside `batch_delivery`, which the pixel never calls), and each
+optional gate (bots, signed hits) is imported only when configured.
 """
 
 from __future__ import annotations
@@ -14,17 +17,16 @@ from typing import TYPE_CHECKING, Any
 import boto3
 from botocore.config import Config
 
-from chalicelib.bots import BotFilter
-from chalicelib.config import DedupeSettings, Settings
+from chalicelib.config import Settings
 from chalicelib.destinations import registry
 from chalicelib.pixel import Gate, PixelService
 from chalicelib.queue import EventQueue
-from chalicelib.signing import TokenVerifier
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_sqs import SQSClient
 
+    from chalicelib.dedupe import DedupeSettings
     from chalicelib.delivery import BatchDelivery
 
 
@@ -52,6 +54,8 @@ def check_configuration() -> Settings:
 
 @cache
 def dedupe_settings() -> DedupeSettings:
+    from chalicelib.dedupe import DedupeSettings  # the consumer's
+
     return DedupeSettings.from_env(os.environ)
 
 
@@ -98,12 +102,21 @@ def _dedupe_dynamodb() -> DynamoDBClient:
 @cache
 def pixel_service() -> PixelService:
     current = settings()
+    bots = verifier = None
+    if current.bots.enabled:
+        from chalicelib.bots import BotFilter
+
+        bots = BotFilter(enabled=True)
+    if current.signing is not None and current.signing.enabled:
+        from chalicelib.signing.verify import TokenVerifier
+
+        verifier = TokenVerifier(current.signing)
     gate = Gate(
         policy=current.hit_policy,
         signing=current.signing,
-        bots=BotFilter(enabled=True) if current.bot_filter else None,
+        bots=bots,
         origins=current.origins,
-        verifier=TokenVerifier(current.signing) if current.signing.enabled else None,
+        verifier=verifier,
     )
     return PixelService(gate, EventQueue(_pixel_sqs(), current.wiring.events_queue))
 

@@ -21,7 +21,6 @@ from typing import Any, Final, Protocol
 from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
 
 from chalicelib import telemetry
-from chalicelib.config import ConfigError, Reader, call_budget_ms, model_rule
 from chalicelib.destinations.base import (
     DestinationSpec,
     Outcome,
@@ -33,6 +32,7 @@ from chalicelib.destinations.base import (
     service_client,
     unexpected_failure,
 )
+from chalicelib.env import ConfigError, Reader, call_budget_ms, model_rule
 from chalicelib.events import Event
 
 NAME: Final = "customer-profiles"

@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
 
 from chalicelib import telemetry
-from chalicelib.config import ConfigError, Reader, call_budget_ms, model_rule
 from chalicelib.destinations.base import (
     DELIVERED,
     DestinationSpec,
@@ -31,6 +30,7 @@ from chalicelib.destinations.base import (
     deliver_packed,
     service_client,
 )
+from chalicelib.env import ConfigError, Reader, call_budget_ms, model_rule
 from chalicelib.events import Event
 
 if TYPE_CHECKING:

@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING
 from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
 
 from chalicelib import telemetry
-from chalicelib.config import Reader, call_budget_ms, model_rule
 from chalicelib.destinations.base import (
     DELIVERED,
     DestinationSpec,
@@ -30,6 +29,7 @@ from chalicelib.destinations.base import (
     deliver_packed,
     service_client,
 )
+from chalicelib.env import Reader, call_budget_ms, model_rule
 from chalicelib.events import Event
 
 if TYPE_CHECKING:

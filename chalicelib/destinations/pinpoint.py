@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
 
 from chalicelib import limits, telemetry
-from chalicelib.config import Reader, call_budget_ms
 from chalicelib.destinations.base import (
     DELIVERED,
     DestinationSpec,
@@ -31,6 +30,7 @@ from chalicelib.destinations.base import (
     unexpected_failure,
     verdict_for_status,
 )
+from chalicelib.env import Reader, call_budget_ms
 from chalicelib.events import Event, ProfileUpdate
 
 if TYPE_CHECKING:

@@ -13,7 +13,7 @@ import importlib
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Final
 
-from chalicelib.config import ConfigError
+from chalicelib.env import ConfigError
 
 if TYPE_CHECKING:
     from chalicelib.destinations.base import Destination, DestinationSpec

@@ -145,3 +145,39 @@ def test_the_pixel_settings_load_no_service_model() -> None:
         [sys.executable, "-c", script], capture_output=True, text=True, check=True
     ).stdout
     assert out.strip() == "[]"
+
+
+def test_optional_gates_are_none_until_their_variables_are_set() -> None:
+    """Cold start: a stage without signed hits or an origin list loads neither module."""
+    settings = Settings.from_env(VALID)
+    assert (settings.signing, settings.origins, settings.bot_filter) == (None, None, True)
+    configured = Settings.from_env(
+        {
+            **VALID,
+            "TOKEN_PARAMETER": "sig",
+            "ALLOWED_PAGE_ORIGINS": "https://shop.example.com",
+            "BOT_FILTER": "false",
+        }
+    )
+    assert configured.signing is not None
+    assert configured.signing.parameter == "sig"
+    assert not configured.signing.enabled
+    assert configured.origins is not None
+    assert configured.origins.enabled
+    assert not configured.bots.enabled
+
+
+@pytest.mark.parametrize(
+    ("changes", "variable"),
+    [
+        ({"REQUIRE_SIGNED_HITS": "true"}, "REQUIRE_SIGNED_HITS"),
+        ({"SIGNED_USER_ATTRIBUTES": "tier"}, "SIGNED_USER_ATTRIBUTES"),
+        ({"TOKEN_ISSUER": "https://idp.example"}, "TOKEN_ISSUER"),
+        ({"PAGE_ORIGIN_REQUIRED": "maybe"}, "PAGE_ORIGIN_REQUIRED"),
+        ({"BOT_FILTER": "maybe"}, "BOT_FILTER"),
+    ],
+)
+def test_optional_gates_still_check_their_variables(changes: dict[str, str], variable: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_env({**VALID, **changes})
+    assert caught.value.variable == variable

@@ -9,8 +9,9 @@ from collections.abc import Sequence
 
 import pytest
 
-from chalicelib.config import ConfigError, DedupeSettings
+from chalicelib.config import ConfigError
 from chalicelib.dedupe import (
+    DedupeSettings,
     Deduplicated,
     DynamoDeliveryStore,
     Key,

@@ -26,7 +26,8 @@ from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from chalicelib.config import ConfigError, HitPolicy
+from chalicelib.env import ConfigError
+from chalicelib.hits import HitPolicy
 from chalicelib.signing import (
     KeySource,
     KeysUnavailableError,
@@ -34,9 +35,9 @@ from chalicelib.signing import (
     SigningSettings,
     TokenRefusedError,
     TokenVerifier,
-    http_jwks_fetcher,
     signed_policy,
 )
+from chalicelib.signing.jwks import CappedJWKClient
 
 NOW = datetime(2026, 11, 28, 12, 0, 0, tzinfo=UTC)
 EXP = int((NOW + timedelta(hours=1)).timestamp())
@@ -659,7 +660,7 @@ def test_jwks_fetch_has_a_timeout(jwks_server: JwksServer) -> None:
     jwks_server.delay = 5.0
     started = time.monotonic()
     with pytest.raises(KeysUnavailableError, match=r"fetch failed \(TimeoutError\)"):
-        http_jwks_fetcher(jwks_server.url, timeout_seconds=0.2)()
+        CappedJWKClient(jwks_server.url, timeout=0.2).fetch_data()
     assert time.monotonic() - started < 4  # gave up long before the server answered
 
 
