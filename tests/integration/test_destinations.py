@@ -7,6 +7,7 @@ counts of calls below show pixel-relay's own packing.
 from __future__ import annotations
 
 import json
+import math
 import uuid
 from collections import Counter
 from dataclasses import dataclass
@@ -107,11 +108,14 @@ def test_firehose_gets_newline_json_in_calls_of_at_most_500_records(
 ) -> None:
     use(monkeypatch, "firehose")
     ids = send(pipeline, 600)
-    pipeline.consumer(batch_size=600).drain()
+    polls = pipeline.consumer(batch_size=600).drain()
 
     lines = targets.firehose_lines()
     assert sorted(line["event_id"] for line in lines) == sorted(ids)
-    assert targets.firehose_objects() == 2  # moto writes one object a call: 500 + 100
+    assert all(poll.error is None for poll in polls)
+    # moto writes one object a call: a batch of 600 takes 500 + 100. A loaded machine may
+    # hand the consumer smaller batches; each still takes as few calls as the quota allows.
+    assert targets.firehose_objects() == sum(math.ceil(poll.received / 500) for poll in polls)
     first = next(line for line in lines if line["event_id"] == "view-7")
     assert first["event_type"] == "view"
     assert first["endpoint_id"] == "ep-2"

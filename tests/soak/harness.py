@@ -55,6 +55,7 @@ HITS_BETWEEN_POLLS = 40
 DRAIN_SECONDS = 120.0
 BATCH_WIDE_SPACING = 6  # polls; above MAX_RECEIVE_COUNT
 BATCH_WIDE_STATUSES = frozenset({403, 404, 429})  # customer_profiles stops the batch's calls
+PERMANENT_STATUSES = frozenset({400})  # a rejection, not a passing failure
 
 
 class LambdaContext:
@@ -105,7 +106,9 @@ class Soak:
             return None
         seen = self.sightings[(destination, soak_id)]
         if seen >= len(statuses):
-            return None
+            # A rejection is about the event's content: every copy of the hit (the pixel's
+            # retries make them) meets it again, as at a real destination.
+            return statuses[-1] if statuses[-1] in PERMANENT_STATUSES else None
         batch_wide = destination == "customer-profiles" and statuses[seen] in BATCH_WIDE_STATUSES
         if batch_wide and not self._batch_wide_allowed():
             return None  # deferred: accepted this time
