@@ -1,28 +1,19 @@
-"""Signed hits: every way a token can fail, key rotation, and the key sources (env, SSM,
-Secrets Manager, a JWKS URL) over local servers on loopback."""
+"""Signed hits: every way a token can fail, key rotation and the settings, with keys held in
+memory or handed in by a loader. The key sources that need a server (SSM, Secrets Manager, a
+JWKS URL) are tested over loopback in tests/integration/test_signing_keys.py."""
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import hmac
 import json
 import os
-import threading
-import time
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-import boto3
 import jwt
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.hazmat.primitives.asymmetric.ec import EllipticCurvePrivateKey
-from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -37,14 +28,22 @@ from chalicelib.signing import (
     TokenVerifier,
     signed_policy,
 )
-from chalicelib.signing.jwks import CappedJWKClient
+from tests.tokens import (
+    EXP,
+    ISSUER,
+    NEW_SECRET,
+    NOW,
+    SECRET,
+    AsymmetricKeys,
+    FakeClock,
+    asymmetric_keys,
+    b64,
+    claims,
+    hs256,
+    refusal,
+)
 
-NOW = datetime(2026, 11, 28, 12, 0, 0, tzinfo=UTC)
-EXP = int((NOW + timedelta(hours=1)).timestamp())
-SECRET = "s3cr3t-for-tests-only-0123456789abcdef"
 OTHER_SECRET = "another-secret-for-tests-0123456789abcdef"
-NEW_SECRET = "rotated-secret-for-tests-0123456789abcdef"
-ISSUER = "https://cognito-idp.us-east-1.amazonaws.com/us-east-1_Example"
 FUZZ = settings(
     max_examples=150,
     deadline=None,
@@ -52,21 +51,6 @@ FUZZ = settings(
     derandomize=bool(os.environ.get("CI")),
     suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
-
-
-def claims(**overrides: Any) -> dict[str, Any]:
-    base: dict[str, Any] = {"eid": "ep-1", "sub": "user-1", "exp": EXP}
-    base.update(overrides)
-    return {k: v for k, v in base.items() if v is not None}
-
-
-def hs256(payload: Mapping[str, Any], secret: str = SECRET, kid: str | None = "k1") -> str:
-    headers = {} if kid is None else {"kid": kid}
-    return jwt.encode(dict(payload), secret, algorithm="HS256", headers=headers)
-
-
-def b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
 def hand_made(header: Mapping[str, Any], payload: Mapping[str, Any], signature: bytes) -> str:
@@ -80,107 +64,12 @@ def hs_verifier(keys: Mapping[str, str] | None = None, **options: Any) -> TokenV
     return TokenVerifier(SigningSettings(hs256_keys=raw, **options))
 
 
-def refusal(
-    verifier: TokenVerifier, token: str, endpoint: str = "ep-1", user: str | None = None
-) -> TokenRefusedError:
-    with pytest.raises(TokenRefusedError) as caught:
-        verifier.verify(token, endpoint, user, NOW)
-    return caught.value
-
-
-# Keys and a JWKS server -------------------------------------------------------------------------
-
-
-@dataclass
-class AsymmetricKeys:
-    rsa: RSAPrivateKey
-    ec: EllipticCurvePrivateKey
-    weak_rsa: RSAPrivateKey
-
-    def jwks(self, *extra: dict[str, Any]) -> dict[str, Any]:
-        rsa_jwk = jwt.algorithms.RSAAlgorithm.to_jwk(self.rsa.public_key(), as_dict=True)
-        ec_jwk = jwt.algorithms.ECAlgorithm.to_jwk(self.ec.public_key(), as_dict=True)
-        return {
-            "keys": [
-                {**rsa_jwk, "kid": "rsa-1", "use": "sig", "alg": "RS256"},
-                {**ec_jwk, "kid": "ec-1", "use": "sig"},
-                *extra,
-            ]
-        }
-
-    def rsa_public_pem(self) -> bytes:
-        return self.rsa.public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
+# Keys ----------------------------------------------------------------------------------------
 
 
 @pytest.fixture(scope="module")
 def keys() -> AsymmetricKeys:
-    return AsymmetricKeys(
-        rsa=rsa.generate_private_key(public_exponent=65537, key_size=2048),
-        ec=ec.generate_private_key(ec.SECP256R1()),
-        weak_rsa=rsa.generate_private_key(public_exponent=65537, key_size=1024),
-    )
-
-
-@dataclass
-class JwksServer:
-    url: str
-    document: dict[str, Any]
-    requests: int = 0
-    delay: float = 0.0
-    status: int = 200
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-
-class QuietServer(ThreadingHTTPServer):
-    daemon_threads = True
-    block_on_close = False
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        """A client that gave up (the timeout test) is expected; say nothing."""
-
-
-@pytest.fixture
-def jwks_server(keys: AsymmetricKeys) -> Iterator[JwksServer]:
-    state = JwksServer(url="", document=keys.jwks())
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            with state.lock:
-                state.requests += 1
-            time.sleep(state.delay)
-            body = json.dumps(state.document).encode()
-            self.send_response(state.status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    server = QuietServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    state.url = f"http://127.0.0.1:{server.server_port}/.well-known/jwks.json"
-    yield state
-    server.shutdown()
-    server.server_close()
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def jwks_verifier(
-    url: str, clock: Callable[[], float] = time.monotonic, **options: Any
-) -> TokenVerifier:
-    return TokenVerifier(SigningSettings(jwks_url=url, issuer=ISSUER, **options), monotonic=clock)
+    return asymmetric_keys()
 
 
 # A valid token ------------------------------------------------------------------------------------
@@ -300,37 +189,9 @@ def test_other_hmac_algorithms_are_refused_for_shared_secrets() -> None:
     assert refusal(hs_verifier(), token).code == "bad_algorithm"
 
 
-def test_hs256_signed_with_the_rsa_public_key_is_refused(
-    keys: AsymmetricKeys, jwks_server: JwksServer
-) -> None:
-    """The classic confusion: the attacker HMACs with the public key the server publishes."""
-    header = {"alg": "HS256", "kid": "rsa-1", "typ": "JWT"}
-    unsigned = f"{b64(json.dumps(header).encode())}.{b64(json.dumps(claims(iss=ISSUER)).encode())}"
-    signature = hmac.new(keys.rsa_public_pem(), unsigned.encode(), hashlib.sha256).digest()
-    error = refusal(jwks_verifier(jwks_server.url), f"{unsigned}.{b64(signature)}")
-    assert (error.code, str(error)) == (
-        "bad_algorithm",
-        "algorithm is not allowed; its key takes RS256 only",
-    )
-
-
 def test_rs256_token_naming_a_shared_secret_key_is_refused(keys: AsymmetricKeys) -> None:
     token = jwt.encode(claims(), keys.rsa, algorithm="RS256", headers={"kid": "k1"})
     assert refusal(hs_verifier(), token).code == "bad_algorithm"
-
-
-def test_embedded_jwk_and_jku_headers_are_ignored(
-    keys: AsymmetricKeys, jwks_server: JwksServer
-) -> None:
-    attacker = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    embedded = jwt.algorithms.RSAAlgorithm.to_jwk(attacker.public_key(), as_dict=True)
-    token = jwt.encode(
-        claims(iss=ISSUER),
-        attacker,
-        algorithm="RS256",
-        headers={"kid": "rsa-1", "jwk": embedded, "jku": "https://attacker.example/jwks"},
-    )
-    assert refusal(jwks_verifier(jwks_server.url), token).code == "bad_signature"
 
 
 # Binding to the hit -----------------------------------------------------------------------------
@@ -611,197 +472,6 @@ def test_injected_short_keys_are_unavailable_not_silently_weak() -> None:
     )
     with pytest.raises(KeysUnavailableError, match="shorter than 32 bytes"):
         verifier.verify(hs256(claims()), "ep-1", None, NOW)
-
-
-# JWKS (RS256 / ES256) ---------------------------------------------------------------------------
-
-
-def test_rs256_and_es256_tokens_verify_against_a_jwks_fetched_once(
-    keys: AsymmetricKeys, jwks_server: JwksServer
-) -> None:
-    verifier = jwks_verifier(jwks_server.url)
-    for _ in range(3):
-        rs = jwt.encode(claims(iss=ISSUER), keys.rsa, algorithm="RS256", headers={"kid": "rsa-1"})
-        es = jwt.encode(claims(iss=ISSUER), keys.ec, algorithm="ES256", headers={"kid": "ec-1"})
-        assert verifier.verify(rs, "ep-1", "user-1", NOW).key_id == "rsa-1"
-        assert verifier.verify(es, "ep-1", "user-1", NOW).key_id == "ec-1"
-    assert jwks_server.requests == 1
-
-
-def test_es256_key_refuses_rs256_and_es384(keys: AsymmetricKeys, jwks_server: JwksServer) -> None:
-    verifier = jwks_verifier(jwks_server.url)
-    rs = jwt.encode(claims(iss=ISSUER), keys.rsa, algorithm="RS256", headers={"kid": "ec-1"})
-    assert refusal(verifier, rs).code == "bad_algorithm"
-    ps = jwt.encode(claims(iss=ISSUER), keys.rsa, algorithm="PS256", headers={"kid": "rsa-1"})
-    assert refusal(verifier, ps).code == "bad_algorithm"
-
-
-def test_unknown_kid_refetches_the_jwks_at_most_once_per_interval(
-    keys: AsymmetricKeys, jwks_server: JwksServer
-) -> None:
-    clock = FakeClock()
-    verifier = jwks_verifier(jwks_server.url, clock, keys_refresh_seconds=60)
-    rotated = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    token = jwt.encode(claims(iss=ISSUER), rotated, algorithm="RS256", headers={"kid": "rsa-2"})
-    for _ in range(10):
-        assert refusal(verifier, token).code == "unknown_key"
-    assert jwks_server.requests == 1  # fetched once; just fetched, so not again yet
-    clock.now += 60
-    assert refusal(verifier, token).code == "unknown_key"
-    assert jwks_server.requests == 2  # one refetch for the unknown kid
-    rotated_jwk = jwt.algorithms.RSAAlgorithm.to_jwk(rotated.public_key(), as_dict=True)
-    jwks_server.document = keys.jwks({**rotated_jwk, "kid": "rsa-2"})
-    clock.now += 60
-    assert verifier.verify(token, "ep-1", None, NOW).key_id == "rsa-2"
-    assert jwks_server.requests == 3
-
-
-def test_jwks_fetch_has_a_timeout(jwks_server: JwksServer) -> None:
-    jwks_server.delay = 5.0
-    started = time.monotonic()
-    with pytest.raises(KeysUnavailableError, match=r"fetch failed \(TimeoutError\)"):
-        CappedJWKClient(jwks_server.url, timeout=0.2).fetch_data()
-    assert time.monotonic() - started < 4  # gave up long before the server answered
-
-
-def test_jwks_server_error_is_unavailable(jwks_server: JwksServer) -> None:
-    jwks_server.status = 500
-    verifier = jwks_verifier(jwks_server.url)
-    with pytest.raises(KeysUnavailableError, match=r"TOKEN_JWKS_URL: answered HTTP 500"):
-        verifier.verify(hs256(claims(), kid="rsa-1"), "ep-1", None, NOW)
-
-
-def test_unusable_jwks_keys_are_skipped(keys: AsymmetricKeys, jwks_server: JwksServer) -> None:
-    weak = jwt.algorithms.RSAAlgorithm.to_jwk(keys.weak_rsa.public_key(), as_dict=True)
-    private = jwt.algorithms.RSAAlgorithm.to_jwk(keys.rsa, as_dict=True)
-    public = jwt.algorithms.RSAAlgorithm.to_jwk(keys.rsa.public_key(), as_dict=True)
-    jwks_server.document = {
-        "keys": [
-            {**weak, "kid": "weak"},
-            {**private, "kid": "private"},
-            {**public, "kid": "enc", "use": "enc"},
-            {**public, "kid": "wrong-alg", "alg": "HS256"},
-            {"kty": "oct", "k": b64(SECRET.encode()), "kid": "oct"},
-            {**public, "kid": "ok"},
-        ]
-    }
-    verifier = jwks_verifier(jwks_server.url)
-    with pytest.warns(jwt.InsecureKeyLengthWarning):
-        weak_token = jwt.encode(
-            claims(iss=ISSUER), keys.weak_rsa, algorithm="RS256", headers={"kid": "weak"}
-        )
-    assert refusal(verifier, weak_token).code == "unknown_key"
-    for kid in ("private", "enc", "wrong-alg"):
-        token = jwt.encode(claims(iss=ISSUER), keys.rsa, algorithm="RS256", headers={"kid": kid})
-        assert refusal(verifier, token).code == "unknown_key", kid
-    oct_token = jwt.encode(claims(iss=ISSUER), SECRET, algorithm="HS256", headers={"kid": "oct"})
-    assert refusal(verifier, oct_token).code == "unknown_key"
-    token = jwt.encode(claims(iss=ISSUER), keys.rsa, algorithm="RS256", headers={"kid": "ok"})
-    assert verifier.verify(token, "ep-1", None, NOW).key_id == "ok"
-
-
-def test_jwks_without_usable_keys_is_unavailable(jwks_server: JwksServer) -> None:
-    jwks_server.document = {"keys": [{"kty": "oct", "k": "AAAA", "kid": "x"}]}
-    with pytest.raises(KeysUnavailableError, match="no RS256 or ES256 signing key"):
-        jwks_verifier(jwks_server.url).verify(hs256(claims(), kid="x"), "ep-1", None, NOW)
-
-
-def test_issuer_is_checked_for_jwks_tokens(keys: AsymmetricKeys, jwks_server: JwksServer) -> None:
-    verifier = jwks_verifier(jwks_server.url)
-    other = jwt.encode(
-        claims(iss="https://evil.example"), keys.rsa, algorithm="RS256", headers={"kid": "rsa-1"}
-    )
-    assert refusal(verifier, other).code == "wrong_issuer"
-    missing = jwt.encode(claims(), keys.rsa, algorithm="RS256", headers={"kid": "rsa-1"})
-    error = refusal(verifier, missing)
-    assert (error.code, str(error)) == ("missing_claim", "lacks the iss claim")
-
-
-def test_audience_is_checked_when_configured(keys: AsymmetricKeys, jwks_server: JwksServer) -> None:
-    verifier = jwks_verifier(jwks_server.url, audience="pixel-relay")
-    good = jwt.encode(
-        claims(iss=ISSUER, aud="pixel-relay"), keys.rsa, algorithm="RS256", headers={"kid": "rsa-1"}
-    )
-    assert verifier.verify(good, "ep-1", None, NOW)
-    bad = jwt.encode(
-        claims(iss=ISSUER, aud="another-app"), keys.rsa, algorithm="RS256", headers={"kid": "rsa-1"}
-    )
-    assert refusal(verifier, bad).code == "wrong_audience"
-
-
-def test_hs256_and_jwks_keys_side_by_side(keys: AsymmetricKeys, jwks_server: JwksServer) -> None:
-    verifier = TokenVerifier(
-        SigningSettings(hs256_keys={"k1": SECRET.encode()}, jwks_url=jwks_server.url, issuer=ISSUER)
-    )
-    assert verifier.verify(hs256(claims()), "ep-1", None, NOW).key_id == "k1"
-    rs = jwt.encode(claims(iss=ISSUER), keys.rsa, algorithm="RS256", headers={"kid": "rsa-1"})
-    assert verifier.verify(rs, "ep-1", None, NOW).key_id == "rsa-1"
-
-
-def test_one_key_source_down_does_not_stop_tokens_from_the_other(
-    keys: AsymmetricKeys, jwks_server: JwksServer
-) -> None:
-    def ssm_down() -> Mapping[str, bytes]:
-        raise KeysUnavailableError("TOKEN_HS256_KEYS_PARAMETER: ssm unreachable")
-
-    verifier = TokenVerifier(
-        SigningSettings(
-            hs256_keys={"k1": SECRET.encode()}, jwks_url=jwks_server.url, issuer=ISSUER
-        ),
-        hs256_keys=ssm_down,
-    )
-    rs = jwt.encode(claims(iss=ISSUER), keys.rsa, algorithm="RS256", headers={"kid": "rsa-1"})
-    assert verifier.verify(rs, "ep-1", None, NOW).key_id == "rsa-1"
-    with pytest.raises(KeysUnavailableError, match="ssm unreachable"):
-        verifier.verify(hs256(claims()), "ep-1", None, NOW)
-
-
-# SSM Parameter Store and Secrets Manager (moto's server) ----------------------------------------
-
-
-def test_keys_from_an_ssm_secure_string(moto_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    name = f"/pixel-relay/test/keys-{time.time_ns()}"
-    ssm = boto3.client("ssm", endpoint_url=moto_url)
-    ssm.put_parameter(Name=name, Value=json.dumps({"k1": SECRET}), Type="SecureString")
-    monkeypatch.setenv("AWS_ENDPOINT_URL_SSM", moto_url)
-    settings = SigningSettings.from_env({"TOKEN_HS256_KEYS_PARAMETER": name})
-    assert settings.hs256_keys_source == KeySource("ssm", name)
-    assert TokenVerifier(settings).verify(hs256(claims()), "ep-1", None, NOW).key_id == "k1"
-
-
-def test_keys_from_a_secrets_manager_secret(moto_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    name = f"pixel-relay/test/keys-{time.time_ns()}"
-    secrets = boto3.client("secretsmanager", endpoint_url=moto_url)
-    secrets.create_secret(Name=name, SecretString=json.dumps({"k1": SECRET, "k2": NEW_SECRET}))
-    monkeypatch.setenv("AWS_ENDPOINT_URL_SECRETS_MANAGER", moto_url)
-    settings = SigningSettings.from_env({"TOKEN_HS256_KEYS_PARAMETER": f"secretsmanager:{name}"})
-    verifier = TokenVerifier(settings)
-    assert verifier.verify(hs256(claims(), NEW_SECRET, kid="k2"), "ep-1", None, NOW).key_id == "k2"
-
-
-def test_missing_parameter_is_unavailable_with_the_reason(
-    moto_url: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("AWS_ENDPOINT_URL_SSM", moto_url)
-    verifier = TokenVerifier(SigningSettings(hs256_keys_source=KeySource("ssm", "/does/not/exist")))
-    with pytest.raises(KeysUnavailableError, match=r"ssm refused the read \(ParameterNotFound\)"):
-        verifier.verify(hs256(claims()), "ep-1", None, NOW)
-
-
-def test_a_stored_value_that_is_not_keys_never_shows_the_value(
-    moto_url: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    name = f"/pixel-relay/test/bad-{time.time_ns()}"
-    leaked = "do-not-show-this-value-anywhere-0123456789"
-    boto3.client("ssm", endpoint_url=moto_url).put_parameter(
-        Name=name, Value=leaked, Type="SecureString"
-    )
-    monkeypatch.setenv("AWS_ENDPOINT_URL_SSM", moto_url)
-    verifier = TokenVerifier(SigningSettings(hs256_keys_source=KeySource("ssm", name)))
-    with pytest.raises(KeysUnavailableError) as caught:
-        verifier.verify(hs256(claims()), "ep-1", None, NOW)
-    assert "must be a JSON object" in str(caught.value)
-    assert leaked not in str(caught.value)
 
 
 # Settings ---------------------------------------------------------------------------------------
