@@ -1,6 +1,6 @@
-"""Signed hits' key sources over loopback: a JWKS URL (fetched once, refetched for an unknown
-kid at most once per interval, with a timeout and a size cap) and keys stored in SSM Parameter
-Store or Secrets Manager (moto's server)."""
+"""Signed hits' key sources over loopback: a JWKS URL served by pytest-httpserver (fetched
+once, refetched for an unknown kid at most once per interval, given up on after the timeout)
+and keys stored in SSM Parameter Store or Secrets Manager (moto's server)."""
 
 from __future__ import annotations
 
@@ -11,13 +11,14 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import boto3
 import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
+from pytest_httpserver import HTTPServer
+from werkzeug import Request, Response
 
 from chalicelib.signing import KeySource, KeysUnavailableError, SigningSettings, TokenVerifier
 from chalicelib.signing.jwks import CappedJWKClient
@@ -45,48 +46,35 @@ def keys() -> AsymmetricKeys:
 
 @dataclass
 class JwksServer:
+    """What the JWKS handler serves (a test may change it), and how often it was asked."""
+
     url: str
     document: dict[str, Any]
     requests: int = 0
     delay: float = 0.0
     status: int = 200
     lock: threading.Lock = field(default_factory=threading.Lock)
+    released: threading.Event = field(default_factory=threading.Event)
 
-
-class QuietServer(ThreadingHTTPServer):
-    daemon_threads = True
-    block_on_close = False
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        """A client that gave up (the timeout test) is expected; say nothing."""
+    def answer(self, request: Request) -> Response:
+        with self.lock:
+            self.requests += 1
+        # A slow server for the timeout test; let go at teardown, so the next test's
+        # requests do not queue behind it (pytest-httpserver answers one at a time).
+        self.released.wait(self.delay)
+        return Response(
+            json.dumps(self.document), status=self.status, content_type="application/json"
+        )
 
 
 @pytest.fixture
-def jwks_server(keys: AsymmetricKeys) -> Iterator[JwksServer]:
-    state = JwksServer(url="", document=keys.jwks())
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            with state.lock:
-                state.requests += 1
-            time.sleep(state.delay)
-            body = json.dumps(state.document).encode()
-            self.send_response(state.status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    server = QuietServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    state.url = f"http://127.0.0.1:{server.server_port}/.well-known/jwks.json"
+def jwks_server(keys: AsymmetricKeys, httpserver: HTTPServer) -> Iterator[JwksServer]:
+    path = "/.well-known/jwks.json"
+    state = JwksServer(url=httpserver.url_for(path), document=keys.jwks())
+    httpserver.expect_request(path, method="GET").respond_with_handler(state.answer)
     yield state
-    server.shutdown()
-    server.server_close()
+    state.released.set()
+    httpserver.check_handler_errors()
 
 
 def jwks_verifier(
