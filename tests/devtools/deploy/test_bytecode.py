@@ -1,5 +1,5 @@
-"""Bytecode for the Lambda bundle: checked-hash `.pyc` files the interpreter will use, beside
-every source, whatever `__pycache__` the tree held before."""
+"""Bytecode for the Lambda bundle: hash-based `.pyc` files the interpreter will use, beside
+every source, whatever `__pycache__` the tree held before (checked in a working tree)."""
 
 from __future__ import annotations
 
@@ -12,12 +12,14 @@ from pathlib import Path
 from devtools.deploy.bytecode import cache_name, compile_tree, compile_zip
 
 TAG = sys.implementation.cache_tag
-CHECKED_HASH_FLAGS = 0b11  # PEP 552: hash-based, and the source is checked
+# PEP 552 flags: bit 0 hash-based, bit 1 the interpreter checks the source's hash.
+CHECKED_HASH = 0b11
+UNCHECKED_HASH = 0b01
 
 
-def assert_checked_pyc(pyc: bytes, source: bytes, filename: str) -> None:
+def assert_pyc(pyc: bytes, source: bytes, filename: str, flags: int) -> None:
     assert pyc[:4] == importlib.util.MAGIC_NUMBER
-    assert int.from_bytes(pyc[4:8], "little") == CHECKED_HASH_FLAGS
+    assert int.from_bytes(pyc[4:8], "little") == flags
     assert pyc[8:16] == importlib.util.source_hash(source)
     code = marshal.loads(pyc[16:])
     assert code.co_filename == filename
@@ -37,7 +39,7 @@ def test_a_tree_gets_a_checked_pyc_beside_every_source(tmp_path: Path) -> None:
     (package / "sub" / "mod.py").write_text("VALUE = 1\n")
     assert compile_tree(package) == 2
     pyc = package / "sub" / "__pycache__" / f"mod.{TAG}.pyc"
-    assert_checked_pyc(pyc.read_bytes(), b"VALUE = 1\n", str(package / "sub" / "mod.py"))
+    assert_pyc(pyc.read_bytes(), b"VALUE = 1\n", str(package / "sub" / "mod.py"), CHECKED_HASH)
     assert compile_tree(tmp_path / "missing") == 0
 
 
@@ -58,8 +60,11 @@ def test_a_zip_gets_bytecode_and_loses_what_the_tree_left(tmp_path: Path) -> Non
         assert "vendor/data.json" in names
         assert "vendor/template.py" in names
         assert cache_name("vendor/template.py") not in names  # does not compile: left as is
-        assert_checked_pyc(
-            archive.read(cache_name("chalicelib/pixel.py")), b"ANSWER = 42\n", "chalicelib/pixel.py"
+        assert_pyc(
+            archive.read(cache_name("chalicelib/pixel.py")),
+            b"ANSWER = 42\n",
+            "chalicelib/pixel.py",
+            UNCHECKED_HASH,  # nothing changes a bundle after packaging
         )
         assert cache_name("app.py") in names
         assert cache_name("chalicelib/__init__.py") in names
