@@ -18,7 +18,7 @@ from bench.report import RATIO, Figure
 
 FULL = {
     "hits": 5000,
-    "processes": 15,
+    "processes": 21,
     "memory_hits": 1000,
     "memory_processes": 3,
     "events": 1000,
@@ -51,7 +51,17 @@ def figures(throughput_events: int) -> list[Figure]:
             RATIO,
         ),
         Figure("pixel_cost_app_only", "pixel cost, SQS client faked (app code only)", RATIO),
-        Figure("cold_start", "pixel cold start (import app ÷ chalice + boto3)", RATIO, 1.15),
+        Figure(
+            "cold_start",
+            "pixel cold start (import app ÷ chalice + boto3), bundle's .pyc",
+            RATIO,
+            1.15,
+        ),
+        Figure(
+            "cold_start_from_source",
+            "pixel cold start, chalicelib compiled at import (info)",
+            RATIO,
+        ),
         Figure("memory_ratio", "pixel memory (peak RSS ÷ bare route process)", RATIO, 1.2),
         Figure("memory_peak_mb", "pixel memory, absolute peak RSS", "MB", 100, inclusive=False),
         Figure("downstream_calls", "downstream calls (PutEvents per 1,000 events)", "calls", 10),
@@ -125,6 +135,7 @@ def run(args: argparse.Namespace) -> list[Figure]:
     def cold_start() -> None:
         result = processes.cold_start(args.processes)
         set_figure("cold_start", result["ratio"], result)
+        set_figure("cold_start_from_source", result["from_source_ratio"], result)
 
     def memory() -> None:
         result = processes.peak_memory(args.memory_hits, args.memory_processes)
@@ -156,7 +167,7 @@ def run(args: argparse.Namespace) -> list[Figure]:
         set_figure("throughput", result["events_per_second"], result)
 
     stages: dict[str, tuple[list[str], Callable[[], None]]] = {
-        "cold_start": (["cold_start"], cold_start),
+        "cold_start": (["cold_start", "cold_start_from_source"], cold_start),
         "memory": (["memory_ratio", "memory_peak_mb"], memory),
         "pixel": (["pixel_cost", "pixel_cost_vs_enqueue", "pixel_cost_app_only"], pixel_cost),
         "consumer": (["downstream_calls", "consumer_cost"], consumer_side),
@@ -193,8 +204,10 @@ def notes(measured: list[Figure]) -> list[str]:
             for p in cold.details["import_profile"]["by_package"][:5]
         )
         lines.append(
-            f"cold start: import app {cold.details['app_median_ms']} ms, chalice + boto3 "
-            f"{cold.details['baseline_median_ms']} ms; extra imports (-X importtime): {packages}"
+            f"cold start: import app {cold.details['app_median_ms']} ms with the bundle's .pyc "
+            f"({cold.details['from_source_median_ms']} ms compiling chalicelib), chalice + "
+            f"boto3 {cold.details['baseline_median_ms']} ms; extra imports (-X importtime): "
+            f"{packages}"
         )
     memory = by_key.get("memory_ratio")
     if memory and not memory.error:

@@ -53,7 +53,7 @@ from chalicelib.destinations.base import (
 )
 from chalicelib.env import call_budget_ms
 from chalicelib.events import Event, MessageError, ProfileUpdate
-from chalicelib.queue import (
+from chalicelib.settlement import (
     CONSUMER_SQS,
     BatchQueue,
     DeadLetter,

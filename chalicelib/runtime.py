@@ -73,8 +73,8 @@ def _pixel_sqs() -> SQSClient:
 @cache
 def _consumer_sqs() -> SQSClient:
     # Bounded timeouts and attempts: settling a batch must finish before Lambda's deadline,
-    # and the consumer keeps a reserve made of this client's worst case (queue.SqsCallLimits).
-    from chalicelib.queue import CONSUMER_SQS
+    # and the consumer keeps a reserve made of this client's worst case (settlement.SqsCallLimits).
+    from chalicelib.settlement import CONSUMER_SQS
 
     config: Config = CONSUMER_SQS.botocore_config()
     return boto3.client("sqs", config=config)
@@ -83,7 +83,7 @@ def _consumer_sqs() -> SQSClient:
 @cache
 def _settlement_pool() -> ThreadPoolExecutor:
     """Threads for the consumer's SQS batch calls: a batch of 1,000 needs 100 deletes."""
-    from chalicelib.queue import CONSUMER_SQS
+    from chalicelib.settlement import CONSUMER_SQS
 
     return ThreadPoolExecutor(CONSUMER_SQS.workers, thread_name_prefix="settle")
 
@@ -126,7 +126,7 @@ def batch_delivery() -> BatchDelivery:
     # Imported here: the pixel function never needs the consumer's modules.
     from chalicelib.dedupe import Deduplicated, DynamoDeliveryStore, RecentDeliveries
     from chalicelib.delivery import BatchDelivery
-    from chalicelib.queue import CONSUMER_SQS, BatchQueue, DeadLetterQueue
+    from chalicelib.settlement import CONSUMER_SQS, BatchQueue, DeadLetterQueue
 
     current = settings()
     configured = destination_settings()

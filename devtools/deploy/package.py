@@ -4,7 +4,9 @@
 
 writes `deploy/build/<stage>/merge.json` (generated from the stage's settings, see
 `devtools.deploy.template`), runs `chalice package --merge-template` into
-`deploy/build/<stage>/package/` (sam.json and deployment.zip) and lints the result. Deploying
+`deploy/build/<stage>/package/` (sam.json and deployment.zip), adds compiled bytecode to the
+zip (`devtools.deploy.bytecode`: Lambda then compiles nothing at a cold start) and lints the
+result. Deploying
 it is then two AWS CLI commands, printed at the end (docs/deploy.md). `deploy/build/` is not
 committed: it is rebuilt from checked-in sources every time.
 """
@@ -19,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
+from devtools.deploy.bytecode import compile_zip
 from devtools.deploy.preflight import check_stage
 from devtools.deploy.template import merge_template
 from devtools.paths import BUILD_DIR, ROOT
@@ -62,6 +65,8 @@ def package(stage: str, out_dir: Path, root: Path = ROOT) -> PackageResult:
     )
     if status != 0:
         raise SystemExit(f"chalice package failed (exit {status})")
+    compiled = compile_zip(package_dir / "deployment.zip")
+    print(f"deployment.zip: bytecode for {compiled} modules")
     return PackageResult(merge, package_dir / "sam.json", package_dir)
 
 

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, Final
 import boto3
 from botocore.exceptions import ClientError
 
+from devtools.deploy.bytecode import compile_tree
 from devtools.deploy.preflight import check_stage
 from devtools.paths import ROOT
 from devtools.process import run, tool
@@ -296,6 +297,10 @@ def deploy(
     spec = QueueSpec.for_stage(stage, root)
     for state in ensure_queues(clients.sqs, spec):
         print(f"queue {state.describe()}")
+    # Chalice zips chalicelib/ as it is on disk, __pycache__ included: with its bytecode
+    # there, Lambda does not compile our modules at each cold start (dependencies, which
+    # Chalice zips itself, still are; `make package` compiles the whole bundle).
+    compile_tree(root / "chalicelib")
     status = chalice(["deploy", "--stage", stage, *chalice_args], root)
     mapping_status = configure_mapping(stage, root, clients.sqs, clients.lambda_client)
     if status != 0:

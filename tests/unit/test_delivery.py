@@ -16,7 +16,7 @@ from chalicelib.delivery import (
 )
 from chalicelib.destinations.base import DELIVERED, Outcome, TimeLeft, Verdict
 from chalicelib.events import Event, ProfileUpdate
-from chalicelib.queue import DeadLetter, Receipt, SqsCallLimits
+from chalicelib.settlement import DeadLetter, Receipt, SqsCallLimits
 from tests.factories import message_body, queued_message
 
 PROFILE = ProfileUpdate(user_attributes={"plan": ("gold",)})

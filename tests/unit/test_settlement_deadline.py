@@ -20,7 +20,7 @@ import pytest
 from chalicelib.config import call_budget_ms
 from chalicelib.delivery import BatchDelivery, BatchIncompleteError, QueuedMessage
 from chalicelib.destinations.pinpoint import PinpointDestination
-from chalicelib.queue import CONSUMER_SQS, BatchQueue, DeadLetterQueue, SqsCallLimits
+from chalicelib.settlement import CONSUMER_SQS, BatchQueue, DeadLetterQueue, SqsCallLimits
 from tests.factories import message_body
 
 SCALE = 50  # simulated seconds per real second

@@ -5,6 +5,7 @@ mapping with ReportBatchItemFailures on and verified, and teardown guards undeli
 from __future__ import annotations
 
 import json
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from devtools.deploy import stage as deploy_stage
+from devtools.deploy.bytecode import cache_name
 from devtools.deploy.preflight import PreflightError, check_stage
 from devtools.deploy.stage import (
     Clients,
@@ -99,6 +101,10 @@ def test_real_chalice_deploy_then_the_mapping_gets_partial_batch_responses(
     assert "chalice deploy failed" in output.err
     assert "queue pixel-relay-dev-events: created" in output.out
     assert "ReportBatchItemFailures turned on and verified" in output.out
+    # Chalice zipped chalicelib/ with the bytecode compiled just before: no compiling in Lambda.
+    [bundle] = (project / ".chalice" / "deployments").glob("*.zip")
+    with zipfile.ZipFile(bundle) as archive:
+        assert cache_name("chalicelib/pixel.py") in archive.namelist()
 
     function = consumer_function_name(STAGE, project)
     [mapping] = clients.lambda_client.list_event_source_mappings()["EventSourceMappings"]

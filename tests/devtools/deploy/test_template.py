@@ -4,13 +4,16 @@ with cfn-lint."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import re
+import zipfile
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from devtools.deploy.bytecode import cache_name
 from devtools.deploy.policies import consumer_policy, pixel_policy
 from devtools.deploy.settings import DeploySettings, DeploySettingsError
 from devtools.deploy.template import dashboard_body
@@ -243,3 +246,19 @@ def test_every_chalice_stage_has_deploy_settings() -> None:
     config = json.loads((ROOT / ".chalice" / "config.json").read_text())
     for stage in config["stages"]:
         DeploySettings.for_stage(stage)
+
+
+def test_the_bundle_ships_bytecode_for_the_app_and_its_dependencies(packaged: Packaged) -> None:
+    """Lambda's package directory is read-only: without these, every cold start compiles."""
+    with zipfile.ZipFile(packaged.result.package_dir / "deployment.zip") as bundle:
+        names = set(bundle.namelist())
+        sources = [
+            name
+            for name in names
+            if name.endswith(".py") and name.startswith(("app.py", "chalicelib/", "chalice/"))
+        ]
+        assert "chalicelib/pixel.py" in sources
+        for source in sources:
+            pyc = bundle.read(cache_name(source))
+            assert pyc[8:16] == importlib.util.source_hash(bundle.read(source)), source
+        assert cache_name("aws_lambda_powertools/__init__.py") in names

@@ -6,7 +6,7 @@ from typing import Any
 
 from botocore.exceptions import EndpointConnectionError
 
-from chalicelib.queue import BatchQueue, DeadLetter, DeadLetterQueue, Receipt
+from chalicelib.settlement import BatchQueue, DeadLetter, DeadLetterQueue, Receipt
 
 
 class FakeSqs:
