@@ -32,7 +32,7 @@ from devtools.standins.fault_proxy import FaultProxy, _action, wait_for_calls
 from tests.devtools.ops.test_ops_dlq import SPEC, STAGE, event_body
 
 PARKED = 400
-HOLD = 10  # seconds: long enough for a rerun to finish inside the killed run's hold
+HOLD = 20  # seconds: long enough for a rerun to finish inside the killed run's hold, under load
 
 
 class WithholdingProxy(FaultProxy):
