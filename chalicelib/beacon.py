@@ -95,8 +95,11 @@ def read_lines(body: bytes, content_type: str | None) -> list[Line]:
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError as error:
+        line = body.count(b"\n", 0, error.start) + 1
         raise BeaconRefusedError(
-            400, f"body is not valid UTF-8 (byte {error.start})", "bad_encoding"
+            400,
+            f"body is not valid UTF-8 (line {line}, byte offset {error.start})",
+            "bad_encoding",
         ) from None
     lines = [
         Line(number, raw.removesuffix("\r"))
