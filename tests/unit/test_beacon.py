@@ -217,3 +217,13 @@ def test_after_a_call_fails_whole_the_rest_are_not_tried_and_all_reported() -> N
     assert result.failed == tuple(range(10, 35))
     assert result.may_have_landed == ()  # no connection: certainly not sent
     assert len(sqs.calls) == 2
+
+
+def test_no_call_starts_once_the_time_budget_is_spent() -> None:
+    sqs = FakeSqs()
+    ticks = iter(range(100))  # each look at the clock is one second later
+    events = [make_event(event_id=f"e-{i}") for i in range(45)]
+    result = queue(sqs).send_batch(events, budget_s=2.5, clock=lambda: float(next(ticks)))
+    assert len(sqs.calls) == 3  # started at 0; checked at 1, 2 (calls 2, 3); 3 > 2.5: stop
+    assert result.failed == tuple(range(30, 45))
+    assert result.may_have_landed == ()
