@@ -27,6 +27,26 @@ def collect() -> Response:
     return runtime.pixel_service().handle(hit, request.headers)
 
 
+@app.route("/events", methods=["POST"], content_types=["*/*"])
+def collect_beacon() -> Response:
+    """sendBeacon's hits, one query string per line (chalicelib/beacon.py). Every content
+    type reaches the view, which refuses all but text/plain with a reason (Chalice's own
+    415 says none)."""
+    request = app.current_request
+    assert request is not None
+    body = request.raw_body  # decoded from base64 when API Gateway sends it so
+    raw = body if isinstance(body, bytes) else body.encode("utf-8")
+    return runtime.beacon_service().handle(raw, request.headers)
+
+
+@app.route("/events", methods=["OPTIONS"])
+def preflight() -> Response:
+    """A fetch() that sets headers of its own asks first; sendBeacon's text/plain does not."""
+    request = app.current_request
+    assert request is not None
+    return runtime.beacon_service().preflight(request.headers)
+
+
 @app.on_sqs_message(
     queue=wiring.events_queue,
     batch_size=wiring.batch_size,

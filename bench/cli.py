@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import report
+from bench import report, transport
 from bench.environment import machine, prepare_process
 from bench.report import RATIO, Figure
 
@@ -38,7 +38,7 @@ QUICK = {
     "burst": 100,
     "profile_events": 20,
 }
-STAGES = ("cold_start", "memory", "pixel", "consumer", "throughput")
+STAGES = ("cold_start", "memory", "pixel", "consumer", "transport", "throughput")
 
 
 def figures(throughput_events: int) -> list[Figure]:
@@ -72,6 +72,7 @@ def figures(throughput_events: int) -> list[Figure]:
             "events/s",
             lower_is_better=False,
         ),
+        *transport.figures(),
     ]
 
 
@@ -155,6 +156,9 @@ def run(args: argparse.Namespace) -> list[Figure]:
         cost = consumer.consumer_cost(bodies[:100], args.repeats)
         set_figure("consumer_cost", cost["ratio"], cost)
 
+    def transport_counts() -> None:
+        transport.apply(transport.measure(args.events), set_figure, by_key)
+
     def local_stack() -> None:
         with tempfile.TemporaryFile("w+") as log:
             try:
@@ -171,6 +175,7 @@ def run(args: argparse.Namespace) -> list[Figure]:
         "memory": (["memory_ratio", "memory_peak_mb"], memory),
         "pixel": (["pixel_cost", "pixel_cost_vs_enqueue", "pixel_cost_app_only"], pixel_cost),
         "consumer": (["downstream_calls", "consumer_cost"], consumer_side),
+        "transport": ([f.key for f in transport.figures()], transport_counts),
         "throughput": (["throughput"], local_stack),
     }
     for name in STAGES:
@@ -224,6 +229,7 @@ def notes(measured: list[Figure]) -> list[str]:
             f"{cost.details['requests']} request(s) in "
             f"{cost.details['botocore_serialize_cpu_ms']} ms"
         )
+    lines += transport.notes(by_key)
     flow = by_key.get("throughput")
     if flow and not flow.error:
         lines.append(

@@ -80,6 +80,60 @@ class Gate:
     def require_signed_hits(self) -> bool:
         return self.signing is not None and self.signing.require_signed_hits
 
+    def check_request(self, headers: Mapping[str, str]) -> None:
+        """The filters on the request's headers (bots, page origin): HitRefusedError if one
+        refuses. A beacon's lines share its headers, so they are checked once per request."""
+        if self.bots is not None:
+            bot = self.bots.reason(headers.get("user-agent"))
+            if bot is not None:
+                raise HitRefusedError(
+                    "User-Agent", "a known crawler or tool; not recorded (BOT_FILTER)", bot
+                )
+        if self.origins is not None and not self.origins.allows(
+            headers.get("origin"), headers.get("referer")
+        ):
+            raise HitRefusedError(
+                "Referer", "page origin not allowed (ALLOWED_PAGE_ORIGINS)", "origin"
+            )
+
+    def cors_origin(self, headers: Mapping[str, str]) -> str | None:
+        """The `Access-Control-Allow-Origin` a script on the requesting page may read the
+        answer with: `*` when every page may send, else the request's Origin if allowed."""
+        if self.origins is None or not self.origins.enabled:
+            return "*"
+        origin = (headers.get("origin") or "").strip()
+        if origin and origin != "null" and self.origins.allows(origin, None):
+            return origin
+        return None
+
+    def admit(self, params: Mapping[str, Sequence[str]], now: datetime) -> AcceptedHit:
+        """One hit's parameters (a GET's query string, or a beacon's line), token included:
+        the hit, or HitRefusedError naming the rule. The request's headers are checked apart
+        (`check_request`)."""
+        check_encoding(params)
+        name = self.token_parameter
+        tokens = params.get(name) or []
+        if len(tokens) > 1:
+            raise HitRefusedError(name, f"given {len(tokens)} times; send it once", "repeated")
+        token = tokens[0] if tokens and tokens[0] else None
+        if token is None and self.require_signed_hits:
+            raise HitRefusedError(name, "is required (REQUIRE_SIGNED_HITS)", "token_missing")
+        if token is not None and self.verifier is None:
+            raise HitRefusedError(name, "signed hits are not configured here", "token_unexpected")
+        rest = {key: values for key, values in params.items() if key != name}
+        if token is None or self.verifier is None or self.signing is None:
+            return parse_hit(rest, self.policy, now)
+        from chalicelib.signing.settings import signed_policy  # loaded with the verifier
+
+        # A signed hit may write more: parse with the signed policy, then check that the
+        # token vouches for exactly the endpoint (and user) this hit writes to.
+        hit = parse_hit(rest, signed_policy(self.policy, self.signing), now)
+        try:
+            self.verifier.verify(token, hit.event.endpoint_id, hit.event.profile.user_id, now)
+        except TokenRefusedError as refusal:
+            raise HitRefusedError(name, str(refusal), f"token_{refusal.code}") from None
+        return hit
+
 
 class PixelService:
     """Validates a hit and enqueues it. Answers 200 only for an event SQS has taken."""
@@ -94,8 +148,13 @@ class PixelService:
     def handle(
         self, params: Mapping[str, Sequence[str]], headers: Mapping[str, str] | None = None
     ) -> Response:
+        headers = headers or {}
+        # A page may read the answer with fetch() too (an <img> ignores CORS).
+        return responses.with_cors(self._answer(params, headers), self._gate.cors_origin(headers))
+
+    def _answer(self, params: Mapping[str, Sequence[str]], headers: Mapping[str, str]) -> Response:
         try:
-            return self._handle(params, headers or {})
+            return self._handle(params, headers)
         except KeysUnavailableError as error:
             # The signing keys could not be read: not the client's fault, nothing recorded.
             telemetry.count("SigningKeysUnavailable")
@@ -143,40 +202,5 @@ class PixelService:
         self, params: Mapping[str, Sequence[str]], headers: Mapping[str, str]
     ) -> AcceptedHit:
         """The hit, if every filter and rule lets it through; else HitRefusedError."""
-        gate = self._gate
-        if gate.bots is not None:
-            bot = gate.bots.reason(headers.get("user-agent"))
-            if bot is not None:
-                raise HitRefusedError(
-                    "User-Agent", "a known crawler or tool; not recorded (BOT_FILTER)", bot
-                )
-        if gate.origins is not None and not gate.origins.allows(
-            headers.get("origin"), headers.get("referer")
-        ):
-            raise HitRefusedError(
-                "Referer", "page origin not allowed (ALLOWED_PAGE_ORIGINS)", "origin"
-            )
-        check_encoding(params)
-        name = gate.token_parameter
-        tokens = params.get(name) or []
-        if len(tokens) > 1:
-            raise HitRefusedError(name, f"given {len(tokens)} times; send it once", "repeated")
-        token = tokens[0] if tokens and tokens[0] else None
-        if token is None and gate.require_signed_hits:
-            raise HitRefusedError(name, "is required (REQUIRE_SIGNED_HITS)", "token_missing")
-        if token is not None and gate.verifier is None:
-            raise HitRefusedError(name, "signed hits are not configured here", "token_unexpected")
-        now = self._clock()
-        rest = {key: values for key, values in params.items() if key != name}
-        if token is None or gate.verifier is None or gate.signing is None:
-            return parse_hit(rest, gate.policy, now)
-        from chalicelib.signing.settings import signed_policy  # loaded with the verifier
-
-        # A signed hit may write more: parse with the signed policy, then check that the
-        # token vouches for exactly the endpoint (and user) this hit writes to.
-        hit = parse_hit(rest, signed_policy(gate.policy, gate.signing), now)
-        try:
-            gate.verifier.verify(token, hit.event.endpoint_id, hit.event.profile.user_id, now)
-        except TokenRefusedError as refusal:
-            raise HitRefusedError(name, str(refusal), f"token_{refusal.code}") from None
-        return hit
+        self._gate.check_request(headers)
+        return self._gate.admit(params, self._clock())

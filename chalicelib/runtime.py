@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_sqs import SQSClient
 
+    from chalicelib.beacon import BeaconService
     from chalicelib.dedupe import DedupeSettings
     from chalicelib.delivery import BatchDelivery
 
@@ -101,6 +102,24 @@ def _dedupe_dynamodb() -> DynamoDBClient:
 
 @cache
 def pixel_service() -> PixelService:
+    return PixelService(_gate(), _event_queue())
+
+
+@cache
+def beacon_service() -> BeaconService:
+    """POST /events: the pixel's gate and queue, many hits a request."""
+    from chalicelib.beacon import BeaconService
+
+    return BeaconService(_gate(), _event_queue())
+
+
+@cache
+def _event_queue() -> EventQueue:
+    return EventQueue(_pixel_sqs(), settings().wiring.events_queue)
+
+
+@cache
+def _gate() -> Gate:
     current = settings()
     bots = verifier = None
     if current.bots.enabled:
@@ -111,14 +130,13 @@ def pixel_service() -> PixelService:
         from chalicelib.signing.verify import TokenVerifier
 
         verifier = TokenVerifier(current.signing)
-    gate = Gate(
+    return Gate(
         policy=current.hit_policy,
         signing=current.signing,
         bots=bots,
         origins=current.origins,
         verifier=verifier,
     )
-    return PixelService(gate, EventQueue(_pixel_sqs(), current.wiring.events_queue))
 
 
 @cache
@@ -163,6 +181,9 @@ def reset() -> None:
         _pixel_sqs,
         _consumer_sqs,
         pixel_service,
+        beacon_service,
+        _event_queue,
+        _gate,
         batch_delivery,
     ):
         cached.cache_clear()

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from botocore.exceptions import BotoCoreError, ClientError
 
 from chalicelib.events import Event
-from chalicelib.queue import NamedQueue
+from chalicelib.queue import SQS_BATCH_LIMIT, NamedQueue
 
 if TYPE_CHECKING:
     from concurrent.futures import Executor
@@ -27,7 +27,6 @@ if TYPE_CHECKING:
         SendMessageBatchRequestEntryTypeDef,
     )
 
-SQS_BATCH_LIMIT = 10
 _Item = TypeVar("_Item")
 
 

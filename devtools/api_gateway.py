@@ -6,6 +6,7 @@ Development tooling only: never packaged into Lambda.
 
 from __future__ import annotations
 
+import base64
 import uuid
 from collections.abc import Mapping
 from typing import Any
@@ -38,3 +39,20 @@ def pixel_event(query: str, headers: Mapping[str, str] | None) -> dict[str, Any]
         "body": None,
         "isBase64Encoded": False,
     }
+
+
+def beacon_event(
+    body: bytes | None, headers: Mapping[str, str] | None, base64_encoded: bool = True
+) -> dict[str, Any]:
+    """POST /events with this body. API Gateway (binary media types `*/*`) hands a body to
+    Lambda base64-encoded; `base64_encoded=False` is the other shape, a text body."""
+    event = pixel_event("", headers)
+    event["httpMethod"] = event["requestContext"]["httpMethod"] = "POST"
+    if body is None:
+        event["body"] = None
+    elif base64_encoded:
+        event["body"] = base64.b64encode(body).decode("ascii")
+        event["isBase64Encoded"] = True
+    else:
+        event["body"] = body.decode("utf-8")
+    return event

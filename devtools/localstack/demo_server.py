@@ -9,6 +9,10 @@ accepted so far. Development tooling only: never packaged into Lambda.
 Routes:
 
 - `GET /` the page; `GET /static/<file>` its scripts and styles.
+- `GET /left` where the page's "leave the page" link lands: which of the two hits fired as the
+  page unloaded (the Image tag's, through the relay; a beacon's, `POST /events` straight to
+  the pixel, cross-origin as from a real site) reached the destination. It reads the journal
+  and the deliveries below; the beacon never passes this server.
 - `GET /events?<query>` the relay: the same raw query to `{pixel_url}/events`, the browser's
   `Accept` and `User-Agent` unchanged, the pixel's status, type, cache headers and body back
   byte for byte; 502 with a plain-text reason when the pixel cannot be reached.
@@ -38,6 +42,7 @@ from devtools.loopback import LoopbackHandler, LoopbackService, QuietServer, Ser
 
 DEMO_DIR: Final = Path(__file__).resolve().parent / "demo"
 INDEX_FILE: Final = "index.html"
+LEFT_FILE: Final = "left.html"
 # The pixel may try SQS ENQUEUE_ATTEMPTS (up to 5) times, 1 s connect + 2 s read each.
 PIXEL_TIMEOUT_SECONDS: Final = 20.0
 # Request headers an image request carries that the pixel's answer may depend on.
@@ -285,6 +290,8 @@ class _Handler(LoopbackHandler[DemoServer]):
             self._relay(query)
         elif path in {"/", "/index.html"}:
             self._static(INDEX_FILE)
+        elif path == "/left":
+            self._static(LEFT_FILE)
         elif path.startswith("/static/"):
             self._static(path.removeprefix("/static/"))
         elif path == "/api/config":

@@ -1,7 +1,8 @@
 """The benchmark keeps working: a tiny run (`python -m bench --quick`) writes every figure.
 
 Benchmarks are not tests: nothing here looks at a time, a ratio or a target, only that each
-figure was measured and written.
+figure was measured and written. The one exception is a count that does not depend on the
+machine: how many requests a transport makes for the same events (bench/transport.py).
 """
 
 from __future__ import annotations
@@ -27,6 +28,11 @@ FIGURES = (
     "downstream_calls",
     "consumer_cost",
     "throughput",
+    *(
+        f"transport_{count}_{transport}"
+        for count in ("api_gateway", "lambda", "sqs")
+        for transport in ("get", "beacon10", "beacon50")
+    ),
 )
 
 
@@ -77,6 +83,45 @@ def test_quick_run_describes_the_machine_and_prints_the_table(quick_run: tuple[P
     assert "| figure" in stdout
     for word in ("pixel cost", "cold start", "memory", "downstream calls", "consumer cost"):
         assert word in stdout
+    for word in ("API Gateway requests", "Lambda invocations", "SQS requests", "beacons of 50"):
+        assert word in stdout
+    assert "transport, beacons of 10: $" in stdout  # the cost per million events
+
+
+def test_beacons_cost_a_tenth_of_get_hits_or_less_in_each_count(
+    quick_run: tuple[Path, str],
+) -> None:
+    """Counts, not timings: the same 200 events as GETs, then as beacons of 10 and of 50."""
+    path, _ = quick_run
+    figures = json.loads(path.read_text())["figures"]
+    expected = {
+        # GET: one request, one invocation, one SendMessage per event.
+        "get": {"api_gateway": 1000, "lambda": 1000, "sqs": 1000},
+        # A beacon: one request, one invocation, a SendMessageBatch per ten lines.
+        "beacon10": {"api_gateway": 100, "lambda": 100, "sqs": 100},
+        "beacon50": {"api_gateway": 20, "lambda": 20, "sqs": 100},
+    }
+    for transport, counts in expected.items():
+        for count, per_1000 in counts.items():
+            figure = figures[f"transport_{count}_{transport}"]
+            assert figure["value"] == per_1000, (transport, count, figure["value"])
+            if transport == "get":
+                assert figure["target"] is None  # reported
+            else:
+                assert figure["target"] == counts_of_get(figures, count) / 10
+                assert figure["passed"] is True
+    operations = figures["transport_sqs_beacon10"]["details"]["sqs_operations"]
+    assert operations == {"SendMessageBatch": 20}
+    # The queue URL is looked up once per container, outside the counts.
+    assert figures["transport_sqs_get"]["details"]["cold_container_sqs_operations"] == {
+        "GetQueueUrl": 1
+    }
+
+
+def counts_of_get(figures: dict[str, Any], count: str) -> float:
+    value = figures[f"transport_{count}_get"]["value"]
+    assert isinstance(value, float)
+    return value
 
 
 def test_compare_prints_a_change_for_each_figure_measured(quick_run: tuple[Path, str]) -> None:

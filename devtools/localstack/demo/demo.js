@@ -79,7 +79,10 @@ function isCustomEvent(message) {
   );
 }
 
-/** Fire the Custom Image tag for one message: new Image(), Succeeded on load, Failed on error. */
+/**
+ * Fire the Custom Image tag for one message: new Image(), Succeeded on load, Failed on error.
+ * Returns the hit's card.
+ */
 function fireCustomImageTag(message) {
   const built = customImageTagUrl(message, RELAY_BASE);
   const { url, gtmcb } = withCacheBuster(built.url);
@@ -102,6 +105,7 @@ function fireCustomImageTag(message) {
   image.onload = () => settle("succeeded");
   image.onerror = () => settle("failed");
   image.src = url;
+  return card;
 }
 
 /** Behave like GTM's dataLayer: process what is already queued, then every push. */
@@ -111,12 +115,12 @@ function installGtmStandIn() {
   dataLayer.push = function (...messages) {
     const length = push.apply(dataLayer, messages);
     for (const message of messages) {
-      if (isCustomEvent(message)) fireCustomImageTag(message);
+      if (isCustomEvent(message)) fireTags(message);
     }
     return length;
   };
   for (const message of dataLayer) {
-    if (isCustomEvent(message)) fireCustomImageTag(message);
+    if (isCustomEvent(message)) fireTags(message);
   }
 }
 
@@ -131,6 +135,79 @@ function loadRealGtm(containerId) {
     setMode(`GTM ${containerId}: could not load gtm.js (offline?)`, "error");
   };
   document.head.appendChild(script);
+}
+
+// ---------------------------------------------------------------------------------------
+// Leaving the page: the Image tag and a beacon for the same push
+// ---------------------------------------------------------------------------------------
+
+// What the page a "leave the page" link lands on (/left, left.js) reads: the two hits fired.
+const LEAVE_KEY = "pixel-relay-demo.left-page";
+// A push with this set fires a beacon tag too, as the tag template does with "the page may
+// unload" ticked.
+const PAGE_MAY_UNLOAD = "pageMayUnload";
+
+/** Every tag whose trigger matches the message: the Image tag always, the beacon when asked. */
+function fireTags(message) {
+  const card = fireCustomImageTag(message);
+  if (message[PAGE_MAY_UNLOAD] === true) {
+    rememberLeave(message, card, fireBeaconTag(message));
+  }
+}
+
+/**
+ * The beacon tag: the same event data as one line (the query string a GET would carry, with
+ * its own event id), handed to navigator.sendBeacon for POST /events straight at the pixel,
+ * cross-origin as from a real site. The browser sends it even once the page is gone; the page
+ * learns only whether the browser queued it, never what the pixel answered.
+ */
+function fireBeaconTag(message) {
+  const built = customImageTagUrl(message, "");
+  const line = built.url.slice(built.url.indexOf("?") + 1);
+  const url = `${state.pixelUrl}/events`;
+  let queued = false;
+  try {
+    queued = navigator.sendBeacon(url, line);
+  } catch {
+    queued = false; // a URL sendBeacon rejects: reported as not queued
+  }
+  return { eventId: built.eventId, url, line, queued };
+}
+
+function rememberLeave(message, card, beacon) {
+  const record = {
+    event: message.event,
+    endpointId: message.endpointId,
+    leftAt: new Date().toISOString(),
+    image: { eventId: card.eventId, hitId: card.hitId, url: card.url },
+    beacon,
+  };
+  try {
+    window.localStorage.setItem(LEAVE_KEY, JSON.stringify(record));
+  } catch {
+    // storage disabled: the landing page says it has nothing to show
+  }
+}
+
+/** The "leave the page" link: push the form's event, then let the browser follow the link. */
+function installLeaveLink() {
+  const link = document.getElementById("leave-page");
+  if (gtmContainer()) {
+    const note = document.createElement("p");
+    note.className = "small";
+    note.textContent =
+      "Needs the GTM stand-in: with a real container this page cannot tell which tags fired.";
+    link.replaceWith(note);
+    return;
+  }
+  link.addEventListener("click", (clicked) => {
+    if (document.body.dataset.ready !== "true") {
+      clicked.preventDefault(); // the stand-in is not installed yet: nothing would fire
+      return;
+    }
+    // No preventDefault: the navigation starts as soon as this handler returns.
+    window.dataLayer.push({ ...messageFromForm(), [PAGE_MAY_UNLOAD]: true });
+  });
 }
 
 // ---------------------------------------------------------------------------------------
@@ -719,3 +796,4 @@ async function start() {
 }
 
 document.addEventListener("DOMContentLoaded", start);
+document.addEventListener("DOMContentLoaded", installLeaveLink);
