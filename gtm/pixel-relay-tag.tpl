@@ -91,6 +91,20 @@ ___TEMPLATE_PARAMETERS___
     "help": "When the event happened: ISO 8601 with an offset or Z, or epoch milliseconds. Empty: the time the pixel received it."
   },
   {
+    "type": "TEXT",
+    "name": "eventAttributesObject",
+    "displayName": "Event attributes from an object (optional)",
+    "simpleValueType": true,
+    "help": "A variable holding {name: value}, e.g. a Data Layer Variable for attributes. Each entry is sent as evat_name=value; a row of the table below with the same name wins."
+  },
+  {
+    "type": "TEXT",
+    "name": "eventMetricsObject",
+    "displayName": "Event metrics from an object (optional)",
+    "simpleValueType": true,
+    "help": "A variable holding {name: number}, e.g. a Data Layer Variable for metrics. Each entry is sent as evmt_name=number; a row of the table below with the same name wins."
+  },
+  {
     "type": "SIMPLE_TABLE",
     "name": "eventAttributes",
     "displayName": "Event attributes (evat_)",
@@ -259,6 +273,21 @@ function missingField() {
   return null;
 }
 
+// {name: value} from an object variable, then the table's rows (a row wins over the object).
+function merged(object, table) {
+  const result = {};
+  if (getType(object) === 'object') {
+    for (let name in object) {
+      result[name] = object[name];
+    }
+  }
+  const rows = makeTableMap(table || [], 'name', 'value') || {};
+  for (let name in rows) {
+    result[name] = rows[name];
+  }
+  return result;
+}
+
 // The query string a GET would carry; also the one line a beacon POSTs.
 function hitQuery() {
   const parts = [pair('event', textOf(data.eventName)), pair('endpoint_id', textOf(data.endpointId))];
@@ -268,13 +297,13 @@ function hitQuery() {
   if (textOf(data.timestamp) !== '') {
     parts.push(pair('timestamp', textOf(data.timestamp)));
   }
-  const attributes = makeTableMap(data.eventAttributes || [], 'name', 'value') || {};
+  const attributes = merged(data.eventAttributesObject, data.eventAttributes);
   for (let name in attributes) {
     if (!isUnset(attributes[name])) {
       parts.push(pair('evat_' + name, makeString(attributes[name])));
     }
   }
-  const metrics = makeTableMap(data.eventMetrics || [], 'name', 'value') || {};
+  const metrics = merged(data.eventMetricsObject, data.eventMetrics);
   for (let name in metrics) {
     // An empty metric is refused by the pixel: leave it out like an unset one.
     if (textOf(metrics[name]) !== '') {
@@ -558,6 +587,17 @@ scenarios:
       + '&timestamp=2026-11-28T10%3A00%3A00%2B01%3A00'
       + '&usat_interests=running&usat_interests=jazz%20%26%20blues&enmt_visits=3'
       + '&gtmcb=1700000000000123456');
+- name: attributes and metrics from data-layer objects, a table row winning over the object
+  code: |-
+    mockData.eventAttributesObject = {product: 'tea & cake', colour: 'green', gone: undefined};
+    mockData.eventAttributes = [{name: 'colour', value: 'red'}];
+    mockData.eventMetricsObject = {price: 3.5, empty: ''};
+    let sent;
+    mock('sendPixel', function(url, onSuccess) { sent = url; onSuccess(); });
+    runCode(mockData);
+    assertThat(sent).isEqualTo(PIXEL + '?event=purchase&endpoint_id=ep-1'
+      + '&evat_product=tea%20%26%20cake&evat_colour=red&evmt_price=3.5'
+      + '&gtmcb=1700000000000123456');
 - name: an image that fails to load fails the tag
   code: |-
     mock('sendPixel', function(url, onSuccess, onFailure) { onFailure(); });
@@ -636,6 +676,8 @@ setup: |-
     endpointId: 'ep-1',
     eventId: '',
     timestamp: '',
+    eventAttributesObject: '',
+    eventMetricsObject: '',
     eventAttributes: [],
     eventMetrics: [],
     profileAttributes: [],
