@@ -330,11 +330,6 @@ function cacheBuster() {
 
 function sendImage(url, query) {
   const full = url + '?' + query + '&' + CACHE_BUSTER + '=' + cacheBuster();
-  if (!queryPermission('send_pixel', full)) {
-    log('this template may not send to ' + url + ': add it to the send_pixel permission');
-    data.gtmOnFailure();
-    return;
-  }
   sendPixel(full, data.gtmOnSuccess, data.gtmOnFailure);
 }
 
@@ -348,6 +343,12 @@ function main() {
   const url = textOf(data.pixelUrl);
   if (url.indexOf('?') >= 0 || url.indexOf('#') >= 0) {
     log('the Pixel URL has a query string or fragment; give it as https://.../events');
+    data.gtmOnFailure();
+    return;
+  }
+  // The send_pixel permission is the URL allowlist for both transports.
+  if (!queryPermission('send_pixel', url)) {
+    log('this template may not send to ' + url + ': add it to the send_pixel permission');
     data.gtmOnFailure();
     return;
   }
@@ -660,11 +661,14 @@ scenarios:
     assertApi('logToConsole').wasCalledWith('pixel-relay tag: Pixel URL is empty: nothing sent');
     assertApi('sendPixel').wasNotCalled();
     assertApi('gtmOnSuccess').wasNotCalled();
-- name: a pixel URL outside the send_pixel permission fails with its reason
+- name: a pixel URL outside the send_pixel permission fails with its reason, either transport
   code: |-
     mockData.pixelUrl = 'https://pixel.example.com/events';
     runCode(mockData);
+    mockData.pageMayUnload = true;
+    runCode(mockData);
     assertApi('sendPixel').wasNotCalled();
+    assertApi('callInWindow').wasNotCalled();
     assertApi('gtmOnFailure').wasCalled();
     assertApi('logToConsole').wasCalledWith('pixel-relay tag: this template may not send to '
       + 'https://pixel.example.com/events: add it to the send_pixel permission');
