@@ -5,7 +5,8 @@ never in Lambda.
     python -m devtools.ops dlq --stage prod [--samples 5] [--reason TEXT] [--event-type T]
     python -m devtools.ops dlq replay --stage prod [--reason TEXT] [--rejected-at pinpoint]
                                        [--method auto|move-task|journal] [--resend-in-doubt]
-    python -m devtools.ops url --stage prod [--api-url URL | --stack-name NAME] [--container F]
+    python -m devtools.ops url --stage prod [--api-url URL | --stack-name NAME]
+                                       [--events purchase,signup --container F]
     python -m devtools.ops check --stage prod [--api-url URL | --stack-name NAME]
 
 Queue names, the Pinpoint project and the allowed attributes come from the stage in
@@ -246,6 +247,17 @@ def url_command(args: argparse.Namespace, ops: Ops, out: IO[str], err: IO[str]) 
         policy = HitPolicy.from_env(stage_environment(args.stage, args.project_dir))
     except ConfigError as error:
         raise SystemExit(f"stage {args.stage}: {error}") from None
+    events: tuple[str, ...] = ()
+    if args.container or args.events is not None:
+        if args.events is None:
+            raise SystemExit(
+                "--container needs --events: the data-layer event names the container's"
+                " trigger fires on, e.g. --events purchase,signup (never every event)"
+            )
+        try:
+            events = ops_gtm.event_names(args.events)
+        except ops_gtm.EventNamesError as error:
+            raise SystemExit(str(error)) from None
     base = api_url(args, ops)
     template = ops_gtm.TAG_URL.replace(f"{{{{{ops_gtm.API_URL_VARIABLE}}}}}", base)
     lines = [
@@ -266,14 +278,20 @@ def url_command(args: argparse.Namespace, ops: Ops, out: IO[str], err: IO[str]) 
         example = f"(the stage refuses the example hit: {error})"
     lines += ["", "Example hit with sample values (passes this stage's rules):", f"  {example}"]
     if args.container:
-        path = ops_gtm.write_container(args.container, base, policy)
-        lines += ["", f"Wrote {path}: import it in GTM (Admin > Import Container, Merge)."]
+        path = ops_gtm.write_container(args.container, base, policy, events)
+        lines += [
+            "",
+            f"Wrote {path}: import it in GTM (Admin > Import Container, Merge).",
+            f"  Its trigger fires on these events only: {', '.join(events)}.",
+        ]
     else:
         lines += [
             "",
-            "A container with this URL and these attributes filled in, ready to import:",
-            f"  python -m devtools.ops url --stage {args.stage} --container"
-            f" pixel-relay-{args.stage}.json" + (f" --api-url {base}" if args.api_url else ""),
+            "A container with this URL and these attributes filled in, ready to import"
+            " (--events: the data-layer events to send):",
+            f"  python -m devtools.ops url --stage {args.stage} --events purchase,signup"
+            f" --container pixel-relay-{args.stage}.json"
+            + (f" --api-url {base}" if args.api_url else ""),
         ]
     print("\n".join(lines), file=out)
     return 0
@@ -378,6 +396,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     common(url)
     api_source(url)
     url.add_argument("--container", type=Path, help="also write a GTM container to import")
+    url.add_argument(
+        "--events",
+        help="with --container: the event names its trigger fires on, comma-separated"
+        " (e.g. purchase,signup)",
+    )
 
     check = commands.add_parser("check", help="send a test hit and follow it to Pinpoint")
     common(check)

@@ -1,5 +1,12 @@
-"""The GTM kit: a container export that GTM's *Import Container* accepts, with a Custom Image
-tag pointed at the pixel.
+"""The GTM kit: a container export that GTM's *Import Container* accepts, with the pixel-relay
+tag template (gtm/pixel-relay-tag.tpl, in the export's customTemplate section) and a tag made
+from it, and a Custom Image tag (paused) for people who want no template.
+
+Both tags require `analytics_storage` consent (consentSettings) and fire on one Custom Event
+trigger whose event names are an allowlist (`ops url --events purchase,signup`), never every
+pushed event: vendor and consent-manager events would each cost a request and a refusal.
+Only the template tag is active; the Image tag is imported paused, because two active tags
+would record every event twice.
 
 One Image URL serves every event: a Custom JavaScript variable turns the data-layer objects
 (`attributes`, `metrics`, `userAttributes`, `endpointAttributes`, `endpointMetrics`, as the
@@ -9,21 +16,27 @@ Profile parameters are sent only for names in the stage's ALLOWED_* settings: th
 refuses a whole hit for one profile attribute it does not allow, and the event would be lost.
 
 `gtm/pixel-relay-container.json` is this module's output with no stage (API URL to fill in,
-no profile attributes); `python -m devtools.ops url --stage X --container FILE` writes one
-with the stage's API URL and allowed names filled in. Format: GTM's export format version 2
-(exportFormatVersion, containerVersion with tag/trigger/variable/builtInVariable), as GTM's
-own exports and the Tag Manager API's tag and variable dictionaries describe it.
+no profile attributes, the events of DEFAULT_EVENTS); `python -m devtools.ops url --stage X
+--events a,b --container FILE` writes one with the stage's API URL, allowed names and event
+names filled in, and the template's send_pixel permission narrowed to the stage's API.
+Format: GTM's export format version 2 (exportFormatVersion, containerVersion with
+tag/trigger/variable/builtInVariable/customTemplate), as GTM's own exports and the Tag
+Manager API's tag, variable and consentSettings dictionaries describe it; a template tag's
+type is `cvt_<containerId>_<templateId>`.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+import re
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
+from chalicelib import rules
 from chalicelib.config import HitPolicy
+from chalicelib.rules import FieldError
 from devtools.paths import GTM_CONTAINER, ROOT
 
 CONTAINER_FILE: Final = GTM_CONTAINER
@@ -36,7 +49,16 @@ ENDPOINT_VARIABLE: Final = "enc endpointId"
 EVENT_ID_VARIABLE: Final = "Event ID"
 PARAMETERS_VARIABLE: Final = "pixel-relay parameters"
 TAG_NAME: Final = "pixel-relay Image"
+TEMPLATE_TAG_NAME: Final = "pixel-relay"
 TRIGGER_NAME: Final = "pixel-relay events"
+TEMPLATE_FILE: Final = GTM_CONTAINER.parent / "pixel-relay-tag.tpl"
+TEMPLATE_NAME: Final = "pixel-relay event"
+TEMPLATE_ID: Final = "1"
+# The template's send_pixel permission as checked in; a stage's container narrows it.
+TEMPLATE_URL_PATTERN: Final = '"string": "https://*.amazonaws.com/"'
+CONSENT_TYPE: Final = "analytics_storage"
+# The events of the stage-less kit (the demo page's); `ops url --events` sets a stage's.
+DEFAULT_EVENTS: Final = ("purchase", "signup")
 
 # Data-layer key -> parameter prefix, in the order the parameters are appended.
 DATA_LAYER_GROUPS: Final = (
@@ -46,6 +68,7 @@ DATA_LAYER_GROUPS: Final = (
     ("endpointAttributes", "enat_"),
     ("endpointMetrics", "enmt_"),
 )
+DATA_LAYER_GROUPS_BY_PREFIX: Final = tuple((prefix, key) for key, prefix in DATA_LAYER_GROUPS)
 ENDPOINT_KEY: Final = "endpointId"
 
 TAG_URL: Final = (
@@ -114,6 +137,40 @@ def _parameters_js(policy: HitPolicy) -> str:
 }}"""
 
 
+class EventNamesError(ValueError):
+    """An --events list the pixel would refuse, with the reason."""
+
+
+def event_names(text: str) -> tuple[str, ...]:
+    """`purchase,signup` -> the names, each checked with the pixel's rule for `event`."""
+    names = tuple(dict.fromkeys(name.strip() for name in text.split(",") if name.strip()))
+    if not names:
+        raise EventNamesError("--events: give at least one event name, e.g. purchase,signup")
+    for name in names:
+        try:
+            rules.event_type("event", name)
+        except FieldError as error:
+            raise EventNamesError(f"--events: {name!r}: {error.rule}") from None
+    return names
+
+
+def event_regex(names: Sequence[str]) -> str:
+    """A regex matching exactly these event names (GTM's trigger matches a substring)."""
+    escaped = (re.sub(r"([\\^$.|?*+()\[\]{}/-])", r"\\\1", name) for name in names)
+    return "^(" + "|".join(escaped) + ")$"
+
+
+def template_data(api_url: str, root: Path = ROOT) -> str:
+    """The web tag template as the container carries it. For a stage, its send_pixel
+    permission allows that stage's API only (the checked-in file allows *.amazonaws.com)."""
+    text = (root / TEMPLATE_FILE).read_text()
+    if api_url == API_URL_PLACEHOLDER:
+        return text
+    if text.count(TEMPLATE_URL_PATTERN) != 1:
+        raise RuntimeError(f"{TEMPLATE_FILE}: the send_pixel URL pattern is not where expected")
+    return text.replace(TEMPLATE_URL_PATTERN, json.dumps(api_url).join(['"string": ', ""]))
+
+
 def _template(key: str, value: str) -> dict[str, str]:
     return {"type": "TEMPLATE", "key": key, "value": value}
 
@@ -159,15 +216,82 @@ def _condition(kind: str, left: str, right: str, negate: bool = False) -> dict[s
     return {"type": kind, "parameter": parameter}
 
 
+def _consent() -> dict[str, Any]:
+    return {
+        "consentStatus": "NEEDED",
+        "consentType": {"type": "LIST", "list": [{"type": "TEMPLATE", "value": CONSENT_TYPE}]},
+    }
+
+
+def _boolean(key: str, value: bool) -> dict[str, str]:
+    return {"type": "BOOLEAN", "key": key, "value": "true" if value else "false"}
+
+
+def _row(**cells: str) -> dict[str, Any]:
+    return {"type": "MAP", "map": [_template(key, value) for key, value in cells.items()]}
+
+
+def _profile_variable(prefix: str, name: str) -> str:
+    key = dict(DATA_LAYER_GROUPS_BY_PREFIX)[prefix]
+    return f"DLV {key}.{name}"
+
+
+def _template_tag_parameters(policy: HitPolicy) -> list[dict[str, Any]]:
+    """The template tag's fields: the same data-layer model as the Image tag; one profile
+    row per name the stage allows, read from the data layer (unset values are left out)."""
+    profile = [
+        _row(kind=prefix, name=name, value=f"{{{{{_profile_variable(prefix, name)}}}}}")
+        for prefix, name in _allowed_profile_names(policy)
+    ]
+    return [
+        _template("pixelUrl", f"{{{{{API_URL_VARIABLE}}}}}events"),
+        _template("eventName", "{{Event}}"),
+        _template("endpointId", f"{{{{DLV {ENDPOINT_KEY}}}}}"),
+        _template("eventId", f"{{{{{EVENT_ID_VARIABLE}}}}}"),
+        _template("eventAttributesObject", "{{DLV attributes}}"),
+        _template("eventMetricsObject", "{{DLV metrics}}"),
+        {"type": "LIST", "key": "profileAttributes", "list": profile},
+        _boolean("pageMayUnload", False),
+        _boolean("requireAnalyticsStorage", True),
+    ]
+
+
+def _allowed_profile_names(policy: HitPolicy) -> list[tuple[str, str]]:
+    return [
+        (prefix, name)
+        for prefix, names in (
+            ("usat_", policy.allowed_user_attributes),
+            ("enat_", policy.allowed_endpoint_attributes),
+            ("enmt_", policy.allowed_endpoint_metrics),
+        )
+        for name in sorted(names)
+    ]
+
+
 def container(
-    api_url: str = API_URL_PLACEHOLDER, policy: HitPolicy | None = None
+    api_url: str = API_URL_PLACEHOLDER,
+    policy: HitPolicy | None = None,
+    events: Sequence[str] = DEFAULT_EVENTS,
 ) -> dict[str, Any]:
-    """A GTM container export (format version 2) with the pixel-relay tag, trigger and
-    variables. `api_url` ends with `/` (the stage's base, as `chalice url` prints it)."""
+    """A GTM container export (format version 2) with the pixel-relay template, its tag, the
+    Image tag (paused), the trigger for `events` and the variables. `api_url` ends with `/`
+    (the stage's base, as `chalice url` prints it)."""
     policy = policy or HitPolicy()
     if not api_url.endswith("/"):
         api_url += "/"
     trigger_id = "1"
+    profile_variables = [
+        _Variable(
+            _profile_variable(prefix, name),
+            "v",
+            [
+                {"type": "INTEGER", "key": "dataLayerVersion", "value": "2"},
+                {"type": "BOOLEAN", "key": "setDefaultValue", "value": "false"},
+                _template("name", _profile_variable(prefix, name).removeprefix("DLV ")),
+            ],
+        )
+        for prefix, name in _allowed_profile_names(policy)
+    ]
     variables = [
         {
             **_ids(),
@@ -176,7 +300,7 @@ def container(
             "type": v.type,
             "parameter": v.parameter,
         }
-        for index, v in enumerate(_variables(api_url, policy), start=1)
+        for index, v in enumerate([*_variables(api_url, policy), *profile_variables], start=1)
     ]
     return {
         "exportFormatVersion": 2,
@@ -205,10 +329,27 @@ def container(
                     ],
                     "firingTriggerId": [trigger_id],
                     "tagFiringOption": "ONCE_PER_EVENT",
-                    "notes": "pixel-relay: one hit per data-layer event. Answers 200 (a GIF) when"
-                    " the event is queued; 400 names the broken rule (network panel);"
-                    " 503 when it could not be queued. See docs/gtm-setup.md.",
-                }
+                    "paused": True,
+                    "consentSettings": _consent(),
+                    "notes": "pixel-relay without a template: paused, because the template tag"
+                    f" '{TEMPLATE_TAG_NAME}' sends the same events (unpause this one and pause"
+                    " that one to use it). Answers 200 (a GIF) when the event is queued; 400"
+                    " names the broken rule (network panel, X-Pixel-Relay-Refusal header); 503"
+                    " when it could not be queued. See docs/gtm-setup.md.",
+                },
+                {
+                    **_ids(),
+                    "tagId": "2",
+                    "name": TEMPLATE_TAG_NAME,
+                    "type": f"cvt_{_ids()['containerId']}_{TEMPLATE_ID}",
+                    "parameter": _template_tag_parameters(policy),
+                    "firingTriggerId": [trigger_id],
+                    "tagFiringOption": "ONCE_PER_EVENT",
+                    "consentSettings": _consent(),
+                    "notes": "pixel-relay through its tag template: every value encoded by the"
+                    " template; tick 'The page may unload' in a copy of this tag for events"
+                    " fired on a link click or page hide (sendBeacon). See docs/gtm-setup.md.",
+                },
             ],
             "trigger": [
                 {
@@ -216,17 +357,27 @@ def container(
                     "triggerId": trigger_id,
                     "name": TRIGGER_NAME,
                     "type": "CUSTOM_EVENT",
-                    # Every pushed event except GTM's own (gtm.js, gtm.dom, gtm.load, ...),
-                    # once the page has pushed an endpointId.
-                    "customEventFilter": [_condition("MATCH_REGEX", "{{_event}}", ".*")],
+                    # Only the events named (ops url --events), once the page has pushed an
+                    # endpointId.
+                    "customEventFilter": [
+                        _condition("MATCH_REGEX", "{{_event}}", event_regex(events))
+                    ],
                     "filter": [
-                        _condition("STARTS_WITH", "{{Event}}", "gtm.", negate=True),
                         _condition("EQUALS", f"{{{{DLV {ENDPOINT_KEY}}}}}", "undefined", True),
                     ],
                 }
             ],
             "variable": variables,
             "builtInVariable": [{**_ids(), "type": "EVENT", "name": "Event"}],
+            "customTemplate": [
+                {
+                    **_ids(),
+                    "templateId": TEMPLATE_ID,
+                    "name": TEMPLATE_NAME,
+                    "fingerprint": "0",
+                    "templateData": template_data(api_url),
+                }
+            ],
         },
     }
 
@@ -235,9 +386,11 @@ def render(document: dict[str, Any]) -> str:
     return json.dumps(document, indent=2, ensure_ascii=False) + "\n"
 
 
-def write_container(path: Path, api_url: str, policy: HitPolicy) -> Path:
+def write_container(
+    path: Path, api_url: str, policy: HitPolicy, events: Sequence[str] = DEFAULT_EVENTS
+) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(render(container(api_url, policy)))
+    path.write_text(render(container(api_url, policy, events)))
     return path
 
 

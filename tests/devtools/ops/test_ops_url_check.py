@@ -66,7 +66,17 @@ def test_url_names_the_profile_attributes_the_stage_allows_and_writes_a_containe
 ) -> None:
     allow_profile_attributes(project)
     container = tmp_path / "pixel-relay-dev.json"
-    text = run_url("--api-url", API, "--project-dir", str(project), "--container", str(container))
+    text = run_url(
+        "--api-url",
+        API,
+        "--project-dir",
+        str(project),
+        "--events",
+        "purchase,sign_up",
+        "--container",
+        str(container),
+    )
+    assert "Its trigger fires on these events only: purchase, sign_up." in text
     assert "usat_favourite colour" in text
     assert "from dataLayer userAttributes.language" in text
     assert "enmt_visits" in text
@@ -80,6 +90,34 @@ def test_url_names_the_profile_attributes_the_stage_allows_and_writes_a_containe
     code = variables["pixel-relay parameters"]["parameter"][0]["value"]
     assert '"usat_": ["favourite colour", "language"]' in code
     assert '"enmt_": ["visits"]' in code
+    [trigger] = document["containerVersion"]["trigger"]
+    assert trigger["customEventFilter"][0]["parameter"][1]["value"] == "^(purchase|sign_up)$"
+    template_tag = next(t for t in document["containerVersion"]["tag"] if t["type"] != "img")
+    [profile] = [p for p in template_tag["parameter"] if p["key"] == "profileAttributes"]
+    rows = [{cell["key"]: cell["value"] for cell in row["map"]} for row in profile["list"]]
+    assert {"kind": "usat_", "name": "favourite colour"}.items() <= rows[0].items()
+    assert [row["kind"] + row["name"] for row in rows] == [
+        "usat_favourite colour",
+        "usat_language",
+        "enmt_visits",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--container", "CONTAINER"], "--container needs --events"),
+        (["--events", "purchase,_secret", "--container", "CONTAINER"], "'_secret'"),
+    ],
+)
+def test_url_refuses_a_container_without_a_valid_event_allowlist(
+    args: list[str], message: str, tmp_path: Path
+) -> None:
+    container = tmp_path / "pixel-relay-dev.json"
+    args = [str(container) if arg == "CONTAINER" else arg for arg in args]
+    with pytest.raises(SystemExit, match=message):
+        run_url("--api-url", API, *args)
+    assert not container.exists()
 
 
 def test_url_reads_the_endpoint_from_a_cloudformation_stack(moto: str) -> None:
