@@ -193,18 +193,18 @@ def _attribute_matches(
     attribute: JsonObject, fields: Mapping[str, str | None], source: Mapping[str, Any]
 ) -> bool:
     operator = attribute["ComparisonOperator"]
+    if operator not in _TEXT and operator not in _NUMERIC:
+        raise NotEvaluatedError(f"the stand-in does not evaluate {operator}")
     value = _value(attribute, fields, source)
     if value is None:
         return False
     wanted = [str(v) for v in attribute["Values"]]
     if operator in _TEXT:
         return any(_TEXT[operator](value, w) for w in wanted)
-    if operator in _NUMERIC:
-        try:
-            return _NUMERIC[operator](float(value), float(wanted[0]))
-        except ValueError:
-            return False
-    raise NotEvaluatedError(f"the stand-in does not evaluate {operator}")
+    try:
+        return _NUMERIC[operator](float(value), float(wanted[0]))
+    except ValueError:
+        return False
 
 
 def _value(
