@@ -20,7 +20,7 @@ from typing import Any, Final, Protocol
 
 from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
 
-from chalicelib import telemetry
+from chalicelib import limits, telemetry
 from chalicelib.destinations.base import (
     DestinationSpec,
     Outcome,
@@ -48,6 +48,11 @@ MAX_PROFILE_ATTRIBUTE_CHARS: Final = 255
 # documents other punctuation in accessors, so only these names are mapped.
 _MAPPABLE_ATTRIBUTE: Final = re.compile(r"[A-Za-z0-9_]+")
 VALUE_SEPARATOR: Final = ", "
+# An event trigger is named TRIGGER_PREFIX + the event type; its name is 1-64 of
+# [a-zA-Z0-9_-] (botocore's model), and an event type is at most 50 characters.
+TRIGGER_PREFIX: Final = "pixel-relay-"
+MAX_TRIGGER_EVENT_CHARS: Final = limits.EVENT_TYPE_LENGTH
+_TRIGGER_EVENT: Final = re.compile(rf"[A-Za-z0-9_-]{{1,{MAX_TRIGGER_EVENT_CHARS}}}")
 
 # Profile attributes pixel-relay writes itself; an allowed user attribute may not take them.
 ENDPOINT_ID_ATTRIBUTE: Final = "pixel_relay_endpoint_id"
@@ -73,6 +78,9 @@ class Settings:
     timeout_seconds: int
     # Mapped onto the profile by the object type (ALLOWED_USER_ATTRIBUTES, as the pixel).
     user_attributes: frozenset[str]
+    # PROFILES_TRIGGER_EVENTS: one event trigger per event type (`make profiles-setup` and
+    # the CloudFormation path create them; the consumer only writes objects).
+    trigger_events: tuple[str, ...] = ()
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:
@@ -85,6 +93,7 @@ class Settings:
             object_type=_object_type(reader),
             timeout_seconds=reader.delivery_timeout(),
             user_attributes=mappable_attributes(reader.attribute_names("ALLOWED_USER_ATTRIBUTES")),
+            trigger_events=trigger_events(reader.names("PROFILES_TRIGGER_EVENTS")),
         )
 
 
@@ -97,6 +106,22 @@ def _object_type(reader: Reader) -> str:
     if name.startswith("_"):
         raise ConfigError("PROFILES_OBJECT_TYPE", "may not start with _ (AWS's standard types)")
     return name
+
+
+def trigger_events(names: Iterable[str]) -> tuple[str, ...]:
+    """PROFILES_TRIGGER_EVENTS, sorted: each an event type the pixel accepts, and usable in
+    the trigger's name (`pixel-relay-<event>`: letters, digits, _ and - only)."""
+    for name in sorted(names):
+        if name.startswith("_"):
+            refused = f"{name!r}: the pixel refuses event types starting with _"
+            raise ConfigError("PROFILES_TRIGGER_EVENTS", refused)
+        if not _TRIGGER_EVENT.fullmatch(name):
+            raise ConfigError(
+                "PROFILES_TRIGGER_EVENTS",
+                f"{name!r}: an event trigger is named after its event type, so only letters,"
+                f" digits, _ and - are allowed, at most {MAX_TRIGGER_EVENT_CHARS} characters",
+            )
+    return tuple(sorted(names))
 
 
 def mappable_attributes(names: Iterable[str]) -> frozenset[str]:

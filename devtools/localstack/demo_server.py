@@ -16,7 +16,9 @@ Routes:
 - `GET /events?<query>` the relay: the same raw query to `{pixel_url}/events`, the browser's
   `Accept` and `User-Agent` unchanged, the pixel's status, type, cache headers and body back
   byte for byte; 502 with a plain-text reason when the pixel cannot be reached.
-- `GET /api/config` what the page shows about this stack (the pixel's URL).
+- `GET /api/config` what the page shows about this stack: the pixel's URL and the destination
+  whose deliveries it shows (for customer-profiles, each card shows the profile object and
+  the event triggers it fired: "would start the campaign of trigger X").
 - `GET /api/hits?after=<seq>` journal entries after `seq`, oldest first.
 - `GET /api/delivered?after=<n>` `delivered()[n:]`, each with `index` and `observed_at`.
 - `POST /api/outage` `{"calls": n}` (1..20): the destination fails its next n calls. 204.
@@ -119,6 +121,7 @@ class DemoServer(LoopbackService):
     `delivered()` returns the events the destination accepted so far, in delivery order, each
     a mapping with `endpoint_id`, `event_id`, `event` and `endpoint`. `simulate_outage(n)`
     makes the destination fail its next n calls. Both are called from server threads.
+    `destination` names where delivered() comes from (the page labels and shows it so).
     """
 
     def __init__(
@@ -128,6 +131,7 @@ class DemoServer(LoopbackService):
         simulate_outage: Callable[[int], None],
         host: str = "127.0.0.1",
         port: int = 0,
+        destination: str = "pinpoint",
     ) -> None:
         parts = urlsplit(pixel_url)
         if parts.scheme not in {"http", "https"} or not parts.hostname:
@@ -138,6 +142,7 @@ class DemoServer(LoopbackService):
         self._pixel = parts
         self._delivered = delivered
         self._simulate_outage = simulate_outage
+        self.destination = destination
         super().__init__(host, port)
         self._lock = threading.Lock()
         self._journal: deque[JournalEntry] = deque(maxlen=JOURNAL_SIZE)
@@ -295,7 +300,13 @@ class _Handler(LoopbackHandler[DemoServer]):
         elif path.startswith("/static/"):
             self._static(path.removeprefix("/static/"))
         elif path == "/api/config":
-            self._json({"pixel_url": self.service.pixel_url, "relay": "/events"})
+            self._json(
+                {
+                    "pixel_url": self.service.pixel_url,
+                    "relay": "/events",
+                    "destination": self.service.destination,
+                }
+            )
         elif path == "/api/hits":
             after = self._counter(query)
             if after is not None:

@@ -392,6 +392,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             simulate_outage=dry_run_pieces.simulate_outage if dry_run_pieces else _no_outage,
             host=HOST,
             port=ports["demo"],
+            destination=settings.destinations[0],
         ).start()
         stack.callback(demo.stop)
 

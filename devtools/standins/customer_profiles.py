@@ -2,7 +2,9 @@
 
 moto does not implement Customer Profiles, so this small HTTP server speaks just enough of
 its REST API (rest-json, paths from botocore's model) for a real boto3 client pointed at
-`url` to work: PutProfileObject, PutProfileObjectType, GetProfileObjectType and GetDomain.
+`url` to work: PutProfileObject, PutProfileObjectType, GetProfileObjectType, GetDomain and
+the event trigger operations (`devtools.standins.event_triggers`, which also says which
+triggers each accepted object fires).
 It checks every request against botocore's model, applies an object type's keys and its
 `_profile` targets the way the service documents them (a UNIQUE key replaces the object
 with the same value; a PROFILE key finds or creates the profile), can be told to fail on
@@ -27,7 +29,7 @@ from typing import Any, Final
 from urllib.parse import unquote, urlsplit
 
 from devtools.loopback import QuietServer, ServiceServer
-from devtools.standins import base
+from devtools.standins import base, event_triggers
 from devtools.standins.base import (
     JsonObject,
     RequestError,
@@ -54,6 +56,10 @@ _ROUTES: Final[tuple[tuple[str, re.Pattern[str], str], ...]] = (
     ("PUT", re.compile(r"/domains/([^/]+)/object-types/([^/]+)"), "PutProfileObjectType"),
     ("GET", re.compile(r"/domains/([^/]+)/object-types/([^/]+)"), "GetProfileObjectType"),
     ("GET", re.compile(r"/domains/([^/]+)"), "GetDomain"),
+    ("POST", re.compile(r"/domains/([^/]+)/event-triggers/([^/]+)"), "CreateEventTrigger"),
+    ("PUT", re.compile(r"/domains/([^/]+)/event-triggers/([^/]+)"), "UpdateEventTrigger"),
+    ("GET", re.compile(r"/domains/([^/]+)/event-triggers/([^/]+)"), "GetEventTrigger"),
+    ("GET", re.compile(r"/domains/([^/]+)/event-triggers"), "ListEventTriggers"),
 )
 
 
@@ -66,6 +72,8 @@ class AcceptedObject:
     object: JsonObject
     unique_key: str
     profile_id: str | None
+    # The domain's event triggers this object fired (devtools.standins.event_triggers).
+    fired_triggers: tuple[event_triggers.TriggerVerdict, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -85,6 +93,7 @@ class _Domain:
     object_keys: dict[tuple[str, str], str] = field(default_factory=dict)
     profiles: dict[str, JsonObject] = field(default_factory=dict)
     profile_index: dict[tuple[str, str], str] = field(default_factory=dict)
+    triggers: event_triggers.EventTriggers = field(default_factory=event_triggers.EventTriggers)
     created_at: float = field(default_factory=time.time)
 
 
@@ -205,6 +214,9 @@ class ProfilesStandIn(StandIn[RecordedRequest, AcceptedObject]):
             return dict(_object_type(state, path[1]))
         if operation == "PutProfileObjectType":
             return self._put_object_type(state, path[1], body)
+        if operation in event_triggers.OPERATIONS:
+            name = path[1] if len(path) > 1 else None
+            return state.triggers.handle(operation, name, body, state.object_types)
         return self._put_object(path[0], state, body)
 
     def _put_object_type(self, state: _Domain, name: str, body: JsonObject) -> JsonObject:
@@ -261,7 +273,8 @@ class ProfilesStandIn(StandIn[RecordedRequest, AcceptedObject]):
         type_name = body["ObjectTypeName"]
         state.objects[(type_name, unique[1])] = source
         object_key = state.object_keys.setdefault((type_name, unique[1]), str(uuid.uuid4()))
-        record = AcceptedObject(domain, type_name, source, unique[1], profile_id)
+        fired = state.triggers.evaluate(type_name, values, source, profile_id)
+        record = AcceptedObject(domain, type_name, source, unique[1], profile_id, tuple(fired))
         self._accept(record)
         return {"ProfileObjectUniqueKey": object_key}
 
@@ -298,7 +311,7 @@ def model_problems(operation: str, path: Sequence[str], body: JsonObject) -> str
     params = dict(body)
     params["DomainName"] = path[0]
     if len(path) > 1:
-        params["ObjectTypeName"] = path[1]
+        params["EventTriggerName" if "EventTrigger" in operation else "ObjectTypeName"] = path[1]
     return base.model_problems("customer-profiles", operation, params)
 
 

@@ -265,7 +265,9 @@ def test_setup_command_creates_then_changes_nothing(
     lines = capsys.readouterr().out.splitlines()
     assert lines == [
         f"created object type 'PixelRelayEvent' in domain '{DOMAIN}'",
+        "no event triggers: PROFILES_TRIGGER_EVENTS is empty",
         f"object type 'PixelRelayEvent' in domain '{DOMAIN}' is up to date; nothing to do",
+        "no event triggers: PROFILES_TRIGGER_EVENTS is empty",
     ]
 
 

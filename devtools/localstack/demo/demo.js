@@ -1,5 +1,6 @@
 // pixel-relay demo page: a data-layer form, an offline stand-in for a GTM Custom Image tag,
-// and a live view of each hit (what GTM saw, what the pixel answered, what Pinpoint received).
+// and a live view of each hit (what GTM saw, what the pixel answered, what the destination
+// received: Pinpoint's event, or the Customer Profiles object and the event triggers it fired).
 // Plain JavaScript, no build step; it talks only to the demo server that serves it, unless the
 // page is opened with ?gtm=GTM-XXXXXXX to load a real container.
 "use strict";
@@ -11,9 +12,18 @@ const STORAGE_KEY = "pixel-relay-demo.endpoint-id";
 const OUTAGE_CALLS = 3;
 const RELAY_BASE = ""; // the stand-in requests /events on this page's own origin
 const GTM_ID = /^GTM-[A-Z0-9]{4,12}$/;
+// How the page names the destination whose deliveries it shows (/api/config's destination).
+const DESTINATIONS = {
+  pinpoint: { name: "Pinpoint", call: "PutEvents calls" },
+  "customer-profiles": { name: "Customer Profiles", call: "object writes" },
+  firehose: { name: "Firehose", call: "PutRecordBatch calls" },
+  eventbridge: { name: "EventBridge", call: "PutEvents calls" },
+  kinesis: { name: "Kinesis", call: "PutRecords calls" },
+};
 
 const state = {
   pixelUrl: "http://127.0.0.1:8000",
+  destination: "pinpoint",
   cards: new Map(), // card key -> card
   byHitId: new Map(), // gtmcb (or server id) -> card
   byEventId: new Map(), // event_id -> card
@@ -330,7 +340,7 @@ async function simulateOutage() {
       state.outageSince = Date.now();
       status.className = "outage-status active";
       status.textContent =
-        `Pinpoint will fail its next ${OUTAGE_CALLS} PutEvents calls. ` +
+        `${destinationName()} will fail its next ${OUTAGE_CALLS} ${destinationInfo().call}. ` +
         "Send an event and watch its card wait, then arrive.";
     } else {
       status.className = "outage-status error";
@@ -392,14 +402,16 @@ function buildCardElement(card) {
     <ol class="steps">
       <li class="step" data-testid="gtm"><span class="step-label">GTM tag</span><strong></strong><span class="detail"></span></li>
       <li class="step" data-testid="answer"><span class="step-label">Pixel answered</span><strong></strong><span class="detail"></span></li>
-      <li class="step" data-testid="delivery"><span class="step-label">Pinpoint</span><strong></strong><span class="detail"></span></li>
+      <li class="step" data-testid="delivery"><span class="step-label"></span><strong></strong><span class="detail"></span></li>
     </ol>
     <pre class="reason" data-testid="reason" hidden></pre>
     <div class="delivered" data-testid="delivered-block" hidden>
       <p class="delivered-caption"></p>
       <pre class="json" data-testid="delivered"></pre>
       <pre class="json" data-testid="delivered-endpoint" hidden></pre>
+      <ul class="triggers" data-testid="triggers" hidden></ul>
     </div>`;
+  item.querySelector("[data-testid=delivery] .step-label").textContent = destinationName();
   return item;
 }
 
@@ -436,7 +448,9 @@ function renderCard(card) {
   const block = item.querySelector(".delivered");
   const record = card.deliveries[0];
   block.hidden = !record;
-  if (record) {
+  if (record && record.destination === "customer-profiles") {
+    renderProfileObject(item, record);
+  } else if (record) {
     const caption = item.querySelector(".delivered-caption");
     const path = `BatchItem["${record.endpoint_id}"].Events["${record.event_id}"]`;
     caption.textContent =
@@ -450,6 +464,57 @@ function renderCard(card) {
     endpoint.textContent = update ? `Endpoint update: ${formatJson(update)}` : "";
   }
   renderCounters();
+}
+
+/** A Customer Profiles delivery: the object as stored, and the event triggers it fired. */
+function renderProfileObject(item, record) {
+  const received = record.received || {};
+  const object = received.Object || {};
+  const caption = item.querySelector(".delivered-caption");
+  caption.textContent =
+    `Delivered at ${clock(Date.parse(record.observed_at))} · profile object ` +
+    `${received.ObjectTypeName || ""} on the profile of endpoint ${record.endpoint_id}`;
+  caption.title = `object_id ${object.object_id || ""}`;
+  item.querySelector("[data-testid=delivered]").textContent = formatJson(object);
+  item.querySelector("[data-testid=delivered-endpoint]").hidden = true;
+  const list = item.querySelector("[data-testid=triggers]");
+  list.replaceChildren();
+  const verdicts = received.EventTriggers || [];
+  for (const verdict of verdicts) {
+    const line = element("li", {
+      class: verdict.WouldStart ? "trigger start" : "trigger held",
+      "data-testid": "trigger",
+      "data-trigger": verdict.EventTriggerName,
+    });
+    line.textContent = verdict.WouldStart
+      ? `Would start the campaign of trigger ${verdict.EventTriggerName}` +
+        (verdict.Reason ? ` ${verdict.Reason}` : "")
+      : `Trigger ${verdict.EventTriggerName} matched; no campaign start: ${verdict.Reason}`;
+    list.append(line);
+  }
+  if (!verdicts.length) {
+    const line = element("li", { class: "trigger none", "data-testid": "no-trigger" });
+    line.textContent = "No event trigger matched this object: no campaign would start";
+    list.append(line);
+  }
+  list.hidden = false;
+}
+
+/** The header, the outage button and its note name the destination the page shows. */
+function showDestination() {
+  const info = destinationInfo();
+  document.getElementById("flow-destination").textContent = info.name;
+  document.getElementById("outage").textContent =
+    `Simulate a ${info.name} outage (next ${OUTAGE_CALLS} calls fail)`;
+  document.getElementById("outage-calls").textContent = info.call;
+}
+
+function destinationInfo() {
+  return DESTINATIONS[state.destination] || { name: state.destination, call: "calls" };
+}
+
+function destinationName() {
+  return destinationInfo().name;
 }
 
 function setStep(item, testid, tone, label, detail) {
@@ -517,7 +582,7 @@ function deliveryState(card) {
       state: "waiting",
       tone: "wait",
       label: "Waiting for the consumer",
-      detail: `on the queue for ${seconds(waited)}${state.outageSince !== null ? "; Pinpoint failing" : ""}`,
+      detail: `on the queue for ${seconds(waited)}${state.outageSince !== null ? `; ${destinationName()} failing` : ""}`,
     };
   }
   const why = {
@@ -578,11 +643,11 @@ async function pollDelivered() {
   for (const record of records) {
     state.deliveredCount = Math.max(state.deliveredCount, record.index + 1);
     if (state.outageSince !== null && Date.parse(record.observed_at) >= state.outageSince) {
-      // A PutEvents call succeeded: the failing calls are used up.
+      // A call to the destination succeeded: the failing calls are used up.
       state.outageSince = null;
       const status = document.getElementById("outage-status");
       status.className = "outage-status over";
-      status.textContent = "Pinpoint is back: the consumer's retry delivered what was waiting.";
+      status.textContent = `${destinationName()} is back: the consumer's retry delivered what was waiting.`;
     }
     const card = state.byEventId.get(record.event_id);
     if (card) {
@@ -776,9 +841,11 @@ async function start() {
   try {
     const config = await fetchJson("/api/config");
     state.pixelUrl = config.pixel_url;
+    state.destination = config.destination || state.destination;
   } catch {
     // keep the default; polling reports the server as unreachable
   }
+  showDestination();
   showTemplate();
 
   const container = gtmContainer();

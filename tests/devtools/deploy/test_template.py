@@ -25,7 +25,7 @@ STAGE = "dev"
 
 
 def resources_of(template: dict[str, Any], kind: str) -> dict[str, Any]:
-    return {k: v for k, v in template["Resources"].items() if v["Type"] == kind}
+    return {k: v for k, v in template["Resources"].items() if v.get("Type") == kind}
 
 
 def test_cfn_lint_finds_nothing_in_the_package_or_the_transformed_template(
@@ -262,3 +262,106 @@ def test_the_bundle_ships_bytecode_for_the_app_and_its_dependencies(packaged: Pa
             pyc = bundle.read(cache_name(source))
             assert pyc[8:16] == importlib.util.source_hash(bundle.read(source)), source
         assert cache_name("aws_lambda_powertools/__init__.py") in names
+
+
+# Customer Profiles --------------------------------------------------------------------------
+
+
+def _project_with(tmp_path: Path, **variables: str) -> Path:
+    """A copy of the project whose dev stage sets `variables`."""
+    from tests.devtools.deploy_fixtures import copy_project
+
+    root = copy_project(tmp_path / "project")
+    config_file = root / ".chalice" / "config.json"
+    config = json.loads(config_file.read_text())
+    config["stages"][STAGE]["environment_variables"].update(variables)
+    config_file.write_text(json.dumps(config))
+    return root
+
+
+def test_customer_profiles_resources_match_what_profiles_setup_sends_and_pass_cfn_lint(
+    tmp_path: Path,
+) -> None:
+    from chalicelib.destinations.customer_profiles import Settings, object_type_definition
+    from devtools.deploy.package import lint
+    from devtools.deploy.profiles_setup import event_trigger_definition
+    from devtools.deploy.template import merge_template
+
+    root = _project_with(
+        tmp_path,
+        DESTINATIONS="customer-profiles",
+        PROFILES_TRIGGER_EVENTS="purchase_success,sign-up,sign_up",
+        ALLOWED_USER_ATTRIBUTES="plan",
+    )
+    template = merge_template(STAGE, root)
+    settings = Settings.from_env(stage_environment(STAGE, root))
+    domain = {"Fn::If": ["CreatesProfilesDomain", {"Ref": "ProfilesDomain"}, settings.domain]}
+
+    [domain_resource] = resources_of(template, "AWS::CustomerProfiles::Domain").values()
+    assert domain_resource["Condition"] == "CreatesProfilesDomain"
+    assert domain_resource["DeletionPolicy"] == "Retain"
+    assert domain_resource["Properties"]["DomainName"] == "pixel-relay-dev"
+    assert template["Parameters"]["CreateProfilesDomain"]["Default"] == "true"
+
+    [object_type] = resources_of(template, "AWS::CustomerProfiles::ObjectType").values()
+    properties = object_type["Properties"]
+    definition = object_type_definition(settings)
+    assert properties["DomainName"] == domain
+    assert properties["ObjectTypeName"] == "PixelRelayEvent"
+    assert {f["Name"]: f["ObjectTypeField"] for f in properties["Fields"]} == definition["Fields"]
+    assert {k["Name"]: k["ObjectTypeKeyList"] for k in properties["Keys"]} == definition["Keys"]
+    assert "user.plan" in {f["Name"] for f in properties["Fields"]}
+
+    triggers = resources_of(template, "AWS::CustomerProfiles::EventTrigger")
+    # sign-up and sign_up are two triggers with two distinct logical ids.
+    assert len(triggers) == 3
+    by_name = {t["Properties"]["EventTriggerName"]: t for t in triggers.values()}
+    for event in ("purchase_success", "sign-up", "sign_up"):
+        trigger = by_name[f"pixel-relay-{event}"]
+        assert trigger["DependsOn"] == "ProfilesObjectType"
+        expected = {**event_trigger_definition(settings, event), "DomainName": domain}
+        assert trigger["Properties"] == expected
+        [condition] = trigger["Properties"]["EventTriggerConditions"]
+        [dimension] = condition["EventTriggerDimensions"]
+        assert dimension["ObjectAttributes"] == [
+            {"FieldName": "event_type", "ComparisonOperator": "EQUAL", "Values": [event]}
+        ]
+
+    # cfn-lint on the Customer Profiles part alone (the rest refers to Chalice's resources).
+    part = {
+        "AWSTemplateFormatVersion": "2010-09-09",
+        "Parameters": {"CreateProfilesDomain": template["Parameters"]["CreateProfilesDomain"]},
+        "Conditions": {"CreatesProfilesDomain": template["Conditions"]["CreatesProfilesDomain"]},
+        "Resources": {
+            name: resource
+            for name, resource in template["Resources"].items()
+            if resource.get("Type", "").startswith("AWS::CustomerProfiles::")
+        },
+    }
+    path = tmp_path / "profiles.json"
+    path.write_text(json.dumps(part, indent=1))
+    assert lint(path, root) == 0
+
+
+def test_no_customer_profiles_resources_without_the_destination(tmp_path: Path) -> None:
+    from devtools.deploy.template import merge_template
+
+    root = _project_with(
+        tmp_path, DESTINATIONS="pinpoint", PROFILES_TRIGGER_EVENTS="purchase_success"
+    )
+    template = merge_template(STAGE, root)
+    assert not [
+        r for r in template["Resources"].values() if "CustomerProfiles" in r.get("Type", "")
+    ]
+    assert "CreateProfilesDomain" not in template["Parameters"]
+
+
+def test_a_bad_trigger_event_is_named_before_anything_is_packaged(tmp_path: Path) -> None:
+    from chalicelib.config import ConfigError
+    from devtools.deploy.template import merge_template
+
+    root = _project_with(
+        tmp_path, DESTINATIONS="customer-profiles", PROFILES_TRIGGER_EVENTS="add to cart"
+    )
+    with pytest.raises(ConfigError, match="PROFILES_TRIGGER_EVENTS: 'add to cart'"):
+        merge_template(STAGE, root)

@@ -391,7 +391,11 @@ def test_outage_failure_is_reported(pixel: FakePixel) -> None:
 
 
 def test_config_names_the_pixel(demo: DemoServer, pixel: FakePixel) -> None:
-    assert request(demo.url, "/api/config").json() == {"pixel_url": pixel.url, "relay": "/events"}
+    assert request(demo.url, "/api/config").json() == {
+        "pixel_url": pixel.url,
+        "relay": "/events",
+        "destination": "pinpoint",
+    }
 
 
 # Static files ------------------------------------------------------------------------------
@@ -672,3 +676,102 @@ def test_endpoint_id_is_kept_across_reloads(page: Any) -> None:
     page.reload()
     page.wait_for_selector("body[data-ready=true]")
     assert page.input_value("#endpoint-id") == second
+
+
+# Customer Profiles: the object and the event triggers it fired -----------------------------
+
+
+@pytest.fixture
+def profiles_dry_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """The dry run's Customer Profiles stand-in, set up as `make profiles-setup` would with
+    PROFILES_TRIGGER_EVENTS=purchase_success, and the real destination's client on it."""
+    from chalicelib.destinations import registry
+    from devtools.localstack.dry_run import DryRun
+
+    environment = {
+        "PROFILES_DOMAIN": "pixel-relay-dev",
+        "PROFILES_TRIGGER_EVENTS": "purchase_success",
+    }
+    said: list[str] = []
+    dry_run = DryRun(
+        ("customer-profiles",),
+        environment,
+        tmp_path / "dry-run.jsonl",
+        said.append,
+        moto_url=f"http://127.0.0.1:{closed_port()}",
+        host="127.0.0.1",
+    )
+    endpoints = dry_run.start()
+    for name, value in {
+        **endpoints,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }.items():
+        monkeypatch.setenv(name, value)
+    settings = registry.settings_for(("customer-profiles",), environment)["customer-profiles"]
+    yield dry_run, registry.create("customer-profiles", settings)
+    dry_run.stop()
+
+
+def test_page_shows_the_profile_object_and_the_campaign_its_trigger_would_start(
+    chromium: Any, pixel: FakePixel, profiles_dry_run: Any
+) -> None:
+    dry_run, destination = profiles_dry_run
+    delivered = lambda: dry_run.delivered("customer-profiles")  # noqa: E731
+    with DemoServer(
+        pixel.url, delivered, dry_run.simulate_outage, destination="customer-profiles"
+    ) as demo:
+        context = chromium.new_context(viewport={"width": 1280, "height": 900})
+        page = context.new_page()
+        page.set_default_timeout(BROWSER_TIMEOUT_MS)
+        errors: list[str] = []
+        page.on("pageerror", lambda error: errors.append(str(error)))
+        page.on("console", lambda message: errors.extend(page_errors(message)))
+        page.goto(demo.url)
+        page.wait_for_selector("body[data-ready=true]")
+        assert page.inner_text("[data-testid=flow-destination]") == "Customer Profiles"
+        assert "Customer Profiles outage" in page.inner_text("[data-testid=outage]")
+
+        # An event the trigger names: the consumer's write reaches the stand-in, which
+        # evaluates pixel-relay-purchase_success; the card says the campaign would start.
+        page.fill("#event-name", "purchase_success")
+        page.click("[data-testid=send]")
+        card = newest_hit(page, 1)
+        event_id = card.get_attribute("data-event-id")
+        [outcome] = destination.deliver([pixel.accepted_event(event_id)])
+        assert outcome.verdict.name == "DELIVERED"
+        page.wait_for_selector(
+            f"[data-testid=hit][data-event-id='{event_id}'][data-delivery=delivered]"
+        )
+        label = card.locator("[data-testid=delivery] .step-label").text_content()
+        assert label == "Customer Profiles"
+        stored = json.loads(card.locator("[data-testid=delivered]").inner_text())
+        assert (stored["event_type"], stored["event_id"]) == ("purchase_success", event_id)
+        assert stored["attributes"] == {"product": "shoes", "color": "red"}
+        caption = card.locator(".delivered-caption").inner_text()
+        assert "profile object PixelRelayEvent" in caption
+        assert card.locator("[data-testid=trigger]").all_inner_texts() == [
+            "Would start the campaign of trigger pixel-relay-purchase_success"
+        ]
+
+        # An event no trigger names: the object is stored, no campaign would start.
+        page.fill("#event-name", "add_to_cart")
+        page.click("[data-testid=send]")
+        card = newest_hit(page, 2)
+        event_id = card.get_attribute("data-event-id")
+        destination.deliver([pixel.accepted_event(event_id)])
+        page.wait_for_selector(
+            f"[data-testid=hit][data-event-id='{event_id}'][data-delivery=delivered]"
+        )
+        assert card.locator("[data-testid=trigger]").count() == 0
+        assert "No event trigger matched" in card.locator("[data-testid=no-trigger]").inner_text()
+        context.close()
+        assert errors == [], f"the page logged errors: {errors}"
+
+    # The dry run's log carries the same verdicts the page showed.
+    [first, second] = dry_run.delivered("customer-profiles")
+    assert first["received"]["EventTriggers"] == [
+        {"EventTriggerName": "pixel-relay-purchase_success", "WouldStart": True, "Reason": ""}
+    ]
+    assert second["received"]["EventTriggers"] == []
