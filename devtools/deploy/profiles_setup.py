@@ -27,6 +27,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from chalicelib.config import ConfigError
 from chalicelib.destinations.customer_profiles import Settings, object_type_definition
 from devtools.paths import ROOT
+from devtools.process import aws_region
 from devtools.queue_spec import stage_environment
 
 # What pixel-relay decides in a definition; the service adds CreatedAt, Tags and the like.
@@ -159,6 +160,7 @@ def main(argv: Sequence[str] | None = None, root: Path = ROOT) -> int:
     if args.show:
         print(json.dumps(object_type_definition(settings), indent=2, sort_keys=True))
     try:
+        aws_region()  # AWS_REGION works too, and a profile's region (devtools.process)
         client: ObjectTypeClient = boto3.client(
             "customer-profiles", config=Config(retries={"mode": "standard"})
         )
