@@ -211,18 +211,21 @@ def find_mappings(lambda_client: Any, function_arns: list[str]) -> list[dict[str
 def _invoked_functions(apigateway: Any, api_id: str) -> set[str]:
     """The names of the functions the API's methods invoke (AWS_PROXY integrations)."""
     invoked: set[str] = set()
-    for page in apigateway.get_paginator("get_resources").paginate(restApiId=api_id):
+    pages = apigateway.get_paginator("get_resources").paginate(restApiId=api_id, embed=["methods"])
+    for page in pages:
         for resource in page.get("items", []):
-            for method in resource.get("resourceMethods", {}) or {}:
-                try:
-                    integration = apigateway.get_integration(
-                        restApiId=api_id, resourceId=resource["id"], httpMethod=method
-                    )
-                except ClientError as error:
-                    if _not_found(error):
-                        continue
-                    raise
-                match = INVOKED_FUNCTION.search(str(integration.get("uri", "")))
+            for method, body in (resource.get("resourceMethods") or {}).items():
+                uri = ((body or {}).get("methodIntegration") or {}).get("uri")
+                if uri is None:  # not embedded: ask for it
+                    try:
+                        uri = apigateway.get_integration(
+                            restApiId=api_id, resourceId=resource["id"], httpMethod=method
+                        ).get("uri")
+                    except ClientError as error:
+                        if _not_found(error):
+                            continue
+                        raise
+                match = INVOKED_FUNCTION.search(str(uri or ""))
                 if match:
                     invoked.add(match.group(1))
     return invoked

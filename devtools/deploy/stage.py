@@ -1,17 +1,22 @@
 """The `chalice deploy` path, made complete: queues first, then Chalice, then the one setting
-Chalice cannot make.
+Chalice cannot make; and a teardown that finds the stage in AWS.
 
     python -m devtools.deploy.stage deploy --stage prod     # queues, chalice deploy, mapping
     python -m devtools.deploy.stage verify --stage prod     # read-only: queues and mapping
-    python -m devtools.deploy.stage teardown --stage prod --yes
+    python -m devtools.deploy.stage teardown --stage prod   # lists, asks, deletes
 
 Chalice never creates SQS queues and cannot set `FunctionResponseTypes` on the event source
 mapping it creates (DESIGN.md). `deploy` creates or corrects both queues from
-`devtools.queue_spec` (idempotent: run it as often as you like), runs `chalice deploy`, then
-turns on `ReportBatchItemFailures` on the consumer's mapping and reads it back. It does that
-even when `chalice deploy` failed half-way, because a mapping Chalice already created would
-otherwise run without the setting. Every AWS call uses your usual credentials and region
-(AWS_PROFILE, AWS_REGION / AWS_DEFAULT_REGION), exactly as `chalice deploy` does.
+`devtools.queue_spec` (idempotent: run it as often as you like), writes Chalice's
+`.chalice/deployed/<stage>.json` from what already exists in AWS (`inventory`: so a fresh
+clone or a run after a failed one updates the same API and mapping instead of creating
+second ones), runs `chalice deploy`, then turns on `ReportBatchItemFailures` on the
+consumer's mapping and reads it back. It does that even when `chalice deploy` failed
+half-way, because a mapping Chalice already created would otherwise run without the
+setting. The preflight (settings, policy files, region, credentials) runs before any AWS
+call. Every AWS call uses your usual credentials and region (AWS_PROFILE, AWS_REGION or
+AWS_DEFAULT_REGION, or the profile's region: `devtools.process.aws_region`), exported to
+`chalice` as well.
 """
 
 from __future__ import annotations
@@ -355,8 +360,8 @@ def deploy(
     account = check_identity(clients.sts)
     print(f"stage {stage}: account {account}, region {clients.region}")
     spec = QueueSpec.for_stage(stage, root)
-    events, _ = ensure_queues(clients.sqs, spec)
-    for state in (events, _):
+    events, dead_letters = ensure_queues(clients.sqs, spec)
+    for state in (events, dead_letters):
         print(f"queue {state.describe()}")
     adoption = adopt(stage, root, clients, events.arn)
     status = chalice(["deploy", "--stage", stage, *chalice_args], root)
