@@ -472,3 +472,49 @@ def test_an_unknown_profile_is_named(project: Path) -> None:
         "The config profile (nobody) could not be found: check AWS_PROFILE / --profile and"
         " ~/.aws/config"
     ]
+
+
+def run_on_a_terminal(command: list[str], reply: str) -> tuple[int, str]:
+    """`command` with a pseudo-terminal as stdin/stdout (as from `make teardown`); `reply`
+    typed once the question shows."""
+    import os
+    import pty
+    import select
+
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: the command, on the terminal
+        os.chdir(ROOT)
+        os.execv(sys.executable, [sys.executable, *command])
+    output, replied = b"", False
+    while True:
+        ready, _, _ = select.select([fd], [], [], 60)
+        if not ready:
+            break
+        try:
+            chunk = os.read(fd, 4096)
+        except OSError:  # the child closed the terminal
+            break
+        if not chunk:
+            break
+        output += chunk
+        if not replied and b"[y/N]" in output:
+            os.write(fd, reply.encode() + b"\n")
+            replied = True
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status), output.decode(errors="replace")
+
+
+def test_teardown_asks_on_the_terminal(clients: Clients, project: Path) -> None:
+    ensure_queues(clients.sqs, QueueSpec.for_stage(STAGE, project))
+    command = ["-m", "devtools.deploy.stage", "teardown", "--stage", STAGE]
+    command += ["--project-dir", str(project)]
+    status, output = run_on_a_terminal(command, "n")
+    assert status == 2, output
+    assert "queue pixel-relay-dev-events-dlq\r\n" in output
+    assert "nothing deleted" in output
+    assert len(clients.sqs.list_queues().get("QueueUrls", [])) == 2
+
+    status, output = run_on_a_terminal(command, "y")
+    assert status == 0, output
+    assert "queue pixel-relay-dev-events: deleted" in output
+    assert clients.sqs.list_queues().get("QueueUrls", []) == []
