@@ -144,10 +144,6 @@ class Inventory:
         lines += [f"queue {name}" for name in self.queues]
         return lines
 
-    @property
-    def empty(self) -> bool:
-        return not (self.functions or self.roles or self.mappings or self.rest_apis or self.queues)
-
 
 def _unqualified(function_arn: str) -> str:
     """arn:...:function:name[:qualifier] without the qualifier."""

@@ -518,3 +518,31 @@ def test_teardown_asks_on_the_terminal(clients: Clients, project: Path) -> None:
     assert status == 0, output
     assert "queue pixel-relay-dev-events: deleted" in output
     assert clients.sqs.list_queues().get("QueueUrls", []) == []
+
+
+def test_teardown_of_dev_leaves_stage_dev_eu_whose_names_start_alike(
+    clients: Clients, project: Path
+) -> None:
+    """`pixel-relay-dev-eu-deliver` starts with `pixel-relay-dev-`: Chalice's stage tag, not
+    the name, says whose it is."""
+    iam = clients.iam
+    role = iam.create_role(
+        RoleName="pixel-relay-dev-eu-deliver",
+        AssumeRolePolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": []}),
+    )["Role"]["Arn"]
+    for name, stage in (
+        ("pixel-relay-dev-eu-deliver", "dev-eu"),
+        ("pixel-relay-dev-deliver", "dev"),
+    ):
+        clients.lambda_client.create_function(
+            FunctionName=name,
+            Runtime="python3.11",
+            Role=role,
+            Handler="app.deliver",
+            Code={"ZipFile": _zip_with("app.py", "def deliver(event, context):\n    pass\n")},
+            Tags={"aws-chalice": f"version=1.34.0:stage={stage}:app=pixel-relay"},
+        )
+    args = ["teardown", "--stage", STAGE, "--project-dir", str(project), "--yes"]
+    assert deploy_stage.main(args, clients) == 0
+    assert stage_resources(clients)["functions"] == ["pixel-relay-dev-eu-deliver"]
+    assert stage_resources(clients)["roles"] == ["pixel-relay-dev-eu-deliver"]
