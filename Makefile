@@ -87,9 +87,10 @@ deploy: $(LOCAL_STAMP)
 	$(if $(STAGE),,$(error STAGE is required: make deploy STAGE=prod))
 	$(BIN)/python -m devtools.deploy.stage deploy --stage $(STAGE)
 
+# Lists what it deletes and asks first (on this terminal); YES=1 deletes without asking.
 teardown: $(LOCAL_STAMP)
 	$(if $(STAGE),,$(error STAGE is required: make teardown STAGE=prod))
-	$(BIN)/python -m devtools.deploy.stage teardown --stage $(STAGE) --yes
+	$(BIN)/python -m devtools.deploy.stage teardown --stage $(STAGE)$(if $(YES), --yes)
 
 package: $(STAMP)
 	$(if $(STAGE),,$(error STAGE is required: make package STAGE=prod))

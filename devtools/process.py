@@ -4,11 +4,12 @@ console scripts installed beside it. Shared by every room, so none borrows anoth
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, MutableMapping, Sequence
 from pathlib import Path
 from types import FrameType
 
@@ -52,3 +53,27 @@ def run(command: Sequence[str], cwd: Path, env: dict[str, str] | None = None) ->
 def tool(name: str) -> str:
     """A console script installed beside this interpreter (chalice, cfn-lint)."""
     return str(Path(sys.executable).parent / name)
+
+
+# The one place a command decides its AWS region -------------------------------------------
+
+REGION_VARIABLES = ("AWS_REGION", "AWS_DEFAULT_REGION")
+
+
+def aws_region(profile: str | None = None, environ: MutableMapping[str, str] = os.environ) -> str:
+    """The region every AWS call of this command and its child processes uses: AWS_REGION,
+    else AWS_DEFAULT_REGION, else the profile's `region` (AWS_PROFILE or `profile`); "" when
+    none is set. Found, it is written to both variables, because boto3 and Chalice read
+    AWS_DEFAULT_REGION only, and the AWS CLI and other SDKs prefer AWS_REGION.
+
+    A profile that does not exist raises botocore's ProfileNotFound."""
+    region = next((environ[name].strip() for name in REGION_VARIABLES if environ.get(name)), "")
+    if not region:
+        import boto3
+
+        session = boto3.Session(profile_name=profile or environ.get("AWS_PROFILE") or None)
+        region = session.region_name or ""
+    if region:
+        for name in REGION_VARIABLES:
+            environ[name] = region
+    return region

@@ -25,7 +25,7 @@ from devtools.deploy.bytecode import compile_zip
 from devtools.deploy.preflight import check_stage
 from devtools.deploy.template import merge_template
 from devtools.paths import BUILD_DIR, ROOT
-from devtools.process import run, tool
+from devtools.process import aws_region, run, tool
 
 BUILD: Final = BUILD_DIR
 
@@ -106,6 +106,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="only write the merge template; no chalice package, no lint",
     )
     args = parser.parse_args(argv)
+    aws_region()  # chalice package reads AWS_DEFAULT_REGION only; AWS_REGION works too
     out_dir: Path = args.out or ROOT / BUILD / args.stage
     if args.merge_only:
         print(write_merge_template(args.stage, out_dir))

@@ -1,16 +1,29 @@
 """Checks both deploy paths run first, so a stage that cannot work is refused before any AWS
-call or package build, with the fix named."""
+call or package build, with the fix named: one line a problem, no traceback.
+
+In order: the stage's settings as both functions read them, each configured destination's
+own settings (parsed by its `SPEC`, as the consumer parses them), `deploy/stages.json`, the
+policy files (present, and what `make policies` writes now), the consumer's settlement
+deadline; then, for commands that call AWS, the region and credentials (`check_aws`).
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError, ProfileNotFound
 
 from chalicelib.config import ConfigError, Reader, Settings
 from chalicelib.delivery import settlement_problem
+from chalicelib.destinations import registry
 from devtools.deploy.policies import policy_files, render
 from devtools.deploy.settings import DeploySettings, DeploySettingsError
 from devtools.paths import CHALICE_DIR, ROOT
+from devtools.process import aws_region
 from devtools.queue_spec import chalice_config, consumer_timeout_seconds, stage_environment
+
+OUR_FUNCTIONS = frozenset({"api_handler", "deliver"})  # policies.py writes their files
 
 
 class PreflightError(SystemExit):
@@ -33,6 +46,8 @@ def policy_file_problems(stage: str, root: Path = ROOT) -> list[str]:
             continue
         path = root / CHALICE_DIR / name
         if path not in expected:
+            if function in OUR_FUNCTIONS:  # its policy could not be computed
+                problems.append(f"{path.name} cannot be written: run make policies")
             continue  # not one of ours (a function added later); Chalice reads it as it is
         if not path.exists():
             problems.append(f"{path.name} is missing: run make policies")
@@ -45,6 +60,7 @@ def check_stage(stage: str, root: Path = ROOT) -> Settings:
     """The stage's settings as the functions will read them; raise if it cannot deploy."""
     try:
         settings = Settings.from_env(stage_environment(stage, root))
+        registry.settings_for(settings.destinations, stage_environment(stage, root))
         DeploySettings.for_stage(stage, root)
     except (ConfigError, DeploySettingsError) as error:
         raise PreflightError(f"stage {stage}: {error}") from None
@@ -61,3 +77,39 @@ def check_stage(stage: str, root: Path = ROOT) -> Settings:
     if problems:
         raise PreflightError("\n".join(problems))
     return settings
+
+
+def check_aws(profile: str | None = None) -> str:
+    """The region (exported for Chalice and every child process), and credentials present.
+
+    Local only: an expired or revoked key shows at the first call (see `check_identity`)."""
+    import boto3
+
+    try:
+        region = aws_region(profile)
+        session = boto3.Session(profile_name=profile)
+        credentials = session.get_credentials()
+    except ProfileNotFound as error:
+        raise PreflightError(f"{error}: check AWS_PROFILE / --profile and ~/.aws/config") from None
+    except BotoCoreError as error:
+        raise PreflightError(f"AWS credentials cannot be read: {error}") from None
+    if not region:
+        raise PreflightError(
+            "no AWS region: set AWS_REGION (or AWS_DEFAULT_REGION), or region in your profile"
+        )
+    if credentials is None:
+        raise PreflightError(
+            "no AWS credentials: set AWS_PROFILE (aws configure / aws sso login) or"
+            " AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
+        )
+    return region
+
+
+def check_identity(sts: Any) -> str:
+    """The first AWS call: the account the credentials belong to, or one line saying why not."""
+    try:
+        return str(sts.get_caller_identity()["Account"])
+    except (ClientError, BotoCoreError) as error:
+        raise PreflightError(
+            f"AWS refused the credentials ({error}): renew them (aws sso login, or new keys)"
+        ) from None

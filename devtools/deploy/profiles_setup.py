@@ -36,6 +36,7 @@ from chalicelib.destinations.customer_profiles import (
     object_type_definition,
 )
 from devtools.paths import ROOT
+from devtools.process import aws_region
 from devtools.queue_spec import stage_environment
 
 # What pixel-relay decides in a definition; the service adds CreatedAt, Tags and the like.
@@ -314,6 +315,7 @@ def main(argv: Sequence[str] | None = None, root: Path = ROOT) -> int:
     if args.show:
         print(json.dumps(object_type_definition(settings), indent=2, sort_keys=True))
     try:
+        aws_region()  # AWS_REGION works too, and a profile's region (devtools.process)
         client: Any = boto3.client("customer-profiles", config=Config(retries={"mode": "standard"}))
         result = ensure_object_type(client, settings, dry_run=args.dry_run)
         print(report(result, settings, args.dry_run))

@@ -1,17 +1,22 @@
 """The `chalice deploy` path, made complete: queues first, then Chalice, then the one setting
-Chalice cannot make.
+Chalice cannot make; and a teardown that finds the stage in AWS.
 
     python -m devtools.deploy.stage deploy --stage prod     # queues, chalice deploy, mapping
     python -m devtools.deploy.stage verify --stage prod     # read-only: queues and mapping
-    python -m devtools.deploy.stage teardown --stage prod --yes
+    python -m devtools.deploy.stage teardown --stage prod   # lists, asks, deletes
 
 Chalice never creates SQS queues and cannot set `FunctionResponseTypes` on the event source
 mapping it creates (DESIGN.md). `deploy` creates or corrects both queues from
-`devtools.queue_spec` (idempotent: run it as often as you like), runs `chalice deploy`, then
-turns on `ReportBatchItemFailures` on the consumer's mapping and reads it back. It does that
-even when `chalice deploy` failed half-way, because a mapping Chalice already created would
-otherwise run without the setting. Every AWS call uses your usual credentials and region
-(AWS_PROFILE, AWS_REGION / AWS_DEFAULT_REGION), exactly as `chalice deploy` does.
+`devtools.queue_spec` (idempotent: run it as often as you like), writes Chalice's
+`.chalice/deployed/<stage>.json` from what already exists in AWS (`inventory`: so a fresh
+clone or a run after a failed one updates the same API and mapping instead of creating
+second ones), runs `chalice deploy`, then turns on `ReportBatchItemFailures` on the
+consumer's mapping and reads it back. It does that even when `chalice deploy` failed
+half-way, because a mapping Chalice already created would otherwise run without the
+setting. The preflight (settings, policy files, region, credentials) runs before any AWS
+call. Every AWS call uses your usual credentials and region (AWS_PROFILE, AWS_REGION or
+AWS_DEFAULT_REGION, or the profile's region: `devtools.process.aws_region`), exported to
+`chalice` as well.
 """
 
 from __future__ import annotations
@@ -23,14 +28,24 @@ import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 import boto3
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from devtools.deploy.bytecode import compile_tree
-from devtools.deploy.preflight import check_stage
+from devtools.deploy.inventory import (
+    Adoption,
+    Inventory,
+    StageNames,
+    chalice_state,
+    deployed_state_file,
+    find,
+    recorded_values,
+)
+from devtools.deploy.preflight import check_aws, check_identity, check_stage
 from devtools.paths import ROOT
 from devtools.process import run, tool
 from devtools.queue_spec import QueueSpec, chalice_config, stage_environment
@@ -279,11 +294,58 @@ def report_batch_item_failures_advice(stage: str, environment: Mapping[str, str]
 class Clients:
     sqs: SQSClient
     lambda_client: Any
+    iam: Any
+    apigateway: Any
+    sts: Any
+    logs: Any
 
     @classmethod
-    def from_session(cls, profile: str | None) -> Clients:
-        session = boto3.Session(profile_name=profile)
-        return cls(session.client("sqs"), session.client("lambda"))
+    def from_session(cls, session: Any) -> Clients:
+        return cls(*(session.client(name) for name in SERVICES))
+
+    @property
+    def region(self) -> str:
+        return str(self.sqs.meta.region_name)
+
+
+SERVICES: Final = ("sqs", "lambda", "iam", "apigateway", "sts", "logs")
+
+
+def find_stage(stage: str, root: Path, clients: Clients) -> Inventory:
+    names = StageNames.for_stage(stage, root)
+    return find(
+        names, clients.region, clients.sqs, clients.lambda_client, clients.iam, clients.apigateway
+    )
+
+
+def adopt(stage: str, root: Path, clients: Clients, events_queue_arn: str) -> Adoption:
+    """Write `.chalice/deployed/<stage>.json` from what AWS holds, so `chalice deploy` updates
+    the stage's API and mapping instead of creating second ones; remove duplicate mappings."""
+    inventory = find_stage(stage, root, clients)
+    adoption = chalice_state(inventory, events_queue_arn, recorded_values(stage, root))
+    for mapping in adoption.extra_mappings:
+        clients.lambda_client.delete_event_source_mapping(UUID=mapping["UUID"])
+        print(f"mapping {mapping['UUID']}: a second mapping to the consumer: deleted")
+    for api in adoption.extra_rest_apis:
+        print(
+            f"REST API {api.id} ({api.url(clients.region, inventory.names.api_gateway_stage)})"
+            f" also invokes stage {stage}'s function; not used by this deploy. Once no tag"
+            f" uses that URL: aws apigateway delete-rest-api --rest-api-id {api.id}",
+            file=sys.stderr,
+        )
+    path = deployed_state_file(stage, root)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(adoption.state, indent=2) + "\n")
+    adopted = [entry["name"] for entry in adoption.state["resources"]]
+    print(
+        f"found in AWS ({clients.region}): {', '.join(adopted) or 'nothing yet'};"
+        f" written to {path.relative_to(root)} for chalice deploy"
+    )
+    return adoption
+
+
+def deployed_url(stage: str, root: Path) -> str | None:
+    return recorded_values(stage, root).get("rest_api", {}).get("rest_api_url")
 
 
 def deploy(
@@ -293,25 +355,38 @@ def deploy(
     chalice: ChaliceRunner = run_chalice,
     chalice_args: Sequence[str] = (),
 ) -> int:
-    check_stage(stage, root)
+    """Queues, then what exists adopted, then `chalice deploy`, then the mapping setting. Run
+    it as often as you like, from any clone: it converges on one API, one mapping, one set of
+    functions. (`main` runs the preflight first.)"""
+    account = check_identity(clients.sts)
+    print(f"stage {stage}: account {account}, region {clients.region}")
     spec = QueueSpec.for_stage(stage, root)
-    for state in ensure_queues(clients.sqs, spec):
+    events, dead_letters = ensure_queues(clients.sqs, spec)
+    for state in (events, dead_letters):
         print(f"queue {state.describe()}")
     # Chalice zips chalicelib/ as it is on disk, __pycache__ included: with its bytecode
     # there, Lambda does not compile our modules at each cold start (dependencies, which
     # Chalice zips itself, still are; `make package` compiles the whole bundle).
     compile_tree(root / "chalicelib")
+    adoption = adopt(stage, root, clients, events.arn)
     status = chalice(["deploy", "--stage", stage, *chalice_args], root)
     mapping_status = configure_mapping(stage, root, clients.sqs, clients.lambda_client)
     if status != 0:
         print(
             f"chalice deploy failed (exit {status}); the queues and any mapping it created"
-            " are configured. Fix the error above and run this command again.",
+            " are configured. Fix the error above and run this command again: it adopts"
+            " what this run created.",
             file=sys.stderr,
         )
         return 1
     if mapping_status != 0:
         return 1
+    url = deployed_url(stage, root)
+    if adoption.rest_api is not None and url is not None:
+        same = adoption.rest_api.id in url
+        print(f"API: {url} ({'unchanged' if same else 'NEW: update the GTM tag'})")
+    elif url is not None:
+        print(f"API: {url} (new: put it in the GTM tag)")
     print(report_batch_item_failures_advice(stage, stage_environment(stage, root)))
     print(f"next: python -m devtools.ops check --stage {stage}")
     return 0
@@ -359,51 +434,182 @@ def _message_count(sqs: SQSClient, url: str) -> int:
     return sum(int(value) for value in attributes.values())
 
 
+# Teardown ---------------------------------------------------------------------------------
+
+Confirm = Callable[[str], "bool | None"]
+# API Gateway allows one DeleteRestApi every 30 s per account.
+DELETE_API_WAIT_SECONDS: Final = 31.0
+DELETE_API_ATTEMPTS: Final = 4
+
+
+def ask_terminal(question: str) -> bool | None:
+    """y/N on the terminal; None when stdin is not one (a pipe, CI): nobody to ask."""
+    if not sys.stdin.isatty():
+        return None
+    try:
+        answer = input(question)
+    except EOFError:
+        return False
+    return answer.strip().lower() in {"y", "yes"}
+
+
+@dataclass
+class TeardownPlan:
+    delete: list[str]  # what will be deleted, as printed
+    queues: dict[str, str]  # queue name -> URL, to delete
+    left: list[str]  # what stays, and why
+    held: list[str] = field(default_factory=list)  # queues left holding messages (exit 1)
+
+
+def _log_groups(clients: Clients, names: StageNames) -> list[str]:
+    found: list[str] = []
+    for resource in names.functions:
+        group = f"/aws/lambda/{names.function_name(resource)}"
+        page = clients.logs.describe_log_groups(logGroupNamePrefix=group)
+        found += [g for g in (x["logGroupName"] for x in page.get("logGroups", [])) if g == group]
+    return found
+
+
+def plan_teardown(
+    stage: str, inventory: Inventory, clients: Clients, keep_queues: bool, force: bool
+) -> TeardownPlan:
+    names = inventory.names
+    plan = TeardownPlan(delete=[], queues={}, left=[])
+    plan.delete = [line for line in inventory.describe() if not line.startswith("queue ")]
+    events_url = inventory.queues.get(names.events_queue)
+    for name in (names.events_queue, names.dead_letter_queue):  # events queue first
+        url = inventory.queues.get(name)
+        if url is None:
+            continue
+        count = _message_count(clients.sqs, url)
+        if keep_queues:
+            plan.left.append(f"queue {name}: kept (--keep-queues)")
+        elif count and not force:
+            plan.held.append(name)
+            plan.left.append(
+                f"queue {name}: holds {count} message(s), undelivered events. Inspect or"
+                f" replay them (python -m devtools.ops dlq --stage {stage}), then run teardown"
+                f" again; or delete it with them: aws sqs delete-queue --queue-url {url}"
+            )
+        elif name == names.dead_letter_queue and events_url not in (None, *plan.queues.values()):
+            plan.left.append(
+                f"queue {name}: kept because the events queue, which stays, parks its failures here"
+            )
+        else:
+            plan.queues[name] = url
+            plan.delete.append(f"queue {name}" + (f" ({count} message(s))" if count else ""))
+    for group in _log_groups(clients, names):
+        plan.left.append(
+            f"log group {group}: Lambda writes it; kept for investigation"
+            f" (aws logs delete-log-group --log-group-name {group})"
+        )
+    return plan
+
+
+def _delete_role(iam: Any, role_name: str) -> None:
+    for policy in iam.list_role_policies(RoleName=role_name).get("PolicyNames", []):
+        iam.delete_role_policy(RoleName=role_name, PolicyName=policy)
+    attached = iam.list_attached_role_policies(RoleName=role_name).get("AttachedPolicies", [])
+    for policy in attached:
+        iam.detach_role_policy(RoleName=role_name, PolicyArn=policy["PolicyArn"])
+    iam.delete_role(RoleName=role_name)
+
+
+def _delete_rest_api(
+    apigateway: Any, api_id: str, sleep: Callable[[float], None] = time.sleep
+) -> None:
+    for attempt in range(DELETE_API_ATTEMPTS):
+        try:
+            apigateway.delete_rest_api(restApiId=api_id)
+            return
+        except ClientError as error:
+            code = error.response.get("Error", {}).get("Code", "")
+            if code != "TooManyRequestsException" or attempt == DELETE_API_ATTEMPTS - 1:
+                raise
+            print(f"REST API {api_id}: API Gateway allows one deletion per 30 s; waiting")
+            sleep(DELETE_API_WAIT_SECONDS)
+
+
 def teardown(
     stage: str,
     root: Path,
     clients: Clients,
-    keep_queues: bool,
-    force: bool,
-    chalice: ChaliceRunner = run_chalice,
+    keep_queues: bool = False,
+    force: bool = False,
+    yes: bool = False,
+    confirm: Confirm = ask_terminal,
+    sleep: Callable[[float], None] = time.sleep,
 ) -> int:
-    """`chalice delete`, then the queues; never silently deletes undelivered events."""
-    spec = QueueSpec.for_stage(stage, root)
-    urls = {name: _queue_url(clients.sqs, name) for name in spec_names(spec)}
-    if not keep_queues and not force:
-        waiting = {
-            name: count
-            for name, url in urls.items()
-            if url is not None and (count := _message_count(clients.sqs, url))
-        }
-        if waiting:
-            listed = ", ".join(f"{name} ({count})" for name, count in waiting.items())
+    """Delete what deploy created, found in AWS (not in this checkout's record): the mapping,
+    the API, the functions, their roles, then the queues, except a queue still holding
+    messages. Asks first unless `yes`. 0 when nothing of the stage is left but log groups."""
+    inventory = find_stage(stage, root, clients)
+    plan = plan_teardown(stage, inventory, clients, keep_queues, force)
+    where = f"stage {stage} in {clients.region}"
+    if not plan.delete:
+        print(f"{where}: nothing to delete")
+    else:
+        print(f"{where}: teardown deletes")
+        for line in plan.delete:
+            print(f"  {line}")
+    if plan.left:
+        print("and leaves")
+        for line in plan.left:
+            print(f"  {line}")
+    if plan.delete and not yes:
+        answer = confirm("Delete these? [y/N] ")
+        if answer is None:
             print(
-                f"refusing to delete queues holding messages: {listed}. Replay or inspect"
-                f" them (python -m devtools.ops dlq --stage {stage}), or pass --force or"
-                " --keep-queues.",
+                "nothing deleted: no terminal to ask on. Add --yes"
+                f" (make teardown STAGE={stage} YES=1).",
                 file=sys.stderr,
             )
-            return 1
-    status = chalice(["delete", "--stage", stage], root)
-    if status != 0:
-        print(f"chalice delete failed (exit {status}); queues left as they are", file=sys.stderr)
+            return 2
+        if not answer:
+            print("nothing deleted", file=sys.stderr)
+            return 2
+    failed: list[str] = []
+
+    def attempt(what: str, action: Callable[[], object]) -> None:
+        try:
+            action()
+            print(f"{what}: deleted")
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code", "") in GONE:
+                print(f"{what}: already gone")
+                return
+            failed.append(f"{what}: {error}")
+            print(f"{what}: NOT deleted: {error}", file=sys.stderr)
+
+    lam = clients.lambda_client
+    for mapping in inventory.mappings:
+        attempt(
+            f"mapping {mapping['UUID']}",
+            partial(lam.delete_event_source_mapping, UUID=mapping["UUID"]),
+        )
+    for api in inventory.rest_apis:
+        attempt(f"REST API {api.id}", partial(_delete_rest_api, clients.apigateway, api.id, sleep))
+    for arn in inventory.functions.values():
+        attempt(f"function {arn.split(':')[-1]}", partial(lam.delete_function, FunctionName=arn))
+    for role in inventory.roles:
+        attempt(f"role {role}", partial(_delete_role, clients.iam, role))
+    for name, url in plan.queues.items():
+        attempt(f"queue {name}", partial(clients.sqs.delete_queue, QueueUrl=url))
+    state = deployed_state_file(stage, root)
+    if state.exists():
+        state.unlink()
+        print(f"{state.relative_to(root)}: removed")
+    if failed or plan.held:
+        left = [*failed, *(f"queue {name} (holds messages)" for name in plan.held)]
+        print(f"teardown of stage {stage} left: {'; '.join(left)}", file=sys.stderr)
         return 1
-    if keep_queues:
-        print("queues kept: " + ", ".join(spec_names(spec)))
-        return 0
-    for name, url in urls.items():
-        if url is None:
-            print(f"queue {name}: already gone")
-            continue
-        clients.sqs.delete_queue(QueueUrl=url)
-        print(f"queue {name}: deleted")
     return 0
 
 
-def spec_names(spec: QueueSpec) -> tuple[str, str]:
-    """Events queue first: deleted before its dead-letter queue."""
-    return (spec.events_queue, spec.dead_letter_queue)
+GONE: Final = frozenset(
+    {"ResourceNotFoundException", "NoSuchEntity", "NotFoundException", "QueueDoesNotExist"}
+    | {"AWS.SimpleQueueService.NonExistentQueue"}
+)
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -414,11 +620,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     commands = parser.add_subparsers(dest="command", required=True)
     helps = {
-        "deploy": f"create/update the queues, chalice deploy, enable and verify {PARTIAL_BATCH}",
+        "deploy": "create/update the queues, adopt what exists, chalice deploy, enable and"
+        f" verify {PARTIAL_BATCH}",
         "queues": "create or correct the events queue and dead-letter queue only",
         "mapping": f"enable and verify {PARTIAL_BATCH} only (after a plain chalice deploy)",
         "verify": "read-only check of the queues and the mapping setting",
-        "teardown": "chalice delete, then delete both queues",
+        "teardown": "delete the stage's mapping, API, functions, roles and queues, found in AWS",
     }
     for name, text in helps.items():
         command = commands.add_parser(name, help=text, description=text)
@@ -428,7 +635,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
             "--project-dir", type=Path, default=ROOT, help="the Chalice project (default: here)"
         )
         if name == "teardown":
-            command.add_argument("--yes", action="store_true", help="really delete")
+            command.add_argument(
+                "--yes", action="store_true", help="delete without asking (default: ask)"
+            )
             command.add_argument(
                 "--keep-queues", action="store_true", help="delete the app, keep the queues"
             )
@@ -440,30 +649,39 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def main(argv: Sequence[str] | None = None, clients: Clients | None = None) -> int:
+def main(
+    argv: Sequence[str] | None = None,
+    clients: Clients | None = None,
+    confirm: Confirm = ask_terminal,
+    chalice: ChaliceRunner = run_chalice,
+) -> int:
+    """Preflight (settings, policy files, region, credentials) before any AWS call; an AWS
+    error afterwards is one line too."""
     args = parse_args(argv)
     if args.profile:
         os.environ["AWS_PROFILE"] = args.profile  # chalice reads it too
-    clients = clients or Clients.from_session(args.profile)
     root: Path = args.project_dir.resolve()
-    if args.command == "deploy":
-        return deploy(args.stage, root, clients)
-    if args.command == "queues":
-        for state in ensure_queues(clients.sqs, QueueSpec.for_stage(args.stage, root)):
-            print(f"queue {state.describe()}")
-        return 0
-    if args.command == "mapping":
-        return configure_mapping(args.stage, root, clients.sqs, clients.lambda_client)
-    if args.command == "verify":
-        return verify(args.stage, root, clients)
-    if not args.yes:
-        print(
-            f"teardown deletes stage {args.stage}'s API, functions and (unless --keep-queues)"
-            " its queues. Run again with --yes.",
-            file=sys.stderr,
-        )
-        return 2
-    return teardown(args.stage, root, clients, args.keep_queues, args.force)
+    if args.command in {"deploy", "queues"}:
+        check_stage(args.stage, root)
+    else:
+        stage_environment(args.stage, root)  # the stage exists
+    check_aws(args.profile)
+    clients = clients or Clients.from_session(boto3.Session(profile_name=args.profile))
+    try:
+        if args.command == "deploy":
+            return deploy(args.stage, root, clients, chalice)
+        if args.command == "queues":
+            for state in ensure_queues(clients.sqs, QueueSpec.for_stage(args.stage, root)):
+                print(f"queue {state.describe()}")
+            return 0
+        if args.command == "mapping":
+            return configure_mapping(args.stage, root, clients.sqs, clients.lambda_client)
+        if args.command == "verify":
+            return verify(args.stage, root, clients)
+        return teardown(args.stage, root, clients, args.keep_queues, args.force, args.yes, confirm)
+    except (ClientError, BotoCoreError) as error:
+        print(f"{args.command} stopped: {error}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -50,7 +50,7 @@ from devtools.ops.dlq import (
     summarize,
 )
 from devtools.paths import REPLAY_DIR, ROOT
-from devtools.process import stop_on_signals, tool
+from devtools.process import aws_region, stop_on_signals, tool
 from devtools.queue_spec import QueueSpec, stage_environment
 
 if TYPE_CHECKING:
@@ -419,7 +419,9 @@ def main(
     err: IO[str] | None = None,
 ) -> int:
     args = parse_args(argv)
-    ops = ops or Ops()
+    if ops is None:
+        aws_region()  # AWS_REGION works too, and a profile's region (devtools.process)
+        ops = Ops()
     out = out or sys.stdout
     err = err or sys.stderr
     commands = {"dlq": dlq_command, "url": url_command, "check": check_command}

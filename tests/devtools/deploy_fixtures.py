@@ -8,7 +8,9 @@ import copy
 import json
 import re
 import shutil
+import sys
 import urllib.request
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,8 +21,10 @@ from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
 from devtools.deploy.package import PackageResult, lint, package
+from devtools.deploy.stage import SERVICES, Clients
 from devtools.offline import REGION
 from devtools.paths import ROOT
+from devtools.process import run
 
 _no_proxy = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 PROJECT_FILES = ("app.py", "chalicelib", "requirements.txt", "deploy/stages.json")
@@ -134,3 +138,34 @@ def serve_app_as_api_gateway(httpserver: HTTPServer) -> str:
     """The stage's base URL (ending with "/api/") of the app served on `httpserver`."""
     httpserver.expect_request(re.compile("/.*"), method="GET").respond_with_handler(_api_gateway)
     return httpserver.url_for("/api/")
+
+
+# The `chalice deploy` path on moto --------------------------------------------------------
+
+CHALICE_ON_MOTO = Path(__file__).parent / "deploy" / "chalice_on_moto.py"
+
+
+def chalice_on_moto(arguments: Sequence[str], root: Path) -> int:
+    """The real chalice CLI with moto's missing Swagger import filled in (its docstring)."""
+    command = [sys.executable, str(CHALICE_ON_MOTO), "--project-dir", str(root), *arguments]
+    return run(command, cwd=root)
+
+
+def moto_clients(endpoint: str) -> Clients:
+    return Clients(
+        *(boto3.client(name, endpoint_url=endpoint, region_name=REGION) for name in SERVICES)
+    )
+
+
+def stage_resources(clients: Clients) -> dict[str, list[str]]:
+    """Everything in moto a deploy makes, by kind: what the convergence tests count."""
+    lam = clients.lambda_client
+    return {
+        "functions": sorted(f["FunctionName"] for f in lam.list_functions()["Functions"]),
+        "roles": sorted(r["RoleName"] for r in clients.iam.list_roles()["Roles"]),
+        "mappings": [m["UUID"] for m in lam.list_event_source_mappings()["EventSourceMappings"]],
+        "rest_apis": [a["id"] for a in clients.apigateway.get_rest_apis()["items"]],
+        "queues": sorted(
+            url.rsplit("/", 1)[-1] for url in clients.sqs.list_queues().get("QueueUrls", [])
+        ),
+    }

@@ -1,10 +1,18 @@
 """The `chalice deploy` path against moto's server: queues created and corrected idempotently,
 the real `chalice deploy` (which moto stops at ImportRestApi, DESIGN.md) still leaves a
-mapping with ReportBatchItemFailures on and verified, and teardown guards undelivered events."""
+mapping with ReportBatchItemFailures on and verified; deploying again, from another clone or
+after a failure converges on one of each resource; teardown finds the stage in AWS and
+guards undelivered events; preflight refuses before any AWS call.
+
+moto cannot import Swagger 2.0 (ImportRestApi, PutRestApi): the convergence tests run the
+real chalice CLI with only those two calls filled in (tests/devtools/deploy/chalice_on_moto.py).
+"""
 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -23,17 +31,21 @@ from devtools.deploy.stage import (
     ensure_queues,
 )
 from devtools.offline import REGION
+from devtools.paths import ROOT
 from devtools.queue_spec import QueueSpec
+from tests.devtools.deploy_fixtures import (
+    chalice_on_moto,
+    copy_project,
+    moto_clients,
+    stage_resources,
+)
 
 STAGE = "dev"
 
 
 @pytest.fixture
 def clients(moto: str) -> Clients:
-    return Clients(
-        boto3.client("sqs", endpoint_url=moto, region_name=REGION),
-        boto3.client("lambda", endpoint_url=moto, region_name=REGION),
-    )
+    return moto_clients(moto)
 
 
 def attributes(sqs: Any, name: str) -> dict[str, str]:
@@ -229,19 +241,314 @@ def test_a_batch_size_whose_settlement_cannot_fit_the_timeout_is_refused(project
     check_stage(STAGE, project)
 
 
-def test_teardown_refuses_to_delete_queues_holding_undelivered_events(
+SPEC_QUEUES = ["pixel-relay-dev-events", "pixel-relay-dev-events-dlq"]
+ONE_STAGE = {
+    "functions": ["pixel-relay-dev", "pixel-relay-dev-deliver"],
+    "roles": ["pixel-relay-dev-api_handler", "pixel-relay-dev-deliver"],
+    "queues": SPEC_QUEUES,
+}
+
+
+def deploy_args(project: Path) -> list[str]:
+    return ["deploy", "--stage", STAGE, "--project-dir", str(project)]
+
+
+def assert_one_of_each(clients: Clients) -> tuple[str, str]:
+    """One stage's worth of everything; its API id and mapping UUID."""
+    found = stage_resources(clients)
+    assert {k: v for k, v in found.items() if k in ONE_STAGE} == ONE_STAGE
+    [api] = found["rest_apis"]
+    [mapping] = found["mappings"]
+    described = clients.lambda_client.get_event_source_mapping(UUID=mapping)
+    assert described["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    return api, mapping
+
+
+def recorded_api(project: Path) -> str:
+    document = json.loads((project / ".chalice" / "deployed" / "dev.json").read_text())
+    [api] = [r for r in document["resources"] if r["resource_type"] == "rest_api"]
+    return str(api["rest_api_id"])
+
+
+def test_deploy_again_and_from_a_second_clone_keeps_one_api_one_mapping_one_set(
+    clients: Clients,
+    project: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    assert deploy_stage.main(deploy_args(project), clients, chalice=chalice_on_moto) == 0
+    api, mapping = assert_one_of_each(clients)
+    assert f"https://{api}.execute-api.us-east-1.amazonaws.com/api/ (new" in capfd.readouterr().out
+
+    assert deploy_stage.main(deploy_args(project), clients, chalice=chalice_on_moto) == 0
+    assert assert_one_of_each(clients) == (api, mapping)
+    assert f"{api}.execute-api.us-east-1.amazonaws.com/api/ (unchanged)" in capfd.readouterr().out
+
+    # Another machine: a fresh copy of the project, no .chalice/deployed. Its region comes
+    # from AWS_REGION alone (boto3 and Chalice read only AWS_DEFAULT_REGION), and its
+    # clients are made by the command itself.
+    second = copy_project(tmp_path / "second-clone")
+    assert not (second / ".chalice" / "deployed").exists()
+    monkeypatch.delenv("AWS_DEFAULT_REGION")
+    monkeypatch.setenv("AWS_REGION", REGION)
+    assert deploy_stage.main(deploy_args(second), chalice=chalice_on_moto) == 0
+    assert assert_one_of_each(clients) == (api, mapping)
+    assert recorded_api(second) == api
+    out = capfd.readouterr().out
+    assert (
+        "found in AWS (us-east-1): api_handler_role, api_handler, deliver_role, deliver,"
+        " deliver-sqs-event-source, rest_api; written to .chalice/deployed/dev.json"
+    ) in out
+    assert "(unchanged)" in out
+
+
+def test_deploy_after_failures_half_way_adopts_what_they_created(
+    clients: Clients, project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first run is plain chalice against moto: role, functions, mapping, then it dies at
+    ImportRestApi. The second dies just after its API exists (injected), before Chalice
+    records anything. The third succeeds on the same API and the same mapping."""
+    assert deploy_stage.main(deploy_args(project), clients) == 1  # real chalice, no stub
+    [first_mapping] = stage_resources(clients)["mappings"]
+    assert stage_resources(clients)["rest_apis"] == []
+    assert not (project / ".chalice" / "deployed" / "dev.json").read_text().count("rest_api")
+
+    monkeypatch.setenv("CHALICE_ON_MOTO_FAIL", "after-import")
+    assert deploy_stage.main(deploy_args(project), clients, chalice=chalice_on_moto) == 1
+    [half_made_api] = stage_resources(clients)["rest_apis"]
+    assert stage_resources(clients)["mappings"] == [first_mapping]
+
+    monkeypatch.delenv("CHALICE_ON_MOTO_FAIL")
+    assert deploy_stage.main(deploy_args(project), clients, chalice=chalice_on_moto) == 0
+    assert assert_one_of_each(clients) == (half_made_api, first_mapping)
+    assert recorded_api(project) == half_made_api
+
+
+def test_without_adoption_chalice_would_make_a_second_api_and_mapping(
+    clients: Clients, project: Path, tmp_path: Path
+) -> None:
+    """The failure this guards against, shown on the same moto: plain `chalice deploy` from a
+    clone without .chalice/deployed makes a second API (new URL) and a second mapping."""
+    assert deploy_stage.main(deploy_args(project), clients, chalice=chalice_on_moto) == 0
+    second = copy_project(tmp_path / "second-clone")
+    assert chalice_on_moto(["deploy", "--stage", STAGE], second) == 0
+    found = stage_resources(clients)
+    assert len(found["rest_apis"]) == 2
+    assert len(found["mappings"]) == 2
+    # ...and the next deploy_stage run repairs it: one mapping, the first API kept (its URL
+    # is the one in the tag); the other API is named for the operator, not deleted.
+    assert deploy_stage.main(deploy_args(project), clients, chalice=chalice_on_moto) == 0
+    after = stage_resources(clients)
+    assert len(after["mappings"]) == 1
+    assert recorded_api(project) == found["rest_apis"][0]
+
+
+def test_teardown_from_another_clone_deletes_what_deploy_made_and_leaves_a_queue_with_messages(
+    clients: Clients, project: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert deploy_stage.main(deploy_args(project), clients, chalice=chalice_on_moto) == 0
+    dead_letters = clients.sqs.get_queue_url(QueueName="pixel-relay-dev-events-dlq")["QueueUrl"]
+    clients.sqs.send_message(QueueUrl=dead_letters, MessageBody="{}")
+    capsys.readouterr()
+
+    elsewhere = copy_project(tmp_path / "second-clone")  # no local record at all
+    args = ["teardown", "--stage", STAGE, "--project-dir", str(elsewhere), "--yes"]
+    assert deploy_stage.main(args, clients) == 1
+    output = capsys.readouterr()
+    assert stage_resources(clients) == {
+        "functions": [],
+        "roles": [],
+        "mappings": [],
+        "rest_apis": [],
+        "queues": ["pixel-relay-dev-events-dlq"],
+    }
+    assert "queue pixel-relay-dev-events-dlq: holds 1 message(s), undelivered events" in output.out
+    assert f"aws sqs delete-queue --queue-url {dead_letters}" in output.out
+    assert "left: queue pixel-relay-dev-events-dlq (holds messages)" in output.err
+
+    # Replayed or not, --force deletes it; then there is nothing left, and that is fine.
+    assert deploy_stage.main([*args, "--force"], clients) == 0
+    assert stage_resources(clients)["queues"] == []
+    assert deploy_stage.main(args, clients) == 0
+    assert "nothing to delete" in capsys.readouterr().out
+
+
+def test_teardown_asks_first_and_deletes_nothing_without_a_yes(
     clients: Clients, project: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    spec = QueueSpec.for_stage(STAGE, project)
-    _, dead_letters = ensure_queues(clients.sqs, spec)
-    clients.sqs.send_message(QueueUrl=dead_letters.url, MessageBody="{}")
+    assert deploy_stage.main(deploy_args(project), clients, chalice=chalice_on_moto) == 0
+    before = stage_resources(clients)
     args = ["teardown", "--stage", STAGE, "--project-dir", str(project)]
-    assert deploy_stage.main(args, clients) == 2  # no --yes
-    assert deploy_stage.main([*args, "--yes"], clients) == 1
-    assert "pixel-relay-dev-events-dlq (1)" in capsys.readouterr().err
+    questions: list[str] = []
+
+    def answer(reply: bool | None) -> deploy_stage.Confirm:
+        def confirm(question: str) -> bool | None:
+            questions.append(question)
+            return reply
+
+        return confirm
+
+    assert deploy_stage.main(args, clients, confirm=answer(None)) == 2  # no terminal
+    assert "no terminal to ask on. Add --yes (make teardown STAGE=dev YES=1)" in (
+        capsys.readouterr().err
+    )
+    assert deploy_stage.main(args, clients, confirm=answer(False)) == 2
+    assert stage_resources(clients) == before
+    assert deploy_stage.main(args, clients, confirm=answer(True)) == 0
+    assert questions == ["Delete these? [y/N] "] * 3
+    assert stage_resources(clients) == {k: [] for k in before}
+    assert not (project / ".chalice" / "deployed" / "dev.json").exists()
+
+
+def test_make_teardown_passes_yes_only_when_asked() -> None:
+    def recipe(*variables: str) -> str:
+        dry = subprocess.run(
+            ["make", "-n", "teardown", "STAGE=dev", *variables],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        [line] = [line for line in dry.stdout.splitlines() if "devtools.deploy.stage" in line]
+        return line
+
+    assert "--yes" not in recipe()
+    assert recipe("YES=1").endswith("teardown --stage dev --yes")
+
+
+def run_deploy_command(project: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "devtools.deploy.stage",
+            "deploy",
+            "--stage",
+            STAGE,
+            *extra,
+            "--project-dir",
+            str(project),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def test_a_stage_without_its_destination_settings_stops_before_any_queue_is_made(
+    clients: Clients, project: Path
+) -> None:
+    config = json.loads((project / ".chalice" / "config.json").read_text())
+    config["stages"]["dev"]["environment_variables"]["PINPOINT_APPLICATION_ID"] = ""
+    (project / ".chalice" / "config.json").write_text(json.dumps(config))
+    result = run_deploy_command(project)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        "stage dev: PINPOINT_APPLICATION_ID: is required; set it in .chalice/config.json"
+    ]
+    assert clients.sqs.list_queues().get("QueueUrls", []) == []
+
+
+def test_no_region_or_no_credentials_is_one_line_before_any_aws_call(
+    clients: Clients, project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("AWS_REGION")
+    monkeypatch.delenv("AWS_DEFAULT_REGION")
+    result = run_deploy_command(project)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        "no AWS region: set AWS_REGION (or AWS_DEFAULT_REGION), or region in your profile"
+    ]
+    monkeypatch.setenv("AWS_REGION", REGION)
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
+        monkeypatch.delenv(name)
+    result = run_deploy_command(project)
+    assert result.returncode == 1
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert result.stderr.startswith("no AWS credentials: set AWS_PROFILE")
+    assert clients.sqs.list_queues().get("QueueUrls", []) == []
+
+
+def test_an_unknown_profile_is_named(project: Path) -> None:
+    result = run_deploy_command(project, "--profile", "nobody")
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        "The config profile (nobody) could not be found: check AWS_PROFILE / --profile and"
+        " ~/.aws/config"
+    ]
+
+
+def run_on_a_terminal(command: list[str], reply: str) -> tuple[int, str]:
+    """`command` with a pseudo-terminal as stdin/stdout (as from `make teardown`); `reply`
+    typed once the question shows."""
+    import os
+    import pty
+    import select
+
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: the command, on the terminal
+        os.chdir(ROOT)
+        os.execv(sys.executable, [sys.executable, *command])
+    output, replied = b"", False
+    while True:
+        ready, _, _ = select.select([fd], [], [], 60)
+        if not ready:
+            break
+        try:
+            chunk = os.read(fd, 4096)
+        except OSError:  # the child closed the terminal
+            break
+        if not chunk:
+            break
+        output += chunk
+        if not replied and b"[y/N]" in output:
+            os.write(fd, reply.encode() + b"\n")
+            replied = True
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status), output.decode(errors="replace")
+
+
+def test_teardown_asks_on_the_terminal(clients: Clients, project: Path) -> None:
+    ensure_queues(clients.sqs, QueueSpec.for_stage(STAGE, project))
+    command = ["-m", "devtools.deploy.stage", "teardown", "--stage", STAGE]
+    command += ["--project-dir", str(project)]
+    status, output = run_on_a_terminal(command, "n")
+    assert status == 2, output
+    assert "queue pixel-relay-dev-events-dlq\r\n" in output
+    assert "nothing deleted" in output
     assert len(clients.sqs.list_queues().get("QueueUrls", [])) == 2
 
-    assert deploy_stage.main([*args, "--yes", "--force"], clients) == 0
+    status, output = run_on_a_terminal(command, "y")
+    assert status == 0, output
+    assert "queue pixel-relay-dev-events: deleted" in output
     assert clients.sqs.list_queues().get("QueueUrls", []) == []
-    assert deploy_stage.main([*args, "--yes"], clients) == 0  # nothing left: still fine
-    assert "already gone" in capsys.readouterr().out
+
+
+def test_teardown_of_dev_leaves_stage_dev_eu_whose_names_start_alike(
+    clients: Clients, project: Path
+) -> None:
+    """`pixel-relay-dev-eu-deliver` starts with `pixel-relay-dev-`: Chalice's stage tag, not
+    the name, says whose it is."""
+    iam = clients.iam
+    role = iam.create_role(
+        RoleName="pixel-relay-dev-eu-deliver",
+        AssumeRolePolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": []}),
+    )["Role"]["Arn"]
+    for name, stage in (
+        ("pixel-relay-dev-eu-deliver", "dev-eu"),
+        ("pixel-relay-dev-deliver", "dev"),
+    ):
+        clients.lambda_client.create_function(
+            FunctionName=name,
+            Runtime="python3.11",
+            Role=role,
+            Handler="app.deliver",
+            Code={"ZipFile": _zip_with("app.py", "def deliver(event, context):\n    pass\n")},
+            Tags={"aws-chalice": f"version=1.34.0:stage={stage}:app=pixel-relay"},
+        )
+    args = ["teardown", "--stage", STAGE, "--project-dir", str(project), "--yes"]
+    assert deploy_stage.main(args, clients) == 0
+    assert stage_resources(clients)["functions"] == ["pixel-relay-dev-eu-deliver"]
+    assert stage_resources(clients)["roles"] == ["pixel-relay-dev-eu-deliver"]

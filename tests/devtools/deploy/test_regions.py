@@ -1,0 +1,118 @@
+"""One place decides the AWS region (devtools.process.aws_region): AWS_REGION, else
+AWS_DEFAULT_REGION, else the profile's, written to both variables so boto3 and Chalice
+(which read AWS_DEFAULT_REGION only) and every child process use it."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from devtools.deploy.stage import ensure_queues
+from devtools.offline import REGION
+from devtools.paths import ROOT
+from devtools.process import aws_region
+from devtools.queue_spec import QueueSpec
+from tests.devtools.deploy_fixtures import moto_clients
+
+
+@pytest.fixture
+def no_region(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """Neither variable set; an AWS config file of our own (returned) with one profile."""
+    monkeypatch.delenv("AWS_REGION", raising=False)
+    monkeypatch.delenv("AWS_DEFAULT_REGION", raising=False)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    config = tmp_path / "aws-config"
+    config.write_text("[profile eu]\nregion = eu-west-3\n\n[profile bare]\noutput = json\n")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(config))
+    return config
+
+
+def exported() -> tuple[str | None, str | None]:
+    import os
+
+    return os.environ.get("AWS_REGION"), os.environ.get("AWS_DEFAULT_REGION")
+
+
+@pytest.mark.usefixtures("no_region")
+def test_aws_region_alone_is_used_and_exported_for_boto3_and_chalice(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("AWS_REGION", "eu-central-1")
+    assert aws_region() == "eu-central-1"
+    assert exported() == ("eu-central-1", "eu-central-1")
+    import boto3
+
+    assert boto3.Session().region_name == "eu-central-1"
+
+
+@pytest.mark.usefixtures("no_region")
+def test_aws_default_region_alone_still_works(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "ap-south-1")
+    assert aws_region() == "ap-south-1"
+    assert exported() == ("ap-south-1", "ap-south-1")
+
+
+@pytest.mark.usefixtures("no_region")
+def test_aws_region_wins_over_aws_default_region(monkeypatch: pytest.MonkeyPatch) -> None:
+    """As in the AWS CLI v2 and the other SDKs."""
+    monkeypatch.setenv("AWS_REGION", "us-west-2")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    assert aws_region() == "us-west-2"
+    assert exported() == ("us-west-2", "us-west-2")
+
+
+@pytest.mark.usefixtures("no_region")
+def test_the_profiles_region_from_aws_profile_or_the_profile_option(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert aws_region(profile="eu") == "eu-west-3"
+    monkeypatch.delenv("AWS_REGION")
+    monkeypatch.delenv("AWS_DEFAULT_REGION")
+    monkeypatch.setenv("AWS_PROFILE", "eu")
+    assert aws_region() == "eu-west-3"
+    assert exported() == ("eu-west-3", "eu-west-3")
+
+
+@pytest.mark.usefixtures("no_region")
+def test_no_region_anywhere_is_empty_and_exports_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert aws_region(profile="bare") == ""
+    assert aws_region() == ""
+    assert exported() == (None, None)
+
+
+def without_default_region() -> dict[str, str]:
+    import os
+
+    environment = dict(os.environ)
+    environment.pop("AWS_DEFAULT_REGION", None)
+    environment["AWS_REGION"] = REGION
+    return environment
+
+
+def test_ops_and_deploy_commands_work_with_aws_region_alone(moto: str, project: Path) -> None:
+    """Each command as a user runs it, in its own process, with only AWS_REGION set (before,
+    boto3 stopped with "You must specify a region")."""
+    clients = moto_clients(moto)
+    ensure_queues(clients.sqs, QueueSpec.for_stage("dev", project))
+    for command in (
+        ["devtools.ops", "dlq", "--stage", "dev", "--project-dir", str(project)],
+        ["devtools.deploy.stage", "verify", "--stage", "dev", "--project-dir", str(project)],
+    ):
+        result = subprocess.run(
+            [sys.executable, "-m", *command],
+            cwd=ROOT,
+            env=without_default_region(),
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert "region" not in result.stderr.lower(), result.stderr
+        if command[0] == "devtools.ops":
+            assert result.returncode == 0, result.stderr
+            assert "pixel-relay-dev-events-dlq" in result.stdout
+        else:  # queues as specified; no consumer mapping yet, which is what it reports
+            assert "as specified" in result.stdout
+            assert "mapping: none from the events queue" in result.stderr
