@@ -17,9 +17,10 @@ import pytest
 
 from devtools.deploy.policies import for_cloudformation, stage_policies
 from devtools.deploy.settings import DeploySettings, DeploySettingsError
+from devtools.deploy.stage import ensure_queues, queue_problems
 from devtools.deploy.template import dashboard_body, merge_template
 from devtools.paths import ROOT
-from devtools.queue_spec import QueueSpec, stage_environment
+from devtools.queue_spec import KmsKey, QueueSpec, stage_environment
 from tests.devtools.deploy_fixtures import Packaged, copy_project
 
 STAGE = "dev"
@@ -515,3 +516,18 @@ def test_a_queue_key_encrypts_both_queues_and_both_roles_may_use_it(tmp_path: Pa
     spec = QueueSpec.for_stage(STAGE, root)
     assert spec.dead_letter_attributes()["KmsMasterKeyId"] == KEY
     assert "SqsManagedSseEnabled" not in spec.events_attributes("arn:dlq")
+
+
+def test_verify_expects_the_queue_key_and_sees_a_queue_without_it(sqs: Any) -> None:
+    """The attributes `deploy_stage` creates and `verify` compares (moto's SQS keeps
+    KmsMasterKeyId as set; it does not call KMS)."""
+    plain = QueueSpec("pixel-relay-kms-events", "pixel-relay-kms-dlq", 360)
+    ensure_queues(sqs, plain)
+    key = KmsKey.parse(KEY)
+    keyed = QueueSpec("pixel-relay-kms-events", "pixel-relay-kms-dlq", 360, kms_key=key)
+    assert sorted(queue_problems(sqs, keyed)) == [
+        f"pixel-relay-kms-dlq: KmsMasterKeyId is None, want {KEY!r}",
+        f"pixel-relay-kms-events: KmsMasterKeyId is None, want {KEY!r}",
+    ]
+    ensure_queues(sqs, keyed)
+    assert queue_problems(sqs, keyed) == []
