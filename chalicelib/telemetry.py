@@ -3,9 +3,16 @@
 Logs are one JSON object per line; metrics use the Embedded Metric Format, so CloudWatch
 extracts them from the log stream without a PutMetricData call on the hot path. Nothing here
 logs endpoint ids, user ids or attribute values: only counts, reasons and parameter kinds.
+
+Every metric carries the dimensions `service` and, when the deploy sets PIXEL_RELAY_STAGE
+(both paths do: .chalice/config.json per stage, and the CloudFormation template), `stage`,
+so one stage's alarms never count another's. The alarms use exactly these dimensions.
 """
 
 from __future__ import annotations
+
+import os
+from collections.abc import Mapping
 
 from aws_lambda_powertools import Logger, Metrics, single_metric
 from aws_lambda_powertools.metrics import MetricUnit
@@ -18,7 +25,19 @@ NAMESPACE = "PixelRelay"
 # whose records still say service "pixel-relay".
 logger = Logger(service="pixel_relay.pipeline")
 logger.append_keys(service=SERVICE)
+STAGE_VARIABLE = "PIXEL_RELAY_STAGE"
+
+
+def default_dimensions(environ: Mapping[str, str]) -> dict[str, str]:
+    """The dimensions besides `service` on every metric: the stage, when one is set."""
+    stage = environ.get(STAGE_VARIABLE, "").strip()
+    return {"stage": stage} if stage else {}
+
+
+DIMENSIONS = default_dimensions(os.environ)
 metrics = Metrics(namespace=NAMESPACE, service=SERVICE)
+if DIMENSIONS:
+    metrics.set_default_dimensions(**DIMENSIONS)
 
 
 def count(name: str, value: int = 1) -> None:
@@ -30,7 +49,11 @@ def count(name: str, value: int = 1) -> None:
 def count_by_reason(name: str, reason: str, value: int = 1) -> None:
     """A counter with a `reason` dimension, published at once in its own EMF document."""
     with single_metric(
-        name=name, unit=MetricUnit.Count, value=value, namespace=NAMESPACE
+        name=name,
+        unit=MetricUnit.Count,
+        value=value,
+        namespace=NAMESPACE,
+        default_dimensions=DIMENSIONS,
     ) as metric:
         metric.add_dimension(name="service", value=SERVICE)
         metric.add_dimension(name="reason", value=reason)
@@ -47,7 +70,11 @@ def count_for_destination(name: str, destination: str, value: int = 1) -> None:
     if not value:
         return
     with single_metric(
-        name=name, unit=MetricUnit.Count, value=value, namespace=NAMESPACE
+        name=name,
+        unit=MetricUnit.Count,
+        value=value,
+        namespace=NAMESPACE,
+        default_dimensions=DIMENSIONS,
     ) as metric:
         metric.add_dimension(name="service", value=SERVICE)
         metric.add_dimension(name="destination", value=destination)

@@ -93,6 +93,14 @@ ClientT = TypeVar("ClientT")
 Statement = dict[str, Any]
 
 
+def own_arn(service: str, resource: str) -> str:
+    """The ARN of one of the stage's own resources, for `iam_statements`: partition, region
+    and account are CloudFormation's pseudo parameters, filled in by the CloudFormation path
+    (`Fn::Sub`) and by `make policies` for the `chalice deploy` path (docs/deploy.md). A
+    statement never spells `arn:*:...:*:*:` itself: `make policies` refuses it."""
+    return f"arn:${{AWS::Partition}}:{service}:${{AWS::Region}}:${{AWS::AccountId}}:{resource}"
+
+
 @dataclass(frozen=True)
 class DestinationSpec(Generic[SettingsT, ClientT]):
     """Everything pixel-relay and its tooling know about one destination, exported by its

@@ -29,6 +29,7 @@ from chalicelib.destinations.base import (
     Verdict,
     build_refusal,
     client_error_outcome,
+    own_arn,
     service_client,
     unexpected_failure,
 )
@@ -177,8 +178,10 @@ def iam_statements(settings: Settings) -> list[Statement]:
             "Action": ["profile:PutProfileObject"],
             # IAM lists both the domain and the object type as this action's resources.
             "Resource": [
-                f"arn:*:profile:*:*:domains/{settings.domain}",
-                f"arn:*:profile:*:*:domains/{settings.domain}/object-types/{settings.object_type}",
+                own_arn("profile", f"domains/{settings.domain}"),
+                own_arn(
+                    "profile", f"domains/{settings.domain}/object-types/{settings.object_type}"
+                ),
             ],
         }
     ]

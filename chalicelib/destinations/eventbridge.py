@@ -28,6 +28,7 @@ from chalicelib.destinations.base import (
     build_refusal,
     client_error_outcome,
     deliver_packed,
+    own_arn,
     service_client,
 )
 from chalicelib.env import ConfigError, Reader, call_budget_ms, model_rule
@@ -92,7 +93,7 @@ def iam_statements(settings: Settings) -> list[Statement]:
             "Effect": "Allow",
             "Action": ["events:PutEvents"],
             # A bus given by ARN (another account's, say) is granted exactly that bus.
-            "Resource": bus if bus.startswith("arn:") else f"arn:*:events:*:*:event-bus/{bus}",
+            "Resource": bus if bus.startswith("arn:") else own_arn("events", f"event-bus/{bus}"),
         }
     ]
 

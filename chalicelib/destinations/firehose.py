@@ -27,6 +27,7 @@ from chalicelib.destinations.base import (
     build_each,
     client_error_outcome,
     deliver_packed,
+    own_arn,
     service_client,
 )
 from chalicelib.env import Reader, call_budget_ms, model_rule
@@ -77,7 +78,7 @@ def iam_statements(settings: Settings) -> list[Statement]:
             "Sid": "WriteFirehose",
             "Effect": "Allow",
             "Action": ["firehose:PutRecordBatch"],
-            "Resource": f"arn:*:firehose:*:*:deliverystream/{settings.stream}",
+            "Resource": own_arn("firehose", f"deliverystream/{settings.stream}"),
         }
     ]
 

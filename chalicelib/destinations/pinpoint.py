@@ -25,6 +25,7 @@ from chalicelib.destinations.base import (
     TimeLeft,
     Verdict,
     build_refusal,
+    own_arn,
     same_occurrence,
     service_client,
     unexpected_failure,
@@ -83,8 +84,8 @@ def iam_statements(settings: Settings) -> list[Statement]:
             "Effect": "Allow",
             "Action": ["mobiletargeting:PutEvents"],
             "Resource": [
-                f"arn:*:mobiletargeting:*:*:apps/{application}",
-                f"arn:*:mobiletargeting:*:*:apps/{application}/*",
+                own_arn("mobiletargeting", f"apps/{application}"),
+                own_arn("mobiletargeting", f"apps/{application}/*"),
             ],
         }
     ]

@@ -86,7 +86,7 @@ def next_steps(stage: str, result: PackageResult) -> str:
             f"      --s3-bucket <your-bucket> --output-template-file {packaged}",
             f"  aws cloudformation deploy --template-file {packaged} \\",
             f"      --stack-name pixel-relay-{stage} --capabilities CAPABILITY_IAM \\",
-            "      --parameter-overrides EnableWaf=false AlarmTopicArn=",
+            "      --parameter-overrides EnableWaf=false AlarmTopicArn= PixelReservedConcurrency=0",
             f"Then: python -m devtools.ops check --stage {stage} --stack-name pixel-relay-{stage}",
         ]
     )

@@ -1,46 +1,109 @@
-"""Least-privilege IAM policies for both functions, one file per stage and function.
+"""Least-privilege IAM policies for both functions, for both deploy paths.
 
 Chalice's generated policy reads app.py only, so it misses every call made from chalicelib/
-(SendMessage, PutEvents, ...). `autogen_policy` is off in .chalice/config.json and these files
-are used instead; `make policies` rewrites them from the stage's settings, and a test fails
-when they drift. Development tooling only: never packaged into Lambda.
+(SendMessage, PutEvents, ...). `autogen_policy` is off in .chalice/config.json and these
+policies are used instead. Each is built once, in one form, then rendered for a path:
+
+- Resource ARNs are written with CloudFormation's pseudo parameters (`${AWS::Partition}`,
+  `${AWS::Region}`, `${AWS::AccountId}`; destinations build theirs with
+  `chalicelib.destinations.base.own_arn`).
+- The CloudFormation path (`devtools.deploy.template`) wraps them in `Fn::Sub`: every ARN is
+  the stack's own partition, region and account.
+- The `chalice deploy` path reads `.chalice/policy-<stage>-<function>.json`, which
+  `make policies` writes and a test keeps current. Those files are committed and written
+  without AWS credentials, so the three parts become `*`: every resource is still named
+  exactly (queue, log group, stream, bus, table, key), only its account and region are not.
+  Use the CloudFormation path where that matters (docs/deploy.md).
+
+Every action is one the code calls (tests/devtools/deploy/test_policies.py reads chalicelib
+for its boto3 calls), one Lambda's SQS poller needs, or a log or KMS action named below.
+Development tooling only: never packaged into Lambda.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final
 
 from chalicelib.config import ConfigError
 from chalicelib.destinations import registry
+from chalicelib.destinations.base import own_arn
 from devtools.paths import ROOT
-from devtools.queue_spec import chalice_config, stage_environment
+from devtools.queue_spec import KmsKey, chalice_config, queue_kms_key, stage_environment
 
-LOGS: Final = {
-    "Effect": "Allow",
-    "Action": ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"],
-    "Resource": "arn:*:logs:*:*:*",
-}
+Policy = dict[str, Any]
+PSEUDO_PARAMETERS: Final = ("${AWS::Partition}", "${AWS::Region}", "${AWS::AccountId}")
+# What Lambda's SQS poller calls with the consumer's role (AWSLambdaSQSQueueExecutionRole):
+# DeleteMessage also when the handler returns no failures.
+POLLER_ACTIONS: Final = ("sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes")
+# SQS calls KMS with the caller's permissions: a producer needs GenerateDataKey and Decrypt
+# (SQS's key management guide: Decrypt verifies a reused data key), a consumer Decrypt.
+KMS_ACTIONS: Final = ("kms:Decrypt", "kms:GenerateDataKey")
+_WILDCARD_ARN: Final = re.compile(r"arn:(\*|[^:]*):[^:]+:(\*|[^:]*):(\*|[^:]*):")
+
+
+class PolicyError(ValueError):
+    """A policy pixel-relay refuses to write; the message names where it came from."""
+
+
+def function_name(stage: str, function: str, root: Path = ROOT) -> str:
+    """The Lambda function's name, as `chalice deploy` names it and the CloudFormation path
+    sets it (`FunctionName`): <app>-<stage> for the pixel, <app>-<stage>-<function> else."""
+    app = chalice_config(root)["app_name"]
+    return f"{app}-{stage}" if function == "api_handler" else f"{app}-{stage}-{function}"
 
 
 def queue_arn(name: str) -> str:
-    return f"arn:*:sqs:*:*:{name}"
+    return own_arn("sqs", name)
 
 
-def pixel_policy(environment: dict[str, str]) -> dict[str, Any]:
+def logs_statement(function: str, *, creates_log_group: bool) -> Policy:
+    """Write to the function's own log group only. On the CloudFormation path the template
+    creates the group, so Lambda is not allowed to (it would race the stack and fail it)."""
+    actions = ["logs:CreateLogStream", "logs:PutLogEvents"]
+    if creates_log_group:
+        actions.insert(0, "logs:CreateLogGroup")
+    return {
+        "Sid": "WriteOwnLogs",
+        "Effect": "Allow",
+        "Action": actions,
+        "Resource": own_arn("logs", f"log-group:/aws/lambda/{function}:*"),
+    }
+
+
+def kms_statement(key: KmsKey | None) -> list[Policy]:
+    """Use of the queues' customer managed key (QUEUE_KMS_KEY), when the stage names one."""
+    if key is None:
+        return []
+    statement: Policy = {
+        "Sid": "UseQueueKey",
+        "Effect": "Allow",
+        "Action": list(KMS_ACTIONS),
+        "Resource": key.grantable_arn,
+    }
+    if key.condition is not None:
+        statement["Condition"] = key.condition
+    return [statement]
+
+
+def pixel_policy(
+    environment: Mapping[str, str], function: str, *, creates_log_group: bool = True
+) -> Policy:
     """The pixel sends to the events queue and, for signed hits, reads its one key parameter
     or secret: nothing else."""
-    statements: list[dict[str, Any]] = [
-        LOGS,
+    statements: list[Policy] = [
+        logs_statement(function, creates_log_group=creates_log_group),
         {
             "Sid": "EnqueueHits",
             "Effect": "Allow",
             "Action": ["sqs:GetQueueUrl", "sqs:SendMessage"],
             "Resource": queue_arn(environment["EVENTS_QUEUE"]),
         },
+        *kms_statement(queue_kms_key(environment)),
     ]
     keys = environment.get("TOKEN_HS256_KEYS_PARAMETER", "").strip()
     if keys:
@@ -48,7 +111,7 @@ def pixel_policy(environment: dict[str, str]) -> dict[str, Any]:
     return {"Version": "2012-10-17", "Statement": statements}
 
 
-def signing_keys_statement(source: str) -> dict[str, Any]:
+def signing_keys_statement(source: str) -> Policy:
     """Read access to the signing keys, named as TOKEN_HS256_KEYS_PARAMETER names them."""
     if source.startswith("arn:"):
         service = source.split(":")[2]
@@ -61,45 +124,75 @@ def signing_keys_statement(source: str) -> dict[str, Any]:
             "Effect": "Allow",
             "Action": ["secretsmanager:GetSecretValue"],
             # Secrets Manager appends a random suffix to a secret's ARN.
-            "Resource": f"arn:*:secretsmanager:*:*:secret:{name}-??????",
+            "Resource": own_arn("secretsmanager", f"secret:{name}-??????"),
         }
     name = source.removeprefix("ssm:").lstrip("/")
     return {
         "Sid": "ReadSigningKeys",
         "Effect": "Allow",
         "Action": ["ssm:GetParameter"],
-        "Resource": f"arn:*:ssm:*:*:parameter/{name}",
+        "Resource": own_arn("ssm", f"parameter/{name}"),
     }
 
 
-def destination_statements(environment: dict[str, str]) -> list[dict[str, Any]]:
+def destination_statements(environment: Mapping[str, str]) -> list[Policy]:
     """What each configured destination's `SPEC` says it needs, from its own settings (as
-    the consumer reads them), in the registry's order whatever the order of DESTINATIONS."""
+    the consumer reads them), in the registry's order whatever the order of DESTINATIONS.
+    A statement that wildcards partition, region or account is refused, naming the module."""
     configured = registry.parse_names(environment.get("DESTINATIONS", "pinpoint"))
-    statements: list[dict[str, Any]] = []
+    statements: list[Policy] = []
     for name in registry.known():
         if name in configured:
             spec = registry.spec(name)
-            statements.extend(spec.iam_statements(spec.from_env(environment)))
+            own = spec.iam_statements(spec.from_env(environment))
+            for statement in own:
+                for resource in resources(statement):
+                    problem = wildcard_problem(resource)
+                    if problem:
+                        raise PolicyError(
+                            f"destination {name}: iam_statements grants {resource!r}, which"
+                            f" {problem}; build the ARN with"
+                            " chalicelib.destinations.base.own_arn(service, resource)"
+                        )
+            statements.extend(own)
     return statements
 
 
-def consumer_policy(environment: dict[str, str]) -> dict[str, Any]:
-    """The consumer works its own queue, parks on its dead-letter queue, and writes to each
-    configured destination's one resource."""
+def resources(statement: Mapping[str, Any]) -> list[str]:
+    granted = statement["Resource"]
+    return [granted] if isinstance(granted, str) else list(granted)
+
+
+def wildcard_problem(resource: str) -> str | None:
+    """Why an ARN is not scoped to one partition, region and account (None when it is).
+    The pseudo parameters count as scoped; an empty region or account (IAM, S3) too."""
+    if resource == "*":
+        return "is every resource"
+    for placeholder in PSEUDO_PARAMETERS:
+        resource = resource.replace(placeholder, "x")
+    match = _WILDCARD_ARN.match(resource)
+    if match is None:
+        return "is not an ARN"
+    if "*" in match.group(1) + match.group(2) + match.group(3):
+        return "wildcards the partition, region or account"
+    return None
+
+
+def consumer_policy(
+    environment: Mapping[str, str], function: str, *, creates_log_group: bool = True
+) -> Policy:
+    """The consumer works its own queue (with Lambda's poller), parks on its dead-letter
+    queue, and writes to each configured destination's one resource."""
     return {
         "Version": "2012-10-17",
         "Statement": [
-            LOGS,
+            logs_statement(function, creates_log_group=creates_log_group),
             {
                 "Sid": "ConsumeEvents",
                 "Effect": "Allow",
                 "Action": [
-                    "sqs:ReceiveMessage",
-                    "sqs:DeleteMessage",
-                    "sqs:ChangeMessageVisibility",
-                    "sqs:GetQueueAttributes",
-                    "sqs:GetQueueUrl",
+                    *POLLER_ACTIONS,
+                    "sqs:GetQueueUrl",  # the consumer's own calls: delete and requeue
                     "sqs:SendMessage",
                 ],
                 "Resource": queue_arn(environment["EVENTS_QUEUE"]),
@@ -110,13 +203,14 @@ def consumer_policy(environment: dict[str, str]) -> dict[str, Any]:
                 "Action": ["sqs:GetQueueUrl", "sqs:SendMessage"],
                 "Resource": queue_arn(environment["DEAD_LETTER_QUEUE"]),
             },
+            *kms_statement(queue_kms_key(environment)),
             *destination_statements(environment),
             *dedupe_statements(environment),
         ],
     }
 
 
-def dedupe_statements(environment: dict[str, str]) -> list[dict[str, Any]]:
+def dedupe_statements(environment: Mapping[str, str]) -> list[Policy]:
     """The optional shared dedupe store (DEDUPE_TABLE): read before sending, write after."""
     table = environment.get("DEDUPE_TABLE", "").strip()
     if not table:
@@ -126,36 +220,79 @@ def dedupe_statements(environment: dict[str, str]) -> list[dict[str, Any]]:
             "Sid": "DedupeStore",
             "Effect": "Allow",
             "Action": ["dynamodb:BatchGetItem", "dynamodb:BatchWriteItem"],
-            "Resource": f"arn:*:dynamodb:*:*:table/{table}",
+            "Resource": own_arn("dynamodb", f"table/{table}"),
         }
     ]
 
 
-def policy_files(root: Path = ROOT) -> dict[Path, dict[str, Any]]:
+def stage_policies(
+    stage: str, root: Path = ROOT, *, creates_log_group: bool = True
+) -> dict[str, Policy]:
+    """Both functions' policies for `stage` (function -> policy, with pseudo parameters).
+    Raises ConfigError when a destination's settings are missing."""
+    environment = stage_environment(stage, root)
+    return {
+        "api_handler": pixel_policy(
+            environment,
+            function_name(stage, "api_handler", root),
+            creates_log_group=creates_log_group,
+        ),
+        "deliver": consumer_policy(
+            environment, function_name(stage, "deliver", root), creates_log_group=creates_log_group
+        ),
+    }
+
+
+def for_chalice(policy: Policy) -> Policy:
+    """The `chalice deploy` form: pseudo parameters become `*` (no credentials are read)."""
+    text = json.dumps(policy)
+    for placeholder in PSEUDO_PARAMETERS:
+        text = text.replace(placeholder, "*")
+    result: Policy = json.loads(text)
+    return result
+
+
+def for_cloudformation(policy: Policy) -> Policy:
+    """The CloudFormation form: every Resource with a pseudo parameter in an `Fn::Sub`."""
+
+    def sub(resource: str) -> Any:
+        return {"Fn::Sub": resource} if "${" in resource else resource
+
+    statements = []
+    for statement in policy["Statement"]:
+        granted = statement["Resource"]
+        statements.append(
+            {
+                **statement,
+                "Resource": sub(granted)
+                if isinstance(granted, str)
+                else [sub(resource) for resource in granted],
+            }
+        )
+    return {**policy, "Statement": statements}
+
+
+def policy_files(root: Path = ROOT) -> dict[Path, Policy]:
     """Every policy file the config names, with the content it must have.
 
     A stage whose destinations are not set up yet (its Pinpoint project id is empty, say)
     gets none: deploying it fails on that setting first, naming it.
     """
     config = chalice_config(root)
-    files: dict[Path, dict[str, Any]] = {}
+    files: dict[Path, Policy] = {}
     for stage, stage_config in config.get("stages", {}).items():
-        environment = stage_environment(stage, root)
         try:
-            policies = {
-                "api_handler": pixel_policy(environment),
-                "deliver": consumer_policy(environment),
-            }
+            policies = stage_policies(stage, root)
         except ConfigError:
             continue
         for function, settings in stage_config.get("lambda_functions", {}).items():
             name = settings.get("iam_policy_file")
             if name and function in policies:
-                files[root / ".chalice" / name] = policies[function]
+                files[root / ".chalice" / name] = for_chalice(policies[function])
     return files
 
 
-def render(policy: dict[str, Any]) -> str:
+def render(policy: Policy) -> str:
     return json.dumps(policy, indent=2) + "\n"
 
 

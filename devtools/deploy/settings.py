@@ -40,6 +40,9 @@ class DeploySettings:
     queue_age_alarm_seconds: int
     enqueue_failures_alarm_threshold: int
     waf_rate_limit_per_5_minutes: int
+    api_5xx_alarm_threshold: int
+    dead_letter_age_alarm_seconds: int
+    retried_events_alarm_threshold: int
 
     @classmethod
     def for_stage(cls, stage: str, root: Path = ROOT) -> DeploySettings:
@@ -77,12 +80,17 @@ class DeploySettings:
             "consumer_errors_alarm_threshold",
             "consumer_errors_alarm_periods",
             "enqueue_failures_alarm_threshold",
+            "api_5xx_alarm_threshold",
+            "retried_events_alarm_threshold",
         ):
             value = getattr(self, key)
             if not isinstance(value, int) or value < 1:
                 raise fail(key, "must be a whole number of at least 1")
         if not 60 <= self.queue_age_alarm_seconds <= 1_209_600:
             raise fail("queue_age_alarm_seconds", "must be between 60 and 1209600")
+        if not 60 <= self.dead_letter_age_alarm_seconds < 1_209_600:
+            # Below the dead-letter queue's 14 days, or the alarm fires as the events expire.
+            raise fail("dead_letter_age_alarm_seconds", "must be between 60 and 1209599")
         if not 10 <= self.waf_rate_limit_per_5_minutes <= 2_000_000_000:
             # AWS WAF's own bounds for a rate-based rule's Limit.
             raise fail("waf_rate_limit_per_5_minutes", "must be between 10 and 2000000000")

@@ -8,7 +8,13 @@ them) and `deploy/stages.json` (throttling, retention, thresholds). The queue na
 stage, so the merge template is generated, never hand-copied.
 
 Logical ids that Chalice generates and this template merges into: `Deliver` (the consumer),
-`DeliverSqsEventSource` (its SQS event), `APIHandler` (the pixel) and `RestAPI`.
+`DeliverSqsEventSource` (its SQS event), `APIHandler` (the pixel), `RestAPI`, and the roles
+`ApiHandlerRole` and `DeliverRole`, whose policies are replaced by the same policies as
+`make policies` writes, with every ARN in the stack's own partition, region and account.
+
+The functions get the names `chalice deploy` gives them (`pixel-relay-<stage>`,
+`pixel-relay-<stage>-deliver`): their log groups, and so their log permissions, are known
+before they exist, and `verify` and `ops check` find them by name on either path.
 
 When DESTINATIONS includes customer-profiles, it also declares what `make profiles-setup`
 creates: the object type (`object_type_definition`), one event trigger per
@@ -24,8 +30,9 @@ import re
 from pathlib import Path
 from typing import Any, Final
 
-from chalicelib.config import Settings
+from chalicelib.config import QueueWiring, Settings
 from chalicelib.destinations import customer_profiles
+from devtools.deploy.policies import for_cloudformation, function_name, stage_policies
 from devtools.deploy.profiles_setup import event_trigger_definition
 from devtools.deploy.settings import DeploySettings
 from devtools.paths import ROOT
@@ -43,6 +50,13 @@ CONSUMER: Final = "Deliver"
 CONSUMER_EVENT: Final = "DeliverSqsEventSource"
 PIXEL: Final = "APIHandler"
 API: Final = "RestAPI"
+ROLES: Final = {"api_handler": "ApiHandlerRole", "deliver": "DeliverRole"}
+# The `stage` dimension of every PixelRelay metric (chalicelib.telemetry.STAGE_VARIABLE).
+STAGE_VARIABLE: Final = "PIXEL_RELAY_STAGE"
+# The consumer's concurrency when MAX_CONCURRENCY is unset: 5 invocations of BATCH_SIZE
+# events (100: about 1 s each with one destination) deliver some 500 events/s, the prod
+# stage's API throttle, and leave the rest of the account's concurrency to the pixel.
+DEFAULT_CONSUMER_MAX_CONCURRENCY: Final = 5
 PERIOD_SECONDS: Final = 300
 # Bot Control's common level; its own price applies (see docs/deploy.md).
 BOT_RULE_GROUP: Final = "AWSManagedRulesBotControlRuleSet"
@@ -83,21 +97,25 @@ def merge_template(stage: str, root: Path = ROOT) -> dict[str, Any]:
     """Everything Chalice's template lacks for `stage`, as one CloudFormation fragment."""
     spec = QueueSpec.for_stage(stage, root)
     settings = DeploySettings.for_stage(stage, root)
+    environment = stage_environment(stage, root)
     resources: dict[str, Any] = {}
     resources.update(_queues(spec))
-    resources.update(_function_overrides())
-    resources.update(_api_overrides(settings))
+    resources.update(_function_overrides(stage, environment, root))
+    resources.update(_roles(stage, root))
+    resources.update(_api_overrides(stage, settings))
     resources.update(_log_groups(settings))
-    resources.update(_alarms(stage, spec, settings))
+    alarms = _alarms(stage, spec, settings, root)
+    resources.update(alarms)
     resources["Dashboard"] = {
         "Type": "AWS::CloudWatch::Dashboard",
         "Properties": {
             "DashboardName": _sub(f"pixel-relay-{stage}-${{AWS::Region}}"),
-            "DashboardBody": _sub(json.dumps(dashboard_body(stage), separators=(",", ":"))),
+            "DashboardBody": _sub(
+                json.dumps(dashboard_body(stage, sorted(alarms)), separators=(",", ":"))
+            ),
         },
     }
     resources.update(_waf(stage, settings))
-    environment = stage_environment(stage, root)
     resources.update(_dedupe_table(environment))
     profiles = _customer_profiles(environment)
     resources.update(profiles)
@@ -123,12 +141,23 @@ def merge_template(stage: str, root: Path = ROOT) -> dict[str, Any]:
                 "Default": "",
                 "Description": "SNS topic ARN notified when an alarm fires; empty for none.",
             },
+            "PixelReservedConcurrency": {
+                "Type": "Number",
+                "Default": 0,
+                "MinValue": 0,
+                "Description": "Concurrency reserved for the pixel (and its ceiling); 0 for"
+                " none, the account's unreserved pool. The consumer is capped by its"
+                " mapping's MaximumConcurrency either way.",
+            },
         },
         "Conditions": {
             "WafEnabled": {"Fn::Equals": [_ref("EnableWaf"), "true"]},
             "WafBotBlocks": {"Fn::Equals": [_ref("WafBotControlAction"), "block"]},
             "HasAlarmTopic": {"Fn::Not": [{"Fn::Equals": [_ref("AlarmTopicArn"), ""]}]},
             **(PROFILES_CONDITIONS if profiles else {}),
+            "HasPixelReservedConcurrency": {
+                "Fn::Not": [{"Fn::Equals": [_ref("PixelReservedConcurrency"), "0"]}]
+            },
         },
         "Resources": resources,
         "Outputs": {
@@ -145,24 +174,40 @@ def merge_template(stage: str, root: Path = ROOT) -> dict[str, Any]:
     }
 
 
+def _encryption(spec: QueueSpec) -> dict[str, Any]:
+    """The stage's KMS key (QUEUE_KMS_KEY), else SQS-managed keys (the two exclude each
+    other), as `QueueSpec.encryption_attributes` says for the `chalice deploy` path."""
+    if spec.kms_key is not None:
+        return {"KmsMasterKeyId": spec.kms_key.arn}
+    return {"SqsManagedSseEnabled": True}
+
+
 def _queues(spec: QueueSpec) -> dict[str, Any]:
-    """The same queues `deploy_stage` and `make dev` create, as CloudFormation."""
+    """The same queues `deploy_stage` and `make dev` create, as CloudFormation.
+
+    Both are kept when the stack is deleted or a change would replace them: the dead-letter
+    queue holds the only copy of undelivered events, and the events queue the events not
+    delivered yet. Delete them by hand once drained (docs/deploy.md).
+    """
+    kept = {"DeletionPolicy": "Retain", "UpdateReplacePolicy": "Retain"}
     return {
         "DeadLetterQueue": {
             "Type": "AWS::SQS::Queue",
+            **kept,
             "Properties": {
                 "QueueName": spec.dead_letter_queue,
                 "MessageRetentionPeriod": DEAD_LETTER_RETENTION_SECONDS,
-                "SqsManagedSseEnabled": True,
+                **_encryption(spec),
             },
         },
         "EventsQueue": {
             "Type": "AWS::SQS::Queue",
+            **kept,
             "Properties": {
                 "QueueName": spec.events_queue,
                 "VisibilityTimeout": spec.visibility_timeout_seconds,
                 "MessageRetentionPeriod": EVENTS_RETENTION_SECONDS,
-                "SqsManagedSseEnabled": True,
+                **_encryption(spec),
                 "RedrivePolicy": {
                     "deadLetterTargetArn": _get_att("DeadLetterQueue", "Arn"),
                     "maxReceiveCount": spec.max_receive_count,
@@ -296,8 +341,15 @@ def trigger_logical_id(event: str) -> str:
     return f"ProfilesTrigger{re.sub(r'[^A-Za-z0-9]', '', event)[:40]}{digest}"
 
 
-def _function_overrides() -> dict[str, Any]:
-    """Partial batch responses on, and the event source bound to the queue made here.
+def consumer_max_concurrency(environment: dict[str, str]) -> int:
+    """The consumer mapping's MaximumConcurrency: MAX_CONCURRENCY, else the default."""
+    configured = QueueWiring.from_env(environment).maximum_concurrency
+    return configured if configured is not None else DEFAULT_CONSUMER_MAX_CONCURRENCY
+
+
+def _function_overrides(stage: str, environment: dict[str, str], root: Path) -> dict[str, Any]:
+    """Partial batch responses on (and the consumer told so), the event source bound to the
+    queue made here and capped, the functions named, and the stage for the metrics.
 
     Chalice's `Queue` is an `Fn::Sub` of the queue's name; it is replaced by an `Fn::Sub` of
     the new queue's ARN (mixing `Fn::GetAtt` into the generated `Fn::Sub` is invalid), which
@@ -306,24 +358,81 @@ def _function_overrides() -> dict[str, Any]:
     return {
         CONSUMER: {
             "Properties": {
+                "FunctionName": function_name(stage, "deliver", root),
+                "Environment": {
+                    "Variables": {
+                        # The mapping below reports batch item failures: the consumer must
+                        # answer with them (chalicelib.delivery), whatever config.json says.
+                        "REPORT_BATCH_ITEM_FAILURES": "true",
+                        STAGE_VARIABLE: stage,
+                    }
+                },
                 "Events": {
                     CONSUMER_EVENT: {
                         "Properties": {
                             "Queue": _sub("${EventsQueue.Arn}"),
                             "FunctionResponseTypes": ["ReportBatchItemFailures"],
+                            # Lambda's poller never runs more than this many at once (no
+                            # throttling, unlike reserved concurrency): a replay cannot take
+                            # the account's concurrency from the pixel.
+                            "ScalingConfig": {
+                                "MaximumConcurrency": consumer_max_concurrency(environment)
+                            },
                         }
                     }
-                }
+                },
             }
-        }
+        },
+        PIXEL: {
+            "Properties": {
+                "FunctionName": function_name(stage, "api_handler", root),
+                "Environment": {"Variables": {STAGE_VARIABLE: stage}},
+                "ReservedConcurrentExecutions": {
+                    "Fn::If": [
+                        "HasPixelReservedConcurrency",
+                        _ref("PixelReservedConcurrency"),
+                        _ref("AWS::NoValue"),
+                    ]
+                },
+            }
+        },
     }
 
 
-def _api_overrides(settings: DeploySettings) -> dict[str, Any]:
-    """Stage-wide throttling: Chalice has no setting for it."""
+def _roles(stage: str, root: Path) -> dict[str, Any]:
+    """Each role's one inline policy, as `make policies` builds it, with the stack's own
+    partition, region and account in every ARN. The template creates the log groups, so the
+    functions may not (CreateLogGroup would race the stack)."""
+    policies = stage_policies(stage, root, creates_log_group=False)
+    return {
+        role: {
+            "Properties": {
+                "Policies": [
+                    {
+                        "PolicyName": f"{role}Policy",
+                        "PolicyDocument": for_cloudformation(policies[function]),
+                    }
+                ]
+            }
+        }
+        for function, role in ROLES.items()
+    }
+
+
+def api_name(stage: str) -> str:
+    """The REST API's name, and so its `ApiName` metric dimension: one per stage, so one
+    stage's 5XX alarm never counts another's."""
+    return f"pixel-relay-{stage}"
+
+
+def _api_overrides(stage: str, settings: DeploySettings) -> dict[str, Any]:
+    """Stage-wide throttling (Chalice has no setting for it) and a name of the stage's own."""
+    name = api_name(stage)
     return {
         API: {
             "Properties": {
+                "Name": name,
+                "DefinitionBody": {"info": {"title": name}},
                 "MethodSettings": [
                     {
                         "ResourcePath": "/*",
@@ -331,7 +440,7 @@ def _api_overrides(settings: DeploySettings) -> dict[str, Any]:
                         "ThrottlingRateLimit": settings.throttling_rate_limit,
                         "ThrottlingBurstLimit": settings.throttling_burst_limit,
                     }
-                ]
+                ],
             }
         }
     }
@@ -366,42 +475,123 @@ def _alarm(description: str, **properties: Any) -> dict[str, Any]:
     }
 
 
-def _alarms(stage: str, spec: QueueSpec, settings: DeploySettings) -> dict[str, Any]:
+def ours_dimensions(stage: str) -> list[dict[str, str]]:
+    """The dimensions every PixelRelay counter carries (chalicelib.telemetry)."""
+    return [{"Name": "service", "Value": SERVICE}, {"Name": "stage", "Value": stage}]
+
+
+def _alarms(
+    stage: str, spec: QueueSpec, settings: DeploySettings, root: Path = ROOT
+) -> dict[str, Any]:
+    """One alarm per way the stage loses or delays events; each description says what it
+    means and where to start (docs/operations.md has the runbook)."""
     ops = f"python -m devtools.ops dlq --stage {stage}"
+    runbook = "Runbook: docs/operations.md."
+
+    def lambda_metric(function: str, metric: str) -> dict[str, Any]:
+        return {
+            "Namespace": "AWS/Lambda",
+            "MetricName": metric,
+            "Dimensions": [{"Name": "FunctionName", "Value": _ref(function)}],
+            "Statistic": "Sum",
+        }
+
+    def queue_metric(queue: str, metric: str) -> dict[str, Any]:
+        return {
+            "Namespace": "AWS/SQS",
+            "MetricName": metric,
+            "Dimensions": [{"Name": "QueueName", "Value": _get_att(queue, "QueueName")}],
+            "Statistic": "Maximum",
+        }
+
     return {
+        "Api5xxAlarm": _alarm(
+            "API Gateway answered 5XX to pixel hits: the pixel failed, was throttled, or SQS"
+            " refused hits (503, see the enqueue-failures alarm). Browsers do not retry an"
+            f" image: these events are lost. {runbook}",
+            AlarmName=f"pixel-relay-{stage}-api-5xx",
+            Namespace="AWS/ApiGateway",
+            MetricName="5XXError",
+            Dimensions=[
+                {"Name": "ApiName", "Value": api_name(stage)},
+                {"Name": "Stage", "Value": api_stage_name(stage, root)},
+            ],
+            Statistic="Sum",
+            EvaluationPeriods=1,
+            Threshold=settings.api_5xx_alarm_threshold,
+        ),
+        "PixelErrorsAlarm": _alarm(
+            "The pixel function (api_handler) failed with an unhandled error or timeout: the"
+            f" hit was answered 502 and lost. Read the pixel's log group. {runbook}",
+            AlarmName=f"pixel-relay-{stage}-pixel-errors",
+            **lambda_metric(PIXEL, "Errors"),
+            EvaluationPeriods=1,
+            Threshold=1,
+        ),
+        "PixelThrottlesAlarm": _alarm(
+            "Lambda throttled the pixel: the account (or PixelReservedConcurrency) ran out"
+            f" of concurrency and the hits were answered 5XX and lost. {runbook}",
+            AlarmName=f"pixel-relay-{stage}-pixel-throttles",
+            **lambda_metric(PIXEL, "Throttles"),
+            EvaluationPeriods=1,
+            Threshold=1,
+        ),
+        "ConsumerThrottlesAlarm": _alarm(
+            "Lambda throttled the consumer (deliver): the account ran out of concurrency."
+            " Events wait on the queue and come back later; the pixel may be throttled too."
+            f" {runbook}",
+            AlarmName=f"pixel-relay-{stage}-consumer-throttles",
+            **lambda_metric(CONSUMER, "Throttles"),
+            EvaluationPeriods=1,
+            Threshold=1,
+        ),
         "DeadLetterQueueDepthAlarm": _alarm(
             f"Messages are waiting on the dead-letter queue {spec.dead_letter_queue}: events"
             f" that were not delivered. Triage and replay with `{ops}` (docs/operations.md).",
             AlarmName=f"pixel-relay-{stage}-dead-letters",
-            Namespace="AWS/SQS",
-            MetricName="ApproximateNumberOfMessagesVisible",
-            Dimensions=[{"Name": "QueueName", "Value": _get_att("DeadLetterQueue", "QueueName")}],
-            Statistic="Maximum",
+            **queue_metric("DeadLetterQueue", "ApproximateNumberOfMessagesVisible"),
             EvaluationPeriods=1,
             Threshold=settings.dead_letter_alarm_threshold,
         ),
+        "DeadLetterQueueAgeAlarm": _alarm(
+            f"An event has waited on {spec.dead_letter_queue} for more than"
+            f" {settings.dead_letter_age_alarm_seconds} s. SQS deletes it 14 days after it"
+            f" was first queued: replay or export it before then with `{ops}`.",
+            AlarmName=f"pixel-relay-{stage}-dead-letter-age",
+            **queue_metric("DeadLetterQueue", "ApproximateAgeOfOldestMessage"),
+            EvaluationPeriods=1,
+            Threshold=settings.dead_letter_age_alarm_seconds,
+        ),
         "ConsumerErrorsAlarm": _alarm(
-            "The consumer (deliver) keeps failing. Some errors are normal while"
-            " REPORT_BATCH_ITEM_FAILURES=false (a batch with retries ends in an error); read"
-            " the 'events will be retried' log lines for the reason.",
+            "The consumer (deliver) crashed or timed out: its whole batch comes back after"
+            " the visibility timeout. Events a destination refused or throttled are not"
+            " errors here (they are reported per item): see the retried-events alarm."
+            f" {runbook}",
             AlarmName=f"pixel-relay-{stage}-consumer-errors",
-            Namespace="AWS/Lambda",
-            MetricName="Errors",
-            Dimensions=[{"Name": "FunctionName", "Value": _ref(CONSUMER)}],
-            Statistic="Sum",
+            **lambda_metric(CONSUMER, "Errors"),
             EvaluationPeriods=settings.consumer_errors_alarm_periods,
             DatapointsToAlarm=settings.consumer_errors_alarm_periods,
             Threshold=settings.consumer_errors_alarm_threshold,
+        ),
+        "RetriedEventsAlarm": _alarm(
+            "The consumer keeps sending events back for a retry (EventsRetried): a"
+            " destination is failing or throttling. Read the 'events will be retried' log"
+            f" lines for the reason. {runbook}",
+            AlarmName=f"pixel-relay-{stage}-retried-events",
+            Namespace=NAMESPACE,
+            MetricName="EventsRetried",
+            Dimensions=ours_dimensions(stage),
+            Statistic="Sum",
+            EvaluationPeriods=settings.consumer_errors_alarm_periods,
+            DatapointsToAlarm=settings.consumer_errors_alarm_periods,
+            Threshold=settings.retried_events_alarm_threshold,
         ),
         "EventsQueueAgeAlarm": _alarm(
             f"The oldest event on {spec.events_queue} is older than"
             f" {settings.queue_age_alarm_seconds} s: the consumer is not keeping up or not"
             " running (check the event source mapping is enabled).",
             AlarmName=f"pixel-relay-{stage}-queue-age",
-            Namespace="AWS/SQS",
-            MetricName="ApproximateAgeOfOldestMessage",
-            Dimensions=[{"Name": "QueueName", "Value": _get_att("EventsQueue", "QueueName")}],
-            Statistic="Maximum",
+            **queue_metric("EventsQueue", "ApproximateAgeOfOldestMessage"),
             EvaluationPeriods=1,
             Threshold=settings.queue_age_alarm_seconds,
         ),
@@ -411,7 +601,7 @@ def _alarms(stage: str, spec: QueueSpec, settings: DeploySettings) -> dict[str, 
             AlarmName=f"pixel-relay-{stage}-enqueue-failures",
             Namespace=NAMESPACE,
             MetricName="EnqueueFailures",
-            Dimensions=[{"Name": "service", "Value": SERVICE}],
+            Dimensions=ours_dimensions(stage),
             Statistic="Sum",
             EvaluationPeriods=1,
             Threshold=settings.enqueue_failures_alarm_threshold,
@@ -519,15 +709,15 @@ def _metric_widget(
     }
 
 
-def _ours(names: tuple[str, ...]) -> list[list[Any]]:
-    return [[NAMESPACE, name, "service", SERVICE] for name in names]
+def _ours(names: tuple[str, ...], stage: str) -> list[list[Any]]:
+    return [[NAMESPACE, name, "service", SERVICE, "stage", stage] for name in names]
 
 
-def dashboard_body(stage: str) -> dict[str, Any]:
+def dashboard_body(stage: str, alarms: list[str] | None = None) -> dict[str, Any]:
     """The stage's dashboard; `${...}` are resolved by the `Fn::Sub` around it."""
     refused_by_reason = (
-        f'SEARCH(\'{{{NAMESPACE},reason,service}} MetricName="HitsRefusedByReason"'
-        f" service=\"{SERVICE}\"', 'Sum', {PERIOD_SECONDS})"
+        f'SEARCH(\'{{{NAMESPACE},reason,service,stage}} MetricName="HitsRefusedByReason"'
+        f' service="{SERVICE}" stage="{stage}"\', \'Sum\', {PERIOD_SECONDS})'
     )
     return {
         "widgets": [
@@ -543,7 +733,7 @@ def dashboard_body(stage: str) -> dict[str, Any]:
                     f" {stage}`; metrics and alarms are explained in docs/operations.md."
                 },
             },
-            _metric_widget("Hits accepted / refused (pixel)", _ours(PIXEL_METRICS), y=2),
+            _metric_widget("Hits accepted / refused (pixel)", _ours(PIXEL_METRICS, stage), y=2),
             _metric_widget(
                 "Hits refused by reason",
                 [[{"expression": refused_by_reason, "id": "refused", "label": ""}]],
@@ -552,19 +742,20 @@ def dashboard_body(stage: str) -> dict[str, Any]:
             ),
             _metric_widget(
                 "Events delivered / rejected / retried (consumer)",
-                _ours(CONSUMER_METRICS),
+                _ours(CONSUMER_METRICS, stage),
                 y=8,
             ),
-            _metric_widget("PutEvents calls", _ours(("PutEventsCalls",)), x=12, y=8),
+            _metric_widget("PutEvents calls", _ours(("PutEventsCalls",), stage), x=12, y=8),
             _metric_widget(
-                "Dead-letter queue depth",
+                "Dead-letter queue: depth and oldest age (s)",
                 [
                     [
                         "AWS/SQS",
                         "ApproximateNumberOfMessagesVisible",
                         "QueueName",
                         "${DeadLetterQueue.QueueName}",
-                    ]
+                    ],
+                    [".", "ApproximateAgeOfOldestMessage", ".", ".", {"yAxis": "right"}],
                 ],
                 stat="Maximum",
                 y=14,
@@ -594,9 +785,10 @@ def dashboard_body(stage: str) -> dict[str, Any]:
                 y=20,
             ),
             _metric_widget(
-                "Pixel function errors and duration (p99 ms)",
+                "Pixel function errors, throttles and duration (p99 ms)",
                 [
                     ["AWS/Lambda", "Errors", "FunctionName", f"${{{PIXEL}}}"],
+                    [".", "Throttles", ".", "."],
                     [".", "Duration", ".", ".", {"stat": "p99", "yAxis": "right"}],
                 ],
                 x=12,
@@ -610,15 +802,7 @@ def dashboard_body(stage: str) -> dict[str, Any]:
                 "height": 3,
                 "properties": {
                     "title": "Alarms",
-                    "alarms": [
-                        f"${{{name}.Arn}}"
-                        for name in (
-                            "DeadLetterQueueDepthAlarm",
-                            "ConsumerErrorsAlarm",
-                            "EventsQueueAgeAlarm",
-                            "EnqueueFailuresAlarm",
-                        )
-                    ],
+                    "alarms": [f"${{{name}.Arn}}" for name in alarms or []],
                 },
             },
         ]

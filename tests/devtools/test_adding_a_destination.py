@@ -23,9 +23,10 @@ from chalicelib.destinations.base import (
     Outcome,
     Statement,
     TimeLeft,
+    own_arn,
 )
 from chalicelib.events import Event
-from devtools.deploy.policies import consumer_policy
+from devtools.deploy.policies import consumer_policy, for_chalice
 from devtools.localstack import doubles
 from devtools.localstack.doubles import Running, Setup
 from devtools.localstack.dry_run import DryRun
@@ -69,7 +70,7 @@ def null_statements(settings: NullSettings) -> list[Statement]:
             "Sid": "WriteNull",
             "Effect": "Allow",
             "Action": ["null:Put"],
-            "Resource": f"arn:*:null:*:*:sink/{settings.sink}",
+            "Resource": own_arn("null", f"sink/{settings.sink}"),
         }
     ]
 
@@ -148,11 +149,15 @@ def test_make_policies_grants_a_new_destination_its_own_statements(
         "DESTINATIONS": "null,pinpoint",
         "NULL_SINK": "orders",
     }
-    sids = [s.get("Sid") for s in consumer_policy(environment)["Statement"]]
+    sids = [s.get("Sid") for s in consumer_policy(environment, "deliver")["Statement"]]
     # In the registry's order, whatever the order of DESTINATIONS.
     assert sids[-2:] == ["RecordEvents", "WriteNull"]
-    [null] = [s for s in consumer_policy(environment)["Statement"] if s.get("Sid") == "WriteNull"]
-    assert null["Resource"] == "arn:*:null:*:*:sink/orders"
+    statements = consumer_policy(environment, "deliver")["Statement"]
+    [null] = [s for s in statements if s.get("Sid") == "WriteNull"]
+    assert null["Resource"] == own_arn("null", "sink/orders")
+    written_statements = for_chalice({"Statement": statements})["Statement"]
+    [written] = [s for s in written_statements if s.get("Sid") == "WriteNull"]
+    assert written["Resource"] == "arn:*:null:*:*:sink/orders"  # as the committed file says it
 
 
 def test_the_dry_run_reads_back_a_new_destination(null_destination: None, tmp_path: Path) -> None:

@@ -27,7 +27,7 @@ def project_with(tmp_path: Path, environment: dict[str, str]) -> Path:
 
 def test_no_table_by_default() -> None:
     assert "DedupeTable" not in merge_template("dev")["Resources"]
-    sids = [s.get("Sid") for s in consumer_policy(stage_environment("dev"))["Statement"]]
+    sids = [s.get("Sid") for s in consumer_policy(stage_environment("dev"), "fn")["Statement"]]
     assert "DedupeStore" not in sids
 
 
@@ -44,10 +44,14 @@ def test_a_named_table_is_created_with_ttl_and_the_consumer_may_use_it(
     }
     [statement] = [
         s
-        for s in consumer_policy(stage_environment("dev", root))["Statement"]
+        for s in consumer_policy(stage_environment("dev", root), "pixel-relay-dev-deliver")[
+            "Statement"
+        ]
         if s.get("Sid") == "DedupeStore"
     ]
-    assert statement["Resource"] == "arn:*:dynamodb:*:*:table/pixel-relay-dev-dedupe"
+    assert statement["Resource"] == (
+        "arn:${AWS::Partition}:dynamodb:${AWS::Region}:${AWS::AccountId}:table/pixel-relay-dev-dedupe"
+    )
     # The table the template describes is one the store's calls work on (moto).
     client = boto3.client("dynamodb", endpoint_url=moto_url)
     client.create_table(

@@ -1,12 +1,36 @@
-"""The IAM policy files match the stage settings, and grant only what each function needs."""
+"""The IAM policy files match the stage settings, and grant only what each function needs:
+every action is one chalicelib calls (read from its source), one Lambda's SQS poller needs,
+a log action, or a KMS action of the queues' own key."""
 
 from __future__ import annotations
 
+import ast
+import dataclasses
 import json
+import re
+from pathlib import Path
+from typing import Any
 
-from devtools.deploy.policies import policy_files, render
+import boto3
+import pytest
+
+from chalicelib.destinations import registry
+from chalicelib.destinations.base import own_arn
+from devtools.deploy.policies import (
+    KMS_ACTIONS,
+    POLLER_ACTIONS,
+    PolicyError,
+    consumer_policy,
+    for_chalice,
+    pixel_policy,
+    policy_files,
+    render,
+)
 from devtools.paths import ROOT
-from devtools.queue_spec import chalice_config
+from devtools.queue_spec import QueueSettingError, chalice_config, queue_kms_key, stage_environment
+
+KEY = "arn:aws:kms:eu-west-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+ALIAS = "arn:aws:kms:eu-west-1:123456789012:alias/pixel-relay"
 
 
 def test_policy_files_are_current_run_make_policies_if_not() -> None:
@@ -21,30 +45,59 @@ def test_every_stage_turns_off_chalices_policy_generation() -> None:
         assert stage["autogen_policy"] is False
 
 
-def test_the_pixel_may_only_send_to_its_queue() -> None:
+def test_every_stage_names_itself_for_the_metrics_stage_dimension() -> None:
+    """PIXEL_RELAY_STAGE is the `stage` dimension the alarms filter on: a stage copied from
+    another and left with its name would feed the other stage's alarms."""
+    for stage in chalice_config()["stages"]:
+        assert stage_environment(stage)["PIXEL_RELAY_STAGE"] == stage
+
+
+def test_the_pixel_may_only_send_to_its_queue_and_write_its_own_logs() -> None:
     policy = json.loads((ROOT / ".chalice" / "policy-dev-api_handler.json").read_text())
-    grants = [s for s in policy["Statement"] if not s["Action"][0].startswith("logs:")]
-    assert grants == [
+    assert policy["Statement"] == [
+        {
+            "Sid": "WriteOwnLogs",
+            "Effect": "Allow",
+            "Action": ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"],
+            # chalice deploy names the pixel <app>-<stage>.
+            "Resource": "arn:*:logs:*:*:log-group:/aws/lambda/pixel-relay-dev:*",
+        },
         {
             "Sid": "EnqueueHits",
             "Effect": "Allow",
             "Action": ["sqs:GetQueueUrl", "sqs:SendMessage"],
             "Resource": "arn:*:sqs:*:*:pixel-relay-dev-events",
-        }
+        },
     ]
+
+
+def test_the_consumer_works_its_queues_and_logs_without_change_message_visibility() -> None:
+    policy = json.loads((ROOT / ".chalice" / "policy-dev-deliver.json").read_text())
+    statements = {s["Sid"]: s for s in policy["Statement"]}
+    assert statements["WriteOwnLogs"]["Resource"] == (
+        "arn:*:logs:*:*:log-group:/aws/lambda/pixel-relay-dev-deliver:*"
+    )
+    assert sorted(statements["ConsumeEvents"]["Action"]) == [
+        "sqs:DeleteMessage",
+        "sqs:GetQueueAttributes",
+        "sqs:GetQueueUrl",
+        "sqs:ReceiveMessage",
+        "sqs:SendMessage",
+    ]
+    assert statements["ParkRejections"]["Resource"] == "arn:*:sqs:*:*:pixel-relay-dev-events-dlq"
 
 
 def test_the_consumer_may_put_events_in_one_project_only() -> None:
     policy = json.loads((ROOT / ".chalice" / "policy-dev-deliver.json").read_text())
     [pinpoint] = [s for s in policy["Statement"] if s.get("Sid") == "RecordEvents"]
     assert pinpoint["Action"] == ["mobiletargeting:PutEvents"]
-    assert all("apps/dev-application" in arn for arn in pinpoint["Resource"])
-    assert not any(arn.endswith("apps/*") for arn in pinpoint["Resource"])
+    assert pinpoint["Resource"] == [
+        "arn:*:mobiletargeting:*:*:apps/dev-application",
+        "arn:*:mobiletargeting:*:*:apps/dev-application/*",
+    ]
 
 
 def test_each_destination_adds_one_statement_on_its_own_resource() -> None:
-    from devtools.deploy.policies import consumer_policy
-
     environment = {
         "EVENTS_QUEUE": "q",
         "DEAD_LETTER_QUEUE": "dlq",
@@ -53,35 +106,34 @@ def test_each_destination_adds_one_statement_on_its_own_resource() -> None:
         "EVENTBRIDGE_BUS": "shop",
         "PROFILES_DOMAIN": "shop-domain",
     }
-    statements = {s.get("Sid"): s for s in consumer_policy(environment)["Statement"]}
+    statements = {s.get("Sid"): s for s in consumer_policy(environment, "fn")["Statement"]}
     assert "RecordEvents" not in statements  # no Pinpoint configured: no Pinpoint grant
-    assert statements["WriteFirehose"]["Resource"].endswith(":deliverystream/events-stream")
-    assert statements["PutBusEvents"]["Resource"].endswith(":event-bus/shop")
+    assert statements["WriteFirehose"]["Resource"] == (
+        "arn:${AWS::Partition}:firehose:${AWS::Region}:${AWS::AccountId}"
+        ":deliverystream/events-stream"
+    )
+    assert statements["PutBusEvents"]["Resource"] == own_arn("events", "event-bus/shop")
     assert statements["PutProfileObjects"]["Resource"] == [
-        "arn:*:profile:*:*:domains/shop-domain",
-        "arn:*:profile:*:*:domains/shop-domain/object-types/PixelRelayEvent",
+        own_arn("profile", "domains/shop-domain"),
+        own_arn("profile", "domains/shop-domain/object-types/PixelRelayEvent"),
     ]
 
 
 def test_signed_hits_let_the_pixel_read_its_one_key_parameter() -> None:
-    from devtools.deploy.policies import pixel_policy
-
     environment = {"EVENTS_QUEUE": "q", "TOKEN_HS256_KEYS_PARAMETER": "/pixel-relay/keys"}
     [keys] = [
-        s for s in pixel_policy(environment)["Statement"] if s.get("Sid") == "ReadSigningKeys"
+        s for s in pixel_policy(environment, "fn")["Statement"] if s.get("Sid") == "ReadSigningKeys"
     ]
     assert keys["Action"] == ["ssm:GetParameter"]
-    assert keys["Resource"] == "arn:*:ssm:*:*:parameter/pixel-relay/keys"
+    assert keys["Resource"] == own_arn("ssm", "parameter/pixel-relay/keys")
     environment["TOKEN_HS256_KEYS_PARAMETER"] = "secretsmanager:pixel-relay/keys"
     [keys] = [
-        s for s in pixel_policy(environment)["Statement"] if s.get("Sid") == "ReadSigningKeys"
+        s for s in pixel_policy(environment, "fn")["Statement"] if s.get("Sid") == "ReadSigningKeys"
     ]
     assert keys["Action"] == ["secretsmanager:GetSecretValue"]
 
 
 def test_an_eventbridge_bus_given_by_arn_is_granted_by_that_arn() -> None:
-    from devtools.deploy.policies import consumer_policy
-
     arn = "arn:aws:events:eu-west-1:123456789012:event-bus/central"
     environment = {
         "EVENTS_QUEUE": "q",
@@ -89,5 +141,249 @@ def test_an_eventbridge_bus_given_by_arn_is_granted_by_that_arn() -> None:
         "DESTINATIONS": "eventbridge",
         "EVENTBRIDGE_BUS": arn,
     }
-    statements = {s.get("Sid"): s for s in consumer_policy(environment)["Statement"]}
+    statements = {s.get("Sid"): s for s in consumer_policy(environment, "fn")["Statement"]}
     assert statements["PutBusEvents"]["Resource"] == arn
+
+
+def test_a_destination_that_wildcards_account_or_region_is_refused_by_name(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The old style (`arn:*:kinesis:*:*:stream/x`) fails `make policies`, naming the fix."""
+    spec = registry.spec("firehose")
+
+    def old_style(settings: Any) -> list[dict[str, Any]]:
+        return [
+            {
+                "Sid": "WriteFirehose",
+                "Effect": "Allow",
+                "Action": ["firehose:PutRecordBatch"],
+                "Resource": f"arn:*:firehose:*:*:deliverystream/{settings.stream}",
+            }
+        ]
+
+    real = registry.spec
+    monkeypatch.setattr(
+        registry,
+        "spec",
+        lambda name: (
+            dataclasses.replace(spec, iam_statements=old_style)
+            if name == "firehose"
+            else real(name)
+        ),
+    )
+    environment = {
+        "EVENTS_QUEUE": "q",
+        "DEAD_LETTER_QUEUE": "dlq",
+        "DESTINATIONS": "firehose",
+        "FIREHOSE_STREAM": "s",
+    }
+    with pytest.raises(PolicyError, match=r"destination firehose: .*own_arn\(service, resource\)"):
+        consumer_policy(environment, "fn")
+
+
+# Customer managed KMS key (QUEUE_KMS_KEY) ---------------------------------------------------
+
+
+def _kms(policy: dict[str, Any]) -> dict[str, Any]:
+    [statement] = [s for s in policy["Statement"] if s.get("Sid") == "UseQueueKey"]
+    found: dict[str, Any] = statement
+    return found
+
+
+def test_a_queue_key_lets_both_functions_use_that_key_only() -> None:
+    environment = {"EVENTS_QUEUE": "q", "DEAD_LETTER_QUEUE": "dlq", "QUEUE_KMS_KEY": KEY}
+    environment["PINPOINT_APPLICATION_ID"] = "app"
+    for policy in (pixel_policy(environment, "p"), consumer_policy(environment, "c")):
+        statement = _kms(policy)
+        # SendMessage needs GenerateDataKey and Decrypt (SQS reuses and checks data keys);
+        # receiving needs Decrypt.
+        assert statement["Action"] == ["kms:Decrypt", "kms:GenerateDataKey"]
+        assert statement["Resource"] == KEY
+        assert "Condition" not in statement
+        # The key's own ARN is concrete on both paths.
+        assert _kms(for_chalice(policy))["Resource"] == KEY
+    without = {k: v for k, v in environment.items() if k != "QUEUE_KMS_KEY"}
+    assert not [s for s in pixel_policy(without, "p")["Statement"] if s["Sid"] == "UseQueueKey"]
+
+
+def test_a_key_named_by_alias_is_granted_through_the_alias_condition() -> None:
+    """IAM matches keys, not aliases, against Resource: any key of that account and region,
+    provided the alias points at it."""
+    environment = {"EVENTS_QUEUE": "q", "QUEUE_KMS_KEY": ALIAS}
+    statement = _kms(pixel_policy(environment, "p"))
+    assert statement["Resource"] == "arn:aws:kms:eu-west-1:123456789012:key/*"
+    assert statement["Condition"] == {
+        "ForAnyValue:StringEquals": {"kms:ResourceAliases": "alias/pixel-relay"}
+    }
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "1234abcd-12ab-34cd-56ef-1234567890ab",  # a bare key id: no region or account
+        "alias/pixel-relay",
+        "arn:aws:kms:*:*:key/1234abcd-12ab-34cd-56ef-1234567890ab",
+        "arn:aws:sqs:eu-west-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab",
+        "arn:aws:kms:eu-west-1:123456789012:alias/aws/sqs",  # AWS managed, not the user's
+    ],
+)
+def test_a_queue_key_that_is_not_a_customer_key_arn_is_refused_naming_the_setting(
+    value: str,
+) -> None:
+    with pytest.raises(QueueSettingError, match="stage dev: QUEUE_KMS_KEY"):
+        queue_kms_key({"QUEUE_KMS_KEY": value}, "dev")
+
+
+def test_an_empty_queue_key_means_sqs_managed_encryption() -> None:
+    assert queue_kms_key({"QUEUE_KMS_KEY": " "}) is None
+    assert queue_kms_key({}) is None
+    multi_region = "arn:aws-cn:kms:cn-north-1:123456789012:key/mrk-" + "0" * 32
+    assert queue_kms_key({"QUEUE_KMS_KEY": multi_region}) is not None
+
+
+# The audit: granted == called -------------------------------------------------------------
+
+# mypy_boto3_<module> stubs name the service of a module's client.
+STUB_SERVICE = {
+    "sqs": "sqs",
+    "dynamodb": "dynamodb",
+    "firehose": "firehose",
+    "events": "events",
+    "pinpoint": "pinpoint",
+    "kinesis": "kinesis",
+}
+# SQS authorizes a batch call as its single action.
+BATCH_ACTIONS = {
+    "sqs:SendMessageBatch": "sqs:SendMessage",
+    "sqs:DeleteMessageBatch": "sqs:DeleteMessage",
+}
+# Calls made through a library rather than on a boto3 client: class name -> action.
+LIBRARY_CALLS = {
+    "SSMProvider": "ssm:GetParameter",
+    "SecretsProvider": "secretsmanager:GetSecretValue",
+}
+LOG_ACTIONS = {"logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"}
+
+
+def _services_of(tree: ast.Module) -> set[str]:
+    services: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("mypy_boto3_"):
+            module = (node.module or "").removeprefix("mypy_boto3_").split(".")[0]
+            services.add(STUB_SERVICE[module])
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, (ast.Name, ast.Attribute))
+            and (getattr(node.func, "id", None) or getattr(node.func, "attr", None))
+            in {"service_client", "client"}
+            and node.args
+            and isinstance(node.args[0], ast.Constant)
+            and isinstance(node.args[0].value, str)
+        ):
+            services.add(node.args[0].value)
+    return services
+
+
+def _client_calls(tree: ast.Module) -> set[str]:
+    """Methods called on an attribute or name `_client`: self._client.send_message(...)."""
+    calls: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+            owner = node.func.value
+            name = owner.attr if isinstance(owner, ast.Attribute) else getattr(owner, "id", "")
+            if name == "_client":
+                calls.add(node.func.attr)
+    return calls
+
+
+def called_actions() -> set[str]:
+    """Every IAM action chalicelib's code needs, read from its source."""
+    actions: set[str] = set()
+    for path in sorted((ROOT / "chalicelib").rglob("*.py")):
+        source = path.read_text()
+        tree = ast.parse(source)
+        actions |= {action for name, action in LIBRARY_CALLS.items() if name in source}
+        methods = _client_calls(tree)
+        if not methods:
+            continue
+        services = _services_of(tree)
+        assert len(services) == 1, f"{path.name}: calls {methods} on a client of {services}?"
+        [service] = services
+        client: Any = boto3.session.Session().client(  # type: ignore[call-overload]
+            service, region_name="us-east-1"
+        )
+        prefix = client.meta.service_model.signing_name
+        for method in methods:
+            operation = client.meta.method_to_api_mapping[method]
+            action = f"{prefix}:{operation}"
+            actions.add(BATCH_ACTIONS.get(action, action))
+    return actions
+
+
+def granted_actions(policies: list[dict[str, Any]]) -> set[str]:
+    return {action for policy in policies for s in policy["Statement"] for action in s["Action"]}
+
+
+def everything_environment() -> dict[str, str]:
+    """The dev stage with every destination, the dedupe store, signing and a queue key."""
+    environment = stage_environment("dev")
+    environment["DESTINATIONS"] = ",".join(registry.known())
+    environment["DEDUPE_TABLE"] = "pixel-relay-dev-dedupe"
+    environment["TOKEN_HS256_KEYS_PARAMETER"] = "/pixel-relay/keys"
+    environment["QUEUE_KMS_KEY"] = KEY
+    return environment
+
+
+def test_code_reading_finds_the_calls_it_should() -> None:
+    """The reader itself: what the code is known to call is found."""
+    found = called_actions()
+    assert {
+        "sqs:SendMessage",
+        "sqs:GetQueueUrl",
+        "sqs:DeleteMessage",
+        "mobiletargeting:PutEvents",
+        "firehose:PutRecordBatch",
+        "events:PutEvents",
+        "profile:PutProfileObject",
+        "dynamodb:BatchGetItem",
+        "dynamodb:BatchWriteItem",
+        "ssm:GetParameter",
+    } <= found
+
+
+def test_every_action_granted_is_called_and_every_call_is_granted() -> None:
+    environment = everything_environment()
+    policies = [pixel_policy(environment, "p"), consumer_policy(environment, "c")]
+    granted = granted_actions(policies)
+    needed = called_actions() | set(POLLER_ACTIONS) | LOG_ACTIONS | set(KMS_ACTIONS)
+    # Secrets Manager is the other place signing keys may live (one or the other is granted).
+    granted_or_alternative = granted | {"secretsmanager:GetSecretValue"}
+    assert needed - granted_or_alternative == set(), "called but not granted"
+    assert granted - needed == set(), "granted but never called"
+
+
+def test_the_pixel_gets_only_the_pixels_calls() -> None:
+    environment = everything_environment()
+    granted = granted_actions([pixel_policy(environment, "p")])
+    assert granted == LOG_ACTIONS | set(KMS_ACTIONS) | {
+        "sqs:GetQueueUrl",
+        "sqs:SendMessage",
+        "ssm:GetParameter",
+    }
+
+
+def test_no_committed_policy_names_every_resource() -> None:
+    for path in (ROOT / ".chalice").glob("policy-*.json"):
+        for statement in json.loads(path.read_text())["Statement"]:
+            granted = statement["Resource"]
+            for resource in [granted] if isinstance(granted, str) else granted:
+                assert resource != "*"
+                # Only partition, region and account may be `*` on this path.
+                assert re.fullmatch(r"arn:\*:[a-z-]+:\*:\*:[^*]+(/\*|:\*)?", resource), resource
+
+
+def test_chalice_form_keeps_resource_names_exact(tmp_path: Path) -> None:
+    policy = consumer_policy(stage_environment("dev"), "pixel-relay-dev-deliver")
+    text = json.dumps(for_chalice(policy))
+    assert "${" not in text
+    assert "arn:*:sqs:*:*:pixel-relay-dev-events" in text

@@ -6,20 +6,28 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import re
+import subprocess
+import sys
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from devtools.deploy.bytecode import cache_name
-from devtools.deploy.policies import consumer_policy, pixel_policy
+from devtools.deploy.policies import (
+    for_cloudformation,
+    stage_policies,
+)
 from devtools.deploy.settings import DeploySettings, DeploySettingsError
-from devtools.deploy.template import dashboard_body
+from devtools.deploy.stage import ensure_queues, queue_problems
+from devtools.deploy.template import dashboard_body, merge_template
 from devtools.paths import ROOT
-from devtools.queue_spec import QueueSpec, stage_environment
-from tests.devtools.deploy_fixtures import Packaged
+from devtools.queue_spec import KmsKey, QueueSpec, stage_environment
+from tests.devtools.deploy_fixtures import Packaged, copy_project
 
 STAGE = "dev"
 
@@ -142,12 +150,13 @@ def test_dashboard_shows_the_pipeline_metrics_the_code_emits(packaged: Packaged)
         for line in widget.get("properties", {}).get("metrics", []):
             if isinstance(line[0], dict):
                 assert 'MetricName="HitsRefusedByReason"' in line[0]["expression"]
-                assert "{PixelRelay,reason,service}" in line[0]["expression"]
+                assert "{PixelRelay,reason,service,stage}" in line[0]["expression"]
+                assert 'stage="dev"' in line[0]["expression"]
                 ours.add("HitsRefusedByReason")
                 continue
             namespace = namespace if line[0] == "." else line[0]
             if namespace == "PixelRelay":
-                assert line[2:4] == ["service", "pixel-relay"]
+                assert line[2:6] == ["service", "pixel-relay", "stage", "dev"]
                 ours.add(line[1])
             else:
                 others.add((str(namespace), line[1] if line[1] != "." else ""))
@@ -201,7 +210,7 @@ def test_waf_is_optional_and_off_by_default(packaged: Packaged) -> None:
 
 
 def test_each_function_has_its_own_role_with_exactly_its_policy(packaged: Packaged) -> None:
-    environment = stage_environment(STAGE)
+    policies = stage_policies(STAGE, creates_log_group=False)
     resources = packaged.cloudformation["Resources"]
     roles = resources_of(packaged.cloudformation, "AWS::IAM::Role")
     assert set(roles) == {"ApiHandlerRole", "DeliverRole"}
@@ -211,22 +220,25 @@ def test_each_function_has_its_own_role_with_exactly_its_policy(packaged: Packag
     assert resources["Deliver"]["Properties"]["Role"] == {"Fn::GetAtt": ["DeliverRole", "Arn"]}
     [pixel] = roles["ApiHandlerRole"]["Properties"]["Policies"]
     [consumer] = roles["DeliverRole"]["Properties"]["Policies"]
-    assert pixel["PolicyDocument"] == pixel_policy(environment)
-    assert consumer["PolicyDocument"] == consumer_policy(environment)
+    assert pixel["PolicyDocument"] == for_cloudformation(policies["api_handler"])
+    assert consumer["PolicyDocument"] == for_cloudformation(policies["deliver"])
     pixel_actions = {
         action
         for statement in pixel["PolicyDocument"]["Statement"]
         for action in statement["Action"]
         if not action.startswith("logs:")
     }
+    # The template creates the log groups: Lambda may not (it would race the stack).
+    assert "logs:CreateLogGroup" not in json.dumps(roles)
     assert pixel_actions == {"sqs:GetQueueUrl", "sqs:SendMessage"}
     for statement in consumer["PolicyDocument"]["Statement"]:
         resources_granted = statement["Resource"]
         for resource in (
-            [resources_granted] if isinstance(resources_granted, str) else resources_granted
+            resources_granted if isinstance(resources_granted, list) else [resources_granted]
         ):
-            assert resource != "*"
-            assert not resource.endswith("apps/*")
+            text = resource["Fn::Sub"] if isinstance(resource, dict) else resource
+            assert text != "*"
+            assert not text.endswith("apps/*")
 
 
 def test_deploy_settings_name_the_stage_and_key_that_are_wrong(tmp_path: Path) -> None:
@@ -269,8 +281,6 @@ def test_the_bundle_ships_bytecode_for_the_app_and_its_dependencies(packaged: Pa
 
 def _project_with(tmp_path: Path, **variables: str) -> Path:
     """A copy of the project whose dev stage sets `variables`."""
-    from tests.devtools.deploy_fixtures import copy_project
-
     root = copy_project(tmp_path / "project")
     config_file = root / ".chalice" / "config.json"
     config = json.loads(config_file.read_text())
@@ -365,3 +375,273 @@ def test_a_bad_trigger_event_is_named_before_anything_is_packaged(tmp_path: Path
     )
     with pytest.raises(ConfigError, match="PROFILES_TRIGGER_EVENTS: 'add to cart'"):
         merge_template(STAGE, root)
+
+
+# Alarms, concurrency, retention, IAM (issue 14) -------------------------------------------
+
+
+def _alarms(template: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {
+        name: alarm["Properties"]
+        for name, alarm in resources_of(template, "AWS::CloudWatch::Alarm").items()
+    }
+
+
+def _metric(alarm: dict[str, Any]) -> tuple[str, str, list[dict[str, Any]]]:
+    return alarm["Namespace"], alarm["MetricName"], alarm["Dimensions"]
+
+
+OURS = [{"Name": "service", "Value": "pixel-relay"}, {"Name": "stage", "Value": STAGE}]
+
+
+def test_every_way_of_losing_or_delaying_events_has_an_alarm(packaged: Packaged) -> None:
+    settings = DeploySettings.for_stage(STAGE)
+    alarms = _alarms(packaged.cloudformation)
+
+    def function(logical_id: str) -> list[dict[str, Any]]:
+        return [{"Name": "FunctionName", "Value": {"Ref": logical_id}}]
+
+    def queue(logical_id: str) -> list[dict[str, Any]]:
+        return [{"Name": "QueueName", "Value": {"Fn::GetAtt": [logical_id, "QueueName"]}}]
+
+    expected = {
+        "Api5xxAlarm": (
+            "AWS/ApiGateway",
+            "5XXError",
+            [{"Name": "ApiName", "Value": "pixel-relay-dev"}, {"Name": "Stage", "Value": "api"}],
+        ),
+        "PixelErrorsAlarm": ("AWS/Lambda", "Errors", function("APIHandler")),
+        "PixelThrottlesAlarm": ("AWS/Lambda", "Throttles", function("APIHandler")),
+        "ConsumerThrottlesAlarm": ("AWS/Lambda", "Throttles", function("Deliver")),
+        "ConsumerErrorsAlarm": ("AWS/Lambda", "Errors", function("Deliver")),
+        "DeadLetterQueueDepthAlarm": (
+            "AWS/SQS",
+            "ApproximateNumberOfMessagesVisible",
+            queue("DeadLetterQueue"),
+        ),
+        "DeadLetterQueueAgeAlarm": (
+            "AWS/SQS",
+            "ApproximateAgeOfOldestMessage",
+            queue("DeadLetterQueue"),
+        ),
+        "EventsQueueAgeAlarm": ("AWS/SQS", "ApproximateAgeOfOldestMessage", queue("EventsQueue")),
+        # Works with ReportBatchItemFailures on, where Lambda's Errors stay 0.
+        "RetriedEventsAlarm": ("PixelRelay", "EventsRetried", OURS),
+        "EnqueueFailuresAlarm": ("PixelRelay", "EnqueueFailures", OURS),
+    }
+    assert {name: _metric(alarm) for name, alarm in alarms.items()} == expected
+    assert alarms["DeadLetterQueueAgeAlarm"]["Threshold"] == settings.dead_letter_age_alarm_seconds
+    assert settings.dead_letter_age_alarm_seconds < 14 * 24 * 3600  # before SQS deletes them
+    assert alarms["Api5xxAlarm"]["Threshold"] == settings.api_5xx_alarm_threshold
+    assert alarms["RetriedEventsAlarm"]["Threshold"] == settings.retried_events_alarm_threshold
+    assert alarms["PixelErrorsAlarm"]["Threshold"] == 1
+    assert {alarm["AlarmName"] for alarm in alarms.values()} == {
+        f"pixel-relay-dev-{suffix}"
+        for suffix in (
+            "api-5xx",
+            "pixel-errors",
+            "pixel-throttles",
+            "consumer-throttles",
+            "consumer-errors",
+            "dead-letters",
+            "dead-letter-age",
+            "queue-age",
+            "retried-events",
+            "enqueue-failures",
+        )
+    }
+    # Every alarm is on the dashboard.
+    [dashboard] = resources_of(packaged.cloudformation, "AWS::CloudWatch::Dashboard").values()
+    for name in alarms:
+        assert f"${{{name}.Arn}}" in dashboard["Properties"]["DashboardBody"]["Fn::Sub"]
+
+
+def test_the_api_is_named_for_its_stage_so_its_5xx_are_its_own(packaged: Packaged) -> None:
+    [api] = resources_of(packaged.cloudformation, "AWS::ApiGateway::RestApi").values()
+    assert api["Properties"]["Name"] == "pixel-relay-dev"
+    assert api["Properties"]["Body"]["info"]["title"] == "pixel-relay-dev"
+    [stage] = resources_of(packaged.cloudformation, "AWS::ApiGateway::Stage").values()
+    assert stage["Properties"]["StageName"] == "api"
+
+
+@pytest.fixture(scope="module")
+def emf_documents() -> list[dict[str, Any]]:
+    """What the deployed consumer prints for telemetry's counters, with the environment the
+    template gives it (a fresh interpreter: the stage is read when telemetry is imported)."""
+    resources = merge_template(STAGE)["Resources"]
+    variables = resources["Deliver"]["Properties"]["Environment"]["Variables"]
+    code = (
+        "from chalicelib import telemetry\n"
+        "telemetry.count('EventsRetried', 3)\n"
+        "telemetry.count('EnqueueFailures')\n"
+        "telemetry.publish()\n"
+        "telemetry.count_by_reason('HitsRefusedByReason', 'too_long')\n"
+    )
+    environment = {**os.environ, "PIXEL_RELAY_STAGE": variables["PIXEL_RELAY_STAGE"]}
+    environment.pop("POWERTOOLS_METRICS_NAMESPACE", None)  # the deployed functions have none
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        env=environment,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout
+    return [json.loads(line) for line in out.splitlines() if '"_aws"' in line]
+
+
+def _emf_dimensions(documents: list[dict[str, Any]], metric: str) -> list[dict[str, str]]:
+    [document] = [d for d in documents if metric in d]
+    [directive] = document["_aws"]["CloudWatchMetrics"]
+    assert directive["Namespace"] == "PixelRelay"
+    [names] = directive["Dimensions"]
+    return sorted(({"Name": n, "Value": document[n]} for n in names), key=lambda d: d["Name"])
+
+
+def test_alarms_on_our_metrics_use_the_dimensions_the_code_emits(
+    packaged: Packaged, emf_documents: list[dict[str, Any]]
+) -> None:
+    """CloudWatch matches a metric on its whole dimension set: one missing `stage` and the
+    alarm watches nothing."""
+    alarms = _alarms(packaged.cloudformation)
+    for name, metric in (
+        ("RetriedEventsAlarm", "EventsRetried"),
+        ("EnqueueFailuresAlarm", "EnqueueFailures"),
+    ):
+        wanted = sorted(alarms[name]["Dimensions"], key=lambda d: d["Name"])
+        assert _emf_dimensions(emf_documents, metric) == wanted
+    by_reason = _emf_dimensions(emf_documents, "HitsRefusedByReason")
+    assert {"Name": "stage", "Value": STAGE} in by_reason
+
+
+def test_the_consumer_is_told_the_mapping_reports_batch_item_failures(
+    packaged: Packaged,
+) -> None:
+    resources = packaged.cloudformation["Resources"]
+    deliver = resources["Deliver"]["Properties"]["Environment"]["Variables"]
+    assert stage_environment(STAGE)["REPORT_BATCH_ITEM_FAILURES"] == "false"  # chalice deploy's
+    assert deliver["REPORT_BATCH_ITEM_FAILURES"] == "true"
+    [mapping] = resources_of(packaged.cloudformation, "AWS::Lambda::EventSourceMapping").values()
+    assert mapping["Properties"]["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    for function in ("APIHandler", "Deliver"):
+        variables = resources[function]["Properties"]["Environment"]["Variables"]
+        assert variables["PIXEL_RELAY_STAGE"] == STAGE
+
+
+def test_the_consumer_cannot_take_the_pixels_concurrency(packaged: Packaged) -> None:
+    resources = packaged.cloudformation["Resources"]
+    [mapping] = resources_of(packaged.cloudformation, "AWS::Lambda::EventSourceMapping").values()
+    assert "MAX_CONCURRENCY" not in stage_environment(STAGE)
+    assert mapping["Properties"]["ScalingConfig"] == {"MaximumConcurrency": 5}
+    reserved = resources["APIHandler"]["Properties"]["ReservedConcurrentExecutions"]
+    assert reserved == {
+        "Fn::If": [
+            "HasPixelReservedConcurrency",
+            {"Ref": "PixelReservedConcurrency"},
+            {"Ref": "AWS::NoValue"},
+        ]
+    }
+    assert packaged.cloudformation["Parameters"]["PixelReservedConcurrency"]["Default"] == 0
+
+
+def test_a_stage_max_concurrency_sets_the_mapping_cap(tmp_path: Path) -> None:
+    root = _project_with(tmp_path, MAX_CONCURRENCY="20")
+    event = merge_template(STAGE, root)["Resources"]["Deliver"]["Properties"]["Events"]
+    assert event["DeliverSqsEventSource"]["Properties"]["ScalingConfig"] == {
+        "MaximumConcurrency": 20
+    }
+
+
+def test_functions_have_the_names_chalice_deploy_gives_them(packaged: Packaged) -> None:
+    resources = packaged.cloudformation["Resources"]
+    assert resources["APIHandler"]["Properties"]["FunctionName"] == "pixel-relay-dev"
+    assert resources["Deliver"]["Properties"]["FunctionName"] == "pixel-relay-dev-deliver"
+
+
+def test_both_queues_are_kept_when_the_stack_goes(packaged: Packaged) -> None:
+    resources = packaged.cloudformation["Resources"]
+    for queue in ("DeadLetterQueue", "EventsQueue"):
+        assert resources[queue]["DeletionPolicy"] == "Retain"
+        assert resources[queue]["UpdateReplacePolicy"] == "Retain"
+
+
+def _strings(value: Any) -> Iterator[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _strings(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _strings(item)
+
+
+def test_no_arn_wildcards_partition_region_or_account(packaged: Packaged) -> None:
+    template = packaged.cloudformation
+    for text in _strings(template):
+        assert not re.search(r"arn:\*|arn:[^:]*:[^:]*:\*:|:\*:\*:", text), text
+    for role in resources_of(template, "AWS::IAM::Role").values():
+        [policy] = role["Properties"]["Policies"]
+        for statement in policy["PolicyDocument"]["Statement"]:
+            granted = statement["Resource"]
+            for resource in granted if isinstance(granted, list) else [granted]:
+                if isinstance(resource, str):  # given as a concrete ARN (a key, a bus)
+                    assert re.match(r"arn:aws[a-z-]*:[a-z0-9-]+:[a-z0-9-]+:\d{12}:", resource)
+                    continue
+                [text] = resource.values()
+                assert text.startswith("arn:${AWS::Partition}:"), text
+                assert ":${AWS::Region}:${AWS::AccountId}:" in text, text
+
+
+def test_each_function_writes_only_its_own_log_group(packaged: Packaged) -> None:
+    roles = resources_of(packaged.cloudformation, "AWS::IAM::Role")
+    for role, function in (
+        ("ApiHandlerRole", "pixel-relay-dev"),
+        ("DeliverRole", "pixel-relay-dev-deliver"),
+    ):
+        [policy] = roles[role]["Properties"]["Policies"]
+        [logs] = [s for s in policy["PolicyDocument"]["Statement"] if s["Sid"] == "WriteOwnLogs"]
+        assert logs["Action"] == ["logs:CreateLogStream", "logs:PutLogEvents"]
+        assert logs["Resource"] == {
+            "Fn::Sub": "arn:${AWS::Partition}:logs:${AWS::Region}:${AWS::AccountId}"
+            f":log-group:/aws/lambda/{function}:*"
+        }
+
+
+# Customer managed KMS key -------------------------------------------------------------------
+
+KEY = "arn:aws:kms:eu-west-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+
+
+def test_a_queue_key_encrypts_both_queues_and_both_roles_may_use_it(tmp_path: Path) -> None:
+    root = _project_with(tmp_path, QUEUE_KMS_KEY=KEY)
+    resources = merge_template(STAGE, root)["Resources"]
+    for queue in ("DeadLetterQueue", "EventsQueue"):
+        properties = resources[queue]["Properties"]
+        assert properties["KmsMasterKeyId"] == KEY
+        assert "SqsManagedSseEnabled" not in properties  # SQS refuses both
+    for role in ("ApiHandlerRole", "DeliverRole"):
+        [policy] = resources[role]["Properties"]["Policies"]
+        [kms] = [s for s in policy["PolicyDocument"]["Statement"] if s["Sid"] == "UseQueueKey"]
+        assert kms["Action"] == ["kms:Decrypt", "kms:GenerateDataKey"]
+        assert kms["Resource"] == KEY
+    # What verify compares the deployed queues with (deploy_stage's path).
+    spec = QueueSpec.for_stage(STAGE, root)
+    assert spec.dead_letter_attributes()["KmsMasterKeyId"] == KEY
+    assert "SqsManagedSseEnabled" not in spec.events_attributes("arn:dlq")
+
+
+def test_verify_expects_the_queue_key_and_sees_a_queue_without_it(sqs: Any) -> None:
+    """The attributes `deploy_stage` creates and `verify` compares (moto's SQS keeps
+    KmsMasterKeyId as set; it does not call KMS)."""
+    plain = QueueSpec("pixel-relay-kms-events", "pixel-relay-kms-dlq", 360)
+    ensure_queues(sqs, plain)
+    key = KmsKey.parse(KEY)
+    keyed = QueueSpec("pixel-relay-kms-events", "pixel-relay-kms-dlq", 360, kms_key=key)
+    assert sorted(queue_problems(sqs, keyed)) == [
+        f"pixel-relay-kms-dlq: KmsMasterKeyId is None, want {KEY!r}",
+        f"pixel-relay-kms-events: KmsMasterKeyId is None, want {KEY!r}",
+    ]
+    ensure_queues(sqs, keyed)
+    assert queue_problems(sqs, keyed) == []
