@@ -2,7 +2,7 @@
 Chalice cannot make.
 
     python -m devtools.deploy.stage deploy --stage prod     # queues, chalice deploy, mapping
-    python -m devtools.deploy.stage verify --stage prod     # read-only: queues and mapping
+    python -m devtools.deploy.stage verify --stage prod     # read-only (devtools.deploy.verify)
     python -m devtools.deploy.stage teardown --stage prod --yes
 
 Chalice never creates SQS queues and cannot set `FunctionResponseTypes` on the event source
@@ -136,30 +136,6 @@ def ensure_queues(sqs: SQSClient, spec: QueueSpec) -> tuple[QueueState, QueueSta
     dead_letter = ensure_queue(sqs, spec.dead_letter_queue, spec.dead_letter_attributes())
     events = ensure_queue(sqs, spec.events_queue, spec.events_attributes(dead_letter.arn))
     return events, dead_letter
-
-
-def queue_problems(sqs: SQSClient, spec: QueueSpec) -> list[str]:
-    """Read-only: how the deployed queues differ from the spec (empty when they match)."""
-    problems: list[str] = []
-    dead_letter_url = _queue_url(sqs, spec.dead_letter_queue)
-    events_url = _queue_url(sqs, spec.events_queue)
-    if dead_letter_url is None:
-        problems.append(f"{spec.dead_letter_queue}: does not exist")
-    if events_url is None:
-        problems.append(f"{spec.events_queue}: does not exist")
-    if dead_letter_url is None or events_url is None:
-        return problems
-    dead_letter = sqs.get_queue_attributes(QueueUrl=dead_letter_url, AttributeNames=["All"])[
-        "Attributes"
-    ]
-    events = sqs.get_queue_attributes(QueueUrl=events_url, AttributeNames=["All"])["Attributes"]
-    for name, current, wanted in (
-        (spec.dead_letter_queue, dead_letter, spec.dead_letter_attributes()),
-        (spec.events_queue, events, spec.events_attributes(dead_letter["QueueArn"])),
-    ):
-        for attribute, value in attribute_differences(current, wanted).items():
-            problems.append(f"{name}: {attribute} is {current.get(attribute)!r}, want {value!r}")
-    return problems
 
 
 # The event source mapping -----------------------------------------------------------------
@@ -318,33 +294,12 @@ def deploy(
 
 
 def verify(stage: str, root: Path, clients: Clients) -> int:
-    """Read-only: queues as specified and the mapping setting on. 0 when all is well."""
-    spec = QueueSpec.for_stage(stage, root)
-    problems = queue_problems(clients.sqs, spec)
-    for problem in problems:
-        print(f"queue {problem}", file=sys.stderr)
-    if problems:
-        return 1
-    print(f"queues {spec.events_queue} and {spec.dead_letter_queue}: as specified")
-    url = _queue_url(clients.sqs, spec.events_queue)
-    assert url is not None  # queue_problems found it
-    arn = clients.sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
-        "QueueArn"
-    ]
-    mappings = consumer_mappings(clients.lambda_client, arn, consumer_function_name(stage, root))
-    if not mappings:
-        print("mapping: none from the events queue to the consumer", file=sys.stderr)
-        return 1
-    status = 0
-    for mapping in mappings:
-        on = has_partial_batch_responses(mapping)
-        print(
-            f"mapping {mapping['UUID']}: {mapping.get('State')},"
-            f" {PARTIAL_BATCH} {'on' if on else 'OFF'}",
-            file=sys.stdout if on else sys.stderr,
-        )
-        status |= 0 if on else 1
-    return status
+    """Read-only check of the stage, on either deploy path: devtools/deploy/verify.py
+    (`make verify STAGE=...`, which also takes --stack-name)."""
+    from devtools.deploy.verify import verify_stage  # it imports this module
+
+    cloudformation = boto3.client("cloudformation", region_name=clients.sqs.meta.region_name)
+    return verify_stage(stage, root, clients.sqs, clients.lambda_client, cloudformation)
 
 
 def _message_count(sqs: SQSClient, url: str) -> int:

@@ -112,19 +112,26 @@ def test_real_chalice_deploy_then_the_mapping_gets_partial_batch_responses(
     assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
     assert mapping["EventSourceArn"].endswith(":pixel-relay-dev-events")
 
-    # Idempotent: the mapping step alone, and the read-only verify, both agree.
+    # Idempotent: the mapping step alone, and the read-only verify, both agree; verify then
+    # asks for REPORT_BATCH_ITEM_FAILURES=true (the stage ships false), its only complaint.
     assert (
         deploy_stage.main(["mapping", "--stage", STAGE, "--project-dir", str(project)], clients)
         == 0
     )
     assert "ReportBatchItemFailures already on and verified" in capfd.readouterr().out
     assert (
-        deploy_stage.main(["verify", "--stage", STAGE, "--project-dir", str(project)], clients) == 0
+        deploy_stage.main(["verify", "--stage", STAGE, "--project-dir", str(project)], clients) == 1
     )
-    assert "ReportBatchItemFailures on" in capfd.readouterr().out
+    output = capfd.readouterr()
+    assert "ok   queues pixel-relay-dev-events and pixel-relay-dev-events-dlq" in output.out
+    [complaint] = output.err.splitlines()
+    assert complaint.startswith(f"FAIL consumer function {function}: REPORT_BATCH_ITEM_FAILURES")
+    assert complaint.endswith("then make deploy STAGE=dev")
 
 
-def test_verify_fails_while_the_mapping_lacks_the_setting(clients: Clients, project: Path) -> None:
+def test_verify_fails_while_the_mapping_lacks_the_setting(
+    clients: Clients, project: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
     spec = QueueSpec.for_stage(STAGE, project)
     events, _ = ensure_queues(clients.sqs, spec)
     iam = boto3.client("iam", endpoint_url=clients.sqs.meta.endpoint_url, region_name=REGION)
@@ -153,16 +160,21 @@ def test_verify_fails_while_the_mapping_lacks_the_setting(clients: Clients, proj
     clients.lambda_client.create_event_source_mapping(
         EventSourceArn=events.arn, FunctionName=function, BatchSize=10, Enabled=False
     )
+    off = "ReportBatchItemFailures is OFF"
     assert (
         deploy_stage.main(["verify", "--stage", STAGE, "--project-dir", str(project)], clients) == 1
     )
+    assert off in capfd.readouterr().err
     assert (
         deploy_stage.main(["mapping", "--stage", STAGE, "--project-dir", str(project)], clients)
         == 0
     )
+    # The setting is on now; the rest of this bare stage (no pixel, a disabled mapping, no
+    # environment) still fails: tests/devtools/deploy/test_verify.py.
     assert (
-        deploy_stage.main(["verify", "--stage", STAGE, "--project-dir", str(project)], clients) == 0
+        deploy_stage.main(["verify", "--stage", STAGE, "--project-dir", str(project)], clients) == 1
     )
+    assert off not in capfd.readouterr().err
 
 
 def _zip_with(name: str, text: str) -> bytes:
