@@ -138,6 +138,30 @@ def ensure_queues(sqs: SQSClient, spec: QueueSpec) -> tuple[QueueState, QueueSta
     return events, dead_letter
 
 
+def queue_problems(sqs: SQSClient, spec: QueueSpec) -> list[str]:
+    """Read-only: how the deployed queues differ from the spec (empty when they match)."""
+    problems: list[str] = []
+    dead_letter_url = _queue_url(sqs, spec.dead_letter_queue)
+    events_url = _queue_url(sqs, spec.events_queue)
+    if dead_letter_url is None:
+        problems.append(f"{spec.dead_letter_queue}: does not exist")
+    if events_url is None:
+        problems.append(f"{spec.events_queue}: does not exist")
+    if dead_letter_url is None or events_url is None:
+        return problems
+    dead_letter = sqs.get_queue_attributes(QueueUrl=dead_letter_url, AttributeNames=["All"])[
+        "Attributes"
+    ]
+    events = sqs.get_queue_attributes(QueueUrl=events_url, AttributeNames=["All"])["Attributes"]
+    for name, current, wanted in (
+        (spec.dead_letter_queue, dead_letter, spec.dead_letter_attributes()),
+        (spec.events_queue, events, spec.events_attributes(dead_letter["QueueArn"])),
+    ):
+        for attribute, value in attribute_differences(current, wanted).items():
+            problems.append(f"{name}: {attribute} is {current.get(attribute)!r}, want {value!r}")
+    return problems
+
+
 # The event source mapping -----------------------------------------------------------------
 
 
