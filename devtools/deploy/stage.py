@@ -2,7 +2,7 @@
 Chalice cannot make.
 
     python -m devtools.deploy.stage deploy --stage prod     # queues, chalice deploy, mapping
-    python -m devtools.deploy.stage verify --stage prod     # read-only (devtools.deploy.verify)
+    python -m devtools.deploy.stage verify --stage prod     # read-only: queues and mapping
     python -m devtools.deploy.stage teardown --stage prod --yes
 
 Chalice never creates SQS queues and cannot set `FunctionResponseTypes` on the event source
