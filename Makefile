@@ -27,7 +27,7 @@ install = @echo "installing $(1)"; \
 	[ -x $(BIN)/pip ] || $(BIN)/python -m ensurepip --default-pip >/dev/null; \
 	$(BIN)/pip install --quiet -r $(1); fi
 
-.PHONY: dev test soak lint typecheck venv venv-local policies profiles-setup screenshot deploy teardown package ops bench clean
+.PHONY: dev test soak lint typecheck venv venv-local policies profiles-setup screenshot deploy teardown package verify ops bench clean
 # A failed step leaves no file behind that would make the next run skip it.
 .DELETE_ON_ERROR:
 
@@ -95,6 +95,12 @@ teardown: $(LOCAL_STAMP)
 package: $(STAMP)
 	$(if $(STAGE),,$(error STAGE is required: make package STAGE=prod))
 	$(BIN)/python -m devtools.deploy.package --stage $(STAGE)
+
+# Read-only check of a deployed stage, either path: ARGS="--stack-name NAME" for a stack not
+# named pixel-relay-<stage>.
+verify: $(LOCAL_STAMP)
+	$(if $(STAGE),,$(error STAGE is required: make verify STAGE=prod))
+	$(BIN)/python -m devtools.deploy.verify --stage $(STAGE) $(ARGS)
 
 ops: $(LOCAL_STAMP)
 	$(BIN)/python -m devtools.ops $(ARGS)

@@ -116,6 +116,7 @@ class CheckPlan:
     poll_seconds: float = 5.0
     dead_letter_every: int = 4  # scan the dead-letter queue every n-th poll
     referer: str | None = None  # a page of the site, for stages with an origin allowlist
+    verify_command: str = "make verify STAGE=<stage>"  # named when the event does not arrive
 
 
 def _hit_url(api_url: str, query: dict[str, str]) -> str:
@@ -205,9 +206,10 @@ def run_check(
             if last:
                 say(
                     False,
-                    f"the test event did not arrive within {plan.timeout_seconds:.0f} s: check"
-                    " the event source mapping (deploy_stage verify), the consumer's logs and"
-                    " the events queue's age on the dashboard",
+                    f"the test event did not arrive within {plan.timeout_seconds:.0f} s: run"
+                    f" `{plan.verify_command}` (the mapping, the queues, the consumer's"
+                    " settings), then read the consumer's logs and the events queue's age on"
+                    " the dashboard",
                 )
                 return 1
             sleep(plan.poll_seconds)

@@ -10,8 +10,9 @@ never in Lambda.
     python -m devtools.ops check --stage prod [--api-url URL | --stack-name NAME]
 
 Queue names, the Pinpoint project and the allowed attributes come from the stage in
-.chalice/config.json; the API URL from `--api-url`, a CloudFormation stack's `EndpointURL`
-output, or `chalice url` (what `chalice deploy` recorded). See docs/operations.md.
+.chalice/config.json; the API URL from `--api-url`, else the `EndpointURL` output of the stack
+`--stack-name` (by default `pixel-relay-<stage>`, if it exists), else `chalice url` (what
+`chalice deploy` recorded). See docs/operations.md.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from botocore.config import Config
 from chalicelib.config import ConfigError, HitPolicy, Settings
 from chalicelib.destinations import registry
 from chalicelib.hits import HitRefusedError, parse_hit
+from devtools.deploy.verify import Deployment, default_stack_name, find_deployment
 from devtools.ops import gtm as ops_gtm
 from devtools.ops.check import CheckPlan, PinpointProbe, run_check
 from devtools.ops.dlq import (
@@ -192,33 +194,44 @@ def _move(
 # url --------------------------------------------------------------------------------------
 
 
-def api_url(args: argparse.Namespace, ops: Ops) -> str:
-    """The stage's base URL ending in `/`: --api-url, a stack's EndpointURL, or chalice."""
+def deployment(args: argparse.Namespace, ops: Ops) -> Deployment:
+    """Where the stage is: the stack --stack-name, else the stack <app>-<stage> if there is
+    one, else the names chalice deploy gives (devtools/deploy/verify.py)."""
+    return find_deployment(
+        args.stage, args.project_dir, ops.sqs, ops.client("cloudformation"), args.stack_name
+    )
+
+
+def api_url(args: argparse.Namespace, ops: Ops, found: Deployment | None = None) -> str:
+    """The stage's base URL ending in `/`: --api-url, the stack's EndpointURL output (the
+    stack --stack-name, else <app>-<stage> if it exists), or what `chalice url` says."""
     if args.api_url:
         url = str(args.api_url)
-    elif args.stack_name:
-        stacks = ops.client("cloudformation").describe_stacks(StackName=args.stack_name)
-        outputs = {
-            output["OutputKey"]: output["OutputValue"]
-            for output in stacks["Stacks"][0].get("Outputs", [])
-        }
-        if "EndpointURL" not in outputs:
-            raise SystemExit(f"stack {args.stack_name} has no EndpointURL output")
-        url = outputs["EndpointURL"]
     else:
-        result = subprocess.run(
-            [tool("chalice"), "--project-dir", str(args.project_dir), "url", "--stage", args.stage],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        if result.returncode != 0:
-            raise SystemExit(
-                f"chalice url --stage {args.stage} found no deployed API"
-                f" ({result.stderr.strip()}); pass --api-url or --stack-name"
-            )
-        url = result.stdout.strip()
+        found = found or deployment(args, ops)
+        if found.stack_name is not None:
+            if found.api_url is None:
+                raise SystemExit(f"stack {found.stack_name} has no EndpointURL output")
+            url = found.api_url
+        else:
+            url = chalice_url(args)
     return url if url.endswith("/") else url + "/"
+
+
+def chalice_url(args: argparse.Namespace) -> str:
+    result = subprocess.run(
+        [tool("chalice"), "--project-dir", str(args.project_dir), "url", "--stage", args.stage],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise SystemExit(
+            f"chalice url --stage {args.stage} found no deployed API and there is no stack"
+            f" {default_stack_name(args.stage, args.project_dir)}"
+            f" ({result.stderr.strip()}); pass --api-url or --stack-name"
+        )
+    return result.stdout.strip()
 
 
 def example_hit(base: str, policy: HitPolicy) -> str:
@@ -289,9 +302,10 @@ def url_command(args: argparse.Namespace, ops: Ops, out: IO[str], err: IO[str]) 
             "",
             "A container with this URL and these attributes filled in, ready to import"
             " (--events: the data-layer events to send):",
-            f"  python -m devtools.ops url --stage {args.stage} --events purchase,signup"
-            f" --container pixel-relay-{args.stage}.json"
-            + (f" --api-url {base}" if args.api_url else ""),
+            f'  make ops ARGS="url --stage {args.stage} --events purchase,signup --container'
+            f" pixel-relay-{args.stage}.json"
+            + (f" --api-url {base}" if args.api_url else "")
+            + '"',
         ]
     print("\n".join(lines), file=out)
     return 0
@@ -300,23 +314,31 @@ def url_command(args: argparse.Namespace, ops: Ops, out: IO[str], err: IO[str]) 
 # check ------------------------------------------------------------------------------------
 
 
-def check_command(args: argparse.Namespace, ops: Ops, out: IO[str], err: IO[str]) -> int:
+def check_plan(args: argparse.Namespace, ops: Ops) -> CheckPlan:
     environment = stage_environment(args.stage, args.project_dir)
     try:
         settings = Settings.from_env(environment)
         pinpoint = registry.settings_for(settings.destinations, environment).get("pinpoint")
     except ConfigError as error:
         raise SystemExit(f"stage {args.stage}: {error}") from None
-    plan = CheckPlan(
-        api_url=api_url(args, ops),
+    found = deployment(args, ops) if not args.api_url else None
+    return CheckPlan(
+        api_url=api_url(args, ops, found),
         sqs=ops.sqs,
-        dead_letter_queue=settings.dead_letter_queue,
+        # The stack's dead-letter queue, else the stage's (the same name on both paths).
+        dead_letter_queue=found.dead_letter_queue if found else settings.dead_letter_queue,
         # Only Pinpoint can be asked whether it has the test event; for the other
         # destinations the check confirms the hit and that the consumer did not reject it.
         probe=PinpointProbe(ops.client("pinpoint"), pinpoint.application_id) if pinpoint else None,
         timeout_seconds=args.timeout,
         referer=args.referer,
+        verify_command=f"make verify STAGE={args.stage}"
+        + (f' ARGS="--stack-name {args.stack_name}"' if args.stack_name else ""),
     )
+
+
+def check_command(args: argparse.Namespace, ops: Ops, out: IO[str], err: IO[str]) -> int:
+    plan = check_plan(args, ops)
     print(f"checking stage {args.stage} at {plan.api_url}", file=out)
     return run_check(plan, out)
 
@@ -338,7 +360,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     def api_source(command: argparse.ArgumentParser) -> None:
         group = command.add_mutually_exclusive_group()
         group.add_argument("--api-url", help="the stage's API base URL")
-        group.add_argument("--stack-name", help="CloudFormation stack with an EndpointURL output")
+        group.add_argument(
+            "--stack-name",
+            help="the stage's CloudFormation stack (default: <app>-<stage> if it exists, else"
+            " what chalice deploy recorded)",
+        )
 
     dlq = commands.add_parser(
         "dlq",

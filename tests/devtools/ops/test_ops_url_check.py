@@ -135,7 +135,55 @@ def test_url_reads_the_endpoint_from_a_cloudformation_stack(moto: str) -> None:
     assert "https://fromstack.example/api/events?event={{enc event}}" in text
 
 
-def test_url_uses_what_chalice_deploy_recorded(project: Path) -> None:
+def test_url_finds_the_stages_stack_without_being_told(moto: str) -> None:
+    """A stack named pixel-relay-<stage> is the stage: no --stack-name needed."""
+    cloudformation = boto3.client("cloudformation", endpoint_url=moto, region_name=REGION)
+    cloudformation.create_stack(
+        StackName="pixel-relay-dev",
+        TemplateBody=json.dumps(
+            {
+                "Resources": {"Marker": {"Type": "AWS::SQS::Queue"}},
+                "Outputs": {"EndpointURL": {"Value": "https://auto.example/api"}},
+            }
+        ),
+    )
+    assert "https://auto.example/api/events?event={{enc event}}" in run_url()
+
+
+def test_check_takes_the_api_and_the_dead_letter_queue_from_the_stack(moto: str) -> None:
+    """The stack's own resources, found by logical id, whatever they are called."""
+    cloudformation = boto3.client("cloudformation", endpoint_url=moto, region_name=REGION)
+    cloudformation.create_stack(
+        StackName="pixel-relay-green",
+        TemplateBody=json.dumps(
+            {
+                "Resources": {
+                    "DeadLetterQueue": {
+                        "Type": "AWS::SQS::Queue",
+                        "Properties": {"QueueName": "green-dlq"},
+                    },
+                    "EventsQueue": {
+                        "Type": "AWS::SQS::Queue",
+                        "Properties": {"QueueName": "green-events"},
+                    },
+                },
+                "Outputs": {"EndpointURL": {"Value": "https://green.example/api/"}},
+            }
+        ),
+    )
+    args = ops.parse_args(["check", "--stage", STAGE, "--stack-name", "pixel-relay-green"])
+    plan = ops.check_plan(args, ops.Ops())
+    assert (plan.api_url, plan.dead_letter_queue) == ("https://green.example/api/", "green-dlq")
+    assert plan.verify_command == 'make verify STAGE=dev ARGS="--stack-name pixel-relay-green"'
+
+
+def test_a_stack_name_that_does_not_exist_is_refused(moto: str) -> None:
+    with pytest.raises(SystemExit, match="no CloudFormation stack nope in region"):
+        ops.main(["url", "--stage", STAGE, "--stack-name", "nope"], out=io.StringIO())
+
+
+def test_url_uses_what_chalice_deploy_recorded(moto: str, project: Path) -> None:
+    """No stack pixel-relay-dev: the chalice deploy path's record."""
     deployed = project / ".chalice" / "deployed"
     deployed.mkdir()
     (deployed / "dev.json").write_text(
@@ -158,8 +206,12 @@ def test_url_uses_what_chalice_deploy_recorded(project: Path) -> None:
     assert f"{API}events?event=" in text
 
 
-def test_url_without_a_deployment_says_how_to_give_the_url(project: Path) -> None:
-    with pytest.raises(SystemExit, match=r"found no deployed API.*--api-url or --stack-name"):
+def test_url_without_a_deployment_says_how_to_give_the_url(moto: str, project: Path) -> None:
+    with pytest.raises(
+        SystemExit,
+        match=r"found no deployed API and there is no stack pixel-relay-dev.*--api-url or"
+        " --stack-name",
+    ):
         ops.main(["url", "--stage", STAGE, "--project-dir", str(project)], out=io.StringIO())
 
 
@@ -246,3 +298,32 @@ def test_check_spots_a_pixel_that_does_not_answer_a_gif(sqs: Any, httpserver: HT
     assert "Chrome/" in headers["User-Agent"]
     assert headers["Accept"].startswith("image/")
     httpserver.check()
+
+
+def test_check_names_the_verify_command_when_the_test_event_never_arrives(
+    sqs: Any, deployed_stage: tuple[str, StandInProbe, PinpointStandIn]
+) -> None:
+    """No mapping running (nothing drains the queue): the check points at verify."""
+    api_url, probe, _ = deployed_stage
+
+    class Undelivered:
+        def delivered(self, endpoint_id: str) -> bool:
+            return False
+
+        def cleanup(self, endpoint_id: str) -> None:
+            probe.cleaned.append(endpoint_id)
+
+    out = io.StringIO()
+    plan = CheckPlan(
+        api_url,
+        sqs,
+        QueueSpec.for_stage(STAGE).dead_letter_queue,
+        Undelivered(),
+        timeout_seconds=0,
+        verify_command='make verify STAGE=dev ARGS="--stack-name s"',
+    )
+    assert run_check(plan, out, sleep=lambda _: None) == 1
+    last = out.getvalue().splitlines()[-1]
+    assert last.startswith("FAIL the test event did not arrive within 0 s: run")
+    assert '`make verify STAGE=dev ARGS="--stack-name s"`' in last
+    assert len(probe.cleaned) == 1  # the test endpoint is removed all the same

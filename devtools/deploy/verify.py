@@ -1,0 +1,488 @@
+"""`verify`: a read-only check of a deployed stage, for both deploy paths.
+
+    make verify STAGE=prod                                  # finds the stage by itself
+    make verify STAGE=prod ARGS="--stack-name my-stack"     # a stack not named pixel-relay-<stage>
+
+(`python -m devtools.deploy.verify --stage prod`, and `python -m devtools.deploy.stage verify
+--stage prod`, run the same check.)
+
+Where the stage's resources are (`find_deployment`):
+
+- **CloudFormation path**: the stack `--stack-name`, by default `<app>-<stage>`
+  (`pixel-relay-prod`, the name docs/deploy.md deploys). Its resources are read with
+  `DescribeStackResources` by logical id: the functions `APIHandler` and `Deliver` have names
+  CloudFormation made up (`pixel-relay-prod-Deliver-1A2B3C4D5E6F`), the queues' physical ids
+  are their URLs, the API's URL is the `EndpointURL` output.
+- **`chalice deploy` path**, when no such stack exists: Chalice's names,
+  `<app>-<stage>` (the pixel) and `<app>-<stage>-deliver`; the queues by the names in the
+  stage's settings.
+
+What it checks, the things an operator gets wrong (each failure is one line naming the fix):
+the stack's status; both functions exist; both queues exist with the redrive policy,
+visibility timeout, retention and encryption `devtools/queue_spec.py` specifies; the pixel
+sends to that events queue and the consumer parks on that dead-letter queue; exactly one
+mapping from the events queue to the consumer, enabled, with `ReportBatchItemFailures`; and
+the consumer's `REPORT_BATCH_ITEM_FAILURES` agreeing with the mapping. It changes nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any, Final
+
+import boto3
+from botocore.exceptions import ClientError
+
+from devtools.deploy.stage import PARTIAL_BATCH, attribute_differences
+from devtools.paths import ROOT
+from devtools.queue_spec import QueueSpec, chalice_config
+
+if TYPE_CHECKING:
+    from mypy_boto3_sqs import SQSClient
+    from mypy_boto3_sqs.literals import QueueAttributeNameType
+
+# Logical ids in the packaged template (Chalice's own, and devtools/deploy/template.py's).
+PIXEL_ID: Final = "APIHandler"
+CONSUMER_ID: Final = "Deliver"
+EVENTS_QUEUE_ID: Final = "EventsQueue"
+DEAD_LETTER_QUEUE_ID: Final = "DeadLetterQueue"
+ENDPOINT_OUTPUT: Final = "EndpointURL"
+# A stack in one of these states runs what its last successful deploy left.
+STABLE_STACK_STATES: Final = frozenset(
+    {"CREATE_COMPLETE", "UPDATE_COMPLETE", "UPDATE_ROLLBACK_COMPLETE", "IMPORT_COMPLETE"}
+)
+ENCRYPTION: Final = ("SqsManagedSseEnabled", "KmsMasterKeyId")
+TRUE: Final = frozenset({"true", "1"})
+CHALICE_PATH: Final = "chalice deploy"
+
+
+class DeploymentNotFoundError(SystemExit):
+    """No stack of that name: the message names the region and the option to use."""
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """Where one stage's resources are, on either deploy path."""
+
+    stage: str
+    pixel: str  # function names
+    consumer: str
+    events_queue: str  # queue names
+    dead_letter_queue: str
+    events_queue_url: str | None  # None: does not exist
+    dead_letter_queue_url: str | None
+    stack_name: str | None = None  # None: the chalice deploy path
+    stack_status: str | None = None
+    api_url: str | None = None  # the stack's EndpointURL; on the chalice path `chalice url`
+
+    @property
+    def path(self) -> str:
+        if self.stack_name is None:
+            return CHALICE_PATH
+        return f"CloudFormation stack {self.stack_name}"
+
+    def redeploy(self) -> str:
+        """The command that puts the stage back as its settings say."""
+        if self.stack_name is None:
+            return f"make deploy STAGE={self.stage}"
+        return (
+            f"make package STAGE={self.stage}, then the aws cloudformation package/deploy"
+            f" commands it prints (--stack-name {self.stack_name})"
+        )
+
+
+def default_stack_name(stage: str, root: Path = ROOT) -> str:
+    return f"{chalice_config(root)['app_name']}-{stage}"
+
+
+def queue_name(url: str) -> str:
+    return url.rstrip("/").rsplit("/", 1)[-1]
+
+
+def _queue_url(sqs: SQSClient, name: str) -> str | None:
+    try:
+        return sqs.get_queue_url(QueueName=name)["QueueUrl"]
+    except ClientError as error:
+        code = error.response.get("Error", {}).get("Code", "")
+        if code in {"AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist"}:
+            return None
+        raise
+
+
+def _stack(cloudformation: Any, stack_name: str) -> dict[str, Any] | None:
+    try:
+        stacks = cloudformation.describe_stacks(StackName=stack_name)["Stacks"]
+    except ClientError as error:
+        message = str(error.response.get("Error", {}).get("Message", ""))
+        if "does not exist" in message:
+            return None
+        raise
+    return dict(stacks[0]) if stacks else None
+
+
+def stack_deployment(
+    stage: str, root: Path, cloudformation: Any, stack_name: str
+) -> Deployment | None:
+    """The stage as the stack holds it; None when there is no such stack."""
+    stack = _stack(cloudformation, stack_name)
+    if stack is None:
+        return None
+    resources: dict[str, str] = {}
+    for resource in cloudformation.describe_stack_resources(StackName=stack_name)["StackResources"]:
+        logical, physical = resource.get("LogicalResourceId"), resource.get("PhysicalResourceId")
+        if logical and physical:
+            resources[str(logical)] = str(physical)
+    outputs = {
+        str(output["OutputKey"]): str(output["OutputValue"]) for output in stack.get("Outputs", [])
+    }
+    spec = QueueSpec.for_stage(stage, root)
+    events_url = resources.get(EVENTS_QUEUE_ID)
+    dead_letter_url = resources.get(DEAD_LETTER_QUEUE_ID)
+    return Deployment(
+        stage=stage,
+        pixel=resources.get(PIXEL_ID, f"(no {PIXEL_ID} in the stack)"),
+        consumer=resources.get(CONSUMER_ID, f"(no {CONSUMER_ID} in the stack)"),
+        events_queue=queue_name(events_url) if events_url else spec.events_queue,
+        dead_letter_queue=(
+            queue_name(dead_letter_url) if dead_letter_url else spec.dead_letter_queue
+        ),
+        events_queue_url=events_url,
+        dead_letter_queue_url=dead_letter_url,
+        stack_name=stack_name,
+        stack_status=str(stack.get("StackStatus", "")),
+        api_url=outputs.get(ENDPOINT_OUTPUT),
+    )
+
+
+def chalice_deployment(stage: str, root: Path, sqs: SQSClient) -> Deployment:
+    """The stage under the names `chalice deploy` gives it."""
+    prefix = f"{chalice_config(root)['app_name']}-{stage}"
+    spec = QueueSpec.for_stage(stage, root)
+    return Deployment(
+        stage=stage,
+        pixel=prefix,
+        consumer=f"{prefix}-deliver",
+        events_queue=spec.events_queue,
+        dead_letter_queue=spec.dead_letter_queue,
+        events_queue_url=_queue_url(sqs, spec.events_queue),
+        dead_letter_queue_url=_queue_url(sqs, spec.dead_letter_queue),
+    )
+
+
+def find_deployment(
+    stage: str, root: Path, sqs: SQSClient, cloudformation: Any, stack_name: str | None = None
+) -> Deployment:
+    """`stack_name`'s stack (which must exist), else the stack `<app>-<stage>` if there is
+    one, else the chalice deploy path's names."""
+    if stack_name:
+        found = stack_deployment(stage, root, cloudformation, stack_name)
+        if found is None:
+            region = cloudformation.meta.region_name
+            raise DeploymentNotFoundError(
+                f"no CloudFormation stack {stack_name} in region {region}: check --stack-name"
+                " and the region (AWS_REGION, AWS_PROFILE), or leave --stack-name out for a"
+                " stage deployed with make deploy"
+            )
+        return found
+    found = stack_deployment(stage, root, cloudformation, default_stack_name(stage, root))
+    return found if found is not None else chalice_deployment(stage, root, sqs)
+
+
+# The checks -------------------------------------------------------------------------------
+
+
+def wanted_kms_key(spec: QueueSpec) -> str | None:
+    """The customer managed KMS key the stage names for its queues, or None (SQS-managed
+    encryption). Hook: the stage setting `QUEUE_KMS_KEY` (issue 14) becomes
+    `QueueSpec.kms_key`; until a QueueSpec has that field this is None."""
+    key = getattr(spec, "kms_key", None)
+    return None if key is None else str(getattr(key, "arn", key))
+
+
+def _set_attributes(url: str, attributes: Mapping[str, str]) -> str:
+    return (
+        f"aws sqs set-queue-attributes --queue-url {url}"
+        f" --attributes {shlex.quote(json.dumps(dict(attributes)))}"
+    )
+
+
+def encryption_problems(
+    name: str, url: str, current: Mapping[QueueAttributeNameType, str], spec: QueueSpec
+) -> list[str]:
+    """The queue encrypted as the stage says: with its KMS key, or SQS-managed."""
+    key = wanted_kms_key(spec)
+    have = current.get("KmsMasterKeyId") or None
+    if key is None and have is not None:
+        return [
+            f"queue {name}: encrypted with KMS key {have}, which the stage does not name, so"
+            " the functions' roles are not granted kms:GenerateDataKey/kms:Decrypt on it and"
+            f" every send fails: set QUEUE_KMS_KEY={have} in the stage's environment_variables,"
+            " then make policies and redeploy"
+        ]
+    if key is not None and have != key:
+        return [
+            f"queue {name}: KmsMasterKeyId is {have!r}, want {key!r}:"
+            f" {_set_attributes(url, {'KmsMasterKeyId': key})}"
+        ]
+    if key is None and current.get("SqsManagedSseEnabled") != "true":
+        return [
+            f"queue {name}: not encrypted at rest:"
+            f" {_set_attributes(url, {'SqsManagedSseEnabled': 'true'})}"
+        ]
+    return []
+
+
+def _attributes(sqs: SQSClient, url: str) -> dict[QueueAttributeNameType, str]:
+    return sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+
+
+def queue_findings(sqs: SQSClient, deployment: Deployment, spec: QueueSpec) -> list[str]:
+    """How the queues differ from the spec; empty when they match."""
+    problems: list[str] = []
+    for name, url in (
+        (deployment.dead_letter_queue, deployment.dead_letter_queue_url),
+        (deployment.events_queue, deployment.events_queue_url),
+    ):
+        if url is None:
+            problems.append(f"queue {name}: does not exist: {deployment.redeploy()}")
+    if deployment.dead_letter_queue_url is None or deployment.events_queue_url is None:
+        return problems
+    dead_letter = _attributes(sqs, deployment.dead_letter_queue_url)
+    events = _attributes(sqs, deployment.events_queue_url)
+    for name, url, current, wanted in (
+        (
+            deployment.dead_letter_queue,
+            deployment.dead_letter_queue_url,
+            dead_letter,
+            spec.dead_letter_attributes(),
+        ),
+        (
+            deployment.events_queue,
+            deployment.events_queue_url,
+            events,
+            spec.events_attributes(dead_letter["QueueArn"]),
+        ),
+    ):
+        plain: dict[QueueAttributeNameType, str] = {
+            attribute: value for attribute, value in wanted.items() if attribute not in ENCRYPTION
+        }
+        for attribute, value in attribute_differences(current, plain).items():
+            problems.append(
+                f"queue {name}: {attribute} is {current.get(attribute)!r}, want {value!r}:"
+                f" {_set_attributes(url, {attribute: value})}"
+            )
+        problems += encryption_problems(name, url, current, spec)
+    return problems
+
+
+def _configuration(lambda_client: Any, function: str) -> dict[str, Any] | None:
+    try:
+        return dict(lambda_client.get_function_configuration(FunctionName=function))
+    except ClientError as error:
+        if error.response.get("Error", {}).get("Code") == "ResourceNotFoundException":
+            return None
+        raise
+
+
+def _environment(configuration: Mapping[str, Any]) -> dict[str, str]:
+    variables = configuration.get("Environment", {}).get("Variables", {})
+    return {str(k): str(v) for k, v in variables.items()}
+
+
+def _mappings_to(lambda_client: Any, queue_arn: str, function_name: str) -> list[dict[str, Any]]:
+    """The mappings from the queue to the function. Listed by queue and matched on the
+    function's name: the function is named either way when a mapping is made."""
+    found: list[dict[str, Any]] = []
+    paginator = lambda_client.get_paginator("list_event_source_mappings")
+    for page in paginator.paginate(EventSourceArn=queue_arn):
+        for mapping in page.get("EventSourceMappings", []):
+            # arn:aws:lambda:<region>:<account>:function:<name>[:<qualifier>]
+            arn = str(mapping.get("FunctionArn", ""))
+            if arn.split(":function:")[-1].split(":")[0] == function_name:
+                found.append(dict(mapping))
+    return found
+
+
+@dataclass
+class Findings:
+    ok: list[str]
+    problems: list[str]
+
+
+def check(deployment: Deployment, spec: QueueSpec, sqs: SQSClient, lambda_client: Any) -> Findings:
+    """Every check; read-only."""
+    ok: list[str] = []
+    problems: list[str] = []
+    status = deployment.stack_status
+    if status is not None and status not in STABLE_STACK_STATES:
+        how = (
+            "wait for it to finish and run verify again"
+            if status.endswith("IN_PROGRESS")
+            else "read its events (aws cloudformation describe-stack-events --stack-name"
+            f" {deployment.stack_name}), fix the cause and deploy it again"
+        )
+        problems.append(f"stack {deployment.stack_name}: {status}: {how}")
+
+    queue_problems = queue_findings(sqs, deployment, spec)
+    problems += queue_problems
+    if not queue_problems:
+        ok.append(
+            f"queues {deployment.events_queue} and {deployment.dead_letter_queue}: as specified"
+            " (redrive, visibility timeout, retention, encryption)"
+        )
+
+    pixel = _configuration(lambda_client, deployment.pixel)
+    consumer = _configuration(lambda_client, deployment.consumer)
+    for role, name, configuration in (
+        ("pixel", deployment.pixel, pixel),
+        ("consumer", deployment.consumer, consumer),
+    ):
+        if configuration is None:
+            problems.append(f"{role} function {name}: does not exist: {deployment.redeploy()}")
+        else:
+            ok.append(f"{role} function {name}: exists")
+    if pixel is not None:
+        sends_to = _environment(pixel).get("EVENTS_QUEUE")
+        if sends_to != deployment.events_queue:
+            problems.append(
+                f"pixel function {deployment.pixel}: sends to EVENTS_QUEUE={sends_to!r}, but the"
+                f" consumer reads {deployment.events_queue}: correct EVENTS_QUEUE in the stage's"
+                f" environment_variables, then {deployment.redeploy()}"
+            )
+    if consumer is None:
+        return Findings(ok, problems)
+    environment = _environment(consumer)
+    parks_on = environment.get("DEAD_LETTER_QUEUE")
+    if parks_on != deployment.dead_letter_queue:
+        problems.append(
+            f"consumer function {deployment.consumer}: parks rejected events on"
+            f" DEAD_LETTER_QUEUE={parks_on!r}, not on {deployment.dead_letter_queue}: correct it"
+            f" in the stage's environment_variables, then {deployment.redeploy()}"
+        )
+    problems_before = len(problems)
+    mappings: list[dict[str, Any]] = []
+    if deployment.events_queue_url is not None:
+        queue_arn = sqs.get_queue_attributes(
+            QueueUrl=deployment.events_queue_url, AttributeNames=["QueueArn"]
+        )["Attributes"]["QueueArn"]
+        mappings = _mappings_to(lambda_client, queue_arn, str(consumer["FunctionName"]))
+    if not mappings:
+        problems.append(
+            f"mapping: none from {deployment.events_queue} to {deployment.consumer}, so no event"
+            f" is delivered: {deployment.redeploy()}"
+        )
+        return Findings(ok, problems)
+    for extra in mappings[1:]:
+        problems.append(
+            f"mapping {extra['UUID']}: a second mapping from {deployment.events_queue} to the"
+            f" consumer: aws lambda delete-event-source-mapping --uuid {extra['UUID']}"
+        )
+    mapping = mappings[0]
+    uuid = mapping["UUID"]
+    state = str(mapping.get("State", ""))
+    if state in {"Disabled", "Disabling"}:
+        problems.append(
+            f"mapping {uuid}: {state}, events wait on {deployment.events_queue}:"
+            f" aws lambda update-event-source-mapping --uuid {uuid} --enabled"
+        )
+    partial = PARTIAL_BATCH in (mapping.get("FunctionResponseTypes") or [])
+    reports = environment.get("REPORT_BATCH_ITEM_FAILURES", "").strip().lower() in TRUE
+    if not partial:
+        danger = (
+            " while the consumer runs with REPORT_BATCH_ITEM_FAILURES=true: Lambda deletes a"
+            " batch's failed events with it"
+            if reports
+            else ""
+        )
+        problems.append(
+            f"mapping {uuid}: {PARTIAL_BATCH} is OFF{danger}: aws lambda"
+            f" update-event-source-mapping --uuid {uuid} --function-response-types"
+            f" {PARTIAL_BATCH}"
+        )
+    elif not reports:
+        # Safe: the consumer deletes what it finished and raises, which loses nothing with
+        # either mapping setting (the `chalice deploy` path ships it so, because the mapping
+        # gets the setting only after Chalice has deployed). Only the Lambda Errors metric
+        # counts retries; a note, not a failure.
+        ok.append(
+            f"mapping {uuid}: {state}, {PARTIAL_BATCH} on; the consumer runs with"
+            " REPORT_BATCH_ITEM_FAILURES false (safe: it deletes what it finished and raises, so"
+            " a batch with a retry counts as a Lambda error). To report batch item failures"
+            " instead, set REPORT_BATCH_ITEM_FAILURES=true in the stage's environment_variables,"
+            f" then {deployment.redeploy()}"
+        )
+        return Findings(ok, problems)
+    if len(problems) == problems_before:
+        ok.append(
+            f"mapping {uuid}: {state}, {PARTIAL_BATCH} on, the consumer reports batch item"
+            " failures (REPORT_BATCH_ITEM_FAILURES=true)"
+        )
+    return Findings(ok, problems)
+
+
+def verify_stage(
+    stage: str,
+    root: Path,
+    sqs: SQSClient,
+    lambda_client: Any,
+    cloudformation: Any,
+    stack_name: str | None = None,
+    out: IO[str] | None = None,
+    err: IO[str] | None = None,
+) -> int:
+    """Find the stage, check it, print one line per finding; 0 when all is well."""
+    out = out or sys.stdout
+    err = err or sys.stderr
+    spec = QueueSpec.for_stage(stage, root)
+    deployment = find_deployment(stage, root, sqs, cloudformation, stack_name)
+    print(f"stage {stage}: {deployment.path}", file=out)
+    findings = check(deployment, spec, sqs, lambda_client)
+    for line in findings.ok:
+        print(f"ok   {line}", file=out)
+    for line in findings.problems:
+        print(f"FAIL {line}", file=err)
+    return 1 if findings.problems else 0
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m devtools.deploy.verify",
+        description="Read-only check of a deployed stage (either deploy path): queues,"
+        f" functions, the event source mapping, {PARTIAL_BATCH}.",
+    )
+    parser.add_argument("--stage", required=True, help="stage in .chalice/config.json")
+    parser.add_argument(
+        "--stack-name",
+        help="the CloudFormation stack (default: <app>-<stage> if it exists, else the"
+        " names chalice deploy gives)",
+    )
+    parser.add_argument("--profile", help="AWS profile (default: your usual credentials)")
+    parser.add_argument("--project-dir", type=Path, default=ROOT, help=argparse.SUPPRESS)
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None, session: Any = None) -> int:
+    args = parse_args(argv)
+    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or None
+    session = session or boto3.Session(profile_name=args.profile, region_name=region)
+    if not session.region_name:
+        raise SystemExit("no AWS region: set AWS_REGION (or give the profile a region)")
+    return verify_stage(
+        args.stage,
+        args.project_dir.resolve(),
+        session.client("sqs"),
+        session.client("lambda"),
+        session.client("cloudformation"),
+        args.stack_name,
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,265 @@
+"""`verify` finds a stage on either deploy path against moto's server, and names the fix for
+what an operator gets wrong, one line each.
+
+CloudFormation path: the real packaged template (`packaged`, after SAM's transform) created
+through moto's CloudFormation, so the functions get CloudFormation's own physical names
+(`pixel-relay-dev-Deliver-<random>`). moto's CloudFormation lacks `AWS::ApiGateway::Stage`,
+`AWS::CloudWatch::Alarm` and `AWS::CloudWatch::Dashboard`, and its `AWS::ApiGateway::RestApi`
+neither imports the swagger `Body` nor accepts a RestApi without `Name` (so a `Deployment`
+finds no methods): those resources and the outputs naming them are left out, the API gets a
+`Name`. Functions, roles, queues, the mapping and log groups are the template's own.
+
+Chalice path: the resources under the names `chalice deploy` gives them, made directly
+(the real `chalice deploy` stops at moto's ImportRestApi: test_deploy_stage.py).
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+import json
+import zipfile
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any, cast
+
+import boto3
+import pytest
+
+from devtools.deploy import stage as deploy_stage
+from devtools.deploy import verify
+from devtools.deploy.stage import ensure_queues
+from devtools.offline import REGION
+from devtools.paths import ROOT
+from devtools.queue_spec import QueueSpec, stage_environment
+from tests.devtools.deploy_fixtures import Packaged
+
+STAGE = "dev"
+STACK = "pixel-relay-dev"
+# What moto's CloudFormation cannot create (see the module docstring).
+MOTO_LACKS = frozenset(
+    {
+        "AWS::ApiGateway::Stage",
+        "AWS::ApiGateway::Deployment",
+        "AWS::CloudWatch::Alarm",
+        "AWS::CloudWatch::Dashboard",
+        "AWS::WAFv2::WebACL",
+        "AWS::WAFv2::WebACLAssociation",
+    }
+)
+ARTIFACTS = "pixel-relay-artifacts"  # sam_transform's CodeUri
+
+
+def client(moto: str, service: str) -> Any:
+    return boto3.client(service, endpoint_url=moto, region_name=REGION)  # type: ignore[call-overload]
+
+
+def run_verify(
+    moto: str, project: Path = ROOT, stack_name: str | None = None
+) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    status = verify.verify_stage(
+        STAGE,
+        project,
+        client(moto, "sqs"),
+        client(moto, "lambda"),
+        client(moto, "cloudformation"),
+        stack_name,
+        out,
+        err,
+    )
+    return status, out.getvalue(), err.getvalue()
+
+
+def for_moto(template: dict[str, Any], consumer_env: dict[str, str]) -> dict[str, Any]:
+    """The packaged template without what moto's CloudFormation lacks; `consumer_env` laid
+    over the consumer's environment variables."""
+    result = copy.deepcopy(template)
+    resources = result["Resources"]
+    dropped = {name for name, r in resources.items() if r["Type"] in MOTO_LACKS}
+    for name in dropped:
+        del resources[name]
+    result["Outputs"] = {
+        key: output
+        for key, output in result.get("Outputs", {}).items()
+        if not any(name in json.dumps(output) for name in dropped)
+    }
+    resources["RestAPI"]["Properties"]["Name"] = "pixel-relay"
+    resources["Deliver"]["Properties"]["Environment"]["Variables"].update(consumer_env)
+    return result
+
+
+def deploy_stack(moto: str, packaged: Packaged, consumer_env: dict[str, str]) -> None:
+    s3 = client(moto, "s3")
+    where = {} if REGION == "us-east-1" else {"LocationConstraint": REGION}
+    s3.create_bucket(Bucket=ARTIFACTS, **({"CreateBucketConfiguration": where} if where else {}))
+    bundle = packaged.result.package_dir / "deployment.zip"
+    s3.put_object(Bucket=ARTIFACTS, Key="deployment.zip", Body=bundle.read_bytes())
+    cloudformation = client(moto, "cloudformation")
+    cloudformation.create_stack(
+        StackName=STACK,
+        TemplateBody=json.dumps(for_moto(packaged.cloudformation, consumer_env)),
+        Capabilities=["CAPABILITY_IAM"],
+    )
+    [stack] = cloudformation.describe_stacks(StackName=STACK)["Stacks"]
+    assert stack["StackStatus"] == "CREATE_COMPLETE"
+
+
+def test_a_cloudformation_stack_is_found_by_its_own_names_and_passes(
+    moto: str, packaged: Packaged
+) -> None:
+    deploy_stack(moto, packaged, {"REPORT_BATCH_ITEM_FAILURES": "true"})
+    status, out, err = run_verify(moto)
+    assert (status, err) == (0, "")
+    assert out.startswith(f"stage dev: CloudFormation stack {STACK}\n")
+    assert "ok   consumer function pixel-relay-dev-Deliver-" in out  # CloudFormation's name
+    assert "ok   pixel function pixel-relay-dev-APIHandler-" in out
+    assert "ok   queues pixel-relay-dev-events and pixel-relay-dev-events-dlq: as specified" in out
+    assert "ReportBatchItemFailures on, the consumer reports batch item failures" in out
+    # The same through both command lines.
+    assert verify.main(["--stage", STAGE, "--stack-name", STACK]) == 0
+    # deploy_stage's verify uses only these two of its clients.
+    clients = SimpleNamespace(sqs=client(moto, "sqs"), lambda_client=client(moto, "lambda"))
+    assert deploy_stage.verify(STAGE, ROOT, cast(Any, clients)) == 0
+
+
+def test_a_hand_changed_queue_fails_naming_the_fix_and_a_safe_consumer_setting_is_a_note(
+    moto: str, packaged: Packaged
+) -> None:
+    """The mapping has ReportBatchItemFailures and the consumer runs with it false (safe: it
+    deletes what it finished and raises), and someone shortened the events queue's visibility
+    timeout by hand: one failure with its fix, and a note on how to report item failures."""
+    deploy_stack(moto, packaged, {"REPORT_BATCH_ITEM_FAILURES": "false"})
+    outputs = client(moto, "cloudformation").describe_stacks(StackName=STACK)["Stacks"][0]
+    url = {o["OutputKey"]: o["OutputValue"] for o in outputs["Outputs"]}["EventsQueueUrl"]
+    client(moto, "sqs").set_queue_attributes(QueueUrl=url, Attributes={"VisibilityTimeout": "30"})
+
+    status, out, err = run_verify(moto)
+    assert status == 1
+    lines = err.splitlines()
+    assert len(lines) == 1, err
+    assert lines[0] == (
+        "FAIL queue pixel-relay-dev-events: VisibilityTimeout is '30', want '360':"
+        f" aws sqs set-queue-attributes --queue-url {url}"
+        """ --attributes '{"VisibilityTimeout": "360"}'"""
+    )
+    [note] = [line for line in out.splitlines() if "REPORT_BATCH_ITEM_FAILURES false" in line]
+    assert "set REPORT_BATCH_ITEM_FAILURES=true in the stage's environment_variables" in note
+    assert (
+        "make package STAGE=dev, then the aws cloudformation package/deploy commands it"
+        f" prints (--stack-name {STACK})" in note
+    )
+
+
+def test_a_stack_name_that_does_not_exist_is_named_with_the_region(moto: str) -> None:
+    with pytest.raises(
+        verify.DeploymentNotFoundError,
+        match=rf"no CloudFormation stack nope in region {REGION}: check --stack-name",
+    ):
+        run_verify(moto, stack_name="nope")
+
+
+# The chalice deploy path ------------------------------------------------------------------
+
+
+def _zip() -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("app.py", "def handler(event, context):\n    return {}\n")
+    return buffer.getvalue()
+
+
+def chalice_stage(moto: str, project: Path, report: str, partial: bool) -> tuple[str, str]:
+    """Queues, both functions and the mapping under Chalice's names; (queue URL, mapping)."""
+    spec = QueueSpec.for_stage(STAGE, project)
+    events, _ = ensure_queues(client(moto, "sqs"), spec)
+    role = client(moto, "iam").create_role(
+        RoleName="pixel-relay-dev",
+        AssumeRolePolicyDocument=json.dumps(
+            {
+                "Version": "2012-10-17",
+                "Statement": [
+                    {
+                        "Effect": "Allow",
+                        "Principal": {"Service": "lambda.amazonaws.com"},
+                        "Action": "sts:AssumeRole",
+                    }
+                ],
+            }
+        ),
+    )["Role"]["Arn"]
+    environment = {**stage_environment(STAGE, project), "REPORT_BATCH_ITEM_FAILURES": report}
+    lambda_client = client(moto, "lambda")
+    for name in ("pixel-relay-dev", "pixel-relay-dev-deliver"):
+        lambda_client.create_function(
+            FunctionName=name,
+            Runtime="python3.11",
+            Role=role,
+            Handler="app.handler",
+            Code={"ZipFile": _zip()},
+            Environment={"Variables": environment},
+        )
+    mapping = lambda_client.create_event_source_mapping(
+        EventSourceArn=events.arn,
+        FunctionName="pixel-relay-dev-deliver",
+        BatchSize=10,
+        **({"FunctionResponseTypes": ["ReportBatchItemFailures"]} if partial else {}),
+    )
+    return events.url, str(mapping["UUID"])
+
+
+def test_without_a_stack_the_chalice_names_are_found_and_pass(moto: str, project: Path) -> None:
+    chalice_stage(moto, project, report="true", partial=True)
+    status, out, err = run_verify(moto, project)
+    assert (status, err) == (0, "")
+    assert out.startswith("stage dev: chalice deploy\n")
+    assert "ok   consumer function pixel-relay-dev-deliver: exists" in out
+    assert "ok   pixel function pixel-relay-dev: exists" in out
+
+
+def test_a_consumer_reporting_failures_to_a_mapping_without_the_setting_is_the_loud_failure(
+    moto: str, project: Path
+) -> None:
+    """REPORT_BATCH_ITEM_FAILURES=true without the mapping setting: Lambda would delete
+    failed events with their batch."""
+    _, uuid = chalice_stage(moto, project, report="true", partial=False)
+    status, _, err = run_verify(moto, project)
+    assert status == 1
+    assert err == (
+        f"FAIL mapping {uuid}: ReportBatchItemFailures is OFF while the consumer runs with"
+        " REPORT_BATCH_ITEM_FAILURES=true: Lambda deletes a batch's failed events with it:"
+        f" aws lambda update-event-source-mapping --uuid {uuid} --function-response-types"
+        " ReportBatchItemFailures\n"
+    )
+
+
+def test_a_queue_encrypted_with_a_key_the_stage_does_not_name_and_a_disabled_mapping(
+    moto: str, project: Path
+) -> None:
+    url, uuid = chalice_stage(moto, project, report="true", partial=True)
+    key = client(moto, "kms").create_key()["KeyMetadata"]["Arn"]
+    client(moto, "sqs").set_queue_attributes(QueueUrl=url, Attributes={"KmsMasterKeyId": key})
+    client(moto, "lambda").update_event_source_mapping(UUID=uuid, Enabled=False)
+    status, _, err = run_verify(moto, project)
+    assert status == 1
+    [kms, disabled] = err.splitlines()
+    assert kms.startswith(f"FAIL queue pixel-relay-dev-events: encrypted with KMS key {key}")
+    assert kms.endswith(
+        f"set QUEUE_KMS_KEY={key} in the stage's environment_variables, then make policies"
+        " and redeploy"
+    )
+    assert disabled == (
+        f"FAIL mapping {uuid}: Disabled, events wait on pixel-relay-dev-events:"
+        f" aws lambda update-event-source-mapping --uuid {uuid} --enabled"
+    )
+
+
+def test_missing_functions_and_queues_name_make_deploy(moto: str, project: Path) -> None:
+    status, _, err = run_verify(moto, project)
+    assert status == 1
+    assert err.splitlines() == [
+        "FAIL queue pixel-relay-dev-events-dlq: does not exist: make deploy STAGE=dev",
+        "FAIL queue pixel-relay-dev-events: does not exist: make deploy STAGE=dev",
+        "FAIL pixel function pixel-relay-dev: does not exist: make deploy STAGE=dev",
+        "FAIL consumer function pixel-relay-dev-deliver: does not exist: make deploy STAGE=dev",
+    ]
