@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -28,6 +29,15 @@ def moto_url() -> Iterator[str]:
     host, port = server.get_host_and_port()
     yield f"http://{host}:{port}"
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def chromium() -> Iterator[Any]:
+    """One headless Chromium for the whole run: Playwright's sync API allows one instance
+    per thread, so every browser test shares this one."""
+    from tests.browser import launch_chromium
+
+    yield from launch_chromium()
 
 
 @pytest.fixture(autouse=True)

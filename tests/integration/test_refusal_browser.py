@@ -19,7 +19,7 @@ import pytest
 from chalice.config import Config
 from chalice.local import LocalDevServer
 
-from tests.browser import BROWSER_TIMEOUT_MS, VISITOR_USER_AGENT, launch_chromium
+from tests.browser import BROWSER_TIMEOUT_MS, VISITOR_USER_AGENT
 from tests.integration.harness import Pipeline
 
 REFUSED = "event=view&endpoint_id=ep-1&usat_plan=gold"
@@ -27,11 +27,6 @@ REASON = (
     "usat_plan: anonymous hits may not write this profile attribute "
     "(not in ALLOWED_USER_ATTRIBUTES)"
 )
-
-
-@pytest.fixture(scope="module")
-def chromium() -> Iterator[Any]:
-    yield from launch_chromium()
 
 
 @pytest.fixture

@@ -113,6 +113,8 @@ def test_ops_and_deploy_commands_work_with_aws_region_alone(moto: str, project: 
         if command[0] == "devtools.ops":
             assert result.returncode == 0, result.stderr
             assert "pixel-relay-dev-events-dlq" in result.stdout
-        else:  # queues as specified; no consumer mapping yet, which is what it reports
+        else:  # queues as specified; no functions deployed yet, which is what it reports
             assert "as specified" in result.stdout
-            assert "mapping: none from the events queue" in result.stderr
+            assert "pixel-relay-dev-deliver: does not exist: make deploy STAGE=dev" in (
+                result.stderr
+            )

@@ -112,8 +112,9 @@ def test_a_cloudformation_stack_is_found_by_its_own_names_and_passes(
     status, out, err = run_verify(moto)
     assert (status, err) == (0, "")
     assert out.startswith(f"stage dev: CloudFormation stack {STACK}\n")
-    assert "ok   consumer function pixel-relay-dev-Deliver-" in out  # CloudFormation's name
-    assert "ok   pixel function pixel-relay-dev-APIHandler-" in out
+    # The template names the functions as `chalice deploy` does; found through the stack.
+    assert "ok   consumer function pixel-relay-dev-deliver" in out
+    assert "ok   pixel function pixel-relay-dev" in out
     assert "ok   queues pixel-relay-dev-events and pixel-relay-dev-events-dlq: as specified" in out
     assert "ReportBatchItemFailures on, the consumer reports batch item failures" in out
     # The same through both command lines.
