@@ -64,8 +64,7 @@ def figures(throughput_events: int) -> list[Figure]:
         ),
         Figure("memory_ratio", "pixel memory (peak RSS ÷ bare route process)", RATIO, 1.2),
         Figure("memory_peak_mb", "pixel memory, absolute peak RSS", "MB", 100, inclusive=False),
-        Figure("downstream_calls", "downstream calls (PutEvents per 1,000 events)", "calls", 10),
-        Figure("consumer_cost", "consumer cost (CPU ÷ botocore serialization)", RATIO, 2.0),
+        *destination_figures(),
         Figure(
             "throughput",
             f"throughput (local stack, {throughput_events:,} events)",
@@ -74,6 +73,43 @@ def figures(throughput_events: int) -> list[Figure]:
         ),
         *transport.figures(),
     ]
+
+
+def calls_key(destination: str) -> str:
+    """Pinpoint's figures keep their first names, so `--compare` reads earlier files."""
+    return "downstream_calls" + _suffix(destination)
+
+
+def cost_key(destination: str) -> str:
+    return "consumer_cost" + _suffix(destination)
+
+
+def _suffix(destination: str) -> str:
+    return "" if destination == "pinpoint" else "_" + destination.replace("-", "_")
+
+
+def destination_figures() -> list[Figure]:
+    """Calls per 1,000 events and the consumer's CPU, for every destination in the registry."""
+    from bench.consumer import BATCH_SIZE, TARGET_CALLS
+    from chalicelib.destinations import registry
+
+    found: list[Figure] = []
+    for name in registry.known():
+        found.append(
+            Figure(
+                calls_key(name),
+                f"downstream calls, {name} (per 1,000 events, batches of {BATCH_SIZE})",
+                "calls",
+                TARGET_CALLS.get(name),
+            )
+        )
+    for name in registry.known():
+        found.append(
+            Figure(
+                cost_key(name), f"consumer cost, {name} (CPU ÷ botocore serialization)", RATIO, 2.0
+            )
+        )
+    return found
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -150,11 +186,22 @@ def run(args: argparse.Namespace) -> list[Figure]:
         set_figure("pixel_cost_app_only", result["app_only_ratio"], result)
 
     def consumer_side() -> None:
+        from chalicelib.destinations import registry
+
         bodies = consumer.pixel_messages(args.events)
-        calls = consumer.downstream_calls(bodies, batch_size=100)
-        set_figure("downstream_calls", calls["per_1000_events"], calls)
-        cost = consumer.consumer_cost(bodies[:100], args.repeats)
-        set_figure("consumer_cost", cost["ratio"], cost)
+        for name in registry.known():
+            # One destination's failure marks its own figures only.
+            _stage(
+                f"consumer: {name}",
+                [by_key[calls_key(name)], by_key[cost_key(name)]],
+                lambda name=name: destination(name, bodies),  # type: ignore[misc]
+            )
+
+    def destination(name: str, bodies: list[str]) -> None:
+        calls = consumer.downstream_calls(bodies, name)
+        set_figure(calls_key(name), calls["per_1000_events"], calls)
+        cost = consumer.consumer_cost(bodies[: consumer.COST_MESSAGES], name, args.repeats)
+        set_figure(cost_key(name), cost["ratio"], cost)
 
     def transport_counts() -> None:
         transport.apply(transport.measure(args.events), set_figure, by_key)
@@ -174,7 +221,10 @@ def run(args: argparse.Namespace) -> list[Figure]:
         "cold_start": (["cold_start", "cold_start_from_source"], cold_start),
         "memory": (["memory_ratio", "memory_peak_mb"], memory),
         "pixel": (["pixel_cost", "pixel_cost_vs_enqueue", "pixel_cost_app_only"], pixel_cost),
-        "consumer": (["downstream_calls", "consumer_cost"], consumer_side),
+        "consumer": (
+            [f.key for f in measured if f.key.startswith(("downstream_calls", "consumer_cost"))],
+            consumer_side,
+        ),
         "transport": ([f.key for f in transport.figures()], transport_counts),
         "throughput": (["throughput"], local_stack),
     }
@@ -221,14 +271,19 @@ def notes(measured: list[Figure]) -> list[str]:
             f"{memory.details['bare_peak_mb']} MB, bare route alone "
             f"{memory.details['bare_chalice_only_peak_mb']} MB"
         )
-    cost = by_key.get("consumer_cost")
-    if cost and not cost.error:
-        lines.append(
-            f"consumer: {cost.details['ours_cpu_ms']} ms CPU a batch of "
-            f"{cost.details['messages']}, botocore serializes its "
-            f"{cost.details['requests']} request(s) in "
-            f"{cost.details['botocore_serialize_cpu_ms']} ms"
-        )
+    for name in _destinations():
+        cost = by_key.get(cost_key(name))
+        calls = by_key.get(calls_key(name))
+        if cost and not cost.error:
+            details = cost.details
+            lines.append(
+                f"consumer, {name}: {details['ours_cpu_us_per_event']} µs CPU an event "
+                f"({details['ours_cpu_ms']} ms a batch of {details['messages']}); botocore "
+                f"serializes its {details['requests']} request(s) in "
+                f"{details['botocore_serialize_cpu_us_per_event']} µs an event"
+            )
+        if calls and not calls.error:
+            lines.append(f"calls, {name}: {calls.details['calls_by_operation']}")
     lines += transport.notes(by_key)
     flow = by_key.get("throughput")
     if flow and not flow.error:
@@ -242,6 +297,12 @@ def notes(measured: list[Figure]) -> list[str]:
                 f"  profile: {row['own_s']:>7.3f} s own  {row['calls']:>8} calls  {row['function']}"
             )
     return lines
+
+
+def _destinations() -> tuple[str, ...]:
+    from chalicelib.destinations import registry
+
+    return registry.known()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,23 +1,38 @@
-"""The consumer side: PutEvents calls per 1,000 events, and the CPU cost of a batch.
+"""The consumer side, for every destination in the registry: requests per 1,000 events, and
+the CPU cost of a batch against botocore's serialization of the same requests.
 
 Messages are made by the pixel itself (hits through the app, SQS answered in-process), so
-they are exactly what the consumer reads in production.
+they are exactly what the consumer reads in production. Each destination is served by the
+double `make dev` uses for it (`bench.doubles`), so a destination added to the registry is
+measured with no change here.
 """
 
 from __future__ import annotations
 
+import contextlib
+import copy
+import json
+import os
+import pickle
 import statistics
+import subprocess
+import sys
+import tempfile
+import threading
 import time
 import uuid
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, Final, cast
 
-import botocore.session
+import boto3
 from botocore.serialize import create_serializer
 
-from bench.environment import quiet_stdout
-from bench.fakes import aws_in_process
+from bench.environment import environment_patch, quiet_stdout
+from bench.fakes import aws_in_process, fresh_default_session
 from bench.hits import answered_gif, proxy_event, sample_queries
+from devtools.paths import ROOT
 
 QUEUE_ARN = "arn:aws:sqs:us-east-1:000000000000:pixel-relay-dev-events"
 
@@ -54,26 +69,122 @@ def sqs_event(bodies: Sequence[str]) -> dict[str, Any]:
     }
 
 
-def downstream_calls(bodies: Sequence[str], batch_size: int) -> dict[str, Any]:
-    """PutEvents requests per 1,000 events through the real handler (`app.deliver`), with
-    Pinpoint answered in-process by the real botocore client."""
+# The issue's targets, calls per 1,000 events; a destination not named here is reported.
+TARGET_CALLS: Final = {
+    "pinpoint": 10,
+    "firehose": 2,
+    "kinesis": 2,
+    "eventbridge": 100,
+    "customer-profiles": 100,
+}
+# Messages a consumer invocation receives when measuring calls: enough for one call of the
+# largest request a destination takes (Firehose and Kinesis: 500 records). A stage's
+# BATCH_SIZE (100 by default) caps every destination at one call a batch at best.
+BATCH_SIZE: Final = 500
+COST_MESSAGES: Final = 100  # the batch the CPU is measured on
+
+
+@dataclass
+class Double:
+    """A destination's dry-run double running in `bench.doubles`."""
+
+    process: subprocess.Popen[str]
+    environment: dict[str, str]
+
+    def received(self) -> dict[str, int]:
+        assert self.process.stdin is not None
+        assert self.process.stdout is not None
+        self.process.stdin.write("count\n")
+        self.process.stdin.flush()
+        numbers: dict[str, int] = json.loads(self.process.stdout.readline())
+        return numbers
+
+    def wait_for(self, events: int, seconds: float = 60) -> dict[str, int]:
+        """What the double holds once `events` arrived (read-backs poll), or at the deadline."""
+        deadline = time.monotonic() + seconds
+        while True:
+            numbers = self.received()
+            if numbers["received"] >= events or time.monotonic() > deadline:
+                return numbers
+            time.sleep(0.2)
+
+
+@contextlib.contextmanager
+def served(destination: str) -> Iterator[Double]:
+    """`destination`'s double in its own process, and the app's variables pointing at it."""
+    with tempfile.TemporaryFile("w+") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "bench.doubles", destination],
+            cwd=ROOT,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=log,
+            text=True,
+        )
+        try:
+            assert process.stdout is not None
+            line = process.stdout.readline()
+            if not line:
+                process.wait(timeout=30)
+                log.seek(0)
+                raise RuntimeError(f"the {destination} double did not start: {log.read()[-1500:]}")
+            double = Double(process, json.loads(line)["environment"])
+            with environment_patch({**double.environment, "DESTINATIONS": destination}):
+                yield double
+        finally:
+            if process.stdin is not None:
+                process.stdin.close()
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+class _CallCounter:
+    """Requests sent to AWS services other than SQS, by operation, at botocore's
+    `before-send` (so every attempt counts, retries included)."""
+
+    def __init__(self) -> None:
+        self.calls: Counter[str] = Counter()
+
+    def __call__(self, event_name: str, **_: Any) -> None:
+        service, operation = event_name.split(".")[1:3]
+        if service != "sqs":
+            self.calls[f"{service}.{operation}"] += 1
+
+
+def downstream_calls(
+    bodies: Sequence[str], destination: str, batch_size: int = BATCH_SIZE
+) -> dict[str, Any]:
+    """Requests to `destination` per 1,000 events through the real handler (`app.deliver`),
+    with SQS answered in-process and the destination served by its dry-run double. Every
+    event must arrive there, and no message may be left failed."""
     from app import deliver
 
-    with quiet_stdout(), aws_in_process() as aws:
-        answers = [
-            deliver(sqs_event(bodies[start : start + batch_size]), None)
-            for start in range(0, len(bodies), batch_size)
-        ]
+    counter = _CallCounter()
+    with served(destination) as double:
+        with quiet_stdout(), aws_in_process(keep_bodies=False, pinpoint=False) as aws:
+            boto3.DEFAULT_SESSION.events.register("before-send", cast(Any, counter))  # type: ignore[union-attr]
+            answers = [
+                deliver(sqs_event(bodies[start : start + batch_size]), None)
+                for start in range(0, len(bodies), batch_size)
+            ]
+        arrived = double.wait_for(len(bodies))
     failures = sum(len(answer.get("batchItemFailures", [])) for answer in answers)
-    if failures or aws.pinpoint.events != len(bodies):
+    requeued = aws.sqs.calls.get("SendMessageBatch", 0) + aws.sqs.calls.get("SendMessage", 0)
+    if failures or requeued or arrived["distinct"] != len(bodies):
         raise RuntimeError(
-            f"{aws.pinpoint.events} of {len(bodies)} events reached Pinpoint, "
-            f"{failures} reported as failed"
+            f"{arrived['distinct']} of {len(bodies)} events reached {destination}, "
+            f"{failures} reported as failed, {requeued} requeue calls"
         )
+    calls = sum(counter.calls.values())
     return {
-        "per_1000_events": round(aws.pinpoint.calls * 1000 / len(bodies), 2),
-        "put_events_calls": aws.pinpoint.calls,
+        "per_1000_events": round(calls * 1000 / len(bodies), 2),
+        "calls": calls,
+        "calls_by_operation": dict(counter.calls),
         "events": len(bodies),
+        "received_by_double": arrived["received"],
         "batches": len(answers),
         "batch_size": batch_size,
         "consumer_sqs_calls": sum(aws.sqs.calls.values()),
@@ -81,44 +192,61 @@ def downstream_calls(bodies: Sequence[str], batch_size: int) -> dict[str, Any]:
     }
 
 
-class _AnsweringPinpoint:
-    """A Pinpoint client stand-in that records each request and answers every event 202.
+class _Recorder:
+    """A destination's real client, keeping each API call's method, arguments and answer."""
 
-    Answers are built on the first pass and replayed afterwards, so the timed passes spend
-    nothing in the fake.
-    """
+    def __init__(self, client: Any) -> None:
+        self._client = client
+        self.calls: list[tuple[str, dict[str, Any], Any]] = []
 
-    def __init__(self) -> None:
-        self.requests: list[dict[str, Any]] = []
-        self._answers: list[dict[str, Any]] = []
-        self._next = 0
-        self.recording = True
+    def __getattr__(self, name: str) -> Any:
+        found = getattr(self._client, name)
+        if name not in self._client.meta.method_to_api_mapping:
+            return found
+
+        def record(**kwargs: Any) -> Any:
+            answer = found(**kwargs)
+            self.calls.append((name, copy.deepcopy(kwargs), answer))
+            return answer
+
+        return record
+
+
+class _Replay:
+    """Answers each call with the answer recorded for the same method and arguments, so a
+    destination that sends concurrently gets the right answer whatever the order; the CPU
+    spent here (finding the answer) is kept apart and left out of the destination's cost."""
+
+    def __init__(self, client: Any, calls: list[tuple[str, dict[str, Any], Any]]) -> None:
+        self._client = client
+        self._answers: dict[bytes, list[Any]] = defaultdict(list)
+        for name, kwargs, answer in calls:
+            self._answers[pickle.dumps((name, kwargs))].append(answer)
+        self._served: Counter[bytes] = Counter()
+        self._lock = threading.Lock()
+        self.own_cpu_s = 0.0
 
     def rewind(self) -> None:
-        self._next = 0
+        self._served.clear()
+        self.own_cpu_s = 0.0
 
-    def put_events(self, ApplicationId: str, EventsRequest: dict[str, Any]) -> dict[str, Any]:  # noqa: N803
-        if self.recording:
-            self.requests.append(EventsRequest)
-            self._answers.append(_accept_all(EventsRequest))
-        answer = self._answers[self._next]
-        self._next += 1
-        return answer
+    def __getattr__(self, name: str) -> Any:
+        if name not in self._client.meta.method_to_api_mapping:
+            return getattr(self._client, name)
 
+        def replay(**kwargs: Any) -> Any:
+            started = time.thread_time()
+            key = pickle.dumps((name, kwargs))
+            with self._lock:
+                answers = self._answers.get(key)
+                if not answers:
+                    raise RuntimeError(f"no recorded answer for this {name} call")
+                answer = answers[self._served[key] % len(answers)]
+                self._served[key] += 1
+                self.own_cpu_s += time.thread_time() - started
+            return answer
 
-def _accept_all(request: dict[str, Any]) -> dict[str, Any]:
-    accepted = {"StatusCode": 202, "Message": "Accepted"}
-    return {
-        "EventsResponse": {
-            "Results": {
-                endpoint_id: {
-                    "EndpointItemResponse": dict(accepted),
-                    "EventsItemResponse": {event_id: dict(accepted) for event_id in item["Events"]},
-                }
-                for endpoint_id, item in request["BatchItem"].items()
-            }
-        }
-    }
+        return replay
 
 
 def _cpu_seconds(work: Callable[[], object]) -> float:
@@ -127,54 +255,64 @@ def _cpu_seconds(work: Callable[[], object]) -> float:
     return time.process_time() - started
 
 
-def consumer_cost(bodies: Sequence[str], repeats: int) -> dict[str, Any]:
-    """CPU time to turn one batch of messages into PutEvents requests and read the results,
-    against botocore's own rest-json serialization of the same requests."""
-    from chalicelib.destinations.pinpoint import PinpointDestination
+def consumer_cost(bodies: Sequence[str], destination: str, repeats: int) -> dict[str, Any]:
+    """CPU time to turn one batch of messages into `destination`'s requests and read the
+    answers (`Event.from_message`, then the destination's `deliver` on a client replaying
+    answers its double gave), against botocore's own serializer on the same requests."""
+    from chalicelib.destinations import registry
+    from chalicelib.destinations.base import Verdict
     from chalicelib.events import Event
 
-    application_id = "dev-application"
-    client = _AnsweringPinpoint()
-    destination = PinpointDestination(client, application_id)  # type: ignore[arg-type]
+    spec = registry.spec(destination)
+    with served(destination), quiet_stdout(), fresh_default_session():
+        settings = spec.from_env(os.environ)
+        client = spec.client(settings)
+        recorder = _Recorder(client)
+        outcomes = spec.destination(recorder, settings).deliver(
+            [Event.from_message(body) for body in bodies]
+        )
+    if {outcome.verdict for outcome in outcomes} != {Verdict.DELIVERED}:
+        reasons = Counter(outcome.reason for outcome in outcomes if outcome.reason)
+        raise RuntimeError(f"{destination}'s double refused events: {dict(reasons)}")
+    replay = _Replay(client, recorder.calls)
+    replayed = spec.destination(replay, settings)
 
     def ours() -> None:
-        client.rewind()
-        events = [Event.from_message(body) for body in bodies]
-        outcomes = destination.deliver(events)
-        if len(outcomes) != len(bodies):
-            raise RuntimeError("the destination lost events")
+        replay.rewind()
+        answers = replayed.deliver([Event.from_message(body) for body in bodies])
+        if [a.verdict for a in answers] != [o.verdict for o in outcomes]:
+            raise RuntimeError(f"{destination} answered differently on a replayed pass")
+
+    model = client.meta.service_model
+    serializer = create_serializer(model.protocol, include_validation=False)
+    requests = [
+        (model.operation_model(client.meta.method_to_api_mapping[name]), kwargs)
+        for name, kwargs, _ in recorder.calls
+    ]
+
+    def botocores() -> None:
+        for operation, params in requests:
+            serializer.serialize_to_request(params, operation)
 
     with quiet_stdout():
-        ours()  # records the requests and their answers
-        client.recording = False
-        operation = (
-            botocore.session.get_session()
-            .get_service_model("pinpoint")
-            .operation_model("PutEvents")
-        )
-        serializer = create_serializer("rest-json", include_validation=False)
-        parameters = [
-            {"ApplicationId": application_id, "EventsRequest": request}
-            for request in client.requests
-        ]
-
-        def botocores() -> None:
-            for params in parameters:
-                serializer.serialize_to_request(params, operation)
-
+        ours()
         botocores()
         ours_s: list[float] = []
         theirs_s: list[float] = []
         for _ in range(repeats):
-            ours_s.append(_cpu_seconds(ours))
+            ours_s.append(_cpu_seconds(ours) - replay.own_cpu_s)
             theirs_s.append(_cpu_seconds(botocores))
     ours_ms = statistics.median(ours_s) * 1000
     theirs_ms = statistics.median(theirs_s) * 1000
     return {
         "ratio": round(ours_ms / theirs_ms, 3),
         "ours_cpu_ms": round(ours_ms, 3),
+        "ours_cpu_us_per_event": round(ours_ms * 1000 / len(bodies), 2),
         "botocore_serialize_cpu_ms": round(theirs_ms, 3),
+        "botocore_serialize_cpu_us_per_event": round(theirs_ms * 1000 / len(bodies), 2),
         "messages": len(bodies),
-        "requests": len(client.requests),
+        "requests": len(requests),
+        "operations": sorted({name for name, _, _ in recorder.calls}),
+        "protocol": model.protocol,
         "repeats": repeats,
     }

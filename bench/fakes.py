@@ -130,15 +130,17 @@ class InProcessAws:
 
 
 @contextlib.contextmanager
-def aws_in_process(keep_bodies: bool = True) -> Iterator[InProcessAws]:
-    """A fresh default boto3 session whose SQS and Pinpoint are answered from memory, and a
-    fresh `chalicelib.runtime`, so the app builds its clients on it; both undone after."""
+def aws_in_process(keep_bodies: bool = True, pinpoint: bool = True) -> Iterator[InProcessAws]:
+    """A fresh default boto3 session whose SQS and (unless `pinpoint` is False) Pinpoint are
+    answered from memory, and a fresh `chalicelib.runtime`, so the app builds its clients on
+    it; both undone after."""
     answers = InProcessAws(InProcessSqs(keep_bodies=keep_bodies), InProcessPinpoint())
     with fresh_default_session() as session:
         # A before-send handler that returns a response replaces the HTTP exchange (the
         # stubs type handlers as returning None, which holds for most events).
         session.events.register("before-send.sqs", cast(Handler, answers.sqs))
-        session.events.register("before-send.pinpoint", cast(Handler, answers.pinpoint))
+        if pinpoint:
+            session.events.register("before-send.pinpoint", cast(Handler, answers.pinpoint))
         yield answers
 
 

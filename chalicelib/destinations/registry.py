@@ -24,6 +24,7 @@ MODULES: Final = (
     "chalicelib.destinations.firehose",
     "chalicelib.destinations.eventbridge",
     "chalicelib.destinations.customer_profiles",
+    "chalicelib.destinations.kinesis",
 )
 
 

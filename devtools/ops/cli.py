@@ -381,8 +381,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     dlq.add_argument(
         "--rejected-at",
         action="append",
-        help="rejected_at_stage is S (pinpoint, pinpoint:profile, firehose, eventbridge,"
-        " customer-profiles, decode, routing; redrive: moved by the redrive policy)",
+        help=f"rejected_at_stage is S ({', '.join(registry.known())}, pinpoint:profile,"
+        " decode, routing; redrive: moved by the redrive policy)",
     )
     dlq.add_argument("--limit", type=int, help="replay at most N messages")
     dlq.add_argument("--dry-run", action="store_true", help="count what replay would send")

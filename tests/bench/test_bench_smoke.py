@@ -17,9 +17,11 @@ from typing import Any
 
 import pytest
 
+from chalicelib.destinations import registry
 from devtools.paths import ROOT
 
-# The table, by key; removing one from the benchmark must fail here.
+# The table, by key; removing one from the benchmark must fail here. Pinpoint's
+# calls and cost keep their first keys; every other destination has its own two.
 FIGURES = (
     "pixel_cost",
     "cold_start",
@@ -32,6 +34,12 @@ FIGURES = (
         f"transport_{count}_{transport}"
         for count in ("api_gateway", "lambda", "sqs")
         for transport in ("get", "beacon10", "beacon50")
+    ),
+    *(
+        f"{figure}_{name.replace('-', '_')}"
+        for name in registry.known()
+        if name != "pinpoint"
+        for figure in ("downstream_calls", "consumer_cost")
     ),
 )
 
@@ -71,6 +79,12 @@ def test_quick_run_writes_every_figure(quick_run: tuple[Path, str]) -> None:
         assert figure["passed"] in (True, False, None), key
         assert figure["details"], key
     assert figures["throughput"]["details"]["bottleneck"]
+    for name in registry.known():  # each destination's double received every event
+        calls = figures[
+            "downstream_calls" + ("" if name == "pinpoint" else "_" + name.replace("-", "_"))
+        ]
+        assert calls["details"]["events"] == document["run"]["parameters"]["events"], name
+        assert calls["details"]["calls_by_operation"], name
     assert figures["cold_start"]["details"]["import_profile"]["by_package"]
 
 
@@ -86,6 +100,9 @@ def test_quick_run_describes_the_machine_and_prints_the_table(quick_run: tuple[P
     for word in ("API Gateway requests", "Lambda invocations", "SQS requests", "beacons of 50"):
         assert word in stdout
     assert "transport, beacons of 10: $" in stdout  # the cost per million events
+    for name in registry.known():
+        assert f"downstream calls, {name} (" in stdout
+        assert f"consumer cost, {name} (" in stdout
 
 
 def test_beacons_cost_a_tenth_of_get_hits_or_less_in_each_count(
@@ -129,6 +146,6 @@ def test_compare_prints_a_change_for_each_figure_measured(quick_run: tuple[Path,
     completed = run_bench("--quick", "--only", "consumer", "--compare", str(path))
     assert completed.returncode == 0, completed.stdout + completed.stderr
     comparison = completed.stdout.split("compared with", 1)[1]
-    for label in ("downstream calls", "consumer cost"):
+    for label in ("downstream calls, kinesis", "consumer cost, pinpoint"):
         line = next(line for line in comparison.splitlines() if line.startswith(label))
         assert line.split()[-1] in ("better", "worse", "same"), line

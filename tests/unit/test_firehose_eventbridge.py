@@ -179,8 +179,8 @@ def test_eventbridge_rejects_an_entry_over_256_kb() -> None:
 
 def test_destination_names_and_settings_fail_fast_naming_the_variable() -> None:
     assert registry.parse_names("pinpoint, firehose,pinpoint") == ("pinpoint", "firehose")
-    with pytest.raises(ConfigError, match="DESTINATIONS: unknown kinesis"):
-        registry.parse_names("kinesis")
+    with pytest.raises(ConfigError, match="DESTINATIONS: unknown kafka"):
+        registry.parse_names("kafka")
     with pytest.raises(ConfigError, match="FIREHOSE_STREAM: is required"):
         registry.settings_for(("firehose",), {})
     settings = registry.settings_for(("eventbridge",), {})["eventbridge"]

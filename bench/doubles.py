@@ -1,0 +1,62 @@
+"""One destination's dry-run double in its own process: `python -m bench.doubles NAME`.
+
+The same double `make dev` uses (`devtools.localstack.doubles.<name>`: a stand-in of our own,
+or the service on moto's server with a read-back), so any destination in the registry can be
+measured with nothing written for it here. Kept out of the benchmark's process, as
+`bench.servers` is, so moto (which adds a botocore handler when imported) and the servers'
+threads never run inside a measurement.
+
+Prints one JSON line with the endpoint variables the app's client needs, then answers each
+`count` on standard input with the events received so far (after a read-back); stops at EOF.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import threading
+
+from chalicelib.destinations import registry
+from devtools.localstack import doubles
+from devtools.offline import HOST
+from devtools.queue_spec import stage_environment
+
+
+def main(argv: list[str]) -> int:
+    from moto.server import ThreadedMotoServer
+
+    [name] = argv
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    moto = ThreadedMotoServer(ip_address=HOST, port=0, verbose=False)
+    moto.start()
+    host, port = moto.get_host_and_port()
+    lock = threading.Lock()
+    received: list[tuple[str, str]] = []
+
+    def receive(endpoint_id: str, event_id: str, event: object, raw: object) -> None:
+        with lock:
+            received.append((endpoint_id, event_id))
+
+    settings = registry.spec(name).from_env(stage_environment("dev"))
+    running = doubles.double(name).start(
+        doubles.Setup(settings, HOST, 0, f"http://{host}:{port}", receive)
+    )
+    try:
+        print(json.dumps({"environment": running.environment}), flush=True)
+        for line in sys.stdin:
+            if line.strip() == "count":
+                if running.read_back is not None:
+                    running.read_back()
+                with lock:
+                    numbers = {"received": len(received), "distinct": len(set(received))}
+                print(json.dumps(numbers), flush=True)
+    finally:
+        if running.standin is not None:
+            running.standin.stop()
+        moto.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

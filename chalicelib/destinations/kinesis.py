@@ -1,0 +1,214 @@
+"""Amazon Kinesis Data Streams `PutRecords`: each event one record, keyed by its endpoint.
+
+The record is the line Firehose writes (`Event.to_record()` as one line of JSON, newline
+included: a Firehose stream reading this stream then writes newline-delimited JSON to S3 as
+the Firehose destination does). The partition key is the endpoint id, so one visitor's
+events land on one shard, in the order they were written.
+
+Records are packed within the quotas AWS documents (500 records a call, 1 MiB a record and
+5 MiB a call, partition key included; botocore's current model allows 10 MiB for both) and
+every per-record result is read. `ErrorCode` is documented as
+`ProvisionedThroughputExceededException` or `InternalFailure`, both cured by a retry; any
+other code (a KMS throttle or an unusable key on an encrypted stream) names the stream's
+state, not the record's, so it is retried too and an unrepaired stream ends the message on
+the dead-letter queue through the redrive policy. Nothing is parked for a per-record code:
+what no retry can fix about a record (over 1 MiB, a request botocore refuses) is rejected
+before the call.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
+
+from chalicelib import telemetry
+from chalicelib.destinations.base import (
+    DELIVERED,
+    DestinationSpec,
+    Outcome,
+    Statement,
+    TimeLeft,
+    Verdict,
+    build_each,
+    client_error_outcome,
+    deliver_packed,
+    own_arn,
+    service_client,
+)
+from chalicelib.env import ConfigError, Reader, call_budget_ms, model_rule
+from chalicelib.events import Event
+
+if TYPE_CHECKING:
+    from mypy_boto3_kinesis import KinesisClient
+
+NAME = "kinesis"
+MAX_RECORDS = 500
+MIB = 1024 * 1024
+MAX_RECORD_BYTES = MIB  # data and partition key together
+# 5 MiB a call, counted as sent (data travels base64-encoded), with room for the JSON around.
+MAX_REQUEST_BYTES = 5 * MIB - 64 * 1024
+RECORD_OVERHEAD = 48  # {"Data":"","PartitionKey":""}, and a comma
+
+
+@dataclass(frozen=True)
+class Settings:
+    stream: str  # KINESIS_STREAM: the stream's name, or its ARN
+    timeout_seconds: int
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> Settings:
+        reader = Reader(environ)
+        return cls(
+            stream=reader.modelled("KINESIS_STREAM", _stream_rule(environ)),
+            timeout_seconds=reader.delivery_timeout(),
+        )
+
+    @property
+    def is_arn(self) -> bool:
+        return self.stream.startswith("arn:")
+
+    @property
+    def stream_name(self) -> str:
+        return self.stream.rsplit("stream/", 1)[-1] if self.is_arn else self.stream
+
+    def target(self) -> dict[str, str]:
+        """How PutRecords names the stream: StreamARN for an ARN (what AWS recommends, and
+        the only way to a stream of another account), StreamName otherwise."""
+        return {"StreamARN": self.stream} if self.is_arn else {"StreamName": self.stream}
+
+
+def _stream_rule(environ: Mapping[str, str]) -> Any:
+    """StreamARN's rule for an ARN (its name part checked as a StreamName too), else
+    StreamName's: both read from botocore's model."""
+    value = environ.get("KINESIS_STREAM", "").strip()
+    if not value.startswith("arn:"):
+        return model_rule("kinesis", "PutRecords", "StreamName")
+    name = value.rsplit("stream/", 1)[-1]
+    problem = model_rule("kinesis", "PutRecords", "StreamName").problem(name)
+    if "stream/" in value and problem is not None:
+        raise ConfigError("KINESIS_STREAM", f"the stream name in the ARN {problem}")
+    return model_rule("kinesis", "PutRecords", "StreamARN")
+
+
+def _client(settings: Settings) -> KinesisClient:
+    client: KinesisClient = service_client("kinesis", settings.timeout_seconds)
+    return client
+
+
+def _destination(client: KinesisClient, settings: Settings) -> KinesisDestination:
+    return KinesisDestination(client, settings, call_budget_ms(settings.timeout_seconds))
+
+
+def create(settings: Settings) -> KinesisDestination:
+    return _destination(_client(settings), settings)
+
+
+def iam_statements(settings: Settings) -> list[Statement]:
+    """PutRecords on the one stream. A stream encrypted with a customer managed KMS key also
+    needs kms:GenerateDataKey on that key (granted in the key policy or added here by hand):
+    pixel-relay cannot know the key from the stream's name."""
+    resource = (
+        settings.stream if settings.is_arn else own_arn("kinesis", f"stream/{settings.stream}")
+    )
+    return [
+        {
+            "Sid": "WriteKinesis",
+            "Effect": "Allow",
+            "Action": ["kinesis:PutRecords"],
+            "Resource": resource,
+        }
+    ]
+
+
+def record_data(event: Event) -> bytes:
+    """One line of JSON, the bytes the Firehose destination writes for the same event."""
+    line = json.dumps(event.to_record(), ensure_ascii=False, separators=(",", ":"))
+    return line.encode() + b"\n"
+
+
+@dataclass(frozen=True)
+class Record:
+    data: bytes
+    partition_key: str
+
+
+def build_record(event: Event) -> Record:
+    return Record(record_data(event), event.endpoint_id)
+
+
+class KinesisDestination:
+    """Writes events to one Kinesis data stream with PutRecords."""
+
+    name = NAME
+
+    def __init__(self, client: KinesisClient, settings: Settings, call_budget_ms: int = 0) -> None:
+        self._client = client
+        self._target = settings.target()
+        self._call_budget_ms = call_budget_ms
+
+    def deliver(self, events: Sequence[Event], time_left: TimeLeft = None) -> list[Outcome]:
+        records, refusals = build_each(events, build_record, NAME, "record")
+        sizes: list[int] = []
+        for index, record in enumerate(records):
+            if record is None:
+                sizes.append(0)
+                continue
+            key_bytes = len(record.partition_key.encode())
+            if len(record.data) + key_bytes > MAX_RECORD_BYTES:
+                refusals[index] = (
+                    f"record is {len(record.data) + key_bytes} bytes with its partition key;"
+                    f" Kinesis allows {MAX_RECORD_BYTES}"
+                )
+            # As sent: base64 is 4 bytes for every 3 started (botocore encodes it once).
+            sizes.append(4 * ((len(record.data) + 2) // 3) + key_bytes + RECORD_OVERHEAD)
+        return deliver_packed(
+            records,
+            sizes,
+            refusals,
+            (MAX_RECORDS, MAX_REQUEST_BYTES),
+            self._send,
+            time_left,
+            self._call_budget_ms,
+            NAME,
+        )
+
+    def _send(self, records: list[Record | None]) -> list[Outcome]:
+        telemetry.count("KinesisCalls")
+        sent = [r for r in records if r is not None]
+        try:
+            response = self._client.put_records(
+                Records=[{"Data": r.data, "PartitionKey": r.partition_key} for r in sent],
+                **self._target,
+            )
+        except ParamValidationError:
+            raise  # deliver_packed halves the batch to find the record at fault
+        except (ClientError, BotoCoreError) as error:
+            return [client_error_outcome(error, "PutRecords")] * len(records)
+        answers = response.get("Records", [])
+        if len(answers) != len(records):
+            return [Outcome(Verdict.RETRY, "PutRecords answered for other records")] * len(records)
+        return [_outcome(answer) for answer in answers]
+
+
+def _outcome(answer: Mapping[str, Any]) -> Outcome:
+    code = answer.get("ErrorCode")
+    if code:
+        # The message of a throttled record names the account and shard: the code is enough.
+        return Outcome(Verdict.RETRY, f"PutRecords {code}")
+    if not answer.get("SequenceNumber"):
+        return Outcome(Verdict.RETRY, "PutRecords gave the record no sequence number")
+    return DELIVERED
+
+
+SPEC = DestinationSpec(
+    name=NAME,
+    settings=Settings,
+    from_env=Settings.from_env,
+    client=_client,
+    destination=_destination,
+    iam_statements=iam_statements,
+)
