@@ -75,7 +75,9 @@ def signing_keys_statement(source: str) -> dict[str, Any]:
 def destination_statements(environment: dict[str, str]) -> list[dict[str, Any]]:
     """What each configured destination's `SPEC` says it needs, from its own settings (as
     the consumer reads them), in the registry's order whatever the order of DESTINATIONS."""
-    configured = registry.parse_names(environment.get("DESTINATIONS", "pinpoint"))
+    configured = registry.parse_names(
+        environment.get("DESTINATIONS", registry.DEFAULT_DESTINATIONS)
+    )
     statements: list[dict[str, Any]] = []
     for name in registry.known():
         if name in configured:

@@ -53,6 +53,7 @@ ERROR_TYPES: Final[dict[int, str]] = {
 }
 MAX_OBJECT_CHARS: Final = 256_000  # stringifiedJson's max (botocore checks only the min)
 MAX_ATTRIBUTE_CHARS: Final = 255  # a profile's Attributes values are string1To255
+MAX_BATCH_ITEMS: Final = 10  # BatchPutProfileObjectRequestItemList's max (botocore: only min)
 
 # The object type field the service reads an object's source timestamp from, in the object
 # type's SourceLastUpdatedTimestampFormat; the formats this stand-in can read (Java's
@@ -277,6 +278,9 @@ class ProfilesStandIn(StandIn[RecordedRequest, AcceptedObject]):
     def _batch_put(self, domain: str, state: _Domain, body: JsonObject) -> JsonObject:
         """Each item as a PutProfileObject of its own, in order: its failure is its own."""
         _object_type(state, body["ObjectTypeName"])  # a missing type fails the request
+        if len(body["Items"]) > MAX_BATCH_ITEMS:
+            count = len(body["Items"])
+            raise RequestError(400, f"Items: {count} items; at most {MAX_BATCH_ITEMS} a request")
         ids = [item["Id"] for item in body["Items"]]
         if len(set(ids)) != len(ids):
             raise RequestError(400, "Item ids must be unique within a request")
