@@ -6,12 +6,12 @@ import json
 
 from devtools.deploy.policies import policy_files, render
 from devtools.paths import ROOT
-from devtools.queue_spec import chalice_config
+from devtools.queue_spec import chalice_config, stage_environment
 
 
 def test_policy_files_are_current_run_make_policies_if_not() -> None:
     files = policy_files()
-    assert files, "no stage has a Pinpoint project id: nothing to check"
+    assert files, "no stage has its destinations' settings: nothing to check"
     for path, policy in files.items():
         assert path.read_text() == render(policy), f"{path.name} is stale: run make policies"
 
@@ -34,8 +34,23 @@ def test_the_pixel_may_only_send_to_its_queue() -> None:
     ]
 
 
-def test_the_consumer_may_put_events_in_one_project_only() -> None:
+def test_the_consumer_may_write_objects_in_one_domain_only() -> None:
+    """The dev stage as shipped: Customer Profiles, the default destination."""
     policy = json.loads((ROOT / ".chalice" / "policy-dev-deliver.json").read_text())
+    assert not [s for s in policy["Statement"] if s.get("Sid") == "RecordEvents"]
+    [profiles] = [s for s in policy["Statement"] if s.get("Sid") == "PutProfileObjects"]
+    assert profiles["Action"] == ["profile:BatchPutProfileObject", "profile:PutProfileObject"]
+    assert profiles["Resource"] == [
+        "arn:*:profile:*:*:domains/pixel-relay-dev",
+        "arn:*:profile:*:*:domains/pixel-relay-dev/object-types/PixelRelayEvent",
+    ]
+
+
+def test_the_consumer_may_put_events_in_one_project_only() -> None:
+    from devtools.deploy.policies import consumer_policy
+
+    environment = {**stage_environment("dev"), "DESTINATIONS": "pinpoint"}
+    policy = consumer_policy(environment)
     [pinpoint] = [s for s in policy["Statement"] if s.get("Sid") == "RecordEvents"]
     assert pinpoint["Action"] == ["mobiletargeting:PutEvents"]
     assert all("apps/dev-application" in arn for arn in pinpoint["Resource"])
