@@ -138,7 +138,9 @@ class Soak:
     def _profiles_next_is_batch_wide(self, soak_id: str | None) -> bool:
         statuses = self.plan.faults.per_event.get("customer-profiles", {}).get(soak_id or "")
         seen = self.sightings.get(("customer-profiles", soak_id or ""), 0)
-        return bool(statuses) and seen < len(statuses) and statuses[seen] in BATCH_WIDE_STATUSES
+        if statuses is None or seen >= len(statuses):
+            return False
+        return statuses[seen] in BATCH_WIDE_STATUSES
 
     def profiles_request_fault(self, operation: str, body: dict[str, Any]) -> int | None:
         """A batch-wide status (403) fails the whole BatchPutProfileObject that carries the
