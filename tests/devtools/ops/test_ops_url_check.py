@@ -158,6 +158,7 @@ def deployed_stage(
     api_url = serve_app_as_api_gateway(httpserver)
     with PinpointStandIn(applications=[application]) as pinpoint:
         monkeypatch.setenv("AWS_ENDPOINT_URL_PINPOINT", pinpoint.url)
+        monkeypatch.setenv("DESTINATIONS", "pinpoint")  # the check, followed through Pinpoint
         mapping = LocalEventSourceMapping(sqs, events_url, handler=lambda e: deliver(e, None))
         yield api_url, StandInProbe(mapping, pinpoint), pinpoint
     httpserver.check()
