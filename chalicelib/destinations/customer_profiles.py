@@ -181,14 +181,14 @@ def create(settings: Settings) -> CustomerProfilesDestination:
 
 
 def iam_statements(settings: Settings) -> list[Statement]:
-    """Object writes in the one domain, for the one object type: BatchPutProfileObject, and
-    PutProfileObject, which the service authorizes each object of a batch as."""
+    """Object writes in the one domain, for the one object type. BatchPutProfileObject is
+    authorized by profile:PutProfileObject (IAM and cfn-lint know no BatchPutProfileObject)."""
     return [
         {
             "Sid": "PutProfileObjects",
             "Effect": "Allow",
-            "Action": ["profile:BatchPutProfileObject", "profile:PutProfileObject"],
-            # IAM lists both the domain and the object type as these actions' resources.
+            "Action": ["profile:PutProfileObject"],
+            # IAM lists both the domain and the object type as this action's resources.
             "Resource": [
                 f"arn:*:profile:*:*:domains/{settings.domain}",
                 f"arn:*:profile:*:*:domains/{settings.domain}/object-types/{settings.object_type}",

@@ -39,7 +39,7 @@ def test_the_consumer_may_write_objects_in_one_domain_only() -> None:
     policy = json.loads((ROOT / ".chalice" / "policy-dev-deliver.json").read_text())
     assert not [s for s in policy["Statement"] if s.get("Sid") == "RecordEvents"]
     [profiles] = [s for s in policy["Statement"] if s.get("Sid") == "PutProfileObjects"]
-    assert profiles["Action"] == ["profile:BatchPutProfileObject", "profile:PutProfileObject"]
+    assert profiles["Action"] == ["profile:PutProfileObject"]  # BatchPutProfileObject's too
     assert profiles["Resource"] == [
         "arn:*:profile:*:*:domains/pixel-relay-dev",
         "arn:*:profile:*:*:domains/pixel-relay-dev/object-types/PixelRelayEvent",

@@ -150,6 +150,7 @@ def deployed_stage(
     sqs: Any, httpserver: HTTPServer, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[tuple[str, StandInProbe, PinpointStandIn]]:
     from app import deliver
+    from chalicelib import runtime
 
     spec = QueueSpec.for_stage(STAGE)
     sqs.create_queue(QueueName=spec.dead_letter_queue)
@@ -159,6 +160,7 @@ def deployed_stage(
     with PinpointStandIn(applications=[application]) as pinpoint:
         monkeypatch.setenv("AWS_ENDPOINT_URL_PINPOINT", pinpoint.url)
         monkeypatch.setenv("DESTINATIONS", "pinpoint")  # the check, followed through Pinpoint
+        runtime.reset()  # settings read before this test must not stand
         mapping = LocalEventSourceMapping(sqs, events_url, handler=lambda e: deliver(e, None))
         yield api_url, StandInProbe(mapping, pinpoint), pinpoint
     httpserver.check()
