@@ -86,7 +86,9 @@ class Settings:
         return cls(
             wiring=QueueWiring.from_env(environ),
             dead_letter_queue=reader.queue_name("DEAD_LETTER_QUEUE"),
-            destinations=registry.parse_names(environ.get("DESTINATIONS", "pinpoint")),
+            destinations=registry.parse_names(
+                environ.get("DESTINATIONS", registry.DEFAULT_DESTINATIONS)
+            ),
             hit_policy=HitPolicy.from_env(environ),
             report_batch_item_failures=reader.boolean("REPORT_BATCH_ITEM_FAILURES", default=False),
             enqueue_attempts=reader.integer("ENQUEUE_ATTEMPTS", default=3, low=1, high=3),

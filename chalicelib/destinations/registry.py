@@ -27,6 +27,10 @@ MODULES: Final = (
     "chalicelib.destinations.kinesis",
 )
 
+# DESTINATIONS when a stage sets none: Amazon Pinpoint reached end of support on 2026-10-30,
+# so a new stage records events in Connect Customer Profiles (pinpoint stays a choice).
+DEFAULT_DESTINATIONS: Final = "customer-profiles"
+
 
 def name_of(module: str) -> str:
     return module.rsplit(".", 1)[-1].replace("_", "-")

@@ -139,7 +139,9 @@ def destination_statements(environment: Mapping[str, str]) -> list[Policy]:
     """What each configured destination's `SPEC` says it needs, from its own settings (as
     the consumer reads them), in the registry's order whatever the order of DESTINATIONS.
     A statement that wildcards partition, region or account is refused, naming the module."""
-    configured = registry.parse_names(environment.get("DESTINATIONS", "pinpoint"))
+    configured = registry.parse_names(
+        environment.get("DESTINATIONS", registry.DEFAULT_DESTINATIONS)
+    )
     statements: list[Policy] = []
     for name in registry.known():
         if name in configured:

@@ -8,10 +8,11 @@ arrive:
 - the pixel: `chalice local`, which injects the stage's environment variables itself;
 - the consumer: `devtools.localstack.consumer`, feeding `deliver` as Lambda's event source mapping
   would, because `chalice local` never runs SQS handlers;
-- the destinations: by default a dry run of each configured one (`devtools.localstack.dry_run`; the
-  Pinpoint stand-in validates every PutEvents request against botocore's model), each event
-  appended to a JSON Lines file and printed as one line; `--real` sends to the stage's real
-  destinations with your own credentials instead;
+- the destinations: by default a dry run of each configured one (`devtools.localstack.dry_run`;
+  the dev stage's default is Customer Profiles, whose stand-in validates every
+  BatchPutProfileObject request against botocore's model, as the Pinpoint stand-in does
+  PutEvents), each event appended to a JSON Lines file and printed as one line; `--real`
+  sends to the stage's real destinations with your own credentials instead;
 - the demo page (`devtools.localstack.demo_server`).
 
 Autoreload: when app.py, chalicelib/ or .chalice/config.json change, the pixel and the
@@ -274,7 +275,9 @@ def _port_option(name: str) -> int | None:
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m devtools.localstack.runner",
-        description="Run the pixel, SQS, the consumer, a Pinpoint dry run and the demo page.",
+        description=(
+            "Run the pixel, SQS, the consumer, a dry run of the destinations and the demo page."
+        ),
     )
     for name, default in DEFAULT_PORTS.items():
         parser.add_argument(
@@ -287,7 +290,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--stage", default="dev", help="stage in .chalice/config.json")
     parser.add_argument(
         "--destinations",
-        help="override the stage's DESTINATIONS, e.g. pinpoint,firehose",
+        help="override the stage's DESTINATIONS (customer-profiles by default),"
+        " e.g. pinpoint,firehose",
     )
     parser.add_argument(
         "--real",

@@ -2,13 +2,16 @@
 
 moto does not implement Customer Profiles, so this small HTTP server speaks just enough of
 its REST API (rest-json, paths from botocore's model) for a real boto3 client pointed at
-`url` to work: PutProfileObject, PutProfileObjectType, GetProfileObjectType, GetDomain and
-the event trigger operations (`devtools.standins.event_triggers`, which also says which
-triggers each accepted object fires).
-It checks every request against botocore's model, applies an object type's keys and its
-`_profile` targets the way the service documents them (a UNIQUE key replaces the object
-with the same value; a PROFILE key finds or creates the profile), can be told to fail on
-purpose, and records what it accepted. Standard library only.
+`url` to work: BatchPutProfileObject, PutProfileObject, PutProfileObjectType,
+GetProfileObjectType, GetDomain and the event trigger operations
+(`devtools.standins.event_triggers`, which also says which triggers each accepted object
+fires). It checks every request against botocore's model, applies an object type's keys and
+its `_profile` targets the way the service documents them (a UNIQUE key replaces the object
+with the same value; PROFILE keys find the profile, or create it, and every PROFILE key an
+object carries is then associated with that profile; SECONDARY keys are looked up last),
+keeps an attribute's value from the object with the newest source timestamp when the object
+type names one, can be told to fail on purpose — a whole request, or single items of a
+batch — and records what it accepted. Standard library only.
 
 Run `python -m devtools.standins.customer_profiles --port 9200 --domain pixel-relay-dev` to serve
 until killed, printing one JSON line per accepted object on stdout.
@@ -25,6 +28,7 @@ import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Final
 from urllib.parse import unquote, urlsplit
 
@@ -50,8 +54,30 @@ ERROR_TYPES: Final[dict[int, str]] = {
 }
 MAX_OBJECT_CHARS: Final = 256_000  # stringifiedJson's max (botocore checks only the min)
 MAX_ATTRIBUTE_CHARS: Final = 255  # a profile's Attributes values are string1To255
+MAX_BATCH_ITEMS: Final = 10  # BatchPutProfileObjectRequestItemList's max (botocore: only min)
+
+# The object type field the service reads an object's source timestamp from, in the object
+# type's SourceLastUpdatedTimestampFormat; the formats this stand-in can read (Java's
+# DateTimeFormatter patterns, and "epoch" for seconds or milliseconds since 1970).
+SOURCE_TIMESTAMP_FIELD: Final = "sourceLastUpdatedTimestamp"
+_TIMESTAMP_FORMATS: Final[dict[str, str]] = {
+    "yyyy-MM-dd'T'HH:mm:ss.SSSX": "%Y-%m-%dT%H:%M:%S.%f%z",
+    "yyyy-MM-dd'T'HH:mm:ss.SSSZ": "%Y-%m-%dT%H:%M:%S.%f%z",
+    "yyyy-MM-dd'T'HH:mm:ssX": "%Y-%m-%dT%H:%M:%S%z",
+    "yyyy-MM-dd'T'HH:mm:ssZ": "%Y-%m-%dT%H:%M:%S%z",
+}
+
+# Planned faults (see ProfilesStandIn.plan_faults): a status for a whole request, or
+# (status, message) for one item of a batch (status 0: the answer leaves the item out).
+RequestFault = Callable[[str, JsonObject], int | None]
+ItemFault = Callable[[JsonObject], tuple[int, str] | None]
 
 _ROUTES: Final[tuple[tuple[str, re.Pattern[str], str], ...]] = (
+    (
+        "PUT",
+        re.compile(r"/domains/([^/]+)/profiles/objects/batch-put-profile-object"),
+        "BatchPutProfileObject",
+    ),
     ("PUT", re.compile(r"/domains/([^/]+)/profiles/objects"), "PutProfileObject"),
     ("PUT", re.compile(r"/domains/([^/]+)/object-types/([^/]+)"), "PutProfileObjectType"),
     ("GET", re.compile(r"/domains/([^/]+)/object-types/([^/]+)"), "GetProfileObjectType"),
@@ -94,6 +120,8 @@ class _Domain:
     profiles: dict[str, JsonObject] = field(default_factory=dict)
     profile_index: dict[tuple[str, str], str] = field(default_factory=dict)
     triggers: event_triggers.EventTriggers = field(default_factory=event_triggers.EventTriggers)
+    # (profile id, `_profile` path) -> the source timestamp of the value it holds.
+    source_times: dict[tuple[str, str], float] = field(default_factory=dict)
     created_at: float = field(default_factory=time.time)
 
 
@@ -111,8 +139,11 @@ class ProfilesStandIn(StandIn[RecordedRequest, AcceptedObject]):
         super().__init__(host, port, on_accept)
         self._domains = {name: _Domain() for name in domains}
         self._failures: dict[str, deque[int]] = {}
-        self._rejections: dict[str, str] = {}
-        self._request_fault: Callable[[str, JsonObject], int | None] | None = None
+        self._rejections: dict[str, tuple[int, str]] = {}
+        self._item_failures: deque[int] = deque()
+        self._delays: deque[float] = deque()
+        self._request_fault: RequestFault | None = None
+        self._item_fault: ItemFault | None = None
 
     _name = "profiles-standin"
 
@@ -126,7 +157,7 @@ class ProfilesStandIn(StandIn[RecordedRequest, AcceptedObject]):
             self._domains.setdefault(name, _Domain())
 
     def fail_next_requests(
-        self, status: int, count: int = 1, operation: str = "PutProfileObject"
+        self, status: int, count: int = 1, operation: str = "BatchPutProfileObject"
     ) -> None:
         """Answer the next `count` requests for `operation` with the error for `status`."""
         if status not in ERROR_TYPES:
@@ -134,24 +165,49 @@ class ProfilesStandIn(StandIn[RecordedRequest, AcceptedObject]):
         with self._lock:
             self._failures.setdefault(operation, deque()).extend([status] * count)
 
-    def plan_faults(self, request: Callable[[str, JsonObject], int | None] | None) -> None:
-        """A fault decided by content rather than by order, for soaks whose batches form by
-        timing: `request(operation, body)` may answer the error status for that request.
-        Runs with the lock held; None clears it."""
+    def fail_next_items(self, status: int, count: int = 1) -> None:
+        """Answer the next `count` items of BatchPutProfileObject requests as failed with
+        `status` (a per-item Code), or, with status 0, leave them out of the answer."""
+        if status != 0 and not 400 <= status <= 599:
+            raise ValueError(f"an item failure needs an error status (or 0), not {status}")
+        with self._lock:
+            self._item_failures.extend([status] * count)
+
+    def delay_next_requests(self, seconds: float, count: int = 1) -> None:
+        """Answer each of the next `count` requests `seconds` late (processed first, as a
+        slow service would have), without holding up requests that arrive meanwhile."""
+        with self._lock:
+            self._delays.extend([seconds] * count)
+
+    def plan_faults(
+        self, request: RequestFault | None = None, item: ItemFault | None = None
+    ) -> None:
+        """Faults decided by content rather than by order, for soaks whose batches form by
+        timing: `request(operation, body)` may answer the error status for that request;
+        `item(object)` may answer (status, message) for one object of a batch (status 0:
+        left out of the answer). Both run with the lock held; None clears them."""
         with self._lock:
             self._request_fault = request
+            self._item_fault = item
 
-    def reject_events(self, event_type: str, message: str = "Rejected by stand-in rule") -> None:
-        """Answer 400 BadRequestException for every object whose `event_type` is this."""
+    def reject_events(
+        self, event_type: str, message: str = "Rejected by stand-in rule", status: int = 400
+    ) -> None:
+        """Refuse every object whose `event_type` is this with `status`: a PutProfileObject
+        request, or that item of a BatchPutProfileObject request."""
+        if status not in ERROR_TYPES:
+            raise ValueError(f"Customer Profiles declares no error for HTTP {status}")
         with self._lock:
-            self._rejections[event_type] = message
+            self._rejections[event_type] = (status, message)
 
     def reset(self) -> None:
         """Forget rules, requests and accepted objects; domains and object types stay."""
         with self._lock:
             self._failures.clear()
             self._rejections.clear()
-            self._request_fault = None
+            self._item_failures.clear()
+            self._delays.clear()
+            self._request_fault = self._item_fault = None
             self._forget_records()
 
     # Records
@@ -178,28 +234,37 @@ class ProfilesStandIn(StandIn[RecordedRequest, AcceptedObject]):
 
     # Request handling (called from server threads)
 
-    def _respond(self, operation: str, path: Sequence[str], raw: bytes) -> tuple[int, JsonObject]:
+    def _respond(
+        self, operation: str, path: Sequence[str], raw: bytes
+    ) -> tuple[int, JsonObject, float]:
+        """The status and body to answer, and how long to wait before answering."""
         with self._lock:
-            domain = path[0]
-            body: JsonObject | None = None
-            try:
-                body = _parse_object(raw)
-                failures = self._failures.get(operation)
-                planned = self._request_fault(operation, body) if self._request_fault else None
-                status = failures.popleft() if failures else planned
-                if status is not None:
-                    raise RequestError(status, f"Stand-in failure ({status})")
-                if domain not in self._domains:
-                    raise RequestError(404, f"Domain {domain} was not found")
-                problems = model_problems(operation, path, body)
-                if problems:
-                    raise RequestError(400, problems)
-                answer = self._handle(operation, path, body)
-            except RequestError as error:
-                self._record(RecordedRequest(operation, domain, body, error.status))
-                return error.status, {"Message": error.message}
-            self._record(RecordedRequest(operation, domain, body, 200))
-            return 200, answer
+            delay = self._delays.popleft() if self._delays else 0.0
+            status, body = self._answer(operation, path, raw)
+            return status, body, delay
+
+    def _answer(self, operation: str, path: Sequence[str], raw: bytes) -> tuple[int, JsonObject]:
+        """Decide and record the answer to one request; the lock is held."""
+        domain = path[0]
+        body: JsonObject | None = None
+        try:
+            body = _parse_object(raw)
+            failures = self._failures.get(operation)
+            planned = self._request_fault(operation, body) if self._request_fault else None
+            status = failures.popleft() if failures else planned
+            if status is not None:
+                raise RequestError(status, f"Stand-in failure ({status})")
+            if domain not in self._domains:
+                raise RequestError(404, f"Domain {domain} was not found")
+            problems = model_problems(operation, path, body)
+            if problems:
+                raise RequestError(400, problems)
+            answer = self._handle(operation, path, body)
+        except RequestError as error:
+            self._record(RecordedRequest(operation, domain, body, error.status))
+            return error.status, {"Message": error.message}
+        self._record(RecordedRequest(operation, domain, body, 200))
+        return 200, answer
 
     def _handle(self, operation: str, path: Sequence[str], body: JsonObject) -> JsonObject:
         state = self._domains[path[0]]
@@ -217,7 +282,50 @@ class ProfilesStandIn(StandIn[RecordedRequest, AcceptedObject]):
         if operation in event_triggers.OPERATIONS:
             name = path[1] if len(path) > 1 else None
             return state.triggers.handle(operation, name, body, state.object_types)
+        if operation == "BatchPutProfileObject":
+            return self._batch_put(path[0], state, body)
         return self._put_object(path[0], state, body)
+
+    def _batch_put(self, domain: str, state: _Domain, body: JsonObject) -> JsonObject:
+        """Each item as a PutProfileObject of its own, in order: its failure is its own."""
+        _object_type(state, body["ObjectTypeName"])  # a missing type fails the request
+        if len(body["Items"]) > MAX_BATCH_ITEMS:
+            count = len(body["Items"])
+            raise RequestError(400, f"Items: {count} items; at most {MAX_BATCH_ITEMS} a request")
+        ids = [item["Id"] for item in body["Items"]]
+        if len(set(ids)) != len(ids):
+            raise RequestError(400, "Item ids must be unique within a request")
+        successful: list[JsonObject] = []
+        failed: list[JsonObject] = []
+        for item in body["Items"]:
+            planned = self._planned_item_failure(item["Object"])
+            if planned is not None:
+                status, message = planned
+                if status:
+                    failed.append({"Id": item["Id"], "Code": status, "Message": message})
+                continue
+            single = {"ObjectTypeName": body["ObjectTypeName"], "Object": item["Object"]}
+            try:
+                answer = self._put_object(domain, state, single)
+            except RequestError as error:
+                failed.append({"Id": item["Id"], "Code": error.status, "Message": error.message})
+                continue
+            successful.append(
+                {"Id": item["Id"], "ProfileObjectUniqueKey": answer["ProfileObjectUniqueKey"]}
+            )
+        return {"Successful": successful, "Failed": failed}
+
+    def _planned_item_failure(self, text: str) -> tuple[int, str] | None:
+        if self._item_failures:
+            status = self._item_failures.popleft()
+            return status, f"Stand-in item failure ({status})"
+        if self._item_fault is None:
+            return None
+        try:
+            source = json_object(text.encode())
+        except ValueError:
+            return None
+        return self._item_fault(source)
 
     def _put_object_type(self, state: _Domain, name: str, body: JsonObject) -> JsonObject:
         if name.startswith("_"):
@@ -239,6 +347,10 @@ class ProfilesStandIn(StandIn[RecordedRequest, AcceptedObject]):
                 missing = [n for n in key.get("FieldNames", []) if n not in fields]
                 if missing:
                     raise RequestError(400, f"Key {key_name} names undefined fields {missing}")
+        pattern = body.get("SourceLastUpdatedTimestampFormat")
+        if pattern is not None and pattern != "epoch" and pattern not in _TIMESTAMP_FORMATS:
+            known = ", ".join(["epoch", *_TIMESTAMP_FORMATS])
+            raise RequestError(400, f"The stand-in reads source timestamps in {known} only")
         now = time.time()
         previous = state.object_types.get(name, {})
         definition = {
@@ -260,7 +372,7 @@ class ProfilesStandIn(StandIn[RecordedRequest, AcceptedObject]):
             raise RequestError(400, "Object is not a JSON object")
         rejection = self._rejections.get(str(source.get("event_type")))
         if rejection is not None:
-            raise RequestError(400, rejection)
+            raise RequestError(*rejection)
         values = {
             name: _read(source, spec.get("Source", ""))
             for name, spec in object_type.get("Fields", {}).items()
@@ -269,7 +381,8 @@ class ProfilesStandIn(StandIn[RecordedRequest, AcceptedObject]):
         if unique is None:
             raise RequestError(400, "Object has no value for its UNIQUE key")
         targets = _targets(object_type, values)
-        profile_id = self._profile_for(state, object_type, values, targets)
+        when = _source_time(object_type, values)
+        profile_id = self._profile_for(state, object_type, values, targets, when)
         type_name = body["ObjectTypeName"]
         state.objects[(type_name, unique[1])] = source
         object_key = state.object_keys.setdefault((type_name, unique[1]), str(uuid.uuid4()))
@@ -284,25 +397,43 @@ class ProfilesStandIn(StandIn[RecordedRequest, AcceptedObject]):
         object_type: JsonObject,
         values: dict[str, str | None],
         targets: dict[str, str],
+        when: float | None,
     ) -> str | None:
-        """Find the profile by the PROFILE key, create it if allowed, apply the targets."""
-        key = _key_value(object_type, values, "PROFILE")
-        if key is None:
+        """Find the profile by the object's PROFILE keys (SECONDARY ones last), create it if
+        allowed, associate the object's keys with it and apply the targets: a value with a
+        source timestamp older than the one the profile's value came with is not applied."""
+        keys = _profile_keys(object_type, values)
+        if not keys:
             return None
-        profile_id = state.profile_index.get(key)
-        if profile_id is None:
+        primary = [key for key, identifiers in keys if "SECONDARY" not in identifiers]
+        secondary = [key for key, identifiers in keys if "SECONDARY" in identifiers]
+        found = [
+            state.profile_index[key] for key in primary + secondary if key in state.profile_index
+        ]
+        created = not found
+        if created:
             if not object_type.get("AllowProfileCreation", False):
                 return None
             profile_id = uuid.uuid4().hex
             state.profiles[profile_id] = {"ProfileId": profile_id, "Attributes": {}}
-            state.profile_index[key] = profile_id
+        else:
+            profile_id = found[0]
+        for key, identifiers in keys:
+            if "LOOKUP_ONLY" in identifiers or ("NEW_ONLY" in identifiers and not created):
+                continue
+            state.profile_index.setdefault(key, profile_id)
         profile = state.profiles[profile_id]
         for path, value in targets.items():
+            held = state.source_times.get((profile_id, path))
+            if when is not None and held is not None and when < held:
+                continue  # the profile holds a newer source's value
             *parents, leaf = path.split(".")
             node = profile
             for part in parents:
                 node = node.setdefault(part, {})
             node[leaf] = value
+            if when is not None:
+                state.source_times[(profile_id, path)] = when
         return profile_id
 
 
@@ -350,6 +481,40 @@ def _key_value(
     return None
 
 
+def _profile_keys(
+    object_type: JsonObject, values: dict[str, str | None]
+) -> list[tuple[tuple[str, str], list[str]]]:
+    """Every PROFILE key the object has a value for: ((key name, value), its identifiers)."""
+    found: list[tuple[tuple[str, str], list[str]]] = []
+    for key_name, key_list in object_type.get("Keys", {}).items():
+        for key in key_list:
+            identifiers = key.get("StandardIdentifiers", [])
+            if "PROFILE" not in identifiers:
+                continue
+            parts = [values.get(name) for name in key.get("FieldNames", [])]
+            if parts and all(p is not None for p in parts):
+                value = "|".join(p for p in parts if p is not None)
+                found.append(((key_name, value), identifiers))
+    return found
+
+
+def _source_time(object_type: JsonObject, values: dict[str, str | None]) -> float | None:
+    """The object's source timestamp (seconds), if its type names one and it has a value."""
+    pattern = object_type.get("SourceLastUpdatedTimestampFormat")
+    text = values.get(SOURCE_TIMESTAMP_FIELD)
+    if not pattern or text is None:
+        return None
+    try:
+        if pattern == "epoch":
+            number = float(text)
+            return number / 1000 if number > 1e11 else number
+        return datetime.strptime(text, _TIMESTAMP_FORMATS[pattern]).timestamp()
+    except (KeyError, ValueError):
+        raise RequestError(
+            400, f"{SOURCE_TIMESTAMP_FIELD} {text!r} does not match the format {pattern}"
+        ) from None
+
+
 def _targets(object_type: JsonObject, values: dict[str, str | None]) -> dict[str, str]:
     """`_profile` paths (without the prefix) and the values the object gives them."""
     targets: dict[str, str] = {}
@@ -394,7 +559,9 @@ class _Handler(RestJsonHandler[ProfilesStandIn]):
             match = pattern.fullmatch(path)
             if method == self.command and match:
                 params = [unquote(group) for group in match.groups()]
-                status, body = self.service._respond(operation, params, raw)
+                status, body, delay = self.service._respond(operation, params, raw)
+                if delay > 0 and self.service._stopping.wait(delay):
+                    return  # stopping: drop the connection unanswered
                 self.send_answer(status, body, error_type=ERROR_TYPES.get(status))
                 return
         message = f"No operation for {self.command} {path}"

@@ -37,5 +37,6 @@ def pipeline(moto_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pipelin
         monkeypatch.setenv("EVENTS_QUEUE", f"events-{suffix}")
         monkeypatch.setenv("DEAD_LETTER_QUEUE", f"events-dlq-{suffix}")
         monkeypatch.setenv("PINPOINT_APPLICATION_ID", APPLICATION_ID)
+        monkeypatch.setenv("DESTINATIONS", "pinpoint")  # these tests test Pinpoint
         runtime.reset()
         yield Pipeline(sqs, events_url, dead_letter_url, pinpoint)

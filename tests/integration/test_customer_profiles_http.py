@@ -4,6 +4,7 @@ credentials, against the local stand-in on loopback."""
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
@@ -15,6 +16,7 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
+from chalicelib.delivery import settlement_reserve_ms
 from chalicelib.destinations import customer_profiles
 from chalicelib.destinations.base import Verdict
 from chalicelib.destinations.customer_profiles import (
@@ -22,15 +24,23 @@ from chalicelib.destinations.customer_profiles import (
     Settings,
     object_id,
 )
+from chalicelib.env import call_budget_ms
 from devtools.deploy import profiles_setup
 from devtools.deploy.profiles_setup import ensure_object_type
 from devtools.offline import NOWHERE
+from devtools.queue_spec import consumer_timeout_seconds
 from devtools.standins.customer_profiles import ERROR_TYPES, AcceptedObject, ProfilesStandIn
 from tests.factories import numbered_event
 
 DOMAIN = "pixel-relay-test"
 ENV = {"PROFILES_DOMAIN": DOMAIN, "ALLOWED_USER_ATTRIBUTES": "plan,tier"}
-OPERATIONS = ("PutProfileObject", "PutProfileObjectType", "GetProfileObjectType", "GetDomain")
+OPERATIONS = (
+    "BatchPutProfileObject",
+    "PutProfileObject",
+    "PutProfileObjectType",
+    "GetProfileObjectType",
+    "GetDomain",
+)
 
 
 # Received 100 ms after the hit.
@@ -59,12 +69,18 @@ def ready(standin: ProfilesStandIn) -> ProfilesStandIn:
     return standin
 
 
-def destination(url: str, object_type: str = "PixelRelayEvent") -> CustomerProfilesDestination:
-    return CustomerProfilesDestination(client_for(url), DOMAIN, object_type)
+def destination(
+    url: str, object_type: str = "PixelRelayEvent", budget_ms: int = 0
+) -> CustomerProfilesDestination:
+    return CustomerProfilesDestination(client_for(url), DOMAIN, object_type, budget_ms)
 
 
-def puts(standin: ProfilesStandIn) -> list[int]:
-    return [r.status for r in standin.requests if r.operation == "PutProfileObject"]
+def batches(standin: ProfilesStandIn) -> list[int]:
+    return [r.status for r in standin.requests if r.operation == "BatchPutProfileObject"]
+
+
+def instant(second: int) -> str:
+    return f"2026-11-28T11:{second // 60:02d}:{second % 60:02d}.000Z"
 
 
 # Wire facts -------------------------------------------------------------------------------
@@ -90,6 +106,13 @@ def test_standin_refuses_what_botocores_model_refuses(ready: ProfilesStandIn) ->
         unchecked.put_profile_object(DomainName=DOMAIN, ObjectTypeName="PixelRelayEvent", Object="")
     assert raised.value.response["Error"]["Code"] == "BadRequestException"
     assert "Object" in raised.value.response["Error"]["Message"]
+    items = [{"Id": str(n), "Object": "{}"} for n in range(11)]
+    with pytest.raises(ClientError) as raised:
+        unchecked.batch_put_profile_object(
+            DomainName=DOMAIN, ObjectTypeName="PixelRelayEvent", Items=items
+        )
+    assert raised.value.response["Error"]["Code"] == "BadRequestException"
+    assert "Items" in raised.value.response["Error"]["Message"]
 
 
 def test_standin_refuses_an_object_without_its_unique_key(ready: ProfilesStandIn) -> None:
@@ -113,17 +136,18 @@ def test_events_are_recorded_and_attributes_reach_the_profile(ready: ProfilesSta
     outcomes = destination(ready.url).deliver(events)
     assert [o.verdict for o in outcomes] == [Verdict.DELIVERED] * 3
     assert [o.profile for o in outcomes] == [Verdict.DELIVERED, Verdict.DELIVERED, None]
+    assert batches(ready) == [200]  # three objects, one call
     stored = ready.stored_objects(DOMAIN, "PixelRelayEvent")
     assert sorted(o["event_id"] for o in stored) == ["e-1", "e-2", "e-3"]
-    assert ready.profile(DOMAIN, "pixelRelayEndpointId", "ep-1") == {
-        "ProfileId": ready.accepted_objects[0].profile_id,
-        "Attributes": {
-            "pixel_relay_endpoint_id": "ep-1",
-            "pixel_relay_user_id": "u-1",
-            "plan": "gold, silver",
-            "tier": "b",
-        },
+    profile = ready.profile(DOMAIN, "pixelRelayEndpointId", "ep-1")
+    assert profile is not None
+    assert profile["Attributes"] == {
+        "pixel_relay_endpoint_id": "ep-1",
+        "pixel_relay_user_id": "u-1",
+        "plan": "gold, silver",
+        "tier": "b",
     }
+    assert ready.profile(DOMAIN, "pixelRelayUserId", "u-1") == profile
     other = ready.profile(DOMAIN, "pixelRelayEndpointId", "ep-2")
     assert other is not None
     assert other["Attributes"] == {"pixel_relay_endpoint_id": "ep-2"}
@@ -140,22 +164,109 @@ def test_a_resent_event_replaces_its_object(ready: ProfilesStandIn) -> None:
     )
 
 
-def test_a_bad_request_rejects_one_event_and_the_others_land(ready: ProfilesStandIn) -> None:
+# The newest value wins --------------------------------------------------------------------
+
+
+def test_two_events_in_reverse_time_order_leave_the_newer_value(ready: ProfilesStandIn) -> None:
+    newer = make_event(1, timestamp=instant(30), user_attributes={"plan": ("gold",)})
+    older = make_event(2, timestamp=instant(10), user_attributes={"plan": ("silver",)})
+    outcomes = destination(ready.url).deliver([newer, older])
+    assert [o.verdict for o in outcomes] == [Verdict.DELIVERED] * 2
+    profile = ready.profile(DOMAIN, "pixelRelayEndpointId", "ep-1")
+    assert profile is not None
+    assert profile["Attributes"]["plan"] == "gold"
+    # Written oldest first within the batch.
+    assert [a.object["event_id"] for a in ready.accepted_objects] == ["e-2", "e-1"]
+
+
+def test_an_older_event_arriving_in_a_later_batch_leaves_the_newer_value(
+    ready: ProfilesStandIn,
+) -> None:
+    """A retried message comes back after newer events have landed: the object type's source
+    timestamp keeps the newer value, whatever order the batches come in."""
+    sender = destination(ready.url)
+    sender.deliver([make_event(1, timestamp=instant(30), user_attributes={"plan": ("gold",)})])
+    sender.deliver([make_event(2, timestamp=instant(10), user_attributes={"plan": ("silver",)})])
+    profile = ready.profile(DOMAIN, "pixelRelayEndpointId", "ep-1")
+    assert profile is not None
+    assert profile["Attributes"]["plan"] == "gold"
+    sender.deliver([make_event(3, timestamp=instant(40), user_attributes={"plan": ("bronze",)})])
+    assert ready.profile(DOMAIN, "pixelRelayEndpointId", "ep-1")["Attributes"]["plan"] == (  # type: ignore[index]
+        "bronze"
+    )
+
+
+def test_without_a_source_timestamp_the_last_write_wins(standin: ProfilesStandIn) -> None:
+    """What the source timestamp is for: an object type without one keeps whatever came
+    last, so the newest-value tests above would fail without it."""
+    definition = customer_profiles.object_type_definition(Settings.from_env(ENV))
+    del definition["SourceLastUpdatedTimestampFormat"]
+    client_for(standin.url).put_profile_object_type(**definition)
+    sender = destination(standin.url)
+    sender.deliver([make_event(1, timestamp=instant(30), user_attributes={"plan": ("gold",)})])
+    sender.deliver([make_event(2, timestamp=instant(10), user_attributes={"plan": ("silver",)})])
+    profile = standin.profile(DOMAIN, "pixelRelayEndpointId", "ep-1")
+    assert profile is not None
+    assert profile["Attributes"]["plan"] == "silver"
+
+
+# Identity ---------------------------------------------------------------------------------
+
+
+def test_one_users_devices_meet_in_one_profile_and_anonymous_ones_stay_apart(
+    ready: ProfilesStandIn,
+) -> None:
+    sender = destination(ready.url)
+    sender.deliver([make_event(1, endpoint="phone", timestamp=instant(1), user_id="u-1")])
+    sender.deliver([make_event(2, endpoint="laptop", timestamp=instant(2), user_id="u-1")])
+    sender.deliver([make_event(3, endpoint="laptop", timestamp=instant(3))])  # signed out
+    sender.deliver([make_event(4, endpoint="tablet", timestamp=instant(4))])  # anonymous
+    phone = ready.profile(DOMAIN, "pixelRelayEndpointId", "phone")
+    assert phone is not None
+    assert ready.profile(DOMAIN, "pixelRelayEndpointId", "laptop") == phone
+    assert ready.profile(DOMAIN, "pixelRelayUserId", "u-1") == phone
+    assert [a.profile_id for a in ready.accepted_objects[:3]] == [phone["ProfileId"]] * 3
+    tablet = ready.profile(DOMAIN, "pixelRelayEndpointId", "tablet")
+    assert tablet is not None
+    assert tablet["ProfileId"] != phone["ProfileId"]
+
+
+# Failures ---------------------------------------------------------------------------------
+
+
+def test_a_bad_object_rejects_one_event_and_the_others_land(ready: ProfilesStandIn) -> None:
     ready.reject_events("broken", "Object does not match the object type")
     events = [make_event(1), make_event(2, event_type="broken"), make_event(3)]
     outcomes = destination(ready.url).deliver(events)
     assert [o.verdict for o in outcomes] == [Verdict.DELIVERED, Verdict.REJECTED, Verdict.DELIVERED]
     assert outcomes[1].reason == (
-        "PutProfileObject refused: 400 BadRequestException Object does not match the object type"
+        "BatchPutProfileObject item failed: 400 Object does not match the object type"
     )
-    assert puts(ready) == [200, 400, 200]  # a 400 is not retried by the client
+    assert batches(ready) == [200]  # one call; the item's failure is its own
+
+
+def test_item_failures_are_retried_one_by_one(ready: ProfilesStandIn) -> None:
+    ready.fail_next_items(500)
+    ready.fail_next_items(429)
+    ready.fail_next_items(0)  # left out of the answer
+    events = [make_event(i, endpoint=f"ep-{i}") for i in range(1, 5)]
+    outcomes = destination(ready.url).deliver(events)
+    assert [o.verdict for o in outcomes] == [Verdict.RETRY] * 3 + [Verdict.DELIVERED]
+    assert [o.reason for o in outcomes[:3]] == [
+        "BatchPutProfileObject item failed: 500 Stand-in item failure (500)",
+        "BatchPutProfileObject item failed: 429 Stand-in item failure (429)",
+        "BatchPutProfileObject answered nothing for the object",
+    ]
+    assert [a.object["event_id"] for a in ready.accepted_objects] == ["e-4"]
+    # Sent again (the queue hands the messages back), they land.
+    assert all(o.verdict is Verdict.DELIVERED for o in destination(ready.url).deliver(events))
 
 
 def test_a_throttled_call_is_retried_by_the_client(ready: ProfilesStandIn) -> None:
     ready.fail_next_requests(429, count=1)
     outcomes = destination(ready.url).deliver([make_event(1)])
     assert outcomes[0].verdict is Verdict.DELIVERED
-    assert puts(ready) == [429, 200]
+    assert batches(ready) == [429, 200]
 
 
 def test_throttling_that_outlasts_the_client_retries_the_batch(ready: ProfilesStandIn) -> None:
@@ -163,8 +274,8 @@ def test_throttling_that_outlasts_the_client_retries_the_batch(ready: ProfilesSt
     sender = destination(ready.url)
     outcomes = sender.deliver([make_event(1), make_event(2)])
     assert [o.verdict for o in outcomes] == [Verdict.RETRY, Verdict.RETRY]
-    assert outcomes[0].reason == "PutProfileObject failed: 429 ThrottlingException"
-    assert puts(ready) == [429, 429, 429]  # three attempts, then nothing more this batch
+    assert outcomes[0].reason == "BatchPutProfileObject failed: 429 ThrottlingException"
+    assert batches(ready) == [429, 429, 429]  # three attempts, then nothing more this batch
     assert ready.accepted_objects == []
     # The queue hands the batch back later: now it lands.
     assert [o.verdict for o in sender.deliver([make_event(1), make_event(2)])] == [
@@ -178,21 +289,48 @@ def test_a_missing_domain_is_retried_until_the_redrive_parks_it(standin: Profile
     )
     outcomes = sender.deliver([make_event(1, user_attributes={"plan": ("a",)}), make_event(2)])
     assert [o.verdict for o in outcomes] == [Verdict.RETRY, Verdict.RETRY]
-    assert outcomes[0].reason == "PutProfileObject failed: 404 ResourceNotFoundException"
+    assert outcomes[0].reason == "BatchPutProfileObject failed: 404 ResourceNotFoundException"
     assert outcomes[0].profile is Verdict.RETRY
-    assert puts(standin) == [404]
+    assert batches(standin) == [404]
 
 
 def test_a_missing_object_type_is_retried(standin: ProfilesStandIn) -> None:
     outcomes = destination(standin.url).deliver([make_event(1)])
     assert outcomes[0].verdict is Verdict.RETRY
-    assert outcomes[0].reason == "PutProfileObject failed: 404 ResourceNotFoundException"
+    assert outcomes[0].reason == "BatchPutProfileObject failed: 404 ResourceNotFoundException"
 
 
 def test_an_unreachable_service_is_retried() -> None:
     outcomes = destination(NOWHERE).deliver([make_event(1), make_event(2)])
     assert [o.verdict for o in outcomes] == [Verdict.RETRY, Verdict.RETRY]
-    assert outcomes[0].reason == "PutProfileObject failed: EndpointConnectionError"
+    assert outcomes[0].reason == "BatchPutProfileObject failed: EndpointConnectionError"
+
+
+# Time -------------------------------------------------------------------------------------
+
+
+def test_a_batch_of_100_at_300_ms_a_call_runs_no_event_out_of_time(
+    ready: ProfilesStandIn,
+) -> None:
+    """Lambda's default consumer timeout minus the settlement reserve, and the stand-in
+    answering every call 300 ms late: the default pool writes the batch well in time."""
+    timeout_ms = consumer_timeout_seconds("dev") * 1000
+    reserve = settlement_reserve_ms(100, 1, report_batch_item_failures=False)
+    ready.delay_next_requests(0.3, count=100)
+    events = [make_event(i, endpoint=f"ep-{i % 37}", timestamp=instant(i % 60)) for i in range(100)]
+    sender = customer_profiles.SPEC.destination(
+        client_for(ready.url), Settings.from_env({**ENV, "PROFILES_DOMAIN": DOMAIN})
+    )
+    started = time.monotonic()
+
+    def time_left() -> int:
+        return timeout_ms - reserve - int((time.monotonic() - started) * 1000)
+
+    outcomes = sender.deliver(events, time_left)
+    assert sum(1 for o in outcomes if o.reason == "out of time") == 0
+    assert all(o.verdict is Verdict.DELIVERED for o in outcomes)
+    assert batches(ready) == [200] * 10
+    assert time_left() > call_budget_ms(10)
 
 
 def test_create_reads_the_endpoint_from_the_environment(

@@ -135,14 +135,35 @@ class Soak:
         status = self._next_fault("pinpoint", event.get("Attributes", {}).get("soak"))
         return None if status is None else (status, f"soak fault {status}")
 
+    def _profiles_next_is_batch_wide(self, soak_id: str | None) -> bool:
+        statuses = self.plan.faults.per_event.get("customer-profiles", {}).get(soak_id or "")
+        seen = self.sightings.get(("customer-profiles", soak_id or ""), 0)
+        if statuses is None or seen >= len(statuses):
+            return False
+        return statuses[seen] in BATCH_WIDE_STATUSES
+
     def profiles_request_fault(self, operation: str, body: dict[str, Any]) -> int | None:
-        if operation != "PutProfileObject":
+        """A batch-wide status (403) fails the whole BatchPutProfileObject that carries the
+        hit; other planned statuses are that item's own (`profiles_item_fault`)."""
+        if operation != "BatchPutProfileObject":
             return None
-        try:
-            soak_id = json.loads(body.get("Object", "{}")).get("attributes", {}).get("soak")
-        except (ValueError, AttributeError):
-            return None
-        return self._next_fault("customer-profiles", soak_id)
+        for item in body.get("Items", []):
+            try:
+                soak_id = json.loads(item.get("Object", "{}")).get("attributes", {}).get("soak")
+            except (ValueError, AttributeError):
+                continue
+            if self._profiles_next_is_batch_wide(soak_id):
+                status = self._next_fault("customer-profiles", soak_id)
+                if status is not None:
+                    return status
+        return None
+
+    def profiles_item_fault(self, obj: dict[str, Any]) -> tuple[int, str] | None:
+        soak_id = obj.get("attributes", {}).get("soak")
+        if self._profiles_next_is_batch_wide(soak_id):
+            return None  # met by the request it travels in
+        status = self._next_fault("customer-profiles", soak_id)
+        return None if status is None else (status, f"soak fault {status}")
 
     # Driving ------------------------------------------------------------------------------
 
@@ -359,7 +380,7 @@ def soak_pipeline(
             assert pinpoint is not None
             assert profiles is not None
             pinpoint.plan_faults(soak.pinpoint_request_fault, soak.pinpoint_event_fault)
-            profiles.plan_faults(soak.profiles_request_fault)
+            profiles.plan_faults(soak.profiles_request_fault, soak.profiles_item_fault)
             yield soak
         finally:
             dry_run.stop()

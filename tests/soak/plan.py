@@ -140,7 +140,8 @@ def make_plan(seed: int, size: int, faults_on: bool = True) -> Plan:
                 # botocore, so the consumer retries the request's events itself. (The
                 # harness spaces these out: see Soak._batch_wide_allowed.)
                 faults.per_request[hit.soak_id] = rng.choice([[403], [404], [403, 404]])
-            # Customer Profiles: one call per event; 403 stops the rest of the batch's calls.
+            # Customer Profiles: 403 fails the BatchPutProfileObject carrying the hit and stops
+            # the rest of the batch's calls; 400 is that item's own rejection.
             roll = rng.random()
             if roll < 0.005:
                 faults.per_event["customer-profiles"][hit.soak_id] = [403]

@@ -89,9 +89,13 @@ def test_each_destination_checks_its_own_settings() -> None:
     from chalicelib.destinations import registry
 
     settings = Settings.from_env({**VALID, "PINPOINT_APPLICATION_ID": " "})
-    assert settings.destinations == ("pinpoint",)
+    assert settings.destinations == ("customer-profiles",)  # the default since Pinpoint's end
+    with pytest.raises(ConfigError, match="PROFILES_DOMAIN: is required"):
+        registry.settings_for(settings.destinations, VALID)
+    chosen = {**VALID, "DESTINATIONS": "pinpoint", "PINPOINT_APPLICATION_ID": " "}
+    assert Settings.from_env(chosen).destinations == ("pinpoint",)
     with pytest.raises(ConfigError, match="PINPOINT_APPLICATION_ID: is required"):
-        registry.settings_for(settings.destinations, {**VALID, "PINPOINT_APPLICATION_ID": " "})
+        registry.settings_for(("pinpoint",), chosen)
 
 
 def test_deploy_package_and_local_check_every_setting_at_import(
@@ -99,14 +103,14 @@ def test_deploy_package_and_local_check_every_setting_at_import(
 ) -> None:
     from chalicelib import runtime
 
-    monkeypatch.setenv("PINPOINT_APPLICATION_ID", "")
+    monkeypatch.setenv("PROFILES_DOMAIN", "")  # the dev stage's DESTINATIONS: the default
     monkeypatch.delenv("AWS_LAMBDA_FUNCTION_NAME", raising=False)
     runtime.reset()
-    with pytest.raises(ConfigError, match="PINPOINT_APPLICATION_ID"):
+    with pytest.raises(ConfigError, match="PROFILES_DOMAIN"):
         runtime.check_configuration()
     monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", "pixel-relay-dev")  # in Lambda: on first use
     runtime.reset()
-    assert runtime.check_configuration().destinations == ("pinpoint",)
+    assert runtime.check_configuration().destinations == ("customer-profiles",)
 
 
 @pytest.mark.parametrize("name", ["q", "pixel-relay_events-1", "q" * 80, "q" * 75 + ".fifo"])

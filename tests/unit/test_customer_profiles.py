@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import random
+import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from functools import partial
@@ -19,6 +22,7 @@ from botocore.exceptions import (
 from botocore.validate import ParamValidator
 
 from chalicelib.config import ConfigError
+from chalicelib.delivery import settlement_reserve_ms
 from chalicelib.destinations import customer_profiles, registry
 from chalicelib.destinations.base import Verdict
 from chalicelib.destinations.customer_profiles import (
@@ -29,7 +33,9 @@ from chalicelib.destinations.customer_profiles import (
     profile_object,
     profile_value,
 )
+from chalicelib.env import call_budget_ms
 from chalicelib.events import Event, ProfileUpdate, Session
+from devtools.queue_spec import consumer_timeout_seconds
 from tests.factories import numbered_event
 
 ENV = {"PROFILES_DOMAIN": "pixel-relay-dev", "ALLOWED_USER_ATTRIBUTES": "plan,tier"}
@@ -44,38 +50,76 @@ def client_error(status: int, code: str, message: str = "m") -> ClientError:
         "Error": {"Code": code, "Message": message},
         "ResponseMetadata": {"HTTPStatusCode": status},
     }
-    return ClientError(response, "PutProfileObject")
+    return ClientError(response, "BatchPutProfileObject")
+
+
+ItemAnswer = tuple[int, str] | None  # (status, message) for a failed item; status 0: left out
 
 
 class FakeProfiles:
-    """Records PutProfileObject calls; `answer` may raise for an object."""
+    """Answers BatchPutProfileObject as the service does, after checking each request
+    against botocore's model: `item(object)` may fail one item, `request(objects)` may raise
+    for a whole call, and every call takes `delay` seconds. Safe for the destination's pool."""
 
-    def __init__(self, answer: Callable[[dict[str, Any]], None] | None = None) -> None:
+    def __init__(
+        self,
+        item: Callable[[dict[str, Any]], ItemAnswer] | None = None,
+        request: Callable[[list[dict[str, Any]]], None] | None = None,
+        delay: float = 0.0,
+    ) -> None:
         self.calls: list[dict[str, Any]] = []
-        self.answer = answer or (lambda obj: None)
+        self.accepted: list[dict[str, Any]] = []
+        self.item = item or (lambda obj: None)
+        self.request = request or (lambda objs: None)
+        self.delay = delay
+        self.lock = threading.Lock()
+        model = botocore.session.get_session().get_service_model("customer-profiles")
+        self.shape: Any = model.operation_model("BatchPutProfileObject").input_shape
 
-    def put_profile_object(self, *, DomainName: str, ObjectTypeName: str, Object: str):  # noqa: N803
-        self.calls.append(
-            {"DomainName": DomainName, "ObjectTypeName": ObjectTypeName, "Object": Object}
-        )
-        self.answer(json.loads(Object))
-        return {"ProfileObjectUniqueKey": "k"}
+    def batch_put_profile_object(self, **params: Any) -> dict[str, Any]:
+        report = ParamValidator().validate(params, self.shape)
+        assert not report.has_errors(), report.generate_report()
+        with self.lock:
+            self.calls.append(params)
+        objects = [json.loads(item["Object"]) for item in params["Items"]]
+        self.request(objects)
+        time.sleep(self.delay)
+        successful, failed = [], []
+        for item, obj in zip(params["Items"], objects, strict=True):
+            answer = self.item(obj)
+            if answer is None:
+                successful.append({"Id": item["Id"], "ProfileObjectUniqueKey": "k"})
+                with self.lock:
+                    self.accepted.append(obj)
+            elif answer[0]:
+                failed.append({"Id": item["Id"], "Code": answer[0], "Message": answer[1]})
+        return {"Successful": successful, "Failed": failed}
 
     @property
     def objects(self) -> list[dict[str, Any]]:
-        return [json.loads(call["Object"]) for call in self.calls]
+        """The objects answered as successful, in the order they were."""
+        with self.lock:
+            return list(self.accepted)
 
 
-def destination(client: FakeProfiles, budget_ms: int = 0) -> CustomerProfilesDestination:
-    return CustomerProfilesDestination(client, "pixel-relay-dev", "PixelRelayEvent", budget_ms)
+def destination(
+    client: FakeProfiles, budget_ms: int = 0, threads: int = 4
+) -> CustomerProfilesDestination:
+    return CustomerProfilesDestination(
+        client, "pixel-relay-dev", "PixelRelayEvent", budget_ms, threads
+    )
 
 
-def failing_for(event_id: str, error: Exception) -> Callable[[dict[str, Any]], None]:
-    def answer(obj: dict[str, Any]) -> None:
-        if obj["event_id"] == event_id:
+def failing_item(event_id: str, status: int, message: str = "m") -> Callable[..., ItemAnswer]:
+    return lambda obj: (status, message) if obj["event_id"] == event_id else None
+
+
+def failing_call(event_id: str, error: Exception) -> Callable[[list[dict[str, Any]]], None]:
+    def request(objects: list[dict[str, Any]]) -> None:
+        if any(obj["event_id"] == event_id for obj in objects):
             raise error
 
-    return answer
+    return request
 
 
 # Settings ---------------------------------------------------------------------------------
@@ -88,7 +132,9 @@ def test_settings_defaults_and_allowlist() -> None:
         object_type="PixelRelayEvent",
         timeout_seconds=10,
         user_attributes=frozenset({"plan", "tier"}),
+        write_threads=4,
     )
+    assert Settings.from_env({**ENV, "PROFILES_WRITE_THREADS": "10"}).write_threads == 10
 
 
 @pytest.mark.parametrize(
@@ -104,6 +150,9 @@ def test_settings_defaults_and_allowlist() -> None:
         ({"ALLOWED_USER_ATTRIBUTES": "plan,favorite-color"}, "ALLOWED_USER_ATTRIBUTES"),
         ({"ALLOWED_USER_ATTRIBUTES": "a.b"}, "ALLOWED_USER_ATTRIBUTES"),
         ({"ALLOWED_USER_ATTRIBUTES": "pixel_relay_user_id"}, "ALLOWED_USER_ATTRIBUTES"),
+        ({"PROFILES_WRITE_THREADS": "0"}, "PROFILES_WRITE_THREADS"),
+        ({"PROFILES_WRITE_THREADS": "11"}, "PROFILES_WRITE_THREADS"),
+        ({"PROFILES_WRITE_THREADS": "four"}, "PROFILES_WRITE_THREADS"),
     ],
 )
 def test_settings_errors_name_the_variable(changes: dict[str, str], variable: str) -> None:
@@ -195,7 +244,13 @@ def test_object_type_keys_and_fields() -> None:
         "pixelRelayEndpointId": [
             {"StandardIdentifiers": ["PROFILE"], "FieldNames": ["endpoint_id"]}
         ],
+        "pixelRelayUserId": [{"StandardIdentifiers": ["PROFILE"], "FieldNames": ["user_id"]}],
         "pixelRelayObjectId": [{"StandardIdentifiers": ["UNIQUE"], "FieldNames": ["object_id"]}],
+    }
+    assert definition["SourceLastUpdatedTimestampFormat"] == "yyyy-MM-dd'T'HH:mm:ss.SSSX"
+    assert definition["Fields"]["sourceLastUpdatedTimestamp"] == {
+        "Source": "_source.timestamp",
+        "ContentType": "STRING",
     }
     fields = definition["Fields"]
     assert fields["user.plan"] == {
@@ -233,26 +288,83 @@ def test_object_type_without_allowed_attributes_maps_only_its_own() -> None:
     assert not [name for name in fields if name.startswith("user.")]
 
 
-# Outcomes ---------------------------------------------------------------------------------
+# Calls ------------------------------------------------------------------------------------
 
 
-def test_every_event_is_one_call_and_delivered() -> None:
+def test_events_go_in_calls_of_up_to_ten_objects_and_are_delivered() -> None:
     client = FakeProfiles()
-    events = [make_event(1), make_event(2, endpoint="ep-2")]
+    events = [make_event(i, endpoint=f"ep-{i}") for i in range(1, 24)]
     outcomes = destination(client).deliver(events)
-    assert [o.verdict for o in outcomes] == [Verdict.DELIVERED, Verdict.DELIVERED]
-    assert [o.profile for o in outcomes] == [None, None]
-    assert [c["DomainName"] for c in client.calls] == ["pixel-relay-dev"] * 2
-    assert [c["ObjectTypeName"] for c in client.calls] == ["PixelRelayEvent"] * 2
-    assert [o["event_id"] for o in client.objects] == ["e-1", "e-2"]
+    assert all(o.verdict is Verdict.DELIVERED for o in outcomes)
+    assert [o.profile for o in outcomes] == [None] * 23
+    assert sorted(len(c["Items"]) for c in client.calls) == [3, 10, 10]
+    assert {c["DomainName"] for c in client.calls} == {"pixel-relay-dev"}
+    assert {c["ObjectTypeName"] for c in client.calls} == {"PixelRelayEvent"}
+    assert sorted(o["event_id"] for o in client.objects) == sorted(e.event_id for e in events)
 
 
-def test_bad_request_rejects_that_event_only() -> None:
-    client = FakeProfiles(failing_for("e-2", client_error(400, "BadRequestException", "bad")))
-    outcomes = destination(client).deliver([make_event(1), make_event(2), make_event(3)])
-    assert [o.verdict for o in outcomes] == [Verdict.DELIVERED, Verdict.REJECTED, Verdict.DELIVERED]
-    assert outcomes[1].reason == "PutProfileObject refused: 400 BadRequestException bad"
-    assert len(client.calls) == 3
+@pytest.mark.parametrize("seed", range(6))
+def test_a_thousand_events_take_at_most_a_hundred_calls(seed: int) -> None:
+    rng = random.Random(seed)
+    endpoints = [f"ep-{n}" for n in range(rng.choice([1, 3, 17, 60, 400]))]
+    client = FakeProfiles()
+    target = destination(client)
+    for batch in range(10):
+        events = [
+            make_event(batch * 100 + i, endpoint=rng.choice(endpoints), timestamp=instant(i))
+            for i in range(100)
+        ]
+        assert all(o.verdict is Verdict.DELIVERED for o in target.deliver(events))
+    assert len(client.calls) <= 100
+    assert len(client.objects) == 1000
+
+
+def test_item_results_are_read_one_by_one() -> None:
+    answers: dict[str, ItemAnswer] = {
+        "e-1": (429, "slow down"),
+        "e-2": (500, "oops"),
+        "e-3": (400, "bad field"),
+        "e-4": (0, ""),  # the answer leaves it out
+        "e-5": (404, "no such object type"),
+    }
+    client = FakeProfiles(item=lambda obj: answers.get(obj["event_id"]))
+    outcomes = destination(client).deliver([make_event(i) for i in range(1, 7)])
+    assert [(o.verdict, o.reason) for o in outcomes] == [
+        (Verdict.RETRY, "BatchPutProfileObject item failed: 429 slow down"),
+        (Verdict.RETRY, "BatchPutProfileObject item failed: 500 oops"),
+        (Verdict.REJECTED, "BatchPutProfileObject item failed: 400 bad field"),
+        (Verdict.RETRY, "BatchPutProfileObject answered nothing for the object"),
+        (Verdict.REJECTED, "BatchPutProfileObject item failed: 404 no such object type"),
+        (Verdict.DELIVERED, ""),
+    ]
+    assert len(client.calls) == 1
+
+
+def test_unreadable_item_answers_are_retried() -> None:
+    response = {
+        "Successful": [{"Id": "2", "ProfileObjectUniqueKey": "k"}],
+        "Failed": [{"Id": "0", "Code": "400", "Message": "m"}, {"Id": "1", "Code": 200}],
+    }
+    outcomes = customer_profiles.item_outcomes(4, response)
+    assert [o.verdict for o in outcomes] == [
+        Verdict.RETRY,
+        Verdict.RETRY,
+        Verdict.DELIVERED,
+        Verdict.RETRY,
+    ]
+
+
+def test_a_request_refused_for_its_content_is_split_until_the_object_stands_alone() -> None:
+    error = client_error(400, "BadRequestException", "bad")
+    client = FakeProfiles(request=failing_call("e-3", error))
+    outcomes = destination(client).deliver([make_event(i) for i in range(1, 9)])
+    assert [o.verdict for o in outcomes] == [Verdict.DELIVERED] * 2 + [Verdict.REJECTED] + [
+        Verdict.DELIVERED
+    ] * 5
+    assert outcomes[2].reason == "BatchPutProfileObject refused: 400 BadRequestException bad"
+    assert sorted(o["event_id"] for o in client.objects if o["event_id"] != "e-3") == sorted(
+        f"e-{i}" for i in (1, 2, 4, 5, 6, 7, 8)
+    )
 
 
 @pytest.mark.parametrize(
@@ -264,19 +376,28 @@ def test_bad_request_rejects_that_event_only() -> None:
     ],
 )
 def test_batch_wide_failures_retry_and_stop_sending(status: int, code: str) -> None:
-    client = FakeProfiles(failing_for("e-1", client_error(status, code)))
-    outcomes = destination(client).deliver([make_event(1), make_event(2)])
-    assert [o.verdict for o in outcomes] == [Verdict.RETRY, Verdict.RETRY]
-    assert outcomes[0].reason == f"PutProfileObject failed: {status} {code}"
-    assert outcomes[1].reason == f"not sent after PutProfileObject failed: {status} {code}"
+    client = FakeProfiles(request=failing_call("e-1", client_error(status, code)))
+    events = [make_event(i, endpoint=f"ep-{i}") for i in range(1, 31)]
+    outcomes = destination(client, threads=1).deliver(events)
+    assert all(o.verdict is Verdict.RETRY for o in outcomes)
+    first = f"BatchPutProfileObject failed: {status} {code}"
+    assert {o.reason for o in outcomes} == {first, f"not sent after {first}"}
     assert len(client.calls) == 1
 
 
-def test_server_error_retries_that_event_and_goes_on() -> None:
-    client = FakeProfiles(failing_for("e-1", client_error(500, "InternalServerException")))
-    outcomes = destination(client).deliver([make_event(1), make_event(2)])
-    assert [o.verdict for o in outcomes] == [Verdict.RETRY, Verdict.DELIVERED]
-    assert outcomes[0].reason == "PutProfileObject failed: 500 InternalServerException"
+def test_server_error_retries_that_calls_events_and_goes_on() -> None:
+    error = client_error(500, "InternalServerException")
+    client = FakeProfiles(request=failing_call("e-1", error))
+    events = [make_event(i, endpoint=f"ep-{i}") for i in range(1, 21)]
+    outcomes = destination(client).deliver(events)
+    retried = [
+        e.event_id for e, o in zip(events, outcomes, strict=True) if o.verdict is Verdict.RETRY
+    ]
+    assert len(retried) == 10
+    assert "e-1" in retried
+    assert {o.reason for o in outcomes if o.verdict is Verdict.RETRY} == {
+        "BatchPutProfileObject failed: 500 InternalServerException"
+    }
     assert len(client.calls) == 2
 
 
@@ -288,10 +409,11 @@ def test_server_error_retries_that_event_and_goes_on() -> None:
     ],
 )
 def test_network_failures_retry_and_stop_sending(error: Exception) -> None:
-    client = FakeProfiles(failing_for("e-1", error))
-    outcomes = destination(client).deliver([make_event(1), make_event(2)])
-    assert [o.verdict for o in outcomes] == [Verdict.RETRY, Verdict.RETRY]
-    assert outcomes[0].reason == f"PutProfileObject failed: {type(error).__name__}"
+    client = FakeProfiles(request=failing_call("e-1", error))
+    events = [make_event(i, endpoint=f"ep-{i}") for i in range(1, 21)]
+    outcomes = destination(client, threads=1).deliver(events)
+    assert all(o.verdict is Verdict.RETRY for o in outcomes)
+    assert outcomes[0].reason == f"BatchPutProfileObject failed: {type(error).__name__}"
     assert len(client.calls) == 1
 
 
@@ -302,11 +424,11 @@ def test_object_over_the_service_limit_is_rejected_without_a_call() -> None:
     assert outcomes[0].verdict is Verdict.REJECTED
     assert "accepts 256000" in outcomes[0].reason
     assert outcomes[1].verdict is Verdict.DELIVERED
-    assert len(client.calls) == 1
+    assert [o["event_id"] for o in client.objects] == ["e-2"]
 
 
 def test_profile_update_fares_as_its_event() -> None:
-    client = FakeProfiles(failing_for("e-2", client_error(400, "BadRequestException", "bad")))
+    client = FakeProfiles(item=failing_item("e-2", 400, "bad"))
     events = [
         make_event(1, user_attributes={"plan": ("gold",)}),
         make_event(2, user_id="u-2"),
@@ -320,6 +442,48 @@ def test_profile_update_fares_as_its_event() -> None:
     assert outcomes[2].profile is None
 
 
+# Order: the newest value wins --------------------------------------------------------------
+
+
+def instant(second: int) -> str:
+    return f"2026-11-28T11:{second // 60:02d}:{second % 60:02d}.000Z"
+
+
+def test_a_profiles_objects_are_written_oldest_first() -> None:
+    client = FakeProfiles()
+    events = [
+        make_event(1, timestamp=instant(30), user_attributes={"plan": ("gold",)}),
+        make_event(2, endpoint="ep-2", timestamp=instant(5)),
+        make_event(3, timestamp=instant(10), user_attributes={"plan": ("silver",)}),
+    ]
+    destination(client).deliver(events)
+    mine = [o for o in client.objects if o["endpoint_id"] == "ep-1"]
+    assert [o["event_id"] for o in mine] == ["e-3", "e-1"]
+
+
+def test_a_profile_too_big_for_one_call_is_written_in_order_by_one_worker() -> None:
+    client = FakeProfiles(delay=0.01)
+    busy = [make_event(i, timestamp=instant(100 - i)) for i in range(25)]  # newest first
+    others = [make_event(100 + i, endpoint=f"ep-x{i}") for i in range(15)]
+    mixed = [e for pair in zip(busy, others, strict=False) for e in pair] + busy[15:]
+    outcomes = destination(client, threads=4).deliver(mixed)
+    assert all(o.verdict is Verdict.DELIVERED for o in outcomes)
+    written = [o["timestamp"] for o in client.objects if o["endpoint_id"] == "ep-1"]
+    assert written == sorted(written)
+    assert len(written) == 25
+    assert len(client.calls) == 4
+
+
+def test_one_users_devices_share_a_worker_and_are_ordered_together() -> None:
+    events = [
+        make_event(1, endpoint="phone", timestamp=instant(9), user_id="u-1"),
+        make_event(2, endpoint="laptop", timestamp=instant(3), user_id="u-1"),
+        make_event(3, endpoint="laptop", timestamp=instant(1)),
+        make_event(4, endpoint="tablet", timestamp=instant(2)),  # anonymous: its own
+    ]
+    assert sorted(customer_profiles.profile_groups(events)) == [[2, 1, 0], [3]]
+
+
 # Time budget ------------------------------------------------------------------------------
 
 
@@ -330,19 +494,44 @@ def countdown(*values: int) -> Callable[[], int]:
 
 def test_no_call_starts_without_a_calls_worth_of_time() -> None:
     client = FakeProfiles()
-    events = [make_event(i, user_attributes={"plan": ("a",)}) for i in range(1, 5)]
-    outcomes = destination(client, budget_ms=10_000).deliver(
+    events = [
+        make_event(i, endpoint=f"ep-{i}", user_attributes={"plan": ("a",)}) for i in range(1, 26)
+    ]
+    outcomes = destination(client, budget_ms=10_000, threads=1).deliver(
         events, time_left=countdown(30_000, 10_000, 9_999)
     )
-    assert [o.verdict for o in outcomes] == [
-        Verdict.DELIVERED,
-        Verdict.DELIVERED,
-        Verdict.RETRY,
-        Verdict.RETRY,
+    verdicts = [o.verdict for o in outcomes]
+    assert verdicts.count(Verdict.DELIVERED) == 20
+    assert verdicts.count(Verdict.RETRY) == 5
+    late = [o for o in outcomes if o.verdict is Verdict.RETRY]
+    assert {o.reason for o in late} == {"out of time"}
+    assert {o.profile for o in late} == {Verdict.RETRY}
+    assert len(client.calls) == 2
+
+
+def test_a_batch_of_100_at_300_ms_a_call_finishes_with_the_reserve_intact() -> None:
+    """Lambda's default consumer timeout, the settlement reserve the consumer keeps for a
+    batch of 100, and the call budget of the default read timeout: not one event may run
+    out of time, and the writing must end well before the reserve is touched."""
+    timeout_ms = consumer_timeout_seconds("dev") * 1000
+    reserve = settlement_reserve_ms(100, 1, report_batch_item_failures=False)
+    started = time.monotonic()
+
+    def time_left() -> int:
+        return timeout_ms - reserve - int((time.monotonic() - started) * 1000)
+
+    rng = random.Random(7)
+    events = [
+        make_event(i, endpoint=f"ep-{rng.randrange(40)}", timestamp=instant(rng.randrange(60)))
+        for i in range(100)
     ]
-    assert outcomes[2].reason == outcomes[3].reason == "out of time"
-    assert outcomes[3].profile is Verdict.RETRY
-    assert [o["event_id"] for o in client.objects] == ["e-1", "e-2"]
+    client = FakeProfiles(delay=0.3)
+    outcomes = destination(client, budget_ms=call_budget_ms(10)).deliver(events, time_left)
+    out_of_time = [o for o in outcomes if o.reason == "out of time"]
+    assert len(out_of_time) == 0
+    assert all(o.verdict is Verdict.DELIVERED for o in outcomes)
+    assert len(client.calls) == 10
+    assert time_left() > call_budget_ms(10)  # another destination could still be called
 
 
 def test_without_a_deadline_everything_is_sent() -> None:
@@ -375,25 +564,28 @@ def test_an_object_that_cannot_be_built_rejects_that_event_only(
     outcomes = destination(client).deliver([make_event(1), make_event(2), make_event(3)])
     assert [o.verdict for o in outcomes] == [Verdict.DELIVERED, Verdict.REJECTED, Verdict.DELIVERED]
     assert outcomes[1].reason == "customer-profiles could not build the object: TypeError"
-    assert [o["event_id"] for o in client.objects] == ["e-1", "e-3"]
+    assert sorted(o["event_id"] for o in client.objects) == ["e-1", "e-3"]
 
 
 def test_an_object_botocore_refuses_is_rejected_and_the_rest_still_sent() -> None:
     error = ParamValidationError(report="Invalid length for parameter Object")
-    client = FakeProfiles(failing_for("e-1", error))
-    outcomes = destination(client).deliver([make_event(1), make_event(2)])
+    client = FakeProfiles(request=failing_call("e-1", error))
+    outcomes = destination(client).deliver([make_event(1), make_event(2), make_event(3)])
     assert outcomes[0].verdict is Verdict.REJECTED
     assert (
         outcomes[0].reason == "customer-profiles could not build the request: ParamValidationError"
     )
-    assert outcomes[1].verdict is Verdict.DELIVERED
+    assert [o.verdict for o in outcomes[1:]] == [Verdict.DELIVERED] * 2
 
 
-def test_an_unexpected_exception_retries_that_event_and_goes_on() -> None:
-    client = FakeProfiles(failing_for("e-1", KeyError("surprise")))
-    outcomes = destination(client).deliver([make_event(1), make_event(2)])
-    assert (outcomes[0].verdict, outcomes[0].reason) == (
-        Verdict.RETRY,
-        "customer-profiles PutProfileObject failed: KeyError",
-    )
-    assert outcomes[1].verdict is Verdict.DELIVERED
+def test_an_unexpected_exception_retries_that_calls_events_and_goes_on() -> None:
+    client = FakeProfiles(request=failing_call("e-1", KeyError("surprise")))
+    events = [make_event(i, endpoint=f"ep-{i}") for i in range(1, 12)]
+    outcomes = destination(client).deliver(events)
+    retried = [o for o in outcomes if o.verdict is Verdict.RETRY]
+    assert {o.reason for o in retried} == {
+        "customer-profiles BatchPutProfileObject failed: KeyError"
+    }
+    assert outcomes[0] in retried
+    assert len(retried) in (1, 10)  # the call e-1 was in
+    assert len(outcomes) - len(retried) == 11 - len(retried)

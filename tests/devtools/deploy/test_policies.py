@@ -35,7 +35,7 @@ ALIAS = "arn:aws:kms:eu-west-1:123456789012:alias/pixel-relay"
 
 def test_policy_files_are_current_run_make_policies_if_not() -> None:
     files = policy_files()
-    assert files, "no stage has a Pinpoint project id: nothing to check"
+    assert files, "no stage has its destinations' settings: nothing to check"
     for path, policy in files.items():
         assert path.read_text() == render(policy), f"{path.name} is stale: run make policies"
 
@@ -87,13 +87,28 @@ def test_the_consumer_works_its_queues_and_logs_without_change_message_visibilit
     assert statements["ParkRejections"]["Resource"] == "arn:*:sqs:*:*:pixel-relay-dev-events-dlq"
 
 
-def test_the_consumer_may_put_events_in_one_project_only() -> None:
+def test_the_consumer_may_write_objects_in_one_domain_only() -> None:
+    """The dev stage as shipped: Customer Profiles, the default destination."""
     policy = json.loads((ROOT / ".chalice" / "policy-dev-deliver.json").read_text())
+    assert not [s for s in policy["Statement"] if s.get("Sid") == "RecordEvents"]
+    [profiles] = [s for s in policy["Statement"] if s.get("Sid") == "PutProfileObjects"]
+    assert profiles["Action"] == ["profile:PutProfileObject"]  # BatchPutProfileObject's too
+    assert profiles["Resource"] == [
+        "arn:*:profile:*:*:domains/pixel-relay-dev",
+        "arn:*:profile:*:*:domains/pixel-relay-dev/object-types/PixelRelayEvent",
+    ]
+
+
+def test_the_consumer_may_put_events_in_one_project_only() -> None:
+    from devtools.deploy.policies import consumer_policy
+
+    environment = {**stage_environment("dev"), "DESTINATIONS": "pinpoint"}
+    policy = consumer_policy(environment, "fn")
     [pinpoint] = [s for s in policy["Statement"] if s.get("Sid") == "RecordEvents"]
     assert pinpoint["Action"] == ["mobiletargeting:PutEvents"]
     assert pinpoint["Resource"] == [
-        "arn:*:mobiletargeting:*:*:apps/dev-application",
-        "arn:*:mobiletargeting:*:*:apps/dev-application/*",
+        own_arn("mobiletargeting", "apps/dev-application"),
+        own_arn("mobiletargeting", "apps/dev-application/*"),
     ]
 
 

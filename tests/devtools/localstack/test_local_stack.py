@@ -19,7 +19,8 @@ def test_a_hit_reaches_the_dry_run_and_a_refused_one_does_not(tmp_path: Path) ->
     with local_stack("--exit-after", "120", "--dry-run-log", str(log)) as (process, output):
         pixel = banner_urls(output).pixel
 
-        # Refused first: had it been queued, it would reach Pinpoint before the good one.
+        # Refused first: had it been queued, it would reach the destination before the good one.
+        # The dry run is of the dev stage's DESTINATIONS: Customer Profiles, the default.
         status, content_type, body = get(f"{pixel}?endpoint_id=refused-endpoint&evat_x=1")
         assert status == 400
         assert content_type.startswith("text/plain")
@@ -35,10 +36,12 @@ def test_a_hit_reaches_the_dry_run_and_a_refused_one_does_not(tmp_path: Path) ->
         assert body.startswith(b"GIF89a")
 
         delivered = output.wait_for(
-            lambda line: line.startswith("pinpoint <- "), DELIVERY_SECONDS, "a delivered event"
+            lambda line: line.startswith("customer-profiles <- "),
+            DELIVERY_SECONDS,
+            "a delivered event",
         )
         assert delivered == (
-            'pinpoint <- purchase endpoint=demo-endpoint attrs={"product": "shoes"}'
+            'customer-profiles <- purchase endpoint=demo-endpoint attrs={"product": "shoes"}'
             f' metrics={{"price": 49.9}} at={happened:%Y-%m-%dT%H:%M:%S}.000Z'
         )
         output.wait_for(
@@ -46,12 +49,13 @@ def test_a_hit_reaches_the_dry_run_and_a_refused_one_does_not(tmp_path: Path) ->
             DELIVERY_SECONDS,
             "the consumer's batch",
         )
-        pinpoint = [line for line in output.lines if line.startswith("pinpoint <- ")]
-        assert pinpoint == [delivered]  # the refused hit never reached the queue
+        profiles = [line for line in output.lines if line.startswith("customer-profiles <- ")]
+        assert profiles == [delivered]  # the refused hit never reached the queue
 
         [record] = [json.loads(line) for line in log.read_text().splitlines()]
         assert record["event_id"] == "e-1"
         assert record["event"]["EventType"] == "purchase"
+        assert record["destination"] == "customer-profiles"
 
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=STOP_SECONDS) == 0

@@ -240,6 +240,7 @@ def deployed_stage(
     sqs: Any, httpserver: HTTPServer, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[tuple[str, StandInProbe, PinpointStandIn]]:
     from app import deliver
+    from chalicelib import runtime
 
     spec = QueueSpec.for_stage(STAGE)
     sqs.create_queue(QueueName=spec.dead_letter_queue)
@@ -248,6 +249,8 @@ def deployed_stage(
     api_url = serve_app_as_api_gateway(httpserver)
     with PinpointStandIn(applications=[application]) as pinpoint:
         monkeypatch.setenv("AWS_ENDPOINT_URL_PINPOINT", pinpoint.url)
+        monkeypatch.setenv("DESTINATIONS", "pinpoint")  # the check, followed through Pinpoint
+        runtime.reset()  # settings read before this test must not stand
         mapping = LocalEventSourceMapping(sqs, events_url, handler=lambda e: deliver(e, None))
         yield api_url, StandInProbe(mapping, pinpoint), pinpoint
     httpserver.check()
