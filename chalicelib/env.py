@@ -63,10 +63,7 @@ def model_rule(service: str, operation: str, *path: str) -> ModelRule:
     it (measured: about 20 ms to load a model, 0.1 ms the second time). Destination settings
     are parsed by the consumer and at deploy time only; the pixel never calls this.
     """
-    import boto3
-
-    session: Any = boto3._get_default_session()._session  # the loader boto3.client uses
-    shape: Any = session.get_service_model(service).operation_model(operation).input_shape
+    shape: Any = _service_model(service).operation_model(operation).input_shape
     for member in path:
         if shape.type_name == "list":
             shape = shape.member
@@ -80,6 +77,23 @@ def model_rule(service: str, operation: str, *path: str) -> ModelRule:
         min_length=metadata.get("min"),
         max_length=metadata.get("max"),
     )
+
+
+def _service_model(service: str) -> Any:
+    """The service model from the loader boto3's clients use; from botocore's own loader when
+    no default session can be made (a profile that does not exist: the tool that asked says
+    so in its own words, a settings check must not fail first)."""
+    import boto3
+    from botocore.exceptions import ProfileNotFound
+
+    try:
+        session: Any = boto3._get_default_session()._session  # the loader boto3.client uses
+    except ProfileNotFound:
+        from botocore.loaders import create_loader
+        from botocore.model import ServiceModel
+
+        return ServiceModel(create_loader().load_service_model(service, "service-2"), service)
+    return session.get_service_model(service)
 
 
 def call_budget_ms(timeout_seconds: int, attempts: int = 3) -> int:

@@ -12,7 +12,7 @@ from botocore.exceptions import ClientError, EndpointConnectionError, ParamValid
 
 from chalicelib.config import ConfigError
 from chalicelib.destinations import firehose, kinesis, registry
-from chalicelib.destinations.base import Verdict
+from chalicelib.destinations.base import Verdict, own_arn
 from chalicelib.events import Event
 from tests import factories
 
@@ -194,7 +194,7 @@ def test_a_stream_name_or_arn_names_the_stream_in_the_request_and_the_policy() -
     assert by_name.target() == {"StreamName": "events"}
     [statement] = kinesis.iam_statements(by_name)
     assert statement["Action"] == ["kinesis:PutRecords"]
-    assert statement["Resource"] == "arn:*:kinesis:*:*:stream/events"
+    assert statement["Resource"] == own_arn("kinesis", "stream/events")
 
     by_arn = kinesis.Settings.from_env({"KINESIS_STREAM": ARN})
     assert by_arn.target() == {"StreamARN": ARN}

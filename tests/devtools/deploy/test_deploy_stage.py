@@ -455,13 +455,13 @@ def test_a_stage_without_its_destination_settings_stops_before_any_queue_is_made
     clients: Clients, project: Path
 ) -> None:
     config = json.loads((project / ".chalice" / "config.json").read_text())
-    config["stages"]["dev"]["environment_variables"]["PINPOINT_APPLICATION_ID"] = ""
+    # The dev stage's destination is Customer Profiles (the default): its domain left empty.
+    config["stages"]["dev"]["environment_variables"]["PROFILES_DOMAIN"] = ""
     (project / ".chalice" / "config.json").write_text(json.dumps(config))
     result = run_deploy_command(project)
     assert result.returncode == 1
-    assert result.stderr.strip().splitlines() == [
-        "stage dev: PINPOINT_APPLICATION_ID: is required; set it in .chalice/config.json"
-    ]
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith("stage dev: PROFILES_DOMAIN: "), line
     assert clients.sqs.list_queues().get("QueueUrls", []) == []
 
 

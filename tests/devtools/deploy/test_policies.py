@@ -207,7 +207,7 @@ def _kms(policy: dict[str, Any]) -> dict[str, Any]:
 
 def test_a_queue_key_lets_both_functions_use_that_key_only() -> None:
     environment = {"EVENTS_QUEUE": "q", "DEAD_LETTER_QUEUE": "dlq", "QUEUE_KMS_KEY": KEY}
-    environment["PINPOINT_APPLICATION_ID"] = "app"
+    environment |= {"DESTINATIONS": "pinpoint", "PINPOINT_APPLICATION_ID": "app"}
     for policy in (pixel_policy(environment, "p"), consumer_policy(environment, "c")):
         statement = _kms(policy)
         # SendMessage needs GenerateDataKey and Decrypt (SQS reuses and checks data keys);
@@ -271,6 +271,8 @@ STUB_SERVICE = {
 BATCH_ACTIONS = {
     "sqs:SendMessageBatch": "sqs:SendMessage",
     "sqs:DeleteMessageBatch": "sqs:DeleteMessage",
+    # IAM has no profile:BatchPutProfileObject: PutProfileObject authorizes it.
+    "profile:BatchPutProfileObject": "profile:PutProfileObject",
 }
 # Calls made through a library rather than on a boto3 client: class name -> action.
 LIBRARY_CALLS = {

@@ -45,6 +45,10 @@ MOTO_LACKS = frozenset(
         "AWS::CloudWatch::Dashboard",
         "AWS::WAFv2::WebACL",
         "AWS::WAFv2::WebACLAssociation",
+        # Customer Profiles (the dev stage's destination): no CloudFormation in moto either.
+        "AWS::CustomerProfiles::Domain",
+        "AWS::CustomerProfiles::ObjectType",
+        "AWS::CustomerProfiles::EventTrigger",
     }
 )
 ARTIFACTS = "pixel-relay-artifacts"  # sam_transform's CodeUri

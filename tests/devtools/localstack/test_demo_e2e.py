@@ -32,8 +32,13 @@ def delivered(log: Path) -> list[dict[str, Any]]:
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Output, Path, str, str]]:
     log = tmp_path_factory.mktemp("dry-run") / "dry-run.jsonl"
-    # A short visibility timeout, so the outage's retry arrives within the test.
-    arguments = ("--exit-after", "600", "--dry-run-log", str(log), "--visibility-timeout", "2")
+    # A short visibility timeout, so the outage's retry arrives within the test. Pinpoint's
+    # event shape and outage button are what these tests read (the default destination's
+    # card, Customer Profiles with its triggers, is tested in test_demo_server.py).
+    arguments = (
+        *("--exit-after", "600", "--dry-run-log", str(log), "--visibility-timeout", "2"),
+        *("--destinations", "pinpoint"),
+    )
     with local_stack(*arguments) as (_, output):
         urls = banner_urls(output)
         yield output, log, urls.pixel, urls.demo
