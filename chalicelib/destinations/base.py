@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Generic, Protocol, TypeVar
@@ -225,6 +226,44 @@ def deliver_packed(
         for index, outcome in zip(members, answers, strict=True):
             outcomes[index] = outcome
     return outcomes
+
+
+def read_answers(
+    call: Callable[[], Mapping[str, Any]],
+    action: str,
+    answers_key: str,
+    what: str,
+    count: int,
+    outcome: Callable[[Mapping[str, Any]], Outcome],
+) -> list[Outcome]:
+    """The outcomes of one call that answers item by item (`count` items sent): each answer
+    under `answers_key` read by `outcome`. A request-level failure retries every item
+    (`client_error_outcome`), and so does an answer list of another length. botocore's
+    `ParamValidationError` goes through: `deliver_packed` halves the batch to find the item
+    at fault."""
+    from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
+
+    try:
+        response = call()
+    except ParamValidationError:
+        raise
+    except (ClientError, BotoCoreError) as error:
+        return [client_error_outcome(error, action)] * count
+    answers = response.get(answers_key, [])
+    if len(answers) != count:
+        return [Outcome(Verdict.RETRY, f"{action} answered for other {what}")] * count
+    return [outcome(answer) for answer in answers]
+
+
+def record_json(event: Event) -> str:
+    """`Event.to_record()` as compact JSON, non-ASCII kept as it is."""
+    return json.dumps(event.to_record(), ensure_ascii=False, separators=(",", ":"))
+
+
+def record_line(event: Event) -> bytes:
+    """One line of JSON, newline included: what Firehose writes to S3 for the event, and
+    what a Kinesis record carries (so a Firehose stream reading it writes the same)."""
+    return record_json(event).encode() + b"\n"
 
 
 def client_error_outcome(error: Exception, action: str) -> Outcome:

@@ -8,13 +8,10 @@ are packed 10 to a call within EventBridge's 256 KB, and each entry's result is 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
-
-from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
 
 from chalicelib import telemetry
 from chalicelib.destinations.base import (
@@ -26,9 +23,10 @@ from chalicelib.destinations.base import (
     Verdict,
     build_each,
     build_refusal,
-    client_error_outcome,
     deliver_packed,
     own_arn,
+    read_answers,
+    record_json,
     service_client,
 )
 from chalicelib.env import ConfigError, Reader, call_budget_ms, model_rule
@@ -102,7 +100,7 @@ def entry_for(event: Event, bus: str, source: str) -> dict[str, Any]:
     return {
         "Source": source,
         "DetailType": event.event_type,
-        "Detail": json.dumps(event.to_record(), ensure_ascii=False, separators=(",", ":")),
+        "Detail": record_json(event),
         "EventBusName": bus,
         "Time": datetime.fromisoformat(event.timestamp),
     }
@@ -156,16 +154,14 @@ class EventBridgeDestination:
     def _send(self, entries: list[dict[str, Any] | None]) -> list[Outcome]:
         telemetry.count("EventBridgeCalls")
         request: list[PutEventsRequestEntryTypeDef] = [e for e in entries if e is not None]  # type: ignore[misc]
-        try:
-            response = self._client.put_events(Entries=request)
-        except ParamValidationError:
-            raise  # deliver_packed halves the batch to find the entry at fault
-        except (ClientError, BotoCoreError) as error:
-            return [client_error_outcome(error, "PutEvents")] * len(entries)
-        answers = response.get("Entries", [])
-        if len(answers) != len(entries):
-            return [Outcome(Verdict.RETRY, "PutEvents answered for other entries")] * len(entries)
-        return [_entry_outcome(answer) for answer in answers]
+        return read_answers(
+            lambda: self._client.put_events(Entries=request),
+            "PutEvents",
+            "Entries",
+            "entries",
+            len(entries),
+            _entry_outcome,
+        )
 
 
 def _entry_outcome(answer: Mapping[str, Any]) -> Outcome:

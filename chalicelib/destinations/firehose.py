@@ -9,12 +9,9 @@ lists the fields). Records are packed up to Firehose's limits (500 records, 4 MB
 from __future__ import annotations
 
 import base64
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
-
-from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
+from typing import TYPE_CHECKING, Any
 
 from chalicelib import telemetry
 from chalicelib.destinations.base import (
@@ -25,9 +22,10 @@ from chalicelib.destinations.base import (
     TimeLeft,
     Verdict,
     build_each,
-    client_error_outcome,
     deliver_packed,
     own_arn,
+    read_answers,
+    record_line,
     service_client,
 )
 from chalicelib.env import Reader, call_budget_ms, model_rule
@@ -83,10 +81,8 @@ def iam_statements(settings: Settings) -> list[Statement]:
     ]
 
 
-def record_data(event: Event) -> bytes:
-    """One line of JSON: Firehose concatenates records, so each ends with a newline."""
-    line = json.dumps(event.to_record(), ensure_ascii=False, separators=(",", ":"))
-    return line.encode() + b"\n"
+# One line of JSON: Firehose concatenates records, so each ends with a newline.
+record_data = record_line
 
 
 class FirehoseDestination:
@@ -120,26 +116,23 @@ class FirehoseDestination:
 
     def _send(self, records: list[bytes | None]) -> list[Outcome]:
         telemetry.count("FirehoseCalls")
-        try:
-            response = self._client.put_record_batch(
+        return read_answers(
+            lambda: self._client.put_record_batch(
                 DeliveryStreamName=self._stream,
                 Records=[{"Data": r} for r in records if r is not None],
-            )
-        except ParamValidationError:
-            raise  # deliver_packed halves the batch to find the record at fault
-        except (ClientError, BotoCoreError) as error:
-            return [client_error_outcome(error, "PutRecordBatch")] * len(records)
-        answers = response.get("RequestResponses", [])
-        if len(answers) != len(records):
-            return [Outcome(Verdict.RETRY, "PutRecordBatch answered for other records")] * len(
-                records
-            )
-        return [
-            Outcome(Verdict.RETRY, f"{a['ErrorCode']} {a.get('ErrorMessage', '')}".strip())
-            if a.get("ErrorCode")
-            else DELIVERED
-            for a in answers
-        ]
+            ),
+            "PutRecordBatch",
+            "RequestResponses",
+            "records",
+            len(records),
+            _record_outcome,
+        )
+
+
+def _record_outcome(answer: Mapping[str, Any]) -> Outcome:
+    if not answer.get("ErrorCode"):
+        return DELIVERED
+    return Outcome(Verdict.RETRY, f"{answer['ErrorCode']} {answer.get('ErrorMessage', '')}".strip())
 
 
 SPEC = DestinationSpec(

@@ -18,12 +18,9 @@ before the call.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
-
-from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
 
 from chalicelib import telemetry
 from chalicelib.destinations.base import (
@@ -34,9 +31,10 @@ from chalicelib.destinations.base import (
     TimeLeft,
     Verdict,
     build_each,
-    client_error_outcome,
     deliver_packed,
     own_arn,
+    read_answers,
+    record_line,
     service_client,
 )
 from chalicelib.env import ConfigError, Reader, call_budget_ms, model_rule
@@ -124,12 +122,6 @@ def iam_statements(settings: Settings) -> list[Statement]:
     ]
 
 
-def record_data(event: Event) -> bytes:
-    """One line of JSON, the bytes the Firehose destination writes for the same event."""
-    line = json.dumps(event.to_record(), ensure_ascii=False, separators=(",", ":"))
-    return line.encode() + b"\n"
-
-
 @dataclass(frozen=True)
 class Record:
     data: bytes
@@ -137,7 +129,7 @@ class Record:
 
 
 def build_record(event: Event) -> Record:
-    return Record(record_data(event), event.endpoint_id)
+    return Record(record_line(event), event.endpoint_id)
 
 
 class KinesisDestination:
@@ -179,19 +171,17 @@ class KinesisDestination:
     def _send(self, records: list[Record | None]) -> list[Outcome]:
         telemetry.count("KinesisCalls")
         sent = [r for r in records if r is not None]
-        try:
-            response = self._client.put_records(
+        return read_answers(
+            lambda: self._client.put_records(
                 Records=[{"Data": r.data, "PartitionKey": r.partition_key} for r in sent],
                 **self._target,
-            )
-        except ParamValidationError:
-            raise  # deliver_packed halves the batch to find the record at fault
-        except (ClientError, BotoCoreError) as error:
-            return [client_error_outcome(error, "PutRecords")] * len(records)
-        answers = response.get("Records", [])
-        if len(answers) != len(records):
-            return [Outcome(Verdict.RETRY, "PutRecords answered for other records")] * len(records)
-        return [_outcome(answer) for answer in answers]
+            ),
+            "PutRecords",
+            "Records",
+            "records",
+            len(records),
+            _outcome,
+        )
 
 
 def _outcome(answer: Mapping[str, Any]) -> Outcome:
