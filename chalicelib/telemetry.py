@@ -48,15 +48,7 @@ def count(name: str, value: int = 1) -> None:
 
 def count_by_reason(name: str, reason: str, value: int = 1) -> None:
     """A counter with a `reason` dimension, published at once in its own EMF document."""
-    with single_metric(
-        name=name,
-        unit=MetricUnit.Count,
-        value=value,
-        namespace=NAMESPACE,
-        default_dimensions=DIMENSIONS,
-    ) as metric:
-        metric.add_dimension(name="service", value=SERVICE)
-        metric.add_dimension(name="reason", value=reason)
+    _count_at_once(name, "reason", reason, value)
 
 
 def publish() -> None:
@@ -67,8 +59,13 @@ def publish() -> None:
 def count_for_destination(name: str, destination: str, value: int = 1) -> None:
     """A counter with a `destination` dimension, published at once in its own EMF document
     (`DuplicatesSkipped`, `DedupeStoreReadFailures`, `DedupeStoreWriteFailures`)."""
-    if not value:
-        return
+    if value:
+        _count_at_once(name, "destination", destination, value)
+
+
+def _count_at_once(name: str, dimension: str, dimension_value: str, value: int) -> None:
+    """A counter with one dimension of its own besides `service`, published at once in its
+    own EMF document."""
     with single_metric(
         name=name,
         unit=MetricUnit.Count,
@@ -77,4 +74,4 @@ def count_for_destination(name: str, destination: str, value: int = 1) -> None:
         default_dimensions=DIMENSIONS,
     ) as metric:
         metric.add_dimension(name="service", value=SERVICE)
-        metric.add_dimension(name="destination", value=destination)
+        metric.add_dimension(name=dimension, value=dimension_value)
