@@ -12,6 +12,7 @@ import json
 import sys
 import threading
 import uuid
+from collections import deque
 from collections.abc import Callable, Mapping
 from typing import Any, Generic, TypeVar
 
@@ -54,6 +55,23 @@ class StandIn(LoopbackService, Generic[RequestT, AcceptedT]):
         self._lock = threading.RLock()
         self._requests: list[RequestT] = []
         self._accepted: list[AcceptedT] = []
+        self._delays: deque[float] = deque()
+
+    def delay_next_requests(self, seconds: float, count: int = 1) -> None:
+        """Answer each of the next `count` requests `seconds` late. The request is processed
+        (and recorded) first, as a slow service would have done, so a client that times out
+        and retries sends it twice; requests that arrive meanwhile are not held up."""
+        with self._lock:
+            self._delays.extend([seconds] * count)
+
+    def _next_delay(self) -> float:
+        """How late to answer the request being decided (call with the lock held)."""
+        return self._delays.popleft() if self._delays else 0.0
+
+    def _wait_to_answer(self, delay: float) -> bool:
+        """Wait `delay` seconds before answering; False if the stand-in stops meanwhile (the
+        connection is then dropped unanswered)."""
+        return not (delay > 0 and self._stopping.wait(delay))
 
     @property
     def requests(self) -> list[RequestT]:

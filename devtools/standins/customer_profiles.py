@@ -141,7 +141,6 @@ class ProfilesStandIn(StandIn[RecordedRequest, AcceptedObject]):
         self._failures: dict[str, deque[int]] = {}
         self._rejections: dict[str, tuple[int, str]] = {}
         self._item_failures: deque[int] = deque()
-        self._delays: deque[float] = deque()
         self._request_fault: RequestFault | None = None
         self._item_fault: ItemFault | None = None
 
@@ -172,12 +171,6 @@ class ProfilesStandIn(StandIn[RecordedRequest, AcceptedObject]):
             raise ValueError(f"an item failure needs an error status (or 0), not {status}")
         with self._lock:
             self._item_failures.extend([status] * count)
-
-    def delay_next_requests(self, seconds: float, count: int = 1) -> None:
-        """Answer each of the next `count` requests `seconds` late (processed first, as a
-        slow service would have), without holding up requests that arrive meanwhile."""
-        with self._lock:
-            self._delays.extend([seconds] * count)
 
     def plan_faults(
         self, request: RequestFault | None = None, item: ItemFault | None = None
@@ -239,7 +232,7 @@ class ProfilesStandIn(StandIn[RecordedRequest, AcceptedObject]):
     ) -> tuple[int, JsonObject, float]:
         """The status and body to answer, and how long to wait before answering."""
         with self._lock:
-            delay = self._delays.popleft() if self._delays else 0.0
+            delay = self._next_delay()
             status, body = self._answer(operation, path, raw)
             return status, body, delay
 
@@ -560,8 +553,8 @@ class _Handler(RestJsonHandler[ProfilesStandIn]):
             if method == self.command and match:
                 params = [unquote(group) for group in match.groups()]
                 status, body, delay = self.service._respond(operation, params, raw)
-                if delay > 0 and self.service._stopping.wait(delay):
-                    return  # stopping: drop the connection unanswered
+                if not self.service._wait_to_answer(delay):
+                    return
                 self.send_answer(status, body, error_type=ERROR_TYPES.get(status))
                 return
         message = f"No operation for {self.command} {path}"

@@ -137,7 +137,6 @@ class PinpointStandIn(StandIn[RecordedRequest, AcceptedEvent]):
         self._validate_model = validate_model
         super().__init__(host, port, on_accept)
         self._failures: deque[int] = deque()
-        self._delays: deque[float] = deque()
         self._rejections: dict[str, _Rejection] = {}
         self._request_fault: RequestFault | None = None
         self._event_fault: EventFault | None = None
@@ -157,15 +156,6 @@ class PinpointStandIn(StandIn[RecordedRequest, AcceptedEvent]):
         _error_type(status)
         with self._lock:
             self._failures.extend([status] * count)
-
-    def delay_next_requests(self, seconds: float, count: int = 1) -> None:
-        """Sleep `seconds` before answering each of the next `count` requests.
-
-        The request is processed (and recorded) first, as a slow real service would
-        have done, so a client that times out and retries sends the events twice.
-        """
-        with self._lock:
-            self._delays.extend([seconds] * count)
 
     def reject_events(
         self,
@@ -221,7 +211,7 @@ class PinpointStandIn(StandIn[RecordedRequest, AcceptedEvent]):
         request_id = str(uuid.uuid4())
         with self._lock:
             failure = self._failures.popleft() if self._failures else None
-            delay = self._delays.popleft() if self._delays else 0.0
+            delay = self._next_delay()
             body: dict[str, Any] | None = None
             try:
                 if raw is not None:
@@ -336,8 +326,8 @@ class _Handler(RestJsonHandler[PinpointStandIn]):
             )
         else:
             reply = standin._respond(application_id, raw)
-        if reply.delay > 0 and standin._stopping.wait(reply.delay):
-            return  # stopping: drop the connection unanswered
+        if not standin._wait_to_answer(reply.delay):
+            return
         self._send(reply)
 
     def do_GET(self) -> None:
