@@ -88,7 +88,8 @@ class QueueState:
         return f"{self.name}: already as specified"
 
 
-def _queue_url(sqs: SQSClient, name: str) -> str | None:
+def existing_queue_url(sqs: SQSClient, name: str) -> str | None:
+    """The queue's URL, or None where no queue has that name."""
     try:
         return sqs.get_queue_url(QueueName=name)["QueueUrl"]
     except ClientError as error:
@@ -130,7 +131,7 @@ def ensure_queue(
 ) -> QueueState:
     """Create the queue, or bring an existing one to `attributes` without recreating it
     (CreateQueue refuses an existing name with different attributes)."""
-    url = _queue_url(sqs, name)
+    url = existing_queue_url(sqs, name)
     created = url is None
     changed: dict[QueueAttributeNameType, str] = {}
     if url is None:
@@ -156,8 +157,8 @@ def ensure_queues(sqs: SQSClient, spec: QueueSpec) -> tuple[QueueState, QueueSta
 def queue_problems(sqs: SQSClient, spec: QueueSpec) -> list[str]:
     """Read-only: how the deployed queues differ from the spec (empty when they match)."""
     problems: list[str] = []
-    dead_letter_url = _queue_url(sqs, spec.dead_letter_queue)
-    events_url = _queue_url(sqs, spec.events_queue)
+    dead_letter_url = existing_queue_url(sqs, spec.dead_letter_queue)
+    events_url = existing_queue_url(sqs, spec.events_queue)
     if dead_letter_url is None:
         problems.append(f"{spec.dead_letter_queue}: does not exist")
     if events_url is None:
@@ -244,7 +245,7 @@ def enable_partial_batch_responses(
 def configure_mapping(stage: str, root: Path, sqs: SQSClient, lambda_client: Any) -> int:
     """Enable and verify the setting on the consumer's mapping; 0 when it is on."""
     spec = QueueSpec.for_stage(stage, root)
-    url = _queue_url(sqs, spec.events_queue)
+    url = existing_queue_url(sqs, spec.events_queue)
     if url is None:
         print(f"mapping: {spec.events_queue} does not exist; run deploy first", file=sys.stderr)
         return 1

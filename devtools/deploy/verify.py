@@ -40,7 +40,7 @@ from typing import IO, TYPE_CHECKING, Any, Final
 import boto3
 from botocore.exceptions import ClientError
 
-from devtools.deploy.stage import PARTIAL_BATCH, attribute_differences
+from devtools.deploy.stage import PARTIAL_BATCH, attribute_differences, existing_queue_url
 from devtools.paths import ROOT
 from devtools.queue_spec import QueueSpec, chalice_config
 
@@ -106,16 +106,6 @@ def queue_name(url: str) -> str:
     return url.rstrip("/").rsplit("/", 1)[-1]
 
 
-def _queue_url(sqs: SQSClient, name: str) -> str | None:
-    try:
-        return sqs.get_queue_url(QueueName=name)["QueueUrl"]
-    except ClientError as error:
-        code = error.response.get("Error", {}).get("Code", "")
-        if code in {"AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist"}:
-            return None
-        raise
-
-
 def _stack(cloudformation: Any, stack_name: str) -> dict[str, Any] | None:
     try:
         stacks = cloudformation.describe_stacks(StackName=stack_name)["Stacks"]
@@ -171,8 +161,8 @@ def chalice_deployment(stage: str, root: Path, sqs: SQSClient) -> Deployment:
         consumer=f"{prefix}-deliver",
         events_queue=spec.events_queue,
         dead_letter_queue=spec.dead_letter_queue,
-        events_queue_url=_queue_url(sqs, spec.events_queue),
-        dead_letter_queue_url=_queue_url(sqs, spec.dead_letter_queue),
+        events_queue_url=existing_queue_url(sqs, spec.events_queue),
+        dead_letter_queue_url=existing_queue_url(sqs, spec.dead_letter_queue),
     )
 
 
