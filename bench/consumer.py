@@ -16,7 +16,6 @@ import os
 import pickle
 import statistics
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -29,10 +28,10 @@ from typing import Any, Final, cast
 import boto3
 from botocore.serialize import create_serializer
 
+from bench import companion
 from bench.environment import environment_patch, quiet_stdout
 from bench.fakes import aws_in_process, fresh_default_session
 from bench.hits import answered_gif, proxy_event, sample_queries
-from devtools.paths import ROOT
 
 QUEUE_ARN = "arn:aws:sqs:us-east-1:000000000000:pixel-relay-dev-events"
 
@@ -92,11 +91,7 @@ class Double:
     environment: dict[str, str]
 
     def received(self) -> dict[str, int]:
-        assert self.process.stdin is not None
-        assert self.process.stdout is not None
-        self.process.stdin.write("count\n")
-        self.process.stdin.flush()
-        numbers: dict[str, int] = json.loads(self.process.stdout.readline())
+        numbers: dict[str, int] = companion.count(self.process)
         return numbers
 
     def wait_for(self, events: int, seconds: float = 60) -> dict[str, int]:
@@ -112,33 +107,17 @@ class Double:
 @contextlib.contextmanager
 def served(destination: str) -> Iterator[Double]:
     """`destination`'s double in its own process, and the app's variables pointing at it."""
-    with tempfile.TemporaryFile("w+") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "bench.doubles", destination],
-            cwd=ROOT,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=log,
-            text=True,
-        )
-        try:
-            assert process.stdout is not None
-            line = process.stdout.readline()
-            if not line:
-                process.wait(timeout=30)
-                log.seek(0)
-                raise RuntimeError(f"the {destination} double did not start: {log.read()[-1500:]}")
-            double = Double(process, json.loads(line)["environment"])
-            with environment_patch({**double.environment, "DESTINATIONS": destination}):
-                yield double
-        finally:
-            if process.stdin is not None:
-                process.stdin.close()
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+    with (
+        tempfile.TemporaryFile("w+") as log,
+        companion.companion(["bench.doubles", destination], log) as (process, line),
+    ):
+        if not line:
+            process.wait(timeout=30)
+            log.seek(0)
+            raise RuntimeError(f"the {destination} double did not start: {log.read()[-1500:]}")
+        double = Double(process, json.loads(line)["environment"])
+        with environment_patch({**double.environment, "DESTINATIONS": destination}):
+            yield double
 
 
 class _CallCounter:

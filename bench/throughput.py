@@ -18,7 +18,6 @@ import json
 import pstats
 import statistics
 import subprocess
-import sys
 import time
 from collections import defaultdict
 from collections.abc import Iterator
@@ -27,6 +26,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 import boto3
 
+from bench import companion
 from bench.environment import environment_patch, quiet_stdout
 from bench.fakes import fresh_default_session
 from bench.hits import answered_gif, proxy_event, sample_queries
@@ -49,39 +49,17 @@ class Servers:
     pinpoint_url: str
 
     def numbers(self) -> dict[str, float]:
-        assert self.process.stdin is not None
-        assert self.process.stdout is not None
-        self.process.stdin.write("count\n")
-        self.process.stdin.flush()
-        numbers: dict[str, float] = json.loads(self.process.stdout.readline())
+        numbers: dict[str, float] = companion.count(self.process)
         return numbers
 
 
 @contextlib.contextmanager
 def servers(log: IO[str]) -> Iterator[Servers]:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "bench.servers", APPLICATION_ID],
-        cwd=ROOT,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=log,
-        text=True,
-    )
-    try:
-        assert process.stdout is not None
-        line = process.stdout.readline()
+    with companion.companion(["bench.servers", APPLICATION_ID], log) as (process, line):
         if not line:
             raise RuntimeError("bench.servers exited before answering; see its log")
         urls = json.loads(line)
         yield Servers(process, urls["sqs"], urls["pinpoint"])
-    finally:
-        if process.stdin is not None:
-            process.stdin.close()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 @dataclass
