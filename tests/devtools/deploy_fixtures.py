@@ -30,6 +30,22 @@ _no_proxy = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 PROJECT_FILES = ("app.py", "chalicelib", "requirements.txt", "deploy/stages.json")
 
 
+def lambda_role(iam: Any, name: str) -> str:
+    """The ARN of a new role Lambda may assume, as a function needs one."""
+    trust = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Principal": {"Service": "lambda.amazonaws.com"},
+                "Action": "sts:AssumeRole",
+            }
+        ],
+    }
+    role = iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(trust))
+    return str(role["Role"]["Arn"])
+
+
 @pytest.fixture
 def moto(moto_url: str, monkeypatch: pytest.MonkeyPatch) -> str:
     """A clean moto, and every boto3 client (and child process) pointed at it."""

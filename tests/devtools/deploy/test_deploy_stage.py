@@ -36,6 +36,7 @@ from devtools.queue_spec import QueueSpec
 from tests.devtools.deploy_fixtures import (
     chalice_on_moto,
     copy_project,
+    lambda_role,
     moto_clients,
     stage_resources,
 )
@@ -149,21 +150,7 @@ def test_verify_fails_while_the_mapping_lacks_the_setting(
     spec = QueueSpec.for_stage(STAGE, project)
     events, _ = ensure_queues(clients.sqs, spec)
     iam = boto3.client("iam", endpoint_url=clients.sqs.meta.endpoint_url, region_name=REGION)
-    role = iam.create_role(
-        RoleName="deliver-role",
-        AssumeRolePolicyDocument=json.dumps(
-            {
-                "Version": "2012-10-17",
-                "Statement": [
-                    {
-                        "Effect": "Allow",
-                        "Principal": {"Service": "lambda.amazonaws.com"},
-                        "Action": "sts:AssumeRole",
-                    }
-                ],
-            }
-        ),
-    )["Role"]["Arn"]
+    role = lambda_role(iam, "deliver-role")
     function = clients.lambda_client.create_function(
         FunctionName=consumer_function_name(STAGE, project),
         Runtime="python3.11",

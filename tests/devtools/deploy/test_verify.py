@@ -32,7 +32,7 @@ from devtools.deploy.stage import ensure_queues
 from devtools.offline import REGION
 from devtools.paths import ROOT
 from devtools.queue_spec import QueueSpec, stage_environment
-from tests.devtools.deploy_fixtures import Packaged
+from tests.devtools.deploy_fixtures import Packaged, lambda_role
 
 STAGE = "dev"
 STACK = "pixel-relay-dev"
@@ -178,21 +178,7 @@ def chalice_stage(moto: str, project: Path, report: str, partial: bool) -> tuple
     """Queues, both functions and the mapping under Chalice's names; (queue URL, mapping)."""
     spec = QueueSpec.for_stage(STAGE, project)
     events, _ = ensure_queues(client(moto, "sqs"), spec)
-    role = client(moto, "iam").create_role(
-        RoleName="pixel-relay-dev",
-        AssumeRolePolicyDocument=json.dumps(
-            {
-                "Version": "2012-10-17",
-                "Statement": [
-                    {
-                        "Effect": "Allow",
-                        "Principal": {"Service": "lambda.amazonaws.com"},
-                        "Action": "sts:AssumeRole",
-                    }
-                ],
-            }
-        ),
-    )["Role"]["Arn"]
+    role = lambda_role(client(moto, "iam"), "pixel-relay-dev")
     environment = {**stage_environment(STAGE, project), "REPORT_BATCH_ITEM_FAILURES": report}
     lambda_client = client(moto, "lambda")
     for name in ("pixel-relay-dev", "pixel-relay-dev-deliver"):
