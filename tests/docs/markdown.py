@@ -37,9 +37,10 @@ def cells(line: str) -> list[str]:
     return found
 
 
-def table(text: str, first_header: str) -> list[dict[str, str]]:
-    """The rows of the first table whose first header cell is `first_header`, each a dict
-    from header to cell. Fails when there is no such table: a renamed column must be seen."""
+def tables(text: str, first_header: str) -> list[list[dict[str, str]]]:
+    """Every table whose first header cell is `first_header`: its rows, each a dict from
+    header to cell."""
+    found: list[list[dict[str, str]]] = []
     lines = text.splitlines()
     for number, line in enumerate(lines):
         if not line.startswith("|") or cells(line)[0] != first_header:
@@ -52,8 +53,16 @@ def table(text: str, first_header: str) -> list[dict[str, str]]:
             values = cells(row)
             assert len(values) == len(header), f"a row has {len(values)} cells: {row}"
             rows.append(dict(zip(header, values, strict=True)))
-        return rows
-    raise AssertionError(f"no table whose first column is {first_header!r}")
+        found.append(rows)
+    return found
+
+
+def table(text: str, first_header: str) -> list[dict[str, str]]:
+    """The rows of the first table whose first header cell is `first_header`. Fails when
+    there is none: a renamed column must be seen, not read as an empty table."""
+    found = tables(text, first_header)
+    assert found, f"no table whose first column is {first_header!r}"
+    return found[0]
 
 
 def code_spans(cell: str) -> list[str]:
