@@ -182,7 +182,7 @@ def test_a_malformed_consent_parameter_is_refused_naming_it(value: str, reason: 
 
 def test_a_message_with_a_malformed_consent_field_is_poison() -> None:
     document = event_of(BASE).to_record() | {"version": 1, "consent": {"ad_storage": True}}
-    with pytest.raises(MessageError, match="^consent must be an object"):
+    with pytest.raises(MessageError, match=r"^consent must be an object"):
         Event.from_message(json.dumps(document))
 
 
