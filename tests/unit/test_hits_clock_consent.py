@@ -49,9 +49,7 @@ def iso(instant: datetime) -> str:
 def test_a_clock_an_hour_behind_is_put_right_and_its_time_kept_apart() -> None:
     behind = timedelta(hours=1)
     happened = NOW - timedelta(minutes=1)  # a minute ago, on the pixel's clock
-    event = event_of(
-        f"{BASE}&timestamp={millis(happened - behind)}&sent_at={millis(NOW - behind)}"
-    )
+    event = event_of(f"{BASE}&timestamp={millis(happened - behind)}&sent_at={millis(NOW - behind)}")
     assert event.timestamp == format_instant(happened)
     assert event.client_timestamp == format_instant(happened - behind)
     assert event.received_at == format_instant(NOW)
