@@ -185,7 +185,7 @@ def test_a_mock_never_stands_in_for_a_permission(tmp_path: Path) -> None:
     )
 
 
-# URL match patterns (send_pixel, inject_script) ----------------------------------------------------
+# URL match patterns (send_pixel, inject_script) ---------------------------------------------
 
 
 def url_permission(public_id: str, *patterns: str) -> dict[str, Any]:
