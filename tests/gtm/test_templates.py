@@ -229,6 +229,28 @@ def test_without_consent_nothing_leaves_the_page() -> None:
 # The server tag -----------------------------------------------------------------------------
 
 
+SERVER_DATA: dict[str, Any] = {
+    "pixelUrl": PIXEL,
+    "endpointIdField": "client_id",
+    "eventIdField": "",
+    "attributeParameters": [{"key": "coupon", "name": ""}],
+    "metricParameters": [],
+    "consentParameters": [],
+    "forwardBrowserHeaders": True,
+}
+ACCEPTED = {"sendHttpRequest": {"statusCode": 200, "body": '{"accepted": 1, "refused": []}'}}
+
+
+def server_request(event_data: dict[str, Any], **changes: Any) -> dict[str, Any]:
+    """What the server tag sent for this event: {url, options, body}, and the run's answer."""
+    answer = run_once(
+        SERVER, {"data": SERVER_DATA | changes, "eventData": event_data, "mocks": ACCEPTED}
+    )
+    assert answer["error"] is None, answer["error"]
+    [[url, _callback, options, body]] = answer["calls"]["sendHttpRequest"]
+    return {"url": url, "options": options, "body": body, "answer": answer}
+
+
 def test_a_ga4_event_becomes_one_line_the_pixel_accepts() -> None:
     event_data = {
         "event_name": "purchase",
@@ -238,43 +260,69 @@ def test_a_ga4_event_becomes_one_line_the_pixel_accepts() -> None:
         "page_location": "https://shop.example/checkout?step=2&coupon=a#b",
         "user_agent": "Mozilla/5.0 Chrome/131.0",
         "coupon": "SPRING & SUMMER",
+        "x-ga-gcs": "G110",
     }
-    data = {
-        "pixelUrl": PIXEL,
-        "endpointIdField": "client_id",
-        "eventIdField": "",
-        "attributeParameters": [{"key": "coupon", "name": ""}],
-        "metricParameters": [],
-        "forwardBrowserHeaders": True,
-    }
-    answer = run_once(
-        SERVER,
-        {
-            "data": data,
-            "eventData": event_data,
-            "mocks": {
-                "sendHttpRequest": {"statusCode": 200, "body": '{"accepted": 1, "refused": []}'}
-            },
-        },
-    )
-    [[url, _callback, options, body]] = answer["calls"]["sendHttpRequest"]
-    assert url == PIXEL
-    assert options["method"] == "POST"
-    assert options["headers"] == {
+    sent = server_request(event_data)
+    assert sent["url"] == PIXEL
+    assert sent["options"]["method"] == "POST"
+    assert sent["options"]["headers"] == {
         "Content-Type": "text/plain;charset=UTF-8",
         "User-Agent": "Mozilla/5.0 Chrome/131.0",
-        "Referer": "https://shop.example/checkout?step=2&coupon=a#b",
+        "Referer": "https://shop.example/checkout?step=2&coupon=a",  # the fragment stays home
     }
-    assert "\n" not in body
-    event = as_the_pixel_reads(body).event
+    assert "\n" not in sent["body"]
+    event = as_the_pixel_reads(sent["body"]).event
     assert (event.event_type, event.endpoint_id) == ("purchase", "1234567890.1700000000")
     assert event.metrics == {"value": 120.0}
     assert event.attributes == {
         "currency": "EUR",
-        "page_location": "https://shop.example/checkout?step=2&coupon=a#b",
+        "page_location": "https://shop.example/checkout?step=2&coupon=a",
         "coupon": "SPRING & SUMMER",
     }
-    assert answer["outcome"] == "success"
+    assert event.consent == {"ad_storage": "granted", "analytics_storage": "denied"}
+    assert sent["answer"]["outcome"] == "success"
+
+
+def test_the_referer_is_ascii_a_server_can_send_and_decodes_to_the_page() -> None:
+    page = "https://shop.example/Ωmega/日本?q=ü%20x&emoji=😀#section"
+    sent = server_request({"event_name": "view", "client_id": "c-1", "page_location": page})
+    referer = sent["options"]["headers"]["Referer"]
+    assert referer.isascii()
+    assert referer == (
+        "https://shop.example/%CE%A9mega/%E6%97%A5%E6%9C%AC?q=%C3%BC%20x&emoji=%F0%9F%98%80"
+    )
+    assert urllib.parse.unquote(referer) == urllib.parse.unquote(page.split("#")[0])
+
+
+def test_without_forwarding_the_tags_own_user_agent_passes_the_default_bot_filter() -> None:
+    from chalicelib.bots import BotFilter
+    from chalicelib.pixel import Gate
+
+    sent = server_request({"event_name": "view", "client_id": "c-1"}, forwardBrowserHeaders=False)
+    headers = {name.lower(): value for name, value in sent["options"]["headers"].items()}
+    assert headers["user-agent"] == "pixel-relay-server-tag/1 (GTM server container)"
+    Gate(policy=HitPolicy(), bots=BotFilter(enabled=True)).check_request(headers)  # no refusal
+    forwarded_without_agent = server_request({"event_name": "view", "client_id": "c-1"})
+    assert forwarded_without_agent["options"]["headers"]["User-Agent"] == (
+        "pixel-relay-server-tag/1 (GTM server container)"
+    )
+
+
+def test_every_value_is_cut_or_cleaned_in_the_tag_so_the_pixel_accepts_the_event() -> None:
+    long_text = "a😀" * 200  # 600 UTF-16 units; unit 200 is the first half of an emoji
+    event_data = {
+        "event_name": "view",
+        "client_id": "c-1",
+        "page_location": "https://shop.example/" + "x" * 400,
+        "coupon": long_text,
+        "note": "line one\nline two\ttabbed",
+    }
+    attributes = [{"key": "coupon", "name": ""}, {"key": "note", "name": ""}]
+    sent = server_request(event_data, attributeParameters=attributes)
+    event = as_the_pixel_reads(sent["body"]).event
+    assert len(event.attributes["page_location"]) == 200
+    assert event.attributes["coupon"] == "a😀" * 66 + "a"  # 199 units: the emoji left whole
+    assert event.attributes["note"] == "line one line two tabbed"
 
 
 # Shape --------------------------------------------------------------------------------------
