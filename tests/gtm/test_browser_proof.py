@@ -21,6 +21,7 @@ import pytest
 from chalicelib.config import HitPolicy
 from devtools.gtm.page_server import GtmPageServer
 from devtools.ops import gtm
+from devtools.paths import ROOT
 from tests.browser import BROWSER_TIMEOUT_MS, page_errors, visitor_browser
 from tests.stack_harness import Output, banner_urls, local_stack
 
