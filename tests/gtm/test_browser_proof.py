@@ -141,9 +141,7 @@ def test_fifty_events_fired_then_the_page_left_arrive_once_each_in_few_requests(
 def test_the_browser_globals_list_holds_every_global_of_this_chromium(chromium: Any) -> None:
     """The emulator's first-token rule reads devtools/gtm/browser-globals.json: it must name
     every global a fresh page of the Chromium under test has (regenerate it if not)."""
-    listed = set(
-        json.loads((Path(gtm.ROOT) / "devtools/gtm/browser-globals.json").read_text())["names"]
-    )
+    listed = set(json.loads((ROOT / "devtools/gtm/browser-globals.json").read_text())["names"])
     page = chromium.new_page()
     try:
         names = page.evaluate(
