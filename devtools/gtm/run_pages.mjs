@@ -3,7 +3,8 @@
 //   node devtools/gtm/run_pages.mjs < request.json
 //
 // request: {template: "<.tpl path>", scripts: {"<url>": "<file>"}, sendBeacon, fetch,
-//           pages: [{fires: [{data, after_ms}], leave_after_ms}]}
+//           start_at (epoch ms, the pages' clock), pages: [{fires: [{data, after_ms}],
+//           leave_after_ms}]}
 // answer:  {pages: [{requests: [{kind, method, url, body, at}], logs, outcomes}]}
 // Each fire runs after the page's clock has advanced by its after_ms; the visitor leaves
 // leave_after_ms after the last fire (timers due before then run first).
@@ -20,6 +21,7 @@ for (const spec of request.pages) {
     scripts: request.scripts || {},
     sendBeacon: request.sendBeacon ?? true,
     fetch: request.fetch ?? true,
+    ...(request.start_at ? { startAt: request.start_at } : {}),
   });
   const runs = [];
   for (const fire of spec.fires) {
