@@ -4,7 +4,7 @@ from typing import Any
 
 from chalice.app import Chalice, Response, SQSEvent
 
-from chalicelib import runtime
+from chalicelib import runtime, script
 from chalicelib.responses import pixel_middleware
 
 app = Chalice(app_name="pixel-relay")
@@ -45,6 +45,14 @@ def preflight() -> Response:
     request = app.current_request
     assert request is not None
     return runtime.beacon_service().preflight(request.headers)
+
+
+@app.route("/pixel-relay.js", methods=["GET"])
+def relay_script() -> Response:
+    """The script the web tag injects to batch its hits (chalicelib/script.py)."""
+    request = app.current_request
+    assert request is not None
+    return script.script_response(request.headers)
 
 
 @app.on_sqs_message(

@@ -1,8 +1,15 @@
-"""What a hit costs in requests: GET hits against beacons (`POST /events`) of 10 and 50 hits.
+"""What a hit costs in requests: GET hits against beacons (`POST /events`) of 10 and 50 hits,
+and the GTM web tag's default transport.
 
 The same events go through the real app handler (`app.app`) as API Gateway hands them to
 Lambda (REST, proxy integration: `devtools.api_gateway`): once as one GET each, once as
-beacons of 10 lines and once as beacons of 50. Counted per 1,000 events:
+beacons of 10 lines and once as beacons of 50; and as the web tag sends them by default
+(`template`): the tag (gtm/pixel-relay-tag.tpl) runs on the strict GTM emulator in simulated
+pages with the real pixel-relay.js (devtools/gtm/run_pages.mjs, Node), and whatever leaves
+those pages (beacons, or images if the script would fall back) is what the handler gets. The
+page model is the browser proof's (tests/gtm/test_browser_proof.py): pages of
+TEMPLATE_EVENTS_PER_PAGE events, one every TEMPLATE_GAP_MS, then the visitor leaves. Counted
+per 1,000 events:
 
 - API Gateway requests: the proxy events handed to the app, one per HTTP request;
 - Lambda invocations: calls of the handler, one per request in a proxy integration;
@@ -37,6 +44,11 @@ from bench.report import Figure
 # makes its process offline first (bench.environment.prepare_process), and --help stays fast.
 
 BEACON_SIZES: Final = (10, 50)
+# The web tag's page model (see the module's docstring) and its target.
+TEMPLATE_EVENTS_PER_PAGE: Final = 50
+TEMPLATE_GAP_MS: Final = 100
+TEMPLATE_TARGET_PER_1000: Final = 100.0
+TEMPLATE_PIXEL: Final = "https://abc123.execute-api.us-east-1.amazonaws.com/api/events"
 SQS_BILLING_CHUNK: Final = 64 * 1024
 COUNTS: Final = (
     ("api_gateway", "API Gateway requests", "requests"),
@@ -49,7 +61,11 @@ BEACON_SHARE: Final = 0.1
 
 def transports() -> list[tuple[str, str]]:
     """(key, label) of each way of sending, in the table's order."""
-    return [("get", "GET hits")] + [(f"beacon{n}", f"beacons of {n}") for n in BEACON_SIZES]
+    return (
+        [("get", "GET hits")]
+        + [(f"beacon{n}", f"beacons of {n}") for n in BEACON_SIZES]
+        + [("template", "GTM web tag, default transport")]
+    )
 
 
 def figures() -> list[Figure]:
@@ -123,13 +139,85 @@ def beacon_headers() -> dict[str, str]:
     }
 
 
+def template_data(query: str) -> dict[str, Any]:
+    """The web tag's fields for the event a GET hit's query string describes."""
+    from urllib.parse import parse_qs
+
+    params = {name: values[0] for name, values in parse_qs(query).items()}
+    return {
+        "pixelUrl": TEMPLATE_PIXEL,
+        "eventName": params["event"],
+        "endpointId": params["endpoint_id"],
+        "eventId": params.get("event_id", ""),
+        "eventAttributesObject": {
+            k.removeprefix("evat_"): v for k, v in params.items() if k.startswith("evat_")
+        },
+        "eventMetricsObject": {
+            k.removeprefix("evmt_"): float(v) for k, v in params.items() if k.startswith("evmt_")
+        },
+        "requireAnalyticsStorage": True,
+    }
+
+
+def template_requests(queries: Sequence[str]) -> list[dict[str, Any]]:
+    """What leaves the simulated pages when the web tag fires once per query (page model in
+    the module's docstring): [{kind, method, url, body}]."""
+    import subprocess
+
+    from devtools.paths import ROOT
+
+    script_url = TEMPLATE_PIXEL.removesuffix("events") + "pixel-relay.js"
+    pages = [
+        {
+            "fires": [
+                {"data": template_data(query), "after_ms": TEMPLATE_GAP_MS}
+                for query in queries[start : start + TEMPLATE_EVENTS_PER_PAGE]
+            ],
+            "leave_after_ms": TEMPLATE_GAP_MS,
+        }
+        for start in range(0, len(queries), TEMPLATE_EVENTS_PER_PAGE)
+    ]
+    request = {
+        "template": str(ROOT / "gtm" / "pixel-relay-tag.tpl"),
+        "scripts": {script_url: str(ROOT / "chalicelib" / "static" / "pixel-relay.js")},
+        "start_at": int(time.time() * 1000),
+        "pages": pages,
+    }
+    result = subprocess.run(
+        ["node", str(ROOT / "devtools" / "gtm" / "run_pages.mjs")],
+        input=json.dumps(request),
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=300,
+    )
+    answer = json.loads(result.stdout)
+    outcomes = [outcome for page in answer["pages"] for outcome in page["outcomes"]]
+    if outcomes.count("success") != len(queries):
+        raise RuntimeError(
+            f"template: {outcomes.count('success')} of {len(queries)} tags succeeded"
+        )
+    return [r for page in answer["pages"] for r in page["requests"]]
+
+
 def _requests(transport: str, queries: Sequence[str]) -> list[tuple[dict[str, Any], int]]:
     """The proxy events for `transport`, each with the number of hits it carries."""
+    from urllib.parse import urlsplit
+
     from bench.hits import proxy_event
     from devtools.api_gateway import beacon_event
 
     if transport == "get":
         return [(proxy_event(query), 1) for query in queries]
+    if transport == "template":
+        events = []
+        for sent in template_requests(queries):
+            if sent["method"] == "POST":
+                body = sent["body"].encode()
+                events.append((beacon_event(body, beacon_headers()), len(body.splitlines())))
+            else:
+                events.append((proxy_event(urlsplit(sent["url"]).query), 1))
+        return events
     size = int(transport.removeprefix("beacon"))
     chunks = [queries[start : start + size] for start in range(0, len(queries), size)]
     return [
@@ -137,10 +225,10 @@ def _requests(transport: str, queries: Sequence[str]) -> list[tuple[dict[str, An
     ]
 
 
-def _accepted(answer: dict[str, Any], hits: int, transport: str) -> bool:
+def _accepted(answer: dict[str, Any], hits: int, request: dict[str, Any]) -> bool:
     from bench.hits import answered_gif
 
-    if transport == "get":
+    if request["httpMethod"] == "GET":
         return answered_gif(answer)
     if answer.get("statusCode") != 200:
         return False
@@ -172,7 +260,7 @@ def count_transport(transport: str, queries: Sequence[str]) -> dict[str, Any]:
         # Before the app makes its client: a client copies the session's handlers.
         session.events.register("before-call.sqs", calls)
         with quiet_stdout():
-            warmed = _accepted(app(warm_up[0], None), warm_up[1], transport)
+            warmed = _accepted(app(warm_up[0], None), warm_up[1], warm_up[0])
         cold = calls.take()
         invocations = 0
         refused = 0 if warmed else 1
@@ -181,7 +269,7 @@ def count_transport(transport: str, queries: Sequence[str]) -> dict[str, Any]:
             for event, hits in requests:
                 answer = app(event, None)
                 invocations += 1
-                if not _accepted(answer, hits, transport):
+                if not _accepted(answer, hits, event):
                     refused += 1
             cpu = time.process_time() - cpu
             log_bytes = written()
@@ -287,13 +375,17 @@ def apply(
     set_figure: Callable[[str, float, dict[str, Any]], None],
     by_key: dict[str, Figure],
 ) -> None:
-    """Fill the rows of figures() from measure(): GET reported, beacons judged against it."""
+    """Fill the rows of figures() from measure(): GET reported, beacons judged against it,
+    the web tag's API Gateway requests against TEMPLATE_TARGET_PER_1000."""
     for count, _, _ in COUNTS:
         get = measured["get"][count]
         for transport, _ in transports():
             key = f"transport_{count}_{transport}"
             set_figure(key, measured[transport][count], measured[transport])
-            if transport != "get":
+            if transport == "template":
+                if count == "api_gateway":
+                    by_key[key].target = TEMPLATE_TARGET_PER_1000
+            elif transport != "get":
                 by_key[key].target = round(get * BEACON_SHARE, 4)
 
 

@@ -68,6 +68,11 @@ class Event:
     # The destinations still owed this event; None means every configured one. Set on the
     # copy that goes back to the queue when some destinations already have the event.
     destinations: tuple[str, ...] | None = None
+    # The client's own `timestamp` when the pixel corrected it by `sent_at` (chalicelib/clock).
+    client_timestamp: str | None = None
+    # The consent state the hit carried (consent type -> granted/denied); None: it carried
+    # none. Delivery reads it (chalicelib/consent.py); the pixel never refuses a hit for it.
+    consent: Mapping[str, str] | None = None
 
     def to_record(self) -> dict[str, Any]:
         """The event as destinations other than Pinpoint store it (docs/message-format.md)."""
@@ -90,6 +95,11 @@ class Event:
                 k: list(v) for k, v in self.profile.endpoint_attributes.items()
             },
             "endpoint_metrics": dict(self.profile.endpoint_metrics),
+            # Optional fields, present only when the hit gave them (docs/message-format.md).
+            **(
+                {} if self.client_timestamp is None else {"client_timestamp": self.client_timestamp}
+            ),
+            **({} if self.consent is None else {"consent": dict(self.consent)}),
         }
 
     def to_message(self) -> str:
@@ -132,6 +142,10 @@ class Event:
         endpoint_id = rules.identifier("endpoint_id", reader.text("endpoint_id"))
         timestamp = rules.message_instant("timestamp", reader.text("timestamp"))
         received_at = rules.message_instant("received_at", reader.text("received_at"))
+        client_timestamp = reader.optional_text("client_timestamp")
+        if client_timestamp is not None:
+            client_timestamp = rules.message_instant("client_timestamp", client_timestamp)
+        consent = reader.optional_consent("consent")
         session: Session | None = None
         session_document = reader.optional_object("session")
         if session_document is not None:
@@ -179,6 +193,8 @@ class Event:
                 else ProfileUpdate(user_id, user_attributes, endpoint_attributes, endpoint_metrics)
             ),
             destinations=reader.optional_names("destinations"),
+            client_timestamp=client_timestamp,
+            consent=consent,
         )
 
 
@@ -248,6 +264,14 @@ class _DocumentReader:
                 raise self._fail(key, "values must be finite")
             numbers[name] = number
         return numbers
+
+    def optional_consent(self, key: str) -> dict[str, str] | None:
+        value = self._document.get(key)
+        if value is None:
+            return None
+        if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+            raise self._fail(key, "must be an object of consent type -> granted/denied")
+        return rules.consent_state(self._prefix + key, value)
 
     def optional_names(self, key: str) -> tuple[str, ...] | None:
         value = self._document.get(key)

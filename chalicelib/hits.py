@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from chalicelib import rules
+from chalicelib import clock, rules
 from chalicelib.env import Reader
 from chalicelib.events import Event, ProfileUpdate, Session
 from chalicelib.rules import FieldError
@@ -36,6 +36,8 @@ SINGLE_VALUED = (
     "session_id",
     "session_start",
     "user_id",
+    "sent_at",
+    "consent",
 )
 # The query parameter that carries a signed hit's token unless TOKEN_PARAMETER names another
 # (chalicelib/signing); here because the pixel reads it whether or not signing is loaded.
@@ -140,11 +142,14 @@ class _HitParser:
         self._params = {name: values or [""] for name, values in params.items()}
         self._policy = policy
         self._received_at = received_at
+        self._sent_at: datetime | None = None
         self._dropped: list[str] = []
 
     def parse(self, make_event_id: Callable[[], str]) -> AcceptedHit:
         unknown = self._check_names()
-        timestamp = self._instant("timestamp") or self._received_at
+        self._sent_at = self._sent_at_instant()
+        client_timestamp = self._client_instant("timestamp")
+        timestamp = self._received_at if client_timestamp is None else client_timestamp[1]
         attributes = self._event_attributes()
         metrics = self._metrics(EVENT_METRIC, drop_invented=True)
         rules.event_keys("evat_/evmt_", len(attributes), len(metrics))
@@ -158,6 +163,8 @@ class _HitParser:
             attributes=attributes,
             metrics=metrics,
             profile=self._profile(),
+            client_timestamp=_original(client_timestamp),
+            consent=self._consent(),
         )
         return AcceptedHit(
             event=event, unknown_parameters=unknown, dropped_parameters=tuple(self._dropped)
@@ -216,6 +223,7 @@ class _HitParser:
         value = self._single("event")
         if value is None:
             raise HitRefusedError("event", "is required", "missing_parameter")
+        _refuse_invented("event", value)
         return rules.event_type("event", value)
 
     def _identifier(self, name: str, required: bool) -> str | None:
@@ -224,13 +232,30 @@ class _HitParser:
             if required:
                 raise HitRefusedError(name, "is required", "missing_parameter")
             return None
+        _refuse_invented(name, value)
         return rules.identifier(name, value)
 
-    def _instant(self, name: str) -> datetime | None:
+    def _sent_at_instant(self) -> datetime | None:
+        """The client's clock as the request left; no time window (a wrong clock is what
+        it is there to reveal)."""
+        value = self._single("sent_at")
+        return None if value is None else rules.hit_instant("sent_at", value)
+
+    def _consent(self) -> dict[str, str] | None:
+        value = self._single("consent")
+        return None if value is None else rules.consent_text("consent", value)
+
+    def _client_instant(self, name: str) -> tuple[datetime, datetime] | None:
+        """An instant of the client's: (as sent, corrected by `sent_at`), the corrected one
+        within the pixel's time window."""
         value = self._single(name)
         if value is None:
             return None
-        instant = rules.hit_instant(name, value)
+        sent = rules.hit_instant(name, value)
+        try:
+            instant = clock.corrected_time(sent, self._sent_at, self._received_at)
+        except clock.ClockRangeError as error:
+            raise HitRefusedError(name, str(error), "bad_timestamp") from None
         # The time window is the pixel's policy, not a rule of the message: a message
         # replayed from the dead-letter queue days later is still valid.
         earliest = self._received_at - self._policy.max_event_age
@@ -248,11 +273,12 @@ class _HitParser:
                 f"{_describe(self._policy.max_clock_ahead.total_seconds())} in the future",
                 "timestamp_out_of_range",
             )
-        return instant
+        return sent, instant
 
     def _session(self, timestamp: datetime) -> Session | None:
         session_id = self._identifier("session_id", required=False)
-        start = self._instant("session_start")
+        client_start = self._client_instant("session_start")
+        start = None if client_start is None else client_start[1]
         if session_id is None:
             if start is not None:
                 raise HitRefusedError("session_start", "needs session_id", "missing_parameter")
@@ -327,6 +353,25 @@ class _HitParser:
             _check_allowed(parameter, name, allowed, setting)
             attributes[name] = rules.profile_values(parameter, values)
         return attributes
+
+
+def _refuse_invented(parameter: str, value: str) -> None:
+    """An identifier is never the text GTM writes for an unset variable: every visitor
+    without the variable would share one profile called "undefined"."""
+    if value in INVENTED_VALUES:
+        raise HitRefusedError(
+            parameter,
+            f'is "{value}", what GTM writes for an unset variable; send the real value '
+            "or leave the hit out",
+            "undefined_value",
+        )
+
+
+def _original(instant: tuple[datetime, datetime] | None) -> str | None:
+    """The client's own time, kept when the pixel corrected it (else None)."""
+    if instant is None or instant[0] == instant[1]:
+        return None
+    return format_instant(instant[0])
 
 
 def _check_allowed(parameter: str, name: str, allowed: frozenset[str], setting: str) -> None:

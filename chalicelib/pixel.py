@@ -36,6 +36,9 @@ if TYPE_CHECKING:
     from chalicelib.signing.settings import SigningSettings
     from chalicelib.signing.verify import TokenVerifier
 
+# BotFilter's reason for a request without a User-Agent (chalicelib.bots, loaded only when
+# the filter is on: the name is repeated here rather than imported).
+EMPTY_USER_AGENT = "empty_user_agent"
 # What `_admit` names when a request header, not a parameter, is refused.
 HEADERS = frozenset({"User-Agent", "Referer"})
 
@@ -85,6 +88,13 @@ class Gate:
         refuses. A beacon's lines share its headers, so they are checked once per request."""
         if self.bots is not None:
             bot = self.bots.reason(headers.get("user-agent"))
+            if bot == EMPTY_USER_AGENT:
+                raise HitRefusedError(
+                    "User-Agent",
+                    "is missing or blank; every browser sends one, so the hit is taken for "
+                    "a script's (BOT_FILTER)",
+                    bot,
+                )
             if bot is not None:
                 raise HitRefusedError(
                     "User-Agent", "a known crawler or tool; not recorded (BOT_FILTER)", bot

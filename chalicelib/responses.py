@@ -151,10 +151,12 @@ def pixel_middleware(request: Request, get_response: Callable[[Request], Respons
     Chalice answers 400 to a binary response unless the request's Accept matches a binary
     type. With `*/*` declared binary any Accept matches, but a missing one does not; some
     clients (mail proxies, bots, old browsers) send none, and a pixel answers everyone.
-    Chalice's own answers (405 for another method, 500) get the no-cache headers too.
+    Chalice's own answers (405 for another method, 500) get the no-cache headers too; an
+    answer that says how it may be cached (the script, chalicelib/script.py) keeps its own.
     """
     if request.headers.get("accept") is None:
         request.headers = CaseInsensitiveMapping({**request.headers, "accept": "*/*"})
     response = get_response(request)
-    response.headers = {**response.headers, **NO_CACHE}
+    if "Cache-Control" not in response.headers:
+        response.headers = {**response.headers, **NO_CACHE}
     return response

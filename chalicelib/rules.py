@@ -28,6 +28,20 @@ from chalicelib import limits
 # String(undefined) and String(null). Never a real value of a profile attribute.
 INVENTED_VALUES: Final = frozenset({"undefined", "null"})
 
+# Google's consent types (the consent APIs of GTM's templates name these seven) and the two
+# states a consent type has. A hit's `consent` parameter and a message's `consent` field
+# carry a subset of the types, each with its state (docs/consent.md).
+CONSENT_TYPES: Final = (
+    "ad_storage",
+    "analytics_storage",
+    "ad_user_data",
+    "ad_personalization",
+    "functionality_storage",
+    "personalization_storage",
+    "security_storage",
+)
+CONSENT_STATES: Final = ("granted", "denied")
+
 # fullmatch, and [0-9] rather than \d: "$" would let a final newline through, and \d
 # would take Arabic-Indic digits.
 _IDENTIFIER: Final = re.compile(r"[\x21-\x7e]+")
@@ -235,6 +249,39 @@ def session_start(field: str, start: _Instant, timestamp: _Instant) -> None:
     """Both datetimes, or both in format_instant's form (which sorts as time does)."""
     if start > timestamp:
         raise FieldError(field, "is after the event's timestamp", "bad_timestamp")
+
+
+# Consent ----------------------------------------------------------------------------------
+
+
+def consent_state(field: str, states: Mapping[str, str]) -> dict[str, str]:
+    """A consent state: known consent types, each `granted` or `denied`, at least one."""
+    if not states:
+        raise FieldError(field, "names no consent type", "bad_consent")
+    for consent_type, state in states.items():
+        if consent_type not in CONSENT_TYPES:
+            raise FieldError(
+                field,
+                f"unknown consent type; known: {', '.join(CONSENT_TYPES)}",
+                "bad_consent",
+            )
+        if state not in CONSENT_STATES:
+            raise FieldError(field, "a consent state is granted or denied", "bad_consent")
+    return dict(states)
+
+
+def consent_text(field: str, value: str) -> dict[str, str]:
+    """A hit's consent parameter: `type:state` pairs separated by commas, each type once
+    (`ad_storage:granted,analytics_storage:denied`)."""
+    states: dict[str, str] = {}
+    for pair in value.split(","):
+        consent_type, separator, state = pair.partition(":")
+        if not separator:
+            raise FieldError(field, "must be type:state pairs separated by commas", "bad_consent")
+        if consent_type in states:
+            raise FieldError(field, "names a consent type twice", "bad_consent")
+        states[consent_type] = state
+    return consent_state(field, states)
 
 
 # Counts -----------------------------------------------------------------------------------

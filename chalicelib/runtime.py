@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
 
     from chalicelib.beacon import BeaconService
+    from chalicelib.consent import ConsentSettings
     from chalicelib.dedupe import DedupeSettings
     from chalicelib.delivery import BatchDelivery
 
@@ -50,6 +51,7 @@ def check_configuration() -> Settings:
     if not os.environ.get("AWS_LAMBDA_FUNCTION_NAME"):
         destination_settings()
         dedupe_settings()
+        consent_settings()
     return current
 
 
@@ -58,6 +60,13 @@ def dedupe_settings() -> DedupeSettings:
     from chalicelib.dedupe import DedupeSettings  # the consumer's
 
     return DedupeSettings.from_env(os.environ)
+
+
+@cache
+def consent_settings() -> ConsentSettings:
+    from chalicelib.consent import ConsentSettings  # the consumer's
+
+    return ConsentSettings.from_env(os.environ)
 
 
 @cache
@@ -142,6 +151,7 @@ def _gate() -> Gate:
 @cache
 def batch_delivery() -> BatchDelivery:
     # Imported here: the pixel function never needs the consumer's modules.
+    from chalicelib.consent import with_consent
     from chalicelib.dedupe import Deduplicated, DynamoDeliveryStore, RecentDeliveries
     from chalicelib.delivery import BatchDelivery
     from chalicelib.settlement import CONSUMER_SQS, BatchQueue, DeadLetterQueue
@@ -158,8 +168,10 @@ def batch_delivery() -> BatchDelivery:
     # Each destination is sent an event it recorded once: copies are answered from one
     # memory per container (keys name the destination) and, if configured, the table.
     memory = RecentDeliveries(dedupe.memory_size)
+    # An event without the consent a destination requires (CONSENT_REQUIRED) is not sent there.
+    consent = consent_settings()
     destinations = [
-        Deduplicated(registry.create(name, configured[name]), memory, store)
+        with_consent(Deduplicated(registry.create(name, configured[name]), memory, store), consent)
         for name in current.destinations
     ]
     return BatchDelivery(
@@ -177,6 +189,7 @@ def reset() -> None:
         settings,
         destination_settings,
         dedupe_settings,
+        consent_settings,
         _dedupe_dynamodb,
         _pixel_sqs,
         _consumer_sqs,

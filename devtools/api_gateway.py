@@ -13,12 +13,15 @@ from typing import Any
 from urllib.parse import parse_qs
 
 
-def pixel_event(query: str, headers: Mapping[str, str] | None) -> dict[str, Any]:
-    """GET /events with this raw query string; API Gateway decodes the parameters."""
+def pixel_event(
+    query: str, headers: Mapping[str, str] | None, path: str = "/events"
+) -> dict[str, Any]:
+    """GET `path` (/events unless said) with this raw query string; API Gateway decodes the
+    parameters."""
     params = parse_qs(query, keep_blank_values=True) or None
     return {
-        "resource": "/events",
-        "path": "/events",
+        "resource": path,
+        "path": path,
         "httpMethod": "GET",
         "headers": None if headers is None else dict(headers),
         "multiValueHeaders": None
@@ -29,9 +32,9 @@ def pixel_event(query: str, headers: Mapping[str, str] | None) -> dict[str, Any]
         "pathParameters": None,
         "stageVariables": None,
         "requestContext": {
-            "resourcePath": "/events",
+            "resourcePath": path,
             "httpMethod": "GET",
-            "path": "/api/events",
+            "path": "/api" + path,
             "stage": "api",
             "requestId": str(uuid.uuid4()),
             "identity": {"sourceIp": "203.0.113.7"},

@@ -22,7 +22,7 @@ ___INFO___
     "id": "brand_dummy",
     "displayName": "pixel-relay"
   },
-  "description": "Sends one event to a pixel-relay stage (GET /events as an image request, or POST /events with navigator.sendBeacon when the page may unload). Every value is URL-encoded by the tag. See docs/gtm-setup.md.",
+  "description": "Sends one event to a pixel-relay stage: batched with other hits into POST /events beacons by the stage's own pixel-relay.js (they survive the page unloading), or as one image request (GET /events). Every value is URL-encoded by the tag; the consent state and the browser clock go with each hit. See docs/gtm-setup.md.",
   "containerContexts": [
     "WEB"
   ]
@@ -69,7 +69,7 @@ ___TEMPLATE_PARAMETERS___
     "name": "endpointId",
     "displayName": "Endpoint id",
     "simpleValueType": true,
-    "help": "The visitor's endpoint id, usually a Data Layer Variable. When it is empty the tag sends nothing and fails (the pixel would refuse the hit).",
+    "help": "The visitor's endpoint id, usually a Data Layer Variable. When it is empty, or GTM's text for an unset variable (undefined, null), the tag sends nothing and fails, with the reason in Preview's console.",
     "valueValidators": [
       {
         "type": "NON_EMPTY"
@@ -81,14 +81,14 @@ ___TEMPLATE_PARAMETERS___
     "name": "eventId",
     "displayName": "Event id (optional)",
     "simpleValueType": true,
-    "help": "A unique id for this event, so a repeated request is recorded once. Empty: the pixel makes one."
+    "help": "A unique id for this event, so a repeated request is recorded once. Empty: the tag makes one."
   },
   {
     "type": "TEXT",
     "name": "timestamp",
     "displayName": "Timestamp (optional)",
     "simpleValueType": true,
-    "help": "When the event happened: ISO 8601 with an offset or Z, or epoch milliseconds. Empty: the time the pixel received it."
+    "help": "When the event happened: ISO 8601 with an offset or Z, or epoch milliseconds. Empty: when the tag fired. Either way the tag also sends sent_at (this browser's clock as the hit leaves), so the pixel corrects a wrong clock."
   },
   {
     "type": "TEXT",
@@ -202,12 +202,23 @@ ___TEMPLATE_PARAMETERS___
     "help": "List only names the stage allows: the pixel refuses the whole hit, event included, for any other. An empty, undefined or null value is left out, so a stored value is never overwritten with it."
   },
   {
-    "type": "CHECKBOX",
-    "name": "pageMayUnload",
-    "checkboxText": "The page may unload (a link click, a form submit, page hide): send with navigator.sendBeacon",
+    "type": "SELECT",
+    "name": "transport",
+    "displayName": "How hits are sent",
+    "macrosInSelect": false,
+    "selectItems": [
+      {
+        "value": "batched",
+        "displayValue": "Batched beacons through pixel-relay.js (survive the page unloading)"
+      },
+      {
+        "value": "image",
+        "displayValue": "One image request per event"
+      }
+    ],
     "simpleValueType": true,
-    "defaultValue": false,
-    "help": "An image request is cancelled when the page unloads; a beacon is not. The beacon POSTs the hit to the same URL as text/plain. The tag succeeds when the browser queued the beacon; the pixel's answer cannot be read. Where the browser does not queue it, the tag sends an image request instead."
+    "defaultValue": "batched",
+    "help": "Batched (default): the tag loads pixel-relay.js from your stage (GET /pixel-relay.js, next to /events) once per page and hands it each hit; it sends up to 20 hits as one POST /events with navigator.sendBeacon, at the latest 5 s after the first, and at once when the page is hidden or left, so hits fired as the page unloads arrive too. The tag succeeds when the script has the hit. If the script cannot load, the tag sends the hit as an image request instead. Image: one GET /events per event; the tag succeeds when the pixel answered 200."
   },
   {
     "type": "CHECKBOX",
@@ -222,12 +233,14 @@ ___TEMPLATE_PARAMETERS___
 
 ___SANDBOXED_JS_FOR_WEB_TEMPLATE___
 
-// pixel-relay web tag: one event per tag fire, every name and value URL-encoded here.
-const callInWindow = require('callInWindow');
+// pixel-relay web tag: one event per tag fire, every name and value URL-encoded here, handed to
+// the stage's pixel-relay.js (batched beacons) or sent as one image request.
+const createQueue = require('createQueue');
 const encodeUriComponent = require('encodeUriComponent');
 const generateRandom = require('generateRandom');
 const getTimestampMillis = require('getTimestampMillis');
 const getType = require('getType');
+const injectScript = require('injectScript');
 const isConsentGranted = require('isConsentGranted');
 const logToConsole = require('logToConsole');
 const makeString = require('makeString');
@@ -237,6 +250,14 @@ const sendPixel = require('sendPixel');
 
 const LOG_PREFIX = 'pixel-relay tag: ';
 const CACHE_BUSTER = 'gtmcb';  // IGNORED_PARAMETERS' default: the pixel ignores it
+// The array pixel-relay.js reads hits from (not a browser global: see access_globals).
+const QUEUE = 'pixelRelayQueue';
+const QUEUE_VERSION = 1;
+const SCRIPT_CACHE_TOKEN = 'pixel-relay';
+// Consent types sent with every hit: the pixel's CONSENT_REQUIRED decides where it may go.
+const CONSENT_TYPES = ['ad_storage', 'analytics_storage', 'ad_user_data', 'ad_personalization'];
+// What GTM writes for a variable that is not set; never an identifier.
+const INVENTED = ['undefined', 'null'];
 
 function log(message) {
   logToConsole(LOG_PREFIX + message);
@@ -246,19 +267,58 @@ function isUnset(value) {
   return value === undefined || value === null;
 }
 
+// A refusal in the tag: the hit is not sent, the reason goes to the console.
+function Refusal(message) {
+  return {refused: message};
+}
+
 function textOf(value) {
   return isUnset(value) ? '' : makeString(value);
 }
 
-function pair(name, value) {
-  return encodeUriComponent(name) + '=' + encodeUriComponent(value);
+// A value as the text a parameter carries, or a Refusal: objects and arrays have no text form
+// (makeString would send [object Object], or a,b).
+function scalarText(label, value) {
+  const type = getType(value);
+  if (type === 'object' || type === 'array' || type === 'function') {
+    return Refusal(label + ' is ' + (type === 'array' ? 'an array' : 'an ' + type) +
+      ', not a text or a number: nothing sent');
+  }
+  return textOf(value);
 }
 
-function listOf(value) {
-  return getType(value) === 'array' ? value : [value];
+function encoded(label, text) {
+  const result = encodeUriComponent(text);
+  if (result === undefined) {
+    return Refusal(label + ' holds half of a character (a lone surrogate): nothing sent');
+  }
+  return result;
 }
 
-// Fields the pixel refuses a hit without, in the order a user fills them.
+// The parts of the hit, or the first Refusal met.
+function Hit() {
+  return {parts: [], refusal: null};
+}
+
+function add(hit, name, value, label) {
+  if (hit.refusal) {
+    return;
+  }
+  const text = scalarText(label, value);
+  if (getType(text) === 'object') {
+    hit.refusal = text.refused;
+    return;
+  }
+  const key = encoded(label, name);
+  const encodedValue = encoded(label, text);
+  if (getType(key) === 'object' || getType(encodedValue) === 'object') {
+    hit.refusal = (getType(key) === 'object' ? key : encodedValue).refused;
+    return;
+  }
+  hit.parts.push(key + '=' + encodedValue);
+}
+
+// Fields the pixel refuses a hit without (or with GTM's text for unset), in form order.
 function missingField() {
   const required = [
     ['pixelUrl', 'Pixel URL'],
@@ -266,9 +326,24 @@ function missingField() {
     ['endpointId', 'Endpoint id']
   ];
   for (let i = 0; i < required.length; i++) {
-    if (textOf(data[required[i][0]]) === '') {
-      return required[i][1];
+    const value = data[required[i][0]];
+    const type = getType(value);
+    if (type === 'object' || type === 'array') {
+      return required[i][1] + ' is ' + (type === 'array' ? 'an array' : 'an object') +
+        ': nothing sent';
     }
+    const text = textOf(value);
+    if (text === '') {
+      return required[i][1] + ' is empty: nothing sent';
+    }
+    if (INVENTED.indexOf(text) >= 0) {
+      return required[i][1] + ' is "' + text + '", what GTM writes for an unset variable: ' +
+        'nothing sent';
+    }
+  }
+  const eventId = textOf(data.eventId);
+  if (INVENTED.indexOf(eventId) >= 0) {
+    return 'Event id is "' + eventId + '", what GTM writes for an unset variable: nothing sent';
   }
   return null;
 }
@@ -288,40 +363,52 @@ function merged(object, table) {
   return result;
 }
 
-// The query string a GET would carry; also the one line a beacon POSTs.
-function hitQuery() {
-  const parts = [pair('event', textOf(data.eventName)), pair('endpoint_id', textOf(data.endpointId))];
-  if (textOf(data.eventId) !== '') {
-    parts.push(pair('event_id', textOf(data.eventId)));
+function newEventId() {
+  return makeString(getTimestampMillis()) + '-' + makeString(generateRandom(100000, 999999)) +
+    makeString(generateRandom(100000, 999999));
+}
+
+function consentState() {
+  const states = [];
+  for (let i = 0; i < CONSENT_TYPES.length; i++) {
+    states.push(CONSENT_TYPES[i] + ':' + (isConsentGranted(CONSENT_TYPES[i]) ? 'granted' : 'denied'));
   }
-  if (textOf(data.timestamp) !== '') {
-    parts.push(pair('timestamp', textOf(data.timestamp)));
-  }
+  return states.join(',');
+}
+
+// The hit's query string (also its line in a beacon), or a Refusal.
+function hitQuery(firedAt) {
+  const hit = Hit();
+  add(hit, 'event', data.eventName, 'Event name');
+  add(hit, 'endpoint_id', data.endpointId, 'Endpoint id');
+  add(hit, 'event_id', textOf(data.eventId) !== '' ? data.eventId : newEventId(), 'Event id');
+  add(hit, 'timestamp', textOf(data.timestamp) !== '' ? data.timestamp : firedAt, 'Timestamp');
   const attributes = merged(data.eventAttributesObject, data.eventAttributes);
   for (let name in attributes) {
     if (!isUnset(attributes[name])) {
-      parts.push(pair('evat_' + name, makeString(attributes[name])));
+      add(hit, 'evat_' + name, attributes[name], 'evat_' + name);
     }
   }
   const metrics = merged(data.eventMetricsObject, data.eventMetrics);
   for (let name in metrics) {
     // An empty metric is refused by the pixel: leave it out like an unset one.
     if (textOf(metrics[name]) !== '') {
-      parts.push(pair('evmt_' + name, makeString(metrics[name])));
+      add(hit, 'evmt_' + name, metrics[name], 'evmt_' + name);
     }
   }
   const profile = data.profileAttributes || [];
   for (let i = 0; i < profile.length; i++) {
     const row = profile[i];
-    const values = listOf(row.value);
+    const values = getType(row.value) === 'array' ? row.value : [row.value];
     for (let j = 0; j < values.length; j++) {
       // Empty, undefined or null would overwrite (or be refused for) a stored value.
       if (textOf(values[j]) !== '') {
-        parts.push(pair(row.kind + row.name, makeString(values[j])));
+        add(hit, row.kind + row.name, values[j], row.kind + row.name);
       }
     }
   }
-  return parts.join('&');
+  add(hit, 'consent', consentState(), 'consent');
+  return hit.refusal ? Refusal(hit.refusal) : hit.parts.join('&');
 }
 
 function cacheBuster() {
@@ -329,24 +416,49 @@ function cacheBuster() {
 }
 
 function sendImage(url, query) {
-  const full = url + '?' + query + '&' + CACHE_BUSTER + '=' + cacheBuster();
+  const full = url + '?' + query + '&sent_at=' + makeString(getTimestampMillis()) + '&' +
+    CACHE_BUSTER + '=' + cacheBuster();
   sendPixel(full, data.gtmOnSuccess, data.gtmOnFailure);
+}
+
+// pixel-relay.js sits beside /events on the stage's API.
+function scriptUrl(url) {
+  return url.substring(0, url.length - 'events'.length) + 'pixel-relay.js';
+}
+
+function sendBatched(url, query) {
+  const script = scriptUrl(url);
+  if (!queryPermission('inject_script', script)) {
+    log('this template may not load ' + script + ' (add it to the inject_script permission): ' +
+      'sending an image request instead');
+    sendImage(url, query);
+    return;
+  }
+  const push = createQueue(QUEUE);
+  injectScript(script, function() {
+    push({v: QUEUE_VERSION, url: url, line: query});
+    data.gtmOnSuccess();
+  }, function() {
+    log('pixel-relay.js could not be loaded from ' + script + ': sending an image request instead');
+    sendImage(url, query);
+  }, SCRIPT_CACHE_TOKEN);
 }
 
 function main() {
   const missing = missingField();
   if (missing) {
-    log(missing + ' is empty: nothing sent');
+    log(missing);
     data.gtmOnFailure();
     return;
   }
   const url = textOf(data.pixelUrl);
-  if (url.indexOf('?') >= 0 || url.indexOf('#') >= 0) {
-    log('the Pixel URL has a query string or fragment; give it as https://.../events');
+  if (url.indexOf('?') >= 0 || url.indexOf('#') >= 0 ||
+      url.substring(url.length - '/events'.length) !== '/events') {
+    log('the Pixel URL must end with /events and have no query string or fragment: nothing sent');
     data.gtmOnFailure();
     return;
   }
-  // The send_pixel permission is the URL allowlist for both transports.
+  // The send_pixel permission is the URL allowlist for every transport.
   if (!queryPermission('send_pixel', url)) {
     log('this template may not send to ' + url + ': add it to the send_pixel permission');
     data.gtmOnFailure();
@@ -357,16 +469,17 @@ function main() {
     data.gtmOnSuccess();
     return;
   }
-  const query = hitQuery();
-  if (data.pageMayUnload) {
-    // A string body is sent as text/plain;charset=UTF-8: one hit, one line.
-    if (callInWindow('navigator.sendBeacon', url, query) === true) {
-      data.gtmOnSuccess();
-      return;
-    }
-    log('the browser did not queue the beacon: sending an image request instead');
+  const query = hitQuery(makeString(getTimestampMillis()));
+  if (getType(query) === 'object') {
+    log(query.refused);
+    data.gtmOnFailure();
+    return;
   }
-  sendImage(url, query);
+  if (data.transport === 'image') {
+    sendImage(url, query);
+  } else {
+    sendBatched(url, query);
+  }
 }
 
 main();
@@ -429,6 +542,32 @@ ___WEB_PERMISSIONS___
   {
     "instance": {
       "key": {
+        "publicId": "inject_script",
+        "versionId": "1"
+      },
+      "param": [
+        {
+          "key": "urls",
+          "value": {
+            "type": 2,
+            "listItem": [
+              {
+                "type": 1,
+                "string": "https://*.amazonaws.com/"
+              }
+            ]
+          }
+        }
+      ]
+    },
+    "clientAnnotations": {
+      "isEditedByUser": true
+    },
+    "isRequired": true
+  },
+  {
+    "instance": {
+      "key": {
         "publicId": "access_globals",
         "versionId": "1"
       },
@@ -461,19 +600,19 @@ ___WEB_PERMISSIONS___
                 "mapValue": [
                   {
                     "type": 1,
-                    "string": "navigator.sendBeacon"
-                  },
-                  {
-                    "type": 8,
-                    "boolean": false
-                  },
-                  {
-                    "type": 8,
-                    "boolean": false
+                    "string": "pixelRelayQueue"
                   },
                   {
                     "type": 8,
                     "boolean": true
+                  },
+                  {
+                    "type": 8,
+                    "boolean": true
+                  },
+                  {
+                    "type": 8,
+                    "boolean": false
                   }
                 ]
               }
@@ -518,7 +657,100 @@ ___WEB_PERMISSIONS___
                 "mapValue": [
                   {
                     "type": 1,
+                    "string": "ad_storage"
+                  },
+                  {
+                    "type": 8,
+                    "boolean": true
+                  },
+                  {
+                    "type": 8,
+                    "boolean": false
+                  }
+                ]
+              },
+              {
+                "type": 3,
+                "mapKey": [
+                  {
+                    "type": 1,
+                    "string": "consentType"
+                  },
+                  {
+                    "type": 1,
+                    "string": "read"
+                  },
+                  {
+                    "type": 1,
+                    "string": "write"
+                  }
+                ],
+                "mapValue": [
+                  {
+                    "type": 1,
                     "string": "analytics_storage"
+                  },
+                  {
+                    "type": 8,
+                    "boolean": true
+                  },
+                  {
+                    "type": 8,
+                    "boolean": false
+                  }
+                ]
+              },
+              {
+                "type": 3,
+                "mapKey": [
+                  {
+                    "type": 1,
+                    "string": "consentType"
+                  },
+                  {
+                    "type": 1,
+                    "string": "read"
+                  },
+                  {
+                    "type": 1,
+                    "string": "write"
+                  }
+                ],
+                "mapValue": [
+                  {
+                    "type": 1,
+                    "string": "ad_user_data"
+                  },
+                  {
+                    "type": 8,
+                    "boolean": true
+                  },
+                  {
+                    "type": 8,
+                    "boolean": false
+                  }
+                ]
+              },
+              {
+                "type": 3,
+                "mapKey": [
+                  {
+                    "type": 1,
+                    "string": "consentType"
+                  },
+                  {
+                    "type": 1,
+                    "string": "read"
+                  },
+                  {
+                    "type": 1,
+                    "string": "write"
+                  }
+                ],
+                "mapValue": [
+                  {
+                    "type": 1,
+                    "string": "ad_personalization"
                   },
                   {
                     "type": 8,
@@ -546,7 +778,7 @@ ___WEB_PERMISSIONS___
 ___TESTS___
 
 scenarios:
-- name: encodes every name and value (ampersand, hash, equals, spaces, unicode)
+- name: encodes every name and value (ampersand, hash, equals, spaces, unicode) in an image request
   code: |-
     mockData.eventName = 'purchase&success';
     mockData.endpointId = 'ep#10';
@@ -563,15 +795,14 @@ scenarios:
     });
     runCode(mockData);
     assertThat(sent).isEqualTo(PIXEL + '?event=purchase%26success&endpoint_id=ep%2310'
+      + '&event_id=id-1&timestamp=1700000000000'
       + '&evat_product=shoes%20%26%20socks%20%231&evat_query=a%3Db%20c'
-      + '&evat_city%20name=Z%C3%BCrich%20%F0%9F%98%80&evmt_price=49.9'
-      + '&gtmcb=1700000000000123456');
-    assertApi('callInWindow').wasNotCalled();
+      + '&evat_city%20name=Z%C3%BCrich%20%F0%9F%98%80&evmt_price=49.9' + CONSENT + TAIL);
+    assertApi('injectScript').wasNotCalled();
     assertApi('gtmOnSuccess').wasCalled();
     assertApi('gtmOnFailure').wasNotCalled();
 - name: sends event id, timestamp and profile attributes; leaves unset values out
   code: |-
-    mockData.eventId = 'id-1';
     mockData.timestamp = '2026-11-28T10:00:00+01:00';
     mockData.eventAttributes = [{name: 'plan', value: undefined}, {name: 'source', value: null}];
     mockData.eventMetrics = [{name: 'price', value: ''}];
@@ -587,7 +818,14 @@ scenarios:
     assertThat(sent).isEqualTo(PIXEL + '?event=purchase&endpoint_id=ep-1&event_id=id-1'
       + '&timestamp=2026-11-28T10%3A00%3A00%2B01%3A00'
       + '&usat_interests=running&usat_interests=jazz%20%26%20blues&enmt_visits=3'
-      + '&gtmcb=1700000000000123456');
+      + CONSENT + TAIL);
+- name: an empty event id is made by the tag, so a resent hit is recorded once
+  code: |-
+    mockData.eventId = '';
+    let sent;
+    mock('sendPixel', function(url, onSuccess) { sent = url; onSuccess(); });
+    runCode(mockData);
+    assertThat(sent).contains('&event_id=1700000000000-123456123456&');
 - name: attributes and metrics from data-layer objects, a table row winning over the object
   code: |-
     mockData.eventAttributesObject = {product: 'tea & cake', colour: 'green', gone: undefined};
@@ -596,60 +834,102 @@ scenarios:
     let sent;
     mock('sendPixel', function(url, onSuccess) { sent = url; onSuccess(); });
     runCode(mockData);
-    assertThat(sent).isEqualTo(PIXEL + '?event=purchase&endpoint_id=ep-1'
-      + '&evat_product=tea%20%26%20cake&evat_colour=red&evmt_price=3.5'
-      + '&gtmcb=1700000000000123456');
+    assertThat(sent).isEqualTo(PIXEL + '?event=purchase&endpoint_id=ep-1&event_id=id-1'
+      + '&timestamp=1700000000000&evat_product=tea%20%26%20cake&evat_colour=red&evmt_price=3.5'
+      + CONSENT + TAIL);
 - name: an image that fails to load fails the tag
   code: |-
     mock('sendPixel', function(url, onSuccess, onFailure) { onFailure(); });
     runCode(mockData);
     assertApi('gtmOnFailure').wasCalled();
     assertApi('gtmOnSuccess').wasNotCalled();
-- name: the page may unload, so one text line is sent with navigator.sendBeacon
+- name: batched (the field's default), the hit goes to pixel-relay.js's queue once it is loaded
   code: |-
-    mockData.pageMayUnload = true;
-    mockData.eventAttributes = [{name: 'link', value: '/p?x=1&y=2#top'}];
-    mock('callInWindow', function(path, url, body) { return true; });
+    mockData.transport = 'batched';
+    const pushed = [];
+    mock('createQueue', function(key) {
+      assertThat(key).isEqualTo('pixelRelayQueue');
+      return function(value) { pushed.push(value); };
+    });
+    mock('injectScript', function(url, onSuccess, onFailure, cacheToken) { onSuccess(); });
     runCode(mockData);
-    assertApi('callInWindow').wasCalledWith('navigator.sendBeacon', PIXEL,
-      'event=purchase&endpoint_id=ep-1&evat_link=%2Fp%3Fx%3D1%26y%3D2%23top');
+    assertApi('injectScript').wasCalledWith(SCRIPT);
+    assertThat(pushed).isEqualTo([{v: 1, url: PIXEL, line: 'event=purchase&endpoint_id=ep-1'
+      + '&event_id=id-1&timestamp=1700000000000' + CONSENT}]);
     assertApi('sendPixel').wasNotCalled();
     assertApi('gtmOnSuccess').wasCalled();
-- name: a beacon the browser did not queue falls back to an image request
+- name: a script that cannot be loaded falls back to an image request
   code: |-
-    mockData.pageMayUnload = true;
-    mock('callInWindow', function() { return false; });
+    mockData.transport = 'batched';
+    mock('injectScript', function(url, onSuccess, onFailure) { onFailure(); });
     let sent;
     mock('sendPixel', function(url, onSuccess) { sent = url; onSuccess(); });
     runCode(mockData);
-    assertApi('callInWindow').wasCalled();
-    assertThat(sent).isEqualTo(PIXEL + '?event=purchase&endpoint_id=ep-1&gtmcb=1700000000000123456');
+    assertThat(sent).isEqualTo(PIXEL + '?event=purchase&endpoint_id=ep-1&event_id=id-1'
+      + '&timestamp=1700000000000' + CONSENT + TAIL);
     assertApi('gtmOnSuccess').wasCalled();
+    assertApi('logToConsole').wasCalledWith('pixel-relay tag: pixel-relay.js could not be loaded'
+      + ' from ' + SCRIPT + ': sending an image request instead');
 - name: consent denied sends nothing and succeeds
   code: |-
     mock('isConsentGranted', function(type) { return type !== 'analytics_storage'; });
     runCode(mockData);
     assertApi('isConsentGranted').wasCalledWith('analytics_storage');
     assertApi('sendPixel').wasNotCalled();
-    assertApi('callInWindow').wasNotCalled();
+    assertApi('injectScript').wasNotCalled();
     assertApi('gtmOnSuccess').wasCalled();
     assertApi('gtmOnFailure').wasNotCalled();
-- name: consent denied but not required still sends
+- name: consent denied but not required still sends, with the consent state for the pixel
   code: |-
     mockData.requireAnalyticsStorage = false;
-    mock('isConsentGranted', false);
-    mock('sendPixel', function(url, onSuccess) { onSuccess(); });
+    mock('isConsentGranted', function(type) { return type === 'ad_storage'; });
+    let sent;
+    mock('sendPixel', function(url, onSuccess) { sent = url; onSuccess(); });
     runCode(mockData);
-    assertApi('isConsentGranted').wasNotCalled();
-    assertApi('sendPixel').wasCalled();
+    assertThat(sent).contains('&consent=ad_storage%3Agranted%2Canalytics_storage%3Adenied'
+      + '%2Cad_user_data%3Adenied%2Cad_personalization%3Adenied&');
 - name: a missing endpoint id sends nothing and fails
   code: |-
     mockData.endpointId = undefined;
     runCode(mockData);
     assertApi('sendPixel').wasNotCalled();
-    assertApi('callInWindow').wasNotCalled();
+    assertApi('injectScript').wasNotCalled();
     assertApi('gtmOnFailure').wasCalled();
     assertApi('logToConsole').wasCalledWith('pixel-relay tag: Endpoint id is empty: nothing sent');
+- name: an identifier that is GTM's text for an unset variable sends nothing and fails
+  code: |-
+    mockData.endpointId = 'undefined';
+    runCode(mockData);
+    assertApi('logToConsole').wasCalledWith('pixel-relay tag: Endpoint id is "undefined", what '
+      + 'GTM writes for an unset variable: nothing sent');
+    mockData.endpointId = 'ep-1';
+    mockData.eventId = 'null';
+    runCode(mockData);
+    assertApi('logToConsole').wasCalledWith('pixel-relay tag: Event id is "null", what '
+      + 'GTM writes for an unset variable: nothing sent');
+    assertApi('sendPixel').wasNotCalled();
+    assertApi('gtmOnSuccess').wasNotCalled();
+- name: an object or an array as a value is refused in the tag, not sent as [object Object]
+  code: |-
+    mockData.eventAttributes = [{name: 'cart', value: {items: 2}}];
+    runCode(mockData);
+    assertApi('logToConsole').wasCalledWith('pixel-relay tag: evat_cart is an object, not a text '
+      + 'or a number: nothing sent');
+    mockData.eventAttributes = [];
+    mockData.profileAttributes = [{kind: 'usat_', name: 'tags', value: [['a', 'b']]}];
+    runCode(mockData);
+    assertApi('logToConsole').wasCalledWith('pixel-relay tag: usat_tags is an array, not a text '
+      + 'or a number: nothing sent');
+    assertApi('sendPixel').wasNotCalled();
+    assertApi('gtmOnFailure').wasCalled();
+- name: a value with half of an emoji is refused in the tag, not sent as undefined
+  code: |-
+    mockData.eventAttributes = [{name: 'note', value: 'cut \uD83D'}];
+    runCode(mockData);
+    assertApi('logToConsole').wasCalledWith('pixel-relay tag: evat_note holds half of a character'
+      + ' (a lone surrogate): nothing sent');
+    assertApi('sendPixel').wasNotCalled();
+    assertApi('gtmOnFailure').wasCalled();
 - name: a missing event name or pixel URL sends nothing and fails
   code: |-
     mockData.eventName = '';
@@ -665,27 +945,31 @@ scenarios:
   code: |-
     mockData.pixelUrl = 'https://pixel.example.com/events';
     runCode(mockData);
-    mockData.pageMayUnload = true;
+    mockData.transport = 'batched';
     runCode(mockData);
     assertApi('sendPixel').wasNotCalled();
-    assertApi('callInWindow').wasNotCalled();
+    assertApi('injectScript').wasNotCalled();
     assertApi('gtmOnFailure').wasCalled();
     assertApi('logToConsole').wasCalledWith('pixel-relay tag: this template may not send to '
       + 'https://pixel.example.com/events: add it to the send_pixel permission');
 setup: |-
   const PIXEL = 'https://abc123.execute-api.eu-west-1.amazonaws.com/api/events';
+  const SCRIPT = 'https://abc123.execute-api.eu-west-1.amazonaws.com/api/pixel-relay.js';
+  const CONSENT = '&consent=ad_storage%3Agranted%2Canalytics_storage%3Agranted'
+    + '%2Cad_user_data%3Agranted%2Cad_personalization%3Agranted';
+  const TAIL = '&sent_at=1700000000000&gtmcb=1700000000000123456';
   const mockData = {
     pixelUrl: PIXEL,
     eventName: 'purchase',
     endpointId: 'ep-1',
-    eventId: '',
+    eventId: 'id-1',
     timestamp: '',
     eventAttributesObject: '',
     eventMetricsObject: '',
     eventAttributes: [],
     eventMetrics: [],
     profileAttributes: [],
-    pageMayUnload: false,
+    transport: 'image',
     requireAnalyticsStorage: true
   };
   mock('getTimestampMillis', 1700000000000);
@@ -694,5 +978,6 @@ setup: |-
 
 ___NOTES___
 
-pixel-relay (gtm/pixel-relay-tag.tpl). Its scenarios run in Node with tests/gtm/harness.mjs
-(make test); GTM's template editor runs them too (Tests tab).
+pixel-relay (gtm/pixel-relay-tag.tpl). Its scenarios run in Node on a strict emulator of GTM's
+template runtime (devtools/gtm/emulator.mjs, docs/gtm-emulator.md; make test); GTM's template
+editor runs them too (Tests tab).

@@ -54,3 +54,15 @@ def newest_hit(page: Any, count: int) -> Any:
         arg=card.element_handle(),
     )
     return card
+
+
+def visitor_browser(chromium: Any) -> Iterator[Any]:
+    """A second Chromium whose own User-Agent is a visitor's. A context's `user_agent` is an
+    override of each page's requests; a beacon sent as its page unloads is sent by the
+    browser without it (seen: Chromium 150 sent HeadlessChrome's), so tests of unloading pages
+    need the browser itself to say it."""
+    browser = chromium.browser_type.launch(
+        executable_path=str(CHROMIUM), args=[f"--user-agent={VISITOR_USER_AGENT}"]
+    )
+    yield browser
+    browser.close()

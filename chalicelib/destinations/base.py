@@ -55,6 +55,7 @@ def same_occurrence(first: Event, second: Event) -> bool:
             second,
             timestamp=first.timestamp,
             received_at=first.received_at,
+            client_timestamp=first.client_timestamp,
             destinations=first.destinations,
             profile=first.profile,
         )

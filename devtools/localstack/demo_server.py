@@ -22,6 +22,11 @@ Routes:
 - `GET /api/hits?after=<seq>` journal entries after `seq`, oldest first.
 - `GET /api/delivered?after=<n>` `delivered()[n:]`, each with `index` and `observed_at`.
 - `POST /api/outage` `{"calls": n}` (1..20): the destination fails its next n calls. 204.
+- `GET /api/container.json` a GTM container made for this page (`?gtm=GTM-XXXXXXX` mode): the
+  kit's container (devtools/ops/gtm.py) with this page's origin as the API URL, so every hit
+  passes the relay; the template tag active and sending image requests (the relay takes
+  GETs), its permissions narrowed to this origin; the trigger on the page's own events
+  (DEMO_EVENTS); the stage's allowed profile attributes.
 """
 
 from __future__ import annotations
@@ -40,7 +45,9 @@ from pathlib import Path
 from typing import Any, Final
 from urllib.parse import parse_qs, urlsplit
 
+from chalicelib.hits import HitPolicy
 from devtools.loopback import LoopbackHandler, LoopbackService, QuietServer, ServiceServer
+from devtools.ops import gtm
 
 DEMO_DIR: Final = Path(__file__).resolve().parent / "demo"
 INDEX_FILE: Final = "index.html"
@@ -74,6 +81,9 @@ STATIC_TYPES: Final[dict[str, str]] = {
     ".ico": "image/x-icon",
 }
 _IMAGE_TYPE: Final = re.compile(r"^\s*image/", re.IGNORECASE)
+# The events the page pushes: its form's default, its "what can go wrong" buttons and its
+# "leave the page" link (demo.js). The real-GTM container's trigger fires on these.
+DEMO_EVENTS: Final = ("purchase", "review", "signup", "checkout")
 # Every answer of the page's own (not the relayed pixel's): never cached, never sniffed.
 _OWN_HEADERS: Final = (("Cache-Control", "no-store"), ("X-Content-Type-Options", "nosniff"))
 
@@ -132,6 +142,7 @@ class DemoServer(LoopbackService):
         host: str = "127.0.0.1",
         port: int = 0,
         destination: str = "pinpoint",
+        hit_policy: HitPolicy | None = None,
     ) -> None:
         parts = urlsplit(pixel_url)
         if parts.scheme not in {"http", "https"} or not parts.hostname:
@@ -143,6 +154,7 @@ class DemoServer(LoopbackService):
         self._delivered = delivered
         self._simulate_outage = simulate_outage
         self.destination = destination
+        self.hit_policy = hit_policy or HitPolicy()
         super().__init__(host, port)
         self._lock = threading.Lock()
         self._journal: deque[JournalEntry] = deque(maxlen=JOURNAL_SIZE)
@@ -270,6 +282,14 @@ class DemoServer(LoopbackService):
             raise ValueError(f"calls must be between 1 and {MAX_OUTAGE_CALLS}")
         self._simulate_outage(calls)
 
+    # The real-GTM container
+
+    def container(self) -> dict[str, Any]:
+        """The GTM container for this page (see the module's docstring)."""
+        document = gtm.container(self.url, self.hit_policy, DEMO_EVENTS, transport="image")
+        document["containerVersion"]["container"]["name"] = "pixel-relay demo"
+        return document
+
     # Static files
 
     @staticmethod
@@ -306,6 +326,20 @@ class _Handler(LoopbackHandler[DemoServer]):
                     "relay": "/events",
                     "destination": self.service.destination,
                 }
+            )
+        elif path == "/api/container.json":
+            body = gtm.render(self.service.container()).encode()
+            self.send_body(
+                HTTPStatus.OK,
+                body,
+                "application/json",
+                (
+                    *_OWN_HEADERS,
+                    (
+                        "Content-Disposition",
+                        'attachment; filename="pixel-relay-demo-container.json"',
+                    ),
+                ),
             )
         elif path == "/api/hits":
             after = self._counter(query)

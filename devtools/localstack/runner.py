@@ -397,6 +397,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             host=HOST,
             port=ports["demo"],
             destination=settings.destinations[0],
+            hit_policy=settings.hit_policy,
         ).start()
         stack.callback(demo.stop)
 

@@ -18,7 +18,10 @@ refuses a whole hit for one profile attribute it does not allow, and the event w
 `gtm/pixel-relay-container.json` is this module's output with no stage (API URL to fill in,
 no profile attributes, the events of DEFAULT_EVENTS); `python -m devtools.ops url --stage X
 --events a,b --container FILE` writes one with the stage's API URL, allowed names and event
-names filled in, and the template's send_pixel permission narrowed to the stage's API.
+names filled in, and the template's send_pixel and inject_script permissions narrowed to the
+stage's API (its /events and its /pixel-relay.js). The template tag sends through the stage's
+pixel-relay.js (batched beacons); `transport="image"` makes it send one image per event (the
+demo page's container, whose relay takes image requests only).
 Format: GTM's export format version 2 (exportFormatVersion, containerVersion with
 tag/trigger/variable/builtInVariable/customTemplate), as GTM's own exports and the Tag
 Manager API's tag, variable and consentSettings dictionaries describe it; a template tag's
@@ -54,8 +57,11 @@ TRIGGER_NAME: Final = "pixel-relay events"
 TEMPLATE_FILE: Final = GTM_CONTAINER.parent / "pixel-relay-tag.tpl"
 TEMPLATE_NAME: Final = "pixel-relay event"
 TEMPLATE_ID: Final = "1"
-# The template's send_pixel permission as checked in; a stage's container narrows it.
-TEMPLATE_URL_PATTERN: Final = '"string": "https://*.amazonaws.com/"'
+# The template's send_pixel and inject_script patterns as checked in; a stage's container
+# narrows them to its API.
+TEMPLATE_URL_PATTERN: Final = "https://*.amazonaws.com/"
+URL_PERMISSIONS: Final = {"send_pixel": "events", "inject_script": "pixel-relay.js"}
+TRANSPORTS: Final = ("batched", "image")
 CONSENT_TYPE: Final = "analytics_storage"
 # The events of the stage-less kit (the demo page's); `ops url --events` sets a stage's.
 DEFAULT_EVENTS: Final = ("purchase", "signup")
@@ -162,13 +168,36 @@ def event_regex(names: Sequence[str]) -> str:
 
 def template_data(api_url: str, root: Path = ROOT) -> str:
     """The web tag template as the container carries it. For a stage, its send_pixel
-    permission allows that stage's API only (the checked-in file allows *.amazonaws.com)."""
+    permission allows that stage's /events only and its inject_script permission that
+    stage's /pixel-relay.js (the checked-in file allows any https://*.amazonaws.com/ URL)."""
     text = (root / TEMPLATE_FILE).read_text()
     if api_url == API_URL_PLACEHOLDER:
         return text
-    if text.count(TEMPLATE_URL_PATTERN) != 1:
-        raise RuntimeError(f"{TEMPLATE_FILE}: the send_pixel URL pattern is not where expected")
-    return text.replace(TEMPLATE_URL_PATTERN, json.dumps(api_url).join(['"string": ', ""]))
+    before, header, rest = text.partition("___WEB_PERMISSIONS___")
+    block, tests_header, after = rest.partition("\n___TESTS___")
+    if not header or not tests_header:
+        raise RuntimeError(f"{TEMPLATE_FILE}: no ___WEB_PERMISSIONS___ before ___TESTS___")
+    permissions = json.loads(block)
+    narrowed = 0
+    for entry in permissions:
+        public_id = entry["instance"]["key"]["publicId"]
+        if public_id not in URL_PERMISSIONS:
+            continue
+        for param in entry["instance"]["param"]:
+            if param["key"] != "urls":
+                continue
+            patterns = [item.get("string") for item in param["value"]["listItem"]]
+            if patterns != [TEMPLATE_URL_PATTERN]:
+                raise RuntimeError(
+                    f"{TEMPLATE_FILE}: {public_id}'s URL pattern is not where expected"
+                )
+            param["value"]["listItem"] = [
+                {"type": 1, "string": api_url + URL_PERMISSIONS[public_id]}
+            ]
+            narrowed += 1
+    if narrowed != len(URL_PERMISSIONS):
+        raise RuntimeError(f"{TEMPLATE_FILE}: expected the URL patterns of {set(URL_PERMISSIONS)}")
+    return f"{before}{header}\n\n{json.dumps(permissions, indent=2)}\n\n{tests_header}{after}"
 
 
 def _template(key: str, value: str) -> dict[str, str]:
@@ -236,7 +265,7 @@ def _profile_variable(prefix: str, name: str) -> str:
     return f"DLV {key}.{name}"
 
 
-def _template_tag_parameters(policy: HitPolicy) -> list[dict[str, Any]]:
+def _template_tag_parameters(policy: HitPolicy, transport: str) -> list[dict[str, Any]]:
     """The template tag's fields: the same data-layer model as the Image tag; one profile
     row per name the stage allows, read from the data layer (unset values are left out)."""
     profile = [
@@ -251,7 +280,7 @@ def _template_tag_parameters(policy: HitPolicy) -> list[dict[str, Any]]:
         _template("eventAttributesObject", "{{DLV attributes}}"),
         _template("eventMetricsObject", "{{DLV metrics}}"),
         {"type": "LIST", "key": "profileAttributes", "list": profile},
-        _boolean("pageMayUnload", False),
+        _template("transport", transport),
         _boolean("requireAnalyticsStorage", True),
     ]
 
@@ -272,11 +301,14 @@ def container(
     api_url: str = API_URL_PLACEHOLDER,
     policy: HitPolicy | None = None,
     events: Sequence[str] = DEFAULT_EVENTS,
+    transport: str = "batched",
 ) -> dict[str, Any]:
     """A GTM container export (format version 2) with the pixel-relay template, its tag, the
     Image tag (paused), the trigger for `events` and the variables. `api_url` ends with `/`
-    (the stage's base, as `chalice url` prints it)."""
+    (the stage's base, as `chalice url` prints it); `transport` is the template tag's."""
     policy = policy or HitPolicy()
+    if transport not in TRANSPORTS:
+        raise ValueError(f"transport is one of {', '.join(TRANSPORTS)}, not {transport!r}")
     if not api_url.endswith("/"):
         api_url += "/"
     trigger_id = "1"
@@ -342,13 +374,13 @@ def container(
                     "tagId": "2",
                     "name": TEMPLATE_TAG_NAME,
                     "type": f"cvt_{_ids()['containerId']}_{TEMPLATE_ID}",
-                    "parameter": _template_tag_parameters(policy),
+                    "parameter": _template_tag_parameters(policy, transport),
                     "firingTriggerId": [trigger_id],
                     "tagFiringOption": "ONCE_PER_EVENT",
                     "consentSettings": _consent(),
                     "notes": "pixel-relay through its tag template: every value encoded by the"
-                    " template; tick 'The page may unload' in a copy of this tag for events"
-                    " fired on a link click or page hide (sendBeacon). See docs/gtm-setup.md.",
+                    " template; hits batched into beacons by the stage's pixel-relay.js, so"
+                    " events fired as the page unloads arrive too. See docs/gtm-setup.md.",
                 },
             ],
             "trigger": [

@@ -33,7 +33,7 @@ FIGURES = (
     *(
         f"transport_{count}_{transport}"
         for count in ("api_gateway", "lambda", "sqs")
-        for transport in ("get", "beacon10", "beacon50")
+        for transport in ("get", "beacon10", "beacon50", "template")
     ),
     *(
         f"{figure}_{name.replace('-', '_')}"
@@ -133,6 +133,21 @@ def test_beacons_cost_a_tenth_of_get_hits_or_less_in_each_count(
     assert figures["transport_sqs_get"]["details"]["cold_container_sqs_operations"] == {
         "GetQueueUrl": 1
     }
+
+
+def test_the_web_tags_default_transport_needs_at_most_100_requests_per_1000_events(
+    quick_run: tuple[Path, str],
+) -> None:
+    """Counts: the tag on the strict emulator with the real pixel-relay.js, pages of 50 events
+    then left: 20 + 20 + 10 lines a page, so 3 requests and 5 SendMessageBatch calls."""
+    path, _ = quick_run
+    figures = json.loads(path.read_text())["figures"]
+    requests = figures["transport_api_gateway_template"]
+    assert requests["value"] == 60
+    assert requests["target"] == 100
+    assert requests["passed"] is True
+    assert requests["details"]["hits_per_request"] == 50 / 3
+    assert figures["transport_sqs_template"]["value"] == 100
 
 
 def counts_of_get(figures: dict[str, Any], count: str) -> float:

@@ -1,36 +1,24 @@
-// Runs a GTM custom template (.tpl, Template Gallery format) in Node: its sandboxed code with
-// the `require`d APIs it uses, checked against the permissions the template declares, and the
-// scenarios of its ___TESTS___ section with GTM's test API (mock, assertApi, assertThat,
-// runCode, fail). A stand-in for GTM's template editor, not a copy of it: what it implements
-// is listed in API below; anything else a template requires fails loudly.
+// Runs a GTM custom template (.tpl) in Node on the strict emulator (devtools/gtm/emulator.mjs):
+// the scenarios of its ___TESTS___ section with GTM's test API (mock, assertApi, assertThat,
+// runCode, fail), or its code once with given data. Every API a template requires must exist
+// for its kind of container and every call must be allowed by the permissions it declares;
+// a template whose declared permissions GTM does not allow does not load at all.
 //
 //   node tests/gtm/harness.mjs TEMPLATE.tpl          run the scenarios; JSON report on stdout,
-//                                                     exit 1 when one fails
+//                                                     exit 1 when one fails (or it won't load)
 //   node tests/gtm/harness.mjs TEMPLATE.tpl --run    run the code once with the JSON on stdin
-//                                                     {data, eventData, mocks}; print the calls
+//                                                     {data, eventData, mocks, consent, debug,
+//                                                      window}; print the calls
 //
 // The code runs in a fresh V8 context without the globals GTM's sandbox lacks (JSON, Math,
 // Date, encodeURIComponent, String, Number, Promise, ...), so a template that uses one
 // instead of its `require`d API fails here as it would in GTM.
 import fs from 'node:fs';
-import vm from 'node:vm';
 
-// Sections ---------------------------------------------------------------------------------
+import { loadTemplate, newRun, runCode, sections } from '../../devtools/gtm/emulator.mjs';
+import { compileSandboxed } from '../../devtools/gtm/simulated_page.mjs';
 
-export function sections(text) {
-  const found = {};
-  let name = null;
-  for (const line of text.split('\n')) {
-    const header = /^___([A-Z_]+)___\s*$/.exec(line);
-    if (header) {
-      name = header[1];
-      found[name] = [];
-    } else if (name) {
-      found[name].push(line);
-    }
-  }
-  return Object.fromEntries(Object.entries(found).map(([k, v]) => [k, v.join('\n').trim()]));
-}
+export { sections };
 
 // The YAML GTM writes for ___TESTS___: `scenarios:` with `- name:` / `  code: |-` items and an
 // optional top-level `setup: |-`. Only that subset.
@@ -82,230 +70,35 @@ export function parseTests(text) {
   return { setup, scenarios };
 }
 
-// GTM's typed permission values: 1 string, 2 list, 3 map, 8 boolean.
-function plain(value) {
-  switch (value.type) {
-    case 1:
-      return value.string;
-    case 2:
-      return (value.listItem || []).map(plain);
-    case 3:
-      return Object.fromEntries(value.mapKey.map((k, n) => [plain(k), plain(value.mapValue[n])]));
-    case 8:
-      return value.boolean;
-    default:
-      throw new Error(`permission value type ${value.type} is not known to the harness`);
-  }
-}
+// Node as GTM's runtime -------------------------------------------------------------------
 
-export function permissions(template) {
-  const text = template.WEB_PERMISSIONS ?? template.SERVER_PERMISSIONS ?? '[]';
-  const granted = {};
-  for (const entry of JSON.parse(text)) {
-    const params = {};
-    for (const p of entry.instance.param || []) params[p.key] = plain(p.value);
-    granted[entry.instance.key.publicId] = params;
-  }
-  return granted;
-}
+export const compile = compileSandboxed;
 
-// Permission checks ------------------------------------------------------------------------
-
-// GTM's URL match patterns: same scheme, the host exactly or `*.` for any subdomain, the
-// pattern's path as a prefix of the URL's path (a final `*` is implied).
-function urlMatches(pattern, url) {
-  let p;
-  let u;
-  try {
-    p = new URL(pattern.replace('://*.', '://wildcard.'));
-    u = new URL(url);
-  } catch {
-    return false;
-  }
-  if (p.protocol !== u.protocol || p.port !== u.port) return false;
-  if (pattern.includes('://*.')) {
-    const domain = p.hostname.slice('wildcard.'.length);
-    if (!u.hostname.endsWith('.' + domain)) return false;
-  } else if (p.hostname !== u.hostname) {
-    return false;
-  }
-  return u.pathname.startsWith(p.pathname.replace(/\*$/, ''));
-}
-
-function urlsAllowed(params, url) {
-  if (!params) return false;
-  if (params.allowedUrls === 'any') return true;
-  return (params.urls || []).some((pattern) => urlMatches(pattern, url));
-}
-
-function allows(granted, permission, ...args) {
-  const params = granted[permission];
-  switch (permission) {
-    case 'logging':
-      return Boolean(params);
-    case 'send_pixel':
-    case 'send_http':
-      return urlsAllowed(params, args[0]);
-    case 'access_globals': {
-      const [access, key] = args;
-      return Boolean(params) && (params.keys || []).some((k) => k.key === key && k[access] === true);
-    }
-    case 'access_consent': {
-      const [type, access] = args;
-      return (
-        Boolean(params) &&
-        (params.consentTypes || []).some((c) => c.consentType === type && c[access || 'read'])
-      );
-    }
-    case 'read_event_data':
-      return (
-        Boolean(params) &&
-        (params.eventDataAccess === 'any' ||
-          args[0] === undefined ||
-          (params.keyPatterns || []).includes(args[0]))
-      );
-    default:
-      throw new Error(`permission ${permission} is not known to the harness`);
-  }
-}
-
-// APIs -------------------------------------------------------------------------------------
-
-const typeOf = (value) =>
-  value === null ? 'null' : Array.isArray(value) ? 'array' : typeof value;
-
-// name -> [permission check or null, default behaviour]
-function apis(state) {
-  const need = (permission, ...args) => {
-    if (!allows(state.granted, permission, ...args)) {
-      throw new Error(`permission denied: ${permission} ${JSON.stringify(args)}`);
-    }
-  };
+// What the page, the network and the clock do when a scenario does not mock an API: nothing
+// is sent, the clock is the machine's. `input` may set the consent state, the preview flag and
+// the window's contents.
+export function nodePlatform(input = {}) {
+  const logs = [];
   return {
-    callInWindow: [(path) => need('access_globals', 'execute', path), () => undefined],
-    encodeUriComponent: [
-      null,
-      (value) => {
-        if (typeof value !== 'string') throw new Error('encodeUriComponent takes a string');
-        return encodeURIComponent(value);
-      },
-    ],
-    generateRandom: [null, (min, max) => min + Math.floor(Math.random() * (max - min + 1))],
-    getAllEventData: [() => need('read_event_data'), () => structuredClone(state.eventData)],
-    getEventData: [
-      (key) => need('read_event_data', key),
-      (key) =>
-        String(key)
-          .split('.')
-          .reduce((value, part) => (value == null ? undefined : value[part]), state.eventData),
-    ],
-    getTimestampMillis: [null, () => Date.now()],
-    getType: [null, typeOf],
-    isConsentGranted: [(type) => need('access_consent', type, 'read'), () => true],
-    JSON: [
-      null,
-      {
-        parse: (text) => {
-          try {
-            return JSON.parse(text);
-          } catch {
-            return undefined;
-          }
-        },
-        stringify: (value) => JSON.stringify(value),
-      },
-    ],
-    logToConsole: [() => need('logging'), (...args) => state.logs.push(args.join(' '))],
-    makeInteger: [null, (value) => Math.trunc(Number(value))],
-    makeNumber: [null, (value) => Number(value)],
-    makeString: [null, (value) => String(value)],
-    makeTableMap: [
-      null,
-      (table, key, value) =>
-        Array.isArray(table) ? Object.fromEntries(table.map((row) => [row[key], row[value]])) : null,
-    ],
-    Promise: [
-      null,
-      {
-        create: (resolver) => new Promise(resolver),
-        all: (list) => Promise.all(list),
-        resolve: (value) => Promise.resolve(value),
-      },
-    ],
-    queryPermission: [null, (permission, ...args) => allows(state.granted, permission, ...args)],
-    sendHttpRequest: [(url) => need('send_http', url), () => undefined],
-    sendPixel: [(url) => need('send_pixel', url), () => undefined],
+    logs,
+    window: input.window ? structuredClone(input.window) : {},
+    debug: input.debug ?? true,
+    eventData: input.eventData || {},
+    now: () => Date.now(),
+    random: (min, max) => min + Math.floor(Math.random() * (max - min + 1)),
+    log: (text) => logs.push(text),
+    consent: (type) => (input.consent || {})[type],
+    callLater: (fn) => setImmediate(fn),
+    sendPixel: () => {},
+    injectScript: () => {},
+    sendHttpRequest: () => undefined,
   };
-}
-
-// Object-valued APIs (JSON, Promise) are handed out as they are; function APIs are recorded,
-// permission-checked, and answered by a mock when one is set.
-function makeRequire(state) {
-  const table = apis(state);
-  return (name) => {
-    if (!(name in table)) throw new Error(`require('${name}'): not implemented by the harness`);
-    const [check, behaviour] = table[name];
-    if (typeof behaviour !== 'function') return state.mocks[name] ?? behaviour;
-    return (...args) => {
-      (state.calls[name] ||= []).push(args);
-      if (check) check(...args);
-      if (name in state.mocks) {
-        const mocked = state.mocks[name];
-        return typeof mocked === 'function' ? mocked(...args) : mocked;
-      }
-      return behaviour(...args);
-    };
-  };
-}
-
-const MISSING_IN_SANDBOX = [
-  'JSON', 'Math', 'Date', 'encodeURIComponent', 'decodeURIComponent', 'encodeURI', 'decodeURI',
-  'escape', 'unescape', 'parseInt', 'parseFloat', 'isNaN', 'isFinite', 'Number', 'String',
-  'Boolean', 'RegExp', 'Function', 'eval', 'Promise', 'Symbol', 'Reflect', 'Proxy', 'Intl',
-  'WebAssembly', 'Object', 'Array', 'globalThis',
-];
-
-function sandbox() {
-  const context = vm.createContext({});
-  vm.runInContext(
-    `for (const name of ${JSON.stringify(MISSING_IN_SANDBOX)}) delete globalThis[name];`,
-    context,
-  );
-  return context;
-}
-
-function compile(context, parameters, code, filename) {
-  return vm.runInContext(`(function(${parameters.join(', ')}) {\n${code}\n})`, context, {
-    filename,
-    lineOffset: -1,
-  });
-}
-
-export function newState(template, eventData = {}) {
-  return {
-    template,
-    granted: permissions(template),
-    code: template.SANDBOXED_JS_FOR_WEB_TEMPLATE ?? template.SANDBOXED_JS_FOR_SERVER,
-    eventData,
-    calls: {},
-    mocks: {},
-    logs: [],
-    outcome: null,
-  };
-}
-
-export function runCode(state, data) {
-  const recorded = (name, outcome) => () => {
-    (state.calls[name] ||= []).push([]);
-    state.outcome = state.outcome ?? outcome;
-  };
-  const input = { ...data, gtmOnSuccess: recorded('gtmOnSuccess', 'success'),
-    gtmOnFailure: recorded('gtmOnFailure', 'failure') };
-  const run = compile(sandbox(), ['require', 'data'], state.code, 'template.js');
-  return run(makeRequire(state), input);
 }
 
 // Test API ---------------------------------------------------------------------------------
+
+const typeOf = (value) =>
+  value === null ? 'null' : Array.isArray(value) ? 'array' : typeof value;
 
 function same(a, b) {
   if (a === b) return true;
@@ -320,16 +113,16 @@ function same(a, b) {
 
 const show = (value) => (typeof value === 'function' ? '<function>' : JSON.stringify(value));
 
-function testApi(state) {
+function testApi(run) {
   const failure = (message) => {
     throw new Error(message);
   };
   return {
     mock: (name, value) => {
-      state.mocks[name] = value;
+      run.mocks[name] = value;
     },
     assertApi: (name) => {
-      const calls = () => state.calls[name] || [];
+      const calls = () => run.calls[name] || [];
       return {
         wasCalled: () => calls().length || failure(`${name} was not called`),
         wasNotCalled: () =>
@@ -351,20 +144,22 @@ function testApi(state) {
         (typeof actual === 'string' ? actual.includes(item) : (actual || []).some((x) => same(x, item))) ||
         failure(`${show(actual)} does not contain ${show(item)}`),
     }),
-    runCode: (data) => runCode(state, data),
+    runCode: (data) => runCode(run, data, compile),
     fail: failure,
   };
 }
 
-export function runScenarios(template) {
-  const { setup, scenarios } = parseTests(template.TESTS || '');
+export function runScenarios(text) {
+  const loaded = loadTemplate(text);
+  const { setup, scenarios } = parseTests(loaded.template.TESTS || '');
   return scenarios.map(({ name, code }) => {
-    const state = newState(template);
-    const api = testApi(state);
-    const names = ['mock', 'assertApi', 'assertThat', 'runCode', 'fail', 'require'];
+    const platform = nodePlatform();
+    const run = newRun(loaded, platform);
+    const api = testApi(run);
+    const names = ['mock', 'assertApi', 'assertThat', 'runCode', 'fail'];
     try {
-      const run = compile(sandbox(), names, `${setup}\n${code}`, name);
-      run(api.mock, api.assertApi, api.assertThat, api.runCode, api.fail, makeRequire(state));
+      const scenario = compile(names, `${setup}\n${code}`, name);
+      scenario(api.mock, api.assertApi, api.assertThat, api.runCode, api.fail);
       return { name, passed: true };
     } catch (error) {
       return { name, passed: false, error: String(error && error.stack ? error.stack : error) };
@@ -373,15 +168,15 @@ export function runScenarios(template) {
 }
 
 // --run: declarative mocks from JSON. sendPixel: "success" | "failure" (which callback runs);
-// sendHttpRequest: {statusCode, headers, body}, answered to the callback or the promise;
-// any other name: the value the API returns.
+// injectScript: "success" | "failure"; sendHttpRequest: {statusCode, headers, body}, answered
+// to the callback or the promise; any other name: the value the API returns.
 function declarativeMocks(spec) {
   const mocks = {};
   for (const [name, value] of Object.entries(spec || {})) {
-    if (name === 'sendPixel') {
+    if (name === 'sendPixel' || name === 'injectScript') {
       mocks[name] = (url, onSuccess, onFailure) => (value === 'success' ? onSuccess() : onFailure());
     } else if (name === 'sendHttpRequest') {
-      mocks[name] = (url, second, third, fourth) => {
+      mocks[name] = (url, second) => {
         const { statusCode, headers = {}, body = '' } = value;
         if (typeof second === 'function') return second(statusCode, headers, body);
         return Promise.resolve({ statusCode, headers, body });
@@ -395,24 +190,35 @@ function declarativeMocks(spec) {
 
 async function main(argv) {
   const [file, mode] = argv;
-  const template = sections(fs.readFileSync(file, 'utf8'));
+  const text = fs.readFileSync(file, 'utf8');
   if (mode === '--run') {
     const input = JSON.parse(fs.readFileSync(0, 'utf8'));
-    const state = newState(template, input.eventData || {});
-    state.mocks = declarativeMocks(input.mocks);
+    const platform = nodePlatform(input);
+    let run = null;
     let error = null;
     try {
-      runCode(state, input.data);
+      const loaded = loadTemplate(text);
+      run = newRun(loaded, platform);
+      run.mocks = declarativeMocks(input.mocks);
+      runCode(run, input.data, compile);
     } catch (e) {
       error = String(e);
     }
-    await new Promise((resolve) => setImmediate(resolve));  // promise-form callbacks
-    const calls = JSON.parse(JSON.stringify(state.calls, (k, v) =>
+    await new Promise((resolve) => setImmediate(resolve)); // callbacks queued with callLater
+    const calls = JSON.parse(JSON.stringify(run ? run.calls : {}, (k, v) =>
       typeof v === 'function' ? '<function>' : v));
-    process.stdout.write(JSON.stringify({ calls, logs: state.logs, outcome: state.outcome, error }));
+    process.stdout.write(JSON.stringify({
+      calls, logs: platform.logs, outcome: run && run.outcome, error, window: platform.window,
+    }));
     return 0;
   }
-  const results = runScenarios(template);
+  let results;
+  try {
+    results = runScenarios(text);
+  } catch (error) {
+    process.stdout.write(JSON.stringify({ template: file, error: String(error), results: [] }));
+    return 1;
+  }
   process.stdout.write(JSON.stringify({ template: file, results }, null, 2));
   return results.length && results.every((r) => r.passed) ? 0 : 1;
 }

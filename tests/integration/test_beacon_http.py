@@ -357,3 +357,32 @@ def test_chalice_local_takes_a_beacon_and_answers_its_preflight(
     assert "POST" in headers["Access-Control-Allow-Methods"]
     assert headers["Access-Control-Allow-Headers"] == "Content-Type"
     assert pipeline.queued() == 1
+
+
+def test_gtms_text_for_an_unset_variable_is_refused_as_an_identifier_on_get_and_post(
+    pipeline: Pipeline,
+) -> None:
+    """Issue 18, item 5: every identifier; a beacon's line is refused alone."""
+    lines = [
+        "event=view&endpoint_id=undefined",
+        "event=null&endpoint_id=ep-1",
+        "event=view&endpoint_id=ep-1&event_id=undefined",
+        "event=view&endpoint_id=ep-1&session_id=null",
+        "event=view&endpoint_id=ep-1",
+    ]
+    answer = post("\n".join(lines))
+    report = json.loads(answer.body)
+    assert report["accepted"] == 1
+    assert [(r["line"], r["reason"].split(":")[0]) for r in report["refused"]] == [
+        (1, "endpoint_id"),
+        (2, "event"),
+        (3, "event_id"),
+        (4, "session_id"),
+    ]
+    assert report["refused"][0]["reason"].startswith(
+        'endpoint_id: is "undefined", what GTM writes for an unset variable'
+    )
+    refused = pipeline.hit("event=view&endpoint_id=null")
+    assert refused.status == 400
+    assert refused.body.decode().startswith('endpoint_id: is "null", what GTM writes')
+    assert [m["endpoint_id"] for m in messages(pipeline)] == ["ep-1"]

@@ -38,20 +38,29 @@ def token(endpoint_id: str, user_id: str | None = None, lifetime: int = 300) -> 
     return jwt.encode(claims, SECRET, algorithm="HS256", headers={"kid": "k1"})
 
 
+CRAWLER_REASON = "User-Agent: a known crawler or tool; not recorded (BOT_FILTER)\n"
+MISSING_REASON = (
+    "User-Agent: is missing or blank; every browser sends one, so the hit is taken for a "
+    "script's (BOT_FILTER)\n"
+)
+
+
 @pytest.mark.parametrize(
     ("user_agent", "reason"),
     [
-        ("Googlebot/2.1 (+http://www.google.com/bot.html)", "crawler"),
-        ("curl/8.5.0", "crawler"),
-        ("", "empty_user_agent"),
+        ("Googlebot/2.1 (+http://www.google.com/bot.html)", CRAWLER_REASON),
+        ("curl/8.5.0", CRAWLER_REASON),
+        ("", MISSING_REASON),
+        ("   ", MISSING_REASON),
     ],
+    ids=["googlebot", "curl", "missing", "blank"],
 )
-def test_known_bots_are_refused_and_nothing_is_queued(
+def test_known_bots_are_refused_with_an_accurate_reason_and_nothing_is_queued(
     pipeline: Pipeline, user_agent: str, reason: str
 ) -> None:
     answer = hit(HIT, User_Agent=user_agent) if user_agent else hit(HIT)
     assert answer.status == 400
-    assert answer.text == "User-Agent: a known crawler or tool; not recorded (BOT_FILTER)\n"
+    assert answer.text == reason
     assert pipeline.queued() == 0
 
 

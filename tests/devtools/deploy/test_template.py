@@ -276,6 +276,13 @@ def test_the_bundle_ships_bytecode_for_the_app_and_its_dependencies(packaged: Pa
         assert cache_name("aws_lambda_powertools/__init__.py") in names
 
 
+def test_the_bundle_ships_the_tags_script_as_served(packaged: Packaged) -> None:
+    """GET /pixel-relay.js reads chalicelib/static/pixel-relay.js in Lambda: it must be there."""
+    with zipfile.ZipFile(packaged.result.package_dir / "deployment.zip") as bundle:
+        shipped = bundle.read("chalicelib/static/pixel-relay.js")
+    assert shipped == (ROOT / "chalicelib" / "static" / "pixel-relay.js").read_bytes()
+
+
 # Customer Profiles --------------------------------------------------------------------------
 
 

@@ -28,7 +28,8 @@ from chalicelib.destinations.pinpoint import event_to_wire, profile_to_wire
 from chalicelib.events import Event
 from chalicelib.hits import HitRefusedError, parse_hit
 from chalicelib.responses import NO_CACHE, TRANSPARENT_GIF
-from devtools.localstack.demo_server import DemoServer
+from devtools.gtm.page_server import GtmPageServer
+from devtools.localstack.demo_server import DEMO_DIR, DemoServer
 from tests.browser import BROWSER_TIMEOUT_MS, newest_hit, page_errors
 
 REPO = Path(__file__).resolve().parents[2]
@@ -651,6 +652,80 @@ def test_gtm_parameter_loads_the_real_container_instead_of_the_stand_in(
     card = newest_hit(page, 1)
     assert (card.get_attribute("data-gtm"), card.get_attribute("data-status")) == ("unknown", "200")
     assert len(pixel.requests) == 1
+
+
+def demo_events_in_the_page() -> set[str]:
+    """Every event name demo.js and index.html push: the form's default, the buttons', the
+    leave link's (the real-GTM container's trigger must fire on each)."""
+    script = (DEMO_DIR / "demo.js").read_text()
+    page = (DEMO_DIR / "index.html").read_text()
+    pushed = set(re.findall(r'\bevent: "([^"]+)"', script))
+    pushed.discard("gtm.js")  # GTM's own start event, pushed by the real snippet
+    default = re.search(r'id="event-name"[^>]*value="([^"]+)"', page)
+    assert default is not None
+    return pushed | {default.group(1), "checkout"}  # checkout: test_demo_leave's push
+
+
+def test_the_demo_container_fires_on_the_pages_events_through_its_relay(demo: DemoServer) -> None:
+    answer = request(demo.url, "/api/container.json")
+    assert answer.status == 200
+    assert answer.headers["Content-Disposition"].startswith("attachment;")
+    version = answer.json()["containerVersion"]
+    tags = {tag["name"]: tag for tag in version["tag"]}
+    assert "paused" not in tags["pixel-relay"]  # the template tag sends
+    assert tags["pixel-relay Image"]["paused"] is True  # and only it
+    fields = {p["key"]: p.get("value") for p in tags["pixel-relay"]["parameter"]}
+    assert fields["transport"] == "image"  # the relay takes GETs
+    [constant] = [v for v in version["variable"] if v["name"] == "pixel-relay API URL"]
+    assert constant["parameter"][0]["value"] == demo.url
+    [template] = version["customTemplate"]
+    assert f'"string": "{demo.url}events"' in template["templateData"]
+    [trigger] = version["trigger"]
+    regex = re.compile(trigger["customEventFilter"][0]["parameter"][1]["value"])
+    for event in demo_events_in_the_page():
+        assert regex.search(event), f"the trigger does not fire on {event}"
+    # Every variable a tag or the trigger names exists.
+    defined = {v["name"] for v in version["variable"]} | {"Event", "_event"}
+    named = set(re.findall(r"\{\{([^}]+)\}\}", json.dumps(version["tag"] + version["trigger"])))
+    assert named <= defined, named - defined
+
+
+def test_real_gtm_mode_sends_with_the_demo_container_to_the_relay(
+    page: Any, demo: DemoServer, pixel: FakePixel
+) -> None:
+    """gtm.js is answered by the strict emulator's container runtime (no internet in tests),
+    running the container the page offers: the push fires the template tag, the relay gets
+    the hit and the page shows the pixel's answer."""
+    with GtmPageServer(pixel.url, {}) as runtime:
+        bootstrap = (
+            f"import('{runtime.url}gtm/page.mjs').then(async (m) => {{"
+            " const c = await (await fetch('/api/container.json')).json();"
+            " m.startContainer(c); window.fakeGtm = true; });"
+        )
+        page.route(
+            "https://www.googletagmanager.com/**",
+            lambda route: route.fulfill(content_type="text/javascript", body=bootstrap),
+        )
+        page.goto(f"{demo.url}?gtm=GTM-TEST123")
+        page.wait_for_selector("body[data-ready=true]")
+        page.wait_for_function("window.fakeGtm === true")
+        page.click("[data-testid=send]")
+        card = newest_hit(page, 1)
+        assert card.get_attribute("data-status") == "200"
+        page.wait_for_function(
+            "window.pixelRelayGtm.fired.some(f => f.tag === 'pixel-relay' && f.outcome)"
+        )
+        fired = page.evaluate("window.pixelRelayGtm")
+    assert fired["errors"] == []
+    assert [(f["tag"], f["event"], f["outcome"]) for f in fired["fired"]] == [
+        ("pixel-relay", "purchase", "success")
+    ]
+    [sent] = [r for r in pixel.requests if r.path == "/events"]
+    params = parse_qs(sent.query)
+    assert params["event"] == ["purchase"]
+    assert params["evat_product"] == ["shoes"]
+    assert "sent_at" in params
+    assert "consent" in params
 
 
 def test_a_malformed_gtm_id_keeps_the_stand_in(page: Any, demo: DemoServer) -> None:

@@ -114,16 +114,17 @@ def gtm_fills_in(document: dict[str, Any], data_layer: dict[str, Any]) -> str:
 
 
 def template_tag_sends(document: dict[str, Any], data_layer: dict[str, Any], tmp_path: Path) -> str:
-    """The URL the template tag's sendPixel requests: its fields filled in by GTM, then the
-    template the container carries run with them."""
+    """The hit the template tag sends, as a GET's URL: its fields filled in by GTM, then the
+    template the container carries run with them on the strict emulator, pixel-relay.js
+    loading (the hit is what the tag hands the script's queue)."""
     fields = json.loads(_gtm_resolves(document, data_layer, "template"))
     [template] = document["containerVersion"]["customTemplate"]
     carried = tmp_path / "carried.tpl"
     carried.write_text(template["templateData"])
-    answer = run_once(carried, {"data": fields, "mocks": {"sendPixel": "success"}})
+    answer = run_once(carried, {"data": fields, "mocks": {"injectScript": "success"}})
     assert answer["error"] is None, answer
-    [[url, *_callbacks]] = answer["calls"]["sendPixel"]
-    return str(url)
+    [queued] = answer["window"]["pixelRelayQueue"]
+    return f"{queued['url']}?{queued['line']}"
 
 
 def as_the_pixel_reads_it(url: str) -> dict[str, list[str]]:
@@ -286,7 +287,9 @@ def test_the_template_tag_sends_the_hit_the_image_tag_would(tmp_path: Path) -> N
         assert event.attributes == data_layer["attributes"]
         assert event.metrics == {"price": 49.9, "quantity": 2.0}
         assert uuid.UUID(event.event_id).version == 4  # the kit's Event ID variable
-    assert set(image) == set(template)
+    # The template adds what the Image tag cannot: the fire time and the consent state (and
+    # the script adds sent_at); the Image tag adds GTM's cache buster.
+    assert set(image) - {"gtmcb"} == set(template) - {"timestamp", "consent"}
 
 
 def test_a_stage_template_tag_sends_the_allowed_profile_attributes_only(tmp_path: Path) -> None:
@@ -312,16 +315,32 @@ def test_a_stage_template_tag_sends_the_allowed_profile_attributes_only(tmp_path
 def test_a_stage_container_lets_its_template_send_to_that_stage_only(tmp_path: Path) -> None:
     document = container(STAGE_API, HitPolicy(), ["purchase"])
     [template] = document["containerVersion"]["customTemplate"]
-    assert f'"string": "{STAGE_API}"' in template["templateData"]
+    assert f'"string": "{STAGE_API}events"' in template["templateData"]
+    assert f'"string": "{STAGE_API}pixel-relay.js"' in template["templateData"]
     assert "*.amazonaws.com" not in template["templateData"]
     carried = tmp_path / "stage.tpl"
     carried.write_text(template["templateData"])
     data = {"pixelUrl": STAGE_API + "events", "eventName": "purchase", "endpointId": "ep-1"}
     other = data | {"pixelUrl": "https://other.execute-api.eu-west-1.amazonaws.com/api/events"}
-    assert run_once(carried, {"data": data})["calls"]["sendPixel"]
+    loading = run_once(carried, {"data": data})
+    assert loading["calls"]["injectScript"][0][0] == STAGE_API + "pixel-relay.js"
+    assert run_once(carried, {"data": data | {"transport": "image"}})["calls"]["sendPixel"]
     refused = run_once(carried, {"data": other})
     assert "sendPixel" not in refused["calls"]
+    assert "injectScript" not in refused["calls"]
     assert refused["outcome"] == "failure"
+
+
+def test_the_template_tag_sends_batched_unless_told_otherwise() -> None:
+    def transport(document: dict[str, Any]) -> str:
+        [tag] = [t for t in document["containerVersion"]["tag"] if t["name"] == "pixel-relay"]
+        [field] = [p for p in tag["parameter"] if p["key"] == "transport"]
+        return str(field["value"])
+
+    assert transport(container(STAGE_API)) == "batched"
+    assert transport(container(STAGE_API, transport="image")) == "image"
+    with pytest.raises(ValueError, match="transport is one of batched, image"):
+        container(STAGE_API, transport="beacon")
 
 
 def test_the_trigger_fires_on_the_named_events_only() -> None:
