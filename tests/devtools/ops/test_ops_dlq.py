@@ -21,7 +21,10 @@ import pytest
 from chalicelib.config import HitPolicy
 from chalicelib.hits import parse_hit
 from devtools.ops import cli as ops
-from devtools.ops.dlq import Journal, Progress, Scanner, Selection, replay, summarize
+from devtools.ops.dlq.journal import Journal
+from devtools.ops.dlq.replay import replay
+from devtools.ops.dlq.scan import Progress, Scanner, Selection
+from devtools.ops.dlq.summary import summarize
 from devtools.queue_spec import QueueSpec
 
 STAGE = "dev"

@@ -21,7 +21,8 @@ from botocore.exceptions import ClientError
 from botocore.validate import ParamValidator
 
 from devtools.ops import cli as ops
-from devtools.ops.dlq import Journal, move_all
+from devtools.ops.dlq.journal import Journal
+from devtools.ops.dlq.move_task import move_all
 from tests.devtools.ops.test_ops_dlq import SPEC, STAGE, approximate, everything_on, fill
 
 

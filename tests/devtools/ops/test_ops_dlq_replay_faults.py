@@ -26,7 +26,8 @@ import pytest
 from botocore.config import Config
 
 from devtools.offline import REGION
-from devtools.ops.dlq import REPLAY_MARKER, Journal, replay
+from devtools.ops.dlq.journal import Journal
+from devtools.ops.dlq.replay import REPLAY_MARKER, replay
 from devtools.paths import ROOT
 from devtools.standins.fault_proxy import FaultProxy, _action, wait_for_calls
 from tests.devtools.ops.test_ops_dlq import SPEC, STAGE, event_body
