@@ -29,8 +29,8 @@ from devtools.offline import REGION
 from devtools.ops.dlq.journal import Journal
 from devtools.ops.dlq.replay import REPLAY_MARKER, replay
 from devtools.paths import ROOT
-from devtools.standins.fault_proxy import FaultProxy, _action, wait_for_calls
 from tests.devtools.ops.test_ops_dlq import SPEC, STAGE, event_body
+from tests.fault_proxy import FaultProxy, api_action, wait_for_calls
 
 PARKED = 400
 HOLD = 20  # seconds: long enough for a rerun to finish inside the killed run's hold, under load
@@ -63,7 +63,7 @@ class WithholdingProxy(FaultProxy):
     def _relay(self, request: BaseHTTPRequestHandler) -> None:
         length = int(request.headers.get("Content-Length") or 0)
         body = request.rfile.read(length) if length else b""
-        action = _action(request.headers.get("X-Amz-Target"), body)
+        action = api_action(request.headers.get("X-Amz-Target"), body)
         with self._lock:
             plan = self._withheld.get(action)
             withhold = False
