@@ -16,7 +16,6 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
@@ -29,7 +28,7 @@ from devtools.offline import REGION
 from devtools.ops.dlq.journal import Journal
 from devtools.ops.dlq.replay import REPLAY_MARKER, replay
 from devtools.paths import ROOT
-from tests.devtools.ops.test_ops_dlq import SPEC, STAGE, event_body
+from tests.devtools.ops.dead_letters import STAGE, Queues, event_body
 from tests.fault_proxy import FaultProxy, api_action, wait_for_calls
 
 PARKED = 400
@@ -87,19 +86,6 @@ class WithholdingProxy(FaultProxy):
             self._stopping.wait(60)
         request.close_connection = True
         request.connection.shutdown(socket.SHUT_RDWR)
-
-
-@dataclass(frozen=True)
-class Queues:
-    events: str
-    dead_letter: str
-
-
-@pytest.fixture
-def queues(sqs: Any) -> Queues:
-    dead_letter = sqs.create_queue(QueueName=SPEC.dead_letter_queue)["QueueUrl"]
-    events = sqs.create_queue(QueueName=SPEC.events_queue)["QueueUrl"]
-    return Queues(events, dead_letter)
 
 
 @pytest.fixture
