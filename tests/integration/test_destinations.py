@@ -109,7 +109,10 @@ def test_firehose_gets_newline_json_in_calls_of_at_most_500_records(
     use(monkeypatch, "firehose")
     ids = send(pipeline, 600)
     calls: list[int] = []  # records per PutRecordBatch, as the consumer's client sends them
-    events = boto3._get_default_session().events
+    # The app makes its clients with boto3.client: from a default session this test owns.
+    session = boto3.Session()
+    monkeypatch.setattr(boto3, "DEFAULT_SESSION", session)
+    events = session.events
     event_name = "provide-client-params.firehose.PutRecordBatch"
 
     def count(params: dict[str, Any], **_: Any) -> None:

@@ -86,7 +86,10 @@ def test_kinesis_gets_each_event_once_keyed_by_its_endpoint_500_to_a_call(
     def count(params: dict[str, Any], **_: Any) -> None:
         calls.append(len(params["Records"]))
 
-    events = boto3._get_default_session().events  # where the app's clients come from
+    # The app makes its clients with boto3.client: from a default session this test owns.
+    session = boto3.Session()
+    monkeypatch.setattr(boto3, "DEFAULT_SESSION", session)
+    events = session.events
     events.register("before-parameter-build.kinesis.PutRecords", count)
     try:
         polls = pipeline.consumer(batch_size=600).drain()
