@@ -109,9 +109,11 @@ def test_firehose_gets_newline_json_in_calls_of_at_most_500_records(
     use(monkeypatch, "firehose")
     ids = send(pipeline, 600)
     calls: list[int] = []  # records per PutRecordBatch, as the consumer's client sends them
-    # The app makes its clients with boto3.client: from a default session this test owns.
-    session = boto3.Session()
-    monkeypatch.setattr(boto3, "DEFAULT_SESSION", session)
+    # Where the app's clients come from: boto3.client uses boto3.DEFAULT_SESSION.
+    if boto3.DEFAULT_SESSION is None:
+        boto3.setup_default_session()
+    session = boto3.DEFAULT_SESSION
+    assert session is not None
     events = session.events
     event_name = "provide-client-params.firehose.PutRecordBatch"
 
