@@ -1,6 +1,8 @@
 """The event API Gateway (REST, Lambda proxy integration) hands the pixel function.
 
-Tests and the benchmark call the Chalice app exactly as Lambda does, with this event.
+Tests and the benchmark call the Chalice app exactly as Lambda does, with this event. It is
+shared tooling rather than a test helper because `make bench` uses it (bench/hits.py,
+bench/transport.py), and the bench never imports tests/ (an import-linter contract).
 Development tooling only: never packaged into Lambda.
 """
 

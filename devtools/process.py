@@ -1,19 +1,30 @@
-"""A tool's life as a process: stopping cleanly on Ctrl-C / SIGTERM, and running the
-console scripts installed beside it. Shared by every room, so none borrows another's."""
+"""A tool's life as a process: stopping cleanly on Ctrl-C / SIGTERM, running the console
+scripts installed beside it, the child processes it starts (a loopback port for each, up
+when it answers, stopped by asking and then insisting) and the AWS region it and they use.
+Shared by every room, so none borrows another's."""
 
 from __future__ import annotations
 
 import contextlib
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
+import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator, MutableMapping, Sequence
 from pathlib import Path
 from types import FrameType
+from typing import Final
+
+from devtools.offline import HOST
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+STARTUP_TIMEOUT_SECONDS: Final = 60.0
+STOP_TIMEOUT_SECONDS: Final = 5.0
 
 
 @contextlib.contextmanager
@@ -53,6 +64,67 @@ def run(command: Sequence[str], cwd: Path, env: dict[str, str] | None = None) ->
 def tool(name: str) -> str:
     """A console script installed beside this interpreter (chalice, cfn-lint)."""
     return str(Path(sys.executable).parent / name)
+
+
+# Child processes: their ports, their start and their stop ---------------------------------
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on now (the OS picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind((HOST, 0))
+        return int(probe.getsockname()[1])
+
+
+def port_is_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        # As the servers do: a port whose last connections are in TIME_WAIT is free.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((HOST, port))
+        except OSError:
+            return False
+        return True
+
+
+_no_proxy_opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+def wait_until_answering(
+    url: str,
+    process: subprocess.Popen[bytes],
+    stopping: threading.Event,
+    *,
+    name: str,
+    timeout: float = STARTUP_TIMEOUT_SECONDS,
+) -> None:
+    """Return once anything answers HTTP at `url`; fail, naming the process `name`, if it
+    exits or does not answer within `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not stopping.is_set():
+        if process.poll() is not None:
+            raise SystemExit(f"{name} exited with status {process.returncode}")
+        try:
+            with _no_proxy_opener.open(url, timeout=1):
+                return
+        except urllib.error.HTTPError:
+            return  # an error page is still an answer: the server is up
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            raise SystemExit(f"{name} did not answer on {url} within {timeout:g} s")
+        stopping.wait(0.2)
+
+
+def stop_process(process: subprocess.Popen[bytes]) -> None:
+    """Ask, then insist."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        if process.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            process.send_signal(sig)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=STOP_TIMEOUT_SECONDS)
 
 
 # The one place a command decides its AWS region -------------------------------------------

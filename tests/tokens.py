@@ -1,10 +1,12 @@
 """Signed-hit tokens and keys for the tests: the claims, secrets and helpers that the unit tests
-(tests/unit/test_signing.py) and the key-source tests over loopback
-(tests/integration/test_signing_keys.py) both build tokens from."""
+(tests/unit/test_signing.py), the key-source tests over loopback
+(tests/integration/test_signing_keys.py) and the signed hits of the pipeline tests
+(`live_token`) build tokens from."""
 
 from __future__ import annotations
 
 import base64
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -35,6 +37,12 @@ def claims(**overrides: Any) -> dict[str, Any]:
 def hs256(payload: Mapping[str, Any], secret: str = SECRET, kid: str | None = "k1") -> str:
     headers = {} if kid is None else {"kid": kid}
     return jwt.encode(dict(payload), secret, algorithm="HS256", headers=headers)
+
+
+def live_token(endpoint_id: str, user_id: str | None = None, lifetime: int = 300) -> str:
+    """A token for a hit sent now, to the app over the pipeline: its `exp` is read from the
+    real clock, as the pixel reads it (HS256 with SECRET, key id k1)."""
+    return hs256(claims(eid=endpoint_id, sub=user_id, exp=int(time.time()) + lifetime))
 
 
 def b64(data: bytes) -> str:

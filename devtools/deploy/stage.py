@@ -7,16 +7,16 @@ Chalice cannot make; and a teardown that finds the stage in AWS.
 
 Chalice never creates SQS queues and cannot set `FunctionResponseTypes` on the event source
 mapping it creates (DESIGN.md). `deploy` creates or corrects both queues from
-`devtools.queue_spec` (idempotent: run it as often as you like), writes Chalice's
-`.chalice/deployed/<stage>.json` from what already exists in AWS (`inventory`: so a fresh
-clone or a run after a failed one updates the same API and mapping instead of creating
-second ones), runs `chalice deploy`, then turns on `ReportBatchItemFailures` on the
-consumer's mapping and reads it back. It does that even when `chalice deploy` failed
-half-way, because a mapping Chalice already created would otherwise run without the
-setting. The preflight (settings, policy files, region, credentials) runs before any AWS
-call. Every AWS call uses your usual credentials and region (AWS_PROFILE, AWS_REGION or
-AWS_DEFAULT_REGION, or the profile's region: `devtools.process.aws_region`), exported to
-`chalice` as well.
+`devtools.queue_spec` (`devtools.deploy.queues`; idempotent: run it as often as you like),
+writes Chalice's `.chalice/deployed/<stage>.json` from what already exists in AWS
+(`inventory`: so a fresh clone or a run after a failed one updates the same API and mapping
+instead of creating second ones), runs `chalice deploy`, then turns on
+`ReportBatchItemFailures` on the consumer's mapping and reads it back
+(`devtools.deploy.mapping`). It does that even when `chalice deploy` failed half-way, because
+a mapping Chalice already created would otherwise run without the setting. The preflight
+(settings, policy files, region, credentials) runs before any AWS call. Every AWS call uses
+your usual credentials and region (AWS_PROFILE, AWS_REGION or AWS_DEFAULT_REGION, or the
+profile's region: `devtools.process.aws_region`), exported to `chalice` as well.
 """
 
 from __future__ import annotations
@@ -45,236 +45,23 @@ from devtools.deploy.inventory import (
     find,
     recorded_values,
 )
+from devtools.deploy.mapping import PARTIAL_BATCH, configure_mapping
 from devtools.deploy.preflight import check_aws, check_identity, check_stage
+from devtools.deploy.queues import ensure_queues
+from devtools.deploy.verify import verify_stage
 from devtools.paths import ROOT
 from devtools.process import run, tool
-from devtools.queue_spec import QueueSpec, chalice_config, stage_environment
+from devtools.queue_spec import QueueSpec, stage_environment
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
-    from mypy_boto3_sqs.literals import QueueAttributeNameType
 
-PARTIAL_BATCH: Final = "ReportBatchItemFailures"
-# Lambda refuses updates while a mapping is Creating/Updating; Chalice has just created it.
-MAPPING_SETTLE_SECONDS: Final = 120.0
-MAPPING_POLL_SECONDS: Final = 2.0
-BUSY_STATES: Final = frozenset({"Creating", "Updating", "Enabling", "Disabling"})
 
 ChaliceRunner = Callable[[Sequence[str], Path], int]
 
 
 def run_chalice(arguments: Sequence[str], root: Path) -> int:
     return run([tool("chalice"), "--project-dir", str(root), *arguments], cwd=root)
-
-
-# Queues -----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class QueueState:
-    """One queue after `ensure_queue`: created, corrected (which attributes) or as it was."""
-
-    name: str
-    url: str
-    arn: str
-    created: bool = False
-    changed: tuple[str, ...] = ()
-
-    def describe(self) -> str:
-        if self.created:
-            return f"{self.name}: created"
-        if self.changed:
-            return f"{self.name}: updated {', '.join(self.changed)}"
-        return f"{self.name}: already as specified"
-
-
-def existing_queue_url(sqs: SQSClient, name: str) -> str | None:
-    """The queue's URL, or None where no queue has that name."""
-    try:
-        return sqs.get_queue_url(QueueName=name)["QueueUrl"]
-    except ClientError as error:
-        code = error.response.get("Error", {}).get("Code", "")
-        if code in {"AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist"}:
-            return None
-        raise
-
-
-def attribute_differences(
-    current: Mapping[QueueAttributeNameType, str], wanted: Mapping[QueueAttributeNameType, str]
-) -> dict[QueueAttributeNameType, str]:
-    """The attributes to set so `current` meets `wanted`.
-
-    The visibility timeout is a floor (at least 6x the consumer's timeout), so a longer one
-    an operator chose is kept. A queue encrypted with a KMS key of its own already has
-    server-side encryption; SQS refuses to add SQS-managed encryption on top.
-    """
-    changes: dict[QueueAttributeNameType, str] = {}
-    for name, value in wanted.items():
-        have = current.get(name)
-        if name == "VisibilityTimeout" and have is not None and int(have) >= int(value):
-            continue
-        if name == "SqsManagedSseEnabled" and current.get("KmsMasterKeyId"):
-            continue
-        if name == "RedrivePolicy" and have is not None:
-            mine, theirs = json.loads(value), json.loads(have)
-            if theirs.get("deadLetterTargetArn") == mine["deadLetterTargetArn"] and int(
-                theirs.get("maxReceiveCount", 0)
-            ) == int(mine["maxReceiveCount"]):
-                continue
-        if have != value:
-            changes[name] = value
-    return changes
-
-
-def ensure_queue(
-    sqs: SQSClient, name: str, attributes: Mapping[QueueAttributeNameType, str]
-) -> QueueState:
-    """Create the queue, or bring an existing one to `attributes` without recreating it
-    (CreateQueue refuses an existing name with different attributes)."""
-    url = existing_queue_url(sqs, name)
-    created = url is None
-    changed: dict[QueueAttributeNameType, str] = {}
-    if url is None:
-        url = sqs.create_queue(QueueName=name, Attributes=dict(attributes))["QueueUrl"]
-    else:
-        current = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
-        changed = attribute_differences(current, attributes)
-        if changed:
-            sqs.set_queue_attributes(QueueUrl=url, Attributes=changed)
-    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
-        "QueueArn"
-    ]
-    return QueueState(name, url, arn, created, tuple(sorted(changed)))
-
-
-def ensure_queues(sqs: SQSClient, spec: QueueSpec) -> tuple[QueueState, QueueState]:
-    """The dead-letter queue first: the events queue's redrive policy names its ARN."""
-    dead_letter = ensure_queue(sqs, spec.dead_letter_queue, spec.dead_letter_attributes())
-    events = ensure_queue(sqs, spec.events_queue, spec.events_attributes(dead_letter.arn))
-    return events, dead_letter
-
-
-def queue_problems(sqs: SQSClient, spec: QueueSpec) -> list[str]:
-    """Read-only: how the deployed queues differ from the spec (empty when they match)."""
-    problems: list[str] = []
-    dead_letter_url = existing_queue_url(sqs, spec.dead_letter_queue)
-    events_url = existing_queue_url(sqs, spec.events_queue)
-    if dead_letter_url is None:
-        problems.append(f"{spec.dead_letter_queue}: does not exist")
-    if events_url is None:
-        problems.append(f"{spec.events_queue}: does not exist")
-    if dead_letter_url is None or events_url is None:
-        return problems
-    dead_letter = sqs.get_queue_attributes(QueueUrl=dead_letter_url, AttributeNames=["All"])[
-        "Attributes"
-    ]
-    events = sqs.get_queue_attributes(QueueUrl=events_url, AttributeNames=["All"])["Attributes"]
-    for name, current, wanted in (
-        (spec.dead_letter_queue, dead_letter, spec.dead_letter_attributes()),
-        (spec.events_queue, events, spec.events_attributes(dead_letter["QueueArn"])),
-    ):
-        for attribute, value in attribute_differences(current, wanted).items():
-            problems.append(f"{name}: {attribute} is {current.get(attribute)!r}, want {value!r}")
-    return problems
-
-
-# The event source mapping -----------------------------------------------------------------
-
-
-def consumer_function_name(stage: str, root: Path = ROOT) -> str:
-    """What `chalice deploy` names the `deliver` function: <app>-<stage>-deliver."""
-    return f"{chalice_config(root)['app_name']}-{stage}-deliver"
-
-
-def consumer_mappings(lambda_client: Any, queue_arn: str, function_name: str) -> list[Any]:
-    """The mappings from the events queue to the consumer (normally exactly one)."""
-    found: list[Any] = []
-    paginator = lambda_client.get_paginator("list_event_source_mappings")
-    for page in paginator.paginate(EventSourceArn=queue_arn):
-        for mapping in page.get("EventSourceMappings", []):
-            # arn:aws:lambda:<region>:<account>:function:<name>[:<qualifier>]
-            arn = str(mapping.get("FunctionArn", ""))
-            if arn.split(":function:")[-1].split(":")[0] == function_name:
-                found.append(mapping)
-    return found
-
-
-def has_partial_batch_responses(mapping: Mapping[str, Any]) -> bool:
-    return PARTIAL_BATCH in (mapping.get("FunctionResponseTypes") or [])
-
-
-@dataclass
-class MappingResult:
-    uuid: str
-    already_on: bool
-    verified: bool
-    state: str
-    notes: list[str] = field(default_factory=list)
-
-
-def enable_partial_batch_responses(
-    lambda_client: Any,
-    uuid: str,
-    settle_seconds: float = MAPPING_SETTLE_SECONDS,
-    sleep: Callable[[float], None] = time.sleep,
-) -> MappingResult:
-    """Turn `ReportBatchItemFailures` on (only if off) and read it back until Lambda agrees."""
-    deadline = time.monotonic() + settle_seconds
-    mapping = lambda_client.get_event_source_mapping(UUID=uuid)
-    already_on = has_partial_batch_responses(mapping)
-    while not already_on:
-        try:
-            lambda_client.update_event_source_mapping(
-                UUID=uuid, FunctionResponseTypes=[PARTIAL_BATCH]
-            )
-            break
-        except ClientError as error:
-            code = error.response.get("Error", {}).get("Code", "")
-            if code != "ResourceInUseException" or time.monotonic() > deadline:
-                raise
-            sleep(MAPPING_POLL_SECONDS)  # still Creating/Updating after chalice deploy
-    while True:
-        mapping = lambda_client.get_event_source_mapping(UUID=uuid)
-        state = str(mapping.get("State", ""))
-        if state not in BUSY_STATES or time.monotonic() > deadline:
-            break
-        sleep(MAPPING_POLL_SECONDS)
-    return MappingResult(uuid, already_on, has_partial_batch_responses(mapping), state)
-
-
-def configure_mapping(stage: str, root: Path, sqs: SQSClient, lambda_client: Any) -> int:
-    """Enable and verify the setting on the consumer's mapping; 0 when it is on."""
-    spec = QueueSpec.for_stage(stage, root)
-    url = existing_queue_url(sqs, spec.events_queue)
-    if url is None:
-        print(f"mapping: {spec.events_queue} does not exist; run deploy first", file=sys.stderr)
-        return 1
-    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
-        "QueueArn"
-    ]
-    function = consumer_function_name(stage, root)
-    mappings = consumer_mappings(lambda_client, arn, function)
-    if not mappings:
-        print(
-            f"mapping: no event source mapping from {spec.events_queue} to {function}."
-            " chalice deploy creates it: did it get that far?",
-            file=sys.stderr,
-        )
-        return 1
-    status = 0
-    for mapping in mappings:
-        result = enable_partial_batch_responses(lambda_client, mapping["UUID"])
-        if result.verified:
-            how = "already on" if result.already_on else "turned on"
-            print(f"mapping {result.uuid}: {PARTIAL_BATCH} {how} and verified ({result.state})")
-        else:
-            print(
-                f"mapping {result.uuid}: {PARTIAL_BATCH} is NOT on after the update"
-                f" (state {result.state}); run this command again",
-                file=sys.stderr,
-            )
-            status = 1
-    return status
 
 
 def report_batch_item_failures_advice(stage: str, environment: Mapping[str, str]) -> str:
@@ -396,8 +183,6 @@ def deploy(
 def verify(stage: str, root: Path, clients: Clients) -> int:
     """Read-only check of the stage, on either deploy path: devtools/deploy/verify.py
     (`make verify STAGE=...`, which also takes --stack-name)."""
-    from devtools.deploy.verify import verify_stage  # it imports this module
-
     cloudformation = boto3.client("cloudformation", region_name=clients.sqs.meta.region_name)
     return verify_stage(stage, root, clients.sqs, clients.lambda_client, cloudformation)
 

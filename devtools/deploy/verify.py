@@ -40,7 +40,8 @@ from typing import IO, TYPE_CHECKING, Any, Final
 import boto3
 from botocore.exceptions import ClientError
 
-from devtools.deploy.stage import PARTIAL_BATCH, attribute_differences, existing_queue_url
+from devtools.deploy.mapping import PARTIAL_BATCH, consumer_mappings, has_partial_batch_responses
+from devtools.deploy.queues import attribute_differences, existing_queue_url
 from devtools.paths import ROOT
 from devtools.queue_spec import QueueSpec, chalice_config
 
@@ -286,20 +287,6 @@ def _environment(configuration: Mapping[str, Any]) -> dict[str, str]:
     return {str(k): str(v) for k, v in variables.items()}
 
 
-def _mappings_to(lambda_client: Any, queue_arn: str, function_name: str) -> list[dict[str, Any]]:
-    """The mappings from the queue to the function. Listed by queue and matched on the
-    function's name: the function is named either way when a mapping is made."""
-    found: list[dict[str, Any]] = []
-    paginator = lambda_client.get_paginator("list_event_source_mappings")
-    for page in paginator.paginate(EventSourceArn=queue_arn):
-        for mapping in page.get("EventSourceMappings", []):
-            # arn:aws:lambda:<region>:<account>:function:<name>[:<qualifier>]
-            arn = str(mapping.get("FunctionArn", ""))
-            if arn.split(":function:")[-1].split(":")[0] == function_name:
-                found.append(dict(mapping))
-    return found
-
-
 @dataclass
 class Findings:
     ok: list[str]
@@ -362,7 +349,7 @@ def check(deployment: Deployment, spec: QueueSpec, sqs: SQSClient, lambda_client
         queue_arn = sqs.get_queue_attributes(
             QueueUrl=deployment.events_queue_url, AttributeNames=["QueueArn"]
         )["Attributes"]["QueueArn"]
-        mappings = _mappings_to(lambda_client, queue_arn, str(consumer["FunctionName"]))
+        mappings = consumer_mappings(lambda_client, queue_arn, str(consumer["FunctionName"]))
     if not mappings:
         problems.append(
             f"mapping: none from {deployment.events_queue} to {deployment.consumer}, so no event"
@@ -382,7 +369,7 @@ def check(deployment: Deployment, spec: QueueSpec, sqs: SQSClient, lambda_client
             f"mapping {uuid}: {state}, events wait on {deployment.events_queue}:"
             f" aws lambda update-event-source-mapping --uuid {uuid} --enabled"
         )
-    partial = PARTIAL_BATCH in (mapping.get("FunctionResponseTypes") or [])
+    partial = has_partial_batch_responses(mapping)
     reports = environment.get("REPORT_BATCH_ITEM_FAILURES", "").strip().lower() in TRUE
     if not partial:
         danger = (

@@ -112,11 +112,6 @@ def lambda_sqs_record(message: MessageTypeDef, queue_arn: str) -> dict[str, Any]
     return record
 
 
-def lambda_sqs_event(messages: Sequence[MessageTypeDef], queue_arn: str) -> dict[str, Any]:
-    """The event Lambda hands an SQS-triggered function, built from received messages."""
-    return {"Records": [lambda_sqs_record(message, queue_arn) for message in messages]}
-
-
 @dataclass(frozen=True)
 class _Received:
     """A received message with its record, built once to measure the payload it adds."""

@@ -32,14 +32,10 @@ import dataclasses
 import io
 import logging
 import os
-import signal
-import socket
 import subprocess
 import sys
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,7 +50,14 @@ from devtools.localstack.doubles import stand_in_ports
 from devtools.localstack.dry_run import DryRun
 from devtools.offline import HOST, REGION, isolated_environment, without_proxy_for_loopback
 from devtools.paths import ROOT
-from devtools.process import stop_on_signals
+from devtools.process import (
+    free_port,
+    port_is_free,
+    stop_on_signals,
+    stop_process,
+    tool,
+    wait_until_answering,
+)
 from devtools.queue_spec import QueueSpec, stage_environment
 
 if TYPE_CHECKING:
@@ -63,8 +66,6 @@ if TYPE_CHECKING:
 # The dry run's stand-ins add their own (pinpoint 9100, profiles 9200).
 DEFAULT_PORTS: Final = {"pixel": 8000, "sqs": 5000, **stand_in_ports(), "demo": 8001}
 WATCHED: Final = ("app.py", "chalicelib", ".chalice/config.json")
-STARTUP_TIMEOUT_SECONDS: Final = 60.0
-STOP_TIMEOUT_SECONDS: Final = 5.0
 EXAMPLE_QUERY: Final = (
     "event=purchase&endpoint_id=demo-endpoint&evat_product=shoes&evmt_price=49.90&gtmcb=123"
 )
@@ -79,23 +80,6 @@ def say(line: str) -> None:
 
 
 # Ports ------------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind((HOST, 0))
-        return int(probe.getsockname()[1])
-
-
-def port_is_free(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        # As the servers do: a port whose last connections are in TIME_WAIT is free.
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind((HOST, port))
-        except OSError:
-            return False
-        return True
 
 
 def choose_port(name: str, requested: int | None) -> int:
@@ -175,7 +159,7 @@ class Workers:
     def start(self, stopping: threading.Event) -> None:
         self.pixel = subprocess.Popen(
             [
-                str(Path(sys.executable).parent / "chalice"),
+                tool("chalice"),
                 "local",
                 "--stage",
                 self.stage,
@@ -195,7 +179,8 @@ class Workers:
             env={**self.environment, "PYTHONUNBUFFERED": "1"},
             stdin=subprocess.DEVNULL,
         )
-        wait_until_answering(f"http://{HOST}:{self.pixel_port}/", self.pixel, stopping)
+        url = f"http://{HOST}:{self.pixel_port}/"
+        wait_until_answering(url, self.pixel, stopping, name="chalice local")
 
     def died(self) -> str | None:
         for name, process in (("chalice local", self.pixel), ("consumer", self.consumer)):
@@ -208,40 +193,6 @@ class Workers:
             if process is not None:
                 stop_process(process)
         self.pixel = self.consumer = None
-
-
-def stop_process(process: subprocess.Popen[bytes]) -> None:
-    """Ask, then insist."""
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        if process.poll() is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            process.send_signal(sig)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            process.wait(timeout=STOP_TIMEOUT_SECONDS)
-
-
-_no_proxy_opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-
-
-def wait_until_answering(
-    url: str, process: subprocess.Popen[bytes], stopping: threading.Event
-) -> None:
-    """Return once anything answers HTTP at `url`; fail if the process exits or never does."""
-    deadline = time.monotonic() + STARTUP_TIMEOUT_SECONDS
-    while not stopping.is_set():
-        if process.poll() is not None:
-            raise SystemExit(f"chalice local exited with status {process.returncode}")
-        try:
-            with _no_proxy_opener.open(url, timeout=1):
-                return
-        except urllib.error.HTTPError:
-            return  # an error page is still an answer: the server is up
-        except OSError:
-            pass
-        if time.monotonic() > deadline:
-            raise SystemExit(f"chalice local did not answer on {url} within 60 s")
-        stopping.wait(0.2)
 
 
 # Command line -----------------------------------------------------------------------------

@@ -27,7 +27,7 @@ from typing import IO, TYPE_CHECKING, Any, Final, Protocol
 
 from botocore.exceptions import ClientError
 
-from devtools.ops.dlq import Scanner
+from devtools.ops.dlq.scan import Scanner
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient

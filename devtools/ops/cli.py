@@ -37,20 +37,16 @@ from chalicelib.hits import HitRefusedError, parse_hit
 from devtools.deploy.verify import Deployment, default_stack_name, find_deployment
 from devtools.ops import gtm as ops_gtm
 from devtools.ops.check import CheckPlan, PinpointProbe, run_check
-from devtools.ops.dlq import (
-    DEFAULT_HOLD_SECONDS,
+from devtools.ops.dlq.journal import Journal, JournalBusyError
+from devtools.ops.dlq.move_task import (
     MOVE_POLL_SECONDS,
-    Journal,
-    JournalBusyError,
     MoveTaskUnavailableError,
-    Progress,
-    Selection,
-    approximate_count,
     blocking_entries,
     move_all,
-    replay,
-    summarize,
 )
+from devtools.ops.dlq.replay import replay
+from devtools.ops.dlq.scan import DEFAULT_HOLD_SECONDS, Progress, Selection, approximate_count
+from devtools.ops.dlq.summary import summarize
 from devtools.paths import REPLAY_DIR, ROOT
 from devtools.process import aws_region, stop_on_signals, tool
 from devtools.queue_spec import QueueSpec, stage_environment

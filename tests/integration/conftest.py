@@ -1,17 +1,22 @@
-"""Fixtures: moto's SQS server and the Pinpoint stand-in on loopback, one pipeline a test."""
+"""Fixtures: moto's SQS server and the Pinpoint stand-in on loopback, one pipeline a test;
+SQS that fails on purpose; `chalice local` serving the pipeline."""
 
 from __future__ import annotations
 
 import json
+import threading
 import uuid
 from collections.abc import Iterator
 
 import boto3
 import pytest
+from chalice.config import Config
+from chalice.local import LocalDevServer
+from pytest_httpserver import HTTPServer
 
 from chalicelib import runtime
 from devtools.standins.pinpoint import PinpointStandIn
-from tests.integration.harness import APPLICATION_ID, MAX_RECEIVE_COUNT, Pipeline
+from tests.integration.harness import APPLICATION_ID, MAX_RECEIVE_COUNT, FlakySqs, Pipeline
 
 
 @pytest.fixture
@@ -40,3 +45,32 @@ def pipeline(moto_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pipelin
         monkeypatch.setenv("DESTINATIONS", "pinpoint")  # these tests test Pinpoint
         runtime.reset()
         yield Pipeline(sqs, events_url, dead_letter_url, pinpoint)
+
+
+@pytest.fixture
+def flaky_sqs(
+    pipeline: Pipeline, moto_url: str, httpserver: HTTPServer, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[FlakySqs]:
+    """moto behind a proxy that answers the first N SendMessage(Batch) calls with a 500."""
+    proxy = FlakySqs(moto_url)
+    httpserver.expect_request("/", method="POST").respond_with_handler(proxy)
+    monkeypatch.setenv("AWS_ENDPOINT_URL_SQS", httpserver.url_for("/").rstrip("/"))
+    monkeypatch.setenv("ENQUEUE_ATTEMPTS", "3")
+    runtime.reset()
+    yield proxy
+    httpserver.check()
+
+
+@pytest.fixture
+def chalice_local(pipeline: Pipeline) -> Iterator[str]:
+    """`chalice local`'s own server and request handler (what `chalice local` runs), in
+    this process so that it sees the pipeline's settings; its URL."""
+    from app import app
+
+    server = LocalDevServer(app, Config(chalice_stage="dev"), "127.0.0.1", 0)
+    thread = threading.Thread(target=server.server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server.server_address[1]}"
+    server.shutdown()
+    server.server.server_close()
+    thread.join(timeout=5)

@@ -7,12 +7,19 @@ app object, a proxy response out), and the consumer through the local event sour
 from __future__ import annotations
 
 import base64
+import json
+import urllib.request
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import pytest
+from werkzeug import Request, Response
+
+from chalicelib import runtime
 from devtools.api_gateway import pixel_event
 from devtools.localstack.event_source import LocalEventSourceMapping
 from devtools.standins.pinpoint import PinpointStandIn
+from tests.tokens import SECRET
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
@@ -111,3 +118,50 @@ class Pipeline:
     def delivered(self) -> list[tuple[str, str]]:
         """(event type, event id) of every event the stand-in accepted, in order."""
         return [(e.event["EventType"], e.event_id) for e in self.pinpoint.accepted_events]
+
+
+def configure(monkeypatch: pytest.MonkeyPatch, **settings: str) -> None:
+    """Set the app's settings for this test and let it read them again."""
+    for name, value in settings.items():
+        monkeypatch.setenv(name, value)
+    runtime.reset()
+
+
+def signed(monkeypatch: pytest.MonkeyPatch, **more: str) -> None:
+    """Signed hits on (tokens from tests.tokens.live_token), user attribute `plan` allowed
+    to a signed hit, and any `more` settings."""
+    configure(
+        monkeypatch,
+        TOKEN_HS256_KEYS=json.dumps({"k1": SECRET}),
+        SIGNED_USER_ATTRIBUTES="plan",
+        **more,
+    )
+
+
+@dataclass
+class FlakySqs:
+    """A proxy in front of moto that answers the first N SendMessage(Batch) calls with a 500
+    (`flaky_sqs` in conftest.py puts it between the app and moto)."""
+
+    upstream: str
+    failures: int = 0
+    send_attempts: int = 0
+
+    def __call__(self, request: Request) -> Response:
+        if "SendMessage" in request.headers.get("X-Amz-Target", ""):
+            self.send_attempts += 1
+            if self.send_attempts <= self.failures:
+                payload = b'{"__type":"InternalError","message":"injected"}'
+                return Response(payload, 500, content_type="application/x-amz-json-1.0")
+        forwarded = urllib.request.Request(
+            self.upstream + request.path,
+            data=request.get_data(),
+            headers={k: v for k, v in request.headers.items() if k.lower() != "host"},
+        )
+        with urllib.request.urlopen(forwarded) as answer:
+            passed = [
+                (name, value)
+                for name, value in answer.headers.items()
+                if name.lower() not in {"content-length", "transfer-encoding"}
+            ]
+            return Response(answer.read(), answer.status, passed)

@@ -4,23 +4,17 @@ from __future__ import annotations
 
 import base64
 import json
-import threading
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from typing import Any
 from urllib.parse import unquote
 
 import pytest
-from chalice.config import Config
-from chalice.local import LocalDevServer
-from pytest_httpserver import HTTPServer
 
 from chalicelib import runtime
 from devtools.api_gateway import beacon_event
-from tests.integration.harness import CHROMIUM_USER_AGENT, Pipeline, ProxyResponse
-from tests.integration.test_pixel_gate import SECRET, signed, token
-from tests.integration.test_pixel_http import FlakySqs
+from tests.integration.harness import CHROMIUM_USER_AGENT, FlakySqs, Pipeline, ProxyResponse, signed
+from tests.tokens import SECRET, live_token
 
 PLAIN = "text/plain;charset=UTF-8"  # what sendBeacon sends with a string
 VISITOR = {"User-Agent": CHROMIUM_USER_AGENT, "Content-Type": PLAIN}
@@ -171,10 +165,11 @@ def test_each_line_carries_its_own_token(
     pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     signed(monkeypatch, REQUIRE_SIGNED_HITS="true")
+    own = live_token("ep-1", "u-1")
     body = "\n".join(
         [
-            f"event=view&endpoint_id=ep-1&user_id=u-1&usat_plan=gold&token={token('ep-1', 'u-1')}",
-            f"event=view&endpoint_id=victim&token={token('ep-1')}",
+            f"event=view&endpoint_id=ep-1&user_id=u-1&usat_plan=gold&token={own}",
+            f"event=view&endpoint_id=victim&token={live_token('ep-1')}",
             "event=view&endpoint_id=ep-1",
         ]
     )
@@ -209,20 +204,6 @@ def test_an_allowed_page_may_read_the_answer_another_may_not(
     )
     assert "Access-Control-Allow-Origin" not in other.headers
     assert pipeline.queued() == 1
-
-
-@pytest.fixture
-def flaky_sqs(
-    pipeline: Pipeline, moto_url: str, httpserver: HTTPServer, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[FlakySqs]:
-    """moto behind a proxy that answers the first N SendMessage(Batch) calls with a 500."""
-    proxy = FlakySqs(moto_url)
-    httpserver.expect_request("/", method="POST").respond_with_handler(proxy)
-    monkeypatch.setenv("AWS_ENDPOINT_URL_SQS", httpserver.url_for("/").rstrip("/"))
-    monkeypatch.setenv("ENQUEUE_ATTEMPTS", "3")
-    runtime.reset()
-    yield proxy
-    httpserver.check()
 
 
 def lines(count: int, refused_at: int | None = None) -> str:
@@ -296,19 +277,6 @@ def test_a_get_refusal_carries_its_reason_in_a_header_readable_cross_origin(
 
 
 # chalice local ---------------------------------------------------------------------------
-
-
-@pytest.fixture
-def chalice_local(pipeline: Pipeline) -> Iterator[str]:
-    from app import app
-
-    server = LocalDevServer(app, Config(chalice_stage="dev"), "127.0.0.1", 0)
-    thread = threading.Thread(target=server.server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server.server_address[1]}"
-    server.shutdown()
-    server.server.server_close()
-    thread.join(timeout=5)
 
 
 def local(

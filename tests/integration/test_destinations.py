@@ -109,7 +109,12 @@ def test_firehose_gets_newline_json_in_calls_of_at_most_500_records(
     use(monkeypatch, "firehose")
     ids = send(pipeline, 600)
     calls: list[int] = []  # records per PutRecordBatch, as the consumer's client sends them
-    events = boto3._get_default_session().events
+    # Where the app's clients come from: boto3.client uses boto3.DEFAULT_SESSION.
+    if boto3.DEFAULT_SESSION is None:
+        boto3.setup_default_session()
+    session = boto3.DEFAULT_SESSION
+    assert session is not None
+    events = session.events
     event_name = "provide-client-params.firehose.PutRecordBatch"
 
     def count(params: dict[str, Any], **_: Any) -> None:

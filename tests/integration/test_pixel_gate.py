@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import base64
 import json
-import time
 
-import jwt
 import pytest
 
-from chalicelib import runtime
-from chalicelib.signing import ENDPOINT_CLAIM, USER_CLAIM
-from tests.integration.harness import CHROMIUM_USER_AGENT, Pipeline, ProxyResponse, proxy_event
+from tests.integration.harness import (
+    CHROMIUM_USER_AGENT,
+    Pipeline,
+    ProxyResponse,
+    configure,
+    proxy_event,
+    signed,
+)
+from tests.tokens import live_token
 
-SECRET = "a-development-secret-of-at-least-32-bytes!"
 HIT = "event=purchase&endpoint_id=ep-1"
 
 
@@ -23,19 +26,6 @@ def hit(query: str, **headers: str) -> ProxyResponse:
     answer = app(proxy_event(query, {k.replace("_", "-"): v for k, v in headers.items()}), None)
     body = base64.b64decode(answer["body"]) if answer.get("isBase64Encoded") else answer["body"]
     return ProxyResponse(answer["statusCode"], answer["headers"], body)
-
-
-def configure(monkeypatch: pytest.MonkeyPatch, **settings: str) -> None:
-    for name, value in settings.items():
-        monkeypatch.setenv(name, value)
-    runtime.reset()
-
-
-def token(endpoint_id: str, user_id: str | None = None, lifetime: int = 300) -> str:
-    claims: dict[str, object] = {ENDPOINT_CLAIM: endpoint_id, "exp": int(time.time()) + lifetime}
-    if user_id is not None:
-        claims[USER_CLAIM] = user_id
-    return jwt.encode(claims, SECRET, algorithm="HS256", headers={"kid": "k1"})
 
 
 CRAWLER_REASON = "User-Agent: a known crawler or tool; not recorded (BOT_FILTER)\n"
@@ -83,20 +73,11 @@ def test_page_origin_allowlist_filters_by_referer(
     assert pipeline.queued() == 1
 
 
-def signed(monkeypatch: pytest.MonkeyPatch, **more: str) -> None:
-    configure(
-        monkeypatch,
-        TOKEN_HS256_KEYS=json.dumps({"k1": SECRET}),
-        SIGNED_USER_ATTRIBUTES="plan",
-        **more,
-    )
-
-
 def test_a_signed_hit_may_write_its_own_profile(
     pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     signed(monkeypatch)
-    query = f"{HIT}&user_id=u-1&usat_plan=gold&token={token('ep-1', 'u-1')}"
+    query = f"{HIT}&user_id=u-1&usat_plan=gold&token={live_token('ep-1', 'u-1')}"
     assert pipeline.hit(query).status == 200
     [message] = pipeline.sqs.receive_message(QueueUrl=pipeline.events_url)["Messages"]
     body = json.loads(message["Body"])
@@ -128,9 +109,9 @@ def test_a_token_never_authorizes_another_endpoint_or_user(
 ) -> None:
     signed(monkeypatch)
     tokens = {
-        "ep1": token("ep-1"),
-        "ep1_u1": token("ep-1", "u-1"),
-        "expired": token("ep-1", lifetime=-3600),
+        "ep1": live_token("ep-1"),
+        "ep1_u1": live_token("ep-1", "u-1"),
+        "expired": live_token("ep-1", lifetime=-3600),
     }
     answer = pipeline.hit(query.format(**tokens))
     assert (answer.status, answer.text) == (400, reason + "\n")
@@ -143,7 +124,7 @@ def test_required_signatures_stop_event_injection_for_other_endpoints(
     signed(monkeypatch, REQUIRE_SIGNED_HITS="true")
     forged = pipeline.hit("event=purchase_success&endpoint_id=victim")
     assert (forged.status, forged.text) == (400, "token: is required (REQUIRE_SIGNED_HITS)\n")
-    assert pipeline.hit(f"{HIT}&token={token('ep-1')}").status == 200
+    assert pipeline.hit(f"{HIT}&token={live_token('ep-1')}").status == 200
     assert pipeline.queued() == 1
 
 

@@ -6,23 +6,18 @@ import base64
 import io
 import json
 import logging
-import threading
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 import pytest
-from chalice.config import Config
-from chalice.local import LocalDevServer
-from pytest_httpserver import HTTPServer
-from werkzeug import Request, Response
 
 from chalicelib import runtime, telemetry
 from chalicelib.responses import TRANSPARENT_GIF
 from tests.integration.harness import (
     CHROMIUM_IMAGE_ACCEPT,
     CHROMIUM_USER_AGENT,
+    FlakySqs,
     Pipeline,
     proxy_event,
 )
@@ -120,47 +115,6 @@ def test_unreachable_sqs_answers_503_after_bounded_attempts(
     monkeypatch.setenv("ENQUEUE_ATTEMPTS", "2")
     runtime.reset()
     assert pipeline.hit(HIT).status == 503
-
-
-@dataclass
-class FlakySqs:
-    """A proxy in front of moto that answers the first N SendMessage calls with a 500."""
-
-    upstream: str
-    failures: int = 0
-    send_attempts: int = 0
-
-    def __call__(self, request: Request) -> Response:
-        if "SendMessage" in request.headers.get("X-Amz-Target", ""):
-            self.send_attempts += 1
-            if self.send_attempts <= self.failures:
-                payload = b'{"__type":"InternalError","message":"injected"}'
-                return Response(payload, 500, content_type="application/x-amz-json-1.0")
-        forwarded = urllib.request.Request(
-            self.upstream + request.path,
-            data=request.get_data(),
-            headers={k: v for k, v in request.headers.items() if k.lower() != "host"},
-        )
-        with urllib.request.urlopen(forwarded) as answer:
-            passed = [
-                (name, value)
-                for name, value in answer.headers.items()
-                if name.lower() not in {"content-length", "transfer-encoding"}
-            ]
-            return Response(answer.read(), answer.status, passed)
-
-
-@pytest.fixture
-def flaky_sqs(
-    pipeline: Pipeline, moto_url: str, httpserver: HTTPServer, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[FlakySqs]:
-    proxy = FlakySqs(moto_url)
-    httpserver.expect_request("/", method="POST").respond_with_handler(proxy)
-    monkeypatch.setenv("AWS_ENDPOINT_URL_SQS", httpserver.url_for("/").rstrip("/"))
-    monkeypatch.setenv("ENQUEUE_ATTEMPTS", "3")
-    runtime.reset()
-    yield proxy
-    httpserver.check()
 
 
 def test_transient_sqs_errors_are_retried_within_the_hit(
@@ -270,21 +224,6 @@ NOT_UTF8 = [
     ("gtmcb=%FF", "gtmcb: not valid UTF-8 (or U+FFFD)"),
 ]
 VALID = "event=view&endpoint_id=ep-1&evat_note=%E2%82%AC%F0%9F%98%80%C3%A9"
-
-
-@pytest.fixture
-def chalice_local(pipeline: Pipeline) -> Iterator[str]:
-    """`chalice local`'s own server and request handler (what `chalice local` runs), in
-    this process so that it sees the pipeline's settings; its URL."""
-    from app import app
-
-    server = LocalDevServer(app, Config(chalice_stage="dev"), "127.0.0.1", 0)
-    thread = threading.Thread(target=server.server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server.server_address[1]}"
-    server.shutdown()
-    server.server.server_close()
-    thread.join(timeout=5)
 
 
 def local_get(base: str, query: str) -> tuple[int, str]:

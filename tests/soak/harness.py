@@ -1,7 +1,7 @@
 """The soak's pipeline: the real pixel and consumer, in one process, over loopback servers.
 
 - the pixel: the Chalice app called with API Gateway proxy events, as Lambda calls it;
-- SQS: moto's server behind `devtools.standins.fault_proxy.FaultProxy`, which delays SendMessage
+- SQS: moto's server behind `tests.fault_proxy.FaultProxy`, which delays SendMessage
   answers past the pixel's 1.5 s read timeout in the slow-SQS phase and drops some
   DeleteMessageBatch / SendMessageBatch answers of the consumer (carried out, unanswered);
 - the consumer: `app.deliver` fed by `LocalEventSourceMapping` with the
@@ -35,7 +35,7 @@ from devtools.api_gateway import pixel_event
 from devtools.localstack.dry_run import DryRun
 from devtools.localstack.event_source import LocalEventSourceMapping
 from devtools.queue_spec import MAX_RECEIVE_COUNT, consumer_timeout_seconds
-from devtools.standins.fault_proxy import FaultProxy
+from tests.fault_proxy import FaultProxy
 from tests.soak.accounting import Hit, Letter, Sightings, soak_id_of_body
 from tests.soak.plan import DESTINATIONS, Plan
 

@@ -23,13 +23,10 @@ from botocore.exceptions import ClientError
 
 from devtools.deploy import stage as deploy_stage
 from devtools.deploy.bytecode import cache_name
+from devtools.deploy.mapping import consumer_function_name, enable_partial_batch_responses
 from devtools.deploy.preflight import PreflightError, check_stage
-from devtools.deploy.stage import (
-    Clients,
-    consumer_function_name,
-    enable_partial_batch_responses,
-    ensure_queues,
-)
+from devtools.deploy.queues import ensure_queues
+from devtools.deploy.stage import Clients
 from devtools.offline import REGION
 from devtools.paths import ROOT
 from devtools.queue_spec import QueueSpec

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from devtools.deploy.stage import ensure_queues
+from devtools.deploy.queues import ensure_queues
 from devtools.offline import REGION
 from devtools.paths import ROOT
 from devtools.process import aws_region

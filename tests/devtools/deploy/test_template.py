@@ -22,8 +22,8 @@ from devtools.deploy.policies import (
     for_cloudformation,
     stage_policies,
 )
+from devtools.deploy.queues import ensure_queues, queue_problems
 from devtools.deploy.settings import DeploySettings, DeploySettingsError
-from devtools.deploy.stage import ensure_queues, queue_problems
 from devtools.deploy.template import dashboard_body, merge_template
 from devtools.paths import ROOT
 from devtools.queue_spec import KmsKey, QueueSpec, stage_environment

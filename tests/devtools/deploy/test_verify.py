@@ -28,7 +28,7 @@ import pytest
 
 from devtools.deploy import stage as deploy_stage
 from devtools.deploy import verify
-from devtools.deploy.stage import ensure_queues
+from devtools.deploy.queues import ensure_queues
 from devtools.offline import REGION
 from devtools.paths import ROOT
 from devtools.queue_spec import QueueSpec, stage_environment

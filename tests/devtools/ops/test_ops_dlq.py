@@ -18,75 +18,19 @@ from typing import Any
 
 import pytest
 
-from chalicelib.config import HitPolicy
-from chalicelib.hits import parse_hit
 from devtools.ops import cli as ops
-from devtools.ops.dlq import Journal, Progress, Scanner, Selection, replay, summarize
-from devtools.queue_spec import QueueSpec
-
-STAGE = "dev"
-SPEC = QueueSpec.for_stage(STAGE)
-
-
-def event_body(event_type: str, number: int) -> str:
-    hit = parse_hit(
-        {"event": [event_type], "endpoint_id": [f"ep-{number}"], "event_id": [f"id-{number}"]},
-        HitPolicy(),
-        datetime.now(UTC),
-    )
-    return hit.event.to_message()
-
-
-def park(sqs: Any, url: str, body: str, reason: str | None, stage: str = "pinpoint") -> None:
-    """As the consumer parks a message (or, without a reason, as the redrive policy moves it)."""
-    attributes = (
-        {}
-        if reason is None
-        else {
-            "rejection_reason": {"DataType": "String", "StringValue": reason},
-            "rejected_at_stage": {"DataType": "String", "StringValue": stage},
-            "original_message_id": {"DataType": "String", "StringValue": "m-original"},
-        }
-    )
-    sqs.send_message(QueueUrl=url, MessageBody=body, MessageAttributes=attributes)
-
-
-@pytest.fixture
-def queues(sqs: Any) -> tuple[str, str]:
-    dead_letter = sqs.create_queue(QueueName=SPEC.dead_letter_queue)["QueueUrl"]
-    events = sqs.create_queue(QueueName=SPEC.events_queue)["QueueUrl"]
-    return events, dead_letter
-
-
-def fill(sqs: Any, dead_letter: str) -> list[str]:
-    """12 purchase rejected by Pinpoint, 5 signup moved by redrive, 2 profile parks, 1 bad."""
-    bodies = []
-    for n in range(12):
-        bodies.append(event_body("purchase", n))
-        park(sqs, dead_letter, bodies[-1], "400 Event is not valid")
-    for n in range(12, 17):
-        bodies.append(event_body("signup", n))
-        park(sqs, dead_letter, bodies[-1], None)
-    for n in range(17, 19):
-        bodies.append(event_body("purchase", n))
-        park(sqs, dead_letter, bodies[-1], "429 Too many requests", stage="pinpoint:profile")
-    bodies.append("not json {")
-    park(sqs, dead_letter, bodies[-1], "body is not JSON", stage="decode")
-    return bodies
-
-
-def everything_on(sqs: Any, url: str) -> list[str]:
-    """Every body on a queue (received and deleted)."""
-    bodies: list[str] = []
-    while True:
-        messages = sqs.receive_message(
-            QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=60, WaitTimeSeconds=0
-        ).get("Messages", [])
-        if not messages:
-            return bodies
-        for message in messages:
-            bodies.append(message["Body"])
-            sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+from devtools.ops.dlq.journal import Journal
+from devtools.ops.dlq.replay import replay
+from devtools.ops.dlq.scan import Progress, Scanner, Selection
+from devtools.ops.dlq.summary import summarize
+from tests.devtools.ops.dead_letters import (
+    SPEC,
+    STAGE,
+    approximate,
+    event_body,
+    everything_on,
+    fill,
+)
 
 
 def test_summary_counts_by_reason_event_type_and_stage_and_leaves_everything_visible(
@@ -176,14 +120,6 @@ def test_interrupted_replay_loses_nothing_duplicates_nothing_and_resumes(
     assert first.replayed + second.replayed == 20
     assert sorted(on_events + everything_on(sqs, events)) == sorted(bodies)
     assert approximate(sqs, dead_letter) == 0
-
-
-def approximate(sqs: Any, url: str) -> int:
-    attributes = sqs.get_queue_attributes(
-        QueueUrl=url,
-        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
-    )["Attributes"]
-    return sum(int(v) for v in attributes.values())
 
 
 class Killed(BaseException):

@@ -21,8 +21,9 @@ from botocore.exceptions import ClientError
 from botocore.validate import ParamValidator
 
 from devtools.ops import cli as ops
-from devtools.ops.dlq import Journal, move_all
-from tests.devtools.ops.test_ops_dlq import SPEC, STAGE, approximate, everything_on, fill
+from devtools.ops.dlq.journal import Journal
+from devtools.ops.dlq.move_task import move_all
+from tests.devtools.ops.dead_letters import STAGE, approximate, everything_on, fill
 
 
 class MoveTaskStandIn:
@@ -110,13 +111,6 @@ class StandInOps(ops.Ops):
         super().__init__()
         self._clients["sqs"] = sqs
         self._clients["sqs-single-attempt"] = sqs
-
-
-@pytest.fixture
-def queues(sqs: Any) -> tuple[str, str]:
-    dead_letter = sqs.create_queue(QueueName=SPEC.dead_letter_queue)["QueueUrl"]
-    events = sqs.create_queue(QueueName=SPEC.events_queue)["QueueUrl"]
-    return events, dead_letter
 
 
 def run(stand_in: Any, journal: Path, *extra: str) -> tuple[int, str, str]:

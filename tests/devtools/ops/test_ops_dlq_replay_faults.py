@@ -16,7 +16,6 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
@@ -26,10 +25,11 @@ import pytest
 from botocore.config import Config
 
 from devtools.offline import REGION
-from devtools.ops.dlq import REPLAY_MARKER, Journal, replay
+from devtools.ops.dlq.journal import Journal
+from devtools.ops.dlq.replay import REPLAY_MARKER, replay
 from devtools.paths import ROOT
-from devtools.standins.fault_proxy import FaultProxy, _action, wait_for_calls
-from tests.devtools.ops.test_ops_dlq import SPEC, STAGE, event_body
+from tests.devtools.ops.dead_letters import STAGE, Queues, event_body
+from tests.fault_proxy import FaultProxy, api_action, wait_for_calls
 
 PARKED = 400
 HOLD = 20  # seconds: long enough for a rerun to finish inside the killed run's hold, under load
@@ -62,7 +62,7 @@ class WithholdingProxy(FaultProxy):
     def _relay(self, request: BaseHTTPRequestHandler) -> None:
         length = int(request.headers.get("Content-Length") or 0)
         body = request.rfile.read(length) if length else b""
-        action = _action(request.headers.get("X-Amz-Target"), body)
+        action = api_action(request.headers.get("X-Amz-Target"), body)
         with self._lock:
             plan = self._withheld.get(action)
             withhold = False
@@ -86,19 +86,6 @@ class WithholdingProxy(FaultProxy):
             self._stopping.wait(60)
         request.close_connection = True
         request.connection.shutdown(socket.SHUT_RDWR)
-
-
-@dataclass(frozen=True)
-class Queues:
-    events: str
-    dead_letter: str
-
-
-@pytest.fixture
-def queues(sqs: Any) -> Queues:
-    dead_letter = sqs.create_queue(QueueName=SPEC.dead_letter_queue)["QueueUrl"]
-    events = sqs.create_queue(QueueName=SPEC.events_queue)["QueueUrl"]
-    return Queues(events, dead_letter)
 
 
 @pytest.fixture

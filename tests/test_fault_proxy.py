@@ -11,7 +11,7 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ConnectionClosedError, EndpointConnectionError, ReadTimeoutError
 
-from devtools.standins.fault_proxy import FaultProxy
+from tests.fault_proxy import FaultProxy
 
 
 @pytest.fixture

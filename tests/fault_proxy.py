@@ -6,7 +6,7 @@ the failures that duplicate or lose messages, and that moto alone cannot produce
 
 Faults are keyed by the API action: `X-Amz-Target`'s operation for JSON protocols
 (`AmazonSQS.DeleteMessageBatch` → `DeleteMessageBatch`), else the query protocol's `Action`.
-Development tooling only: never packaged into Lambda.
+A test helper: only tests use it, so it lives under tests/.
 """
 
 from __future__ import annotations
@@ -107,7 +107,7 @@ class FaultProxy(LoopbackService):
     def _relay(self, request: BaseHTTPRequestHandler) -> None:
         length = int(request.headers.get("Content-Length") or 0)
         body = request.rfile.read(length) if length else b""
-        action = _action(request.headers.get("X-Amz-Target"), body)
+        action = api_action(request.headers.get("X-Amz-Target"), body)
         rule = self._take(action)
         headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP_HEADERS}
         upstream = http.client.HTTPConnection(*self._upstream, timeout=60)
@@ -149,7 +149,7 @@ class _Handler(LoopbackHandler[FaultProxy]):
         self.service._relay(self)
 
 
-def _action(target: str | None, body: bytes) -> str:
+def api_action(target: str | None, body: bytes) -> str:
     """The API action of a request, whichever protocol the client speaks."""
     if target:
         return target.rsplit(".", 1)[-1]
