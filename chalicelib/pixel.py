@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from chalicelib.signing.verify import TokenVerifier
 
 # What `_admit` names when a request header, not a parameter, is refused.
-HEADERS = frozenset({"User-Agent", "Referer"})
+HEADERS = frozenset({"User-Agent", "Origin", "Referer", "Origin/Referer"})
 
 
 def utc_now() -> datetime:
@@ -89,12 +89,11 @@ class Gate:
                 raise HitRefusedError(
                     "User-Agent", "a known crawler or tool; not recorded (BOT_FILTER)", bot
                 )
-        if self.origins is not None and not self.origins.allows(
-            headers.get("origin"), headers.get("referer")
-        ):
-            raise HitRefusedError(
-                "Referer", "page origin not allowed (ALLOWED_PAGE_ORIGINS)", "origin"
-            )
+        if self.origins is not None:
+            refusal = self.origins.refusal(headers.get("origin"), headers.get("referer"))
+            if refusal is not None:
+                header, reason = refusal
+                raise HitRefusedError(header, reason, "origin")
 
     def cors_origin(self, headers: Mapping[str, str]) -> str | None:
         """The `Access-Control-Allow-Origin` a script on the requesting page may read the
