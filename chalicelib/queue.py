@@ -11,6 +11,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Sequence
+from contextlib import suppress
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -92,15 +93,19 @@ class EventQueue(NamedQueue):
             )
 
     def send(self, event: Event) -> None:
+        body = event.to_message()
         self._attempts.uncertain = False
         try:
-            self._client.send_message(QueueUrl=self.url, MessageBody=event.to_message())
+            self._client.send_message(QueueUrl=self.url, MessageBody=body)
         except (BotoCoreError, ClientError) as error:
             raise QueueUnavailableError(
                 type(error).__name__, may_have_landed=self._attempts.uncertain
             ) from error
+        except Exception as error:  # raised within the call, maybe after SQS took it
+            raise QueueUnavailableError(type(error).__name__, may_have_landed=True) from error
         if self._attempts.uncertain:
-            telemetry.count("EnqueueRetriedAfterTimeout")
+            with suppress(Exception):  # SQS took it: a counter never fails the send
+                telemetry.count("EnqueueRetriedAfterTimeout")
 
     def send_batch(
         self,
@@ -123,6 +128,8 @@ class EventQueue(NamedQueue):
         8,192 bytes each (beacon.MAX_LINE_BYTES) stay far below it, even with JSON's escapes.
         """
         started = clock()
+        # Every body before the first call: nothing that can fail runs between two calls.
+        bodies = [event.to_message() for event in events]
         failed: list[int] = []
         uncertain: list[int] = []
         pending = list(range(len(events)))
@@ -137,21 +144,23 @@ class EventQueue(NamedQueue):
                     failed.extend(retry)
                     return BatchSendResult(tuple(sorted(failed)), tuple(sorted(uncertain)))
                 self._attempts.uncertain = False
+                entries: list[SendMessageBatchRequestEntryTypeDef] = [
+                    {"Id": str(n), "MessageBody": bodies[index]} for n, index in enumerate(chunk)
+                ]
                 try:
-                    entries: list[SendMessageBatchRequestEntryTypeDef] = [
-                        {"Id": str(n), "MessageBody": events[index].to_message()}
-                        for n, index in enumerate(chunk)
-                    ]
                     response = self._client.send_message_batch(QueueUrl=self.url, Entries=entries)
-                except (BotoCoreError, ClientError):
+                except Exception as call_error:
                     failed.extend(chunk)
-                    if self._attempts.uncertain:
+                    # Raised within the call but not by botocore: SQS may hold the chunk.
+                    botocore = isinstance(call_error, BotoCoreError | ClientError)
+                    if self._attempts.uncertain or not botocore:
                         uncertain.extend(chunk)
                     failed.extend(index for rest in chunks[position + 1 :] for index in rest)
                     failed.extend(retry)
                     return BatchSendResult(tuple(sorted(failed)), tuple(sorted(uncertain)))
                 if self._attempts.uncertain:
-                    telemetry.count("EnqueueRetriedAfterTimeout", len(chunk))
+                    with suppress(Exception):  # SQS took them: never fails the send
+                        telemetry.count("EnqueueRetriedAfterTimeout", len(chunk))
                 for error in response.get("Failed", []):
                     index = chunk[int(error["Id"])]
                     if error.get("SenderFault") or round_number == 1:

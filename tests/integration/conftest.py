@@ -1,13 +1,17 @@
-"""Fixtures: moto's SQS server and the Pinpoint stand-in on loopback, one pipeline a test."""
+"""Fixtures: moto's SQS server and the Pinpoint stand-in on loopback, one pipeline a test,
+and `chalice local`'s server in front of it."""
 
 from __future__ import annotations
 
 import json
+import threading
 import uuid
 from collections.abc import Iterator
 
 import boto3
 import pytest
+from chalice.config import Config
+from chalice.local import LocalDevServer
 
 from chalicelib import runtime
 from devtools.standins.pinpoint import PinpointStandIn
@@ -40,3 +44,18 @@ def pipeline(moto_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pipelin
         monkeypatch.setenv("DESTINATIONS", "pinpoint")  # these tests test Pinpoint
         runtime.reset()
         yield Pipeline(sqs, events_url, dead_letter_url, pinpoint)
+
+
+@pytest.fixture
+def chalice_local(pipeline: Pipeline) -> Iterator[str]:
+    """`chalice local`'s own server and request handler (what `chalice local` runs), in
+    this process so that it sees the pipeline's settings; its URL."""
+    from app import app
+
+    server = LocalDevServer(app, Config(chalice_stage="dev"), "127.0.0.1", 0)
+    thread = threading.Thread(target=server.server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server.server_address[1]}"
+    server.shutdown()
+    server.server.server_close()
+    thread.join(timeout=5)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import json
-import threading
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -12,8 +11,6 @@ from typing import Any
 from urllib.parse import unquote
 
 import pytest
-from chalice.config import Config
-from chalice.local import LocalDevServer
 from pytest_httpserver import HTTPServer
 
 from chalicelib import runtime
@@ -296,19 +293,6 @@ def test_a_get_refusal_carries_its_reason_in_a_header_readable_cross_origin(
 
 
 # chalice local ---------------------------------------------------------------------------
-
-
-@pytest.fixture
-def chalice_local(pipeline: Pipeline) -> Iterator[str]:
-    from app import app
-
-    server = LocalDevServer(app, Config(chalice_stage="dev"), "127.0.0.1", 0)
-    thread = threading.Thread(target=server.server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server.server_address[1]}"
-    server.shutdown()
-    server.server.server_close()
-    thread.join(timeout=5)
 
 
 def local(

@@ -6,15 +6,12 @@ import base64
 import io
 import json
 import logging
-import threading
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
-from chalice.config import Config
-from chalice.local import LocalDevServer
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
@@ -270,21 +267,6 @@ NOT_UTF8 = [
     ("gtmcb=%FF", "gtmcb: not valid UTF-8 (or U+FFFD)"),
 ]
 VALID = "event=view&endpoint_id=ep-1&evat_note=%E2%82%AC%F0%9F%98%80%C3%A9"
-
-
-@pytest.fixture
-def chalice_local(pipeline: Pipeline) -> Iterator[str]:
-    """`chalice local`'s own server and request handler (what `chalice local` runs), in
-    this process so that it sees the pipeline's settings; its URL."""
-    from app import app
-
-    server = LocalDevServer(app, Config(chalice_stage="dev"), "127.0.0.1", 0)
-    thread = threading.Thread(target=server.server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server.server_address[1]}"
-    server.shutdown()
-    server.server.server_close()
-    thread.join(timeout=5)
 
 
 def local_get(base: str, query: str) -> tuple[int, str]:

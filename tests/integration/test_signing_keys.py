@@ -203,9 +203,9 @@ def test_a_redirecting_jwks_url_is_unavailable_and_its_target_never_trusted(
     )
     assert answer.status == 503
     assert pipeline.queued() == 0
-    assert not any(
-        request.path == "/attacker/jwks.json" for request, _ in httpserver.log
-    ), "the redirect was followed"
+    assert not any(request.path == "/attacker/jwks.json" for request, _ in httpserver.log), (
+        "the redirect was followed"
+    )
 
     # The configured URL itself still works, over plain http on loopback.
     monkeypatch.setenv("TOKEN_JWKS_URL", jwks_server.url)

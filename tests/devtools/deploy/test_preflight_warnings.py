@@ -10,7 +10,6 @@ import pytest
 
 from devtools.deploy import package, stage
 from devtools.deploy.preflight import check_stage
-from tests.devtools.deploy_fixtures import project  # noqa: F401 (a fixture)
 
 STAGE = "dev"
 
