@@ -29,7 +29,7 @@ from chalicelib import responses, telemetry
 from chalicelib.events import Event
 from chalicelib.hits import HitRefusedError
 from chalicelib.pixel import Gate, parameter_kind, utc_now
-from chalicelib.queue import BatchSendResult, EventQueue
+from chalicelib.queue import BatchSendResult, EventSink
 from chalicelib.signing.exceptions import KeysUnavailableError
 
 MAX_BODY_BYTES: Final = 256 * 1024
@@ -140,7 +140,7 @@ class BeaconService:
     ones in batches. Answers 200 only when every line is either on the queue or refused."""
 
     def __init__(
-        self, gate: Gate, queue: EventQueue, clock: Callable[[], datetime] = utc_now
+        self, gate: Gate, queue: EventSink, clock: Callable[[], datetime] = utc_now
     ) -> None:
         self._gate = gate
         self._queue = queue
@@ -259,5 +259,9 @@ class BeaconService:
         if unavailable:
             telemetry.logger.error(
                 "beacon lines not enqueued",
-                extra={"lines": len(unavailable), "may_have_landed": len(sent.may_have_landed)},
+                extra={
+                    "lines": len(unavailable),
+                    "may_have_landed": len(sent.may_have_landed),
+                    "error": sent.problem,
+                },
             )

@@ -28,7 +28,7 @@ from chalicelib.hits import (
     HitRefusedError,
     parse_hit,
 )
-from chalicelib.queue import EventQueue, QueueUnavailableError
+from chalicelib.queue import EventSink, QueueUnavailableError
 from chalicelib.signing.exceptions import KeysUnavailableError, TokenRefusedError
 
 if TYPE_CHECKING:
@@ -157,7 +157,7 @@ class PixelService:
     never an error once it has: a client that retries a 5xx would send the event again."""
 
     def __init__(
-        self, gate: Gate, queue: EventQueue, clock: Callable[[], datetime] = utc_now
+        self, gate: Gate, queue: EventSink, clock: Callable[[], datetime] = utc_now
     ) -> None:
         self._gate = gate
         self._queue = queue
