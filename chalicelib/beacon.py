@@ -87,6 +87,19 @@ def check_content_type(header: str | None) -> None:
             )
 
 
+def check_framing(body: bytes, transfer_encoding: str | None) -> None:
+    """411 for a body that was sent chunked and did not arrive: `chalice local`'s server
+    reads a body by Content-Length only (pixel_middleware then closes the connection, so
+    the chunks left on it are not read as another request)."""
+    if transfer_encoding is not None and not body:
+        raise BeaconRefusedError(
+            411,
+            "body was sent with Transfer-Encoding and did not arrive; send it with a"
+            " Content-Length (sendBeacon and fetch with a string body do)",
+            "length_required",
+        )
+
+
 def read_lines(body: bytes, content_type: str | None) -> list[Line]:
     """The body's hits, or BeaconRefusedError: 415 content type, 413 too large, 400 not
     UTF-8 or no hit. Checked in that order, the size before any decoding."""
@@ -172,6 +185,7 @@ class BeaconService:
     def _handle(self, body: bytes, headers: Mapping[str, str]) -> Response:
         try:
             self._check_request(headers)
+            check_framing(body, headers.get("transfer-encoding"))
             lines = read_lines(body, headers.get("content-type"))
         except BeaconRefusedError as refusal:
             telemetry.count("BeaconsRefused")
