@@ -46,6 +46,7 @@ from devtools.deploy.inventory import (
     recorded_values,
 )
 from devtools.deploy.preflight import check_aws, check_identity, check_stage
+from devtools.locks import chalice_environment
 from devtools.paths import ROOT
 from devtools.process import run, tool
 from devtools.queue_spec import QueueSpec, chalice_config, stage_environment
@@ -64,7 +65,8 @@ ChaliceRunner = Callable[[Sequence[str], Path], int]
 
 
 def run_chalice(arguments: Sequence[str], root: Path) -> int:
-    return run([tool("chalice"), "--project-dir", str(root), *arguments], cwd=root)
+    command = [tool("chalice"), "--project-dir", str(root), *arguments]
+    return run(command, cwd=root, env=chalice_environment(root))  # the bundle as locked
 
 
 # Queues -----------------------------------------------------------------------------------
