@@ -5,7 +5,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 # Two sets, so the first `make dev` does not wait for the test toolchain: LOCAL_STAMP is the
 # local stack's packages (requirements-local.txt: make dev, bench, ops, deploy), STAMP is
-# everything (requirements-dev.txt: make test and the rest).
+# everything (requirements-dev.txt: make test and the rest). Each is installed from its lock
+# (requirements-local.lock, requirements-dev.lock: every package, transitive ones too, with
+# the hashes of its files, required), checked first against the plain files (make lock
+# writes the locks again after a pin changed; devtools/locks.py).
 LOCAL_STAMP := $(VENV)/.installed-local
 STAMP := $(VENV)/.installed
 # uv installs the same pinned versions several times faster than pip. It is put into .venv
@@ -20,14 +23,16 @@ ifneq ($(PIP_EXTRA_INDEX_URL),)
 export UV_EXTRA_INDEX_URL ?= $(PIP_EXTRA_INDEX_URL)
 export UV_INDEX_STRATEGY ?= unsafe-best-match
 endif
-# `$(call install,FILE)`: with uv when .venv has it, else (or if uv fails) with pip.
+# `$(call install,LOCK)`: with uv when .venv has it, else (or if uv fails) with pip; either
+# way every file's hash must be in the lock.
 install = @echo "installing $(1)"; \
-	if [ -x $(BIN)/uv ] && $(BIN)/uv pip install --quiet --python $(BIN)/python -r $(1); then :; \
+	$(BIN)/python -m devtools.locks --check || exit 1; \
+	if [ -x $(BIN)/uv ] && $(BIN)/uv pip install --quiet --require-hashes --python $(BIN)/python -r $(1); then :; \
 	else [ ! -x $(BIN)/uv ] || echo "uv failed: pip installs $(1)"; \
 	[ -x $(BIN)/pip ] || $(BIN)/python -m ensurepip --default-pip >/dev/null; \
-	$(BIN)/pip install --quiet -r $(1); fi
+	$(BIN)/pip install --quiet --require-hashes -r $(1); fi
 
-.PHONY: dev test soak lint typecheck venv venv-local policies profiles-setup screenshot deploy teardown package verify ops bench clean
+.PHONY: dev test soak lint typecheck venv venv-local lock policies profiles-setup screenshot deploy teardown package verify ops bench clean
 # A failed step leaves no file behind that would make the next run skip it.
 .DELETE_ON_ERROR:
 
@@ -43,13 +48,17 @@ ifneq ($(UV_VERSION),)
 	|| echo "uv unavailable: pip installs"
 endif
 
-$(LOCAL_STAMP): $(VENV)/pyvenv.cfg requirements.txt requirements-local.txt
-	$(call install,requirements-local.txt)
+$(LOCAL_STAMP): $(VENV)/pyvenv.cfg requirements.txt requirements-local.txt requirements.lock requirements-local.lock
+	$(call install,requirements-local.lock)
 	touch $@
 
-$(STAMP): $(LOCAL_STAMP) requirements-dev.txt
-	$(call install,requirements-dev.txt)
+$(STAMP): $(LOCAL_STAMP) requirements-dev.txt requirements-dev.lock
+	$(call install,requirements-dev.lock)
 	touch $@
+
+# After changing a pin in a requirements*.txt: the three locks again (uv, in .venv).
+lock: $(VENV)/pyvenv.cfg
+	$(BIN)/python -m devtools.locks
 
 venv-local: $(LOCAL_STAMP)
 

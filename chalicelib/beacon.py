@@ -17,6 +17,7 @@ refused alone and reported with its line number and reason, the others recorded.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from contextlib import suppress
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Final
@@ -28,7 +29,7 @@ from chalicelib import responses, telemetry
 from chalicelib.events import Event
 from chalicelib.hits import HitRefusedError
 from chalicelib.pixel import Gate, parameter_kind, utc_now
-from chalicelib.queue import EventQueue
+from chalicelib.queue import BatchSendResult, EventSink
 from chalicelib.signing.exceptions import KeysUnavailableError
 
 MAX_BODY_BYTES: Final = 256 * 1024
@@ -86,6 +87,19 @@ def check_content_type(header: str | None) -> None:
             )
 
 
+def check_framing(body: bytes, transfer_encoding: str | None) -> None:
+    """411 for a body that was sent chunked and did not arrive: `chalice local`'s server
+    reads a body by Content-Length only (pixel_middleware then closes the connection, so
+    the chunks left on it are not read as another request)."""
+    if transfer_encoding is not None and not body:
+        raise BeaconRefusedError(
+            411,
+            "body was sent with Transfer-Encoding and did not arrive; send it with a"
+            " Content-Length (sendBeacon and fetch with a string body do)",
+            "length_required",
+        )
+
+
 def read_lines(body: bytes, content_type: str | None) -> list[Line]:
     """The body's hits, or BeaconRefusedError: 415 content type, 413 too large, 400 not
     UTF-8 or no hit. Checked in that order, the size before any decoding."""
@@ -139,7 +153,7 @@ class BeaconService:
     ones in batches. Answers 200 only when every line is either on the queue or refused."""
 
     def __init__(
-        self, gate: Gate, queue: EventQueue, clock: Callable[[], datetime] = utc_now
+        self, gate: Gate, queue: EventSink, clock: Callable[[], datetime] = utc_now
     ) -> None:
         self._gate = gate
         self._queue = queue
@@ -147,16 +161,23 @@ class BeaconService:
 
     def handle(self, body: bytes, headers: Mapping[str, str]) -> Response:
         telemetry.count("BeaconsReceived")
+        allow_origin: str | None = None
         try:
+            allow_origin = self._gate.cors_origin(headers)
             response = self._handle(body, headers)
         except Exception:
-            # A defect: lines are enqueued only after all are read, so none was.
+            # A defect before the send (lines are enqueued only after all are read, and
+            # nothing after the send can raise: see _handle), so none was recorded.
             telemetry.count("PixelErrors")
             telemetry.logger.exception("beacon failed")
             response = responses.unavailable()
         finally:
-            telemetry.publish()
-        return responses.with_cors(response, self._gate.cors_origin(headers))
+            try:
+                telemetry.publish()
+            except Exception:  # bookkeeping: never changes the answer
+                with suppress(Exception):
+                    telemetry.logger.exception("metrics not published")
+        return responses.with_cors(response, allow_origin)
 
     def preflight(self, headers: Mapping[str, str]) -> Response:
         return responses.with_cors(responses.preflight(), self._gate.cors_origin(headers))
@@ -164,6 +185,7 @@ class BeaconService:
     def _handle(self, body: bytes, headers: Mapping[str, str]) -> Response:
         try:
             self._check_request(headers)
+            check_framing(body, headers.get("transfer-encoding"))
             lines = read_lines(body, headers.get("content-type"))
         except BeaconRefusedError as refusal:
             telemetry.count("BeaconsRefused")
@@ -204,21 +226,17 @@ class BeaconService:
             accepted.append((line, hit.event))
 
         sent = self._queue.send_batch([event for _, event in accepted], SEND_BUDGET_S)
+        # On the queue: from here on the answer is the report, whatever the bookkeeping does
+        # (a client that retries an error would send every recorded line again).
         failed = set(sent.failed)
         unavailable.extend(accepted[index][0].number for index in sent.failed)
         may_have_landed = [accepted[index][0].number for index in sent.may_have_landed]
         recorded = len(accepted) - len(failed)
-        self._count(recorded, refused, reasons, len(failed), len(sent.may_have_landed))
-        if refused:
-            # Reason codes and parameter kinds, never names: see pixel.parameter_kind.
-            telemetry.logger.info(
-                "beacon lines refused", extra={"reasons": reasons, "parameter_kinds": kinds}
-            )
-        if unavailable:
-            telemetry.logger.error(
-                "beacon lines not enqueued",
-                extra={"lines": len(unavailable), "may_have_landed": len(may_have_landed)},
-            )
+        try:
+            self._account(recorded, refused, reasons, kinds, unavailable, sent)
+        except Exception:
+            with suppress(Exception):
+                telemetry.logger.exception("beacon recorded; counting it failed")
         return responses.beacon_report(recorded, refused, sorted(unavailable), may_have_landed)
 
     def _check_request(self, headers: Mapping[str, str]) -> None:
@@ -228,13 +246,15 @@ class BeaconService:
             raise BeaconRefusedError(400, str(refusal), refusal.code) from None
 
     @staticmethod
-    def _count(
+    def _account(
         recorded: int,
         refused: list[tuple[int, str]],
         reasons: dict[str, int],
-        failed: int,
-        uncertain: int,
+        kinds: dict[str, int],
+        unavailable: list[int],
+        sent: BatchSendResult,
     ) -> None:
+        """Metrics and logs of one beacon, once its lines were sent."""
         # Lines are hits: the GET's counters include them, the Beacon* ones only them.
         telemetry.count("HitsAccepted", recorded)
         telemetry.count("BeaconLinesAccepted", recorded)
@@ -242,6 +262,20 @@ class BeaconService:
         telemetry.count("BeaconLinesRefused", len(refused))
         for code, number in reasons.items():
             telemetry.count_by_reason("HitsRefusedByReason", code, number)
-        telemetry.count("EnqueueFailures", failed)
-        telemetry.count("BeaconLinesUnavailable", failed)
-        telemetry.count("EnqueueOutcomeUnknown", uncertain)
+        telemetry.count("EnqueueFailures", len(sent.failed))
+        telemetry.count("BeaconLinesUnavailable", len(sent.failed))
+        telemetry.count("EnqueueOutcomeUnknown", len(sent.may_have_landed))
+        if refused:
+            # Reason codes and parameter kinds, never names: see pixel.parameter_kind.
+            telemetry.logger.info(
+                "beacon lines refused", extra={"reasons": reasons, "parameter_kinds": kinds}
+            )
+        if unavailable:
+            telemetry.logger.error(
+                "beacon lines not enqueued",
+                extra={
+                    "lines": len(unavailable),
+                    "may_have_landed": len(sent.may_have_landed),
+                    "error": sent.problem,
+                },
+            )

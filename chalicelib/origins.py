@@ -77,19 +77,31 @@ class OriginPolicy:
         return cls.parse(environ.get("ALLOWED_PAGE_ORIGINS", ""), allow_missing=not required)
 
     def allows(self, origin: str | None, referer: str | None) -> bool:
-        """Whether a hit with these request headers comes from an allowed page.
+        """Whether a hit with these request headers comes from an allowed page."""
+        return self.refusal(origin, referer) is None
+
+    def refusal(self, origin: str | None, referer: str | None) -> tuple[str, str] | None:
+        """None when the page is allowed; else the header that decided and why not.
 
         Origin decides when a browser sent one; otherwise the Referer's origin. A header that
-        is present but not a URL is refused: honest browsers do not send those.
+        is present but not a URL is refused: honest browsers do not send those. With neither
+        header, the hit passes unless `allow_missing` is off (PAGE_ORIGIN_REQUIRED).
         """
         if not self.patterns:
-            return True
+            return None
         origin = (origin or "").strip()
-        header = origin if origin and origin != "null" else (referer or "").strip()
+        if origin and origin != "null":
+            name, header = "Origin", origin
+        else:
+            name, header = "Referer", (referer or "").strip()
         if not header:
-            return self.allow_missing
+            if self.allow_missing:
+                return None
+            return "Origin/Referer", "neither sent; the page must be named (PAGE_ORIGIN_REQUIRED)"
         page = _origin_of(header)
-        return page is not None and any(pattern.matches(*page) for pattern in self.patterns)
+        if page is not None and any(pattern.matches(*page) for pattern in self.patterns):
+            return None
+        return name, "page origin not allowed (ALLOWED_PAGE_ORIGINS)"
 
 
 def _origin_of(url: str) -> tuple[str, str, int] | None:

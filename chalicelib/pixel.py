@@ -7,10 +7,12 @@ against the endpoint and user the hit names (docs/signed-hits.md, docs/threat-mo
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from chalice.app import Response
 
@@ -26,7 +28,7 @@ from chalicelib.hits import (
     HitRefusedError,
     parse_hit,
 )
-from chalicelib.queue import EventQueue, QueueUnavailableError
+from chalicelib.queue import EventSink, QueueUnavailableError
 from chalicelib.signing.exceptions import KeysUnavailableError, TokenRefusedError
 
 if TYPE_CHECKING:
@@ -40,7 +42,14 @@ if TYPE_CHECKING:
 # the filter is on: the name is repeated here rather than imported).
 EMPTY_USER_AGENT = "empty_user_agent"
 # What `_admit` names when a request header, not a parameter, is refused.
-HEADERS = frozenset({"User-Agent", "Referer"})
+HEADERS = frozenset({"User-Agent", "Origin", "Referer", "Origin/Referer"})
+# The request headers the pixel reads (the filters) or echoes (CORS). A control character
+# in one (a line break, NUL, ...) is malformed (RFC 9110, section 5.5) and would break the
+# answer that echoes it, so it is refused before anything is queued. Tab is allowed.
+READ_HEADERS: Final = ("User-Agent", "Origin", "Referer")
+_CONTROL: Final = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+# An Origin as browsers serialize it (RFC 6454): the only form echoed in CORS headers.
+_SERIALIZED_ORIGIN: Final = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[A-Za-z0-9.-]+(:[0-9]{1,5})?")
 
 
 def utc_now() -> datetime:
@@ -84,8 +93,16 @@ class Gate:
         return self.signing is not None and self.signing.require_signed_hits
 
     def check_request(self, headers: Mapping[str, str]) -> None:
-        """The filters on the request's headers (bots, page origin): HitRefusedError if one
-        refuses. A beacon's lines share its headers, so they are checked once per request."""
+        """The request's headers, well-formed, then the filters on them (bots, page origin):
+        HitRefusedError if one refuses. A beacon's lines share its headers, so they are
+        checked once per request."""
+        for name in READ_HEADERS:
+            if _CONTROL.search(headers.get(name.lower()) or ""):
+                raise HitRefusedError(
+                    name,
+                    "holds a control character (a line break, NUL, ...); not recorded",
+                    "header_malformed",
+                )
         if self.bots is not None:
             bot = self.bots.reason(headers.get("user-agent"))
             if bot == EMPTY_USER_AGENT:
@@ -99,20 +116,20 @@ class Gate:
                 raise HitRefusedError(
                     "User-Agent", "a known crawler or tool; not recorded (BOT_FILTER)", bot
                 )
-        if self.origins is not None and not self.origins.allows(
-            headers.get("origin"), headers.get("referer")
-        ):
-            raise HitRefusedError(
-                "Referer", "page origin not allowed (ALLOWED_PAGE_ORIGINS)", "origin"
-            )
+        if self.origins is not None:
+            refusal = self.origins.refusal(headers.get("origin"), headers.get("referer"))
+            if refusal is not None:
+                header, reason = refusal
+                raise HitRefusedError(header, reason, "origin")
 
     def cors_origin(self, headers: Mapping[str, str]) -> str | None:
         """The `Access-Control-Allow-Origin` a script on the requesting page may read the
-        answer with: `*` when every page may send, else the request's Origin if allowed."""
+        answer with: `*` when every page may send, else the request's Origin if allowed and
+        exactly an origin as browsers send it (never anything else of the request's)."""
         if self.origins is None or not self.origins.enabled:
             return "*"
         origin = (headers.get("origin") or "").strip()
-        if origin and origin != "null" and self.origins.allows(origin, None):
+        if _SERIALIZED_ORIGIN.fullmatch(origin) and self.origins.allows(origin, None):
             return origin
         return None
 
@@ -146,10 +163,11 @@ class Gate:
 
 
 class PixelService:
-    """Validates a hit and enqueues it. Answers 200 only for an event SQS has taken."""
+    """Validates a hit and enqueues it. Answers 200 only for an event SQS has taken, and
+    never an error once it has: a client that retries a 5xx would send the event again."""
 
     def __init__(
-        self, gate: Gate, queue: EventQueue, clock: Callable[[], datetime] = utc_now
+        self, gate: Gate, queue: EventSink, clock: Callable[[], datetime] = utc_now
     ) -> None:
         self._gate = gate
         self._queue = queue
@@ -159,26 +177,35 @@ class PixelService:
         self, params: Mapping[str, Sequence[str]], headers: Mapping[str, str] | None = None
     ) -> Response:
         headers = headers or {}
-        # A page may read the answer with fetch() too (an <img> ignores CORS).
-        return responses.with_cors(self._answer(params, headers), self._gate.cors_origin(headers))
-
-    def _answer(self, params: Mapping[str, Sequence[str]], headers: Mapping[str, str]) -> Response:
+        allow_origin: str | None = None
         try:
-            return self._handle(params, headers)
+            # A page may read the answer with fetch() too (an <img> ignores CORS).
+            allow_origin = self._gate.cors_origin(headers)
+            return self._handle(params, headers, allow_origin)
         except KeysUnavailableError as error:
             # The signing keys could not be read: not the client's fault, nothing recorded.
             telemetry.count("SigningKeysUnavailable")
             telemetry.logger.error("signing keys unavailable", extra={"error": str(error)})
-            return responses.unavailable()
+            return responses.with_cors(responses.unavailable(), allow_origin)
         except Exception:
-            # A defect, not the client's fault: the event was not recorded, so never 200.
+            # A defect before the send (see _handle), not the client's fault: nothing
+            # was recorded, so never 200.
             telemetry.count("PixelErrors")
             telemetry.logger.exception("hit failed")
-            return responses.unavailable()
+            return responses.with_cors(responses.unavailable(), allow_origin)
         finally:
-            telemetry.publish()
+            try:
+                telemetry.publish()
+            except Exception:  # bookkeeping: never changes the answer (see _handle)
+                with suppress(Exception):
+                    telemetry.logger.exception("metrics not published")
 
-    def _handle(self, params: Mapping[str, Sequence[str]], headers: Mapping[str, str]) -> Response:
+    def _handle(
+        self,
+        params: Mapping[str, Sequence[str]],
+        headers: Mapping[str, str],
+        allow_origin: str | None,
+    ) -> Response:
         try:
             hit = self._admit(params, headers)
         except HitRefusedError as refusal:
@@ -189,11 +216,14 @@ class PixelService:
             telemetry.logger.info(
                 "hit refused", extra={"reason": refusal.code, "parameter_kind": kind}
             )
-            return responses.refused(str(refusal))
+            return responses.with_cors(responses.refused(str(refusal)), allow_origin)
         if hit.unknown_parameters:
             telemetry.count("UnknownParameters", len(hit.unknown_parameters))
         if hit.dropped_parameters:
             telemetry.count("UndefinedAttributesDropped", len(hit.dropped_parameters))
+        # The answer is built before the send: once the event is on the queue, nothing but
+        # bookkeeping runs, and bookkeeping that fails is logged, never answered.
+        recorded = responses.with_cors(responses.pixel(), allow_origin)
         try:
             self._queue.send(hit.event)
         except QueueUnavailableError as error:
@@ -204,9 +234,13 @@ class PixelService:
                 "hit not enqueued",
                 extra={"error": str(error), "may_have_landed": error.may_have_landed},
             )
-            return responses.unavailable(error.may_have_landed)
-        telemetry.count("HitsAccepted")
-        return responses.pixel()
+            return responses.with_cors(responses.unavailable(error.may_have_landed), allow_origin)
+        try:
+            telemetry.count("HitsAccepted")
+        except Exception:
+            with suppress(Exception):
+                telemetry.logger.exception("hit recorded; counting it failed")
+        return recorded
 
     def _admit(
         self, params: Mapping[str, Sequence[str]], headers: Mapping[str, str]

@@ -11,10 +11,11 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Sequence
+from contextlib import suppress
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
 from chalicelib import telemetry
@@ -28,6 +29,16 @@ if TYPE_CHECKING:
 
 # Entries per SendMessageBatch / DeleteMessageBatch call (SQS's limit).
 SQS_BATCH_LIMIT = 10
+# Why SQS cannot be called at all, and the fix, as the pixel logs it with every hit it
+# answers 503 for (plain `chalice local` in a fresh shell: docs/local-development.md).
+NO_REGION: Final = (
+    "no AWS region: set AWS_REGION (or AWS_DEFAULT_REGION), or a region in your AWS profile"
+    " (docs/local-development.md)"
+)
+NO_CREDENTIALS: Final = (
+    "no AWS credentials: set AWS_PROFILE, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
+    " (docs/local-development.md)"
+)
 
 
 class QueueUnavailableError(RuntimeError):
@@ -51,6 +62,31 @@ class BatchSendResult:
 
     failed: tuple[int, ...] = ()
     may_have_landed: tuple[int, ...] = ()
+    problem: str = ""  # why the first failed call failed, for the log
+
+
+class EventSink(Protocol):
+    """What the pixel and the beacon enqueue through: EventQueue, or UnreachableQueue."""
+
+    def send(self, event: Event) -> None: ...
+
+    def send_batch(
+        self, events: Sequence[Event], budget_s: float | None = None
+    ) -> BatchSendResult: ...
+
+
+class UnreachableQueue:
+    """The pixel's queue when no SQS client can be made (no AWS region anywhere): every
+    hit is certainly not recorded, and the reason names the fix."""
+
+    def __init__(self, problem: str) -> None:
+        self.problem = problem
+
+    def send(self, event: Event) -> None:
+        raise QueueUnavailableError(self.problem)
+
+    def send_batch(self, events: Sequence[Event], budget_s: float | None = None) -> BatchSendResult:
+        return BatchSendResult(tuple(range(len(events))), (), self.problem)
 
 
 class NamedQueue:
@@ -92,15 +128,19 @@ class EventQueue(NamedQueue):
             )
 
     def send(self, event: Event) -> None:
+        body = event.to_message()
         self._attempts.uncertain = False
         try:
-            self._client.send_message(QueueUrl=self.url, MessageBody=event.to_message())
+            self._client.send_message(QueueUrl=self.url, MessageBody=body)
         except (BotoCoreError, ClientError) as error:
             raise QueueUnavailableError(
-                type(error).__name__, may_have_landed=self._attempts.uncertain
+                _problem(error), may_have_landed=self._attempts.uncertain
             ) from error
+        except Exception as error:  # raised within the call, maybe after SQS took it
+            raise QueueUnavailableError(type(error).__name__, may_have_landed=True) from error
         if self._attempts.uncertain:
-            telemetry.count("EnqueueRetriedAfterTimeout")
+            with suppress(Exception):  # SQS took it: a counter never fails the send
+                telemetry.count("EnqueueRetriedAfterTimeout")
 
     def send_batch(
         self,
@@ -123,6 +163,8 @@ class EventQueue(NamedQueue):
         8,192 bytes each (beacon.MAX_LINE_BYTES) stay far below it, even with JSON's escapes.
         """
         started = clock()
+        # Every body before the first call: nothing that can fail runs between two calls.
+        bodies = [event.to_message() for event in events]
         failed: list[int] = []
         uncertain: list[int] = []
         pending = list(range(len(events)))
@@ -137,21 +179,25 @@ class EventQueue(NamedQueue):
                     failed.extend(retry)
                     return BatchSendResult(tuple(sorted(failed)), tuple(sorted(uncertain)))
                 self._attempts.uncertain = False
+                entries: list[SendMessageBatchRequestEntryTypeDef] = [
+                    {"Id": str(n), "MessageBody": bodies[index]} for n, index in enumerate(chunk)
+                ]
                 try:
-                    entries: list[SendMessageBatchRequestEntryTypeDef] = [
-                        {"Id": str(n), "MessageBody": events[index].to_message()}
-                        for n, index in enumerate(chunk)
-                    ]
                     response = self._client.send_message_batch(QueueUrl=self.url, Entries=entries)
-                except (BotoCoreError, ClientError):
+                except Exception as call_error:
                     failed.extend(chunk)
-                    if self._attempts.uncertain:
+                    # Raised within the call but not by botocore: SQS may hold the chunk.
+                    botocore = isinstance(call_error, BotoCoreError | ClientError)
+                    if self._attempts.uncertain or not botocore:
                         uncertain.extend(chunk)
                     failed.extend(index for rest in chunks[position + 1 :] for index in rest)
                     failed.extend(retry)
-                    return BatchSendResult(tuple(sorted(failed)), tuple(sorted(uncertain)))
+                    return BatchSendResult(
+                        tuple(sorted(failed)), tuple(sorted(uncertain)), _problem(call_error)
+                    )
                 if self._attempts.uncertain:
-                    telemetry.count("EnqueueRetriedAfterTimeout", len(chunk))
+                    with suppress(Exception):  # SQS took them: never fails the send
+                        telemetry.count("EnqueueRetriedAfterTimeout", len(chunk))
                 for error in response.get("Failed", []):
                     index = chunk[int(error["Id"])]
                     if error.get("SenderFault") or round_number == 1:
@@ -174,3 +220,10 @@ class EventQueue(NamedQueue):
             certain = status < 500
         if not certain:
             self._attempts.uncertain = True
+
+
+def _problem(error: Exception) -> str:
+    """What a failed call says in the log: the fix when it is the caller's setup."""
+    if isinstance(error, NoCredentialsError):
+        return NO_CREDENTIALS
+    return type(error).__name__

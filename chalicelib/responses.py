@@ -153,10 +153,16 @@ def pixel_middleware(request: Request, get_response: Callable[[Request], Respons
     clients (mail proxies, bots, old browsers) send none, and a pixel answers everyone.
     Chalice's own answers (405 for another method, 500) get the no-cache headers too; an
     answer that says how it may be cached (the script, chalicelib/script.py) keeps its own.
+
+    A request whose body was sent chunked but did not arrive is answered with
+    `Connection: close`: `chalice local`'s server reads a body by Content-Length only, and
+    would read the chunks left on a kept-alive connection as another request.
     """
     if request.headers.get("accept") is None:
         request.headers = CaseInsensitiveMapping({**request.headers, "accept": "*/*"})
     response = get_response(request)
     if "Cache-Control" not in response.headers:
         response.headers = {**response.headers, **NO_CACHE}
+    if request.headers.get("transfer-encoding") is not None and not request.raw_body:
+        response.headers = {**response.headers, "Connection": "close"}
     return response

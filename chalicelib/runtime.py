@@ -10,17 +10,20 @@ optional gate (bots, signed hits) is imported only when configured.
 from __future__ import annotations
 
 import os
+from collections.abc import MutableMapping
 from concurrent.futures import ThreadPoolExecutor
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
 import boto3
 from botocore.config import Config
+from botocore.exceptions import NoRegionError
 
+from chalicelib import telemetry
 from chalicelib.config import Settings
 from chalicelib.destinations import registry
 from chalicelib.pixel import Gate, PixelService
-from chalicelib.queue import EventQueue
+from chalicelib.queue import NO_REGION, EventQueue, EventSink, UnreachableQueue
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -34,7 +37,19 @@ if TYPE_CHECKING:
 
 @cache
 def settings() -> Settings:
+    honour_aws_region(os.environ)
     return Settings.from_env(os.environ)
+
+
+def honour_aws_region(environ: MutableMapping[str, str]) -> None:
+    """The region as the deploy tools read it (devtools.process.aws_region): AWS_REGION,
+    then AWS_DEFAULT_REGION, then the profile's. boto3 reads AWS_DEFAULT_REGION only, so
+    AWS_REGION is copied there: every client of this process (SQS, the destinations', the
+    signing keys' through Powertools) then uses it. Lambda sets both to the same value;
+    this matters for `chalice local` in a shell that sets AWS_REGION only."""
+    region = environ.get("AWS_REGION", "").strip()
+    if region:
+        environ["AWS_DEFAULT_REGION"] = region
 
 
 @cache
@@ -123,8 +138,15 @@ def beacon_service() -> BeaconService:
 
 
 @cache
-def _event_queue() -> EventQueue:
-    return EventQueue(_pixel_sqs(), settings().wiring.events_queue)
+def _event_queue() -> EventSink:
+    try:
+        client = _pixel_sqs()
+    except NoRegionError:
+        # Not in Lambda (it sets the region): plain `chalice local` in a fresh shell. Every
+        # hit is answered 503 "not recorded", its log line naming the fix; never a 500.
+        telemetry.logger.error("SQS client not created", extra={"error": NO_REGION})
+        return UnreachableQueue(NO_REGION)
+    return EventQueue(client, settings().wiring.events_queue)
 
 
 @cache

@@ -6,17 +6,67 @@ Development tooling only: never packaged into Lambda.
 
 from __future__ import annotations
 
+import io
 import json
+import re
 import sys
 import threading
 from collections.abc import Callable, Iterable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
-from typing import Any, Final, Generic, Self, TypeVar, cast
+from typing import Any, Final, Generic, NoReturn, Self, TypeVar, cast
 
 # How often serve_forever checks for shutdown: stop() returns within this.
 POLL_SECONDS: Final = 0.05
 _DRAIN_CHUNK: Final = 64 * 1024
+# A chunk-size line (size and extensions) or a trailer line longer than this is refused.
+_MAX_FRAMING_LINE: Final = 4096
+_CHUNK_SIZE: Final = re.compile(rb"[0-9A-Fa-f]{1,16}")
+
+
+class BodyFramingError(ValueError):
+    """When a request's body is framed in a way the server cannot read (a malformed chunked
+    body, a transfer coding other than chunked); the handler has answered it already."""
+
+
+def read_chunked(rfile: io.BufferedIOBase, limit: int | None = None) -> bytes | None:
+    """A `Transfer-Encoding: chunked` body (RFC 9112, section 7.1) read to its end, trailer
+    fields included, so that nothing of it is left to be read as another request. None when
+    its data is over `limit` (then read to the end and discarded); BodyFramingError when it
+    is not a chunked body."""
+    parts: list[bytes] = []
+    total = 0
+    while True:
+        size_text = _framing_line(rfile).split(b";", 1)[0].strip()  # extensions ignored
+        if not _CHUNK_SIZE.fullmatch(size_text):
+            raise BodyFramingError("a chunk size is not hexadecimal")
+        size = int(size_text, 16)
+        if size == 0:
+            break
+        total += size
+        keep = limit is None or total <= limit
+        remaining = size
+        while remaining:
+            data = rfile.read(min(remaining, _DRAIN_CHUNK))
+            if not data:
+                raise BodyFramingError("the body ends inside a chunk")
+            if keep:
+                parts.append(data)
+            remaining -= len(data)
+        if _framing_line(rfile).strip():
+            raise BodyFramingError("a chunk is longer than its size")
+    while _framing_line(rfile).strip():
+        pass  # trailer fields: not used
+    if limit is not None and total > limit:
+        return None
+    return b"".join(parts)
+
+
+def _framing_line(rfile: io.BufferedIOBase) -> bytes:
+    line = rfile.readline(_MAX_FRAMING_LINE + 1)
+    if not line.endswith(b"\n") or len(line) > _MAX_FRAMING_LINE:
+        raise BodyFramingError("the chunked body ends early or has an overlong line")
+    return line
 
 
 class QuietServer(ThreadingHTTPServer):
@@ -26,8 +76,8 @@ class QuietServer(ThreadingHTTPServer):
     daemon_threads = True
 
     def handle_error(self, request: Any, client_address: Any) -> None:
-        if isinstance(sys.exc_info()[1], ConnectionError):
-            return
+        if isinstance(sys.exc_info()[1], ConnectionError | BodyFramingError):
+            return  # a client that hung up, or a body already answered 400 or 501
         super().handle_error(request, client_address)
 
 
@@ -142,16 +192,34 @@ class LoopbackHandler(BaseHTTPRequestHandler, Generic[ServiceT]):
         return int(value) if value.isdigit() else 0
 
     def read_body(self) -> bytes:
-        return self.rfile.read(self.content_length())
+        """The whole body, framed by Content-Length or sent chunked."""
+        body = self._read_framed(None)
+        return b"" if body is None else body
 
     def read_body_within(self, limit: int) -> bytes | None:
         """The whole body, or None when it is over `limit`: then it is drained and discarded.
 
         Draining rather than hanging up lets the client finish sending and read the answer
-        (a 413), instead of seeing a reset connection.
+        (a 413), instead of seeing a reset connection. A chunked body is read to its end too,
+        so that on a kept-alive connection its chunks are never read as another request.
         """
+        return self._read_framed(limit)
+
+    def _read_framed(self, limit: int | None) -> bytes | None:
+        coding = self.headers.get("Transfer-Encoding")
+        if coding is not None:
+            # Transfer-Encoding wins over any Content-Length (RFC 9112, section 6.3), and
+            # the connection then closes after the answer, as that section asks.
+            if self.headers.get("Content-Length") is not None:
+                self.close_connection = True
+            if coding.strip().lower() != "chunked":
+                self._refuse_framing(501, f"transfer coding {coding[:40]!r} is not supported")
+            try:
+                return read_chunked(self.rfile, limit)
+            except BodyFramingError as error:
+                self._refuse_framing(400, f"malformed chunked body: {error}")
         remaining = self.content_length()
-        if remaining <= limit:
+        if limit is None or remaining <= limit:
             return self.rfile.read(remaining)
         while remaining > 0:
             chunk = self.rfile.read(min(remaining, _DRAIN_CHUNK))
@@ -159,6 +227,12 @@ class LoopbackHandler(BaseHTTPRequestHandler, Generic[ServiceT]):
                 break
             remaining -= len(chunk)
         return None
+
+    def _refuse_framing(self, status: int, reason: str) -> NoReturn:
+        """Answer a body that cannot be read, then stop the request (the server stays quiet
+        about BodyFramingError, and the connection closes)."""
+        self.send_body(status, (reason + "\n").encode(), "text/plain; charset=utf-8")
+        raise BodyFramingError(reason)
 
     def send_body(
         self,

@@ -105,8 +105,8 @@ class FaultProxy(LoopbackService):
         return ServiceServer(self._address, _Handler, self)
 
     def _relay(self, request: BaseHTTPRequestHandler) -> None:
-        length = int(request.headers.get("Content-Length") or 0)
-        body = request.rfile.read(length) if length else b""
+        assert isinstance(request, LoopbackHandler)
+        body = request.read_body()  # Content-Length or chunked: relayed with its length
         action = api_action(request.headers.get("X-Amz-Target"), body)
         rule = self._take(action)
         headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP_HEADERS}

@@ -1,7 +1,8 @@
 """RS256/ES256 keys from a JWKS URL, through PyJWT's `PyJWKClient` and its cache.
 
 On top of PyJWT: the document is capped at JWKS_MAX_BYTES (a JWKS is a few KB; the client
-would read any size), fetch errors become KeysUnavailableError naming the problem, and only
+would read any size), a redirect is never followed (as PyJWT's own fetch: keys come from
+the configured URL only), fetch errors become KeysUnavailableError naming the problem, and only
 keys fit for one pinned algorithm are kept: RSA of at least MIN_RSA_BITS → RS256, EC P-256
 → ES256, public signing keys with a kid. Imported only when TOKEN_JWKS_URL is set (PyJWT
 with cryptography costs ~80 ms to import).
@@ -29,19 +30,38 @@ JWKS_MAX_BYTES: Final = 256 * 1024
 _NO_KEYS: Final = "TOKEN_JWKS_URL: no RS256 or ES256 signing key in the JWKS"
 
 
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    """Every 3xx ends the fetch as an HTTPError: a key set found anywhere but the configured
+    URL (a redirect from a taken-over host or path) would hand out the power to sign hits."""
+
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
 class CappedJWKClient(jwt.PyJWKClient):
-    """PyJWKClient whose fetch reads at most JWKS_MAX_BYTES and names what went wrong."""
+    """PyJWKClient whose fetch reads at most JWKS_MAX_BYTES, follows no redirect and names
+    what went wrong."""
 
     def fetch_data(self) -> Any:
         request = urllib.request.Request(
             self.uri,
             headers={"Accept": "application/json", "User-Agent": "pixel-relay", **self.headers},
         )
+        handlers: list[urllib.request.BaseHandler] = [_NoRedirects()]
+        if self.ssl_context is not None:
+            handlers.append(urllib.request.HTTPSHandler(context=self.ssl_context))
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+            with urllib.request.build_opener(*handlers).open(
+                request, timeout=self.timeout
+            ) as response:
                 body = response.read(JWKS_MAX_BYTES + 1)
         except urllib.error.HTTPError as error:
             error.close()  # it holds the connection open
+            if 300 <= error.code < 400:
+                raise KeysUnavailableError(
+                    f"TOKEN_JWKS_URL: answered HTTP {error.code}, a redirect, which is not"
+                    " followed: set TOKEN_JWKS_URL to the key set's own URL"
+                ) from None
             raise KeysUnavailableError(f"TOKEN_JWKS_URL: answered HTTP {error.code}") from None
         except (OSError, ValueError) as error:  # URLError, timeouts
             raise KeysUnavailableError(

@@ -105,7 +105,7 @@ class SigningSettings:
             raise ConfigError(
                 "TOKEN_HS256_KEYS", "set TOKEN_HS256_KEYS or TOKEN_HS256_KEYS_PARAMETER, not both"
             )
-        jwks_url, issuer, audience = _jwks_settings(environ)
+        jwks_url, issuer = _jwks_settings(environ)
         settings = cls(
             parameter=_token_parameter(
                 environ.get("TOKEN_PARAMETER", "").strip() or TOKEN_PARAMETER
@@ -116,7 +116,7 @@ class SigningSettings:
             hs256_keys=parse_hs256_keys(keys_text, "TOKEN_HS256_KEYS") if keys_text else {},
             jwks_url=jwks_url,
             issuer=issuer,
-            audience=audience,
+            audience=environ.get("TOKEN_AUDIENCE", "").strip() or None,
             jwks_timeout_seconds=reader.integer(
                 "TOKEN_JWKS_TIMEOUT_SECONDS", default=2, low=1, high=10
             ),
@@ -138,6 +138,7 @@ class SigningSettings:
         )
         if not settings.enabled:
             for variable, value in (
+                ("TOKEN_AUDIENCE", settings.audience),
                 ("REQUIRE_SIGNED_HITS", settings.require_signed_hits),
                 ("SIGNED_USER_ATTRIBUTES", settings.signed_user_attributes),
                 ("SIGNED_ENDPOINT_ATTRIBUTES", settings.signed_endpoint_attributes),
@@ -173,15 +174,13 @@ def _token_parameter(name: str) -> str:
     return name
 
 
-def _jwks_settings(environ: Mapping[str, str]) -> tuple[str | None, str | None, str | None]:
+def _jwks_settings(environ: Mapping[str, str]) -> tuple[str | None, str | None]:
     url = environ.get("TOKEN_JWKS_URL", "").strip() or None
     issuer = environ.get("TOKEN_ISSUER", "").strip() or None
-    audience = environ.get("TOKEN_AUDIENCE", "").strip() or None
     if url is None:
-        for variable, value in (("TOKEN_ISSUER", issuer), ("TOKEN_AUDIENCE", audience)):
-            if value:
-                raise ConfigError(variable, "is only used with TOKEN_JWKS_URL")
-        return None, None, None
+        if issuer:
+            raise ConfigError("TOKEN_ISSUER", "is only used with TOKEN_JWKS_URL")
+        return None, None
     parts = urlsplit(url)
     loopback = parts.hostname in {"127.0.0.1", "localhost", "::1"}
     if not parts.hostname or not (parts.scheme == "https" or (parts.scheme == "http" and loopback)):
@@ -190,7 +189,7 @@ def _jwks_settings(environ: Mapping[str, str]) -> tuple[str | None, str | None, 
     if issuer is None:
         # A JWKS usually belongs to an issuer serving many applications: pin which one.
         raise ConfigError("TOKEN_ISSUER", "is required with TOKEN_JWKS_URL")
-    return url, issuer, audience
+    return url, issuer
 
 
 def parse_hs256_keys(text: str, origin: str) -> dict[str, bytes]:

@@ -111,7 +111,9 @@ class TokenVerifier:
         raise TokenRefusedError("unknown_key", "names a key id (kid) that is not configured")
 
     def _decode(self, token: str, key: bytes | PyJWK, algorithm: str) -> dict[str, Any]:
-        """PyJWT checks the signature with `algorithm` only, then `iss`/`aud` and presence."""
+        """PyJWT checks the signature with `algorithm` only, then `iss` (JWKS keys: an issuer
+        serves many applications) and `aud` (any key, when TOKEN_AUDIENCE is set: one key
+        may mint for several sites) and presence."""
         import jwt
 
         asymmetric = algorithm != HS256
@@ -122,7 +124,7 @@ class TokenVerifier:
             "verify_nbf": False,
             "verify_iat": False,
             "verify_iss": asymmetric,
-            "verify_aud": asymmetric and settings.audience is not None,
+            "verify_aud": settings.audience is not None,
             "require": ["exp", ENDPOINT_CLAIM],
             "enforce_minimum_key_length": True,
         }
@@ -133,7 +135,7 @@ class TokenVerifier:
                 algorithms=[algorithm],
                 options=options,
                 issuer=settings.issuer if asymmetric else None,
-                audience=settings.audience if asymmetric else None,
+                audience=settings.audience,
             )
         except jwt.InvalidSignatureError:
             raise TokenRefusedError("bad_signature", "signature does not verify") from None
@@ -142,12 +144,18 @@ class TokenVerifier:
                 "bad_algorithm", f"algorithm is not allowed; its key takes {algorithm} only"
             ) from None
         except jwt.MissingRequiredClaimError as error:
-            claim = error.claim if error.claim in {"exp", ENDPOINT_CLAIM, "iss", "aud"} else ""
+            if error.claim == "aud":
+                raise TokenRefusedError(
+                    "missing_claim", "lacks the aud claim (TOKEN_AUDIENCE)"
+                ) from None
+            claim = error.claim if error.claim in {"exp", ENDPOINT_CLAIM, "iss"} else ""
             raise TokenRefusedError("missing_claim", f"lacks the {claim} claim") from None
         except jwt.InvalidIssuerError:
             raise TokenRefusedError("wrong_issuer", "comes from another issuer") from None
         except jwt.InvalidAudienceError:
-            raise TokenRefusedError("wrong_audience", "was issued for another audience") from None
+            raise TokenRefusedError(
+                "wrong_audience", "was issued for another audience (TOKEN_AUDIENCE)"
+            ) from None
         except (jwt.PyJWTError, ValueError, TypeError, RecursionError):
             raise _malformed() from None
         return payload

@@ -24,6 +24,7 @@ from typing import Final
 from devtools.deploy.bytecode import compile_zip
 from devtools.deploy.preflight import check_stage
 from devtools.deploy.template import merge_template
+from devtools.locks import chalice_environment
 from devtools.paths import BUILD_DIR, ROOT
 from devtools.process import aws_region, run, tool
 
@@ -62,6 +63,7 @@ def package(stage: str, out_dir: Path, root: Path = ROOT) -> PackageResult:
             str(package_dir),
         ],
         cwd=root,
+        env=chalice_environment(root),
     )
     if status != 0:
         raise SystemExit(f"chalice package failed (exit {status})")

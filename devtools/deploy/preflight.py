@@ -9,6 +9,7 @@ deadline; then, for commands that call AWS, the region and credentials (`check_a
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -76,7 +77,22 @@ def check_stage(stage: str, root: Path = ROOT) -> Settings:
         problems.append(f"stage {stage}: {settlement}")
     if problems:
         raise PreflightError("\n".join(problems))
+    for warning in stage_warnings(settings):
+        print(f"warning: stage {stage}: {warning}", file=sys.stderr)
     return settings
+
+
+def stage_warnings(settings: Settings) -> list[str]:
+    """Settings that deploy but open a door (docs/threat-model.md): named on every deploy
+    and package, so turning one on is never silent."""
+    warnings: list[str] = []
+    if settings.hit_policy.allow_anonymous_user_id:
+        warnings.append(
+            "ALLOW_ANONYMOUS_USER_ID=true lets any page link any endpoint to any user id"
+            " (and key objects to any user's profile in Customer Profiles): anyone who knows"
+            " a user id can write to that user. Prefer signed hits (docs/signed-hits.md)"
+        )
+    return warnings
 
 
 def check_aws(profile: str | None = None) -> str:

@@ -49,6 +49,7 @@ from devtools.deploy.mapping import PARTIAL_BATCH, configure_mapping
 from devtools.deploy.preflight import check_aws, check_identity, check_stage
 from devtools.deploy.queues import ensure_queues
 from devtools.deploy.verify import verify_stage
+from devtools.locks import chalice_environment
 from devtools.paths import ROOT
 from devtools.process import run, tool
 from devtools.queue_spec import QueueSpec, stage_environment
@@ -61,7 +62,8 @@ ChaliceRunner = Callable[[Sequence[str], Path], int]
 
 
 def run_chalice(arguments: Sequence[str], root: Path) -> int:
-    return run([tool("chalice"), "--project-dir", str(root), *arguments], cwd=root)
+    command = [tool("chalice"), "--project-dir", str(root), *arguments]
+    return run(command, cwd=root, env=chalice_environment(root))  # the bundle as locked
 
 
 def report_batch_item_failures_advice(stage: str, environment: Mapping[str, str]) -> str:

@@ -22,12 +22,19 @@ from werkzeug import Request, Response
 
 from devtools.deploy.package import PackageResult, lint, package
 from devtools.deploy.stage import SERVICES, Clients
+from devtools.locks import chalice_environment
 from devtools.offline import REGION
 from devtools.paths import ROOT
 from devtools.process import run
 
 _no_proxy = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-PROJECT_FILES = ("app.py", "chalicelib", "requirements.txt", "deploy/stages.json")
+PROJECT_FILES = (
+    "app.py",
+    "chalicelib",
+    "requirements.txt",
+    "requirements.lock",
+    "deploy/stages.json",
+)
 
 
 def lambda_role(iam: Any, name: str) -> str:
@@ -164,7 +171,7 @@ CHALICE_ON_MOTO = Path(__file__).parent / "deploy" / "chalice_on_moto.py"
 def chalice_on_moto(arguments: Sequence[str], root: Path) -> int:
     """The real chalice CLI with moto's missing Swagger import filled in (its docstring)."""
     command = [sys.executable, str(CHALICE_ON_MOTO), "--project-dir", str(root), *arguments]
-    return run(command, cwd=root)
+    return run(command, cwd=root, env=chalice_environment(root))
 
 
 def moto_clients(endpoint: str) -> Clients:

@@ -200,7 +200,7 @@ def test_an_allowed_page_may_read_the_answer_another_may_not(
     other = post("event=view&endpoint_id=ep-1", {**VISITOR, "Origin": "https://evil.example"})
     assert (other.status, other.text) == (
         400,
-        "Referer: page origin not allowed (ALLOWED_PAGE_ORIGINS)\n",
+        "Origin: page origin not allowed (ALLOWED_PAGE_ORIGINS)\n",
     )
     assert "Access-Control-Allow-Origin" not in other.headers
     assert pipeline.queued() == 1

@@ -82,6 +82,20 @@ def test_user_token_binds_the_user(command: Callable[[], list[str]]) -> None:
 
 
 @pytest.mark.parametrize("command", MINTERS)
+def test_an_audience_binds_the_token_to_one_site(command: Callable[[], list[str]]) -> None:
+    token = mint(command(), "--endpoint-id", "ep-1", "--audience", "shop-prod").stdout.strip()
+    now = datetime.now(UTC)
+    prod = TokenVerifier(SigningSettings(hs256_keys={KID: SECRET.encode()}, audience="shop-prod"))
+    assert prod.verify(token, "ep-1", None, now).key_id == KID
+    staging = TokenVerifier(
+        SigningSettings(hs256_keys={KID: SECRET.encode()}, audience="shop-staging")
+    )
+    with pytest.raises(TokenRefusedError) as caught:
+        staging.verify(token, "ep-1", None, now)
+    assert caught.value.code == "wrong_audience"
+
+
+@pytest.mark.parametrize("command", MINTERS)
 def test_tokens_expire(command: Callable[[], list[str]]) -> None:
     token = mint(command(), "--endpoint-id", "ep-1", "--ttl", "60").stdout.strip()
     later = datetime.now(UTC) + timedelta(seconds=60 + 61)  # past the 60 s leeway

@@ -73,6 +73,31 @@ def test_page_origin_allowlist_filters_by_referer(
     assert pipeline.queued() == 1
 
 
+def test_a_refusal_names_the_header_that_decided(
+    pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    configure(monkeypatch, ALLOWED_PAGE_ORIGINS="https://shop.example.com")
+    by_origin = hit(
+        HIT,
+        User_Agent=CHROMIUM_USER_AGENT,
+        Origin="https://evil.example.net",
+        Referer="https://shop.example.com/cart",
+    )
+    assert by_origin.text == "Origin: page origin not allowed (ALLOWED_PAGE_ORIGINS)\n"
+    by_referer = hit(
+        HIT, User_Agent=CHROMIUM_USER_AGENT, Origin="null", Referer="https://evil.example.net/"
+    )
+    assert by_referer.text == "Referer: page origin not allowed (ALLOWED_PAGE_ORIGINS)\n"
+    assert hit(HIT, User_Agent=CHROMIUM_USER_AGENT).status == 200  # neither: passes by default
+    configure(monkeypatch, PAGE_ORIGIN_REQUIRED="true")
+    neither = hit(HIT, User_Agent=CHROMIUM_USER_AGENT)
+    assert (neither.status, neither.text) == (
+        400,
+        "Origin/Referer: neither sent; the page must be named (PAGE_ORIGIN_REQUIRED)\n",
+    )
+    assert pipeline.queued() == 1
+
+
 def test_a_signed_hit_may_write_its_own_profile(
     pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -20,8 +20,10 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
+from chalicelib import runtime
 from chalicelib.signing import KeySource, KeysUnavailableError, SigningSettings, TokenVerifier
 from chalicelib.signing.jwks import CappedJWKClient
+from tests.integration.harness import Pipeline
 from tests.tokens import (
     ISSUER,
     NEW_SECRET,
@@ -160,6 +162,62 @@ def test_jwks_fetch_has_a_timeout(jwks_server: JwksServer) -> None:
     with pytest.raises(KeysUnavailableError, match=r"fetch failed \(TimeoutError\)"):
         CappedJWKClient(jwks_server.url, timeout=0.2).fetch_data()
     assert time.monotonic() - started < 4  # gave up long before the server answered
+
+
+@pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
+def test_a_redirecting_jwks_url_is_unavailable_and_its_target_never_trusted(
+    keys: AsymmetricKeys,
+    jwks_server: JwksServer,
+    httpserver: HTTPServer,
+    pipeline: Pipeline,
+    monkeypatch: pytest.MonkeyPatch,
+    status: int,
+) -> None:
+    """A JWKS URL that redirects (its host taken over, a misconfigured CDN) must not hand
+    trust to wherever it points: a token signed with the other set's key, for another
+    endpoint and user with a signed-only attribute, is not recorded (503), nothing queued."""
+    attacker = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    attacker_jwk = jwt.algorithms.RSAAlgorithm.to_jwk(attacker.public_key(), as_dict=True)
+    httpserver.expect_request("/attacker/jwks.json").respond_with_json(
+        {"keys": [{**attacker_jwk, "kid": "rsa-1", "use": "sig", "alg": "RS256"}]}
+    )
+    httpserver.expect_request("/redirecting/jwks.json").respond_with_response(
+        Response(status=status, headers={"Location": httpserver.url_for("/attacker/jwks.json")})
+    )
+    url = httpserver.url_for("/redirecting/jwks.json")
+    with pytest.raises(KeysUnavailableError, match=rf"answered HTTP {status}, a redirect"):
+        CappedJWKClient(url).fetch_data()
+
+    monkeypatch.setenv("TOKEN_JWKS_URL", url)
+    monkeypatch.setenv("TOKEN_ISSUER", ISSUER)
+    monkeypatch.setenv("SIGNED_USER_ATTRIBUTES", "tier")
+    runtime.reset()
+    forged = jwt.encode(
+        {"eid": "ep-victim", "sub": "u-victim", "iss": ISSUER, "exp": int(time.time()) + 300},
+        attacker,
+        algorithm="RS256",
+        headers={"kid": "rsa-1"},
+    )
+    answer = pipeline.hit(
+        f"event=purchase&endpoint_id=ep-victim&user_id=u-victim&usat_tier=gold&token={forged}"
+    )
+    assert answer.status == 503
+    assert pipeline.queued() == 0
+    assert not any(request.path == "/attacker/jwks.json" for request, _ in httpserver.log), (
+        "the redirect was followed"
+    )
+
+    # The configured URL itself still works, over plain http on loopback.
+    monkeypatch.setenv("TOKEN_JWKS_URL", jwks_server.url)
+    runtime.reset()
+    genuine = jwt.encode(
+        {"eid": "ep-1", "iss": ISSUER, "exp": int(time.time()) + 300},
+        keys.rsa,
+        algorithm="RS256",
+        headers={"kid": "rsa-1"},
+    )
+    assert pipeline.hit(f"event=purchase&endpoint_id=ep-1&token={genuine}").status == 200
+    assert pipeline.queued() == 1
 
 
 def test_jwks_server_error_is_unavailable(jwks_server: JwksServer) -> None:

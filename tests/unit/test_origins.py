@@ -141,6 +141,22 @@ def test_no_page_at_all_passes_unless_required(origin: str | None, referer: str 
     assert not strict.allows(origin, referer)
 
 
+def test_a_refusal_names_the_header_that_decided() -> None:
+    not_allowed = "page origin not allowed (ALLOWED_PAGE_ORIGINS)"
+    assert SITE.refusal("https://evil.example.com", "https://shop.example.com/") == (
+        "Origin",
+        not_allowed,
+    )
+    assert SITE.refusal(None, "https://evil.example.com/") == ("Referer", not_allowed)
+    assert SITE.refusal("null", "https://evil.example.com/") == ("Referer", not_allowed)
+    assert SITE.refusal("https://shop.example.com", None) is None
+    strict = OriginPolicy.parse("https://shop.example.com", allow_missing=False)
+    assert strict.refusal(None, None) == (
+        "Origin/Referer",
+        "neither sent; the page must be named (PAGE_ORIGIN_REQUIRED)",
+    )
+
+
 def test_an_empty_list_allows_every_page() -> None:
     policy = OriginPolicy.parse("")
     assert not policy.enabled

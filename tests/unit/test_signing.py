@@ -95,6 +95,26 @@ def test_token_without_subject_is_an_endpoint_only_token() -> None:
     assert identity.user_id is None
 
 
+def test_the_audience_binds_hs256_tokens_to_one_site() -> None:
+    """Several sites minting with one shared key (or one backend for staging and production)
+    set TOKEN_AUDIENCE apiece: a token minted for one does not pass at the other."""
+    verifier = hs_verifier(audience="shop-prod")
+    assert verifier.verify(hs256(claims(aud="shop-prod")), "ep-1", None, NOW).key_id == "k1"
+    assert verifier.verify(hs256(claims(aud=["other", "shop-prod"])), "ep-1", None, NOW)
+    other = refusal(verifier, hs256(claims(aud="shop-staging")))
+    assert (other.code, str(other)) == (
+        "wrong_audience",
+        "was issued for another audience (TOKEN_AUDIENCE)",
+    )
+    missing = refusal(verifier, hs256(claims()))
+    assert (missing.code, str(missing)) == ("missing_claim", "lacks the aud claim (TOKEN_AUDIENCE)")
+
+
+def test_without_an_audience_setting_hs256_tokens_need_none() -> None:
+    assert hs_verifier().verify(hs256(claims(aud="anything")), "ep-1", None, NOW)
+    assert hs_verifier().verify(hs256(claims()), "ep-1", None, NOW)
+
+
 # Time -------------------------------------------------------------------------------------------
 
 
@@ -601,6 +621,21 @@ def test_bad_settings_name_the_variable(environ: dict[str, str], variable: str) 
     assert caught.value.variable == variable
     assert str(caught.value).startswith(f"{variable}: ")
     assert SECRET not in str(caught.value)
+
+
+def test_an_audience_may_be_set_with_hs256_keys_alone() -> None:
+    settings = SigningSettings.from_env(
+        {"TOKEN_HS256_KEYS": json.dumps({"k1": SECRET}), "TOKEN_AUDIENCE": "shop-prod"}
+    )
+    assert settings.audience == "shop-prod"
+
+
+def test_an_audience_without_any_key_names_what_is_missing() -> None:
+    with pytest.raises(ConfigError) as caught:
+        SigningSettings.from_env({"TOKEN_AUDIENCE": "shop-prod"})
+    assert str(caught.value) == (
+        "TOKEN_AUDIENCE: needs a key: set TOKEN_HS256_KEYS_PARAMETER or TOKEN_JWKS_URL"
+    )
 
 
 def test_loopback_jwks_url_may_be_plain_http_for_tests() -> None:
