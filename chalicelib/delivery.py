@@ -49,9 +49,9 @@ from chalicelib.destinations.base import (
     Outcome,
     TimeLeft,
     Verdict,
+    call_budget_ms,
     same_occurrence,
 )
-from chalicelib.env import call_budget_ms
 from chalicelib.events import Event, MessageError, ProfileUpdate
 from chalicelib.settlement import (
     CONSUMER_SQS,

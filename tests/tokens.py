@@ -17,7 +17,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric.ec import EllipticCurvePrivateKey
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 
-from chalicelib.signing import TokenRefusedError, TokenVerifier
+from chalicelib.signing.exceptions import TokenRefusedError
+from chalicelib.signing.verify import TokenVerifier
 
 NOW = datetime(2026, 11, 28, 12, 0, 0, tzinfo=UTC)
 EXP = int((NOW + timedelta(hours=1)).timestamp())

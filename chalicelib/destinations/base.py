@@ -275,6 +275,14 @@ def client_error_outcome(error: Exception, action: str) -> Outcome:
     return Outcome(Verdict.RETRY, f"{action} failed: {status} {code}".replace("  ", " "))
 
 
+def call_budget_ms(timeout_seconds: int, attempts: int = 3) -> int:
+    """The longest one destination call can take on a `service_client` (attempts, 2 s
+    connect and the read timeout each, backoff): no call starts with less Lambda time. The
+    time to settle the batch afterwards is the consumer's own reserve
+    (`settlement.settlement_reserve_ms`), already taken off the time a destination is given."""
+    return (attempts * (2 + timeout_seconds) + 3) * 1000
+
+
 def service_client(service: str, timeout_seconds: int) -> Any:
     """A destination's boto3 client: 2 s to connect, the configured read timeout, and
     botocore's standard retries (3 attempts), the worst case `call_budget_ms` plans for."""

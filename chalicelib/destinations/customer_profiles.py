@@ -37,14 +37,16 @@ from chalicelib.destinations.base import (
     TimeLeft,
     Verdict,
     build_refusal,
+    call_budget_ms,
     client_error_outcome,
     own_arn,
     service_client,
     unexpected_failure,
     verdict_for_status,
 )
-from chalicelib.env import ConfigError, Reader, call_budget_ms, model_rule
+from chalicelib.env import ConfigError, Reader
 from chalicelib.events import Event
+from chalicelib.service_models import model_rule
 
 NAME: Final = "customer-profiles"
 ACTION: Final = "BatchPutProfileObject"

@@ -23,14 +23,16 @@ from chalicelib.destinations.base import (
     Verdict,
     build_each,
     build_refusal,
+    call_budget_ms,
     deliver_packed,
     own_arn,
     read_answers,
     record_json,
     service_client,
 )
-from chalicelib.env import ConfigError, Reader, call_budget_ms, model_rule
+from chalicelib.env import ConfigError, Reader
 from chalicelib.events import Event
+from chalicelib.service_models import model_rule
 
 if TYPE_CHECKING:
     from mypy_boto3_events import EventBridgeClient

@@ -22,14 +22,16 @@ from chalicelib.destinations.base import (
     TimeLeft,
     Verdict,
     build_each,
+    call_budget_ms,
     deliver_packed,
     own_arn,
     read_answers,
     record_line,
     service_client,
 )
-from chalicelib.env import Reader, call_budget_ms, model_rule
+from chalicelib.env import Reader
 from chalicelib.events import Event
+from chalicelib.service_models import model_rule
 
 if TYPE_CHECKING:
     from mypy_boto3_firehose import FirehoseClient
@@ -81,10 +83,6 @@ def iam_statements(settings: Settings) -> list[Statement]:
     ]
 
 
-# One line of JSON: Firehose concatenates records, so each ends with a newline.
-record_data = record_line
-
-
 class FirehoseDestination:
     """Writes events to one Firehose stream with PutRecordBatch."""
 
@@ -96,7 +94,7 @@ class FirehoseDestination:
         self._call_budget_ms = call_budget_ms
 
     def deliver(self, events: Sequence[Event], time_left: TimeLeft = None) -> list[Outcome]:
-        data, refusals = build_each(events, record_data, NAME, "record")
+        data, refusals = build_each(events, record_line, NAME, "record")
         for index, record in enumerate(data):
             if record is not None and len(record) > MAX_RECORD_BYTES:
                 refusals[index] = (

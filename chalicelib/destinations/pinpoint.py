@@ -25,13 +25,14 @@ from chalicelib.destinations.base import (
     TimeLeft,
     Verdict,
     build_refusal,
+    call_budget_ms,
     own_arn,
     same_occurrence,
     service_client,
     unexpected_failure,
     verdict_for_status,
 )
-from chalicelib.env import Reader, call_budget_ms
+from chalicelib.env import Reader
 from chalicelib.events import Event, ProfileUpdate
 
 if TYPE_CHECKING:

@@ -29,9 +29,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final
 
-from chalicelib.config import ConfigError
 from chalicelib.destinations import registry
 from chalicelib.destinations.base import own_arn
+from chalicelib.env import ConfigError
 from devtools.paths import ROOT
 from devtools.queue_spec import KmsKey, chalice_config, queue_kms_key, stage_environment
 

@@ -47,8 +47,9 @@ from typing import TYPE_CHECKING, Final
 
 import boto3
 
-from chalicelib.config import ConfigError, Settings
+from chalicelib.config import Settings
 from chalicelib.destinations import registry
+from chalicelib.env import ConfigError
 from devtools.localstack.demo_server import DemoServer
 from devtools.localstack.doubles import stand_in_ports
 from devtools.localstack.dry_run import DryRun

@@ -31,9 +31,10 @@ from typing import IO, TYPE_CHECKING, Any
 import boto3
 from botocore.config import Config
 
-from chalicelib.config import ConfigError, HitPolicy, Settings
+from chalicelib.config import Settings
 from chalicelib.destinations import registry
-from chalicelib.hits import HitRefusedError, parse_hit
+from chalicelib.env import ConfigError
+from chalicelib.hits import HitPolicy, HitRefusedError, parse_hit
 from devtools.deploy.verify import Deployment, default_stack_name, find_deployment
 from devtools.ops import gtm as ops_gtm
 from devtools.ops.check import CheckPlan, PinpointProbe, run_check

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from chalicelib.config import ConfigError, Settings
+from chalicelib.config import Settings
 from chalicelib.destinations import registry
 from chalicelib.destinations.base import (
     DELIVERED,
@@ -25,6 +25,7 @@ from chalicelib.destinations.base import (
     TimeLeft,
     own_arn,
 )
+from chalicelib.env import ConfigError
 from chalicelib.events import Event
 from devtools.deploy.policies import consumer_policy, for_chalice
 from devtools.localstack import doubles

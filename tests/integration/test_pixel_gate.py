@@ -10,7 +10,7 @@ import jwt
 import pytest
 
 from chalicelib import runtime
-from chalicelib.signing import ENDPOINT_CLAIM, USER_CLAIM
+from chalicelib.signing.verify import ENDPOINT_CLAIM, USER_CLAIM
 from tests.integration.harness import CHROMIUM_USER_AGENT, Pipeline, ProxyResponse, proxy_event
 
 SECRET = "a-development-secret-of-at-least-32-bytes!"

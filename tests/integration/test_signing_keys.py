@@ -20,8 +20,10 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
-from chalicelib.signing import KeySource, KeysUnavailableError, SigningSettings, TokenVerifier
+from chalicelib.signing.exceptions import KeysUnavailableError
 from chalicelib.signing.jwks import CappedJWKClient
+from chalicelib.signing.settings import KeySource, SigningSettings
+from chalicelib.signing.verify import TokenVerifier
 from tests.tokens import (
     ISSUER,
     NEW_SECRET,

@@ -6,7 +6,9 @@ from datetime import timedelta
 
 import pytest
 
-from chalicelib.config import ConfigError, QueueWiring, Settings, model_rule
+from chalicelib.config import QueueWiring, Settings
+from chalicelib.env import ConfigError
+from chalicelib.service_models import model_rule
 
 VALID = {
     "EVENTS_QUEUE": "events",
@@ -135,7 +137,7 @@ def test_model_rules_come_from_botocore_and_name_their_shape() -> None:
 def test_optional_gates_are_none_until_their_variables_are_set() -> None:
     """Cold start: a stage without signed hits or an origin list loads neither module."""
     settings = Settings.from_env(VALID)
-    assert (settings.signing, settings.origins, settings.bot_filter) == (None, None, True)
+    assert (settings.signing, settings.origins, settings.bots.enabled) == (None, None, True)
     configured = Settings.from_env(
         {
             **VALID,

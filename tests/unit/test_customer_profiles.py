@@ -21,10 +21,9 @@ from botocore.exceptions import (
 )
 from botocore.validate import ParamValidator
 
-from chalicelib.config import ConfigError
 from chalicelib.delivery import settlement_reserve_ms
 from chalicelib.destinations import customer_profiles, registry
-from chalicelib.destinations.base import Verdict
+from chalicelib.destinations.base import Verdict, call_budget_ms
 from chalicelib.destinations.customer_profiles import (
     CustomerProfilesDestination,
     Settings,
@@ -33,7 +32,7 @@ from chalicelib.destinations.customer_profiles import (
     profile_object,
     profile_value,
 )
-from chalicelib.env import call_budget_ms
+from chalicelib.env import ConfigError
 from chalicelib.events import Event, ProfileUpdate, Session
 from devtools.queue_spec import consumer_timeout_seconds
 from tests.factories import numbered_event

@@ -9,7 +9,6 @@ from collections.abc import Sequence
 
 import pytest
 
-from chalicelib.config import ConfigError
 from chalicelib.dedupe import (
     DedupeSettings,
     Deduplicated,
@@ -21,6 +20,7 @@ from chalicelib.dedupe import (
 )
 from chalicelib.delivery import BatchDelivery, QueuedMessage
 from chalicelib.destinations.base import DELIVERED, Outcome, TimeLeft, Verdict
+from chalicelib.env import ConfigError
 from chalicelib.events import Event, ProfileUpdate
 from tests.factories import make_event, message_body
 from tests.unit.test_delivery import FakeQueues

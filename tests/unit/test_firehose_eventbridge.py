@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError, ParamValidationError
 
-from chalicelib.config import ConfigError
 from chalicelib.destinations import eventbridge, firehose, registry
 from chalicelib.destinations.base import Outcome, Verdict
+from chalicelib.env import ConfigError
 from chalicelib.events import Event
 from tests import factories
 

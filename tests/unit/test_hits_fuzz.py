@@ -18,9 +18,15 @@ from hypothesis import currently_in_test_context, event, example, given, setting
 from hypothesis import strategies as st
 
 from chalicelib import limits
-from chalicelib.config import HitPolicy
 from chalicelib.events import Event
-from chalicelib.hits import PREFIXES, SINGLE_VALUED, AcceptedHit, HitRefusedError, parse_hit
+from chalicelib.hits import (
+    PREFIXES,
+    SINGLE_VALUED,
+    AcceptedHit,
+    HitPolicy,
+    HitRefusedError,
+    parse_hit,
+)
 from chalicelib.rules import INVENTED_VALUES, utf16_length
 
 NOW = datetime(2026, 11, 28, 12, 0, 0, tzinfo=UTC)

@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError, ParamValidationError
 
-from chalicelib.config import ConfigError
-from chalicelib.destinations import firehose, kinesis, registry
-from chalicelib.destinations.base import Verdict, own_arn
+from chalicelib.destinations import kinesis, registry
+from chalicelib.destinations.base import Verdict, own_arn, record_line
+from chalicelib.env import ConfigError
 from chalicelib.events import Event
 from tests import factories
 
@@ -69,7 +69,7 @@ def test_packs_500_records_a_call_each_the_line_firehose_writes() -> None:
     assert {o.verdict for o in outcomes} == {Verdict.DELIVERED}
     assert fake.sent_ids() == [f"e-{i}" for i in range(1201)]  # in the batch's order
     record = fake.calls[0]["Records"][3]
-    assert record["Data"] == firehose.record_data(events[3])  # same bytes, newline included
+    assert record["Data"] == record_line(events[3])  # same bytes, newline included
     assert record["Data"].endswith(b"\n")
     assert fake.calls[0]["StreamName"] == "events"
 

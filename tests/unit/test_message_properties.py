@@ -24,10 +24,10 @@ from hypothesis import currently_in_test_context, example, given, settings
 from hypothesis import strategies as st
 
 from chalicelib import limits
-from chalicelib.config import HitPolicy
 from chalicelib.destinations import customer_profiles, eventbridge, firehose, pinpoint
+from chalicelib.destinations.base import record_line
 from chalicelib.events import Event, MessageError
-from chalicelib.hits import AcceptedHit, HitRefusedError, parse_hit
+from chalicelib.hits import AcceptedHit, HitPolicy, HitRefusedError, parse_hit
 from chalicelib.rules import format_instant, utf16_length
 from tests.unit.test_hits_fuzz import NOW, POLICY, TEXT, hits
 
@@ -234,7 +234,7 @@ def assert_every_destination_accepts(event: Event) -> None:
             {"ApplicationId": "app-1", "EventsRequest": {"BatchItem": request.batch_item}},
         )
 
-    record = firehose.record_data(event)
+    record = record_line(event)
     assert len(record) <= firehose.MAX_RECORD_BYTES
     assert_model_accepts(
         "firehose", "PutRecordBatch", {"DeliveryStreamName": "s", "Records": [{"Data": record}]}

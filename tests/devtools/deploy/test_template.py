@@ -367,7 +367,7 @@ def test_no_customer_profiles_resources_without_the_destination(tmp_path: Path) 
 
 
 def test_a_bad_trigger_event_is_named_before_anything_is_packaged(tmp_path: Path) -> None:
-    from chalicelib.config import ConfigError
+    from chalicelib.env import ConfigError
     from devtools.deploy.template import merge_template
 
     root = _project_with(

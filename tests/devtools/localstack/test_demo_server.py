@@ -23,10 +23,9 @@ import pytest
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
-from chalicelib.config import HitPolicy
 from chalicelib.destinations.pinpoint import event_to_wire, profile_to_wire
 from chalicelib.events import Event
-from chalicelib.hits import HitRefusedError, parse_hit
+from chalicelib.hits import HitPolicy, HitRefusedError, parse_hit
 from chalicelib.responses import NO_CACHE, TRANSPARENT_GIF
 from devtools.localstack.demo_server import DemoServer
 from tests.browser import BROWSER_TIMEOUT_MS, newest_hit, page_errors

@@ -18,8 +18,7 @@ from typing import Any
 
 import pytest
 
-from chalicelib.config import HitPolicy
-from chalicelib.hits import parse_hit
+from chalicelib.hits import HitPolicy, parse_hit
 from devtools.ops import cli as ops
 from devtools.ops.dlq import Journal, Progress, Scanner, Selection, replay, summarize
 from devtools.queue_spec import QueueSpec
