@@ -239,8 +239,8 @@ def consumer_cost(bodies: Sequence[str], destination: str, repeats: int) -> dict
     answers (`Event.from_message`, then the destination's `deliver` on a client replaying
     answers its double gave), against botocore's own serializer on the same requests."""
     from chalicelib.destinations import registry
-    from chalicelib.destinations.base import Verdict
     from chalicelib.events import Event
+    from chalicelib.outcomes import Verdict
 
     spec = registry.spec(destination)
     with served(destination), quiet_stdout(), fresh_default_session():

@@ -14,7 +14,7 @@ import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, TypedDict
 
 from chalicelib import rules
 from chalicelib.rules import FieldError
@@ -24,6 +24,30 @@ MESSAGE_VERSION = 1
 
 class MessageError(ValueError):
     """When a queue message body is not a version-1 event."""
+
+
+class SessionRecord(TypedDict):
+    id: str
+    start: str
+
+
+class EventRecord(TypedDict):
+    """An event as destinations other than Pinpoint store it, and the body of its queue
+    message (with `version`, and `destinations` on a requeued copy): the one list of its
+    fields, which docs/message-format.md describes and tests read."""
+
+    event_id: str
+    event_type: str
+    endpoint_id: str
+    timestamp: str
+    received_at: str
+    session: SessionRecord | None
+    attributes: dict[str, str]
+    metrics: dict[str, float]
+    user_id: str | None
+    user_attributes: dict[str, list[str]]
+    endpoint_attributes: dict[str, list[str]]
+    endpoint_metrics: dict[str, float]
 
 
 @dataclass(frozen=True)
@@ -69,7 +93,7 @@ class Event:
     # copy that goes back to the queue when some destinations already have the event.
     destinations: tuple[str, ...] | None = None
 
-    def to_record(self) -> dict[str, Any]:
+    def to_record(self) -> EventRecord:
         """The event as destinations other than Pinpoint store it (docs/message-format.md)."""
         return {
             "event_id": self.event_id,

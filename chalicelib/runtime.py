@@ -82,11 +82,14 @@ def _consumer_sqs() -> SQSClient:
 
 
 @cache
-def _settlement_pool() -> ThreadPoolExecutor:
-    """Threads for the consumer's SQS batch calls: a batch of 1,000 needs 100 deletes."""
+def _consumer_pool() -> ThreadPoolExecutor:
+    """The consumer's one pool of threads, for the calls a batch makes at once: SQS batch
+    calls while settling (a batch of 1,000 needs 100 deletes), dead letters sent while
+    copies are requeued, and a destination's concurrent calls (Customer Profiles' write
+    threads). Threads start when first needed; `reset` shuts the pool down."""
     from chalicelib.settlement import CONSUMER_SQS
 
-    return ThreadPoolExecutor(CONSUMER_SQS.workers, thread_name_prefix="settle")
+    return ThreadPoolExecutor(CONSUMER_SQS.workers, thread_name_prefix="consumer")
 
 
 @cache
@@ -148,7 +151,7 @@ def batch_delivery() -> BatchDelivery:
 
     current = settings()
     configured = destination_settings()
-    pool = _settlement_pool()
+    pool = _consumer_pool()
     dedupe = dedupe_settings()
     store = (
         DynamoDeliveryStore(_dedupe_dynamodb(), dedupe.table, dedupe.ttl_seconds)
@@ -168,11 +171,15 @@ def batch_delivery() -> BatchDelivery:
         events_queue=BatchQueue(_consumer_sqs(), current.wiring.events_queue, pool),
         report_batch_item_failures=current.report_batch_item_failures,
         sqs_limits=CONSUMER_SQS,
+        pool=pool,
     )
 
 
 def reset() -> None:
-    """Forget everything built so far (tests change the environment between cases)."""
+    """Forget everything built so far (tests change the environment between cases), and
+    stop the consumer's threads."""
+    if _consumer_pool.cache_info().currsize:
+        _consumer_pool().shutdown(wait=False)
     for cached in (
         settings,
         destination_settings,
@@ -180,6 +187,7 @@ def reset() -> None:
         _dedupe_dynamodb,
         _pixel_sqs,
         _consumer_sqs,
+        _consumer_pool,
         pixel_service,
         beacon_service,
         _event_queue,

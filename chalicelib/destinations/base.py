@@ -2,64 +2,14 @@
 
 from __future__ import annotations
 
-import enum
 import json
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
 
 from chalicelib import telemetry
 from chalicelib.events import Event
-
-
-class Verdict(enum.IntEnum):
-    """What happened to one event (or its profile update). Higher is worse."""
-
-    DELIVERED = 0
-    REJECTED = 1  # no retry can fix it: kept on the dead-letter queue with the reason
-    RETRY = 2  # throttled, failed or unknown: the message goes back to the queue
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """The event's verdict and, for an event that wrote a profile, the profile's.
-
-    They differ when a destination records the event but not the profile update (or the
-    reverse): the consumer must then neither send the event again nor lose the update.
-    """
-
-    verdict: Verdict
-    reason: str = ""
-    profile: Verdict | None = None  # None: the event wrote nothing to a profile
-    profile_reason: str = ""
-
-
-DELIVERED = Outcome(Verdict.DELIVERED)
-
-# Milliseconds of Lambda time left; None where there is no deadline (tests, local runs).
-TimeLeft = Callable[[], int] | None
-
-
-def same_occurrence(first: Event, second: Event) -> bool:
-    """Two messages for one (endpoint id, event id) describe the same event. Times aside (a
-    resend is received later, and without a `timestamp` parameter stamped later), and what
-    the consumer itself changes on a requeued copy: the destinations still owed, and the
-    profile update, stripped from a copy because it had already landed. Only a copy (it
-    names its destinations) may lack the update: two hits that differ in it are two events."""
-    if first.profile != second.profile:
-        stripped = first if first.profile.is_empty() else second
-        if not stripped.profile.is_empty() or stripped.destinations is None:
-            return False
-    return (
-        replace(
-            second,
-            timestamp=first.timestamp,
-            received_at=first.received_at,
-            destinations=first.destinations,
-            profile=first.profile,
-        )
-        == first
-    )
+from chalicelib.outcomes import DELIVERED, Outcome, TimeLeft, Verdict
 
 
 def verdict_for_status(status: int) -> Verdict:

@@ -32,10 +32,7 @@ from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
 from chalicelib import limits, telemetry
 from chalicelib.destinations.base import (
     DestinationSpec,
-    Outcome,
     Statement,
-    TimeLeft,
-    Verdict,
     build_refusal,
     call_budget_ms,
     client_error_outcome,
@@ -46,6 +43,7 @@ from chalicelib.destinations.base import (
 )
 from chalicelib.env import ConfigError, Reader
 from chalicelib.events import Event
+from chalicelib.outcomes import Outcome, TimeLeft, Verdict
 from chalicelib.service_models import model_rule
 
 NAME: Final = "customer-profiles"

@@ -15,12 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 from chalicelib import telemetry
 from chalicelib.destinations.base import (
-    DELIVERED,
     DestinationSpec,
-    Outcome,
     Statement,
-    TimeLeft,
-    Verdict,
     build_each,
     build_refusal,
     call_budget_ms,
@@ -32,6 +28,7 @@ from chalicelib.destinations.base import (
 )
 from chalicelib.env import ConfigError, Reader
 from chalicelib.events import Event
+from chalicelib.outcomes import DELIVERED, Outcome, TimeLeft, Verdict
 from chalicelib.service_models import model_rule
 
 if TYPE_CHECKING:

@@ -24,12 +24,8 @@ from typing import TYPE_CHECKING, Any
 
 from chalicelib import telemetry
 from chalicelib.destinations.base import (
-    DELIVERED,
     DestinationSpec,
-    Outcome,
     Statement,
-    TimeLeft,
-    Verdict,
     build_each,
     call_budget_ms,
     deliver_packed,
@@ -40,6 +36,7 @@ from chalicelib.destinations.base import (
 )
 from chalicelib.env import ConfigError, Reader
 from chalicelib.events import Event
+from chalicelib.outcomes import DELIVERED, Outcome, TimeLeft, Verdict
 from chalicelib.service_models import model_rule
 
 if TYPE_CHECKING:

@@ -17,23 +17,20 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
 
 from chalicelib import limits, telemetry
+from chalicelib.dedupe import same_occurrence
 from chalicelib.destinations.base import (
-    DELIVERED,
     DestinationSpec,
-    Outcome,
     Statement,
-    TimeLeft,
-    Verdict,
     build_refusal,
     call_budget_ms,
     own_arn,
-    same_occurrence,
     service_client,
     unexpected_failure,
     verdict_for_status,
 )
 from chalicelib.env import Reader
 from chalicelib.events import Event, ProfileUpdate
+from chalicelib.outcomes import DELIVERED, Outcome, TimeLeft, Verdict
 
 if TYPE_CHECKING:
     from mypy_boto3_pinpoint import PinpointClient

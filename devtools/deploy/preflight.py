@@ -15,9 +15,9 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError, ProfileNotFound
 
 from chalicelib.config import Settings
-from chalicelib.delivery import settlement_problem
 from chalicelib.destinations import registry
 from chalicelib.env import ConfigError, Reader
+from chalicelib.settlement import settlement_problem
 from devtools.deploy.policies import policy_files, render
 from devtools.deploy.settings import DeploySettings, DeploySettingsError
 from devtools.paths import CHALICE_DIR, ROOT

@@ -16,17 +16,10 @@ import pytest
 
 from chalicelib.config import Settings
 from chalicelib.destinations import registry
-from chalicelib.destinations.base import (
-    DELIVERED,
-    Destination,
-    DestinationSpec,
-    Outcome,
-    Statement,
-    TimeLeft,
-    own_arn,
-)
+from chalicelib.destinations.base import Destination, DestinationSpec, Statement, own_arn
 from chalicelib.env import ConfigError
 from chalicelib.events import Event
+from chalicelib.outcomes import DELIVERED, Outcome, TimeLeft
 from devtools.deploy.policies import consumer_policy, for_chalice
 from devtools.localstack import doubles
 from devtools.localstack.doubles import Running, Setup
@@ -58,7 +51,7 @@ class NullDestination:
         self._client = client
 
     def deliver(self, events: Sequence[Event], time_left: TimeLeft = None) -> list[Outcome]:
-        self._client.extend(event.to_record() for event in events)
+        self._client.extend(dict(event.to_record()) for event in events)
         return [DELIVERED] * len(events)
 
 

@@ -16,14 +16,15 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from chalicelib.delivery import settlement_reserve_ms
 from chalicelib.destinations import customer_profiles
-from chalicelib.destinations.base import Verdict, call_budget_ms
+from chalicelib.destinations.base import call_budget_ms
 from chalicelib.destinations.customer_profiles import (
     CustomerProfilesDestination,
     Settings,
     object_id,
 )
+from chalicelib.outcomes import Verdict
+from chalicelib.settlement import settlement_reserve_ms
 from devtools.deploy import profiles_setup
 from devtools.deploy.profiles_setup import ensure_object_type
 from devtools.offline import NOWHERE

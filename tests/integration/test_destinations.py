@@ -17,6 +17,7 @@ import boto3
 import pytest
 
 from chalicelib import runtime
+from chalicelib.events import EventRecord
 from tests.integration.harness import Pipeline
 
 
@@ -132,20 +133,7 @@ def test_firehose_gets_newline_json_in_calls_of_at_most_500_records(
     assert first["event_type"] == "view"
     assert first["endpoint_id"] == "ep-2"
     assert first["attributes"] == {"n": "7"}
-    assert set(first) == {
-        "event_id",
-        "event_type",
-        "endpoint_id",
-        "timestamp",
-        "received_at",
-        "session",
-        "attributes",
-        "metrics",
-        "user_id",
-        "user_attributes",
-        "endpoint_attributes",
-        "endpoint_metrics",
-    }
+    assert set(first) == EventRecord.__required_keys__
     assert pipeline.queued() == 0
 
 

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 import boto3
 import pytest
 
+from chalicelib.events import Event
 from devtools.api_gateway import pixel_event
 from devtools.localstack.dry_run import DryRun
 from devtools.localstack.event_source import LocalEventSourceMapping
@@ -180,21 +181,15 @@ class Soak:
         return status
 
     def send_poison(self, soak_id: str, name: str, value: object) -> None:
-        document: dict[str, Any] = {
-            "version": 1,
-            "event_id": str(uuid.uuid4()),
-            "event_type": "purchase",
-            "endpoint_id": "ep-poison",
-            "timestamp": "2026-11-30T10:00:00.000Z",
-            "received_at": "2026-11-30T10:00:00.000Z",
-            "session": None,
-            "attributes": {"soak": soak_id},
-            "metrics": {},
-            "user_id": None,
-            "user_attributes": {},
-            "endpoint_attributes": {},
-            "endpoint_metrics": {},
-        }
+        valid = Event(
+            event_id=str(uuid.uuid4()),
+            event_type="purchase",
+            endpoint_id="ep-poison",
+            timestamp="2026-11-30T10:00:00.000Z",
+            received_at="2026-11-30T10:00:00.000Z",
+            attributes={"soak": soak_id},
+        )
+        document: dict[str, Any] = json.loads(valid.to_message())
         document[name] = {"soak": soak_id, **value} if name == "attributes" else value  # type: ignore[dict-item]
         self.sqs.send_message(QueueUrl=self.events_url, MessageBody=json.dumps(document))
 

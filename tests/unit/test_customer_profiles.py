@@ -21,9 +21,8 @@ from botocore.exceptions import (
 )
 from botocore.validate import ParamValidator
 
-from chalicelib.delivery import settlement_reserve_ms
 from chalicelib.destinations import customer_profiles, registry
-from chalicelib.destinations.base import Verdict, call_budget_ms
+from chalicelib.destinations.base import call_budget_ms
 from chalicelib.destinations.customer_profiles import (
     CustomerProfilesDestination,
     Settings,
@@ -34,6 +33,8 @@ from chalicelib.destinations.customer_profiles import (
 )
 from chalicelib.env import ConfigError
 from chalicelib.events import Event, ProfileUpdate, Session
+from chalicelib.outcomes import Verdict
+from chalicelib.settlement import settlement_reserve_ms
 from devtools.queue_spec import consumer_timeout_seconds
 from tests.factories import numbered_event
 

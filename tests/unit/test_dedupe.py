@@ -19,9 +19,9 @@ from chalicelib.dedupe import (
     fingerprint,
 )
 from chalicelib.delivery import BatchDelivery, QueuedMessage
-from chalicelib.destinations.base import DELIVERED, Outcome, TimeLeft, Verdict
 from chalicelib.env import ConfigError
 from chalicelib.events import Event, ProfileUpdate
+from chalicelib.outcomes import DELIVERED, Outcome, TimeLeft, Verdict
 from tests.factories import make_event, message_body
 from tests.unit.test_delivery import FakeQueues
 
@@ -217,8 +217,8 @@ def test_through_batch_delivery_copies_of_one_hit_reach_the_destination_once() -
     queues = FakeQueues()
     consumer = BatchDelivery(
         [Deduplicated(inner, RecentDeliveries(100))],
-        queues,  # type: ignore[arg-type]
-        queues,  # type: ignore[arg-type]
+        queues,
+        queues,
         False,
     )
     body = message_body(1)

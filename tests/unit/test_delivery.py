@@ -7,16 +7,16 @@ from dataclasses import replace
 
 import pytest
 
-from chalicelib.delivery import (
+from chalicelib.delivery import BatchDelivery, BatchIncompleteError, QueuedMessage
+from chalicelib.events import Event, ProfileUpdate
+from chalicelib.outcomes import DELIVERED, Outcome, TimeLeft, Verdict
+from chalicelib.settlement import (
     SETTLE_MARGIN_MS,
-    BatchDelivery,
-    BatchIncompleteError,
-    QueuedMessage,
+    DeadLetter,
+    Receipt,
+    SqsCallLimits,
     settlement_problem,
 )
-from chalicelib.destinations.base import DELIVERED, Outcome, TimeLeft, Verdict
-from chalicelib.events import Event, ProfileUpdate
-from chalicelib.settlement import DeadLetter, Receipt, SqsCallLimits
 from tests.factories import message_body, queued_message
 
 PROFILE = ProfileUpdate(user_attributes={"plan": ("gold",)})
@@ -67,7 +67,7 @@ class FakeQueues:
 def delivery(
     outcomes: dict[str, Outcome], queues: FakeQueues, report: bool = False
 ) -> BatchDelivery:
-    return BatchDelivery([ScriptedDestination(outcomes)], queues, queues, report)  # type: ignore[arg-type]
+    return BatchDelivery([ScriptedDestination(outcomes)], queues, queues, report)
 
 
 def test_all_delivered_returns_no_failures_and_deletes_nothing_itself() -> None:
@@ -148,7 +148,7 @@ def test_unreadable_bodies_are_parked_not_raised(body: str) -> None:
 def test_lambda_time_left_reaches_the_destination() -> None:
     queues = FakeQueues()
     destination = ScriptedDestination({})
-    BatchDelivery([destination], queues, queues, False).settle([queued_message(1)], lambda: 1234)  # type: ignore[arg-type]
+    BatchDelivery([destination], queues, queues, False).settle([queued_message(1)], lambda: 1234)
     assert destination.time_left is not None
     assert destination.time_left() == 1234
 
@@ -161,7 +161,7 @@ def fan_out(
 ) -> tuple[BatchDelivery, ScriptedDestination, ScriptedDestination]:
     first = ScriptedDestination(pinpoint, "pinpoint")
     second = ScriptedDestination(firehose, "firehose")
-    return BatchDelivery([first, second], queues, queues, False), first, second  # type: ignore[arg-type]
+    return BatchDelivery([first, second], queues, queues, False), first, second
 
 
 def test_a_failed_destination_gets_a_copy_and_the_healthy_one_nothing_more() -> None:
@@ -244,7 +244,7 @@ def test_a_destination_that_fails_costs_its_events_a_retry_there_only(
     queues = FakeQueues()
     healthy = ScriptedDestination({}, "pinpoint")
     faulty = broken({}, "eventbridge")
-    consumer = BatchDelivery([healthy, faulty], queues, queues, False)  # type: ignore[arg-type]
+    consumer = BatchDelivery([healthy, faulty], queues, queues, False)
     report = consumer.settle([queued_message(1), queued_message(2)])
     assert report.retry == ()  # the originals are finished at pinpoint...
     assert healthy.received == ["e-1", "e-2"]
@@ -258,7 +258,7 @@ def test_a_destination_that_fails_costs_its_events_a_retry_there_only(
 
 def test_with_one_destination_that_raises_the_batch_is_retried_not_failed() -> None:
     queues = FakeQueues()
-    consumer = BatchDelivery([RaisingDestination({})], queues, queues, True)  # type: ignore[arg-type]
+    consumer = BatchDelivery([RaisingDestination({})], queues, queues, True)
     assert consumer.handle([queued_message(1)]) == {
         "batchItemFailures": [{"itemIdentifier": "m-1"}]
     }
@@ -291,7 +291,7 @@ def test_the_stripped_copy_is_what_is_sent_so_a_landed_update_is_not_written_aga
 
     original = Event.from_message(queued_message(1, profile=PROFILE).body)
     copy = replace(original, destinations=("pinpoint",), profile=ProfileUpdate())
-    consumer = BatchDelivery([Recording({})], queues, queues, False)  # type: ignore[arg-type]
+    consumer = BatchDelivery([Recording({})], queues, queues, False)
     report = consumer.settle(
         [queued_message(1, profile=PROFILE), QueuedMessage("m-copy", "r-copy", copy.to_message())]
     )
@@ -302,7 +302,7 @@ def test_the_stripped_copy_is_what_is_sent_so_a_landed_update_is_not_written_aga
 def test_two_hits_with_one_id_but_different_updates_both_reach_the_destination() -> None:
     queues = FakeQueues()
     destination = ScriptedDestination({})
-    consumer = BatchDelivery([destination], queues, queues, False)  # type: ignore[arg-type]
+    consumer = BatchDelivery([destination], queues, queues, False)
     consumer.settle(
         [queued_message(1, profile=PROFILE), QueuedMessage("m-b", "r-b", message_body(1))]
     )
@@ -316,7 +316,7 @@ def test_destinations_get_the_time_left_minus_the_settlement_reserve() -> None:
     queues = FakeQueues()
     limits = SqsCallLimits(connect_timeout_s=1, read_timeout_s=3, attempts=2, workers=20)
     first, second = ScriptedDestination({}, "pinpoint"), ScriptedDestination({}, "firehose")
-    consumer = BatchDelivery([first, second], queues, queues, False, limits)  # type: ignore[arg-type]
+    consumer = BatchDelivery([first, second], queues, queues, False, limits)
     consumer.settle([queued_message(i) for i in range(100)], lambda: 60_000)
     assert first.time_left is not None
     assert second.time_left is not None
@@ -331,7 +331,7 @@ def test_a_clean_destination_gives_back_its_part_of_the_reserve() -> None:
     queues = FakeQueues()
     limits = SqsCallLimits(workers=1)
     first, second = ScriptedDestination({}, "pinpoint"), ScriptedDestination({}, "firehose")
-    consumer = BatchDelivery([first, second], queues, queues, True, limits)  # type: ignore[arg-type]
+    consumer = BatchDelivery([first, second], queues, queues, True, limits)
     consumer.settle([queued_message(i) for i in range(10)], lambda: 100_000)
     assert first.time_left is not None
     assert second.time_left is not None

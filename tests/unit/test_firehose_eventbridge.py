@@ -10,9 +10,9 @@ import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError, ParamValidationError
 
 from chalicelib.destinations import eventbridge, firehose, registry
-from chalicelib.destinations.base import Outcome, Verdict
 from chalicelib.env import ConfigError
 from chalicelib.events import Event
+from chalicelib.outcomes import Outcome, Verdict
 from tests import factories
 
 

@@ -11,9 +11,10 @@ import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError, ParamValidationError
 
 from chalicelib.destinations import kinesis, registry
-from chalicelib.destinations.base import Verdict, own_arn, record_line
+from chalicelib.destinations.base import own_arn, record_line
 from chalicelib.env import ConfigError
 from chalicelib.events import Event
+from chalicelib.outcomes import Verdict
 from tests import factories
 
 STREAM = kinesis.Settings("events", 10)

@@ -26,7 +26,7 @@ from hypothesis import strategies as st
 from chalicelib import limits
 from chalicelib.destinations import customer_profiles, eventbridge, firehose, pinpoint
 from chalicelib.destinations.base import record_line
-from chalicelib.events import Event, MessageError
+from chalicelib.events import Event, EventRecord, MessageError
 from chalicelib.hits import AcceptedHit, HitPolicy, HitRefusedError, parse_hit
 from chalicelib.rules import format_instant, utf16_length
 from tests.unit.test_hits_fuzz import NOW, POLICY, TEXT, hits
@@ -133,18 +133,7 @@ def valid_document() -> st.SearchStrategy[dict[str, Any]]:
 
 
 MAP_FIELDS = ("attributes", "metrics", "user_attributes", "endpoint_attributes", "endpoint_metrics")
-FIELDS = (
-    "version",
-    "event_id",
-    "event_type",
-    "endpoint_id",
-    "timestamp",
-    "received_at",
-    "session",
-    "user_id",
-    "destinations",
-    *MAP_FIELDS,
-)
+FIELDS = ("version", *EventRecord.__annotations__, "destinations")
 
 
 @st.composite
