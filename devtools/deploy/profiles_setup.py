@@ -29,7 +29,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from chalicelib.destinations.customer_profiles import (
+from chalicelib.destinations.customer_profiles.delivery import (
     TRIGGER_PREFIX,
     Settings,
     object_type_definition,

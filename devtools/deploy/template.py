@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from chalicelib.config import QueueWiring, Settings
-from chalicelib.destinations import customer_profiles
+from chalicelib.destinations.customer_profiles import delivery as customer_profiles
 from devtools.deploy.policies import for_cloudformation, function_name, stage_policies
 from devtools.deploy.profiles_setup import event_trigger_definition
 from devtools.deploy.settings import DeploySettings

@@ -16,9 +16,9 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from chalicelib.destinations import customer_profiles
 from chalicelib.destinations.base import call_budget_ms
-from chalicelib.destinations.customer_profiles import (
+from chalicelib.destinations.customer_profiles import delivery as customer_profiles
+from chalicelib.destinations.customer_profiles.delivery import (
     CustomerProfilesDestination,
     Settings,
     object_id,

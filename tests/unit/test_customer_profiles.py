@@ -21,9 +21,10 @@ from botocore.exceptions import (
 )
 from botocore.validate import ParamValidator
 
-from chalicelib.destinations import customer_profiles, registry
+from chalicelib.destinations import registry
 from chalicelib.destinations.base import call_budget_ms
-from chalicelib.destinations.customer_profiles import (
+from chalicelib.destinations.customer_profiles import delivery as customer_profiles
+from chalicelib.destinations.customer_profiles.delivery import (
     CustomerProfilesDestination,
     Settings,
     object_id,

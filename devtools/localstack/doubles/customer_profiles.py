@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Final
 from devtools.localstack.doubles import Running, Setup, StandInPort
 
 if TYPE_CHECKING:
-    from chalicelib.destinations.customer_profiles import Settings
+    from chalicelib.destinations.customer_profiles.delivery import Settings
     from devtools.standins.customer_profiles import AcceptedObject
 
 PORT: Final = StandInPort("profiles", 9200)
