@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from concurrent.futures import ThreadPoolExecutor
 from functools import cache
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import boto3
 from botocore.config import Config
@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from chalicelib.beacon import BeaconService
     from chalicelib.dedupe import DedupeSettings
     from chalicelib.delivery import BatchDelivery
+    from chalicelib.destinations.base import DestinationPlugin
 
 
 @cache
@@ -37,9 +38,10 @@ def settings() -> Settings:
 
 
 @cache
-def destination_settings() -> dict[str, Any]:
-    """Each configured destination's own settings (importing only those modules)."""
-    return registry.settings_for(settings().destinations, os.environ)
+def destinations() -> tuple[DestinationPlugin[object], ...]:
+    """The configured destinations' plug-ins with their own settings (importing only
+    those modules)."""
+    return registry.configure(settings().destinations, os.environ)
 
 
 def check_configuration() -> Settings:
@@ -48,7 +50,7 @@ def check_configuration() -> Settings:
     Lambda each function parses only what it uses, on first use, to keep cold starts short."""
     current = settings()
     if not os.environ.get("AWS_LAMBDA_FUNCTION_NAME"):
-        destination_settings()
+        destinations()
         dedupe_settings()
     return current
 
@@ -150,7 +152,6 @@ def batch_delivery() -> BatchDelivery:
     from chalicelib.settlement import CONSUMER_SQS, BatchQueue, DeadLetterQueue
 
     current = settings()
-    configured = destination_settings()
     pool = _consumer_pool()
     dedupe = dedupe_settings()
     store = (
@@ -161,12 +162,10 @@ def batch_delivery() -> BatchDelivery:
     # Each destination is sent an event it recorded once: copies are answered from one
     # memory per container (keys name the destination) and, if configured, the table.
     memory = RecentDeliveries(dedupe.memory_size)
-    destinations = [
-        Deduplicated(registry.create(name, configured[name]), memory, store)
-        for name in current.destinations
-    ]
     return BatchDelivery(
-        destinations=destinations,
+        destinations=[
+            Deduplicated(plugin.create(pool), memory, store) for plugin in destinations()
+        ],
         dead_letters=DeadLetterQueue(_consumer_sqs(), current.dead_letter_queue, pool),
         events_queue=BatchQueue(_consumer_sqs(), current.wiring.events_queue, pool),
         report_batch_item_failures=current.report_batch_item_failures,
@@ -182,7 +181,7 @@ def reset() -> None:
         _consumer_pool().shutdown(wait=False)
     for cached in (
         settings,
-        destination_settings,
+        destinations,
         dedupe_settings,
         _dedupe_dynamodb,
         _pixel_sqs,

@@ -29,11 +29,8 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from chalicelib.destinations.customer_profiles.delivery import (
-    TRIGGER_PREFIX,
-    Settings,
-    object_type_definition,
-)
+from chalicelib.destinations.customer_profiles.object_type import object_type_definition
+from chalicelib.destinations.customer_profiles.settings import TRIGGER_PREFIX, Settings
 from chalicelib.env import ConfigError
 from devtools.paths import ROOT
 from devtools.process import aws_region

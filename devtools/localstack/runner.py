@@ -292,7 +292,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--destinations",
         help="override the stage's DESTINATIONS (customer-profiles by default),"
-        " e.g. pinpoint,firehose",
+        " e.g. pinpoint,customer-profiles",
     )
     parser.add_argument(
         "--real",
@@ -333,7 +333,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         # The app's own parsing, before anything starts: a bad stage value is named at once.
         settings = Settings.from_env(stage_env)
-        registry.settings_for(settings.destinations, stage_env)
+        registry.configure(settings.destinations, stage_env)
     except ConfigError as error:
         raise SystemExit(f"stage {args.stage}: {error}") from None
     spec = QueueSpec.for_stage(args.stage)

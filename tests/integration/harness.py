@@ -10,6 +10,8 @@ import base64
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import boto3
+
 from devtools.api_gateway import pixel_event
 from devtools.localstack.event_source import LocalEventSourceMapping
 from devtools.standins.pinpoint import PinpointStandIn
@@ -111,3 +113,12 @@ class Pipeline:
     def delivered(self) -> list[tuple[str, str]]:
         """(event type, event id) of every event the stand-in accepted, in order."""
         return [(e.event["EventType"], e.event_id) for e in self.pinpoint.accepted_events]
+
+
+def default_session() -> boto3.session.Session:
+    """boto3's default session (made now if no client made it yet): where the app's clients
+    come from, so a test can watch their calls through its events."""
+    if boto3.DEFAULT_SESSION is None:
+        boto3.setup_default_session()
+    assert boto3.DEFAULT_SESSION is not None
+    return boto3.DEFAULT_SESSION

@@ -18,7 +18,7 @@ import pytest
 
 from chalicelib import runtime
 from chalicelib.events import EventRecord
-from tests.integration.harness import Pipeline
+from tests.integration.harness import Pipeline, default_session
 
 
 @dataclass
@@ -110,7 +110,7 @@ def test_firehose_gets_newline_json_in_calls_of_at_most_500_records(
     use(monkeypatch, "firehose")
     ids = send(pipeline, 600)
     calls: list[int] = []  # records per PutRecordBatch, as the consumer's client sends them
-    events = boto3._get_default_session().events
+    events = default_session().events  # where the app's clients come from
     event_name = "provide-client-params.firehose.PutRecordBatch"
 
     def count(params: dict[str, Any], **_: Any) -> None:
@@ -128,7 +128,7 @@ def test_firehose_gets_newline_json_in_calls_of_at_most_500_records(
     # A batch of 600 takes 500 + 100. A loaded machine may hand the consumer smaller
     # batches; each still takes as few calls as the quota allows.
     assert max(calls) <= 500
-    assert len(calls) == sum(math.ceil(poll.received / 500) for poll in polls)
+    assert len(calls) == sum(math.ceil(poll.received / 500) for poll in polls), (calls, polls)
     first = next(line for line in lines if line["event_id"] == "view-7")
     assert first["event_type"] == "view"
     assert first["endpoint_id"] == "ep-2"

@@ -93,11 +93,11 @@ def test_each_destination_checks_its_own_settings() -> None:
     settings = Settings.from_env({**VALID, "PINPOINT_APPLICATION_ID": " "})
     assert settings.destinations == ("customer-profiles",)  # the default since Pinpoint's end
     with pytest.raises(ConfigError, match="PROFILES_DOMAIN: is required"):
-        registry.settings_for(settings.destinations, VALID)
+        registry.configure(settings.destinations, VALID)
     chosen = {**VALID, "DESTINATIONS": "pinpoint", "PINPOINT_APPLICATION_ID": " "}
     assert Settings.from_env(chosen).destinations == ("pinpoint",)
     with pytest.raises(ConfigError, match="PINPOINT_APPLICATION_ID: is required"):
-        registry.settings_for(("pinpoint",), chosen)
+        registry.configure(("pinpoint",), chosen)
 
 
 def test_deploy_package_and_local_check_every_setting_at_import(

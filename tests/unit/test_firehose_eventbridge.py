@@ -182,8 +182,8 @@ def test_destination_names_and_settings_fail_fast_naming_the_variable() -> None:
     with pytest.raises(ConfigError, match="DESTINATIONS: unknown kafka"):
         registry.parse_names("kafka")
     with pytest.raises(ConfigError, match="FIREHOSE_STREAM: is required"):
-        registry.settings_for(("firehose",), {})
-    settings = registry.settings_for(("eventbridge",), {})["eventbridge"]
+        registry.plugin("firehose").parse({})
+    settings = eventbridge.EventBridge.parse({})
     assert (settings.bus, settings.source) == ("default", "pixel-relay")
 
 
@@ -213,7 +213,7 @@ def test_resource_names_are_checked_against_the_service_model(
 ) -> None:
     environ = {"FIREHOSE_STREAM": "events", **changes}
     with pytest.raises(ConfigError) as caught:
-        registry.settings_for(("firehose", "eventbridge"), environ)
+        registry.configure(("firehose", "eventbridge"), environ)
     assert str(caught.value).startswith(message)
 
 
@@ -228,13 +228,13 @@ def test_resource_names_are_checked_against_the_service_model(
 )
 def test_an_eventbridge_bus_may_be_a_name_or_an_arn(bus: str) -> None:
     """A bus in another account can only be named by its ARN."""
-    settings = registry.settings_for(("eventbridge",), {"EVENTBRIDGE_BUS": bus})["eventbridge"]
+    settings = eventbridge.EventBridge.parse({"EVENTBRIDGE_BUS": bus})
     assert settings.bus == bus
 
 
 def test_an_eventbridge_source_that_merely_contains_aws_is_fine() -> None:
-    settings = registry.settings_for(("eventbridge",), {"EVENTBRIDGE_SOURCE": "shop.aws.events"})
-    assert settings["eventbridge"].source == "shop.aws.events"
+    settings = eventbridge.EventBridge.parse({"EVENTBRIDGE_SOURCE": "shop.aws.events"})
+    assert settings.source == "shop.aws.events"
 
 
 # One event's bad field, or one surprise, costs only that event or that call ---------------

@@ -193,14 +193,14 @@ def test_a_stream_name_or_arn_names_the_stream_in_the_request_and_the_policy() -
     by_name = kinesis.Settings.from_env({"KINESIS_STREAM": " events "})
     assert by_name.stream == "events"
     assert by_name.target() == {"StreamName": "events"}
-    [statement] = kinesis.iam_statements(by_name)
+    [statement] = kinesis.Kinesis(by_name).iam_statements()
     assert statement["Action"] == ["kinesis:PutRecords"]
     assert statement["Resource"] == own_arn("kinesis", "stream/events")
 
     by_arn = kinesis.Settings.from_env({"KINESIS_STREAM": ARN})
     assert by_arn.target() == {"StreamARN": ARN}
     assert by_arn.stream_name == "pixel-events"
-    assert kinesis.iam_statements(by_arn)[0]["Resource"] == ARN
+    assert kinesis.Kinesis(by_arn).iam_statements()[0]["Resource"] == ARN
     fake = FakeKinesis()
     deliver(fake, [make_event(0)], by_arn)
     assert fake.calls[0]["StreamARN"] == ARN
@@ -224,9 +224,9 @@ def test_a_stream_name_or_arn_names_the_stream_in_the_request_and_the_policy() -
 )
 def test_a_bad_stream_fails_at_start_naming_the_variable(value: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
-        registry.settings_for(("kinesis",), {"KINESIS_STREAM": value})
+        registry.plugin("kinesis").parse({"KINESIS_STREAM": value})
 
 
 def test_kinesis_is_a_known_destination() -> None:
     assert registry.parse_names("pinpoint,kinesis") == ("pinpoint", "kinesis")
-    assert registry.spec("kinesis").name == "kinesis"
+    assert registry.plugin("kinesis").name == "kinesis"

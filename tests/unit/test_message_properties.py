@@ -26,7 +26,7 @@ from hypothesis import strategies as st
 from chalicelib import limits
 from chalicelib.destinations import eventbridge, firehose, pinpoint
 from chalicelib.destinations.base import record_line
-from chalicelib.destinations.customer_profiles import delivery as customer_profiles
+from chalicelib.destinations.customer_profiles import object_type as customer_profiles
 from chalicelib.events import Event, EventRecord, MessageError
 from chalicelib.hits import AcceptedHit, HitPolicy, HitRefusedError, parse_hit
 from chalicelib.rules import format_instant, utf16_length

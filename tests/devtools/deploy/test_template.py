@@ -292,7 +292,8 @@ def _project_with(tmp_path: Path, **variables: str) -> Path:
 def test_customer_profiles_resources_match_what_profiles_setup_sends_and_pass_cfn_lint(
     tmp_path: Path,
 ) -> None:
-    from chalicelib.destinations.customer_profiles.delivery import Settings, object_type_definition
+    from chalicelib.destinations.customer_profiles.object_type import object_type_definition
+    from chalicelib.destinations.customer_profiles.settings import Settings
     from devtools.deploy.package import lint
     from devtools.deploy.profiles_setup import event_trigger_definition
     from devtools.deploy.template import merge_template

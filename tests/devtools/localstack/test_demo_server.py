@@ -708,8 +708,7 @@ def profiles_dry_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterato
         "AWS_DEFAULT_REGION": "us-east-1",
     }.items():
         monkeypatch.setenv(name, value)
-    settings = registry.settings_for(("customer-profiles",), environment)["customer-profiles"]
-    yield dry_run, registry.create("customer-profiles", settings)
+    yield dry_run, registry.plugin("customer-profiles").configure(environment).create()
     dry_run.stop()
 
 
