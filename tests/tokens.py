@@ -1,5 +1,5 @@
 """Signed-hit tokens and keys for the tests: the claims, secrets and helpers that the unit tests
-(tests/unit/test_signing.py) and the key-source tests over loopback
+(tests/unit/signing/test_signing.py) and the key-source tests over loopback
 (tests/integration/test_signing_keys.py) both build tokens from."""
 
 from __future__ import annotations
