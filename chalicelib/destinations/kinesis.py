@@ -1,9 +1,9 @@
 """Amazon Kinesis Data Streams `PutRecords`: each event one record, keyed by its endpoint.
 
-The record is the line Firehose writes (`Event.to_record()` as one line of JSON, newline
-included: a Firehose stream reading this stream then writes newline-delimited JSON to S3 as
-the Firehose destination does). The partition key is the endpoint id, so one visitor's
-events land on one shard, in the order they were written.
+The record is the shared stream record (`base.record_line`: `Event.to_record()` as one line
+of JSON, newline included), so a delivery stream reading this stream writes
+newline-delimited JSON to S3. The partition key is the endpoint id, so one visitor's events
+land on one shard, in the order they were written.
 
 Records are packed within the quotas AWS documents (500 records a call, 1 MiB a record and
 5 MiB a call, partition key included; botocore's current model allows 10 MiB for both) and

@@ -7,7 +7,8 @@
 - the consumer: `app.deliver` fed by `LocalEventSourceMapping` with the
   stage's batch size and Lambda's default mapping (no ReportBatchItemFailures);
 - the destinations: the local stack's dry run (`DryRun`): the Pinpoint and
-  Customer Profiles stand-ins with content-keyed faults, EventBridge on moto read back.
+  Customer Profiles stand-ins with content-keyed faults, and every other destination on moto,
+  read back (`tests.soak.plan.DESTINATIONS`).
 
 One thread drives everything, hits and polls interleaved, so a seed replays the same run
 (only the slow phase's timing can move a message between batches).
@@ -31,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 import boto3
 import pytest
 
+from chalicelib.destinations import registry
 from chalicelib.events import Event
 from devtools.api_gateway import pixel_event
 from devtools.localstack.dry_run import DryRun
@@ -247,7 +249,7 @@ class Soak:
     # Reading back -------------------------------------------------------------------------
 
     def _wait_for_dry_run(self) -> None:
-        """The dry run reads EventBridge's target queue every 0.5 s: wait until it settles."""
+        """The dry run polls read-backs every 0.5 s: wait until what it read settles."""
         previous, stable_since = -1, time.monotonic()
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
@@ -339,8 +341,14 @@ def soak_pipeline(
         "DEAD_LETTER_QUEUE": f"soak-dlq-{suffix}",
         "DESTINATIONS": ",".join(DESTINATIONS),
         "PINPOINT_APPLICATION_ID": APPLICATION_ID,
-        "EVENTBRIDGE_BUS": f"soak-{suffix}",
-        "PROFILES_DOMAIN": f"soak-{suffix}",
+        # Resources of the run's own (streams, buses, domains: each setting the model
+        # names), so soaks on one moto server never meet.
+        **{
+            setting.variable: f"soak-{suffix}"
+            for name in DESTINATIONS
+            for setting in registry.plugin(name).variables
+            if setting.model is not None
+        },
         "ALLOWED_USER_ATTRIBUTES": "plan",
         "REPORT_BATCH_ITEM_FAILURES": "false",
         "BATCH_SIZE": "100",

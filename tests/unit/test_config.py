@@ -8,7 +8,6 @@ import pytest
 
 from chalicelib.config import QueueWiring, Settings
 from chalicelib.env import ConfigError
-from chalicelib.service_models import model_rule
 
 VALID = {
     "EVENTS_QUEUE": "events",
@@ -119,19 +118,6 @@ def test_deploy_package_and_local_check_every_setting_at_import(
 def test_queue_names_follow_sqs_rule(name: str) -> None:
     settings = Settings.from_env({**VALID, "EVENTS_QUEUE": name, "DEAD_LETTER_QUEUE": name})
     assert (settings.wiring.events_queue, settings.dead_letter_queue) == (name, name)
-
-
-def test_model_rules_come_from_botocore_and_name_their_shape() -> None:
-    rule = model_rule("firehose", "PutRecordBatch", "DeliveryStreamName")
-    assert (rule.min_length, rule.max_length) == (1, 64)
-    assert rule.pattern is not None
-    assert rule.problem("stream-1.x_y") is None
-    assert rule.problem("has space") == (
-        "must match [a-zA-Z0-9_.-]+ (botocore's firehose model, shape DeliveryStreamName)"
-    )
-    assert rule.problem("s" * 65) == (
-        "must be 1-64 characters (botocore's firehose model, shape DeliveryStreamName)"
-    )
 
 
 def test_optional_gates_are_none_until_their_variables_are_set() -> None:

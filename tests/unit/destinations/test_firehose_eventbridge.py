@@ -8,12 +8,17 @@ from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError, ParamValidationError
+from hypothesis import given
+from hypothesis import strategies as st
 
 from chalicelib.destinations import eventbridge, firehose, registry
+from chalicelib.destinations.base import record_line
 from chalicelib.env import ConfigError
 from chalicelib.events import Event
 from chalicelib.outcomes import Outcome, Verdict
 from tests import factories
+from tests.botocore_checks import assert_model_accepts
+from tests.strategies.messages import BODIES, PROPERTIES, body_of, decoded, valid_document
 
 
 def make_event(number: int, note: str = "", event_type: str = "view") -> Event:
@@ -291,3 +296,26 @@ def test_an_unexpected_exception_retries_that_call_only() -> None:
     assert {o.reason for o in outcomes[:500]} == {"firehose call failed: KeyError"}
     assert {o.verdict for o in outcomes[:500]} == {Verdict.RETRY}
     assert outcomes[500].verdict is Verdict.DELIVERED
+
+
+# Any event the consumer can decode becomes a record or entry botocore sends --------------
+
+
+def assert_firehose_and_eventbridge_accept(event: Event) -> None:
+    record = record_line(event)
+    assert len(record) <= firehose.MAX_RECORD_BYTES
+    assert_model_accepts(
+        "firehose", "PutRecordBatch", {"DeliveryStreamName": "s", "Records": [{"Data": record}]}
+    )
+    entry = eventbridge.entry_for(event, "default", "pixel-relay")
+    assert eventbridge.entry_size(entry) <= eventbridge.MAX_BYTES
+    assert entry["Time"].tzinfo is not None
+    assert_model_accepts("events", "PutEvents", {"Entries": [entry]})
+
+
+@PROPERTIES
+@given(st.one_of(BODIES, valid_document().map(lambda document: body_of(document, False))))
+def test_any_event_that_decodes_is_a_record_and_an_entry_botocore_sends(body: str) -> None:
+    event = decoded(body)
+    if event is not None:
+        assert_firehose_and_eventbridge_accept(event)
