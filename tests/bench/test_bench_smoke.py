@@ -25,6 +25,7 @@ from devtools.paths import ROOT
 FIGURES = (
     "pixel_cost",
     "cold_start",
+    "memory_ratio_vs_enqueue",
     "memory_ratio",
     "memory_peak_mb",
     "downstream_calls",
