@@ -55,7 +55,7 @@ class Settings:
 
     wiring: QueueWiring
     dead_letter_queue: str
-    destinations: tuple[str, ...]  # each one's own settings: registry.settings_for
+    destinations: tuple[str, ...]  # each one's own settings: registry.configure
     hit_policy: HitPolicy
     report_batch_item_failures: bool
     enqueue_attempts: int
