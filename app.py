@@ -1,11 +1,14 @@
 """pixel-relay: the GTM pixel route and the SQS consumer. Logic lives in chalicelib/."""
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from chalice.app import Chalice, Response, SQSEvent
 
 from chalicelib import runtime, script
 from chalicelib.responses import pixel_middleware
+
+if TYPE_CHECKING:
+    from chalicelib.delivery import LambdaAnswer
 
 app = Chalice(app_name="pixel-relay")
 # Every response is binary to API Gateway, so the GIF reaches browsers whose Accept starts
@@ -61,7 +64,7 @@ def relay_script() -> Response:
     maximum_batching_window_in_seconds=wiring.batching_window_seconds,
     maximum_concurrency=wiring.maximum_concurrency,
 )
-def deliver(event: SQSEvent) -> dict[str, Any]:
+def deliver(event: SQSEvent) -> "LambdaAnswer":
     from chalicelib.delivery import QueuedMessage  # the pixel never loads the consumer
 
     messages = [QueuedMessage.from_record(record.to_dict()) for record in event]

@@ -3,6 +3,7 @@
     python -m bench.child app 1000    # imports app.py, serves 1,000 hits (SQS in-process)
     python -m bench.child bare 1000   # imports chalice and boto3, serves the bare route
     python -m bench.child bare-chalice-only 1000   # the same without boto3 (for reference)
+    python -m bench.child enqueue 1000  # a bare route that sends each hit with boto3
 
 It prints one JSON object on its original stdout; everything the app writes goes to
 /dev/null. Kept small: every module imported here counts in the peak it reports.
@@ -16,7 +17,27 @@ import resource
 import sys
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
+
+# What the enqueue baseline sends for every hit: a message the size of the app's.
+ENQUEUED_BODY = json.dumps(
+    {
+        "version": 1,
+        "event_id": "0c1e2f3a-4b5c-4d6e-8f90-a1b2c3d4e5f6",
+        "event_type": "purchase",
+        "endpoint_id": "ep-12345",
+        "timestamp": "2026-11-28T11:59:00.000Z",
+        "received_at": "2026-11-28T11:59:00.100Z",
+        "session": None,
+        "attributes": {"plan": "gold", "page": "/checkout/confirm"},
+        "metrics": {"price": 42.5},
+        "user_id": None,
+        "user_attributes": {},
+        "endpoint_attributes": {},
+        "endpoint_metrics": {},
+    },
+    separators=(",", ":"),
+)
 
 
 def main(argv: list[str]) -> int:
@@ -32,16 +53,28 @@ def main(argv: list[str]) -> int:
             from app import app as handler
 
             served = _serve(handler, hits)
+    elif which == "enqueue":
+        import boto3
+
+        from bench.fakes import Handler, InProcessSqs
+        from bench.hits import minimal_enqueue_app
+
+        # SQS answered in-process, as for the app: the same client, model and requests.
+        session = boto3.DEFAULT_SESSION = boto3.session.Session()
+        session.events.register("before-send.sqs", cast(Handler, InProcessSqs(keep_bodies=False)))
+        served = _serve(minimal_enqueue_app(ENQUEUED_BODY), hits)
     elif which in ("bare", "bare-chalice-only"):
         if which == "bare":
-            import boto3  # noqa: F401  (the baseline has the SDK loaded, as the app needs it)
+            import boto3
         import chalice  # noqa: F401
 
         from bench.hits import bare_app
 
         served = _serve(bare_app(), hits)
     else:
-        raise SystemExit(f"unknown process kind {which!r}; use app, bare or bare-chalice-only")
+        raise SystemExit(
+            f"unknown process kind {which!r}; use app, enqueue, bare or bare-chalice-only"
+        )
     peak_kib = peak_rss_kib()
     sys.stdout.flush()
     os.write(

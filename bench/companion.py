@@ -39,6 +39,8 @@ def companion(args: Sequence[str], log: IO[str]) -> Iterator[tuple[subprocess.Po
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+        if process.stdout is not None:
+            process.stdout.close()
 
 
 def count(process: subprocess.Popen[str]) -> Any:

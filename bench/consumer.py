@@ -3,8 +3,8 @@ the CPU cost of a batch against botocore's serialization of the same requests.
 
 Messages are made by the pixel itself (hits through the app, SQS answered in-process), so
 they are exactly what the consumer reads in production. Each destination is served by the
-double `make dev` uses for it (`bench.doubles`), so a destination added to the registry is
-measured with no change here.
+double `make dev` uses for it (`bench.doubles`, the double its plug-in names), so a
+destination added to chalicelib/destinations/ is measured with no change here.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import uuid
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Final, cast
+from typing import Any, Final, TypeVar, cast
 
 import boto3
 from botocore.serialize import create_serializer
@@ -68,17 +68,10 @@ def sqs_event(bodies: Sequence[str]) -> dict[str, Any]:
     }
 
 
-# The issue's targets, calls per 1,000 events; a destination not named here is reported.
-TARGET_CALLS: Final = {
-    "pinpoint": 10,
-    "firehose": 2,
-    "kinesis": 2,
-    "eventbridge": 100,
-    "customer-profiles": 100,
-}
 # Messages a consumer invocation receives when measuring calls: enough for one call of the
-# largest request a destination takes (Firehose and Kinesis: 500 records). A stage's
-# BATCH_SIZE (100 by default) caps every destination at one call a batch at best.
+# largest request a destination takes (500 records). A stage's BATCH_SIZE (100 by default)
+# caps every destination at one call a batch at best. Each destination's target, calls per
+# 1,000 events, is its plug-in's `calls_per_1000_events`.
 BATCH_SIZE: Final = 500
 COST_MESSAGES: Final = 100  # the batch the CPU is measured on
 
@@ -104,12 +97,18 @@ class Double:
             time.sleep(0.2)
 
 
+def _double_of(destination: str) -> str:
+    from chalicelib.destinations import registry
+
+    return registry.plugin(destination).double
+
+
 @contextlib.contextmanager
 def served(destination: str) -> Iterator[Double]:
     """`destination`'s double in its own process, and the app's variables pointing at it."""
     with (
         tempfile.TemporaryFile("w+") as log,
-        companion.companion(["bench.doubles", destination], log) as (process, line),
+        companion.companion(["bench.doubles", _double_of(destination)], log) as (process, line),
     ):
         if not line:
             process.wait(timeout=30)
@@ -171,10 +170,35 @@ def downstream_calls(
     }
 
 
+_Wrapper = TypeVar("_Wrapper")
+
+
+@contextlib.contextmanager
+def _clients_wrapped(wrap: Callable[[Any], _Wrapper]) -> Iterator[list[_Wrapper]]:
+    """Every boto3 client made inside, wrapped by `wrap` (the wrappers made are listed): how
+    the benchmark watches a destination's calls through its plug-in's own `create`, with no
+    client parameter in the interface. A destination that makes no boto3 client (one that is
+    not an AWS service) gets no CPU figure."""
+    made: list[_Wrapper] = []
+    real = boto3.client
+
+    def client(*args: Any, **kwargs: Any) -> Any:
+        wrapped = wrap(real(*args, **kwargs))
+        made.append(wrapped)
+        return wrapped
+
+    boto3.client = client
+    try:
+        yield made
+    finally:
+        boto3.client = real
+
+
 class _Recorder:
     """A destination's real client, keeping each API call's method, arguments and answer."""
 
     def __init__(self, client: Any) -> None:
+        self.client = client
         self._client = client
         self.calls: list[tuple[str, dict[str, Any], Any]] = []
 
@@ -239,22 +263,25 @@ def consumer_cost(bodies: Sequence[str], destination: str, repeats: int) -> dict
     answers (`Event.from_message`, then the destination's `deliver` on a client replaying
     answers its double gave), against botocore's own serializer on the same requests."""
     from chalicelib.destinations import registry
-    from chalicelib.destinations.base import Verdict
     from chalicelib.events import Event
+    from chalicelib.outcomes import Verdict
 
-    spec = registry.spec(destination)
+    plugin = registry.plugin(destination)
     with served(destination), quiet_stdout(), fresh_default_session():
-        settings = spec.from_env(os.environ)
-        client = spec.client(settings)
-        recorder = _Recorder(client)
-        outcomes = spec.destination(recorder, settings).deliver(
-            [Event.from_message(body) for body in bodies]
-        )
+        configured = plugin.configure(os.environ)
+        with _clients_wrapped(_Recorder) as recorders:
+            sender = configured.create()
+        if len(recorders) != 1:
+            raise RuntimeError(f"{destination} made {len(recorders)} boto3 clients, not one")
+        [recorder] = recorders
+        outcomes = sender.deliver([Event.from_message(body) for body in bodies])
     if {outcome.verdict for outcome in outcomes} != {Verdict.DELIVERED}:
         reasons = Counter(outcome.reason for outcome in outcomes if outcome.reason)
         raise RuntimeError(f"{destination}'s double refused events: {dict(reasons)}")
-    replay = _Replay(client, recorder.calls)
-    replayed = spec.destination(replay, settings)
+    client = recorder.client
+    with _clients_wrapped(lambda real: _Replay(real, recorder.calls)) as replays:
+        replayed = configured.create()
+    [replay] = replays
 
     def ours() -> None:
         replay.rewind()

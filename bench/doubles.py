@@ -1,8 +1,9 @@
-"""One destination's dry-run double in its own process: `python -m bench.doubles NAME`.
+"""One destination's dry-run double in its own process: `python -m bench.doubles MODULE`
+(the double its plug-in names, `DestinationPlugin.double`).
 
-The same double `make dev` uses (`devtools.localstack.doubles.<name>`: a stand-in of our own,
-or the service on moto's server with a read-back), so any destination in the registry can be
-measured with nothing written for it here. Kept out of the benchmark's process, as
+The same double `make dev` uses (the one the destination's plug-in names: a stand-in of our
+own, or the service on moto's server with a read-back), so any destination in the registry
+can be measured with nothing written for it here. Kept out of the benchmark's process, as
 `bench.servers` is, so moto (which adds a botocore handler when imported) and the servers'
 threads never run inside a measurement.
 
@@ -14,10 +15,12 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 import threading
+from typing import cast
 
-from chalicelib.destinations import registry
+from devtools import hooks
 from devtools.localstack import doubles
 from devtools.offline import HOST
 from devtools.queue_spec import stage_environment
@@ -26,7 +29,7 @@ from devtools.queue_spec import stage_environment
 def main(argv: list[str]) -> int:
     from moto.server import ThreadedMotoServer
 
-    [name] = argv
+    [module] = argv
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
     moto = ThreadedMotoServer(ip_address=HOST, port=0, verbose=False)
     moto.start()
@@ -38,10 +41,10 @@ def main(argv: list[str]) -> int:
         with lock:
             received.append((endpoint_id, event_id))
 
-    settings = registry.spec(name).from_env(stage_environment("dev"))
-    running = doubles.double(name).start(
-        doubles.Setup(settings, HOST, 0, f"http://{host}:{port}", receive)
-    )
+    # The dev stage under the benchmark's own environment (which the parent's app reads).
+    environment = {**stage_environment("dev"), **os.environ}
+    double = cast(doubles.Double, hooks.module(module, module))
+    running = double.start(doubles.Setup(environment, HOST, 0, f"http://{host}:{port}", receive))
     try:
         print(json.dumps({"environment": running.environment}), flush=True)
         for line in sys.stdin:

@@ -23,8 +23,6 @@ from botocore.awsrequest import AWSPreparedRequest, AWSResponse
 from botocore.compat import HTTPHeaders
 from botocore.hooks import HierarchicalEmitter
 
-from chalicelib import runtime
-
 QUEUE_URL_PREFIX = "https://sqs.us-east-1.amazonaws.com/000000000000/"
 Handler = Callable[..., None]
 
@@ -149,6 +147,8 @@ def fresh_default_session(
     session: boto3.session.Session | None = None,
 ) -> Iterator[boto3.session.Session]:
     """Install `session` (or a new one) as boto3's default, with the app's runtime reset."""
+    from chalicelib import runtime  # here: a baseline process never loads the app
+
     previous = boto3.DEFAULT_SESSION
     current = session or boto3.session.Session()
     boto3.DEFAULT_SESSION = current

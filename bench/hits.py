@@ -105,6 +105,23 @@ def bare_app() -> Chalice:
     return app
 
 
+def minimal_enqueue_app(sample_body: str) -> Chalice:
+    """A bare route that sends one fixed message with boto3 and answers the GIF: the least
+    any pixel Lambda that enqueues must do (no validation, no metrics, no logging)."""
+    app = Chalice(app_name="minimal-enqueue")
+    import boto3  # not at import: the bare baseline runs without it
+
+    client = boto3.client("sqs")
+    url = client.get_queue_url(QueueName="pixel-relay-dev-events")["QueueUrl"]
+
+    @app.route("/events", methods=["GET"])
+    def events() -> Response:
+        client.send_message(QueueUrl=url, MessageBody=sample_body)
+        return Response(body=GIF, status_code=200, headers={"Content-Type": "image/gif"})
+
+    return app
+
+
 def answered_gif(answer: dict[str, Any]) -> bool:
     """Whether a Lambda proxy answer is a 200 carrying the GIF."""
     body = answer.get("body") or ""

@@ -19,12 +19,17 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-import boto3
-from chalice.app import Chalice, Response
-
 from bench.environment import quiet_stdout
 from bench.fakes import aws_in_process, sqs_client_faked
-from bench.hits import GIF, LambdaHandler, answered_gif, bare_app, proxy_event, sample_queries
+from bench.hits import (
+    GIF,
+    LambdaHandler,
+    answered_gif,
+    bare_app,
+    minimal_enqueue_app,
+    proxy_event,
+    sample_queries,
+)
 
 BLOCK = 100
 
@@ -68,21 +73,6 @@ def _summary(times: dict[str, list[int]]) -> dict[str, float]:
         summary[f"{name}_p90_us"] = round(_percentile(values, 0.9) / 1000, 2)
     summary["hits_timed_each"] = len(times["app"])
     return summary
-
-
-def minimal_enqueue_app(sample_body: str) -> Chalice:
-    """A bare route that sends one fixed message with boto3 and answers the GIF: the least
-    any pixel Lambda that enqueues must do (no validation, no metrics, no logging)."""
-    app = Chalice(app_name="minimal-enqueue")
-    client = boto3.client("sqs")
-    url = client.get_queue_url(QueueName="pixel-relay-dev-events")["QueueUrl"]
-
-    @app.route("/events", methods=["GET"])
-    def events() -> Response:
-        client.send_message(QueueUrl=url, MessageBody=sample_body)
-        return Response(body=GIF, status_code=200, headers={"Content-Type": "image/gif"})
-
-    return app
 
 
 def measure(hits: int) -> dict[str, Any]:

@@ -5,8 +5,6 @@ Each feature owns its settings type and parses its own variables with `chaliceli
 DedupeSettings in dedupe, each destination's Settings in its module). This module imports
 them, never the reverse, so dependencies point one way. The optional gates' modules (signed
 hits, page origins) are imported only when their variables are set: the pixel's cold start.
-It re-exports the names that lived here before the split (`ConfigError`, `Reader`,
-`HitPolicy`, ...) for the callers outside chalicelib/.
 """
 
 from __future__ import annotations
@@ -17,23 +15,12 @@ from typing import TYPE_CHECKING
 
 from chalicelib.bots import BotSettings
 from chalicelib.destinations import registry
-from chalicelib.env import ConfigError, ModelRule, Reader, call_budget_ms, model_rule
+from chalicelib.env import ConfigError, Reader
 from chalicelib.hits import HitPolicy
 
 if TYPE_CHECKING:
     from chalicelib.origins import OriginPolicy
     from chalicelib.signing.settings import SigningSettings
-
-__all__ = [
-    "ConfigError",
-    "HitPolicy",
-    "ModelRule",
-    "QueueWiring",
-    "Reader",
-    "Settings",
-    "call_budget_ms",
-    "model_rule",
-]
 
 
 @dataclass(frozen=True)
@@ -68,17 +55,13 @@ class Settings:
 
     wiring: QueueWiring
     dead_letter_queue: str
-    destinations: tuple[str, ...]  # each one's own settings: registry.settings_for
+    destinations: tuple[str, ...]  # each one's own settings: registry.configure
     hit_policy: HitPolicy
     report_batch_item_failures: bool
     enqueue_attempts: int
     signing: SigningSettings | None  # None: no signing variable set, no signed hits
     origins: OriginPolicy | None  # None: ALLOWED_PAGE_ORIGINS unset, every page may send
     bots: BotSettings
-
-    @property
-    def bot_filter(self) -> bool:
-        return self.bots.enabled
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:

@@ -3,7 +3,7 @@
 The pixel never refuses a hit for its consent state: it records the state the tag sent (the
 `consent` parameter, `Event.consent`). What a destination needs is the stage's setting
 `CONSENT_REQUIRED`, per destination the consent types an event must carry as granted, e.g.
-`customer-profiles=ad_user_data+ad_personalization,firehose=analytics_storage`. An event
+`customer-profiles=ad_user_data+ad_personalization,pinpoint=analytics_storage`. An event
 without them is not sent to that destination: it is settled there as done (never parked,
 never retried, not an error) and counted as `ConsentWithheld` with the destination's name.
 
@@ -24,9 +24,9 @@ from typing import Final
 
 from chalicelib import telemetry
 from chalicelib.destinations import registry
-from chalicelib.destinations.base import Destination, Outcome, TimeLeft, Verdict
 from chalicelib.env import ConfigError
 from chalicelib.events import Event
+from chalicelib.outcomes import Outcome, Recipient, TimeLeft, Verdict
 from chalicelib.rules import CONSENT_TYPES
 
 REQUIRED_VARIABLE: Final = "CONSENT_REQUIRED"
@@ -106,7 +106,7 @@ def parse_required(raw: str) -> dict[str, frozenset[str]]:
 class ConsentFiltered:
     """A destination that receives only the events carrying the consent it requires."""
 
-    def __init__(self, destination: Destination, settings: ConsentSettings) -> None:
+    def __init__(self, destination: Recipient, settings: ConsentSettings) -> None:
         self.name = destination.name
         self._destination = destination
         self._settings = settings
@@ -130,7 +130,7 @@ class ConsentFiltered:
         return outcomes
 
 
-def with_consent(destination: Destination, settings: ConsentSettings) -> Destination:
+def with_consent(destination: Recipient, settings: ConsentSettings) -> Recipient:
     """`destination`, filtered when the stage requires consent for it."""
     if not settings.required.get(destination.name):
         return destination

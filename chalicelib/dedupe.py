@@ -34,9 +34,9 @@ from typing import TYPE_CHECKING, Any, Final, Protocol
 from botocore.exceptions import BotoCoreError, ClientError
 
 from chalicelib import telemetry
-from chalicelib.destinations.base import DELIVERED, Destination, Outcome, TimeLeft, Verdict
 from chalicelib.env import ConfigError, Reader
 from chalicelib.events import Event
+from chalicelib.outcomes import DELIVERED, Outcome, Recipient, TimeLeft, Verdict
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -85,6 +85,65 @@ class DedupeSettings:
 
 def key_of(event: Event) -> Key:
     return (event.endpoint_id, event.event_id)
+
+
+def same_occurrence(first: Event, second: Event) -> bool:
+    """Two messages for one (endpoint id, event id) describe the same event. Times aside (a
+    resend is received later, and without a `timestamp` parameter stamped later), and what
+    the consumer itself changes on a requeued copy: the destinations still owed, and the
+    profile update, stripped from a copy because it had already landed. Only a copy (it
+    names its destinations) may lack the update: two hits that differ in it are two events."""
+    if first.profile != second.profile:
+        stripped = first if first.profile.is_empty() else second
+        if not stripped.profile.is_empty() or stripped.destinations is None:
+            return False
+    return (
+        replace(
+            second,
+            timestamp=first.timestamp,
+            received_at=first.received_at,
+            client_timestamp=first.client_timestamp,
+            destinations=first.destinations,
+            profile=first.profile,
+        )
+        == first
+    )
+
+
+def deliver_once_each(
+    events: Sequence[Event], deliver: Callable[[Sequence[Event]], list[Outcome]]
+) -> list[Outcome]:
+    """`deliver`'s outcomes for `events`, each event sent once: a second message for the same
+    event in one batch (a resend, a redelivery, a requeued copy meeting its original) shares
+    the first one's outcome. A requeued copy whose profile update already landed stands for
+    both, so the update is not written again."""
+    groups: dict[Key, list[int]] = {}  # key -> the groups' numbers
+    sender: list[int] = []  # per group: the event sent for the whole group
+    group_of: list[int] = []
+    for index, event in enumerate(events):
+        candidates = groups.setdefault(key_of(event), [])
+        for group in candidates:
+            first = events[sender[group]]
+            if same_occurrence(first, event):
+                if event.profile.is_empty() and not first.profile.is_empty():
+                    sender[group] = index  # the stripped copy: its update landed before
+                break
+        else:
+            group = len(sender)
+            candidates.append(group)
+            sender.append(index)
+        group_of.append(group)
+    sent = deliver([events[i] for i in sender])
+    outcomes: list[Outcome] = []
+    for event, group in zip(events, group_of, strict=True):
+        outcome = sent[group]
+        if event.profile != events[sender[group]].profile:
+            # A copy stood for its original (or the reverse): the update had landed.
+            outcome = replace(outcome, profile=None, profile_reason="")
+        outcomes.append(outcome)
+    if len(sender) < len(events):
+        telemetry.count("DuplicatesInBatch", len(events) - len(sender))
+    return outcomes
 
 
 class RecentDeliveries:
@@ -237,7 +296,7 @@ class Deduplicated:
 
     def __init__(
         self,
-        destination: Destination,
+        destination: Recipient,
         memory: RecentDeliveries,
         store: DeliveryStore | None = None,
     ) -> None:

@@ -36,93 +36,53 @@ update, so the retry cannot overwrite a newer value with an older one.
 
 from __future__ import annotations
 
-import math
-import threading
+import functools
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol, TypedDict
 
 from chalicelib import telemetry
-from chalicelib.destinations.base import (
-    Destination,
-    Outcome,
-    TimeLeft,
-    Verdict,
-    same_occurrence,
-)
-from chalicelib.env import call_budget_ms
+from chalicelib.dedupe import deliver_once_each
 from chalicelib.events import Event, MessageError, ProfileUpdate
-from chalicelib.settlement import (
-    CONSUMER_SQS,
-    BatchQueue,
-    DeadLetter,
-    DeadLetterQueue,
-    Receipt,
-    SqsCallLimits,
-)
+from chalicelib.outcomes import Outcome, Recipient, TimeLeft, Verdict
+from chalicelib.settlement import DeadLetter, Receipt, SqsCallLimits, reserve_ms
 
-LambdaAnswer = dict[str, list[dict[str, str]]]
-
-# The handler's own work after the last destination call (deciding, logging, metrics).
-SETTLE_MARGIN_MS = 1000
+if TYPE_CHECKING:
+    from concurrent.futures import Executor
 
 
-def settlement_reserve_ms(
-    batch_size: int,
-    destinations: int,
-    report_batch_item_failures: bool,
-    limits: SqsCallLimits = CONSUMER_SQS,
-) -> int:
-    """The most time settling a batch can take, for a whole batch owed to every destination.
+class BatchItemFailure(TypedDict):
+    """One message Lambda must return to the queue."""
 
-    A message leaves at most one dead letter or requeued copy per destination, plus one
-    routing letter (a destination no longer configured) or decode letter; in the default
-    mode every finished message may then need deleting. The consumer computes the same
-    bound from the batch in hand, so a smaller batch keeps less in reserve.
-    """
-    deletes = 0 if report_batch_item_failures else batch_size
-    return limits.settle_ms(batch_size * (destinations + 1), deletes) + SETTLE_MARGIN_MS
+    itemIdentifier: str
 
 
-def settlement_problem(
-    batch_size: int,
-    destinations: int,
-    report_batch_item_failures: bool,
-    delivery_timeout_seconds: int,
-    function_timeout_seconds: int,
-) -> str | None:
-    """Why a full batch could never be delivered and settled within the consumer's Lambda
-    timeout (the reserve plus one destination call's worst case), or None if it can."""
+class LambdaAnswer(TypedDict):
+    """The SQS handler's answer (partial batch response); Lambda honours it only when the
+    event source mapping has ReportBatchItemFailures."""
 
-    def needed_ms(size: int) -> int:
-        reserve = settlement_reserve_ms(size, destinations, report_batch_item_failures)
-        return reserve + call_budget_ms(delivery_timeout_seconds)
+    batchItemFailures: list[BatchItemFailure]
 
-    if needed_ms(batch_size) <= function_timeout_seconds * 1000:
-        return None
-    reserve = settlement_reserve_ms(batch_size, destinations, report_batch_item_failures)
-    fitting = next(
-        (
-            size
-            for size in range(batch_size - 1, 0, -1)
-            if needed_ms(size) <= function_timeout_seconds * 1000
-        ),
-        0,
-    )
-    advice = (
-        f"lower BATCH_SIZE to {fitting} or less, or raise"
-        if fitting
-        else "lower DELIVERY_TIMEOUT_SECONDS or raise"
-    )
-    return (
-        f"BATCH_SIZE={batch_size} with {destinations} destination(s) needs a consumer timeout "
-        f"of at least {math.ceil(needed_ms(batch_size) / 1000)} s: settling the batch with SQS "
-        f"may take {reserve / 1000:g} s "
-        f"and one destination call {call_budget_ms(delivery_timeout_seconds) / 1000:g} s "
-        f"(DELIVERY_TIMEOUT_SECONDS={delivery_timeout_seconds}), but the deliver function's "
-        f"lambda_timeout is {function_timeout_seconds} s; {advice} lambda_timeout"
-    )
+
+class DeadLetters(Protocol):
+    """Where rejections are kept with their reason (`settlement.DeadLetterQueue`)."""
+
+    def park(self, letters: Iterable[DeadLetter]) -> list[str]:
+        """Send the letters; return the ids of the messages whose letter was not sent."""
+        ...
+
+
+class EventsQueue(Protocol):
+    """The consumer's own queue (`settlement.BatchQueue`)."""
+
+    def requeue(self, events: Iterable[tuple[str, Event]]) -> list[str]:
+        """Send copies (message id, event); return the ids whose copy was not sent."""
+        ...
+
+    def delete(self, receipts: Iterable[Receipt]) -> list[str]:
+        """Delete messages; return the ids SQS did not delete."""
+        ...
 
 
 class BatchIncompleteError(RuntimeError):
@@ -178,20 +138,24 @@ class BatchDelivery:
 
     def __init__(
         self,
-        destinations: Sequence[Destination],
-        dead_letters: DeadLetterQueue,
-        events_queue: BatchQueue,
+        destinations: Sequence[Recipient],
+        dead_letters: DeadLetters,
+        events_queue: EventsQueue,
         report_batch_item_failures: bool,
         sqs_limits: SqsCallLimits | None = None,
+        pool: Executor | None = None,
     ) -> None:
         """`sqs_limits`: the consumer's SQS client, whose worst case the settlement reserve
-        is made of; None keeps no reserve (tests without SQS)."""
+        is made of; None keeps no reserve (tests without SQS). `pool`: the consumer's
+        threads (`runtime`), which send dead letters while copies are requeued; None
+        sends one after the other."""
         self._destinations = list(destinations)
         self._names = tuple(d.name for d in destinations)
         self._dead_letters = dead_letters
         self._events_queue = events_queue
         self._report_batch_item_failures = report_batch_item_failures
         self._sqs_limits = sqs_limits
+        self._pool = pool
 
     def handle(self, messages: Sequence[QueuedMessage], time_left: TimeLeft = None) -> LambdaAnswer:
         """The Lambda handler's answer; raises BatchIncompleteError in the safe mode."""
@@ -263,7 +227,9 @@ class BatchDelivery:
                 continue
             allowed = self._time_for_destinations(time_left, unsettled, len(messages))
             events = [decoded[i][1] for i in owed]
-            answers = self._deliver_once_each(destination, events, allowed)
+            answers = deliver_once_each(
+                events, functools.partial(self._deliver_to, destination, time_left=allowed)
+            )
             for index, outcome in zip(owed, answers, strict=True):
                 results[index][destination.name] = outcome
                 if outcome.verdict is Verdict.DELIVERED and outcome.profile not in (
@@ -282,46 +248,12 @@ class BatchDelivery:
         if time_left is None or self._sqs_limits is None:
             return time_left
         deletes = 0 if self._report_batch_item_failures else messages
-        reserve = self._sqs_limits.settle_ms(unsettled, deletes) + SETTLE_MARGIN_MS
+        reserve = reserve_ms(self._sqs_limits, unsettled, deletes)
         remaining = time_left
         return lambda: remaining() - reserve
 
-    def _deliver_once_each(
-        self, destination: Destination, events: Sequence[Event], time_left: TimeLeft
-    ) -> list[Outcome]:
-        """The destination's outcomes, each event sent once: a second message for the same
-        event shares the first one's outcome. A requeued copy whose profile update already
-        landed stands for both, so the update is not written again."""
-        groups: dict[tuple[str, str], list[int]] = {}  # key -> the groups' numbers
-        sender: list[int] = []  # per group: the event sent for the whole group
-        group_of: list[int] = []
-        for index, event in enumerate(events):
-            candidates = groups.setdefault((event.endpoint_id, event.event_id), [])
-            for group in candidates:
-                first = events[sender[group]]
-                if same_occurrence(first, event):
-                    if event.profile.is_empty() and not first.profile.is_empty():
-                        sender[group] = index  # the stripped copy: its update landed before
-                    break
-            else:
-                group = len(sender)
-                candidates.append(group)
-                sender.append(index)
-            group_of.append(group)
-        sent = self._deliver_to(destination, [events[i] for i in sender], time_left)
-        outcomes: list[Outcome] = []
-        for event, group in zip(events, group_of, strict=True):
-            outcome = sent[group]
-            if event.profile != events[sender[group]].profile:
-                # A copy stood for its original (or the reverse): the update had landed.
-                outcome = replace(outcome, profile=None, profile_reason="")
-            outcomes.append(outcome)
-        if len(sender) < len(events):
-            telemetry.count("DuplicatesInBatch", len(events) - len(sender))
-        return outcomes
-
     def _deliver_to(
-        self, destination: Destination, events: Sequence[Event], time_left: TimeLeft
+        self, destination: Recipient, events: Sequence[Event], time_left: TimeLeft
     ) -> list[Outcome]:
         """The second wall: whatever a destination raises is a retry of its events there,
         never the batch's failure (the other destinations' outcomes stand)."""
@@ -345,7 +277,7 @@ class BatchDelivery:
             not event.destinations or any(n not in self._names for n in event.destinations)
         )
 
-    def _owes(self, event: Event, destination: Destination) -> bool:
+    def _owes(self, event: Event, destination: Recipient) -> bool:
         return event.destinations is None or destination.name in event.destinations
 
     def _decide(
@@ -421,11 +353,12 @@ class BatchDelivery:
         retry = list(plan.retry)
         letters = plan.letters + plan.profile_letters
         # Copies and letters are sent at once: the settlement reserve counts them together.
-        if plan.requeue and letters:
-            unqueued_ids, unparked_ids = _both(
-                lambda: self._events_queue.requeue(plan.requeue),
-                lambda: self._dead_letters.park(letters),
-            )
+        if plan.requeue and letters and self._pool is not None:
+            requeued = self._pool.submit(self._events_queue.requeue, plan.requeue)
+            try:
+                unparked_ids = self._dead_letters.park(letters)
+            finally:
+                unqueued_ids = requeued.result()
         else:
             unqueued_ids = self._events_queue.requeue(plan.requeue) if plan.requeue else []
             unparked_ids = self._dead_letters.park(letters) if letters else []
@@ -459,27 +392,3 @@ class BatchDelivery:
             requeued=len({i for i, _ in plan.requeue if i not in unqueued}),
             profiles_parked=sum(1 for x in plan.profile_letters if x.message_id not in unparked),
         )
-
-
-def _both(
-    first: Callable[[], list[str]], second: Callable[[], list[str]]
-) -> tuple[list[str], list[str]]:
-    """Run two settlement jobs at the same time (the first on a thread of its own)."""
-    answer: list[str] = []
-    failure: list[BaseException] = []
-
-    def run_first() -> None:
-        try:
-            answer.extend(first())
-        except BaseException as error:  # handed to the caller below
-            failure.append(error)
-
-    thread = threading.Thread(target=run_first, name="settle-requeue")
-    thread.start()
-    try:
-        other = second()
-    finally:
-        thread.join()
-    if failure:
-        raise failure[0]
-    return answer, other

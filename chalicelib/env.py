@@ -11,13 +11,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
-from functools import cache
-from typing import Any
+from typing import Protocol
 
 from chalicelib import limits
-
-__all__ = ["ConfigError", "ModelRule", "Reader", "call_budget_ms", "model_rule"]
 
 _NAME = re.compile(r"^[A-Za-z0-9_.:-]+$")
 # SQS's queue name rule (its API model gives QueueName no pattern): 1-80 characters, and a
@@ -35,73 +31,12 @@ class ConfigError(ValueError):
         self.variable = variable
 
 
-@dataclass(frozen=True)
-class ModelRule:
-    """The constraints botocore's service model puts on one request member."""
-
-    shape: str
-    pattern: re.Pattern[str] | None
-    min_length: int | None
-    max_length: int | None
+class Rule(Protocol):
+    """A check a value must pass (`chalicelib.service_models.ModelRule` is one)."""
 
     def problem(self, value: str) -> str | None:
-        """Why the service would refuse `value` (a ParamValidationError or a 400), or None."""
-        low, high = self.min_length, self.max_length
-        if (low is not None and len(value) < low) or (high is not None and len(value) > high):
-            return f"must be {low or 0}-{high or 'any'} characters ({self.shape})"
-        if self.pattern is not None and not self.pattern.fullmatch(value):
-            return f"must match {self.pattern.pattern} ({self.shape})"
-        return None
-
-
-@cache
-def model_rule(service: str, operation: str, *path: str) -> ModelRule:
-    """The pattern and lengths of the member at `path` of `operation`'s input, read from the
-    model botocore ships, so they are AWS's own and follow botocore upgrades.
-
-    boto3's default session loads the model: the client the destination builds next reuses
-    it (measured: about 20 ms to load a model, 0.1 ms the second time). Destination settings
-    are parsed by the consumer and at deploy time only; the pixel never calls this.
-    """
-    shape: Any = _service_model(service).operation_model(operation).input_shape
-    for member in path:
-        if shape.type_name == "list":
-            shape = shape.member
-        shape = shape.members[member]
-    metadata = shape.metadata
-    pattern = metadata.get("pattern")
-    return ModelRule(
-        shape=f"botocore's {service} model, shape {shape.name}",
-        # Java-style patterns; \w and friends are ASCII there.
-        pattern=None if pattern is None else re.compile(pattern, re.ASCII),
-        min_length=metadata.get("min"),
-        max_length=metadata.get("max"),
-    )
-
-
-def _service_model(service: str) -> Any:
-    """The service model from the loader boto3's clients use; from botocore's own loader when
-    no default session can be made (a profile that does not exist: the tool that asked says
-    so in its own words, a settings check must not fail first)."""
-    import boto3
-    from botocore.exceptions import ProfileNotFound
-
-    try:
-        session: Any = boto3._get_default_session()._session  # the loader boto3.client uses
-    except ProfileNotFound:
-        from botocore.loaders import create_loader
-        from botocore.model import ServiceModel
-
-        return ServiceModel(create_loader().load_service_model(service, "service-2"), service)
-    return session.get_service_model(service)
-
-
-def call_budget_ms(timeout_seconds: int, attempts: int = 3) -> int:
-    """The longest one destination call can take (attempts, 2 s connect and the read timeout
-    each, backoff): no call starts with less Lambda time. The time to settle the batch
-    afterwards is the consumer's own reserve (`delivery.settlement_reserve_ms`), already
-    taken off the time a destination is given."""
-    return (attempts * (2 + timeout_seconds) + 3) * 1000
+        """Why `value` is refused, or None."""
+        ...
 
 
 class Reader:
@@ -133,8 +68,8 @@ class Reader:
             )
         return value
 
-    def modelled(self, variable: str, rule: ModelRule, default: str | None = None) -> str:
-        """A resource name the service's model constrains; `default` when unset."""
+    def modelled(self, variable: str, rule: Rule, default: str | None = None) -> str:
+        """A resource name the service's model constrains (`rule`); `default` when unset."""
         value = self._environ.get(variable, "").strip() or default
         if value is None:
             raise ConfigError(variable, "is required; set it in .chalice/config.json")

@@ -14,7 +14,7 @@ import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, NotRequired, TypedDict
 
 from chalicelib import rules
 from chalicelib.rules import FieldError
@@ -24,6 +24,32 @@ MESSAGE_VERSION = 1
 
 class MessageError(ValueError):
     """When a queue message body is not a version-1 event."""
+
+
+class SessionRecord(TypedDict):
+    id: str
+    start: str
+
+
+class EventRecord(TypedDict):
+    """An event as destinations other than Pinpoint store it, and the body of its queue
+    message (with `version`, and `destinations` on a requeued copy): the one list of its
+    fields, which docs/message-format.md describes and tests read."""
+
+    event_id: str
+    event_type: str
+    endpoint_id: str
+    timestamp: str
+    received_at: str
+    session: SessionRecord | None
+    attributes: dict[str, str]
+    metrics: dict[str, float]
+    user_id: str | None
+    user_attributes: dict[str, list[str]]
+    endpoint_attributes: dict[str, list[str]]
+    endpoint_metrics: dict[str, float]
+    client_timestamp: NotRequired[str]  # the client's own time, when the pixel corrected it
+    consent: NotRequired[dict[str, str]]  # the consent state the hit carried, if any
 
 
 @dataclass(frozen=True)
@@ -74,9 +100,9 @@ class Event:
     # none. Delivery reads it (chalicelib/consent.py); the pixel never refuses a hit for it.
     consent: Mapping[str, str] | None = None
 
-    def to_record(self) -> dict[str, Any]:
+    def to_record(self) -> EventRecord:
         """The event as destinations other than Pinpoint store it (docs/message-format.md)."""
-        return {
+        record: EventRecord = {
             "event_id": self.event_id,
             "event_type": self.event_type,
             "endpoint_id": self.endpoint_id,
@@ -95,12 +121,13 @@ class Event:
                 k: list(v) for k, v in self.profile.endpoint_attributes.items()
             },
             "endpoint_metrics": dict(self.profile.endpoint_metrics),
-            # Optional fields, present only when the hit gave them (docs/message-format.md).
-            **(
-                {} if self.client_timestamp is None else {"client_timestamp": self.client_timestamp}
-            ),
-            **({} if self.consent is None else {"consent": dict(self.consent)}),
         }
+        # Optional fields, present only when the hit gave them (docs/message-format.md).
+        if self.client_timestamp is not None:
+            record["client_timestamp"] = self.client_timestamp
+        if self.consent is not None:
+            record["consent"] = dict(self.consent)
+        return record
 
     def to_message(self) -> str:
         """The SQS message body (version 1)."""

@@ -19,8 +19,7 @@ from datetime import datetime, timedelta
 from chalicelib import clock, rules
 from chalicelib.env import Reader
 from chalicelib.events import Event, ProfileUpdate, Session
-from chalicelib.rules import FieldError
-from chalicelib.rules import format_instant as format_instant  # public here before rules.py
+from chalicelib.rules import FieldError, format_instant
 
 EVENT_ATTRIBUTE = "evat_"
 EVENT_METRIC = "evmt_"

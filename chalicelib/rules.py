@@ -52,12 +52,12 @@ _EPOCH_MILLIS: Final = re.compile(r"[0-9]{1,15}")
 _UNSENDABLE: Final = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff\ufffe\uffff]")
 # GTM inserts variables unencoded, so an offset's "+" arrives as a space.
 _OFFSET_AS_SPACE: Final = re.compile(r" ([0-9]{2}:?[0-9]{2})\Z")
+# Decoding a queue message only (the consumer): patterns, compiled by `re` on first use
+# (and kept in its cache), not on the pixel's cold start.
 # The pixel's own form (format_instant); anything else is read, then normalised to it.
-_CANONICAL_INSTANT: Final = re.compile(
-    r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}Z"
-)
+_CANONICAL_INSTANT: Final = r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}Z"
 # A queue message's instants: RFC 3339 (ISO 8601 with seconds and a Z or an offset).
-_MESSAGE_INSTANT: Final = re.compile(
+_MESSAGE_INSTANT: Final = (
     r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?(Z|[+-][0-9]{2}:[0-9]{2})"
 )
 
@@ -230,8 +230,8 @@ def message_instant(field: str, value: str) -> str:
     """An instant in a queue message, in the pixel's own form (`format_instant`). Another
     RFC 3339 instant with an offset is read and normalised; anything else is refused."""
     problem = "must be ISO 8601 UTC like 2026-11-28T10:00:00.000Z (or with an offset)"
-    canonical = _CANONICAL_INSTANT.fullmatch(value) is not None
-    if not canonical and not _MESSAGE_INSTANT.fullmatch(value):
+    canonical = re.fullmatch(_CANONICAL_INSTANT, value) is not None
+    if not canonical and not re.fullmatch(_MESSAGE_INSTANT, value):
         raise FieldError(field, problem, "bad_timestamp")
     try:
         instant = datetime.fromisoformat(value)

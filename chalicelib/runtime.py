@@ -13,7 +13,7 @@ import os
 from collections.abc import MutableMapping
 from concurrent.futures import ThreadPoolExecutor
 from functools import cache
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import boto3
 from botocore.config import Config
@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from chalicelib.consent import ConsentSettings
     from chalicelib.dedupe import DedupeSettings
     from chalicelib.delivery import BatchDelivery
+    from chalicelib.destinations.base import DestinationPlugin
 
 
 @cache
@@ -53,9 +54,10 @@ def honour_aws_region(environ: MutableMapping[str, str]) -> None:
 
 
 @cache
-def destination_settings() -> dict[str, Any]:
-    """Each configured destination's own settings (importing only those modules)."""
-    return registry.settings_for(settings().destinations, os.environ)
+def destinations() -> tuple[DestinationPlugin[object], ...]:
+    """The configured destinations' plug-ins with their own settings (importing only
+    those modules)."""
+    return registry.configure(settings().destinations, os.environ)
 
 
 def check_configuration() -> Settings:
@@ -64,7 +66,7 @@ def check_configuration() -> Settings:
     Lambda each function parses only what it uses, on first use, to keep cold starts short."""
     current = settings()
     if not os.environ.get("AWS_LAMBDA_FUNCTION_NAME"):
-        destination_settings()
+        destinations()
         dedupe_settings()
         consent_settings()
     return current
@@ -106,11 +108,14 @@ def _consumer_sqs() -> SQSClient:
 
 
 @cache
-def _settlement_pool() -> ThreadPoolExecutor:
-    """Threads for the consumer's SQS batch calls: a batch of 1,000 needs 100 deletes."""
+def _consumer_pool() -> ThreadPoolExecutor:
+    """The consumer's one pool of threads, for the calls a batch makes at once: SQS batch
+    calls while settling (a batch of 1,000 needs 100 deletes), dead letters sent while
+    copies are requeued, and a destination's concurrent calls (Customer Profiles' write
+    threads). Threads start when first needed; `reset` shuts the pool down."""
     from chalicelib.settlement import CONSUMER_SQS
 
-    return ThreadPoolExecutor(CONSUMER_SQS.workers, thread_name_prefix="settle")
+    return ThreadPoolExecutor(CONSUMER_SQS.workers, thread_name_prefix="consumer")
 
 
 @cache
@@ -179,8 +184,7 @@ def batch_delivery() -> BatchDelivery:
     from chalicelib.settlement import CONSUMER_SQS, BatchQueue, DeadLetterQueue
 
     current = settings()
-    configured = destination_settings()
-    pool = _settlement_pool()
+    pool = _consumer_pool()
     dedupe = dedupe_settings()
     store = (
         DynamoDeliveryStore(_dedupe_dynamodb(), dedupe.table, dedupe.ttl_seconds)
@@ -192,29 +196,33 @@ def batch_delivery() -> BatchDelivery:
     memory = RecentDeliveries(dedupe.memory_size)
     # An event without the consent a destination requires (CONSENT_REQUIRED) is not sent there.
     consent = consent_settings()
-    destinations = [
-        with_consent(Deduplicated(registry.create(name, configured[name]), memory, store), consent)
-        for name in current.destinations
-    ]
     return BatchDelivery(
-        destinations=destinations,
+        destinations=[
+            with_consent(Deduplicated(plugin.create(pool), memory, store), consent)
+            for plugin in destinations()
+        ],
         dead_letters=DeadLetterQueue(_consumer_sqs(), current.dead_letter_queue, pool),
         events_queue=BatchQueue(_consumer_sqs(), current.wiring.events_queue, pool),
         report_batch_item_failures=current.report_batch_item_failures,
         sqs_limits=CONSUMER_SQS,
+        pool=pool,
     )
 
 
 def reset() -> None:
-    """Forget everything built so far (tests change the environment between cases)."""
+    """Forget everything built so far (tests change the environment between cases), and
+    stop the consumer's threads."""
+    if _consumer_pool.cache_info().currsize:
+        _consumer_pool().shutdown(wait=False)
     for cached in (
         settings,
-        destination_settings,
+        destinations,
         dedupe_settings,
         consent_settings,
         _dedupe_dynamodb,
         _pixel_sqs,
         _consumer_sqs,
+        _consumer_pool,
         pixel_service,
         beacon_service,
         _event_queue,

@@ -1,5 +1,6 @@
-"""The consumer's queue chores: deleting finished messages, parking dead letters, requeueing
-copies, each within a known worst case.
+"""Settling a batch in time: the consumer's queue chores (deleting finished messages, parking
+dead letters, requeueing copies), each within a known worst case, and the time they need
+(`settlement_reserve_ms`, and `settlement_problem` for deploy preflight).
 
 Kept apart from `chalicelib.queue` (the pixel's send) so that the pixel function never
 imports them: each frozen dataclass costs about half a millisecond of cold start to define.
@@ -14,6 +15,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from chalicelib.destinations.base import call_budget_ms
 from chalicelib.events import Event
 from chalicelib.queue import SQS_BATCH_LIMIT, NamedQueue
 
@@ -77,6 +79,73 @@ class SqsCallLimits:
 
 
 CONSUMER_SQS = SqsCallLimits()
+
+
+# The handler's own work after the last destination call (deciding, logging, metrics).
+SETTLE_MARGIN_MS = 1000
+
+
+def reserve_ms(limits: SqsCallLimits, sends: int, deletes: int) -> int:
+    """The time to keep back from destinations for settling: `sends` entries (dead letters
+    and copies), then `deletes` deletes, on the consumer's SQS client, and the margin."""
+    return limits.settle_ms(sends, deletes) + SETTLE_MARGIN_MS
+
+
+def settlement_reserve_ms(
+    batch_size: int,
+    destinations: int,
+    report_batch_item_failures: bool,
+    limits: SqsCallLimits = CONSUMER_SQS,
+) -> int:
+    """The most time settling a batch can take, for a whole batch owed to every destination.
+
+    A message leaves at most one dead letter or requeued copy per destination, plus one
+    routing letter (a destination no longer configured) or decode letter; in the default
+    mode every finished message may then need deleting. The consumer computes the same
+    bound from the batch in hand, so a smaller batch keeps less in reserve.
+    """
+    deletes = 0 if report_batch_item_failures else batch_size
+    return reserve_ms(limits, batch_size * (destinations + 1), deletes)
+
+
+def settlement_problem(
+    batch_size: int,
+    destinations: int,
+    report_batch_item_failures: bool,
+    delivery_timeout_seconds: int,
+    function_timeout_seconds: int,
+) -> str | None:
+    """Why a full batch could never be delivered and settled within the consumer's Lambda
+    timeout (the reserve plus one destination call's worst case), or None if it can."""
+
+    def needed_ms(size: int) -> int:
+        reserve = settlement_reserve_ms(size, destinations, report_batch_item_failures)
+        return reserve + call_budget_ms(delivery_timeout_seconds)
+
+    if needed_ms(batch_size) <= function_timeout_seconds * 1000:
+        return None
+    reserve = settlement_reserve_ms(batch_size, destinations, report_batch_item_failures)
+    fitting = next(
+        (
+            size
+            for size in range(batch_size - 1, 0, -1)
+            if needed_ms(size) <= function_timeout_seconds * 1000
+        ),
+        0,
+    )
+    advice = (
+        f"lower BATCH_SIZE to {fitting} or less, or raise"
+        if fitting
+        else "lower DELIVERY_TIMEOUT_SECONDS or raise"
+    )
+    return (
+        f"BATCH_SIZE={batch_size} with {destinations} destination(s) needs a consumer timeout "
+        f"of at least {math.ceil(needed_ms(batch_size) / 1000)} s: settling the batch with SQS "
+        f"may take {reserve / 1000:g} s "
+        f"and one destination call {call_budget_ms(delivery_timeout_seconds) / 1000:g} s "
+        f"(DELIVERY_TIMEOUT_SECONDS={delivery_timeout_seconds}), but the deliver function's "
+        f"lambda_timeout is {function_timeout_seconds} s; {advice} lambda_timeout"
+    )
 
 
 @dataclass(frozen=True)

@@ -23,21 +23,6 @@ from devtools.paths import ROOT
 PACKAGES = ("app.py", "chalicelib", "devtools", "bench", "tests")
 LIBRARIES = frozenset({"boto3", "botocore"})
 
-# Known when these rules were written, and removed by issue 17's own work on tests/unit and
-# chalicelib/env.py: each entry must go when its line does, or the test says so.
-PENDING_TEST_IMPORTS = frozenset(
-    {
-        "tests/unit/test_dedupe.py imports tests.unit.test_delivery",
-        "tests/unit/test_message_properties.py imports tests.unit.test_hits_fuzz",
-    }
-)
-PENDING_PRIVATE = frozenset(
-    {
-        "chalicelib/env.py: boto3._get_default_session",
-        "chalicelib/env.py: boto3._get_default_session()._session",
-    }
-)
-
 
 def sources(root: Path = ROOT) -> list[Path]:
     found: list[Path] = []
@@ -100,10 +85,9 @@ def imports_of_test_modules(root: Path = ROOT) -> set[str]:
 
 def test_no_module_imports_a_test_module() -> None:
     found = imports_of_test_modules()
-    assert sorted(found - PENDING_TEST_IMPORTS) == [], (
+    assert sorted(found) == [], (
         "move what both need into conftest.py (fixtures), tests/factories.py or a helper module"
     )
-    assert sorted(PENDING_TEST_IMPORTS - found) == [], "gone: remove from PENDING_TEST_IMPORTS"
 
 
 @cache
@@ -169,11 +153,10 @@ def private_uses(path: Path) -> Iterator[str]:
 
 def test_no_code_uses_a_private_boto3_or_botocore_name() -> None:
     found = {f"{path.relative_to(ROOT)}: {use}" for path in sources() for use in private_uses(path)}
-    assert sorted(found - PENDING_PRIVATE) == [], (
+    assert sorted(found) == [], (
         "use the public API: boto3.DEFAULT_SESSION or a session you own, client.meta, botocore's"
         " documented classes"
     )
-    assert sorted(PENDING_PRIVATE - found) == [], "gone: remove from PENDING_PRIVATE"
 
 
 def test_the_rules_see_what_they_forbid(tmp_path: Path) -> None:

@@ -1,5 +1,5 @@
 """Signed-hit tokens and keys for the tests: the claims, secrets and helpers that the unit tests
-(tests/unit/test_signing.py), the key-source tests over loopback
+(tests/unit/signing/test_signing.py), the key-source tests over loopback
 (tests/integration/test_signing_keys.py) and the signed hits of the pipeline tests
 (`live_token`) build tokens from."""
 
@@ -19,7 +19,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric.ec import EllipticCurvePrivateKey
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 
-from chalicelib.signing import TokenRefusedError, TokenVerifier
+from chalicelib.signing.exceptions import TokenRefusedError
+from chalicelib.signing.verify import TokenVerifier
 
 NOW = datetime(2026, 11, 28, 12, 0, 0, tzinfo=UTC)
 EXP = int((NOW + timedelta(hours=1)).timestamp())

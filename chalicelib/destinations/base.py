@@ -1,98 +1,160 @@
-"""The destination interface: a batch of events in, one outcome per event out."""
+"""The destination interface: what a destination is, in one file.
+
+A destination is one module (or package) of `chalicelib/destinations/` that exports
+`PLUGIN`, a subclass of `DestinationPlugin`. Its name is its module's, with - for _
+(`customer_profiles` answers to `customer-profiles` in DESTINATIONS); `registry` finds it
+by listing this package, so adding a destination touches no other file of chalicelib, and
+only the configured destinations are ever imported.
+
+A plug-in declares, as class attributes, everything the app and the tools need to know:
+
+- `name`, `service` (botocore's service name, for the region it is offered in; None for a
+  destination that is not an AWS service) and `variables` (each setting's shape: variable,
+  meaning, default and the botocore rule its value must pass);
+- hooks into the development tools, each a dotted path resolved by devtools only (nothing
+  here imports them): `double` (the dry-run double `make dev` and `make bench` use),
+  `probe` (how `ops check` finds a test event there; None: it cannot be read back) and
+  `resources` (CloudFormation the deploy template adds; None: none);
+- `calls_per_1000_events`: the downstream calls `make bench` expects for 1,000 events.
+
+and implements three methods on its own typed settings: `parse` (the stage's environment
+into its settings, failing with the variable's name), `create` (the `Destination` that
+delivers, on whatever transport it likes: a boto3 client, an HTTPS endpoint with a secret)
+and `iam_statements` (what the consumer's role needs, on the destination's resources only).
+docs/destinations/README.md walks through adding one.
+"""
 
 from __future__ import annotations
 
-import enum
 import json
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
-from typing import Any, Generic, Protocol, TypeVar
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, NotRequired, Self, TypedDict, TypeVar
 
 from chalicelib import telemetry
+from chalicelib.env import ConfigError, Reader
 from chalicelib.events import Event
+from chalicelib.outcomes import DELIVERED, Outcome, TimeLeft, Verdict
 
+if TYPE_CHECKING:
+    from concurrent.futures import Executor
 
-class Verdict(enum.IntEnum):
-    """What happened to one event (or its profile update). Higher is worse."""
-
-    DELIVERED = 0
-    REJECTED = 1  # no retry can fix it: kept on the dead-letter queue with the reason
-    RETRY = 2  # throttled, failed or unknown: the message goes back to the queue
+    from chalicelib.service_models import ModelPath
 
 
 @dataclass(frozen=True)
-class Outcome:
-    """The event's verdict and, for an event that wrote a profile, the profile's.
+class Setting:
+    """One environment variable a destination reads, as deploy preflight, docs/settings.md
+    and the tools describe it."""
 
-    They differ when a destination records the event but not the profile update (or the
-    reverse): the consumer must then neither send the event again nor lose the update.
-    """
+    variable: str
+    meaning: str
+    default: str | None = None  # None: required
+    # Where botocore's model constrains the value: (service, operation, member, ...).
+    model: ModelPath | None = None
 
-    verdict: Verdict
-    reason: str = ""
-    profile: Verdict | None = None  # None: the event wrote nothing to a profile
-    profile_reason: str = ""
+    def read(self, environ: Mapping[str, str]) -> str:
+        """The value (or the default), checked against the model's rule when there is one;
+        a missing or refused value raises ConfigError naming the variable."""
+        if self.model is None:
+            value = environ.get(self.variable, "").strip() or self.default
+            if value is None:
+                raise ConfigError(self.variable, "is required; set it in .chalice/config.json")
+            return value
+        from chalicelib.service_models import model_rule
 
-
-DELIVERED = Outcome(Verdict.DELIVERED)
-
-# Milliseconds of Lambda time left; None where there is no deadline (tests, local runs).
-TimeLeft = Callable[[], int] | None
-
-
-def same_occurrence(first: Event, second: Event) -> bool:
-    """Two messages for one (endpoint id, event id) describe the same event. Times aside (a
-    resend is received later, and without a `timestamp` parameter stamped later), and what
-    the consumer itself changes on a requeued copy: the destinations still owed, and the
-    profile update, stripped from a copy because it had already landed. Only a copy (it
-    names its destinations) may lack the update: two hits that differ in it are two events."""
-    if first.profile != second.profile:
-        stripped = first if first.profile.is_empty() else second
-        if not stripped.profile.is_empty() or stripped.destinations is None:
-            return False
-    return (
-        replace(
-            second,
-            timestamp=first.timestamp,
-            received_at=first.received_at,
-            client_timestamp=first.client_timestamp,
-            destinations=first.destinations,
-            profile=first.profile,
-        )
-        == first
-    )
+        return Reader(environ).modelled(self.variable, model_rule(*self.model), self.default)
 
 
-def verdict_for_status(status: int) -> Verdict:
-    """Per-item HTTP-like status: 2xx delivered; 429, 5xx and anything unknown (no status,
-    1xx, 3xx) retried; any other 4xx rejected."""
-    if 200 <= status < 300:
-        return Verdict.DELIVERED
-    if 400 <= status < 500 and status != 429:
-        return Verdict.REJECTED
-    return Verdict.RETRY
+class Statement(TypedDict):
+    """One IAM policy statement, as `make policies` writes it."""
+
+    Sid: str
+    Effect: str
+    Action: list[str]
+    Resource: str | list[str]
+    Condition: NotRequired[dict[str, Any]]
 
 
-class Destination(Protocol):
-    """A service that records events. `deliver` never raises for a service failure:
-    it answers RETRY for the events concerned instead. It starts no call it cannot finish
-    before `time_left` runs out: those events are answered RETRY too. An event whose request
-    cannot be built is that event's rejection (`build_refusal`), never the batch's.
+@dataclass(frozen=True)
+class Visitor:
+    """Someone to forget (erasure): an endpoint id, a user id, or both."""
 
-    `time_left` is what the destination may spend: the consumer has already taken off the
-    time it needs afterwards to settle the batch with SQS."""
+    endpoint_id: str | None = None
+    user_id: str | None = None
 
-    name: str
 
+class Destination(ABC):
+    """What a plug-in creates: a service that records events.
+
+    `deliver` never raises for a service failure: it answers RETRY for the events concerned
+    instead. It starts no call it cannot finish before `time_left` runs out: those events are
+    answered RETRY too. An event whose request cannot be built is that event's rejection
+    (`build_refusal`), never the batch's. `time_left` is what the destination may spend: the
+    consumer has already taken off the time it needs afterwards to settle the batch."""
+
+    name: str  # as DESTINATIONS names it
+
+    @abstractmethod
     def deliver(self, events: Sequence[Event], time_left: TimeLeft = None) -> list[Outcome]:
         """Outcomes in the order of `events`."""
-        ...
+
+    def forget(self, visitor: Visitor, time_left: TimeLeft = None) -> Outcome:
+        """Erase or announce the erasure of what this destination holds of `visitor`:
+        DELIVERED when done (or nothing to do), RETRY when it should be tried again,
+        REJECTED when it cannot be done here. By default a destination keeps nothing it
+        could erase; one that stores per visitor, or streams to stores that do, says so."""
+        return Outcome(Verdict.DELIVERED, f"{self.name} keeps nothing to erase")
 
 
-SettingsT = TypeVar("SettingsT")
-ClientT = TypeVar("ClientT")
-# One IAM policy statement, as `make policies` writes it (Sid, Effect, Action, Resource).
-Statement = dict[str, Any]
+SettingsT = TypeVar("SettingsT", covariant=True)
+
+
+class DestinationPlugin(ABC, Generic[SettingsT]):
+    """One destination as the app and the tools see it (see the module's docstring).
+
+    The class declares and parses; an instance is the plug-in configured for one stage
+    (`configure(environ)`), holding its parsed settings."""
+
+    name: ClassVar[str]
+    service: ClassVar[str | None]
+    variables: ClassVar[tuple[Setting, ...]]
+    double: ClassVar[str]  # a devtools module with `start(setup)` (devtools.localstack.doubles)
+    probe: ClassVar[str | None] = None  # "module:callable", (environ, client) -> probe
+    resources: ClassVar[str | None] = None  # "module:callable", environ -> CloudFormation
+    calls_per_1000_events: ClassVar[float | None] = None  # None: measured, no target
+
+    def __init__(self, settings: SettingsT) -> None:
+        self._settings = settings
+
+    @property
+    def settings(self) -> SettingsT:
+        return self._settings
+
+    @classmethod
+    def configure(cls, environ: Mapping[str, str]) -> Self:
+        """The plug-in with its settings read from `environ` (ConfigError if one is wrong)."""
+        return cls(cls.parse(environ))
+
+    @classmethod
+    @abstractmethod
+    def parse(cls, environ: Mapping[str, str]) -> SettingsT:
+        """Its own settings from a stage's environment, failing with the variable's name."""
+
+    @abstractmethod
+    def create(self, pool: Executor | None = None) -> Destination:
+        """The destination that delivers (no network call here: it connects on use).
+        `pool`: the consumer's threads, for a destination that sends a batch's calls at
+        once; None sends one call after another."""
+
+    @abstractmethod
+    def iam_statements(self) -> list[Statement]:
+        """What the consumer's role needs for it, on its own resources only (`own_arn`);
+        [] for a destination that is not an AWS service."""
+
+
+# Helpers for destinations that call AWS APIs -----------------------------------------------
 
 
 def own_arn(service: str, resource: str) -> str:
@@ -103,23 +165,14 @@ def own_arn(service: str, resource: str) -> str:
     return f"arn:${{AWS::Partition}}:{service}:${{AWS::Region}}:${{AWS::AccountId}}:{resource}"
 
 
-@dataclass(frozen=True)
-class DestinationSpec(Generic[SettingsT, ClientT]):
-    """Everything pixel-relay and its tooling know about one destination, exported by its
-    module as `SPEC`: the consumer builds it, `make policies` grants it and the dry run stands
-    in for it from this one object, so nothing elsewhere checks a destination's name."""
-
-    name: str  # as DESTINATIONS names it: the module's name with - for _
-    settings: type[SettingsT]  # its own settings, read from the stage's environment...
-    from_env: Callable[[Mapping[str, str]], SettingsT]  # ...failing with the variable's name
-    client: Callable[[SettingsT], ClientT]  # its boto3 client (`service_client`)
-    destination: Callable[[ClientT, SettingsT], Destination]  # requests out, results read
-    # What the consumer's role needs for it, on its own resources only.
-    iam_statements: Callable[[SettingsT], list[Statement]]
-
-    def create(self, settings: SettingsT) -> Destination:
-        """The destination on a client of its own (no AWS call: boto3 connects on use)."""
-        return self.destination(self.client(settings), settings)
+def verdict_for_status(status: int) -> Verdict:
+    """Per-item HTTP-like status: 2xx delivered; 429, 5xx and anything unknown (no status,
+    1xx, 3xx) retried; any other 4xx rejected."""
+    if 200 <= status < 300:
+        return Verdict.DELIVERED
+    if 400 <= status < 500 and status != 429:
+        return Verdict.REJECTED
+    return Verdict.RETRY
 
 
 def pack(sizes: Sequence[int], max_count: int, max_bytes: int) -> list[list[int]]:
@@ -177,6 +230,31 @@ def unexpected_failure(destination: str, action: str, error: Exception) -> Outco
     return Outcome(Verdict.RETRY, f"{destination} {action} failed: {type(error).__name__}")
 
 
+class RequestRefusedError(Exception):
+    """When a service (or botocore, before sending) refuses a request for what one of its
+    items carries: `send_halving` splits the request until that item stands alone."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason  # the rejection of the item at fault, once it stands alone
+
+
+def send_halving(
+    items: Sequence[_Item], send: Callable[[Sequence[_Item]], list[Outcome]]
+) -> list[Outcome]:
+    """`send`'s outcomes for `items` (one each, in order). When `send` raises
+    RequestRefusedError, the items are sent again in two halves, each halved in turn, until the
+    item at fault stands alone and is rejected with the reason: one bad item costs only
+    itself. Halves go in order, the first half's calls before the second's."""
+    try:
+        return send(items)
+    except RequestRefusedError as refused:
+        if len(items) == 1:
+            return [Outcome(Verdict.REJECTED, refused.reason)]
+        middle = len(items) // 2
+        return send_halving(items[:middle], send) + send_halving(items[middle:], send)
+
+
 def deliver_packed(
     items: Sequence[_Item],
     sizes: Sequence[int],
@@ -192,39 +270,32 @@ def deliver_packed(
     `limits` (items and bytes a call). No call starts with less Lambda time left than its
     worst case.
 
-    `send` lets botocore's `ParamValidationError` through: the batch is then halved until
-    the item at fault stands alone and is rejected, so one bad item costs only itself. Any
-    other exception from `send` retries that batch only."""
+    `send` lets botocore's `ParamValidationError` through: the batch is then halved
+    (`send_halving`) until the item at fault stands alone and is rejected. Any other
+    exception from `send` retries that batch only."""
     from botocore.exceptions import ParamValidationError
+
+    def call(members: Sequence[int]) -> list[Outcome]:
+        if time_left is not None and time_left() < call_budget_ms:
+            return [Outcome(Verdict.RETRY, "out of time")] * len(members)
+        try:
+            answers = send([items[i] for i in members])
+            if len(answers) != len(members):
+                raise RuntimeError(f"{len(answers)} answers for {len(members)} items")
+        except ParamValidationError as error:
+            raise RequestRefusedError(build_refusal(destination, "request", error)) from error
+        except Exception as error:  # this batch's failure, not the others'
+            return [unexpected_failure(destination, "call", error)] * len(members)
+        return answers
 
     max_count, max_bytes = limits
     outcomes: list[Outcome] = [
         DELIVERED if refusal is None else Outcome(Verdict.REJECTED, refusal) for refusal in refusals
     ]
     sendable = [index for index, refusal in enumerate(refusals) if refusal is None]
-    pending = [
-        [sendable[i] for i in batch]
-        for batch in pack([sizes[i] for i in sendable], max_count, max_bytes)
-    ]
-    while pending:
-        members = pending.pop(0)
-        answers: list[Outcome]
-        if time_left is not None and time_left() < call_budget_ms:
-            answers = [Outcome(Verdict.RETRY, "out of time")] * len(members)
-        else:
-            try:
-                answers = send([items[i] for i in members])
-                if len(answers) != len(members):
-                    raise RuntimeError(f"{len(answers)} answers for {len(members)} items")
-            except ParamValidationError as error:
-                if len(members) > 1:
-                    middle = len(members) // 2
-                    pending[:0] = [members[:middle], members[middle:]]
-                    continue
-                answers = [Outcome(Verdict.REJECTED, build_refusal(destination, "request", error))]
-            except Exception as error:  # this batch's failure, not the others'
-                answers = [unexpected_failure(destination, "call", error)] * len(members)
-        for index, outcome in zip(members, answers, strict=True):
+    for batch in pack([sizes[i] for i in sendable], max_count, max_bytes):
+        members = [sendable[i] for i in batch]
+        for index, outcome in zip(members, send_halving(members, call), strict=True):
             outcomes[index] = outcome
     return outcomes
 
@@ -262,8 +333,8 @@ def record_json(event: Event) -> str:
 
 
 def record_line(event: Event) -> bytes:
-    """One line of JSON, newline included: what Firehose writes to S3 for the event, and
-    what a Kinesis record carries (so a Firehose stream reading it writes the same)."""
+    """One line of JSON, newline included: the record a stream destination writes, so that
+    records concatenated by a delivery stream read as newline-delimited JSON."""
     return record_json(event).encode() + b"\n"
 
 
@@ -274,6 +345,14 @@ def client_error_outcome(error: Exception, action: str) -> Outcome:
     status = response.get("ResponseMetadata", {}).get("HTTPStatusCode", "")
     code = response.get("Error", {}).get("Code", type(error).__name__)
     return Outcome(Verdict.RETRY, f"{action} failed: {status} {code}".replace("  ", " "))
+
+
+def call_budget_ms(timeout_seconds: int, attempts: int = 3) -> int:
+    """The longest one destination call can take on a `service_client` (attempts, 2 s
+    connect and the read timeout each, backoff): no call starts with less Lambda time. The
+    time to settle the batch afterwards is the consumer's own reserve
+    (`settlement.settlement_reserve_ms`), already taken off the time a destination is given."""
+    return (attempts * (2 + timeout_seconds) + 3) * 1000
 
 
 def service_client(service: str, timeout_seconds: int) -> Any:

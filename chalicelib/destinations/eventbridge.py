@@ -11,32 +11,45 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from chalicelib import telemetry
 from chalicelib.destinations.base import (
-    DELIVERED,
-    DestinationSpec,
-    Outcome,
+    Destination,
+    DestinationPlugin,
+    Setting,
     Statement,
-    TimeLeft,
-    Verdict,
     build_each,
     build_refusal,
+    call_budget_ms,
     deliver_packed,
     own_arn,
     read_answers,
     record_json,
     service_client,
 )
-from chalicelib.env import ConfigError, Reader, call_budget_ms, model_rule
+from chalicelib.env import ConfigError, Reader
 from chalicelib.events import Event
+from chalicelib.outcomes import DELIVERED, Outcome, TimeLeft, Verdict
 
 if TYPE_CHECKING:
+    from concurrent.futures import Executor
+
     from mypy_boto3_events import EventBridgeClient
     from mypy_boto3_events.type_defs import PutEventsRequestEntryTypeDef
 
 NAME = "eventbridge"
+BUS: Final = Setting(
+    "EVENTBRIDGE_BUS",
+    "the event bus events are put on: a name, or the bus's ARN (another account's too)",
+    default="default",
+    model=("events", "PutEvents", "Entries", "EventBusName"),
+)
+SOURCE: Final = Setting(
+    "EVENTBRIDGE_SOURCE",
+    "each entry's source, for rules to match on (not aws.*)",
+    default="pixel-relay",
+)
 MAX_ENTRIES = 10
 MAX_BYTES = 256 * 1024  # for one entry, and for a whole request
 RETRYABLE_ERRORS = frozenset({"InternalFailure", "InternalException", "ThrottlingException"})
@@ -51,49 +64,16 @@ class Settings:
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:
         reader = Reader(environ)
-        # A name, or the bus's ARN (a bus in another account can only be named by ARN).
-        bus_name = model_rule("events", "PutEvents", "Entries", "EventBusName")
         source = (
-            reader.name("EVENTBRIDGE_SOURCE")
-            if environ.get("EVENTBRIDGE_SOURCE")
-            else "pixel-relay"
+            reader.name(SOURCE.variable) if environ.get(SOURCE.variable) else str(SOURCE.default)
         )
         if source.lower().startswith("aws."):
             raise ConfigError("EVENTBRIDGE_SOURCE", "may not start with aws. (AWS reserves it)")
         return cls(
-            bus=reader.modelled("EVENTBRIDGE_BUS", bus_name, default="default"),
+            bus=BUS.read(environ),
             source=source,
             timeout_seconds=reader.delivery_timeout(),
         )
-
-
-def _client(settings: Settings) -> EventBridgeClient:
-    client: EventBridgeClient = service_client("events", settings.timeout_seconds)
-    return client
-
-
-def _destination(client: EventBridgeClient, settings: Settings) -> EventBridgeDestination:
-    return EventBridgeDestination(
-        client, settings.bus, settings.source, call_budget_ms(settings.timeout_seconds)
-    )
-
-
-def create(settings: Settings) -> EventBridgeDestination:
-    return _destination(_client(settings), settings)
-
-
-def iam_statements(settings: Settings) -> list[Statement]:
-    """PutEvents on the one bus."""
-    bus = settings.bus
-    return [
-        {
-            "Sid": "PutBusEvents",
-            "Effect": "Allow",
-            "Action": ["events:PutEvents"],
-            # A bus given by ARN (another account's, say) is granted exactly that bus.
-            "Resource": bus if bus.startswith("arn:") else own_arn("events", f"event-bus/{bus}"),
-        }
-    ]
 
 
 def entry_for(event: Event, bus: str, source: str) -> dict[str, Any]:
@@ -112,7 +92,7 @@ def entry_size(entry: Mapping[str, Any]) -> int:
     return 14 + sum(len(str(entry[k]).encode()) for k in ("Source", "DetailType", "Detail"))
 
 
-class EventBridgeDestination:
+class EventBridgeDestination(Destination):
     """Puts events on one EventBridge bus."""
 
     name = NAME
@@ -172,11 +152,39 @@ def _entry_outcome(answer: Mapping[str, Any]) -> Outcome:
     return Outcome(Verdict.RETRY if code in RETRYABLE_ERRORS else Verdict.REJECTED, reason)
 
 
-SPEC = DestinationSpec(
-    name=NAME,
-    settings=Settings,
-    from_env=Settings.from_env,
-    client=_client,
-    destination=_destination,
-    iam_statements=iam_statements,
-)
+class EventBridge(DestinationPlugin[Settings]):
+    name = NAME
+    service = "events"
+    variables = (BUS, SOURCE)
+    double = "devtools.localstack.doubles.eventbridge"
+    # PutEvents takes 10 entries a call.
+    calls_per_1000_events = 100
+
+    @classmethod
+    def parse(cls, environ: Mapping[str, str]) -> Settings:
+        return Settings.from_env(environ)
+
+    def create(self, pool: Executor | None = None) -> EventBridgeDestination:
+        settings = self.settings
+        client: EventBridgeClient = service_client(self.service, settings.timeout_seconds)
+        return EventBridgeDestination(
+            client, settings.bus, settings.source, call_budget_ms(settings.timeout_seconds)
+        )
+
+    def iam_statements(self) -> list[Statement]:
+        """PutEvents on the one bus."""
+        bus = self.settings.bus
+        return [
+            {
+                "Sid": "PutBusEvents",
+                "Effect": "Allow",
+                "Action": ["events:PutEvents"],
+                # A bus given by ARN (another account's, say) is granted exactly that bus.
+                "Resource": bus
+                if bus.startswith("arn:")
+                else own_arn("events", f"event-bus/{bus}"),
+            }
+        ]
+
+
+PLUGIN: Final = EventBridge

@@ -11,30 +11,37 @@ from __future__ import annotations
 import base64
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from chalicelib import telemetry
 from chalicelib.destinations.base import (
-    DELIVERED,
-    DestinationSpec,
-    Outcome,
+    Destination,
+    DestinationPlugin,
+    Setting,
     Statement,
-    TimeLeft,
-    Verdict,
     build_each,
+    call_budget_ms,
     deliver_packed,
     own_arn,
     read_answers,
     record_line,
     service_client,
 )
-from chalicelib.env import Reader, call_budget_ms, model_rule
+from chalicelib.env import Reader
 from chalicelib.events import Event
+from chalicelib.outcomes import DELIVERED, Outcome, TimeLeft, Verdict
 
 if TYPE_CHECKING:
+    from concurrent.futures import Executor
+
     from mypy_boto3_firehose import FirehoseClient
 
 NAME = "firehose"
+STREAM: Final = Setting(
+    "FIREHOSE_STREAM",
+    "the delivery stream events are written to",
+    model=("firehose", "PutRecordBatch", "DeliveryStreamName"),
+)
 MAX_RECORDS = 500
 MAX_RECORD_BYTES = 1000 * 1024
 # 4 MB a request, counted as sent: record data travels base64-encoded in the JSON body.
@@ -48,44 +55,10 @@ class Settings:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:
-        reader = Reader(environ)
-        stream_name = model_rule("firehose", "PutRecordBatch", "DeliveryStreamName")
-        return cls(
-            stream=reader.modelled("FIREHOSE_STREAM", stream_name),
-            timeout_seconds=reader.delivery_timeout(),
-        )
+        return cls(stream=STREAM.read(environ), timeout_seconds=Reader(environ).delivery_timeout())
 
 
-def _client(settings: Settings) -> FirehoseClient:
-    client: FirehoseClient = service_client("firehose", settings.timeout_seconds)
-    return client
-
-
-def _destination(client: FirehoseClient, settings: Settings) -> FirehoseDestination:
-    return FirehoseDestination(client, settings.stream, call_budget_ms(settings.timeout_seconds))
-
-
-def create(settings: Settings) -> FirehoseDestination:
-    return _destination(_client(settings), settings)
-
-
-def iam_statements(settings: Settings) -> list[Statement]:
-    """PutRecordBatch on the one delivery stream."""
-    return [
-        {
-            "Sid": "WriteFirehose",
-            "Effect": "Allow",
-            "Action": ["firehose:PutRecordBatch"],
-            "Resource": own_arn("firehose", f"deliverystream/{settings.stream}"),
-        }
-    ]
-
-
-# One line of JSON: Firehose concatenates records, so each ends with a newline.
-record_data = record_line
-
-
-class FirehoseDestination:
+class FirehoseDestination(Destination):
     """Writes events to one Firehose stream with PutRecordBatch."""
 
     name = NAME
@@ -96,7 +69,7 @@ class FirehoseDestination:
         self._call_budget_ms = call_budget_ms
 
     def deliver(self, events: Sequence[Event], time_left: TimeLeft = None) -> list[Outcome]:
-        data, refusals = build_each(events, record_data, NAME, "record")
+        data, refusals = build_each(events, record_line, NAME, "record")
         for index, record in enumerate(data):
             if record is not None and len(record) > MAX_RECORD_BYTES:
                 refusals[index] = (
@@ -135,11 +108,33 @@ def _record_outcome(answer: Mapping[str, Any]) -> Outcome:
     return Outcome(Verdict.RETRY, f"{answer['ErrorCode']} {answer.get('ErrorMessage', '')}".strip())
 
 
-SPEC = DestinationSpec(
-    name=NAME,
-    settings=Settings,
-    from_env=Settings.from_env,
-    client=_client,
-    destination=_destination,
-    iam_statements=iam_statements,
-)
+class Firehose(DestinationPlugin[Settings]):
+    name = NAME
+    service = "firehose"
+    variables = (STREAM,)
+    double = "devtools.localstack.doubles.firehose"
+    # PutRecordBatch takes 500 records a call.
+    calls_per_1000_events = 2
+
+    @classmethod
+    def parse(cls, environ: Mapping[str, str]) -> Settings:
+        return Settings.from_env(environ)
+
+    def create(self, pool: Executor | None = None) -> FirehoseDestination:
+        timeout = self.settings.timeout_seconds
+        client: FirehoseClient = service_client(self.service, timeout)
+        return FirehoseDestination(client, self.settings.stream, call_budget_ms(timeout))
+
+    def iam_statements(self) -> list[Statement]:
+        """PutRecordBatch on the one delivery stream."""
+        return [
+            {
+                "Sid": "WriteFirehose",
+                "Effect": "Allow",
+                "Action": ["firehose:PutRecordBatch"],
+                "Resource": own_arn("firehose", f"deliverystream/{self.settings.stream}"),
+            }
+        ]
+
+
+PLUGIN: Final = Firehose

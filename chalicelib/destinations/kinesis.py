@@ -1,9 +1,9 @@
 """Amazon Kinesis Data Streams `PutRecords`: each event one record, keyed by its endpoint.
 
-The record is the line Firehose writes (`Event.to_record()` as one line of JSON, newline
-included: a Firehose stream reading this stream then writes newline-delimited JSON to S3 as
-the Firehose destination does). The partition key is the endpoint id, so one visitor's
-events land on one shard, in the order they were written.
+The record is the shared stream record (`base.record_line`: `Event.to_record()` as one line
+of JSON, newline included), so a delivery stream reading this stream writes
+newline-delimited JSON to S3. The partition key is the endpoint id, so one visitor's events
+land on one shard, in the order they were written.
 
 Records are packed within the quotas AWS documents (500 records a call, 1 MiB a record and
 5 MiB a call, partition key included; botocore's current model allows 10 MiB for both) and
@@ -20,30 +20,38 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from chalicelib import telemetry
 from chalicelib.destinations.base import (
-    DELIVERED,
-    DestinationSpec,
-    Outcome,
+    Destination,
+    DestinationPlugin,
+    Setting,
     Statement,
-    TimeLeft,
-    Verdict,
     build_each,
+    call_budget_ms,
     deliver_packed,
     own_arn,
     read_answers,
     record_line,
     service_client,
 )
-from chalicelib.env import ConfigError, Reader, call_budget_ms, model_rule
+from chalicelib.env import ConfigError, Reader
 from chalicelib.events import Event
+from chalicelib.outcomes import DELIVERED, Outcome, TimeLeft, Verdict
+from chalicelib.service_models import model_rule
 
 if TYPE_CHECKING:
+    from concurrent.futures import Executor
+
     from mypy_boto3_kinesis import KinesisClient
 
 NAME = "kinesis"
+STREAM: Final = Setting(
+    "KINESIS_STREAM",
+    "the data stream events are written to: its name, or its ARN (another account's too)",
+    model=("kinesis", "PutRecords", "StreamName"),  # StreamARN's rule for an ARN
+)
 MAX_RECORDS = 500
 MIB = 1024 * 1024
 MAX_RECORD_BYTES = MIB  # data and partition key together
@@ -92,36 +100,6 @@ def _stream_rule(environ: Mapping[str, str]) -> Any:
     return model_rule("kinesis", "PutRecords", "StreamARN")
 
 
-def _client(settings: Settings) -> KinesisClient:
-    client: KinesisClient = service_client("kinesis", settings.timeout_seconds)
-    return client
-
-
-def _destination(client: KinesisClient, settings: Settings) -> KinesisDestination:
-    return KinesisDestination(client, settings, call_budget_ms(settings.timeout_seconds))
-
-
-def create(settings: Settings) -> KinesisDestination:
-    return _destination(_client(settings), settings)
-
-
-def iam_statements(settings: Settings) -> list[Statement]:
-    """PutRecords on the one stream. A stream encrypted with a customer managed KMS key also
-    needs kms:GenerateDataKey on that key (granted in the key policy or added here by hand):
-    pixel-relay cannot know the key from the stream's name."""
-    resource = (
-        settings.stream if settings.is_arn else own_arn("kinesis", f"stream/{settings.stream}")
-    )
-    return [
-        {
-            "Sid": "WriteKinesis",
-            "Effect": "Allow",
-            "Action": ["kinesis:PutRecords"],
-            "Resource": resource,
-        }
-    ]
-
-
 @dataclass(frozen=True)
 class Record:
     data: bytes
@@ -132,7 +110,7 @@ def build_record(event: Event) -> Record:
     return Record(record_line(event), event.endpoint_id)
 
 
-class KinesisDestination:
+class KinesisDestination(Destination):
     """Writes events to one Kinesis data stream with PutRecords."""
 
     name = NAME
@@ -194,11 +172,37 @@ def _outcome(answer: Mapping[str, Any]) -> Outcome:
     return DELIVERED
 
 
-SPEC = DestinationSpec(
-    name=NAME,
-    settings=Settings,
-    from_env=Settings.from_env,
-    client=_client,
-    destination=_destination,
-    iam_statements=iam_statements,
-)
+class Kinesis(DestinationPlugin[Settings]):
+    name = NAME
+    service = "kinesis"
+    variables = (STREAM,)
+    double = "devtools.localstack.doubles.kinesis"
+    # PutRecords takes 500 records a call.
+    calls_per_1000_events = 2
+
+    @classmethod
+    def parse(cls, environ: Mapping[str, str]) -> Settings:
+        return Settings.from_env(environ)
+
+    def create(self, pool: Executor | None = None) -> KinesisDestination:
+        timeout = self.settings.timeout_seconds
+        client: KinesisClient = service_client(self.service, timeout)
+        return KinesisDestination(client, self.settings, call_budget_ms(timeout))
+
+    def iam_statements(self) -> list[Statement]:
+        """PutRecords on the one stream. A stream encrypted with a customer managed KMS key
+        also needs kms:GenerateDataKey on that key (granted in the key policy or added here
+        by hand): pixel-relay cannot know the key from the stream's name."""
+        stream = self.settings.stream
+        resource = stream if self.settings.is_arn else own_arn("kinesis", f"stream/{stream}")
+        return [
+            {
+                "Sid": "WriteKinesis",
+                "Effect": "Allow",
+                "Action": ["kinesis:PutRecords"],
+                "Resource": resource,
+            }
+        ]
+
+
+PLUGIN: Final = Kinesis

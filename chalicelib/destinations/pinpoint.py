@@ -12,29 +12,31 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
 
 from chalicelib import limits, telemetry
+from chalicelib.dedupe import same_occurrence
 from chalicelib.destinations.base import (
-    DELIVERED,
-    DestinationSpec,
-    Outcome,
+    Destination,
+    DestinationPlugin,
+    Setting,
     Statement,
-    TimeLeft,
-    Verdict,
     build_refusal,
+    call_budget_ms,
     own_arn,
-    same_occurrence,
     service_client,
     unexpected_failure,
     verdict_for_status,
 )
-from chalicelib.env import Reader, call_budget_ms
+from chalicelib.env import Reader
 from chalicelib.events import Event, ProfileUpdate
+from chalicelib.outcomes import DELIVERED, Outcome, TimeLeft, Verdict
 
 if TYPE_CHECKING:
+    from concurrent.futures import Executor
+
     from mypy_boto3_pinpoint import PinpointClient
 
 # Room for the request envelope; sizes are measured as botocore writes JSON (", " and ": "
@@ -44,6 +46,9 @@ _ENTRY_OVERHEAD = 8
 
 EventKey = tuple[str, str]  # (endpoint id, event id)
 NAME = "pinpoint"
+APPLICATION: Final = Setting(
+    "PINPOINT_APPLICATION_ID", "the Pinpoint project (application) id events are recorded in"
+)
 
 
 @dataclass(frozen=True)
@@ -55,40 +60,9 @@ class Settings:
     def from_env(cls, environ: Mapping[str, str]) -> Settings:
         reader = Reader(environ)
         return cls(
-            application_id=reader.name("PINPOINT_APPLICATION_ID"),
+            application_id=reader.name(APPLICATION.variable),
             timeout_seconds=reader.delivery_timeout(),
         )
-
-
-def _client(settings: Settings) -> PinpointClient:
-    client: PinpointClient = service_client("pinpoint", settings.timeout_seconds)
-    return client
-
-
-def _destination(client: PinpointClient, settings: Settings) -> PinpointDestination:
-    return PinpointDestination(
-        client, settings.application_id, call_budget_ms(settings.timeout_seconds)
-    )
-
-
-def create(settings: Settings) -> PinpointDestination:
-    return _destination(_client(settings), settings)
-
-
-def iam_statements(settings: Settings) -> list[Statement]:
-    """PutEvents in the one project (its ARN, and what is under it)."""
-    application = settings.application_id
-    return [
-        {
-            "Sid": "RecordEvents",
-            "Effect": "Allow",
-            "Action": ["mobiletargeting:PutEvents"],
-            "Resource": [
-                own_arn("mobiletargeting", f"apps/{application}"),
-                own_arn("mobiletargeting", f"apps/{application}/*"),
-            ],
-        }
-    ]
 
 
 def event_to_wire(event: Event) -> dict[str, Any]:
@@ -273,7 +247,7 @@ def _pack_by_size(
     return requests
 
 
-class PinpointDestination:
+class PinpointDestination(Destination):
     """Records events in one Pinpoint project with PutEvents."""
 
     name = NAME
@@ -407,11 +381,40 @@ def _json_size(value: Any) -> int:
     return len(json.dumps(value))
 
 
-SPEC = DestinationSpec(
-    name=NAME,
-    settings=Settings,
-    from_env=Settings.from_env,
-    client=_client,
-    destination=_destination,
-    iam_statements=iam_statements,
-)
+class Pinpoint(DestinationPlugin[Settings]):
+    name = NAME
+    service = "pinpoint"
+    variables = (APPLICATION,)
+    double = "devtools.localstack.doubles.pinpoint"
+    probe = "devtools.ops.check:pinpoint_probe"
+    # PutEvents takes 100 events a call.
+    calls_per_1000_events = 10
+
+    @classmethod
+    def parse(cls, environ: Mapping[str, str]) -> Settings:
+        return Settings.from_env(environ)
+
+    def create(self, pool: Executor | None = None) -> PinpointDestination:
+        settings = self.settings
+        client: PinpointClient = service_client(self.service, settings.timeout_seconds)
+        return PinpointDestination(
+            client, settings.application_id, call_budget_ms(settings.timeout_seconds)
+        )
+
+    def iam_statements(self) -> list[Statement]:
+        """PutEvents in the one project (its ARN, and what is under it)."""
+        application = self.settings.application_id
+        return [
+            {
+                "Sid": "RecordEvents",
+                "Effect": "Allow",
+                "Action": ["mobiletargeting:PutEvents"],
+                "Resource": [
+                    own_arn("mobiletargeting", f"apps/{application}"),
+                    own_arn("mobiletargeting", f"apps/{application}/*"),
+                ],
+            }
+        ]
+
+
+PLUGIN: Final = Pinpoint

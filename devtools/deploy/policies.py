@@ -29,9 +29,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final
 
-from chalicelib.config import ConfigError
 from chalicelib.destinations import registry
 from chalicelib.destinations.base import own_arn
+from chalicelib.env import ConfigError
 from devtools.paths import ROOT
 from devtools.queue_spec import KmsKey, chalice_config, queue_kms_key, stage_environment
 
@@ -136,27 +136,22 @@ def signing_keys_statement(source: str) -> Policy:
 
 
 def destination_statements(environment: Mapping[str, str]) -> list[Policy]:
-    """What each configured destination's `SPEC` says it needs, from its own settings (as
+    """What each configured destination's plug-in says it needs, from its own settings (as
     the consumer reads them), in the registry's order whatever the order of DESTINATIONS.
     A statement that wildcards partition, region or account is refused, naming the module."""
-    configured = registry.parse_names(
-        environment.get("DESTINATIONS", registry.DEFAULT_DESTINATIONS)
-    )
     statements: list[Policy] = []
-    for name in registry.known():
-        if name in configured:
-            spec = registry.spec(name)
-            own = spec.iam_statements(spec.from_env(environment))
-            for statement in own:
-                for resource in resources(statement):
-                    problem = wildcard_problem(resource)
-                    if problem:
-                        raise PolicyError(
-                            f"destination {name}: iam_statements grants {resource!r}, which"
-                            f" {problem}; build the ARN with"
-                            " chalicelib.destinations.base.own_arn(service, resource)"
-                        )
-            statements.extend(own)
+    for plugin in registry.configure(registry.configured_names(environment), environment):
+        own = plugin.iam_statements()
+        for statement in own:
+            for resource in resources(statement):
+                problem = wildcard_problem(resource)
+                if problem:
+                    raise PolicyError(
+                        f"destination {plugin.name}: iam_statements grants {resource!r},"
+                        f" which {problem}; build the ARN with"
+                        " chalicelib.destinations.base.own_arn(service, resource)"
+                    )
+        statements.extend(dict(statement) for statement in own)
     return statements
 
 

@@ -2,7 +2,7 @@
 call or package build, with the fix named: one line a problem, no traceback.
 
 In order: the stage's settings as both functions read them, each configured destination's
-own settings (parsed by its `SPEC`, as the consumer parses them), `deploy/stages.json`, the
+own settings (parsed by its plug-in, as the consumer parses them), `deploy/stages.json`, the
 policy files (present, and what `make policies` writes now), the consumer's settlement
 deadline; then, for commands that call AWS, the region and credentials (`check_aws`).
 """
@@ -15,9 +15,10 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError, ProfileNotFound
 
-from chalicelib.config import ConfigError, Reader, Settings
-from chalicelib.delivery import settlement_problem
+from chalicelib.config import Settings
 from chalicelib.destinations import registry
+from chalicelib.env import ConfigError, Reader
+from chalicelib.settlement import settlement_problem
 from devtools.deploy.policies import policy_files, render
 from devtools.deploy.settings import DeploySettings, DeploySettingsError
 from devtools.paths import CHALICE_DIR, ROOT
@@ -61,7 +62,7 @@ def check_stage(stage: str, root: Path = ROOT) -> Settings:
     """The stage's settings as the functions will read them; raise if it cannot deploy."""
     try:
         settings = Settings.from_env(stage_environment(stage, root))
-        registry.settings_for(settings.destinations, stage_environment(stage, root))
+        registry.configure(settings.destinations, stage_environment(stage, root))
         DeploySettings.for_stage(stage, root)
     except (ConfigError, DeploySettingsError) as error:
         raise PreflightError(f"stage {stage}: {error}") from None

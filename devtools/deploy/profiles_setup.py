@@ -29,12 +29,9 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from chalicelib.config import ConfigError
-from chalicelib.destinations.customer_profiles import (
-    TRIGGER_PREFIX,
-    Settings,
-    object_type_definition,
-)
+from chalicelib.destinations.customer_profiles.object_type import object_type_definition
+from chalicelib.destinations.customer_profiles.settings import TRIGGER_PREFIX, Settings
+from chalicelib.env import ConfigError
 from devtools.paths import ROOT
 from devtools.process import aws_region
 from devtools.queue_spec import stage_environment

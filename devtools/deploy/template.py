@@ -16,24 +16,21 @@ The functions get the names `chalice deploy` gives them (`pixel-relay-<stage>`,
 `pixel-relay-<stage>-deliver`): their log groups, and so their log permissions, are known
 before they exist, and `verify` and `ops check` find them by name on either path.
 
-When DESTINATIONS includes customer-profiles, it also declares what `make profiles-setup`
-creates: the object type (`object_type_definition`), one event trigger per
-PROFILES_TRIGGER_EVENTS name (`event_trigger_definition`), and the domain itself unless the
-`CreateProfilesDomain` parameter is false (a domain your Amazon Connect instance already has).
+Each configured destination may add its own resources, parameters and conditions: its
+plug-in names a `resources` hook (Customer Profiles': `devtools.deploy.profiles_template`,
+the object type, event triggers and domain `make profiles-setup` would create).
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
-import re
 from pathlib import Path
 from typing import Any, Final
 
-from chalicelib.config import QueueWiring, Settings
-from chalicelib.destinations import customer_profiles
+from chalicelib.config import QueueWiring
+from chalicelib.destinations import registry
+from devtools import hooks
 from devtools.deploy.policies import for_cloudformation, function_name, stage_policies
-from devtools.deploy.profiles_setup import event_trigger_definition
 from devtools.deploy.settings import DeploySettings
 from devtools.paths import ROOT
 from devtools.queue_spec import (
@@ -117,11 +114,11 @@ def merge_template(stage: str, root: Path = ROOT) -> dict[str, Any]:
     }
     resources.update(_waf(stage, settings))
     resources.update(_dedupe_table(environment))
-    profiles = _customer_profiles(environment)
-    resources.update(profiles)
+    added = destination_fragments(environment)
+    resources.update(added["Resources"])
     return {
         "Parameters": {
-            **(PROFILES_PARAMETERS if profiles else {}),
+            **added["Parameters"],
             "EnableWaf": {
                 "Type": "String",
                 "AllowedValues": ["true", "false"],
@@ -154,7 +151,7 @@ def merge_template(stage: str, root: Path = ROOT) -> dict[str, Any]:
             "WafEnabled": {"Fn::Equals": [_ref("EnableWaf"), "true"]},
             "WafBotBlocks": {"Fn::Equals": [_ref("WafBotControlAction"), "block"]},
             "HasAlarmTopic": {"Fn::Not": [{"Fn::Equals": [_ref("AlarmTopicArn"), ""]}]},
-            **(PROFILES_CONDITIONS if profiles else {}),
+            **added["Conditions"],
             "HasPixelReservedConcurrency": {
                 "Fn::Not": [{"Fn::Equals": [_ref("PixelReservedConcurrency"), "0"]}]
             },
@@ -241,104 +238,32 @@ def _dedupe_table(environment: dict[str, str]) -> dict[str, Any]:
     }
 
 
-# Customer Profiles ------------------------------------------------------------------------
+# What destinations add ---------------------------------------------------------------------
 
-# A new domain keeps profiles and objects this many days (the API's own default, 366).
-PROFILES_EXPIRATION_DAYS: Final = 366
-PROFILES_PARAMETERS: Final = {
-    "CreateProfilesDomain": {
-        "Type": "String",
-        "AllowedValues": ["true", "false"],
-        "Default": "true",
-        "Description": "Create the Customer Profiles domain PROFILES_DOMAIN names (kept when the"
-        " stack is deleted). false: it exists already, e.g. your Amazon Connect instance's.",
-    }
-}
-PROFILES_CONDITIONS: Final = {
-    "CreatesProfilesDomain": {"Fn::Equals": [_ref("CreateProfilesDomain"), "true"]}
-}
-# PutProfileObjectType members and their CloudFormation properties (the rest are the same).
-_OBJECT_TYPE_AS_PROPERTIES: Final = frozenset(
-    {
-        "Description",
-        "AllowProfileCreation",
-        "ExpirationDays",
-        "EncryptionKey",
-        "SourceLastUpdatedTimestampFormat",
-        "TemplateId",
-        "MaxProfileObjectCount",
-        "SourcePriority",
-    }
-)
+FRAGMENT_SECTIONS: Final = ("Parameters", "Conditions", "Resources")
 
 
-def _customer_profiles(environment: dict[str, str]) -> dict[str, Any]:
-    """The domain (optional), the object type and the event triggers, from the same
-    definitions `make profiles-setup` sends; nothing without customer-profiles."""
-    if customer_profiles.NAME not in Settings.from_env(environment).destinations:
-        return {}
-    settings = customer_profiles.Settings.from_env(environment)
-    domain = {"Fn::If": ["CreatesProfilesDomain", _ref("ProfilesDomain"), settings.domain]}
-    resources: dict[str, Any] = {
-        "ProfilesDomain": {
-            "Type": "AWS::CustomerProfiles::Domain",
-            "Condition": "CreatesProfilesDomain",
-            # It holds the profiles: kept when the stack goes, like data.
-            "DeletionPolicy": "Retain",
-            "UpdateReplacePolicy": "Retain",
-            "Properties": {
-                "DomainName": settings.domain,
-                "DefaultExpirationDays": PROFILES_EXPIRATION_DAYS,
-            },
-        },
-        "ProfilesObjectType": {
-            "Type": "AWS::CustomerProfiles::ObjectType",
-            "DeletionPolicy": "Retain",
-            "UpdateReplacePolicy": "Retain",
-            "Properties": object_type_properties(
-                customer_profiles.object_type_definition(settings), domain
-            ),
-        },
-    }
-    for event in settings.trigger_events:
-        request = event_trigger_definition(settings, event)
-        properties = {name: value for name, value in request.items() if name != "DomainName"}
-        resources[trigger_logical_id(event)] = {
-            "Type": "AWS::CustomerProfiles::EventTrigger",
-            "DependsOn": "ProfilesObjectType",
-            "Properties": {"DomainName": domain, **properties},
-        }
-    return resources
-
-
-def object_type_properties(definition: dict[str, Any], domain: Any) -> dict[str, Any]:
-    """A PutProfileObjectType request as AWS::CustomerProfiles::ObjectType properties:
-    Fields and Keys become lists of {Name, ...}; a member CloudFormation has no property
-    for is an error here rather than silently dropped."""
-    converted = {"DomainName", "ObjectTypeName", "Fields", "Keys"}
-    unknown = set(definition) - _OBJECT_TYPE_AS_PROPERTIES - converted
-    if unknown:
-        raise ValueError(f"no CloudFormation property for object type member(s) {sorted(unknown)}")
-    properties: dict[str, Any] = {
-        "DomainName": domain,
-        "ObjectTypeName": definition["ObjectTypeName"],
-    }
-    properties.update({k: v for k, v in definition.items() if k in _OBJECT_TYPE_AS_PROPERTIES})
-    properties["Fields"] = [
-        {"Name": name, "ObjectTypeField": field}
-        for name, field in definition.get("Fields", {}).items()
-    ]
-    properties["Keys"] = [
-        {"Name": name, "ObjectTypeKeyList": keys}
-        for name, keys in definition.get("Keys", {}).items()
-    ]
-    return properties
-
-
-def trigger_logical_id(event: str) -> str:
-    """Alphanumeric, stable for the event, distinct for `a_b` and `a-b`."""
-    digest = hashlib.sha256(event.encode()).hexdigest()[:8]
-    return f"ProfilesTrigger{re.sub(r'[^A-Za-z0-9]', '', event)[:40]}{digest}"
+def destination_fragments(environment: dict[str, str]) -> dict[str, dict[str, Any]]:
+    """The CloudFormation each configured destination's plug-in declares (its `resources`
+    hook: environment -> {"Parameters", "Conditions", "Resources"}), merged in the
+    registry's order. A logical id declared twice is an error naming both destinations."""
+    merged: dict[str, dict[str, Any]] = {section: {} for section in FRAGMENT_SECTIONS}
+    owners: dict[tuple[str, str], str] = {}
+    for name in registry.configured_names(environment):
+        hook = registry.plugin(name).resources
+        if hook is None:
+            continue
+        fragment: dict[str, Any] = hooks.attribute(hook, name)(environment)
+        unknown = set(fragment) - set(FRAGMENT_SECTIONS)
+        if unknown:
+            raise ValueError(f"{name}: {hook} returned unknown sections {sorted(unknown)}")
+        for section in FRAGMENT_SECTIONS:
+            for logical_id, value in fragment.get(section, {}).items():
+                earlier = owners.setdefault((section, logical_id), name)
+                if earlier != name:
+                    raise ValueError(f"{section} {logical_id}: declared by {earlier} and {name}")
+                merged[section][logical_id] = value
+    return merged
 
 
 def consumer_max_concurrency(environment: dict[str, str]) -> int:

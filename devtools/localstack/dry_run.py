@@ -1,8 +1,8 @@
 """The local stack's dry run: a local stand-in for every configured destination, and one
 JSON Lines record of what each received.
 
-How each destination is stood in for and read back is its double's business
-(`devtools.localstack.doubles.<destination>`): a stand-in of our own for a service moto lacks,
+How each destination is stood in for and read back is its double's business (the module its
+plug-in names, `DestinationPlugin.double`): a stand-in of our own for a service moto lacks,
 or the service on moto's server with a read-back. Each delivered event becomes one line in the
 log and one line on the console, and is offered to the demo page in Pinpoint's event shape
 whatever the destination.
@@ -58,14 +58,14 @@ class DryRun:
 
     def start(self) -> dict[str, str]:
         """Start every double; return the endpoint variables the app's clients need."""
-        settings = registry.settings_for(self.destinations, self._env)
+        registry.configure(self.destinations, self._env)  # a wrong setting fails here
         endpoints: dict[str, str] = {}
         for name in self.destinations:
             double = doubles.double(name)
             port = doubles.port(name)
             running = double.start(
                 Setup(
-                    settings=settings[name],
+                    environment=self._env,
                     host=self._host,
                     port=self._ports.get(port.option, 0) if port else 0,
                     moto_url=self._moto_url,

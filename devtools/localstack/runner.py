@@ -43,8 +43,9 @@ from typing import TYPE_CHECKING, Final
 
 import boto3
 
-from chalicelib.config import ConfigError, Settings
+from chalicelib.config import Settings
 from chalicelib.destinations import registry
+from chalicelib.env import ConfigError
 from devtools.localstack.demo_server import DemoServer
 from devtools.localstack.doubles import stand_in_ports
 from devtools.localstack.dry_run import DryRun
@@ -242,7 +243,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--destinations",
         help="override the stage's DESTINATIONS (customer-profiles by default),"
-        " e.g. pinpoint,firehose",
+        " e.g. pinpoint,customer-profiles",
     )
     parser.add_argument(
         "--real",
@@ -283,7 +284,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         # The app's own parsing, before anything starts: a bad stage value is named at once.
         settings = Settings.from_env(stage_env)
-        registry.settings_for(settings.destinations, stage_env)
+        registry.configure(settings.destinations, stage_env)
     except ConfigError as error:
         raise SystemExit(f"stage {args.stage}: {error}") from None
     spec = QueueSpec.for_stage(args.stage)

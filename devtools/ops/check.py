@@ -21,7 +21,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Any, Final, Protocol
 
@@ -106,12 +106,19 @@ class PinpointProbe:
             )
 
 
+def pinpoint_probe(environment: Mapping[str, str], client: Callable[[str], Any]) -> PinpointProbe:
+    """The pinpoint plug-in's `probe` hook: its project, asked with a client from `client`."""
+    from chalicelib.destinations.pinpoint import Pinpoint
+
+    return PinpointProbe(client("pinpoint"), Pinpoint.parse(environment).application_id)
+
+
 @dataclass
 class CheckPlan:
     api_url: str  # the stage's base URL, ending with "/"
     sqs: SQSClient
     dead_letter_queue: str
-    probe: DeliveryProbe | None  # None: no destination can be asked (only Pinpoint can)
+    probe: DeliveryProbe | None  # None: no configured destination can be asked
     timeout_seconds: float = 180.0
     poll_seconds: float = 5.0
     dead_letter_every: int = 4  # scan the dead-letter queue every n-th poll

@@ -31,12 +31,14 @@ from typing import IO, TYPE_CHECKING, Any
 import boto3
 from botocore.config import Config
 
-from chalicelib.config import ConfigError, HitPolicy, Settings
+from chalicelib.config import Settings
 from chalicelib.destinations import registry
-from chalicelib.hits import HitRefusedError, parse_hit
+from chalicelib.env import ConfigError
+from chalicelib.hits import HitPolicy, HitRefusedError, parse_hit
+from devtools import hooks
 from devtools.deploy.verify import Deployment, default_stack_name, find_deployment
 from devtools.ops import gtm as ops_gtm
-from devtools.ops.check import CheckPlan, PinpointProbe, run_check
+from devtools.ops.check import CheckPlan, run_check
 from devtools.ops.dlq.journal import Journal, JournalBusyError
 from devtools.ops.dlq.move_task import (
     MOVE_POLL_SECONDS,
@@ -314,18 +316,27 @@ def check_plan(args: argparse.Namespace, ops: Ops) -> CheckPlan:
     environment = stage_environment(args.stage, args.project_dir)
     try:
         settings = Settings.from_env(environment)
-        pinpoint = registry.settings_for(settings.destinations, environment).get("pinpoint")
+        registry.configure(settings.destinations, environment)
     except ConfigError as error:
         raise SystemExit(f"stage {args.stage}: {error}") from None
+    # The first configured destination that can be asked whether it has the test event
+    # (its plug-in's `probe` hook); for the others the check confirms the hit and that the
+    # consumer did not reject it.
+    hook = next(
+        (
+            (name, probe)
+            for name in settings.destinations
+            if (probe := registry.plugin(name).probe) is not None
+        ),
+        None,
+    )
     found = deployment(args, ops) if not args.api_url else None
     return CheckPlan(
         api_url=api_url(args, ops, found),
         sqs=ops.sqs,
         # The stack's dead-letter queue, else the stage's (the same name on both paths).
         dead_letter_queue=found.dead_letter_queue if found else settings.dead_letter_queue,
-        # Only Pinpoint can be asked whether it has the test event; for the other
-        # destinations the check confirms the hit and that the consumer did not reject it.
-        probe=PinpointProbe(ops.client("pinpoint"), pinpoint.application_id) if pinpoint else None,
+        probe=hooks.attribute(hook[1], hook[0])(environment, ops.client) if hook else None,
         timeout_seconds=args.timeout,
         referer=args.referer,
         verify_command=f"make verify STAGE={args.stage}"

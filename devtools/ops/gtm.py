@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from chalicelib import rules
-from chalicelib.config import HitPolicy
+from chalicelib.hits import HitPolicy
 from chalicelib.rules import FieldError
 from devtools.paths import GTM_CONTAINER, ROOT
 

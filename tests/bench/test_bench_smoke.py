@@ -25,6 +25,7 @@ from devtools.paths import ROOT
 FIGURES = (
     "pixel_cost",
     "cold_start",
+    "memory_ratio_vs_enqueue",
     "memory_ratio",
     "memory_peak_mb",
     "downstream_calls",
@@ -161,6 +162,6 @@ def test_compare_prints_a_change_for_each_figure_measured(quick_run: tuple[Path,
     completed = run_bench("--quick", "--only", "consumer", "--compare", str(path))
     assert completed.returncode == 0, completed.stdout + completed.stderr
     comparison = completed.stdout.split("compared with", 1)[1]
-    for label in ("downstream calls, kinesis", "consumer cost, pinpoint"):
+    for label in ("downstream calls, customer-profiles", "consumer cost, pinpoint"):
         line = next(line for line in comparison.splitlines() if line.startswith(label))
         assert line.split()[-1] in ("better", "worse", "same"), line

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from chalicelib.config import HitPolicy
+from chalicelib.hits import HitPolicy
 from devtools.gtm.page_server import GtmPageServer
 from devtools.ops import gtm
 from devtools.paths import ROOT

@@ -16,8 +16,7 @@ from typing import Any
 
 import pytest
 
-from chalicelib.config import HitPolicy
-from chalicelib.hits import AcceptedHit, parse_hit
+from chalicelib.hits import AcceptedHit, HitPolicy, parse_hit
 from devtools.paths import ROOT
 from tests.gtm.node import run_once, run_scenarios
 

@@ -12,6 +12,7 @@ import urllib.request
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import boto3
 import pytest
 from werkzeug import Request, Response
 
@@ -165,3 +166,12 @@ class FlakySqs:
                 if name.lower() not in {"content-length", "transfer-encoding"}
             ]
             return Response(answer.read(), answer.status, passed)
+
+
+def default_session() -> boto3.session.Session:
+    """boto3's default session (made now if no client made it yet): where the app's clients
+    come from, so a test can watch their calls through its events."""
+    if boto3.DEFAULT_SESSION is None:
+        boto3.setup_default_session()
+    assert boto3.DEFAULT_SESSION is not None
+    return boto3.DEFAULT_SESSION

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -16,15 +17,16 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from chalicelib.delivery import settlement_reserve_ms
-from chalicelib.destinations import customer_profiles
-from chalicelib.destinations.base import Verdict
-from chalicelib.destinations.customer_profiles import (
-    CustomerProfilesDestination,
-    Settings,
+from chalicelib.destinations.base import call_budget_ms
+from chalicelib.destinations.customer_profiles import CustomerProfiles
+from chalicelib.destinations.customer_profiles.delivery import CustomerProfilesDestination
+from chalicelib.destinations.customer_profiles.object_type import (
     object_id,
+    object_type_definition,
 )
-from chalicelib.env import call_budget_ms
+from chalicelib.destinations.customer_profiles.settings import Settings
+from chalicelib.outcomes import Verdict
+from chalicelib.settlement import settlement_reserve_ms
 from devtools.deploy import profiles_setup
 from devtools.deploy.profiles_setup import ensure_object_type
 from devtools.offline import NOWHERE
@@ -59,6 +61,13 @@ def client_for(url: str) -> Any:
 def standin() -> Iterator[ProfilesStandIn]:
     with ProfilesStandIn(domains=[DOMAIN]) as server:
         yield server
+
+
+@pytest.fixture
+def pool() -> Iterator[ThreadPoolExecutor]:
+    """The consumer's pool, as runtime makes it."""
+    with ThreadPoolExecutor(32) as threads:
+        yield threads
 
 
 @pytest.fixture
@@ -199,7 +208,7 @@ def test_an_older_event_arriving_in_a_later_batch_leaves_the_newer_value(
 def test_without_a_source_timestamp_the_last_write_wins(standin: ProfilesStandIn) -> None:
     """What the source timestamp is for: an object type without one keeps whatever came
     last, so the newest-value tests above would fail without it."""
-    definition = customer_profiles.object_type_definition(Settings.from_env(ENV))
+    definition = object_type_definition(Settings.from_env(ENV))
     del definition["SourceLastUpdatedTimestampFormat"]
     client_for(standin.url).put_profile_object_type(**definition)
     sender = destination(standin.url)
@@ -310,7 +319,7 @@ def test_an_unreachable_service_is_retried() -> None:
 
 
 def test_a_batch_of_100_at_300_ms_a_call_runs_no_event_out_of_time(
-    ready: ProfilesStandIn,
+    ready: ProfilesStandIn, pool: ThreadPoolExecutor
 ) -> None:
     """Lambda's default consumer timeout minus the settlement reserve, and the stand-in
     answering every call 300 ms late: the default pool writes the batch well in time."""
@@ -318,8 +327,14 @@ def test_a_batch_of_100_at_300_ms_a_call_runs_no_event_out_of_time(
     reserve = settlement_reserve_ms(100, 1, report_batch_item_failures=False)
     ready.delay_next_requests(0.3, count=100)
     events = [make_event(i, endpoint=f"ep-{i % 37}", timestamp=instant(i % 60)) for i in range(100)]
-    sender = customer_profiles.SPEC.destination(
-        client_for(ready.url), Settings.from_env({**ENV, "PROFILES_DOMAIN": DOMAIN})
+    settings = Settings.from_env({**ENV, "PROFILES_DOMAIN": DOMAIN})
+    sender = CustomerProfilesDestination(
+        client_for(ready.url),
+        settings.domain,
+        settings.object_type,
+        call_budget_ms(settings.timeout_seconds),
+        settings.write_threads,
+        pool,
     )
     started = time.monotonic()
 
@@ -337,7 +352,7 @@ def test_create_reads_the_endpoint_from_the_environment(
     ready: ProfilesStandIn, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("AWS_ENDPOINT_URL_CUSTOMER_PROFILES", ready.url)
-    built = customer_profiles.create(Settings.from_env(ENV))
+    built = CustomerProfiles.configure(ENV).create()
     assert built.deliver([make_event(1)])[0].verdict is Verdict.DELIVERED
 
 

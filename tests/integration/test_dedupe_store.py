@@ -64,7 +64,7 @@ def test_recorded_keys_are_seen_per_destination_until_they_expire(
     delivered, other = keys(3), keys(2)
     assert store.record("pinpoint", delivered) == 0
     assert store.seen("pinpoint", delivered + other) == set(delivered)
-    assert store.seen("firehose", delivered) == set()
+    assert store.seen("customer-profiles", delivered) == set()
     now[0] += 3601  # DynamoDB may keep an expired item for days: it is ignored
     assert store.seen("pinpoint", delivered) == set()
 

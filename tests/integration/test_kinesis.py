@@ -17,7 +17,7 @@ import boto3
 import pytest
 
 from chalicelib import runtime
-from tests.integration.harness import Pipeline
+from tests.integration.harness import Pipeline, default_session
 
 SHARDS = 4
 
@@ -86,12 +86,7 @@ def test_kinesis_gets_each_event_once_keyed_by_its_endpoint_500_to_a_call(
     def count(params: dict[str, Any], **_: Any) -> None:
         calls.append(len(params["Records"]))
 
-    # Where the app's clients come from: boto3.client uses boto3.DEFAULT_SESSION.
-    if boto3.DEFAULT_SESSION is None:
-        boto3.setup_default_session()
-    session = boto3.DEFAULT_SESSION
-    assert session is not None
-    events = session.events
+    events = default_session().events  # where the app's clients come from
     events.register("before-parameter-build.kinesis.PutRecords", count)
     try:
         polls = pipeline.consumer(batch_size=600).drain()

@@ -15,7 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from chalicelib.signing import SigningSettings, TokenRefusedError, TokenVerifier
+from chalicelib.signing.exceptions import TokenRefusedError
+from chalicelib.signing.settings import SigningSettings
+from chalicelib.signing.verify import TokenVerifier
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 SECRET = "example-secret-0123456789abcdef-0123456789"

@@ -21,8 +21,10 @@ from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
 from chalicelib import runtime
-from chalicelib.signing import KeySource, KeysUnavailableError, SigningSettings, TokenVerifier
+from chalicelib.signing.exceptions import KeysUnavailableError
 from chalicelib.signing.jwks import CappedJWKClient
+from chalicelib.signing.settings import KeySource, SigningSettings
+from chalicelib.signing.verify import TokenVerifier
 from tests.integration.harness import Pipeline
 from tests.tokens import (
     ISSUER,

@@ -7,7 +7,8 @@
 - the consumer: `app.deliver` fed by `LocalEventSourceMapping` with the
   stage's batch size and Lambda's default mapping (no ReportBatchItemFailures);
 - the destinations: the local stack's dry run (`DryRun`): the Pinpoint and
-  Customer Profiles stand-ins with content-keyed faults, EventBridge on moto read back.
+  Customer Profiles stand-ins with content-keyed faults, and every other destination on moto,
+  read back (`tests.soak.plan.DESTINATIONS`).
 
 One thread drives everything, hits and polls interleaved, so a seed replays the same run
 (only the slow phase's timing can move a message between batches).
@@ -31,6 +32,8 @@ from typing import TYPE_CHECKING, Any
 import boto3
 import pytest
 
+from chalicelib.destinations import registry
+from chalicelib.events import Event
 from devtools.api_gateway import pixel_event
 from devtools.localstack.dry_run import DryRun
 from devtools.localstack.event_source import LocalEventSourceMapping
@@ -180,21 +183,15 @@ class Soak:
         return status
 
     def send_poison(self, soak_id: str, name: str, value: object) -> None:
-        document: dict[str, Any] = {
-            "version": 1,
-            "event_id": str(uuid.uuid4()),
-            "event_type": "purchase",
-            "endpoint_id": "ep-poison",
-            "timestamp": "2026-11-30T10:00:00.000Z",
-            "received_at": "2026-11-30T10:00:00.000Z",
-            "session": None,
-            "attributes": {"soak": soak_id},
-            "metrics": {},
-            "user_id": None,
-            "user_attributes": {},
-            "endpoint_attributes": {},
-            "endpoint_metrics": {},
-        }
+        valid = Event(
+            event_id=str(uuid.uuid4()),
+            event_type="purchase",
+            endpoint_id="ep-poison",
+            timestamp="2026-11-30T10:00:00.000Z",
+            received_at="2026-11-30T10:00:00.000Z",
+            attributes={"soak": soak_id},
+        )
+        document: dict[str, Any] = json.loads(valid.to_message())
         document[name] = {"soak": soak_id, **value} if name == "attributes" else value  # type: ignore[dict-item]
         self.sqs.send_message(QueueUrl=self.events_url, MessageBody=json.dumps(document))
 
@@ -252,7 +249,7 @@ class Soak:
     # Reading back -------------------------------------------------------------------------
 
     def _wait_for_dry_run(self) -> None:
-        """The dry run reads EventBridge's target queue every 0.5 s: wait until it settles."""
+        """The dry run polls read-backs every 0.5 s: wait until what it read settles."""
         previous, stable_since = -1, time.monotonic()
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
@@ -344,8 +341,14 @@ def soak_pipeline(
         "DEAD_LETTER_QUEUE": f"soak-dlq-{suffix}",
         "DESTINATIONS": ",".join(DESTINATIONS),
         "PINPOINT_APPLICATION_ID": APPLICATION_ID,
-        "EVENTBRIDGE_BUS": f"soak-{suffix}",
-        "PROFILES_DOMAIN": f"soak-{suffix}",
+        # Resources of the run's own (streams, buses, domains: each setting the model
+        # names), so soaks on one moto server never meet.
+        **{
+            setting.variable: f"soak-{suffix}"
+            for name in DESTINATIONS
+            for setting in registry.plugin(name).variables
+            if setting.model is not None
+        },
         "ALLOWED_USER_ATTRIBUTES": "plan",
         "REPORT_BATCH_ITEM_FAILURES": "false",
         "BATCH_SIZE": "100",

@@ -13,7 +13,11 @@ from dataclasses import dataclass, field
 from typing import Final
 from urllib.parse import quote
 
-DESTINATIONS: Final = ("pinpoint", "eventbridge", "customer-profiles")
+from chalicelib.destinations import registry
+
+# Every destination, so a destination added is soaked too: the stand-ins (pinpoint,
+# customer-profiles) meet planned faults; the others run on moto and are read back.
+DESTINATIONS: Final = registry.known()
 EVENT_TYPES: Final = ("page_view", "add_to_cart", "purchase", "signup")
 
 # Hits the pixel must refuse today (the soak checks they never reach anything).

@@ -15,7 +15,7 @@ from tests.soak.accounting import (
     soak_id_of_body,
 )
 
-DESTINATIONS = ("pinpoint", "eventbridge")
+DESTINATIONS = ("pinpoint", "archive")
 
 
 def sightings(**overrides: object) -> Sightings:
@@ -23,7 +23,7 @@ def sightings(**overrides: object) -> Sightings:
         "destinations": DESTINATIONS,
         "hits": [Hit("h1", 200)],
         "copies": {"h1": 1},
-        "deliveries": {"pinpoint": Counter({"h1": 1}), "eventbridge": Counter({"h1": 1})},
+        "deliveries": {"pinpoint": Counter({"h1": 1}), "archive": Counter({"h1": 1})},
         "letters": [],
         "queued": [],
     }
@@ -45,13 +45,13 @@ def test_delivered_once_everywhere_balances() -> None:
 
 
 def test_twice_is_a_broken_promise() -> None:
-    seen = sightings(deliveries={"pinpoint": Counter({"h1": 2}), "eventbridge": Counter(h1=1)})
+    seen = sightings(deliveries={"pinpoint": Counter({"h1": 2}), "archive": Counter(h1=1)})
     assert counts(seen, "pinpoint") == {"owed": 1, "twice": 1}
     assert account(seen).problems == ["h1 (200) delivered 2 times to pinpoint"]
 
 
 def test_nothing_anywhere_is_lost() -> None:
-    seen = sightings(deliveries={"pinpoint": Counter(), "eventbridge": Counter(h1=1)})
+    seen = sightings(deliveries={"pinpoint": Counter(), "archive": Counter(h1=1)})
     assert counts(seen, "pinpoint") == {"owed": 1, "lost": 1}
     assert account(seen).problems == ["h1 (200) lost for pinpoint"]
 
@@ -59,33 +59,33 @@ def test_nothing_anywhere_is_lost() -> None:
 def test_a_planned_rejection_parked_with_its_reason_balances() -> None:
     letter = Letter("h1", ("pinpoint",), "pinpoint", "400 BadRequest")
     seen = sightings(
-        deliveries={"pinpoint": Counter(), "eventbridge": Counter(h1=1)},
+        deliveries={"pinpoint": Counter(), "archive": Counter(h1=1)},
         letters=[letter],
         planned_parks=frozenset({("h1", "pinpoint")}),
     )
     assert counts(seen, "pinpoint") == {"owed": 1, "parked": 1}
-    assert counts(seen, "eventbridge") == {"owed": 1, "once": 1}  # the letter names pinpoint
+    assert counts(seen, "archive") == {"owed": 1, "once": 1}  # the letter names pinpoint
     assert account(seen).problems == []
 
 
 def test_a_park_at_a_destination_that_accepts_the_event_is_reported() -> None:
     letter = Letter("h1", None, "decode", "timestamp: not ISO 8601")
-    seen = sightings(deliveries={"pinpoint": Counter(), "eventbridge": Counter()}, letters=[letter])
-    assert counts(seen, "eventbridge") == {"owed": 1, "parked": 1}
+    seen = sightings(deliveries={"pinpoint": Counter(), "archive": Counter()}, letters=[letter])
+    assert counts(seen, "archive") == {"owed": 1, "parked": 1}
     assert len(account(seen).problems) == 2  # once per destination
 
 
 def test_a_redriven_message_has_no_reason() -> None:
     seen = sightings(
-        deliveries={"pinpoint": Counter(), "eventbridge": Counter(h1=1)},
+        deliveries={"pinpoint": Counter(), "archive": Counter(h1=1)},
         letters=[Letter("h1", None, None, None)],
     )
     assert counts(seen, "pinpoint") == {"owed": 1, "parked, no reason": 1}
-    # Delivered to eventbridge, yet its message was redriven: the letter names every
+    # Delivered to archive, yet its message was redriven: the letter names every
     # destination, so it is reported there too.
     assert account(seen).problems == [
         "h1 (200) on the dead-letter queue with no reason",
-        "h1 (200) delivered to eventbridge and also parked for it (None: None)",
+        "h1 (200) delivered to archive and also parked for it (None: None)",
     ]
 
 
@@ -98,7 +98,7 @@ def test_a_profile_letter_does_not_park_the_event() -> None:
 
 def test_a_copy_still_on_the_queue_is_owed_only_where_it_names() -> None:
     seen = sightings(
-        deliveries={"pinpoint": Counter(), "eventbridge": Counter(h1=1)},
+        deliveries={"pinpoint": Counter(), "archive": Counter(h1=1)},
         queued=[("h1", ("pinpoint",))],
     )
     assert counts(seen, "pinpoint") == {"owed": 1, "queued": 1}
@@ -110,10 +110,10 @@ def test_a_503_is_owed_only_when_a_copy_landed() -> None:
     seen = sightings(
         hits=hits,
         copies={"h1": 3},
-        deliveries={"pinpoint": Counter(h1=2), "eventbridge": Counter(h1=1)},
+        deliveries={"pinpoint": Counter(h1=2), "archive": Counter(h1=1)},
     )
     assert counts(seen, "pinpoint", QUEUED_ANYWAY) == {"owed": 1, "twice": 1}
-    assert counts(seen, "eventbridge", QUEUED_ANYWAY) == {"owed": 1, "once": 1}
+    assert counts(seen, "archive", QUEUED_ANYWAY) == {"owed": 1, "once": 1}
     assert account(seen).problems == ["h1 (503, queued) delivered 2 times to pinpoint"]
 
 
@@ -121,7 +121,7 @@ def test_a_refused_hit_must_reach_nothing() -> None:
     seen = sightings(
         hits=[Hit("h1", 400, meant_valid=False)],
         copies={},
-        deliveries={"pinpoint": Counter(h1=1), "eventbridge": Counter()},
+        deliveries={"pinpoint": Counter(h1=1), "archive": Counter()},
     )
     assert account(seen).rows == []
     assert account(seen).problems == ["h1 was refused, yet delivered to pinpoint"]
@@ -141,9 +141,9 @@ def test_poison_must_be_parked_at_decode_naming_its_field() -> None:
 
 
 def test_problem_kinds_leave_ids_out() -> None:
-    seen = sightings(deliveries={"pinpoint": Counter(h1=3), "eventbridge": Counter()})
+    seen = sightings(deliveries={"pinpoint": Counter(h1=3), "archive": Counter()})
     assert account(seen).problem_kinds() == Counter(
-        {"(200) delivered times to pinpoint": 1, "(200) lost for eventbridge": 1}
+        {"(200) delivered times to pinpoint": 1, "(200) lost for archive": 1}
     )
 
 

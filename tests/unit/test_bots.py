@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from chalicelib.bots import CRAWLER, EMPTY_USER_AGENT, BotFilter
-from chalicelib.config import ConfigError
+from chalicelib.env import ConfigError
 
 BROWSERS = [
     # Desktop and mobile browsers, and the in-app browsers GTM pages often load in.

@@ -6,7 +6,8 @@ from datetime import timedelta
 
 import pytest
 
-from chalicelib.config import ConfigError, QueueWiring, Settings, model_rule
+from chalicelib.config import QueueWiring, Settings
+from chalicelib.env import ConfigError
 
 VALID = {
     "EVENTS_QUEUE": "events",
@@ -91,11 +92,11 @@ def test_each_destination_checks_its_own_settings() -> None:
     settings = Settings.from_env({**VALID, "PINPOINT_APPLICATION_ID": " "})
     assert settings.destinations == ("customer-profiles",)  # the default since Pinpoint's end
     with pytest.raises(ConfigError, match="PROFILES_DOMAIN: is required"):
-        registry.settings_for(settings.destinations, VALID)
+        registry.configure(settings.destinations, VALID)
     chosen = {**VALID, "DESTINATIONS": "pinpoint", "PINPOINT_APPLICATION_ID": " "}
     assert Settings.from_env(chosen).destinations == ("pinpoint",)
     with pytest.raises(ConfigError, match="PINPOINT_APPLICATION_ID: is required"):
-        registry.settings_for(("pinpoint",), chosen)
+        registry.configure(("pinpoint",), chosen)
 
 
 def test_deploy_package_and_local_check_every_setting_at_import(
@@ -119,23 +120,10 @@ def test_queue_names_follow_sqs_rule(name: str) -> None:
     assert (settings.wiring.events_queue, settings.dead_letter_queue) == (name, name)
 
 
-def test_model_rules_come_from_botocore_and_name_their_shape() -> None:
-    rule = model_rule("firehose", "PutRecordBatch", "DeliveryStreamName")
-    assert (rule.min_length, rule.max_length) == (1, 64)
-    assert rule.pattern is not None
-    assert rule.problem("stream-1.x_y") is None
-    assert rule.problem("has space") == (
-        "must match [a-zA-Z0-9_.-]+ (botocore's firehose model, shape DeliveryStreamName)"
-    )
-    assert rule.problem("s" * 65) == (
-        "must be 1-64 characters (botocore's firehose model, shape DeliveryStreamName)"
-    )
-
-
 def test_optional_gates_are_none_until_their_variables_are_set() -> None:
     """Cold start: a stage without signed hits or an origin list loads neither module."""
     settings = Settings.from_env(VALID)
-    assert (settings.signing, settings.origins, settings.bot_filter) == (None, None, True)
+    assert (settings.signing, settings.origins, settings.bots.enabled) == (None, None, True)
     configured = Settings.from_env(
         {
             **VALID,

@@ -8,16 +8,15 @@ from collections.abc import Iterator, Sequence
 import pytest
 
 from chalicelib import runtime
-from chalicelib.config import ConfigError
 from chalicelib.consent import ConsentFiltered, ConsentSettings, with_consent
 from chalicelib.delivery import BatchDelivery, QueuedMessage
-from chalicelib.destinations.base import DELIVERED, Outcome, TimeLeft, Verdict
+from chalicelib.env import ConfigError
 from chalicelib.events import Event
-from tests.factories import make_event
-from tests.unit.test_delivery import FakeQueues
+from chalicelib.outcomes import DELIVERED, Outcome, TimeLeft, Verdict
+from tests.factories import FakeQueues, make_event
 
 GRANTED = {"ad_user_data": "granted", "ad_personalization": "granted"}
-REQUIRED = "customer-profiles=ad_user_data+ad_personalization,firehose=analytics_storage"
+REQUIRED = "customer-profiles=ad_user_data+ad_personalization,pinpoint=analytics_storage"
 
 
 class Recorder:
@@ -55,7 +54,7 @@ def test_settings_read_per_destination_types_and_default_to_denied_when_unknown(
     settings = ConsentSettings.from_env({"CONSENT_REQUIRED": REQUIRED})
     assert settings.required == {
         "customer-profiles": frozenset({"ad_user_data", "ad_personalization"}),
-        "firehose": frozenset({"analytics_storage"}),
+        "pinpoint": frozenset({"analytics_storage"}),
     }
     assert settings.unknown_granted is False
     assert ConsentSettings.from_env({}).required == {}
@@ -67,10 +66,10 @@ def test_settings_read_per_destination_types_and_default_to_denied_when_unknown(
     [
         ("CONSENT_REQUIRED", "customer-profiles", "write destination=type+type pairs"),
         ("CONSENT_REQUIRED", "=ad_storage", "write destination=type+type pairs"),
-        ("CONSENT_REQUIRED", "s3=ad_storage", "unknown destination 's3'; known: pinpoint"),
-        ("CONSENT_REQUIRED", "firehose=cookies", "unknown consent type 'cookies' for firehose"),
-        ("CONSENT_REQUIRED", "firehose=ad_storage+", "unknown consent type '' for firehose"),
-        ("CONSENT_REQUIRED", "firehose=ad_storage,firehose=ad_user_data", "names firehose twice"),
+        ("CONSENT_REQUIRED", "s3=ad_storage", "unknown destination 's3'; known: customer-profiles"),
+        ("CONSENT_REQUIRED", "pinpoint=cookies", "unknown consent type 'cookies' for pinpoint"),
+        ("CONSENT_REQUIRED", "pinpoint=ad_storage+", "unknown consent type '' for pinpoint"),
+        ("CONSENT_REQUIRED", "pinpoint=ad_storage,pinpoint=ad_user_data", "names pinpoint twice"),
         ("CONSENT_WHEN_UNKNOWN", "maybe", "must be denied or granted"),
     ],
 )
@@ -86,7 +85,7 @@ def test_an_event_needs_every_required_type_granted() -> None:
     assert not settings.permits(
         "customer-profiles", make_event(consent={**GRANTED, "ad_personalization": "denied"})
     )
-    assert settings.permits("kinesis", make_event(consent={"ad_storage": "denied"}))
+    assert settings.permits("unrequired", make_event(consent={"ad_storage": "denied"}))
 
 
 def test_an_event_without_a_state_for_a_type_is_read_by_consent_when_unknown() -> None:
@@ -101,7 +100,7 @@ def test_an_event_without_a_state_for_a_type_is_read_by_consent_when_unknown() -
     assert granted.permits("customer-profiles", partial)
     assert granted.permits("customer-profiles", none)
     # Known and denied stays denied whatever the setting says of unknown types.
-    assert not granted.permits("firehose", make_event(consent={"analytics_storage": "denied"}))
+    assert not granted.permits("pinpoint", make_event(consent={"analytics_storage": "denied"}))
 
 
 # The wrapper -------------------------------------------------------------------------------------
@@ -122,21 +121,21 @@ def test_events_without_consent_are_not_sent_and_settle_as_done_counted(
 
 
 def test_a_destination_without_a_requirement_is_not_wrapped() -> None:
-    settings = ConsentSettings.from_env({"CONSENT_REQUIRED": "firehose=analytics_storage"})
-    plain = Recorder("kinesis")
+    settings = ConsentSettings.from_env({"CONSENT_REQUIRED": "pinpoint=analytics_storage"})
+    plain = Recorder("unrequired")
     assert with_consent(plain, settings) is plain
-    assert isinstance(with_consent(Recorder("firehose"), settings), ConsentFiltered)
+    assert isinstance(with_consent(Recorder("pinpoint"), settings), ConsentFiltered)
 
 
 def test_a_withheld_event_is_neither_parked_nor_retried_while_another_destination_retries() -> None:
     profiles = Recorder("customer-profiles")
-    firehose = Recorder("firehose", retry=frozenset({"e-1"}))
+    pinpoint = Recorder("pinpoint", retry=frozenset({"e-1"}))
     settings = ConsentSettings.from_env({"CONSENT_REQUIRED": REQUIRED})
     queues = FakeQueues()
     consumer = BatchDelivery(
-        [with_consent(profiles, settings), with_consent(firehose, settings)],
-        queues,  # type: ignore[arg-type]
-        queues,  # type: ignore[arg-type]
+        [with_consent(profiles, settings), with_consent(pinpoint, settings)],
+        queues,
+        queues,
         False,
     )
     analytics_only = {"analytics_storage": "granted"}
@@ -147,16 +146,16 @@ def test_a_withheld_event_is_neither_parked_nor_retried_while_another_destinatio
         ]
     )
     assert profiles.sent == []
-    assert firehose.sent == ["e-1"]
+    assert pinpoint.sent == ["e-1"]
     assert queues.parked == []
-    # e-1 owes Firehose only: the copy goes back for it alone; e-2 is done everywhere.
-    assert [(e.event_id, e.destinations) for e in queues.requeued] == [("e-1", ("firehose",))]
+    # e-1 owes Pinpoint only: the copy goes back for it alone; e-2 is done everywhere.
+    assert [(e.event_id, e.destinations) for e in queues.requeued] == [("e-1", ("pinpoint",))]
     assert report.delivered == ("m-2",)
 
 
 @pytest.fixture
 def consent_stage(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setenv("DESTINATIONS", "customer-profiles,firehose")
+    monkeypatch.setenv("DESTINATIONS", "customer-profiles,pinpoint")
     monkeypatch.setenv("CONSENT_REQUIRED", REQUIRED)
     runtime.reset()
     yield
@@ -168,7 +167,7 @@ def test_the_consumer_wires_the_filter_around_each_destination_that_requires_it(
 ) -> None:
     consumer = runtime.batch_delivery()
     names = {d.name: type(d).__name__ for d in consumer._destinations}
-    assert names == {"customer-profiles": "ConsentFiltered", "firehose": "ConsentFiltered"}
+    assert names == {"customer-profiles": "ConsentFiltered", "pinpoint": "ConsentFiltered"}
 
 
 def test_a_wrong_consent_setting_stops_the_stage_at_its_configuration_check(

@@ -9,7 +9,6 @@ from collections.abc import Sequence
 
 import pytest
 
-from chalicelib.config import ConfigError
 from chalicelib.dedupe import (
     DedupeSettings,
     Deduplicated,
@@ -20,10 +19,10 @@ from chalicelib.dedupe import (
     fingerprint,
 )
 from chalicelib.delivery import BatchDelivery, QueuedMessage
-from chalicelib.destinations.base import DELIVERED, Outcome, TimeLeft, Verdict
+from chalicelib.env import ConfigError
 from chalicelib.events import Event, ProfileUpdate
-from tests.factories import make_event, message_body
-from tests.unit.test_delivery import FakeQueues
+from chalicelib.outcomes import DELIVERED, Outcome, TimeLeft, Verdict
+from tests.factories import FakeQueues, make_event, message_body
 
 PROFILE = ProfileUpdate(user_attributes={"plan": ("gold",)})
 
@@ -154,13 +153,13 @@ def test_memory_forgets_the_least_recently_seen_key_first() -> None:
 
 def test_one_memory_shared_by_two_destinations_keeps_them_apart() -> None:
     memory = RecentDeliveries(100)
-    pinpoint, firehose = Recorder(), Recorder()
-    firehose.name = "firehose"
+    pinpoint, archive = Recorder(), Recorder()
+    archive.name = "archive"
     Deduplicated(pinpoint, memory).deliver([make_event(1)])
-    Deduplicated(firehose, memory).deliver([make_event(1)])
+    Deduplicated(archive, memory).deliver([make_event(1)])
     Deduplicated(pinpoint, memory).deliver([make_event(1)])
     assert pinpoint.sent == ["e-1"]
-    assert firehose.sent == ["e-1"]
+    assert archive.sent == ["e-1"]
 
 
 def test_fingerprints_do_not_collide_when_an_id_holds_the_separator() -> None:
@@ -217,8 +216,8 @@ def test_through_batch_delivery_copies_of_one_hit_reach_the_destination_once() -
     queues = FakeQueues()
     consumer = BatchDelivery(
         [Deduplicated(inner, RecentDeliveries(100))],
-        queues,  # type: ignore[arg-type]
-        queues,  # type: ignore[arg-type]
+        queues,
+        queues,
         False,
     )
     body = message_body(1)

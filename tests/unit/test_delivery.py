@@ -2,22 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import replace
 
 import pytest
 
-from chalicelib.delivery import (
+from chalicelib.delivery import BatchDelivery, BatchIncompleteError, QueuedMessage
+from chalicelib.events import Event, ProfileUpdate
+from chalicelib.outcomes import DELIVERED, Outcome, TimeLeft, Verdict
+from chalicelib.settlement import (
     SETTLE_MARGIN_MS,
-    BatchDelivery,
-    BatchIncompleteError,
-    QueuedMessage,
+    SqsCallLimits,
     settlement_problem,
 )
-from chalicelib.destinations.base import DELIVERED, Outcome, TimeLeft, Verdict
-from chalicelib.events import Event, ProfileUpdate
-from chalicelib.settlement import DeadLetter, Receipt, SqsCallLimits
-from tests.factories import message_body, queued_message
+from tests.factories import FakeQueues, message_body, queued_message
 
 PROFILE = ProfileUpdate(user_attributes={"plan": ("gold",)})
 
@@ -35,39 +33,10 @@ class ScriptedDestination:
         return [self.outcomes.get(e.event_id, DELIVERED) for e in events]
 
 
-class FakeQueues:
-    """Both queues at once: records deletes, requeues and dead letters; can refuse them."""
-
-    def __init__(self, refuse_requeue: bool = False, refuse_park: bool = False) -> None:
-        self.deleted: list[str] = []
-        self.requeued: list[Event] = []
-        self.parked: list[DeadLetter] = []
-        self.refuse_requeue = refuse_requeue
-        self.refuse_park = refuse_park
-
-    def delete(self, receipts: Iterable[Receipt]) -> list[str]:
-        self.deleted.extend(r.message_id for r in receipts)
-        return []
-
-    def requeue(self, events: Iterable[tuple[str, Event]]) -> list[str]:
-        pairs = list(events)
-        if self.refuse_requeue:
-            return [message_id for message_id, _ in pairs]
-        self.requeued.extend(event for _, event in pairs)
-        return []
-
-    def park(self, letters: Iterable[DeadLetter]) -> list[str]:
-        batch = list(letters)
-        if self.refuse_park:
-            return [x.message_id for x in batch]
-        self.parked.extend(batch)
-        return []
-
-
 def delivery(
     outcomes: dict[str, Outcome], queues: FakeQueues, report: bool = False
 ) -> BatchDelivery:
-    return BatchDelivery([ScriptedDestination(outcomes)], queues, queues, report)  # type: ignore[arg-type]
+    return BatchDelivery([ScriptedDestination(outcomes)], queues, queues, report)
 
 
 def test_all_delivered_returns_no_failures_and_deletes_nothing_itself() -> None:
@@ -148,7 +117,7 @@ def test_unreadable_bodies_are_parked_not_raised(body: str) -> None:
 def test_lambda_time_left_reaches_the_destination() -> None:
     queues = FakeQueues()
     destination = ScriptedDestination({})
-    BatchDelivery([destination], queues, queues, False).settle([queued_message(1)], lambda: 1234)  # type: ignore[arg-type]
+    BatchDelivery([destination], queues, queues, False).settle([queued_message(1)], lambda: 1234)
     assert destination.time_left is not None
     assert destination.time_left() == 1234
 
@@ -157,11 +126,11 @@ def test_lambda_time_left_reaches_the_destination() -> None:
 
 
 def fan_out(
-    pinpoint: dict[str, Outcome], firehose: dict[str, Outcome], queues: FakeQueues
+    pinpoint: dict[str, Outcome], archive: dict[str, Outcome], queues: FakeQueues
 ) -> tuple[BatchDelivery, ScriptedDestination, ScriptedDestination]:
     first = ScriptedDestination(pinpoint, "pinpoint")
-    second = ScriptedDestination(firehose, "firehose")
-    return BatchDelivery([first, second], queues, queues, False), first, second  # type: ignore[arg-type]
+    second = ScriptedDestination(archive, "archive")
+    return BatchDelivery([first, second], queues, queues, False), first, second
 
 
 def test_a_failed_destination_gets_a_copy_and_the_healthy_one_nothing_more() -> None:
@@ -169,16 +138,16 @@ def test_a_failed_destination_gets_a_copy_and_the_healthy_one_nothing_more() -> 
     delivery, _, _ = fan_out({}, {"e-1": Outcome(Verdict.RETRY, "500")}, queues)
     report = delivery.settle([queued_message(1)])
     assert report.retry == ()  # the original is finished...
-    [copy] = queues.requeued  # ...and a copy owed to firehose alone goes back
-    assert copy.destinations == ("firehose",)
+    [copy] = queues.requeued  # ...and a copy owed to archive alone goes back
+    assert copy.destinations == ("archive",)
     assert copy.event_id == "e-1"
 
-    # The copy comes back: only firehose sees it.
+    # The copy comes back: only archive sees it.
     queues.requeued.clear()
-    delivery, pinpoint, firehose = fan_out({}, {}, queues)
+    delivery, pinpoint, archive = fan_out({}, {}, queues)
     body = copy.to_message()
     assert delivery.settle([QueuedMessage("m-2", "r-2", body)]).delivered == ("m-2",)
-    assert (pinpoint.received, firehose.received) == ([], ["e-1"])
+    assert (pinpoint.received, archive.received) == ([], ["e-1"])
 
 
 def test_failing_everywhere_retries_the_original_as_it_is() -> None:
@@ -203,22 +172,22 @@ def test_a_message_for_a_destination_no_longer_configured_is_parked() -> None:
     queues = FakeQueues()
     delivery, _, _ = fan_out({}, {}, queues)
     event = Event.from_message(queued_message(1).body)
-    orphan = QueuedMessage("m-9", "r-9", replace(event, destinations=("eventbridge",)).to_message())
+    orphan = QueuedMessage("m-9", "r-9", replace(event, destinations=("webhook",)).to_message())
     assert delivery.settle([orphan]).parked == ("m-9",)
-    assert queues.parked[0].reason == "no configured destination among eventbridge"
+    assert queues.parked[0].reason == "no configured destination among webhook"
 
 
 def test_the_part_owed_to_a_removed_destination_is_parked_not_dropped() -> None:
     queues = FakeQueues()
-    delivery, _, firehose = fan_out({}, {}, queues)
+    delivery, _, archive = fan_out({}, {}, queues)
     event = Event.from_message(queued_message(1).body)
-    both = replace(event, destinations=("eventbridge", "firehose"))
+    both = replace(event, destinations=("webhook", "archive"))
     report = delivery.settle([QueuedMessage("m-7", "r-7", both.to_message())])
-    assert firehose.received == ["e-1"]
+    assert archive.received == ["e-1"]
     [letter] = queues.parked
     assert (letter.stage, Event.from_message(letter.body).destinations) == (
         "routing",
-        ("eventbridge",),
+        ("webhook",),
     )
     assert report.retry == ()
 
@@ -243,22 +212,22 @@ def test_a_destination_that_fails_costs_its_events_a_retry_there_only(
 ) -> None:
     queues = FakeQueues()
     healthy = ScriptedDestination({}, "pinpoint")
-    faulty = broken({}, "eventbridge")
-    consumer = BatchDelivery([healthy, faulty], queues, queues, False)  # type: ignore[arg-type]
+    faulty = broken({}, "webhook")
+    consumer = BatchDelivery([healthy, faulty], queues, queues, False)
     report = consumer.settle([queued_message(1), queued_message(2)])
     assert report.retry == ()  # the originals are finished at pinpoint...
     assert healthy.received == ["e-1", "e-2"]
-    # ...and copies owed to eventbridge alone go back, with nothing else about them changed.
+    # ...and copies owed to webhook alone go back, with nothing else about them changed.
     assert [(c.event_id, c.destinations) for c in queues.requeued] == [
-        ("e-1", ("eventbridge",)),
-        ("e-2", ("eventbridge",)),
+        ("e-1", ("webhook",)),
+        ("e-2", ("webhook",)),
     ]
     assert queues.parked == []
 
 
 def test_with_one_destination_that_raises_the_batch_is_retried_not_failed() -> None:
     queues = FakeQueues()
-    consumer = BatchDelivery([RaisingDestination({})], queues, queues, True)  # type: ignore[arg-type]
+    consumer = BatchDelivery([RaisingDestination({})], queues, queues, True)
     assert consumer.handle([queued_message(1)]) == {
         "batchItemFailures": [{"itemIdentifier": "m-1"}]
     }
@@ -270,12 +239,12 @@ def test_with_one_destination_that_raises_the_batch_is_retried_not_failed() -> N
 def test_a_requeued_copy_meeting_its_original_is_delivered_once_and_both_finish() -> None:
     queues = FakeQueues()
     original = Event.from_message(queued_message(1, profile=PROFILE).body)
-    copy = replace(original, destinations=("pinpoint", "firehose"), profile=ProfileUpdate())
-    consumer, pinpoint, firehose = fan_out({}, {}, queues)
+    copy = replace(original, destinations=("pinpoint", "archive"), profile=ProfileUpdate())
+    consumer, pinpoint, archive = fan_out({}, {}, queues)
     report = consumer.settle(
         [queued_message(1, profile=PROFILE), QueuedMessage("m-copy", "r-copy", copy.to_message())]
     )
-    assert (pinpoint.received, firehose.received) == (["e-1"], ["e-1"])
+    assert (pinpoint.received, archive.received) == (["e-1"], ["e-1"])
     assert sorted(report.delivered) == ["m-1", "m-copy"]
     assert (queues.parked, queues.requeued) == ([], [])
 
@@ -291,7 +260,7 @@ def test_the_stripped_copy_is_what_is_sent_so_a_landed_update_is_not_written_aga
 
     original = Event.from_message(queued_message(1, profile=PROFILE).body)
     copy = replace(original, destinations=("pinpoint",), profile=ProfileUpdate())
-    consumer = BatchDelivery([Recording({})], queues, queues, False)  # type: ignore[arg-type]
+    consumer = BatchDelivery([Recording({})], queues, queues, False)
     report = consumer.settle(
         [queued_message(1, profile=PROFILE), QueuedMessage("m-copy", "r-copy", copy.to_message())]
     )
@@ -302,7 +271,7 @@ def test_the_stripped_copy_is_what_is_sent_so_a_landed_update_is_not_written_aga
 def test_two_hits_with_one_id_but_different_updates_both_reach_the_destination() -> None:
     queues = FakeQueues()
     destination = ScriptedDestination({})
-    consumer = BatchDelivery([destination], queues, queues, False)  # type: ignore[arg-type]
+    consumer = BatchDelivery([destination], queues, queues, False)
     consumer.settle(
         [queued_message(1, profile=PROFILE), QueuedMessage("m-b", "r-b", message_body(1))]
     )
@@ -315,14 +284,14 @@ def test_two_hits_with_one_id_but_different_updates_both_reach_the_destination()
 def test_destinations_get_the_time_left_minus_the_settlement_reserve() -> None:
     queues = FakeQueues()
     limits = SqsCallLimits(connect_timeout_s=1, read_timeout_s=3, attempts=2, workers=20)
-    first, second = ScriptedDestination({}, "pinpoint"), ScriptedDestination({}, "firehose")
-    consumer = BatchDelivery([first, second], queues, queues, False, limits)  # type: ignore[arg-type]
+    first, second = ScriptedDestination({}, "pinpoint"), ScriptedDestination({}, "archive")
+    consumer = BatchDelivery([first, second], queues, queues, False, limits)
     consumer.settle([queued_message(i) for i in range(100)], lambda: 60_000)
     assert first.time_left is not None
     assert second.time_left is not None
     # Before pinpoint: up to 200 letters or copies (20 calls, 1 wave) and 100 deletes (1 wave).
     assert first.time_left() == 60_000 - 2 * limits.call_ms - SETTLE_MARGIN_MS
-    # Pinpoint answered clean: firehose's share of letters still fits one wave.
+    # Pinpoint answered clean: archive's share of letters still fits one wave.
     assert second.time_left() == 60_000 - 2 * limits.call_ms - SETTLE_MARGIN_MS
     assert limits.call_ms == 9_000  # 2 x (1 s + 3 s) and at most 1 s of backoff
 
@@ -330,8 +299,8 @@ def test_destinations_get_the_time_left_minus_the_settlement_reserve() -> None:
 def test_a_clean_destination_gives_back_its_part_of_the_reserve() -> None:
     queues = FakeQueues()
     limits = SqsCallLimits(workers=1)
-    first, second = ScriptedDestination({}, "pinpoint"), ScriptedDestination({}, "firehose")
-    consumer = BatchDelivery([first, second], queues, queues, True, limits)  # type: ignore[arg-type]
+    first, second = ScriptedDestination({}, "pinpoint"), ScriptedDestination({}, "archive")
+    consumer = BatchDelivery([first, second], queues, queues, True, limits)
     consumer.settle([queued_message(i) for i in range(10)], lambda: 100_000)
     assert first.time_left is not None
     assert second.time_left is not None

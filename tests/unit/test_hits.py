@@ -9,9 +9,8 @@ from urllib.parse import parse_qs
 
 import pytest
 
-from chalicelib.config import HitPolicy
 from chalicelib.events import Event
-from chalicelib.hits import AcceptedHit, HitRefusedError, parse_hit
+from chalicelib.hits import AcceptedHit, HitPolicy, HitRefusedError, parse_hit
 
 NOW = datetime(2026, 11, 28, 12, 0, 0, tzinfo=UTC)
 BASE = "event=purchase&endpoint_id=ep-1"

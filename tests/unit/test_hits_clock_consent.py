@@ -11,9 +11,8 @@ from urllib.parse import parse_qs, quote
 import pytest
 
 from chalicelib import clock
-from chalicelib.config import HitPolicy
 from chalicelib.events import Event, MessageError
-from chalicelib.hits import AcceptedHit, HitRefusedError, parse_hit
+from chalicelib.hits import AcceptedHit, HitPolicy, HitRefusedError, parse_hit
 from chalicelib.rules import format_instant
 
 NOW = datetime(2026, 11, 28, 12, 0, 0, tzinfo=UTC)

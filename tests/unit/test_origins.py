@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from chalicelib.config import ConfigError
+from chalicelib.env import ConfigError
 from chalicelib.origins import OriginPolicy
 
 SITE = OriginPolicy.parse("https://shop.example.com, https://*.example.org, http://localhost:8001")

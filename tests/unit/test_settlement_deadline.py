@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 
-from chalicelib.config import call_budget_ms
 from chalicelib.delivery import BatchDelivery, BatchIncompleteError, QueuedMessage
+from chalicelib.destinations.base import call_budget_ms
 from chalicelib.destinations.pinpoint import PinpointDestination
 from chalicelib.settlement import CONSUMER_SQS, BatchQueue, DeadLetterQueue, SqsCallLimits
 from tests.factories import message_body

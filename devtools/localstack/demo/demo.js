@@ -12,13 +12,11 @@ const STORAGE_KEY = "pixel-relay-demo.endpoint-id";
 const OUTAGE_CALLS = 3;
 const RELAY_BASE = ""; // the stand-in requests /events on this page's own origin
 const GTM_ID = /^GTM-[A-Z0-9]{4,12}$/;
-// How the page names the destination whose deliveries it shows (/api/config's destination).
+// How the page names the destination whose deliveries it shows (/api/config's destination);
+// any other destination is shown by its own name.
 const DESTINATIONS = {
   pinpoint: { name: "Pinpoint", call: "PutEvents calls" },
   "customer-profiles": { name: "Customer Profiles", call: "object writes" },
-  firehose: { name: "Firehose", call: "PutRecordBatch calls" },
-  eventbridge: { name: "EventBridge", call: "PutEvents calls" },
-  kinesis: { name: "Kinesis", call: "PutRecords calls" },
 };
 
 const state = {

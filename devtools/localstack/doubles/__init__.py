@@ -1,16 +1,16 @@
 """How the dry run stands in for each destination and reads back what it received.
 
-One module per destination, named as the destination's module in `chalicelib/destinations/`
-(`customer-profiles` → `customer_profiles.py`), found by that name, never by a list here.
-Each exports `start(setup) -> Running`, and `PORT` if it serves a stand-in of its own (the
-local stack then offers `--<option>-port`). A double either hands over what its stand-in
-accepts as it arrives (`setup.receive`), or returns a `read_back` the dry run polls.
+A destination's plug-in names its double (`DestinationPlugin.double`, a module path): the
+doubles of this package, or any module elsewhere. A double exports `start(setup) ->
+Running`, and `PORT` if it serves a stand-in of its own (the local stack then offers
+`--<option>-port`). It reads its destination's settings from `setup.environment` with that
+destination's own plug-in, and either hands over what its stand-in accepts as it arrives
+(`setup.receive`), or returns a `read_back` the dry run polls.
 Development tooling only: never packaged into Lambda.
 """
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol, cast
@@ -18,6 +18,7 @@ from typing import Any, Protocol, cast
 import boto3
 
 from chalicelib.destinations import registry
+from devtools import hooks
 from devtools.offline import REGION
 
 # endpoint id, event id, the event in Pinpoint's shape (what the demo page shows), and what
@@ -50,7 +51,7 @@ class StandInPort:
 class Setup:
     """What a double is given to start."""
 
-    settings: Any  # the destination's own settings (its SPEC.from_env)
+    environment: Mapping[str, str]  # the stage's: the double parses its own settings
     host: str
     port: int  # for its stand-in, if it has one; 0 picks a free port
     moto_url: str  # moto's server, for destinations moto implements
@@ -94,21 +95,9 @@ class Double(Protocol):
     def start(self, setup: Setup) -> Running: ...
 
 
-def module_name(destination: str) -> str:
-    return f"{__name__}.{destination.replace('-', '_')}"
-
-
 def double(destination: str) -> Double:
-    """The double for `destination`, or an error saying which module to add."""
-    name = module_name(destination)
-    try:
-        module = importlib.import_module(name)
-    except ModuleNotFoundError as error:
-        if error.name != name:
-            raise
-        path = name.replace(".", "/") + ".py"
-        raise LookupError(f"no dry run for {destination}: add {path}") from None
-    return cast(Double, module)
+    """The double `destination`'s plug-in names, or an error saying which module to add."""
+    return cast(Double, hooks.module(registry.plugin(destination).double, destination))
 
 
 def port(destination: str) -> StandInPort | None:
@@ -117,7 +106,8 @@ def port(destination: str) -> StandInPort | None:
 
 
 def stand_in_ports() -> dict[str, int]:
-    """Every stand-in's port option and default, in the registry's order."""
+    """Every stand-in's port option and default, in the registry's order (this imports
+    every destination's plug-in: the local stack's start, not the Lambda's)."""
     ports: dict[str, int] = {}
     for destination in registry.known():
         option = port(destination)

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Final
 
+from chalicelib.destinations.customer_profiles import CustomerProfiles
 from devtools.localstack.doubles import Running, Setup, StandInPort
 
 if TYPE_CHECKING:
-    from chalicelib.destinations.customer_profiles import Settings
     from devtools.standins.customer_profiles import AcceptedObject
 
 PORT: Final = StandInPort("profiles", 9200)
@@ -25,7 +25,7 @@ def start(setup: Setup) -> Running:
     from devtools.deploy.profiles_setup import ensure_event_triggers, ensure_object_type
     from devtools.standins.customer_profiles import ProfilesStandIn
 
-    settings: Settings = setup.settings
+    settings = CustomerProfiles.parse(setup.environment)
 
     def accepted(item: AcceptedObject) -> None:
         received = {

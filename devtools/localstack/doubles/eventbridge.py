@@ -7,16 +7,13 @@ Development tooling only: never packaged into Lambda.
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING
 
+from chalicelib.destinations.eventbridge import EventBridge
 from devtools.localstack.doubles import Running, Setup
-
-if TYPE_CHECKING:
-    from chalicelib.destinations.eventbridge import Settings
 
 
 def start(setup: Setup) -> Running:
-    settings: Settings = setup.settings
+    settings = EventBridge.parse(setup.environment)
     bus = settings.bus
     sqs, events = setup.client("sqs"), setup.client("events")
     queue_url = sqs.create_queue(QueueName=f"{bus}-dry-run-target")["QueueUrl"]

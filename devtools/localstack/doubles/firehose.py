@@ -7,16 +7,13 @@ Development tooling only: never packaged into Lambda.
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING
 
+from chalicelib.destinations.firehose import Firehose
 from devtools.localstack.doubles import Running, Setup
-
-if TYPE_CHECKING:
-    from chalicelib.destinations.firehose import Settings
 
 
 def start(setup: Setup) -> Running:
-    settings: Settings = setup.settings
+    settings = Firehose.parse(setup.environment)
     bucket = f"{settings.stream.lower()}-dry-run"[:63]
     s3 = setup.client("s3")
     s3.create_bucket(Bucket=bucket)

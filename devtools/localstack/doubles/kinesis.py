@@ -7,18 +7,15 @@ Development tooling only: never packaged into Lambda.
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING
 
+from chalicelib.destinations.kinesis import Kinesis
 from devtools.localstack.doubles import Running, Setup
-
-if TYPE_CHECKING:
-    from chalicelib.destinations.kinesis import Settings
 
 SHARDS = 2  # more than one, so records are seen to keep to their endpoint's shard
 
 
 def start(setup: Setup) -> Running:
-    settings: Settings = setup.settings
+    settings = Kinesis.parse(setup.environment)
     kinesis = setup.client("kinesis")
     name = settings.stream_name
     kinesis.create_stream(StreamName=name, ShardCount=SHARDS)

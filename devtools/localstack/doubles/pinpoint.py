@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Final
 
+from chalicelib.destinations.pinpoint import Pinpoint
 from devtools.localstack.doubles import Running, Setup, StandInPort
 
 if TYPE_CHECKING:
-    from chalicelib.destinations.pinpoint import Settings
     from devtools.standins.pinpoint import AcceptedEvent
 
 PORT: Final = StandInPort("pinpoint", 9100)
@@ -21,7 +21,7 @@ def start(setup: Setup) -> Running:
     # Imported here: the local stack reads PORT at start whether or not this destination runs.
     from devtools.standins.pinpoint import PinpointStandIn
 
-    settings: Settings = setup.settings
+    settings = Pinpoint.parse(setup.environment)
 
     def accepted(event: AcceptedEvent) -> None:
         setup.receive(event.endpoint_id, event.event_id, event.event, event.endpoint)

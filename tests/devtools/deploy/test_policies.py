@@ -5,7 +5,6 @@ a log action, or a KMS action of the queues' own key."""
 from __future__ import annotations
 
 import ast
-import dataclasses
 import json
 import re
 from pathlib import Path
@@ -116,18 +115,11 @@ def test_each_destination_adds_one_statement_on_its_own_resource() -> None:
     environment = {
         "EVENTS_QUEUE": "q",
         "DEAD_LETTER_QUEUE": "dlq",
-        "DESTINATIONS": "firehose,eventbridge,customer-profiles",
-        "FIREHOSE_STREAM": "events-stream",
-        "EVENTBRIDGE_BUS": "shop",
+        "DESTINATIONS": "customer-profiles",
         "PROFILES_DOMAIN": "shop-domain",
     }
     statements = {s.get("Sid"): s for s in consumer_policy(environment, "fn")["Statement"]}
     assert "RecordEvents" not in statements  # no Pinpoint configured: no Pinpoint grant
-    assert statements["WriteFirehose"]["Resource"] == (
-        "arn:${AWS::Partition}:firehose:${AWS::Region}:${AWS::AccountId}"
-        ":deliverystream/events-stream"
-    )
-    assert statements["PutBusEvents"]["Resource"] == own_arn("events", "event-bus/shop")
     assert statements["PutProfileObjects"]["Resource"] == [
         own_arn("profile", "domains/shop-domain"),
         own_arn("profile", "domains/shop-domain/object-types/PixelRelayEvent"),
@@ -148,51 +140,32 @@ def test_signed_hits_let_the_pixel_read_its_one_key_parameter() -> None:
     assert keys["Action"] == ["secretsmanager:GetSecretValue"]
 
 
-def test_an_eventbridge_bus_given_by_arn_is_granted_by_that_arn() -> None:
-    arn = "arn:aws:events:eu-west-1:123456789012:event-bus/central"
-    environment = {
-        "EVENTS_QUEUE": "q",
-        "DEAD_LETTER_QUEUE": "dlq",
-        "DESTINATIONS": "eventbridge",
-        "EVENTBRIDGE_BUS": arn,
-    }
-    statements = {s.get("Sid"): s for s in consumer_policy(environment, "fn")["Statement"]}
-    assert statements["PutBusEvents"]["Resource"] == arn
-
-
 def test_a_destination_that_wildcards_account_or_region_is_refused_by_name(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """The old style (`arn:*:kinesis:*:*:stream/x`) fails `make policies`, naming the fix."""
-    spec = registry.spec("firehose")
+    """The old style (`arn:*:profile:*:*:domains/x`) fails `make policies`, naming the fix."""
+    plugin = registry.plugin("customer-profiles")
 
-    def old_style(settings: Any) -> list[dict[str, Any]]:
+    def old_style(self: Any) -> list[dict[str, Any]]:
         return [
             {
-                "Sid": "WriteFirehose",
+                "Sid": "PutProfileObjects",
                 "Effect": "Allow",
-                "Action": ["firehose:PutRecordBatch"],
-                "Resource": f"arn:*:firehose:*:*:deliverystream/{settings.stream}",
+                "Action": ["profile:PutProfileObject"],
+                "Resource": f"arn:*:profile:*:*:domains/{self.settings.domain}",
             }
         ]
 
-    real = registry.spec
-    monkeypatch.setattr(
-        registry,
-        "spec",
-        lambda name: (
-            dataclasses.replace(spec, iam_statements=old_style)
-            if name == "firehose"
-            else real(name)
-        ),
-    )
+    monkeypatch.setattr(plugin, "iam_statements", old_style)
     environment = {
         "EVENTS_QUEUE": "q",
         "DEAD_LETTER_QUEUE": "dlq",
-        "DESTINATIONS": "firehose",
-        "FIREHOSE_STREAM": "s",
+        "DESTINATIONS": "customer-profiles",
+        "PROFILES_DOMAIN": "shop-domain",
     }
-    with pytest.raises(PolicyError, match=r"destination firehose: .*own_arn\(service, resource\)"):
+    with pytest.raises(
+        PolicyError, match=r"destination customer-profiles: .*own_arn\(service, resource\)"
+    ):
         consumer_policy(environment, "fn")
 
 
@@ -258,15 +231,6 @@ def test_an_empty_queue_key_means_sqs_managed_encryption() -> None:
 
 # The audit: granted == called -------------------------------------------------------------
 
-# mypy_boto3_<module> stubs name the service of a module's client.
-STUB_SERVICE = {
-    "sqs": "sqs",
-    "dynamodb": "dynamodb",
-    "firehose": "firehose",
-    "events": "events",
-    "pinpoint": "pinpoint",
-    "kinesis": "kinesis",
-}
 # SQS authorizes a batch call as its single action.
 BATCH_ACTIONS = {
     "sqs:SendMessageBatch": "sqs:SendMessage",
@@ -286,8 +250,9 @@ def _services_of(tree: ast.Module) -> set[str]:
     services: set[str] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("mypy_boto3_"):
+            # mypy_boto3_<service> stubs name the service of a module's client.
             module = (node.module or "").removeprefix("mypy_boto3_").split(".")[0]
-            services.add(STUB_SERVICE[module])
+            services.add(module.replace("_", "-"))
         if (
             isinstance(node, ast.Call)
             and isinstance(node.func, (ast.Name, ast.Attribute))
@@ -298,6 +263,13 @@ def _services_of(tree: ast.Module) -> set[str]:
             and isinstance(node.args[0].value, str)
         ):
             services.add(node.args[0].value)
+        if (  # a destination plug-in's declaration: service = "customer-profiles"
+            isinstance(node, ast.Assign)
+            and [getattr(target, "id", None) for target in node.targets] == ["service"]
+            and isinstance(node.value, ast.Constant)
+            and isinstance(node.value.value, str)
+        ):
+            services.add(node.value.value)
     return services
 
 
@@ -324,6 +296,9 @@ def called_actions() -> set[str]:
         if not methods:
             continue
         services = _services_of(tree)
+        if not services and path.parent != ROOT / "chalicelib":
+            # A destination package's modules call the client its plug-in declares.
+            services = _services_of(ast.parse((path.parent / "__init__.py").read_text()))
         assert len(services) == 1, f"{path.name}: calls {methods} on a client of {services}?"
         [service] = services
         client: Any = boto3.session.Session().client(  # type: ignore[call-overload]
@@ -359,8 +334,6 @@ def test_code_reading_finds_the_calls_it_should() -> None:
         "sqs:GetQueueUrl",
         "sqs:DeleteMessage",
         "mobiletargeting:PutEvents",
-        "firehose:PutRecordBatch",
-        "events:PutEvents",
         "profile:PutProfileObject",
         "dynamodb:BatchGetItem",
         "dynamodb:BatchWriteItem",

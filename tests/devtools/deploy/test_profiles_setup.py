@@ -12,7 +12,7 @@ from typing import Any
 import boto3
 import pytest
 
-from chalicelib.destinations.customer_profiles import Settings
+from chalicelib.destinations.customer_profiles.settings import Settings
 from devtools.deploy import profiles_setup
 from devtools.deploy.profiles_setup import (
     ensure_event_triggers,

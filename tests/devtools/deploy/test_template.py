@@ -299,7 +299,8 @@ def _project_with(tmp_path: Path, **variables: str) -> Path:
 def test_customer_profiles_resources_match_what_profiles_setup_sends_and_pass_cfn_lint(
     tmp_path: Path,
 ) -> None:
-    from chalicelib.destinations.customer_profiles import Settings, object_type_definition
+    from chalicelib.destinations.customer_profiles.object_type import object_type_definition
+    from chalicelib.destinations.customer_profiles.settings import Settings
     from devtools.deploy.package import lint
     from devtools.deploy.profiles_setup import event_trigger_definition
     from devtools.deploy.template import merge_template
@@ -374,7 +375,7 @@ def test_no_customer_profiles_resources_without_the_destination(tmp_path: Path) 
 
 
 def test_a_bad_trigger_event_is_named_before_anything_is_packaged(tmp_path: Path) -> None:
-    from chalicelib.config import ConfigError
+    from chalicelib.env import ConfigError
     from devtools.deploy.template import merge_template
 
     root = _project_with(

@@ -23,10 +23,9 @@ import pytest
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
-from chalicelib.config import HitPolicy
 from chalicelib.destinations.pinpoint import event_to_wire, profile_to_wire
 from chalicelib.events import Event
-from chalicelib.hits import HitRefusedError, parse_hit
+from chalicelib.hits import HitPolicy, HitRefusedError, parse_hit
 from chalicelib.responses import NO_CACHE, TRANSPARENT_GIF
 from devtools.gtm.page_server import GtmPageServer
 from devtools.localstack.demo_server import DEMO_DIR, DemoServer
@@ -784,8 +783,7 @@ def profiles_dry_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterato
         "AWS_DEFAULT_REGION": "us-east-1",
     }.items():
         monkeypatch.setenv(name, value)
-    settings = registry.settings_for(("customer-profiles",), environment)["customer-profiles"]
-    yield dry_run, registry.create("customer-profiles", settings)
+    yield dry_run, registry.plugin("customer-profiles").configure(environment).create()
     dry_run.stop()
 
 

@@ -7,8 +7,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
-from chalicelib.config import HitPolicy
-from chalicelib.hits import parse_hit
+from chalicelib.hits import HitPolicy, parse_hit
 from devtools.queue_spec import QueueSpec
 
 STAGE = "dev"

@@ -22,8 +22,7 @@ from typing import Any
 
 import pytest
 
-from chalicelib.config import HitPolicy
-from chalicelib.hits import parse_hit
+from chalicelib.hits import HitPolicy, parse_hit
 from devtools.ops.gtm import (
     API_URL_PLACEHOLDER,
     CONTAINER_FILE,

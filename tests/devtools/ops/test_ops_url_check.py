@@ -16,8 +16,7 @@ import boto3
 import pytest
 from pytest_httpserver import HTTPServer
 
-from chalicelib.config import HitPolicy
-from chalicelib.hits import parse_hit
+from chalicelib.hits import HitPolicy, parse_hit
 from devtools.localstack.event_source import LocalEventSourceMapping
 from devtools.offline import REGION
 from devtools.ops import cli as ops

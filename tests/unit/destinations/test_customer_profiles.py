@@ -7,6 +7,7 @@ import random
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from functools import partial
 from typing import Any
@@ -21,20 +22,22 @@ from botocore.exceptions import (
 )
 from botocore.validate import ParamValidator
 
-from chalicelib.config import ConfigError
-from chalicelib.delivery import settlement_reserve_ms
-from chalicelib.destinations import customer_profiles, registry
-from chalicelib.destinations.base import Verdict
-from chalicelib.destinations.customer_profiles import (
-    CustomerProfilesDestination,
-    Settings,
+from chalicelib.destinations import registry
+from chalicelib.destinations.base import call_budget_ms
+from chalicelib.destinations.customer_profiles import CustomerProfiles, delivery
+from chalicelib.destinations.customer_profiles.delivery import CustomerProfilesDestination
+from chalicelib.destinations.customer_profiles.object_type import (
     object_id,
     object_type_definition,
     profile_object,
     profile_value,
 )
-from chalicelib.env import call_budget_ms
+from chalicelib.destinations.customer_profiles.planning import profile_groups
+from chalicelib.destinations.customer_profiles.settings import Settings
+from chalicelib.env import ConfigError
 from chalicelib.events import Event, ProfileUpdate, Session
+from chalicelib.outcomes import Verdict
+from chalicelib.settlement import settlement_reserve_ms
 from devtools.queue_spec import consumer_timeout_seconds
 from tests.factories import numbered_event
 
@@ -102,11 +105,15 @@ class FakeProfiles:
             return list(self.accepted)
 
 
+# The consumer's pool, as runtime makes it: the destination runs `threads` lanes on it.
+POOL = ThreadPoolExecutor(32, thread_name_prefix="test-consumer")
+
+
 def destination(
     client: FakeProfiles, budget_ms: int = 0, threads: int = 4
 ) -> CustomerProfilesDestination:
     return CustomerProfilesDestination(
-        client, "pixel-relay-dev", "PixelRelayEvent", budget_ms, threads
+        client, "pixel-relay-dev", "PixelRelayEvent", budget_ms, threads, POOL
     )
 
 
@@ -162,9 +169,8 @@ def test_settings_errors_name_the_variable(changes: dict[str, str], variable: st
 
 
 def test_registry_builds_it_without_calling_aws() -> None:
-    settings = registry.settings_for(("customer-profiles",), ENV)["customer-profiles"]
-    built = registry.create("customer-profiles", settings)
-    assert built.name == customer_profiles.NAME == "customer-profiles"
+    built = registry.plugin("customer-profiles").configure(ENV).create()
+    assert built.name == CustomerProfiles.name == "customer-profiles"
 
 
 # The object -------------------------------------------------------------------------------
@@ -345,7 +351,7 @@ def test_unreadable_item_answers_are_retried() -> None:
         "Successful": [{"Id": "2", "ProfileObjectUniqueKey": "k"}],
         "Failed": [{"Id": "0", "Code": "400", "Message": "m"}, {"Id": "1", "Code": 200}],
     }
-    outcomes = customer_profiles.item_outcomes(4, response)
+    outcomes = delivery.item_outcomes(4, response)
     assert [o.verdict for o in outcomes] == [
         Verdict.RETRY,
         Verdict.RETRY,
@@ -481,7 +487,7 @@ def test_one_users_devices_share_a_worker_and_are_ordered_together() -> None:
         make_event(3, endpoint="laptop", timestamp=instant(1)),
         make_event(4, endpoint="tablet", timestamp=instant(2)),  # anonymous: its own
     ]
-    assert sorted(customer_profiles.profile_groups(events)) == [[2, 1, 0], [3]]
+    assert sorted(profile_groups(events)) == [[2, 1, 0], [3]]
 
 
 # Time budget ------------------------------------------------------------------------------
@@ -552,14 +558,14 @@ def test_an_empty_batch_makes_no_call() -> None:
 def test_an_object_that_cannot_be_built_rejects_that_event_only(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    real = customer_profiles.profile_object
+    real = profile_object
 
     def picky(event: Event) -> dict[str, Any]:
         if event.event_id == "e-2":
             raise TypeError("a field the builder cannot take")
         return real(event)
 
-    monkeypatch.setattr(customer_profiles, "profile_object", picky)
+    monkeypatch.setattr(delivery, "profile_object", picky)
     client = FakeProfiles()
     outcomes = destination(client).deliver([make_event(1), make_event(2), make_event(3)])
     assert [o.verdict for o in outcomes] == [Verdict.DELIVERED, Verdict.REJECTED, Verdict.DELIVERED]

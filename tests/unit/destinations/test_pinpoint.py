@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError, ParamValidationError, ReadTimeoutError
 
-from chalicelib.destinations.base import Verdict
 from chalicelib.destinations.pinpoint import PinpointDestination, plan_requests
 from chalicelib.events import Event, ProfileUpdate, Session
+from chalicelib.outcomes import Verdict
 from tests.factories import numbered_event as make_event
 
 

@@ -19,15 +19,9 @@ from hypothesis import strategies as st
 
 from chalicelib.env import ConfigError
 from chalicelib.hits import HitPolicy
-from chalicelib.signing import (
-    KeySource,
-    KeysUnavailableError,
-    SignedIdentity,
-    SigningSettings,
-    TokenRefusedError,
-    TokenVerifier,
-    signed_policy,
-)
+from chalicelib.signing.exceptions import KeysUnavailableError, TokenRefusedError
+from chalicelib.signing.settings import KeySource, SigningSettings, signed_policy
+from chalicelib.signing.verify import SignedIdentity, TokenVerifier
 from tests.tokens import (
     EXP,
     ISSUER,

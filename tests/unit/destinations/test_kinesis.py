@@ -9,12 +9,17 @@ from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError, ParamValidationError
+from hypothesis import given
+from hypothesis import strategies as st
 
-from chalicelib.config import ConfigError
-from chalicelib.destinations import firehose, kinesis, registry
-from chalicelib.destinations.base import Verdict, own_arn
+from chalicelib.destinations import kinesis, registry
+from chalicelib.destinations.base import own_arn, record_line
+from chalicelib.env import ConfigError
 from chalicelib.events import Event
+from chalicelib.outcomes import Verdict
 from tests import factories
+from tests.botocore_checks import assert_model_accepts
+from tests.strategies.messages import BODIES, PROPERTIES, body_of, decoded, valid_document
 
 STREAM = kinesis.Settings("events", 10)
 
@@ -61,7 +66,7 @@ def deliver(
     return kinesis.KinesisDestination(fake, settings, **kw).deliver(events)  # type: ignore[arg-type]
 
 
-def test_packs_500_records_a_call_each_the_line_firehose_writes() -> None:
+def test_packs_500_records_a_call_each_the_shared_record_line() -> None:
     fake = FakeKinesis()
     events = [make_event(i, endpoint=f"ep-{i % 7}") for i in range(1201)]
     outcomes = deliver(fake, events)
@@ -69,7 +74,7 @@ def test_packs_500_records_a_call_each_the_line_firehose_writes() -> None:
     assert {o.verdict for o in outcomes} == {Verdict.DELIVERED}
     assert fake.sent_ids() == [f"e-{i}" for i in range(1201)]  # in the batch's order
     record = fake.calls[0]["Records"][3]
-    assert record["Data"] == firehose.record_data(events[3])  # same bytes, newline included
+    assert record["Data"] == record_line(events[3])  # same bytes, newline included
     assert record["Data"].endswith(b"\n")
     assert fake.calls[0]["StreamName"] == "events"
 
@@ -192,14 +197,14 @@ def test_a_stream_name_or_arn_names_the_stream_in_the_request_and_the_policy() -
     by_name = kinesis.Settings.from_env({"KINESIS_STREAM": " events "})
     assert by_name.stream == "events"
     assert by_name.target() == {"StreamName": "events"}
-    [statement] = kinesis.iam_statements(by_name)
+    [statement] = kinesis.Kinesis(by_name).iam_statements()
     assert statement["Action"] == ["kinesis:PutRecords"]
     assert statement["Resource"] == own_arn("kinesis", "stream/events")
 
     by_arn = kinesis.Settings.from_env({"KINESIS_STREAM": ARN})
     assert by_arn.target() == {"StreamARN": ARN}
     assert by_arn.stream_name == "pixel-events"
-    assert kinesis.iam_statements(by_arn)[0]["Resource"] == ARN
+    assert kinesis.Kinesis(by_arn).iam_statements()[0]["Resource"] == ARN
     fake = FakeKinesis()
     deliver(fake, [make_event(0)], by_arn)
     assert fake.calls[0]["StreamARN"] == ARN
@@ -218,14 +223,38 @@ def test_a_stream_name_or_arn_names_the_stream_in_the_request_and_the_policy() -
             "arn:aws:kinesis:eu-west-1:123456789012:stream/bad$name",
             "KINESIS_STREAM: the stream name in the ARN must match",
         ),
-        ("arn:aws:firehose:eu-west-1:123456789012:deliverystream/x", "KINESIS_STREAM: must match"),
+        ("arn:aws:sqs:eu-west-1:123456789012:queue-x", "KINESIS_STREAM: must match"),
     ],
 )
 def test_a_bad_stream_fails_at_start_naming_the_variable(value: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
-        registry.settings_for(("kinesis",), {"KINESIS_STREAM": value})
+        registry.plugin("kinesis").parse({"KINESIS_STREAM": value})
 
 
 def test_kinesis_is_a_known_destination() -> None:
     assert registry.parse_names("pinpoint,kinesis") == ("pinpoint", "kinesis")
-    assert registry.spec("kinesis").name == "kinesis"
+    assert registry.plugin("kinesis").name == "kinesis"
+
+
+# Any event the consumer can decode becomes a record botocore sends ----------------------
+
+
+def assert_kinesis_accepts(event: Event) -> None:
+    record = kinesis.build_record(event)
+    assert len(record.data) + len(record.partition_key.encode()) <= kinesis.MAX_RECORD_BYTES
+    assert_model_accepts(
+        "kinesis",
+        "PutRecords",
+        {
+            "StreamName": "s",
+            "Records": [{"Data": record.data, "PartitionKey": record.partition_key}],
+        },
+    )
+
+
+@PROPERTIES
+@given(st.one_of(BODIES, valid_document().map(lambda document: body_of(document, False))))
+def test_any_event_that_decodes_is_a_record_kinesis_accepts(body: str) -> None:
+    event = decoded(body)
+    if event is not None:
+        assert_kinesis_accepts(event)

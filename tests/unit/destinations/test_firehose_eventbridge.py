@@ -8,12 +8,17 @@ from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError, ParamValidationError
+from hypothesis import given
+from hypothesis import strategies as st
 
-from chalicelib.config import ConfigError
 from chalicelib.destinations import eventbridge, firehose, registry
-from chalicelib.destinations.base import Outcome, Verdict
+from chalicelib.destinations.base import record_line
+from chalicelib.env import ConfigError
 from chalicelib.events import Event
+from chalicelib.outcomes import Outcome, Verdict
 from tests import factories
+from tests.botocore_checks import assert_model_accepts
+from tests.strategies.messages import BODIES, PROPERTIES, body_of, decoded, valid_document
 
 
 def make_event(number: int, note: str = "", event_type: str = "view") -> Event:
@@ -182,8 +187,8 @@ def test_destination_names_and_settings_fail_fast_naming_the_variable() -> None:
     with pytest.raises(ConfigError, match="DESTINATIONS: unknown kafka"):
         registry.parse_names("kafka")
     with pytest.raises(ConfigError, match="FIREHOSE_STREAM: is required"):
-        registry.settings_for(("firehose",), {})
-    settings = registry.settings_for(("eventbridge",), {})["eventbridge"]
+        registry.plugin("firehose").parse({})
+    settings = eventbridge.EventBridge.parse({})
     assert (settings.bus, settings.source) == ("default", "pixel-relay")
 
 
@@ -213,7 +218,7 @@ def test_resource_names_are_checked_against_the_service_model(
 ) -> None:
     environ = {"FIREHOSE_STREAM": "events", **changes}
     with pytest.raises(ConfigError) as caught:
-        registry.settings_for(("firehose", "eventbridge"), environ)
+        registry.configure(("firehose", "eventbridge"), environ)
     assert str(caught.value).startswith(message)
 
 
@@ -228,13 +233,13 @@ def test_resource_names_are_checked_against_the_service_model(
 )
 def test_an_eventbridge_bus_may_be_a_name_or_an_arn(bus: str) -> None:
     """A bus in another account can only be named by its ARN."""
-    settings = registry.settings_for(("eventbridge",), {"EVENTBRIDGE_BUS": bus})["eventbridge"]
+    settings = eventbridge.EventBridge.parse({"EVENTBRIDGE_BUS": bus})
     assert settings.bus == bus
 
 
 def test_an_eventbridge_source_that_merely_contains_aws_is_fine() -> None:
-    settings = registry.settings_for(("eventbridge",), {"EVENTBRIDGE_SOURCE": "shop.aws.events"})
-    assert settings["eventbridge"].source == "shop.aws.events"
+    settings = eventbridge.EventBridge.parse({"EVENTBRIDGE_SOURCE": "shop.aws.events"})
+    assert settings.source == "shop.aws.events"
 
 
 # One event's bad field, or one surprise, costs only that event or that call ---------------
@@ -291,3 +296,26 @@ def test_an_unexpected_exception_retries_that_call_only() -> None:
     assert {o.reason for o in outcomes[:500]} == {"firehose call failed: KeyError"}
     assert {o.verdict for o in outcomes[:500]} == {Verdict.RETRY}
     assert outcomes[500].verdict is Verdict.DELIVERED
+
+
+# Any event the consumer can decode becomes a record or entry botocore sends --------------
+
+
+def assert_firehose_and_eventbridge_accept(event: Event) -> None:
+    record = record_line(event)
+    assert len(record) <= firehose.MAX_RECORD_BYTES
+    assert_model_accepts(
+        "firehose", "PutRecordBatch", {"DeliveryStreamName": "s", "Records": [{"Data": record}]}
+    )
+    entry = eventbridge.entry_for(event, "default", "pixel-relay")
+    assert eventbridge.entry_size(entry) <= eventbridge.MAX_BYTES
+    assert entry["Time"].tzinfo is not None
+    assert_model_accepts("events", "PutEvents", {"Entries": [entry]})
+
+
+@PROPERTIES
+@given(st.one_of(BODIES, valid_document().map(lambda document: body_of(document, False))))
+def test_any_event_that_decodes_is_a_record_and_an_entry_botocore_sends(body: str) -> None:
+    event = decoded(body)
+    if event is not None:
+        assert_firehose_and_eventbridge_accept(event)

@@ -17,7 +17,8 @@ import boto3
 import pytest
 
 from chalicelib import runtime
-from tests.integration.harness import Pipeline
+from chalicelib.events import EventRecord
+from tests.integration.harness import Pipeline, default_session
 
 
 @dataclass
@@ -109,12 +110,7 @@ def test_firehose_gets_newline_json_in_calls_of_at_most_500_records(
     use(monkeypatch, "firehose")
     ids = send(pipeline, 600)
     calls: list[int] = []  # records per PutRecordBatch, as the consumer's client sends them
-    # Where the app's clients come from: boto3.client uses boto3.DEFAULT_SESSION.
-    if boto3.DEFAULT_SESSION is None:
-        boto3.setup_default_session()
-    session = boto3.DEFAULT_SESSION
-    assert session is not None
-    events = session.events
+    events = default_session().events  # where the app's clients come from
     event_name = "provide-client-params.firehose.PutRecordBatch"
 
     def count(params: dict[str, Any], **_: Any) -> None:
@@ -132,25 +128,12 @@ def test_firehose_gets_newline_json_in_calls_of_at_most_500_records(
     # A batch of 600 takes 500 + 100. A loaded machine may hand the consumer smaller
     # batches; each still takes as few calls as the quota allows.
     assert max(calls) <= 500
-    assert len(calls) == sum(math.ceil(poll.received / 500) for poll in polls)
+    assert len(calls) == sum(math.ceil(poll.received / 500) for poll in polls), (calls, polls)
     first = next(line for line in lines if line["event_id"] == "view-7")
     assert first["event_type"] == "view"
     assert first["endpoint_id"] == "ep-2"
     assert first["attributes"] == {"n": "7"}
-    assert set(first) == {
-        "event_id",
-        "event_type",
-        "endpoint_id",
-        "timestamp",
-        "received_at",
-        "session",
-        "attributes",
-        "metrics",
-        "user_id",
-        "user_attributes",
-        "endpoint_attributes",
-        "endpoint_metrics",
-    }
+    assert set(first) == EventRecord.__required_keys__
     assert pipeline.queued() == 0
 
 

@@ -1,0 +1,86 @@
+"""Amazon Connect Customer Profiles: each event recorded as one profile object.
+
+Events go in `BatchPutProfileObject` calls of up to 10 objects (`delivery`), in an object
+type that `make profiles-setup` and the CloudFormation path define from
+`object_type.object_type_definition`. That object type ties the object to the profile of its
+endpoint id (and, for a hit with a trusted user id, to the profile of that user id too, so
+one person's devices meet in one profile), copies the allowed user attributes onto that
+profile and names the event's time as the object's source timestamp, so an older event
+never overwrites a newer value. One accepted object records the event and its profile
+update together. A unique key derived from (endpoint id, event id) makes a resend overwrite
+its first copy instead of adding a second one. docs/destinations/customer-profiles.md has
+the keys, the fields, the object and the rates.
+
+- `settings`: PROFILES_* and what they allow;
+- `object_type`: the stored object and its object type;
+- `planning`: which objects share a call, which calls go in order;
+- `delivery`: the calls and their answers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Final
+
+from chalicelib.destinations.base import (
+    DestinationPlugin,
+    Statement,
+    call_budget_ms,
+    own_arn,
+    service_client,
+)
+from chalicelib.destinations.customer_profiles.delivery import (
+    CustomerProfilesDestination,
+    ProfilesClient,
+)
+from chalicelib.destinations.customer_profiles.settings import NAME, VARIABLES, Settings
+
+if TYPE_CHECKING:
+    from concurrent.futures import Executor
+
+
+class CustomerProfiles(DestinationPlugin[Settings]):
+    name = NAME
+    service = "customer-profiles"
+    variables = VARIABLES
+    double = "devtools.localstack.doubles.customer_profiles"
+    resources = "devtools.deploy.profiles_template:resources"
+    # BatchPutProfileObject takes 10 objects a call.
+    calls_per_1000_events = 100
+
+    @classmethod
+    def parse(cls, environ: Mapping[str, str]) -> Settings:
+        return Settings.from_env(environ)
+
+    def create(self, pool: Executor | None = None) -> CustomerProfilesDestination:
+        settings = self.settings
+        client: ProfilesClient = service_client(self.service, settings.timeout_seconds)
+        return CustomerProfilesDestination(
+            client,
+            settings.domain,
+            settings.object_type,
+            call_budget_ms(settings.timeout_seconds),
+            settings.write_threads,
+            pool,
+        )
+
+    def iam_statements(self) -> list[Statement]:
+        """Object writes in the one domain, for the one object type. BatchPutProfileObject
+        is authorized by profile:PutProfileObject (IAM and cfn-lint know no
+        BatchPutProfileObject)."""
+        domain, object_type = self.settings.domain, self.settings.object_type
+        return [
+            {
+                "Sid": "PutProfileObjects",
+                "Effect": "Allow",
+                "Action": ["profile:PutProfileObject"],
+                # IAM lists both the domain and the object type as this action's resources.
+                "Resource": [
+                    own_arn("profile", f"domains/{domain}"),
+                    own_arn("profile", f"domains/{domain}/object-types/{object_type}"),
+                ],
+            }
+        ]
+
+
+PLUGIN: Final = CustomerProfiles

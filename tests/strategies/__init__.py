@@ -1,0 +1,1 @@
+"""Hypothesis strategies shared by property tests (never test modules themselves)."""

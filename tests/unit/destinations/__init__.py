@@ -1,0 +1,1 @@
+"""Tests of chalicelib/destinations/, one module per destination."""

@@ -1,0 +1,57 @@
+"""Which destinations exist: found by listing the package, only the configured imported."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+import chalicelib.destinations
+from chalicelib.destinations import registry
+from chalicelib.env import ConfigError
+
+
+def test_every_module_and_package_but_the_interface_is_a_destination_by_its_name() -> None:
+    folder = Path(chalicelib.destinations.__path__[0])
+    on_disk = {
+        path.stem.replace("_", "-")
+        for path in folder.iterdir()
+        if (path.suffix == ".py" or (path / "__init__.py").exists())
+        and not path.name.startswith("_")
+        and path.stem not in ("base", "registry")
+    }
+    assert set(registry.known()) == on_disk
+    assert list(registry.known()) == sorted(on_disk)
+    assert "customer-profiles" in on_disk  # a package counts, named with - for _
+
+
+def test_destinations_names_known_ones_each_once_or_fails_naming_the_variable() -> None:
+    assert registry.parse_names("pinpoint, customer-profiles,pinpoint") == (
+        "pinpoint",
+        "customer-profiles",
+    )
+    with pytest.raises(ConfigError, match="DESTINATIONS: unknown kafka; known: "):
+        registry.parse_names("kafka")
+    with pytest.raises(ConfigError, match="DESTINATIONS: name at least one of"):
+        registry.parse_names(" , ")
+
+
+def test_a_stages_destinations_come_in_the_registrys_order() -> None:
+    assert registry.configured_names({"DESTINATIONS": "pinpoint,customer-profiles"}) == (
+        "customer-profiles",
+        "pinpoint",
+    )
+    assert registry.configured_names({}) == (registry.DEFAULT_DESTINATIONS,)
+
+
+def test_knowing_the_names_imports_no_destination(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in registry.known():
+        monkeypatch.delitem(sys.modules, registry.module_of(name), raising=False)
+    registry.parse_names(",".join(registry.known()))
+    assert not [name for name in registry.known() if registry.module_of(name) in sys.modules]
+
+
+def test_an_unknown_name_is_no_plugin() -> None:
+    with pytest.raises(KeyError, match="no destination named 'kafka'"):
+        registry.plugin("kafka")
