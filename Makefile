@@ -32,7 +32,7 @@ install = @echo "installing $(1)"; \
 	[ -x $(BIN)/pip ] || $(BIN)/python -m ensurepip --default-pip >/dev/null; \
 	$(BIN)/pip install --quiet --require-hashes -r $(1); fi
 
-.PHONY: dev test soak lint typecheck venv venv-local lock policies profiles-setup screenshot deploy teardown package verify ops bench clean
+.PHONY: gtm-globals dev test soak lint typecheck venv venv-local lock policies profiles-setup screenshot deploy teardown package verify ops bench clean
 # A failed step leaves no file behind that would make the next run skip it.
 .DELETE_ON_ERROR:
 
@@ -113,6 +113,10 @@ verify: $(LOCAL_STAMP)
 
 ops: $(LOCAL_STAMP)
 	$(BIN)/python -m devtools.ops $(ARGS)
+
+# The GTM emulator's list of browser globals, merged with what this machine's Chromium has.
+gtm-globals: $(STAMP)
+	$(BIN)/python -m devtools.gtm.globals $(ARGS)
 
 bench: $(LOCAL_STAMP)
 	$(BIN)/python -m bench $(ARGS)

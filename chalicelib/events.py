@@ -14,7 +14,7 @@ import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Final, NotRequired, TypedDict
+from typing import Any, Final, TypedDict
 
 from chalicelib import rules
 from chalicelib.rules import FieldError
@@ -31,10 +31,8 @@ class SessionRecord(TypedDict):
     start: str
 
 
-class EventRecord(TypedDict):
-    """An event as destinations other than Pinpoint store it, and the body of its queue
-    message (with `version`, and `destinations` on a requeued copy): the one list of its
-    fields, which docs/message-format.md describes and tests read."""
+class _EveryEventRecord(TypedDict):
+    """The fields every event record has (`EventRecord` adds the optional ones)."""
 
     event_id: str
     event_type: str
@@ -48,8 +46,17 @@ class EventRecord(TypedDict):
     user_attributes: dict[str, list[str]]
     endpoint_attributes: dict[str, list[str]]
     endpoint_metrics: dict[str, float]
-    client_timestamp: NotRequired[str]  # the client's own time, when the pixel corrected it
-    consent: NotRequired[dict[str, str]]  # the consent state the hit carried, if any
+
+
+class EventRecord(_EveryEventRecord, total=False):
+    """An event as destinations other than Pinpoint store it, and the body of its queue
+    message (with `version`, and `destinations` on a requeued copy): the one list of its
+    fields, which docs/message-format.md describes and tests read. The optional fields are
+    present only when the hit gave them (`total=False`, so `__optional_keys__` knows them at
+    run time too: `NotRequired` under postponed annotations does not reach it on 3.11)."""
+
+    client_timestamp: str  # the client's own time, when the pixel corrected it
+    consent: dict[str, str]  # the consent state the hit carried, if any
 
 
 @dataclass(frozen=True)
