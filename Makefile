@@ -84,26 +84,27 @@ dev: $(LOCAL_STAMP)
 	$(BIN)/python -m devtools.localstack $(ARGS)
 
 policies: $(LOCAL_STAMP)
-	$(BIN)/python -m devtools.deploy.policies
+	$(BIN)/python -m devtools.deploy.policies$(if $(ARGS), $(ARGS))
 
 profiles-setup: $(LOCAL_STAMP)
-	$(BIN)/python -m devtools.deploy.profiles_setup --stage $(or $(STAGE),dev)
+	$(BIN)/python -m devtools.deploy.profiles_setup --stage $(or $(STAGE),dev)$(if $(ARGS), $(ARGS))
 
 screenshot: $(STAMP)
 	UPDATE_SCREENSHOT=1 $(BIN)/python -m pytest -q tests/devtools/localstack/test_demo_e2e.py
 
 deploy: $(LOCAL_STAMP)
 	$(if $(STAGE),,$(error STAGE is required: make deploy STAGE=prod))
-	$(BIN)/python -m devtools.deploy.stage deploy --stage $(STAGE)
+	$(BIN)/python -m devtools.deploy.stage deploy --stage $(STAGE)$(if $(ARGS), $(ARGS))
 
-# Lists what it deletes and asks first (on this terminal); YES=1 deletes without asking.
+# Lists what it deletes and asks first (on this terminal); YES=1 deletes without asking;
+# ARGS="--force", "--keep-queues", "--delete-logs" as devtools/deploy/stage.py describes.
 teardown: $(LOCAL_STAMP)
 	$(if $(STAGE),,$(error STAGE is required: make teardown STAGE=prod))
-	$(BIN)/python -m devtools.deploy.stage teardown --stage $(STAGE)$(if $(YES), --yes)
+	$(BIN)/python -m devtools.deploy.stage teardown --stage $(STAGE)$(if $(YES), --yes)$(if $(ARGS), $(ARGS))
 
 package: $(STAMP)
 	$(if $(STAGE),,$(error STAGE is required: make package STAGE=prod))
-	$(BIN)/python -m devtools.deploy.package --stage $(STAGE)
+	$(BIN)/python -m devtools.deploy.package --stage $(STAGE)$(if $(ARGS), $(ARGS))
 
 # Read-only check of a deployed stage, either path: ARGS="--stack-name NAME" for a stack not
 # named pixel-relay-<stage>.

@@ -1,6 +1,6 @@
 """The CloudFormation deploy path: one template with everything, checked with cfn-lint.
 
-    python -m devtools.deploy.package --stage prod
+    .venv/bin/python -m devtools.deploy.package --stage prod
 
 writes `deploy/build/<stage>/merge.json` (generated from the stage's settings, see
 `devtools.deploy.template`), runs `chalice package --merge-template` into
@@ -89,14 +89,14 @@ def next_steps(stage: str, result: PackageResult) -> str:
             f"  aws cloudformation deploy --template-file {packaged} \\",
             f"      --stack-name pixel-relay-{stage} --capabilities CAPABILITY_IAM \\",
             "      --parameter-overrides EnableWaf=false AlarmTopicArn= PixelReservedConcurrency=0",
-            f"Then: python -m devtools.ops check --stage {stage} --stack-name pixel-relay-{stage}",
+            f'Then: make ops ARGS="check --stage {stage} --stack-name pixel-relay-{stage}"',
         ]
     )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m devtools.deploy.package",
+        prog=".venv/bin/python -m devtools.deploy.package",
         description="Build the stage's CloudFormation template (chalice package"
         " --merge-template) and check it with cfn-lint.",
     )

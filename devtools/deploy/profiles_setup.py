@@ -1,7 +1,8 @@
 """Create or update the Customer Profiles object type a stage's events are recorded in, and
 its event triggers.
 
-`python -m devtools.deploy.profiles_setup --stage dev` (`make profiles-setup STAGE=dev`) reads
+`make profiles-setup STAGE=dev` (`.venv/bin/python -m devtools.deploy.profiles_setup --stage
+dev`) reads
 the stage's settings from .chalice/config.json (PROFILES_DOMAIN, PROFILES_OBJECT_TYPE,
 ALLOWED_USER_ATTRIBUTES, PROFILES_TRIGGER_EVENTS), reads the object type with
 GetProfileObjectType and calls PutProfileObjectType only when it is missing or differs; then
@@ -296,7 +297,7 @@ def report(result: SetupResult, settings: Settings, dry_run: bool) -> str:
 
 def main(argv: Sequence[str] | None = None, root: Path = ROOT) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m devtools.deploy.profiles_setup", description=__doc__
+        prog=".venv/bin/python -m devtools.deploy.profiles_setup", description=__doc__
     )
     parser.add_argument("--stage", required=True, help="a stage in .chalice/config.json")
     parser.add_argument(

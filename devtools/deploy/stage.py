@@ -1,9 +1,11 @@
 """The `chalice deploy` path, made complete: queues first, then Chalice, then the one setting
 Chalice cannot make; and a teardown that finds the stage in AWS.
 
-    python -m devtools.deploy.stage deploy --stage prod     # queues, chalice deploy, mapping
-    python -m devtools.deploy.stage verify --stage prod     # read-only: queues and mapping
-    python -m devtools.deploy.stage teardown --stage prod   # lists, asks, deletes
+    make deploy STAGE=prod       # queues, chalice deploy, mapping
+    make verify STAGE=prod       # read-only: queues and mapping (devtools/deploy/verify.py)
+    make teardown STAGE=prod     # lists, asks, deletes
+
+(`.venv/bin/python -m devtools.deploy.stage deploy|verify|teardown --stage prod` underneath.)
 
 Chalice never creates SQS queues and cannot set `FunctionResponseTypes` on the event source
 mapping it creates (DESIGN.md). `deploy` creates or corrects both queues from
@@ -178,7 +180,7 @@ def deploy(
     elif url is not None:
         print(f"API: {url} (new: put it in the GTM tag)")
     print(report_batch_item_failures_advice(stage, stage_environment(stage, root)))
-    print(f"next: python -m devtools.ops check --stage {stage}")
+    print(f'next: make ops ARGS="check --stage {stage}"')
     return 0
 
 
@@ -255,7 +257,7 @@ def plan_teardown(
             plan.held.append(name)
             plan.left.append(
                 f"queue {name}: holds {count} message(s), undelivered events. Inspect or"
-                f" replay them (python -m devtools.ops dlq --stage {stage}), then run teardown"
+                f' replay them (make ops ARGS="dlq --stage {stage}"), then run teardown'
                 f" again; or delete it with them: aws sqs delete-queue --queue-url {url}"
             )
         elif name == names.dead_letter_queue and events_url not in (None, *plan.queues.values()):
@@ -381,7 +383,7 @@ GONE: Final = frozenset(
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m devtools.deploy.stage",
+        prog=".venv/bin/python -m devtools.deploy.stage",
         description="Deploy a stage with chalice deploy, plus the queues and the event source"
         " mapping setting Chalice cannot make.",
     )

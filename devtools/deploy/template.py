@@ -410,7 +410,7 @@ def _alarms(
 ) -> dict[str, Any]:
     """One alarm per way the stage loses or delays events; each description says what it
     means and where to start (docs/operations.md has the runbook)."""
-    ops = f"python -m devtools.ops dlq --stage {stage}"
+    ops = f'make ops ARGS="dlq --stage {stage}"'
     runbook = "Runbook: docs/operations.md."
 
     def lambda_metric(function: str, metric: str) -> dict[str, Any]:
@@ -654,8 +654,9 @@ def dashboard_body(stage: str, alarms: list[str] | None = None) -> dict[str, Any
                 "height": 2,
                 "properties": {
                     "markdown": f"## pixel-relay `{stage}`\nHits from GTM, events into Pinpoint."
-                    " Triage the dead-letter queue with `python -m devtools.ops dlq --stage"
-                    f" {stage}`; metrics and alarms are explained in docs/operations.md."
+                    ' Triage the dead-letter queue with `make ops ARGS="dlq --stage'
+                    f' {stage}"` in a checkout of pixel-relay; metrics and alarms are'
+                    " explained in docs/operations.md."
                 },
             },
             _metric_widget("Hits accepted / refused (pixel)", _ours(PIXEL_METRICS, stage), y=2),

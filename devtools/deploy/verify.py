@@ -3,8 +3,8 @@
     make verify STAGE=prod                                  # finds the stage by itself
     make verify STAGE=prod ARGS="--stack-name my-stack"     # a stack not named pixel-relay-<stage>
 
-(`python -m devtools.deploy.verify --stage prod`, and `python -m devtools.deploy.stage verify
---stage prod`, run the same check.)
+(`.venv/bin/python -m devtools.deploy.verify --stage prod`, and
+`.venv/bin/python -m devtools.deploy.stage verify --stage prod`, run the same check.)
 
 Where the stage's resources are (`find_deployment`):
 
@@ -430,7 +430,7 @@ def verify_stage(
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m devtools.deploy.verify",
+        prog=".venv/bin/python -m devtools.deploy.verify",
         description="Read-only check of a deployed stage (either deploy path): queues,"
         f" functions, the event source mapping, {PARTIAL_BATCH}.",
     )

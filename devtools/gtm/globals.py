@@ -1,7 +1,7 @@
 """Regenerates browser-globals.json: every name on a fresh Chromium page's `window` and its
 prototype chain, which GTM's access_globals rule forbids as the first token of a key.
 
-    python -m devtools.gtm.globals [path to chromium]
+    .venv/bin/python -m devtools.gtm.globals [path to chromium]
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ def main(argv: list[str]) -> int:
     document = {
         "source": "Object.getOwnPropertyNames along window's prototype chain on about:blank, "
         f"Chromium {version} (headless), merged with the names listed before; regenerate "
-        "with: python -m devtools.gtm.globals",
+        "with: .venv/bin/python -m devtools.gtm.globals",
         "names": sorted(known | set(names)),
     }
     TARGET.write_text(json.dumps(document, indent=0) + "\n")

@@ -2,12 +2,14 @@
 check. Development tooling: it runs on an operator's machine with their AWS credentials,
 never in Lambda.
 
-    python -m devtools.ops dlq --stage prod [--samples 5] [--reason TEXT] [--event-type T]
-    python -m devtools.ops dlq replay --stage prod [--reason TEXT] [--rejected-at pinpoint]
-                                       [--method auto|move-task|journal] [--resend-in-doubt]
-    python -m devtools.ops url --stage prod [--api-url URL | --stack-name NAME]
-                                       [--events purchase,signup --container F]
-    python -m devtools.ops check --stage prod [--api-url URL | --stack-name NAME]
+    make ops ARGS="dlq --stage prod [--samples 5] [--reason TEXT] [--event-type T]"
+    make ops ARGS="dlq replay --stage prod [--reason TEXT] [--rejected-at pinpoint]
+                   [--method auto|move-task|journal] [--resend-in-doubt]"
+    make ops ARGS="url --stage prod [--api-url URL | --stack-name NAME]
+                   [--events purchase,signup --container F]"
+    make ops ARGS="check --stage prod [--api-url URL | --stack-name NAME]"
+
+(`.venv/bin/python -m devtools.ops ...` underneath.)
 
 Queue names, the Pinpoint project and the allowed attributes come from the stage in
 .chalice/config.json; the API URL from `--api-url`, else the `EndpointURL` output of the stack
@@ -355,7 +357,7 @@ def check_command(args: argparse.Namespace, ops: Ops, out: IO[str], err: IO[str]
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m devtools.ops",
+        prog=".venv/bin/python -m devtools.ops",
         description="Operate a deployed pixel-relay stage (docs/operations.md).",
     )
     commands = parser.add_subparsers(dest="command", required=True)

@@ -13,8 +13,8 @@ keeps an attribute's value from the object with the newest source timestamp when
 type names one, can be told to fail on purpose — a whole request, or single items of a
 batch — and records what it accepted. Standard library only.
 
-Run `python -m devtools.standins.customer_profiles --port 9200 --domain pixel-relay-dev` to serve
-until killed, printing one JSON line per accepted object on stdout.
+Run `.venv/bin/python -m devtools.standins.customer_profiles --port 9200 --domain
+pixel-relay-dev` to serve until killed, printing one JSON line per accepted object on stdout.
 """
 
 from __future__ import annotations
@@ -564,7 +564,7 @@ class _Handler(RestJsonHandler[ProfilesStandIn]):
 def main(argv: Sequence[str] | None = None) -> int:
     """Serve until killed, printing each accepted object as one JSON line on stdout."""
     parser = argparse.ArgumentParser(
-        prog="python -m devtools.standins.customer_profiles", description=__doc__
+        prog=".venv/bin/python -m devtools.standins.customer_profiles", description=__doc__
     )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=9200)
@@ -579,7 +579,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         standin,
         lambda url: (
             f"Customer Profiles stand-in on {url} for {domains}; "
-            "define the object type with python -m devtools.deploy.profiles_setup"
+            "define the object type with .venv/bin/python -m devtools.deploy.profiles_setup"
         ),
     )
 

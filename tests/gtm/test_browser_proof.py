@@ -152,4 +152,4 @@ def test_the_browser_globals_list_holds_every_global_of_this_chromium(chromium: 
         )
     finally:
         page.close()
-    assert set(names) - listed == set(), "regenerate with: python -m devtools.gtm.globals"
+    assert set(names) - listed == set(), "regenerate with: .venv/bin/python -m devtools.gtm.globals"

@@ -126,7 +126,7 @@ def test_alarms_watch_the_dead_letter_queue_and_the_consumer(packaged: Packaged)
         {"Name": "QueueName", "Value": {"Fn::GetAtt": ["DeadLetterQueue", "QueueName"]}}
     ]
     assert dead_letters["Threshold"] == settings.dead_letter_alarm_threshold
-    assert "devtools.ops dlq" in dead_letters["AlarmDescription"]
+    assert '`make ops ARGS="dlq --stage dev"`' in dead_letters["AlarmDescription"]
     errors = alarms["ConsumerErrorsAlarm"]
     assert (errors["Namespace"], errors["MetricName"]) == ("AWS/Lambda", "Errors")
     assert errors["Dimensions"] == [{"Name": "FunctionName", "Value": {"Ref": "Deliver"}}]
