@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Final
 
 from devtools.deploy.bytecode import compile_zip
-from devtools.deploy.preflight import check_stage
+from devtools.deploy.preflight import PreflightError, check_region, check_stage
 from devtools.deploy.template import merge_template
 from devtools.locks import chalice_environment
 from devtools.paths import BUILD_DIR, ROOT
@@ -108,7 +108,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="only write the merge template; no chalice package, no lint",
     )
     args = parser.parse_args(argv)
-    aws_region()  # chalice package reads AWS_DEFAULT_REGION only; AWS_REGION works too
+    # chalice package reads AWS_DEFAULT_REGION only; AWS_REGION works too. The region decides
+    # which resource types exist (cfn-lint checks it), so a stage whose destinations are not
+    # offered there is refused before anything is built.
+    region = aws_region()
+    if not region:
+        raise PreflightError(
+            "no AWS region: set AWS_REGION (or AWS_DEFAULT_REGION), or region in your profile"
+        )
+    check_region(args.stage, region)
     out_dir: Path = args.out or ROOT / BUILD / args.stage
     if args.merge_only:
         print(write_merge_template(args.stage, out_dir))

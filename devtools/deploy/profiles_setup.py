@@ -33,6 +33,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from chalicelib.destinations.customer_profiles.object_type import object_type_definition
 from chalicelib.destinations.customer_profiles.settings import TRIGGER_PREFIX, Settings
 from chalicelib.env import ConfigError
+from devtools.deploy.preflight import check_region
 from devtools.paths import ROOT
 from devtools.process import aws_region
 from devtools.queue_spec import stage_environment
@@ -312,8 +313,10 @@ def main(argv: Sequence[str] | None = None, root: Path = ROOT) -> int:
         return 2
     if args.show:
         print(json.dumps(object_type_definition(settings), indent=2, sort_keys=True))
+    region = aws_region()  # AWS_REGION works too, and a profile's region (devtools.process)
+    if region:  # without one, boto3 names the problem below
+        check_region(args.stage, region, root)
     try:
-        aws_region()  # AWS_REGION works too, and a profile's region (devtools.process)
         client: Any = boto3.client("customer-profiles", config=Config(retries={"mode": "standard"}))
         result = ensure_object_type(client, settings, dry_run=args.dry_run)
         print(report(result, settings, args.dry_run))

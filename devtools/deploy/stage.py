@@ -48,7 +48,7 @@ from devtools.deploy.inventory import (
     recorded_values,
 )
 from devtools.deploy.mapping import PARTIAL_BATCH, configure_mapping
-from devtools.deploy.preflight import check_aws, check_identity, check_stage
+from devtools.deploy.preflight import check_aws, check_identity, check_region, check_stage
 from devtools.deploy.queues import ensure_queues
 from devtools.deploy.verify import verify_stage
 from devtools.locks import chalice_environment
@@ -434,7 +434,9 @@ def main(
         check_stage(args.stage, root)
     else:
         stage_environment(args.stage, root)  # the stage exists
-    check_aws(args.profile)
+    region = check_aws(args.profile)
+    if args.command != "teardown":  # a stage deployed before this check can still be removed
+        check_region(args.stage, region, root)
     clients = clients or Clients.from_session(boto3.Session(profile_name=args.profile))
     try:
         if args.command == "deploy":

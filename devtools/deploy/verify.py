@@ -41,6 +41,7 @@ import boto3
 from botocore.exceptions import ClientError
 
 from devtools.deploy.mapping import PARTIAL_BATCH, consumer_mappings, has_partial_batch_responses
+from devtools.deploy.preflight import check_region
 from devtools.deploy.queues import attribute_differences, existing_queue_url
 from devtools.paths import ROOT
 from devtools.queue_spec import QueueSpec, chalice_config
@@ -451,6 +452,7 @@ def main(argv: Sequence[str] | None = None, session: Any = None) -> int:
     session = session or boto3.Session(profile_name=args.profile, region_name=region)
     if not session.region_name:
         raise SystemExit("no AWS region: set AWS_REGION (or give the profile a region)")
+    check_region(args.stage, session.region_name, args.project_dir.resolve())
     return verify_stage(
         args.stage,
         args.project_dir.resolve(),
