@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any, Final
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
+from chalicelib.config import QueueWiring
 from devtools.deploy.bytecode import compile_tree
 from devtools.deploy.inventory import (
     Adoption,
@@ -50,7 +51,7 @@ from devtools.deploy.inventory import (
 from devtools.deploy.mapping import PARTIAL_BATCH, configure_mapping
 from devtools.deploy.preflight import check_aws, check_identity, check_region, check_stage
 from devtools.deploy.queues import ensure_queues
-from devtools.deploy.verify import verify_stage
+from devtools.deploy.verify import chalice_deployment, check, verify_stage
 from devtools.locks import chalice_environment
 from devtools.paths import ROOT
 from devtools.process import run, tool
@@ -173,6 +174,13 @@ def deploy(
         return 1
     if mapping_status != 0:
         return 1
+    if verify_deployed(stage, root, clients) != 0:
+        print(
+            f"stage {stage}: deployed, but not as its settings say (FAIL lines above): fix"
+            " them and run this command again",
+            file=sys.stderr,
+        )
+        return 1
     url = deployed_url(stage, root)
     if adoption.rest_api is not None and url is not None:
         same = adoption.rest_api.id in url
@@ -182,6 +190,20 @@ def deploy(
     print(report_batch_item_failures_advice(stage, stage_environment(stage, root)))
     print(f'next: make ops ARGS="check --stage {stage}"')
     return 0
+
+
+def verify_deployed(stage: str, root: Path, clients: Clients) -> int:
+    """What deploy ends with: verify's checks of the queues, the functions and the mapping
+    (its setting, batch size, window and concurrency cap) on what was just deployed."""
+    deployment = chalice_deployment(stage, root, clients.sqs)
+    wiring = QueueWiring.from_env(stage_environment(stage, root))
+    spec = QueueSpec.for_stage(stage, root)
+    findings = check(deployment, spec, clients.sqs, clients.lambda_client, wiring)
+    for line in findings.ok:
+        print(f"ok   {line}")
+    for line in findings.problems:
+        print(f"FAIL {line}", file=sys.stderr)
+    return 1 if findings.problems else 0
 
 
 def verify(stage: str, root: Path, clients: Clients) -> int:

@@ -50,10 +50,6 @@ API: Final = "RestAPI"
 ROLES: Final = {"api_handler": "ApiHandlerRole", "deliver": "DeliverRole"}
 # The `stage` dimension of every PixelRelay metric (chalicelib.telemetry.STAGE_VARIABLE).
 STAGE_VARIABLE: Final = "PIXEL_RELAY_STAGE"
-# The consumer's concurrency when MAX_CONCURRENCY is unset: 5 invocations of BATCH_SIZE
-# events (100: about 1 s each with one destination) deliver some 500 events/s, the prod
-# stage's API throttle, and leave the rest of the account's concurrency to the pixel.
-DEFAULT_CONSUMER_MAX_CONCURRENCY: Final = 5
 PERIOD_SECONDS: Final = 300
 # Bot Control's common level; its own price applies (see docs/deploy.md).
 BOT_RULE_GROUP: Final = "AWSManagedRulesBotControlRuleSet"
@@ -175,7 +171,9 @@ def _encryption(spec: QueueSpec) -> dict[str, Any]:
     """The stage's KMS key (QUEUE_KMS_KEY), else SQS-managed keys (the two exclude each
     other), as `QueueSpec.encryption_attributes` says for the `chalice deploy` path."""
     if spec.kms_key is not None:
-        return {"KmsMasterKeyId": spec.kms_key.arn}
+        # Explicit: a queue has one server-side encryption, and a stack that moves a queue
+        # from SSE-SQS to the key must turn SSE-SQS off (devtools/deploy/queues.py).
+        return {"KmsMasterKeyId": spec.kms_key.arn, "SqsManagedSseEnabled": False}
     return {"SqsManagedSseEnabled": True}
 
 
@@ -267,9 +265,9 @@ def destination_fragments(environment: dict[str, str]) -> dict[str, dict[str, An
 
 
 def consumer_max_concurrency(environment: dict[str, str]) -> int:
-    """The consumer mapping's MaximumConcurrency: MAX_CONCURRENCY, else the default."""
-    configured = QueueWiring.from_env(environment).maximum_concurrency
-    return configured if configured is not None else DEFAULT_CONSUMER_MAX_CONCURRENCY
+    """The consumer mapping's MaximumConcurrency: MAX_CONCURRENCY, else the default (5), the
+    same as the `chalice deploy` path's (chalicelib.config.DEFAULT_MAX_CONCURRENCY)."""
+    return QueueWiring.from_env(environment).maximum_concurrency
 
 
 def _function_overrides(stage: str, environment: dict[str, str], root: Path) -> dict[str, Any]:

@@ -550,3 +550,57 @@ def test_teardown_of_dev_leaves_stage_dev_eu_whose_names_start_alike(
     assert deploy_stage.main(args, clients) == 0
     assert stage_resources(clients)["functions"] == ["pixel-relay-dev-eu-deliver"]
     assert stage_resources(clients)["roles"] == ["pixel-relay-dev-eu-deliver"]
+
+
+# Deploy ends as verify would check it ---------------------------------------------------------
+
+
+def test_the_chalice_path_caps_the_consumer_like_the_stack_and_deploy_ends_verified(
+    clients: Clients, project: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """Before, the chalice deploy path's mapping had no MaximumConcurrency unless
+    MAX_CONCURRENCY was set (5 on the stack path), and deploy never read the mapping's
+    batch settings back."""
+    assert deploy_stage.main(deploy_args(project), clients, chalice=chalice_on_moto) == 0
+    [mapping] = clients.lambda_client.list_event_source_mappings()["EventSourceMappings"]
+    assert mapping["ScalingConfig"] == {"MaximumConcurrency": 5}
+    assert (mapping["BatchSize"], mapping["MaximumBatchingWindowInSeconds"]) == (100, 1)
+    out = capfd.readouterr().out
+    assert "ok   queues pixel-relay-dev-events and pixel-relay-dev-events-dlq" in out
+    assert "ok   consumer function pixel-relay-dev-deliver: exists" in out
+
+
+def test_deploy_fails_when_what_it_deployed_does_not_verify(
+    clients: Clients, project: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """A mapping disabled by hand: chalice deploy updates it and leaves it disabled, and the
+    events wait on the queue. Before, deploy said nothing and exited 0."""
+    assert deploy_stage.main(deploy_args(project), clients, chalice=chalice_on_moto) == 0
+    [mapping] = clients.lambda_client.list_event_source_mappings()["EventSourceMappings"]
+    clients.lambda_client.update_event_source_mapping(UUID=mapping["UUID"], Enabled=False)
+    capfd.readouterr()
+    assert deploy_stage.main(deploy_args(project), clients, chalice=chalice_on_moto) == 1
+    err = capfd.readouterr().err
+    assert f"FAIL mapping {mapping['UUID']}: Disabled, events wait on pixel-relay-dev-events" in err
+    assert "deployed, but not as its settings say" in err
+
+
+def test_deploy_refuses_a_queue_encrypted_with_a_key_the_stage_does_not_name(
+    clients: Clients, project: Path
+) -> None:
+    """Before: "already as specified", exit 0, while verify called it "every send fails"."""
+    spec = QueueSpec.for_stage(STAGE, project)
+    events, _ = ensure_queues(clients.sqs, spec)
+    kms = boto3.client("kms", endpoint_url=clients.sqs.meta.endpoint_url, region_name=REGION)
+    key = kms.create_key()["KeyMetadata"]["Arn"]
+    clients.sqs.set_queue_attributes(QueueUrl=events.url, Attributes={"KmsMasterKeyId": key})
+    with pytest.raises(SystemExit) as stopped:
+        deploy_stage.main(deploy_args(project), clients, chalice=chalice_on_moto)
+    assert str(stopped.value) == (
+        f"queue pixel-relay-dev-events: encrypted with KMS key {key}, which the stage does not"
+        " name, so the functions' roles are not granted kms:GenerateDataKey/kms:Decrypt on it"
+        f" and every send fails: set QUEUE_KMS_KEY={key} in the stage's environment_variables,"
+        " then make policies and redeploy (deploy changed nothing)"
+    )
+    assert stage_resources(clients)["functions"] == []
+    assert attributes(clients.sqs, spec.events_queue)["KmsMasterKeyId"] == key

@@ -628,7 +628,8 @@ def test_a_queue_key_encrypts_both_queues_and_both_roles_may_use_it(tmp_path: Pa
     for queue in ("DeadLetterQueue", "EventsQueue"):
         properties = resources[queue]["Properties"]
         assert properties["KmsMasterKeyId"] == KEY
-        assert "SqsManagedSseEnabled" not in properties  # SQS refuses both
+        # One server-side encryption per queue: a stack moving from SSE-SQS turns it off.
+        assert properties["SqsManagedSseEnabled"] is False
     for role in ("ApiHandlerRole", "DeliverRole"):
         [policy] = resources[role]["Properties"]["Policies"]
         [kms] = [s for s in policy["PolicyDocument"]["Statement"] if s["Sid"] == "UseQueueKey"]
@@ -649,7 +650,16 @@ def test_verify_expects_the_queue_key_and_sees_a_queue_without_it(sqs: Any) -> N
     keyed = QueueSpec("pixel-relay-kms-events", "pixel-relay-kms-dlq", 360, kms_key=key)
     assert sorted(queue_problems(sqs, keyed)) == [
         f"pixel-relay-kms-dlq: KmsMasterKeyId is None, want {KEY!r}",
+        "pixel-relay-kms-dlq: SqsManagedSseEnabled is 'true', want 'false'",
         f"pixel-relay-kms-events: KmsMasterKeyId is None, want {KEY!r}",
+        "pixel-relay-kms-events: SqsManagedSseEnabled is 'true', want 'false'",
     ]
-    ensure_queues(sqs, keyed)
+    events, dead_letters = ensure_queues(sqs, keyed)
+    assert events.changed == dead_letters.changed == ("KmsMasterKeyId", "SqsManagedSseEnabled")
     assert queue_problems(sqs, keyed) == []
+    for state in (events, dead_letters):
+        attributes = sqs.get_queue_attributes(QueueUrl=state.url, AttributeNames=["All"])
+        # Before, SSE-SQS stayed on beside the key ("only one server-side encryption option
+        # is supported per queue", SetQueueAttributes).
+        assert attributes["Attributes"]["SqsManagedSseEnabled"] == "false"
+        assert attributes["Attributes"]["KmsMasterKeyId"] == KEY
