@@ -38,6 +38,7 @@ import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
 from chalicelib.config import QueueWiring
+from chalicelib.env import ConfigError
 from devtools.deploy.bytecode import compile_tree
 from devtools.deploy.inventory import (
     Adoption,
@@ -51,7 +52,8 @@ from devtools.deploy.inventory import (
 from devtools.deploy.mapping import PARTIAL_BATCH, configure_mapping
 from devtools.deploy.preflight import check_aws, check_identity, check_region, check_stage
 from devtools.deploy.queues import ensure_queues
-from devtools.deploy.verify import chalice_deployment, check, verify_stage
+from devtools.deploy.template import merge_template
+from devtools.deploy.verify import chalice_deployment, check, default_stack_name, verify_stage
 from devtools.locks import chalice_environment
 from devtools.paths import ROOT
 from devtools.process import run, tool
@@ -91,6 +93,7 @@ class Clients:
     apigateway: Any
     sts: Any
     logs: Any
+    cloudformation: Any
 
     @classmethod
     def from_session(cls, session: Any) -> Clients:
@@ -101,7 +104,7 @@ class Clients:
         return str(self.sqs.meta.region_name)
 
 
-SERVICES: Final = ("sqs", "lambda", "iam", "apigateway", "sts", "logs")
+SERVICES: Final = ("sqs", "lambda", "iam", "apigateway", "sts", "logs", "cloudformation")
 
 
 def find_stage(stage: str, root: Path, clients: Clients) -> Inventory:
@@ -209,8 +212,7 @@ def verify_deployed(stage: str, root: Path, clients: Clients) -> int:
 def verify(stage: str, root: Path, clients: Clients) -> int:
     """Read-only check of the stage, on either deploy path: devtools/deploy/verify.py
     (`make verify STAGE=...`, which also takes --stack-name)."""
-    cloudformation = boto3.client("cloudformation", region_name=clients.sqs.meta.region_name)
-    return verify_stage(stage, root, clients.sqs, clients.lambda_client, cloudformation)
+    return verify_stage(stage, root, clients.sqs, clients.lambda_client, clients.cloudformation)
 
 
 def _message_count(sqs: SQSClient, url: str) -> int:
@@ -250,6 +252,7 @@ class TeardownPlan:
     queues: dict[str, str]  # queue name -> URL, to delete
     left: list[str]  # what stays, and why
     held: list[str] = field(default_factory=list)  # queues left holding messages (exit 1)
+    log_groups: list[str] = field(default_factory=list)  # to delete (--delete-logs)
 
 
 def _log_groups(clients: Clients, names: StageNames) -> list[str]:
@@ -262,7 +265,12 @@ def _log_groups(clients: Clients, names: StageNames) -> list[str]:
 
 
 def plan_teardown(
-    stage: str, inventory: Inventory, clients: Clients, keep_queues: bool, force: bool
+    stage: str,
+    inventory: Inventory,
+    clients: Clients,
+    keep_queues: bool,
+    force: bool,
+    delete_logs: bool = False,
 ) -> TeardownPlan:
     names = inventory.names
     plan = TeardownPlan(delete=[], queues={}, left=[])
@@ -290,9 +298,15 @@ def plan_teardown(
             plan.queues[name] = url
             plan.delete.append(f"queue {name}" + (f" ({count} message(s))" if count else ""))
     for group in _log_groups(clients, names):
+        if delete_logs:
+            plan.log_groups.append(group)
+            plan.delete.append(f"log group {group}")
+            continue
         plan.left.append(
-            f"log group {group}: Lambda writes it; kept for investigation"
-            f" (aws logs delete-log-group --log-group-name {group})"
+            f"log group {group}: Lambda writes it; kept for investigation. A CloudFormation"
+            " stack of this stage creates it and fails while it exists: delete it with"
+            f" make teardown STAGE={stage} YES=1 ARGS=--delete-logs, or"
+            f" aws logs delete-log-group --log-group-name {group}"
         )
     return plan
 
@@ -330,12 +344,21 @@ def teardown(
     yes: bool = False,
     confirm: Confirm = ask_terminal,
     sleep: Callable[[float], None] = time.sleep,
+    delete_logs: bool = False,
 ) -> int:
     """Delete what deploy created, found in AWS (not in this checkout's record): the mapping,
     the API, the functions, their roles, then the queues, except a queue still holding
-    messages. Asks first unless `yes`. 0 when nothing of the stage is left but log groups."""
+    messages, and with `delete_logs` the functions' log groups. Asks first unless `yes`.
+    0 when nothing of the stage is left but log groups.
+
+    A stage deployed with CloudFormation is the stack's: deleting its resources one by one
+    would leave the stack failing on every update and delete. Then nothing is deleted here;
+    the stack's delete command is printed, with what the stack keeps (`stack_teardown`)."""
     inventory = find_stage(stage, root, clients)
-    plan = plan_teardown(stage, inventory, clients, keep_queues, force)
+    stack = owning_stack(stage, root, inventory, clients)
+    if stack is not None:
+        return stack_teardown(stage, root, stack, clients)
+    plan = plan_teardown(stage, inventory, clients, keep_queues, force, delete_logs)
     where = f"stage {stage} in {clients.region}"
     if not plan.delete:
         print(f"{where}: nothing to delete")
@@ -386,6 +409,8 @@ def teardown(
         attempt(f"role {role}", partial(_delete_role, clients.iam, role))
     for name, url in plan.queues.items():
         attempt(f"queue {name}", partial(clients.sqs.delete_queue, QueueUrl=url))
+    for group in plan.log_groups:
+        attempt(f"log group {group}", partial(clients.logs.delete_log_group, logGroupName=group))
     state = deployed_state_file(stage, root)
     if state.exists():
         state.unlink()
@@ -395,6 +420,93 @@ def teardown(
         print(f"teardown of stage {stage} left: {'; '.join(left)}", file=sys.stderr)
         return 1
     return 0
+
+
+# The stack path -------------------------------------------------------------------------------
+
+STACK_TAG: Final = "aws:cloudformation:stack-name"  # CloudFormation tags what it creates
+
+
+def owning_stack(stage: str, root: Path, inventory: Inventory, clients: Clients) -> str | None:
+    """The CloudFormation stack the stage belongs to: the stack `<app>-<stage>` when it exists,
+    else the stack a found function is tagged with. None: the chalice deploy path."""
+    name = default_stack_name(stage, root)
+    try:
+        [found] = clients.cloudformation.describe_stacks(StackName=name)["Stacks"]
+        if found.get("StackStatus") != "DELETE_COMPLETE":
+            return name
+    except ClientError as error:
+        if "does not exist" not in str(error.response.get("Error", {}).get("Message", "")):
+            raise
+    for arn in inventory.functions.values():
+        tags = clients.lambda_client.list_tags(Resource=arn).get("Tags", {})
+        if STACK_TAG in tags:
+            return str(tags[STACK_TAG])
+    return None
+
+
+def retained_resources(stage: str, root: Path) -> dict[str, str]:
+    """Logical id -> type of what the stage's template keeps when its stack is deleted
+    (DeletionPolicy Retain): the queues, and the dedupe table or a destination's data where
+    the stage has them."""
+    try:
+        template = merge_template(stage, root)
+    except (ConfigError, ValueError, SystemExit):
+        template = {"Resources": {}}
+    kept = {
+        logical_id: str(resource.get("Type", ""))
+        for logical_id, resource in template["Resources"].items()
+        if resource.get("DeletionPolicy") == "Retain"
+    }
+    return kept or {"EventsQueue": "AWS::SQS::Queue", "DeadLetterQueue": "AWS::SQS::Queue"}
+
+
+def stack_teardown(stage: str, root: Path, stack: str, clients: Clients) -> int:
+    """Print the stack's delete command and what it keeps; delete nothing. 1: the stage is
+    still there."""
+    region = clients.region
+    print(
+        f"stage {stage} in {region} is CloudFormation stack {stack}: teardown deletes nothing"
+        " of it (resources deleted behind a stack's back leave it failing). Delete the stack:"
+    )
+    print(f"  aws cloudformation delete-stack --stack-name {stack} --region {region}")
+    print(f"  aws cloudformation wait stack-delete-complete --stack-name {stack} --region {region}")
+    resources = {
+        str(r["LogicalResourceId"]): str(r.get("PhysicalResourceId", ""))
+        for r in clients.cloudformation.describe_stack_resources(StackName=stack)["StackResources"]
+    }
+    kept = {
+        logical_id: (kind, resources[logical_id])
+        for logical_id, kind in retained_resources(stage, root).items()
+        if resources.get(logical_id)
+    }
+    if kept:
+        print("The stack keeps (DeletionPolicy Retain), to delete by hand once you are sure:")
+    for logical_id, (kind, physical) in kept.items():
+        print(f"  {_kept(stage, logical_id, kind, physical, clients)}")
+    return 1
+
+
+def _kept(stage: str, logical_id: str, kind: str, physical: str, clients: Clients) -> str:
+    if kind == "AWS::SQS::Queue":
+        name = physical.rstrip("/").rsplit("/", 1)[-1]
+        try:
+            count = _message_count(clients.sqs, physical)
+        except ClientError:
+            return f"queue {name}: already gone"
+        held = f"holds {count} message(s), undelivered events: " if count else "empty; "
+        return (
+            f"queue {name} ({logical_id}): {held}inspect or replay them first"
+            f' (make ops ARGS="dlq --stage {stage}"), then aws sqs delete-queue'
+            f" --queue-url {physical}. A new stack of this stage cannot be created while it"
+            " exists"
+        )
+    if kind == "AWS::DynamoDB::Table":
+        return (
+            f"DynamoDB table {physical} ({logical_id}): digests that expire by themselves;"
+            f" aws dynamodb delete-table --table-name {physical}"
+        )
+    return f"{kind} {physical} ({logical_id}): your data, kept; delete it in its own console"
 
 
 GONE: Final = frozenset(
@@ -416,7 +528,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "queues": "create or correct the events queue and dead-letter queue only",
         "mapping": f"enable and verify {PARTIAL_BATCH} only (after a plain chalice deploy)",
         "verify": "read-only check of the queues and the mapping setting",
-        "teardown": "delete the stage's mapping, API, functions, roles and queues, found in AWS",
+        "teardown": "delete the stage's mapping, API, functions, roles and queues, found in AWS"
+        " (a stage deployed with CloudFormation: print the stack's delete command instead)",
     }
     for name, text in helps.items():
         command = commands.add_parser(name, help=text, description=text)
@@ -436,6 +549,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                 "--force",
                 action="store_true",
                 help="delete queues even when they hold messages (undelivered events)",
+            )
+            command.add_argument(
+                "--delete-logs",
+                action="store_true",
+                help="also delete the functions' log groups (a CloudFormation stack of the"
+                " stage cannot be created while they exist)",
             )
     return parser.parse_args(argv)
 
@@ -471,7 +590,16 @@ def main(
             return configure_mapping(args.stage, root, clients.sqs, clients.lambda_client)
         if args.command == "verify":
             return verify(args.stage, root, clients)
-        return teardown(args.stage, root, clients, args.keep_queues, args.force, args.yes, confirm)
+        return teardown(
+            args.stage,
+            root,
+            clients,
+            args.keep_queues,
+            args.force,
+            args.yes,
+            confirm,
+            delete_logs=args.delete_logs,
+        )
     except (ClientError, BotoCoreError) as error:
         print(f"{args.command} stopped: {error}", file=sys.stderr)
         return 1

@@ -15,9 +15,7 @@ Chalice path: the resources under the names `chalice deploy` gives them, made di
 
 from __future__ import annotations
 
-import copy
 import io
-import json
 import zipfile
 from pathlib import Path
 from types import SimpleNamespace
@@ -33,26 +31,9 @@ from devtools.offline import REGION
 from devtools.paths import ROOT
 from devtools.queue_spec import QueueSpec, stage_environment
 from tests.devtools.aws_cli import run_aws
-from tests.devtools.deploy_fixtures import Packaged, lambda_role
+from tests.devtools.deploy_fixtures import STACK, Packaged, deploy_stack, lambda_role
 
 STAGE = "dev"
-STACK = "pixel-relay-dev"
-# What moto's CloudFormation cannot create (see the module docstring).
-MOTO_LACKS = frozenset(
-    {
-        "AWS::ApiGateway::Stage",
-        "AWS::ApiGateway::Deployment",
-        "AWS::CloudWatch::Alarm",
-        "AWS::CloudWatch::Dashboard",
-        "AWS::WAFv2::WebACL",
-        "AWS::WAFv2::WebACLAssociation",
-        # Customer Profiles (the dev stage's destination): no CloudFormation in moto either.
-        "AWS::CustomerProfiles::Domain",
-        "AWS::CustomerProfiles::ObjectType",
-        "AWS::CustomerProfiles::EventTrigger",
-    }
-)
-ARTIFACTS = "pixel-relay-artifacts"  # sam_transform's CodeUri
 
 
 def client(moto: str, service: str) -> Any:
@@ -74,40 +55,6 @@ def run_verify(
         err,
     )
     return status, out.getvalue(), err.getvalue()
-
-
-def for_moto(template: dict[str, Any], consumer_env: dict[str, str]) -> dict[str, Any]:
-    """The packaged template without what moto's CloudFormation lacks; `consumer_env` laid
-    over the consumer's environment variables."""
-    result = copy.deepcopy(template)
-    resources = result["Resources"]
-    dropped = {name for name, r in resources.items() if r["Type"] in MOTO_LACKS}
-    for name in dropped:
-        del resources[name]
-    result["Outputs"] = {
-        key: output
-        for key, output in result.get("Outputs", {}).items()
-        if not any(name in json.dumps(output) for name in dropped)
-    }
-    resources["RestAPI"]["Properties"]["Name"] = "pixel-relay"
-    resources["Deliver"]["Properties"]["Environment"]["Variables"].update(consumer_env)
-    return result
-
-
-def deploy_stack(moto: str, packaged: Packaged, consumer_env: dict[str, str]) -> None:
-    s3 = client(moto, "s3")
-    where = {} if REGION == "us-east-1" else {"LocationConstraint": REGION}
-    s3.create_bucket(Bucket=ARTIFACTS, **({"CreateBucketConfiguration": where} if where else {}))
-    bundle = packaged.result.package_dir / "deployment.zip"
-    s3.put_object(Bucket=ARTIFACTS, Key="deployment.zip", Body=bundle.read_bytes())
-    cloudformation = client(moto, "cloudformation")
-    cloudformation.create_stack(
-        StackName=STACK,
-        TemplateBody=json.dumps(for_moto(packaged.cloudformation, consumer_env)),
-        Capabilities=["CAPABILITY_IAM"],
-    )
-    [stack] = cloudformation.describe_stacks(StackName=STACK)["Stacks"]
-    assert stack["StackStatus"] == "CREATE_COMPLETE"
 
 
 def test_a_cloudformation_stack_is_found_by_its_own_names_and_passes(
