@@ -51,6 +51,9 @@ ROLES: Final = {"api_handler": "ApiHandlerRole", "deliver": "DeliverRole"}
 # The `stage` dimension of every PixelRelay metric (chalicelib.telemetry.STAGE_VARIABLE).
 STAGE_VARIABLE: Final = "PIXEL_RELAY_STAGE"
 PERIOD_SECONDS: Final = 300
+# PixelReservedConcurrency: 0 (none) or a whole number written one way only, so that the
+# condition's comparison with "0" is exact.
+RESERVED_CONCURRENCY_PATTERN: Final = "^(0|[1-9][0-9]{0,5})$"
 # Bot Control's common level; its own price applies (see docs/deploy.md).
 BOT_RULE_GROUP: Final = "AWSManagedRulesBotControlRuleSet"
 KNOWN_BAD_INPUTS_RULE_GROUP: Final = "AWSManagedRulesKnownBadInputsRuleSet"
@@ -134,10 +137,14 @@ def merge_template(stage: str, root: Path = ROOT) -> dict[str, Any]:
                 "Default": "",
                 "Description": "SNS topic ARN notified when an alarm fires; empty for none.",
             },
+            # A String with a pattern, not a Number: Fn::Equals compares text, and a Number
+            # parameter takes "00" or "0.0", which would not equal "0" and reserve zero
+            # concurrency, throttling every hit.
             "PixelReservedConcurrency": {
-                "Type": "Number",
-                "Default": 0,
-                "MinValue": 0,
+                "Type": "String",
+                "Default": "0",
+                "AllowedPattern": RESERVED_CONCURRENCY_PATTERN,
+                "ConstraintDescription": "a whole number without leading zeros (0 for none)",
                 "Description": "Concurrency reserved for the pixel (and its ceiling); 0 for"
                 " none, the account's unreserved pool. The consumer is capped by its"
                 " mapping's MaximumConcurrency either way.",

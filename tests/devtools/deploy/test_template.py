@@ -550,7 +550,38 @@ def test_the_consumer_cannot_take_the_pixels_concurrency(packaged: Packaged) -> 
             {"Ref": "AWS::NoValue"},
         ]
     }
-    assert packaged.cloudformation["Parameters"]["PixelReservedConcurrency"]["Default"] == 0
+    assert packaged.cloudformation["Parameters"]["PixelReservedConcurrency"]["Default"] == "0"
+
+
+def accepted(parameter: dict[str, Any], value: str) -> bool:
+    """Whether CloudFormation takes `value` for the parameter (its Type and constraints)."""
+    if parameter["Type"] == "Number":
+        try:
+            number = float(value)
+        except ValueError:
+            return False
+        return number >= parameter.get("MinValue", float("-inf"))
+    pattern = parameter.get("AllowedPattern")
+    return pattern is None or re.fullmatch(pattern, value) is not None
+
+
+@pytest.mark.parametrize("value", ["0", "00", "0.0", "000", "+0", "50", "050", "5.0", "-1"])
+def test_no_value_of_pixel_reserved_concurrency_reserves_zero(value: str) -> None:
+    """Fn::Equals compares text: a Number parameter took "00" or "0.0", which does not equal
+    "0", and the pixel got ReservedConcurrentExecutions 0, every hit throttled."""
+    template = merge_template(STAGE)
+    parameter = template["Parameters"]["PixelReservedConcurrency"]
+    [[reference, zero]] = [
+        condition["Fn::Not"][0]["Fn::Equals"]
+        for name, condition in template["Conditions"].items()
+        if name == "HasPixelReservedConcurrency"
+    ]
+    assert reference == {"Ref": "PixelReservedConcurrency"}
+    if not accepted(parameter, value):
+        return  # CloudFormation refuses the stack's parameters
+    reserves = value != zero  # the condition, as CloudFormation evaluates it
+    assert not (reserves and float(value) == 0), f"{value!r} reserves zero concurrency"
+    assert reserves == (float(value) > 0)
 
 
 def test_a_stage_max_concurrency_sets_the_mapping_cap(tmp_path: Path) -> None:
