@@ -107,7 +107,10 @@ def merge_template(stage: str, root: Path = ROOT) -> dict[str, Any]:
         "Properties": {
             "DashboardName": _sub(f"pixel-relay-{stage}-${{AWS::Region}}"),
             "DashboardBody": _sub(
-                json.dumps(dashboard_body(stage, sorted(alarms)), separators=(",", ":"))
+                json.dumps(
+                    dashboard_body(stage, sorted(alarms), registry.configured_names(environment)),
+                    separators=(",", ":"),
+                )
             ),
         },
     }
@@ -643,8 +646,16 @@ def _ours(names: tuple[str, ...], stage: str) -> list[list[Any]]:
     return [[NAMESPACE, name, "service", SERVICE, "stage", stage] for name in names]
 
 
-def dashboard_body(stage: str, alarms: list[str] | None = None) -> dict[str, Any]:
-    """The stage's dashboard; `${...}` are resolved by the `Fn::Sub` around it."""
+def call_metrics(destinations: tuple[str, ...]) -> tuple[str, ...]:
+    """The metrics counting each destination's calls (its plug-in's `call_metric`)."""
+    return tuple(metric for name in destinations if (metric := registry.plugin(name).call_metric))
+
+
+def dashboard_body(
+    stage: str, alarms: list[str] | None = None, destinations: tuple[str, ...] = ()
+) -> dict[str, Any]:
+    """The stage's dashboard for its `destinations`; `${...}` are resolved by the `Fn::Sub`
+    around it."""
     refused_by_reason = (
         f'SEARCH(\'{{{NAMESPACE},reason,service,stage}} MetricName="HitsRefusedByReason"'
         f' service="{SERVICE}" stage="{stage}"\', \'Sum\', {PERIOD_SECONDS})'
@@ -658,7 +669,8 @@ def dashboard_body(stage: str, alarms: list[str] | None = None) -> dict[str, Any
                 "width": 24,
                 "height": 2,
                 "properties": {
-                    "markdown": f"## pixel-relay `{stage}`\nHits from GTM, events into Pinpoint."
+                    "markdown": f"## pixel-relay `{stage}`\nHits from GTM, events into"
+                    f" {', '.join(destinations) or 'the destinations'}."
                     ' Triage the dead-letter queue with `make ops ARGS="dlq --stage'
                     f' {stage}"` in a checkout of pixel-relay; metrics and alarms are'
                     " explained in docs/operations.md."
@@ -676,7 +688,9 @@ def dashboard_body(stage: str, alarms: list[str] | None = None) -> dict[str, Any
                 _ours(CONSUMER_METRICS, stage),
                 y=8,
             ),
-            _metric_widget("PutEvents calls", _ours(("PutEventsCalls",), stage), x=12, y=8),
+            _metric_widget(
+                "Calls to the destinations", _ours(call_metrics(destinations), stage), x=12, y=8
+            ),
             _metric_widget(
                 "Dead-letter queue: depth and oldest age (s)",
                 [

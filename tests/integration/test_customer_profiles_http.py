@@ -197,9 +197,12 @@ def test_a_profile_is_found_by_its_key_listed_page_by_page_and_deleted(
     ]
     assert {item["ObjectTypeName"] for item in listed} == {"PixelRelayEvent"}
     profiles.delete_profile(DomainName=DOMAIN, ProfileId=profile["ProfileId"])
-    assert profiles.search_profiles(
-        DomainName=DOMAIN, KeyName="pixelRelayEndpointId", Values=["ep-9"]
-    )["Items"] == []
+    assert (
+        profiles.search_profiles(
+            DomainName=DOMAIN, KeyName="pixelRelayEndpointId", Values=["ep-9"]
+        )["Items"]
+        == []
+    )
     assert ready.stored_objects(DOMAIN, "PixelRelayEvent") == []
     with pytest.raises(ClientError) as raised:
         profiles.delete_profile(DomainName=DOMAIN, ProfileId=profile["ProfileId"])

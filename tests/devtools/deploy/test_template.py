@@ -4,6 +4,7 @@ with cfn-lint."""
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import json
 import os
@@ -17,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from chalicelib.destinations import registry
 from devtools.deploy.bytecode import cache_name
 from devtools.deploy.policies import (
     for_cloudformation,
@@ -167,7 +169,7 @@ def test_dashboard_shows_the_pipeline_metrics_the_code_emits(packaged: Packaged)
         "EventsDelivered",
         "EventsRejected",
         "EventsRetried",
-        "PutEventsCalls",
+        "BatchPutProfileObjectCalls",  # the dev stage's destination: customer-profiles
     }
     assert wanted <= ours
     assert ours <= _counted_metrics(), "the dashboard shows a metric nothing emits"
@@ -175,6 +177,39 @@ def test_dashboard_shows_the_pipeline_metrics_the_code_emits(packaged: Packaged)
     assert ("AWS/Lambda", "Errors") in others
     assert "${DeadLetterQueue.QueueName}" in text
     assert "${Deliver}" in text
+
+
+@pytest.mark.parametrize(
+    "destinations", [("customer-profiles",), ("customer-profiles", "pinpoint")]
+)
+def test_the_dashboard_names_the_stages_destinations_and_their_calls(
+    destinations: tuple[str, ...],
+) -> None:
+    """Before, its text said "events into Pinpoint" and it charted PutEvents calls on every
+    stage."""
+    body = dashboard_body(STAGE, [], destinations)
+    text = body["widgets"][0]["properties"]["markdown"]
+    assert f"events into {', '.join(destinations)}." in text
+    [calls] = [
+        w for w in body["widgets"] if w["properties"].get("title") == "Calls to the destinations"
+    ]
+    charted = [line[1] for line in calls["properties"]["metrics"]]
+    assert charted == [registry.plugin(name).call_metric for name in destinations]
+    assert set(charted) <= _counted_metrics()
+    if "pinpoint" not in destinations:
+        assert "Pinpoint" not in json.dumps(body)
+        assert "PutEvents" not in json.dumps(body)
+
+
+@pytest.mark.parametrize("name", registry.known())
+def test_each_destination_names_the_metric_its_calls_are_counted_in(name: str) -> None:
+    plugin = registry.plugin(name)
+    module = Path(importlib.import_module(plugin.__module__).__file__ or "").parent
+    sources = [Path(importlib.import_module(plugin.__module__).__file__ or "")]
+    if module.name == name.replace("-", "_"):  # a package: every module of it
+        sources = list(module.glob("*.py"))
+    counted = "\n".join(path.read_text() for path in sources)
+    assert f'count("{plugin.call_metric}"' in counted
 
 
 def test_dashboard_placeholders_all_resolve(packaged: Packaged) -> None:
