@@ -32,7 +32,7 @@ install = @echo "installing $(1)"; \
 	[ -x $(BIN)/pip ] || $(BIN)/python -m ensurepip --default-pip >/dev/null; \
 	$(BIN)/pip install --quiet --require-hashes -r $(1); fi
 
-.PHONY: dev test soak lint typecheck venv venv-local lock policies profiles-setup screenshot deploy teardown package verify ops bench clean
+.PHONY: dev test soak lint typecheck venv venv-local lock policies profiles-setup screenshot deploy teardown package verify rollback ops bench clean
 # A failed step leaves no file behind that would make the next run skip it.
 .DELETE_ON_ERROR:
 
@@ -111,6 +111,13 @@ package: $(STAMP)
 verify: $(LOCAL_STAMP)
 	$(if $(STAGE),,$(error STAGE is required: make verify STAGE=prod))
 	$(BIN)/python -m devtools.deploy.verify --stage $(STAGE) $(ARGS)
+
+# Roll a stage back (docs/deploy.md#rolling-back): on the CloudFormation path the alias live
+# of both functions to the previous version, or COMMIT's, in seconds; on the chalice deploy
+# path COMMIT deployed again from a git worktree. ARGS="--dry-run" says what it would do.
+rollback: $(LOCAL_STAMP)
+	$(if $(STAGE),,$(error STAGE is required: make rollback STAGE=prod [COMMIT=<commit>]))
+	$(BIN)/python -m devtools.deploy.rollback --stage $(STAGE)$(if $(COMMIT), --commit $(COMMIT))$(if $(ARGS), $(ARGS))
 
 ops: $(LOCAL_STAMP)
 	$(BIN)/python -m devtools.ops $(ARGS)

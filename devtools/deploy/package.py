@@ -23,7 +23,7 @@ from typing import Final
 
 from devtools.deploy.bytecode import compile_zip
 from devtools.deploy.preflight import PreflightError, check_region, check_stage
-from devtools.deploy.template import merge_template
+from devtools.deploy.template import merge_template, point_api_at_alias
 from devtools.locks import chalice_environment
 from devtools.paths import BUILD_DIR, ROOT
 from devtools.process import aws_region, run, tool
@@ -67,6 +67,10 @@ def package(stage: str, out_dir: Path, root: Path = ROOT) -> PackageResult:
     )
     if status != 0:
         raise SystemExit(f"chalice package failed (exit {status})")
+    template = package_dir / "sam.json"
+    template.write_text(
+        json.dumps(point_api_at_alias(json.loads(template.read_text())), indent=2) + "\n"
+    )
     compiled = compile_zip(package_dir / "deployment.zip")
     print(f"deployment.zip: bytecode for {compiled} modules")
     return PackageResult(merge, package_dir / "sam.json", package_dir)

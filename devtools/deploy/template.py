@@ -46,6 +46,12 @@ SERVICE: Final = "pixel-relay"  # chalicelib.telemetry.SERVICE: the `service` di
 CONSUMER: Final = "Deliver"
 CONSUMER_EVENT: Final = "DeliverSqsEventSource"
 PIXEL: Final = "APIHandler"
+PIXEL_PERMISSION: Final = "APIHandlerInvokePermission"  # API Gateway's, on the pixel
+# The alias the API and the mapping invoke (SAM's AutoPublishAlias; `make rollback` moves it).
+LIVE_ALIAS: Final = "live"
+# The logical id SAM gives the alias it generates: "<function's logical id>Alias<alias name>"
+# (AWS SAM, AutoPublishAlias's generated resources).
+PIXEL_ALIAS: Final = f"{PIXEL}Alias{LIVE_ALIAS}"
 API: Final = "RestAPI"
 ROLES: Final = {"api_handler": "ApiHandlerRole", "deliver": "DeliverRole"}
 # The `stage` dimension of every PixelRelay metric (chalicelib.telemetry.STAGE_VARIABLE).
@@ -282,15 +288,19 @@ def consumer_max_concurrency(environment: dict[str, str]) -> int:
 
 def _function_overrides(stage: str, environment: dict[str, str], root: Path) -> dict[str, Any]:
     """Partial batch responses on (and the consumer told so), the event source bound to the
-    queue made here and capped, the functions named, and the stage for the metrics.
+    queue made here and capped, the functions named, the stage for the metrics, and each
+    function published as a version behind the alias `live` (`published`).
 
     Chalice's `Queue` is an `Fn::Sub` of the queue's name; it is replaced by an `Fn::Sub` of
     the new queue's ARN (mixing `Fn::GetAtt` into the generated `Fn::Sub` is invalid), which
     also makes CloudFormation create the queue before the mapping.
     """
+    versions = published(stage, root)
     return {
+        PIXEL_PERMISSION: {"Properties": {"FunctionName": _ref(PIXEL_ALIAS)}},
         CONSUMER: {
             "Properties": {
+                **versions,
                 "FunctionName": function_name(stage, "deliver", root),
                 "Environment": {
                     "Variables": {
@@ -318,6 +328,7 @@ def _function_overrides(stage: str, environment: dict[str, str], root: Path) -> 
         },
         PIXEL: {
             "Properties": {
+                **versions,
                 "FunctionName": function_name(stage, "api_handler", root),
                 "Environment": {"Variables": {STAGE_VARIABLE: stage}},
                 "ReservedConcurrentExecutions": {
@@ -330,6 +341,52 @@ def _function_overrides(stage: str, environment: dict[str, str], root: Path) -> 
             }
         },
     }
+
+
+def published(stage: str, root: Path) -> dict[str, Any]:
+    """SAM's versions and alias for a function: every deploy that changes it (code or any
+    property: AutoPublishAliasAllProperties) publishes a version, and the alias `live`, which
+    the API and the mapping invoke, moves to it. Old versions are kept (SAM's default
+    DeletionPolicy for them is Retain), so `make rollback` moves the alias back in seconds.
+    Each version's description names the commit it was packaged from, for
+    `make rollback COMMIT=...`."""
+    return {
+        "AutoPublishAlias": LIVE_ALIAS,
+        "AutoPublishAliasAllProperties": True,
+        "VersionDescription": f"pixel-relay {stage} {source_commit(root)}",
+    }
+
+
+def source_commit(root: Path) -> str:
+    """The commit `root` is checked out at (`-dirty` with uncommitted changes), or "unknown"
+    outside a git checkout."""
+    import subprocess
+
+    try:
+        found = subprocess.run(
+            ["git", "describe", "--always", "--dirty", "--abbrev=12", "--exclude", "*"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+    except OSError:
+        return "unknown"
+    return found.stdout.strip() if found.returncode == 0 and found.stdout.strip() else "unknown"
+
+
+def point_api_at_alias(sam: dict[str, Any]) -> dict[str, Any]:
+    """Chalice's API integrations invoke the pixel function itself (`${APIHandler.Arn}` in the
+    swagger's `uri`s); they are made to invoke its alias, so a rollback of the alias reaches
+    the API. Applied to `chalice package`'s template, whose routes the merge template cannot
+    know."""
+    api = sam["Resources"][API]["Properties"]["DefinitionBody"]
+    for methods in api.get("paths", {}).values():
+        for operation in methods.values():
+            uri = operation.get("x-amazon-apigateway-integration", {}).get("uri", {})
+            if isinstance(uri, dict) and "Fn::Sub" in uri and isinstance(uri["Fn::Sub"], str):
+                uri["Fn::Sub"] = uri["Fn::Sub"].replace(f"${{{PIXEL}.Arn}}", f"${{{PIXEL_ALIAS}}}")
+    return sam
 
 
 def _roles(stage: str, root: Path) -> dict[str, Any]:

@@ -51,6 +51,7 @@ from devtools.deploy.queues import (
     foreign_key,
     foreign_key_problem,
 )
+from devtools.deploy.template import LIVE_ALIAS
 from devtools.paths import ROOT
 from devtools.queue_spec import QueueSpec, chalice_config, stage_environment
 
@@ -350,9 +351,14 @@ def queue_findings(sqs: SQSClient, deployment: Deployment, spec: QueueSpec) -> l
     return problems
 
 
-def _configuration(lambda_client: Any, function: str) -> dict[str, Any] | None:
+def _configuration(
+    lambda_client: Any, function: str, alias: str | None = None
+) -> dict[str, Any] | None:
+    """The function's configuration; with `alias`, the version the alias runs (what the API
+    and the mapping invoke on the stack path), else $LATEST."""
+    qualifier = {"Qualifier": alias} if alias else {}
     try:
-        return dict(lambda_client.get_function_configuration(FunctionName=function))
+        return dict(lambda_client.get_function_configuration(FunctionName=function, **qualifier))
     except ClientError as error:
         if error.response.get("Error", {}).get("Code") == "ResourceNotFoundException":
             return None
@@ -368,6 +374,20 @@ def _environment(configuration: Mapping[str, Any]) -> dict[str, str]:
 class Findings:
     ok: list[str]
     problems: list[str]
+
+
+def live_alias(lambda_client: Any, deployment: Deployment) -> str | None:
+    """LIVE_ALIAS when the stage's consumer has it (the stack path publishes versions behind
+    it), else None: the functions run $LATEST."""
+    if deployment.stack_name is None:
+        return None
+    try:
+        lambda_client.get_alias(FunctionName=deployment.consumer, Name=LIVE_ALIAS)
+    except ClientError as error:
+        if error.response.get("Error", {}).get("Code") == "ResourceNotFoundException":
+            return None
+        raise
+    return LIVE_ALIAS
 
 
 def _create_mapping(queue_arn: str, function: str, wiring: QueueWiring) -> str:
@@ -459,8 +479,9 @@ def check(
             " (redrive, visibility timeout, retention, encryption)"
         )
 
-    pixel = _configuration(lambda_client, deployment.pixel)
-    consumer = _configuration(lambda_client, deployment.consumer)
+    alias = live_alias(lambda_client, deployment)
+    pixel = _configuration(lambda_client, deployment.pixel, alias)
+    consumer = _configuration(lambda_client, deployment.consumer, alias)
     for role, name, configuration in (
         ("pixel", deployment.pixel, pixel),
         ("consumer", deployment.consumer, consumer),
@@ -499,7 +520,11 @@ def check(
         mappings = consumer_mappings(lambda_client, queue_arn, str(consumer["FunctionName"]))
     if not mappings:
         create = (
-            _create_mapping(queue_arn, str(consumer["FunctionName"]), wiring) if queue_arn else None
+            _create_mapping(
+                queue_arn, str(consumer["FunctionName"]) + (f":{alias}" if alias else ""), wiring
+            )
+            if queue_arn
+            else None
         )
         problems.append(
             f"mapping: none from {deployment.events_queue} to {deployment.consumer}, so no event"

@@ -52,7 +52,7 @@ def test_the_event_source_mapping_reports_batch_item_failures_on_the_new_queue(
     properties = mapping["Properties"]
     assert properties["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
     assert properties["EventSourceArn"] == {"Fn::Sub": "${EventsQueue.Arn}"}
-    assert properties["FunctionName"] == {"Ref": "Deliver"}
+    assert properties["FunctionName"] == {"Ref": "DeliverAliaslive"}  # the alias: rollback
     assert properties["BatchSize"] == int(stage_environment(STAGE)["BATCH_SIZE"])
 
 
@@ -570,6 +570,34 @@ def test_the_consumer_is_told_the_mapping_reports_batch_item_failures(
     for function in ("APIHandler", "Deliver"):
         variables = resources[function]["Properties"]["Environment"]["Variables"]
         assert variables["PIXEL_RELAY_STAGE"] == STAGE
+
+
+def test_both_functions_publish_versions_behind_an_alias_the_api_and_the_mapping_invoke(
+    packaged: Packaged,
+) -> None:
+    """Rollback on the stack path moves the alias `live` back (make rollback): for that the
+    API and the mapping must invoke the alias, and old versions must be kept."""
+    template = packaged.cloudformation
+    aliases = resources_of(template, "AWS::Lambda::Alias")
+    versions = resources_of(template, "AWS::Lambda::Version")
+    assert sorted(aliases) == ["APIHandlerAliaslive", "DeliverAliaslive"]
+    for function in ("APIHandler", "Deliver"):
+        alias = aliases[f"{function}Aliaslive"]["Properties"]
+        assert alias["Name"] == "live"
+        assert alias["FunctionName"] == {"Ref": function}
+        [version_id] = [
+            name
+            for name, version in versions.items()
+            if version["Properties"]["FunctionName"] == {"Ref": function}
+        ]
+        assert alias["FunctionVersion"] == {"Fn::GetAtt": [version_id, "Version"]}
+        version = versions[version_id]
+        assert version["DeletionPolicy"] == "Retain"  # what a rollback goes back to
+        assert version["Properties"]["Description"].startswith("pixel-relay dev ")
+    body = json.dumps(template["Resources"]["RestAPI"]["Properties"]["Body"])
+    assert body.count("${APIHandlerAliaslive}/invocations") == body.count("/invocations") > 0
+    [permission] = resources_of(template, "AWS::Lambda::Permission").values()
+    assert permission["Properties"]["FunctionName"] == {"Ref": "APIHandlerAliaslive"}
 
 
 def test_the_consumer_cannot_take_the_pixels_concurrency(packaged: Packaged) -> None:

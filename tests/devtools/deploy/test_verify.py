@@ -71,8 +71,12 @@ def test_a_cloudformation_stack_is_found_by_its_own_names_and_passes(
     assert "ReportBatchItemFailures on, the consumer reports batch item failures" in out
     # The same through both command lines.
     assert verify.main(["--stage", STAGE, "--stack-name", STACK]) == 0
-    # deploy_stage's verify uses only these two of its clients.
-    clients = SimpleNamespace(sqs=client(moto, "sqs"), lambda_client=client(moto, "lambda"))
+    # deploy_stage's verify uses only these three of its clients.
+    clients = SimpleNamespace(
+        sqs=client(moto, "sqs"),
+        lambda_client=client(moto, "lambda"),
+        cloudformation=client(moto, "cloudformation"),
+    )
     assert deploy_stage.verify(STAGE, ROOT, cast(Any, clients)) == 0
 
 
