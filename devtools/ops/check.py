@@ -141,7 +141,7 @@ def queue_count(sqs: SQSClient, url: str) -> int:
 def run_check(
     plan: CheckPlan,
     out: IO[str],
-    sleep: Callable[[float], None] = time.sleep,
+    sleep: Callable[[float], object] = time.sleep,
 ) -> int:
     """Print one line per step; 0 when every step passed. An AWS or network error stops the
     check with one line."""
@@ -156,7 +156,9 @@ def run_check(
         return 1
 
 
-def _run(plan: CheckPlan, say: Callable[[bool, str], None], sleep: Callable[[float], None]) -> int:
+def _run(
+    plan: CheckPlan, say: Callable[[bool, str], None], sleep: Callable[[float], object]
+) -> int:
     run_id = uuid.uuid4().hex[:12]
     test = TestEvent(
         endpoint_id=f"pixel-relay-check-{run_id}",
@@ -209,7 +211,7 @@ def _follow(
     plan: CheckPlan,
     test: TestEvent,
     say: Callable[[bool, str], None],
-    sleep: Callable[[float], None],
+    sleep: Callable[[float], object],
 ) -> bool:
     """Wait for the test event at every destination (or, where none can be read back, for it
     to leave the events queue), watching the dead-letter queue; True when it arrived."""

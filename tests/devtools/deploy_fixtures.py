@@ -237,7 +237,7 @@ def for_moto(template: dict[str, Any], consumer_env: dict[str, str]) -> dict[str
     for function in ("APIHandler", "Deliver"):
         text = text.replace(f'{{"Ref": "{function}Aliaslive"}}', f'{{"Ref": "{function}"}}')
         text = text.replace(f"${{{function}Aliaslive}}", f"${{{function}.Arn}}")
-    result = json.loads(text)
+    result: dict[str, Any] = json.loads(text)
     resources = result["Resources"]
     dropped = {name for name, r in resources.items() if r["Type"] in MOTO_LACKS}
     for name in dropped:

@@ -4,6 +4,7 @@ HTML page."""
 from __future__ import annotations
 
 import urllib.error
+from typing import Any
 
 from botocore.exceptions import ClientError
 
@@ -16,13 +17,11 @@ HTML = (
 
 
 def client_error(status: int, code: str, message: str) -> ClientError:
-    return ClientError(
-        {
-            "Error": {"Code": code, "Message": message},
-            "ResponseMetadata": {"HTTPStatusCode": status},
-        },
-        "ListMessageMoveTasks",
-    )
+    response: Any = {
+        "Error": {"Code": code, "Message": message},
+        "ResponseMetadata": {"HTTPStatusCode": status},
+    }
+    return ClientError(response, "ListMessageMoveTasks")
 
 
 def test_an_html_page_is_named_by_its_title() -> None:

@@ -623,7 +623,7 @@ def accepted(parameter: dict[str, Any], value: str) -> bool:
             number = float(value)
         except ValueError:
             return False
-        return number >= parameter.get("MinValue", float("-inf"))
+        return bool(number >= parameter.get("MinValue", float("-inf")))
     pattern = parameter.get("AllowedPattern")
     return pattern is None or re.fullmatch(pattern, value) is not None
 

@@ -49,7 +49,7 @@ class CheckedStage:
         )
         return ops.check_plan(args, ops.Ops())
 
-    def consumer_runs(self) -> Callable[[float], None]:
+    def consumer_runs(self) -> Callable[[float], object]:
         """A `sleep` during which Lambda's poller delivers what is queued."""
         return lambda _seconds: self.mapping.drain()
 
