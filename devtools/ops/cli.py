@@ -11,7 +11,7 @@ never in Lambda.
 
 (`.venv/bin/python -m devtools.ops ...` underneath.)
 
-Queue names, the Pinpoint project and the allowed attributes come from the stage in
+Queue names, each destination's settings and the allowed attributes come from the stage in
 .chalice/config.json; the API URL from `--api-url`, else the `EndpointURL` output of the stack
 `--stack-name` (by default `pixel-relay-<stage>`, if it exists), else `chalice url` (what
 `chalice deploy` recorded). See docs/operations.md.
