@@ -32,7 +32,7 @@ install = @echo "installing $(1)"; \
 	[ -x $(BIN)/pip ] || $(BIN)/python -m ensurepip --default-pip >/dev/null; \
 	$(BIN)/pip install --quiet --require-hashes -r $(1); fi
 
-.PHONY: gtm-globals dev test soak lint typecheck venv venv-local lock policies profiles-setup screenshot deploy teardown package verify ops bench clean
+.PHONY: gtm-globals dev test soak lint typecheck venv venv-local lock policies profiles-setup screenshot deploy teardown package verify rollback ops bench clean
 # A failed step leaves no file behind that would make the next run skip it.
 .DELETE_ON_ERROR:
 
@@ -84,32 +84,40 @@ dev: $(LOCAL_STAMP)
 	$(BIN)/python -m devtools.localstack $(ARGS)
 
 policies: $(LOCAL_STAMP)
-	$(BIN)/python -m devtools.deploy.policies
+	$(BIN)/python -m devtools.deploy.policies$(if $(ARGS), $(ARGS))
 
 profiles-setup: $(LOCAL_STAMP)
-	$(BIN)/python -m devtools.deploy.profiles_setup --stage $(or $(STAGE),dev)
+	$(BIN)/python -m devtools.deploy.profiles_setup --stage $(or $(STAGE),dev)$(if $(ARGS), $(ARGS))
 
 screenshot: $(STAMP)
 	UPDATE_SCREENSHOT=1 $(BIN)/python -m pytest -q tests/devtools/localstack/test_demo_e2e.py
 
 deploy: $(LOCAL_STAMP)
 	$(if $(STAGE),,$(error STAGE is required: make deploy STAGE=prod))
-	$(BIN)/python -m devtools.deploy.stage deploy --stage $(STAGE)
+	$(BIN)/python -m devtools.deploy.stage deploy --stage $(STAGE)$(if $(ARGS), $(ARGS))
 
-# Lists what it deletes and asks first (on this terminal); YES=1 deletes without asking.
+# Lists what it deletes and asks first (on this terminal); YES=1 deletes without asking;
+# ARGS="--force", "--keep-queues", "--delete-logs" as devtools/deploy/stage.py describes.
 teardown: $(LOCAL_STAMP)
 	$(if $(STAGE),,$(error STAGE is required: make teardown STAGE=prod))
-	$(BIN)/python -m devtools.deploy.stage teardown --stage $(STAGE)$(if $(YES), --yes)
+	$(BIN)/python -m devtools.deploy.stage teardown --stage $(STAGE)$(if $(YES), --yes)$(if $(ARGS), $(ARGS))
 
 package: $(STAMP)
 	$(if $(STAGE),,$(error STAGE is required: make package STAGE=prod))
-	$(BIN)/python -m devtools.deploy.package --stage $(STAGE)
+	$(BIN)/python -m devtools.deploy.package --stage $(STAGE)$(if $(ARGS), $(ARGS))
 
 # Read-only check of a deployed stage, either path: ARGS="--stack-name NAME" for a stack not
 # named pixel-relay-<stage>.
 verify: $(LOCAL_STAMP)
 	$(if $(STAGE),,$(error STAGE is required: make verify STAGE=prod))
 	$(BIN)/python -m devtools.deploy.verify --stage $(STAGE) $(ARGS)
+
+# Roll a stage back (docs/deploy.md#rolling-back): on the CloudFormation path the alias live
+# of both functions to the previous version, or COMMIT's, in seconds; on the chalice deploy
+# path COMMIT deployed again from a git worktree. ARGS="--dry-run" says what it would do.
+rollback: $(LOCAL_STAMP)
+	$(if $(STAGE),,$(error STAGE is required: make rollback STAGE=prod [COMMIT=<commit>]))
+	$(BIN)/python -m devtools.deploy.rollback --stage $(STAGE)$(if $(COMMIT), --commit $(COMMIT))$(if $(ARGS), $(ARGS))
 
 ops: $(LOCAL_STAMP)
 	$(BIN)/python -m devtools.ops $(ARGS)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from chalicelib.bots import BotSettings
 from chalicelib.destinations import registry
@@ -23,6 +23,14 @@ if TYPE_CHECKING:
     from chalicelib.signing.settings import SigningSettings
 
 
+# The consumer mapping's MaximumConcurrency when MAX_CONCURRENCY is unset, on both deploy
+# paths: 5 invocations of BATCH_SIZE events (100: about 1 s each with one destination)
+# deliver some 500 events/s, the prod stage's API throttle, and leave the rest of the
+# account's concurrency to the pixel. Lambda's poller holds messages back above it (it does
+# not throttle), so a replay of the dead-letter queue cannot starve the pixel.
+DEFAULT_MAX_CONCURRENCY: Final = 5
+
+
 @dataclass(frozen=True)
 class QueueWiring:
     """What the `@app.on_sqs_message` decorator needs when `app.py` is imported."""
@@ -30,7 +38,7 @@ class QueueWiring:
     events_queue: str
     batch_size: int
     batching_window_seconds: int
-    maximum_concurrency: int | None
+    maximum_concurrency: int  # the mapping's ScalingConfig.MaximumConcurrency
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> QueueWiring:
@@ -40,7 +48,9 @@ class QueueWiring:
         if batch_size > 10 and window < 1:
             # Lambda's own rule for SQS event sources: a batch over 10 needs a window.
             raise ConfigError("BATCH_WINDOW_SECONDS", "must be at least 1 when BATCH_SIZE > 10")
-        concurrency = reader.optional_integer("MAX_CONCURRENCY", low=2, high=1000)
+        concurrency = reader.integer(
+            "MAX_CONCURRENCY", default=DEFAULT_MAX_CONCURRENCY, low=2, high=1000
+        )
         return cls(
             events_queue=reader.queue_name("EVENTS_QUEUE"),
             batch_size=batch_size,

@@ -8,12 +8,12 @@ its whole closure with hashes: `requirements.lock`, `requirements-local.lock`,
 deploy tools hand Chalice `requirements.lock` as pip's constraints (PIP_CONSTRAINT), so the
 bundle holds the locked versions and every file it downloads is checked against the lock.
 
-`python -m devtools.locks` (`make lock`) writes the locks with uv: the dev set first, then
+`.venv/bin/python -m devtools.locks` (`make lock`) writes the locks with uv: the dev set first, then
 the two smaller sets constrained to it, so a package has one version in all three. The
 platform is Lambda's, Linux x86-64 with glibc 2.17 (manylinux2014) and Python 3.11, which
 this machine and CI match; `--generate-hashes` records every file of each pinned version, so
 whichever wheel pip or uv picks here, on CI or for Lambda, its hash is in the lock.
-`python -m devtools.locks --check` says where a plain file and its lock disagree.
+`.venv/bin/python -m devtools.locks --check` says where a plain file and its lock disagree.
 
 Standard library only: the Makefile runs it before anything is installed.
 """
@@ -177,7 +177,7 @@ def _lines(path: Path) -> Iterator[str]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m devtools.locks", description=__doc__)
+    parser = argparse.ArgumentParser(prog=".venv/bin/python -m devtools.locks", description=__doc__)
     parser.add_argument(
         "--check", action="store_true", help="only say where the plain files and locks disagree"
     )

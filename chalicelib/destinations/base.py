@@ -15,7 +15,8 @@ A plug-in declares, as class attributes, everything the app and the tools need t
   here imports them): `double` (the dry-run double `make dev` and `make bench` use),
   `probe` (how `ops check` finds a test event there; None: it cannot be read back) and
   `resources` (CloudFormation the deploy template adds; None: none);
-- `calls_per_1000_events`: the downstream calls `make bench` expects for 1,000 events.
+- `calls_per_1000_events`: the downstream calls `make bench` expects for 1,000 events;
+- `call_metric`: the `PixelRelay` metric counting those calls (the stack's dashboard).
 
 and implements three methods on its own typed settings: `parse` (the stage's environment
 into its settings, failing with the variable's name), `create` (the `Destination` that
@@ -124,6 +125,7 @@ class DestinationPlugin(ABC, Generic[SettingsT]):
     probe: ClassVar[str | None] = None  # "module:callable", (environ, client) -> probe
     resources: ClassVar[str | None] = None  # "module:callable", environ -> CloudFormation
     calls_per_1000_events: ClassVar[float | None] = None  # None: measured, no target
+    call_metric: ClassVar[str | None] = None  # the metric its calls are counted in
 
     def __init__(self, settings: SettingsT) -> None:
         self._settings = settings

@@ -159,6 +159,7 @@ class EventBridge(DestinationPlugin[Settings]):
     double = "devtools.localstack.doubles.eventbridge"
     # PutEvents takes 10 entries a call.
     calls_per_1000_events = 100
+    call_metric = "EventBridgeCalls"
 
     @classmethod
     def parse(cls, environ: Mapping[str, str]) -> Settings:

@@ -115,6 +115,7 @@ class Firehose(DestinationPlugin[Settings]):
     double = "devtools.localstack.doubles.firehose"
     # PutRecordBatch takes 500 records a call.
     calls_per_1000_events = 2
+    call_metric = "FirehoseCalls"
 
     @classmethod
     def parse(cls, environ: Mapping[str, str]) -> Settings:

@@ -177,8 +177,10 @@ class Kinesis(DestinationPlugin[Settings]):
     service = "kinesis"
     variables = (STREAM,)
     double = "devtools.localstack.doubles.kinesis"
+    probe = "devtools.ops.probes.kinesis:probe"
     # PutRecords takes 500 records a call.
     calls_per_1000_events = 2
+    call_metric = "KinesisCalls"
 
     @classmethod
     def parse(cls, environ: Mapping[str, str]) -> Settings:

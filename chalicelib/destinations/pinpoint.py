@@ -386,9 +386,10 @@ class Pinpoint(DestinationPlugin[Settings]):
     service = "pinpoint"
     variables = (APPLICATION,)
     double = "devtools.localstack.doubles.pinpoint"
-    probe = "devtools.ops.check:pinpoint_probe"
+    probe = "devtools.ops.probes.pinpoint:probe"
     # PutEvents takes 100 events a call.
     calls_per_1000_events = 10
+    call_metric = "PutEventsCalls"
 
     @classmethod
     def parse(cls, environ: Mapping[str, str]) -> Settings:

@@ -1,6 +1,6 @@
 """The CloudFormation deploy path: one template with everything, checked with cfn-lint.
 
-    python -m devtools.deploy.package --stage prod
+    .venv/bin/python -m devtools.deploy.package --stage prod
 
 writes `deploy/build/<stage>/merge.json` (generated from the stage's settings, see
 `devtools.deploy.template`), runs `chalice package --merge-template` into
@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import Final
 
 from devtools.deploy.bytecode import compile_zip
-from devtools.deploy.preflight import check_stage
-from devtools.deploy.template import merge_template
+from devtools.deploy.preflight import PreflightError, check_region, check_stage
+from devtools.deploy.template import merge_template, point_api_at_alias
 from devtools.locks import chalice_environment
 from devtools.paths import BUILD_DIR, ROOT
 from devtools.process import aws_region, run, tool
@@ -67,6 +67,10 @@ def package(stage: str, out_dir: Path, root: Path = ROOT) -> PackageResult:
     )
     if status != 0:
         raise SystemExit(f"chalice package failed (exit {status})")
+    template = package_dir / "sam.json"
+    template.write_text(
+        json.dumps(point_api_at_alias(json.loads(template.read_text())), indent=2) + "\n"
+    )
     compiled = compile_zip(package_dir / "deployment.zip")
     print(f"deployment.zip: bytecode for {compiled} modules")
     return PackageResult(merge, package_dir / "sam.json", package_dir)
@@ -89,14 +93,14 @@ def next_steps(stage: str, result: PackageResult) -> str:
             f"  aws cloudformation deploy --template-file {packaged} \\",
             f"      --stack-name pixel-relay-{stage} --capabilities CAPABILITY_IAM \\",
             "      --parameter-overrides EnableWaf=false AlarmTopicArn= PixelReservedConcurrency=0",
-            f"Then: python -m devtools.ops check --stage {stage} --stack-name pixel-relay-{stage}",
+            f'Then: make ops ARGS="check --stage {stage} --stack-name pixel-relay-{stage}"',
         ]
     )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m devtools.deploy.package",
+        prog=".venv/bin/python -m devtools.deploy.package",
         description="Build the stage's CloudFormation template (chalice package"
         " --merge-template) and check it with cfn-lint.",
     )
@@ -108,7 +112,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="only write the merge template; no chalice package, no lint",
     )
     args = parser.parse_args(argv)
-    aws_region()  # chalice package reads AWS_DEFAULT_REGION only; AWS_REGION works too
+    # chalice package reads AWS_DEFAULT_REGION only; AWS_REGION works too. The region decides
+    # which resource types exist (cfn-lint checks it), so a stage whose destinations are not
+    # offered there is refused before anything is built.
+    region = aws_region()
+    if not region:
+        raise PreflightError(
+            "no AWS region: set AWS_REGION (or AWS_DEFAULT_REGION), or region in your profile"
+        )
+    check_region(args.stage, region)
     out_dir: Path = args.out or ROOT / BUILD / args.stage
     if args.merge_only:
         print(write_merge_template(args.stage, out_dir))

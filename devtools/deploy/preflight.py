@@ -4,16 +4,20 @@ call or package build, with the fix named: one line a problem, no traceback.
 In order: the stage's settings as both functions read them, each configured destination's
 own settings (parsed by its plug-in, as the consumer parses them), `deploy/stages.json`, the
 policy files (present, and what `make policies` writes now), the consumer's settlement
-deadline; then, for commands that call AWS, the region and credentials (`check_aws`).
+deadline; then, for commands that call AWS, the region and credentials (`check_aws`) and
+whether every configured destination's service is offered in that region (`check_region`:
+botocore's endpoint data, read locally; Customer Profiles, the default, is offered in ten
+regions only, eu-west-1 not among them).
 """
 
 from __future__ import annotations
 
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError, ProfileNotFound
+from botocore.exceptions import BotoCoreError, ClientError, ProfileNotFound, UnknownRegionError
 
 from chalicelib.config import Settings
 from chalicelib.destinations import registry
@@ -120,6 +124,41 @@ def check_aws(profile: str | None = None) -> str:
             " AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
         )
     return region
+
+
+def region_problems(environ: Mapping[str, str], region: str) -> list[str]:
+    """One line for each configured destination whose service (its plug-in's `service`)
+    botocore's endpoint data does not offer in `region`, naming the regions that offer it.
+    Local: no AWS call."""
+    import boto3
+
+    session = boto3.session.Session()
+    try:
+        partition = session.get_partition_for_region(region)
+    except UnknownRegionError:
+        return [f"region {region!r} is no AWS region botocore knows: check AWS_REGION"]
+    problems: list[str] = []
+    for name in registry.configured_names(environ):
+        service = registry.plugin(name).service
+        if service is None:
+            continue
+        offered = session.get_available_regions(service, partition_name=partition)
+        if region in offered:
+            continue
+        where = ", ".join(sorted(offered)) or f"no region of partition {partition}"
+        problems.append(
+            f"DESTINATIONS names {name}, but {service} is not offered in {region}; it is in"
+            f" {where}: deploy the stage in one of those (AWS_REGION), or choose other"
+            " DESTINATIONS"
+        )
+    return problems
+
+
+def check_region(stage: str, region: str, root: Path = ROOT) -> None:
+    """Refuse, before any AWS call, a stage whose destinations do not exist in `region`."""
+    problems = region_problems(stage_environment(stage, root), region)
+    if problems:
+        raise PreflightError("\n".join(f"stage {stage}: {problem}" for problem in problems))
 
 
 def check_identity(sts: Any) -> str:

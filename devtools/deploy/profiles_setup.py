@@ -1,7 +1,8 @@
 """Create or update the Customer Profiles object type a stage's events are recorded in, and
 its event triggers.
 
-`python -m devtools.deploy.profiles_setup --stage dev` (`make profiles-setup STAGE=dev`) reads
+`make profiles-setup STAGE=dev` (`.venv/bin/python -m devtools.deploy.profiles_setup --stage
+dev`) reads
 the stage's settings from .chalice/config.json (PROFILES_DOMAIN, PROFILES_OBJECT_TYPE,
 ALLOWED_USER_ATTRIBUTES, PROFILES_TRIGGER_EVENTS), reads the object type with
 GetProfileObjectType and calls PutProfileObjectType only when it is missing or differs; then
@@ -32,6 +33,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from chalicelib.destinations.customer_profiles.object_type import object_type_definition
 from chalicelib.destinations.customer_profiles.settings import TRIGGER_PREFIX, Settings
 from chalicelib.env import ConfigError
+from devtools.deploy.preflight import check_region
 from devtools.paths import ROOT
 from devtools.process import aws_region
 from devtools.queue_spec import stage_environment
@@ -296,7 +298,7 @@ def report(result: SetupResult, settings: Settings, dry_run: bool) -> str:
 
 def main(argv: Sequence[str] | None = None, root: Path = ROOT) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m devtools.deploy.profiles_setup", description=__doc__
+        prog=".venv/bin/python -m devtools.deploy.profiles_setup", description=__doc__
     )
     parser.add_argument("--stage", required=True, help="a stage in .chalice/config.json")
     parser.add_argument(
@@ -311,8 +313,10 @@ def main(argv: Sequence[str] | None = None, root: Path = ROOT) -> int:
         return 2
     if args.show:
         print(json.dumps(object_type_definition(settings), indent=2, sort_keys=True))
+    region = aws_region()  # AWS_REGION works too, and a profile's region (devtools.process)
+    if region:  # without one, boto3 names the problem below
+        check_region(args.stage, region, root)
     try:
-        aws_region()  # AWS_REGION works too, and a profile's region (devtools.process)
         client: Any = boto3.client("customer-profiles", config=Config(retries={"mode": "standard"}))
         result = ensure_object_type(client, settings, dry_run=args.dry_run)
         print(report(result, settings, args.dry_run))

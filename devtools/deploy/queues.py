@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from botocore.exceptions import ClientError
 
-from devtools.queue_spec import QueueSpec
+from devtools.queue_spec import QueueSettingError, QueueSpec
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
@@ -54,9 +54,14 @@ def attribute_differences(
 
     The visibility timeout is a floor (at least 6x the consumer's timeout), so a longer one
     an operator chose is kept. A queue encrypted with a KMS key of its own already has
-    server-side encryption; SQS refuses to add SQS-managed encryption on top.
+    server-side encryption; SQS refuses to add SQS-managed encryption on top. Moving a queue
+    to the stage's KMS key turns SQS-managed encryption off in the same call: "Only one
+    server-side encryption option is supported per queue (for example, SSE-KMS or SSE-SQS)"
+    (SetQueueAttributes, botocore's SQS model).
     """
     changes: dict[QueueAttributeNameType, str] = {}
+    if "KmsMasterKeyId" in wanted and current.get("SqsManagedSseEnabled") == "true":
+        changes["SqsManagedSseEnabled"] = "false"
     for name, value in wanted.items():
         have = current.get(name)
         if name == "VisibilityTimeout" and have is not None and int(have) >= int(value):
@@ -95,8 +100,43 @@ def ensure_queue(
     return QueueState(name, url, arn, created, tuple(sorted(changed)))
 
 
+def foreign_key(current: Mapping[QueueAttributeNameType, str], spec: QueueSpec) -> str | None:
+    """The KMS key a queue is encrypted with when the stage names none (QUEUE_KMS_KEY empty):
+    the functions' roles are not granted it, so every send and receive fails."""
+    have = current.get("KmsMasterKeyId") or None
+    return have if have is not None and spec.kms_key is None else None
+
+
+def foreign_key_problem(name: str, key: str) -> str:
+    return (
+        f"queue {name}: encrypted with KMS key {key}, which the stage does not name, so"
+        " the functions' roles are not granted kms:GenerateDataKey/kms:Decrypt on it and"
+        f" every send fails: set QUEUE_KMS_KEY={key} in the stage's environment_variables,"
+        " then make policies and redeploy"
+    )
+
+
+def refuse_foreign_keys(sqs: SQSClient, spec: QueueSpec) -> None:
+    """Stop before changing anything when an existing queue has a key the stage does not
+    name: deploying on would report success for a stage whose every send fails. Which key
+    is right is the operator's call (name it, or change the queue's encryption by hand)."""
+    problems: list[str] = []
+    for name in (spec.dead_letter_queue, spec.events_queue):
+        url = existing_queue_url(sqs, name)
+        if url is None:
+            continue
+        attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["KmsMasterKeyId"])
+        key = foreign_key(attributes.get("Attributes", {}), spec)
+        if key is not None:
+            problems.append(foreign_key_problem(name, key) + " (deploy changed nothing)")
+    if problems:
+        raise QueueSettingError("\n".join(problems))
+
+
 def ensure_queues(sqs: SQSClient, spec: QueueSpec) -> tuple[QueueState, QueueState]:
-    """The dead-letter queue first: the events queue's redrive policy names its ARN."""
+    """The dead-letter queue first: the events queue's redrive policy names its ARN. Refused
+    (QueueSettingError) before any change when a queue has a KMS key the stage does not name."""
+    refuse_foreign_keys(sqs, spec)
     dead_letter = ensure_queue(sqs, spec.dead_letter_queue, spec.dead_letter_attributes())
     events = ensure_queue(sqs, spec.events_queue, spec.events_attributes(dead_letter.arn))
     return events, dead_letter

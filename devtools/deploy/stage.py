@@ -1,9 +1,11 @@
 """The `chalice deploy` path, made complete: queues first, then Chalice, then the one setting
 Chalice cannot make; and a teardown that finds the stage in AWS.
 
-    python -m devtools.deploy.stage deploy --stage prod     # queues, chalice deploy, mapping
-    python -m devtools.deploy.stage verify --stage prod     # read-only: queues and mapping
-    python -m devtools.deploy.stage teardown --stage prod   # lists, asks, deletes
+    make deploy STAGE=prod       # queues, chalice deploy, mapping
+    make verify STAGE=prod       # read-only: queues and mapping (devtools/deploy/verify.py)
+    make teardown STAGE=prod     # lists, asks, deletes
+
+(`.venv/bin/python -m devtools.deploy.stage deploy|verify|teardown --stage prod` underneath.)
 
 Chalice never creates SQS queues and cannot set `FunctionResponseTypes` on the event source
 mapping it creates (DESIGN.md). `deploy` creates or corrects both queues from
@@ -35,6 +37,8 @@ from typing import TYPE_CHECKING, Any, Final
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
+from chalicelib.config import QueueWiring
+from chalicelib.env import ConfigError
 from devtools.deploy.bytecode import compile_tree
 from devtools.deploy.inventory import (
     Adoption,
@@ -46,9 +50,10 @@ from devtools.deploy.inventory import (
     recorded_values,
 )
 from devtools.deploy.mapping import PARTIAL_BATCH, configure_mapping
-from devtools.deploy.preflight import check_aws, check_identity, check_stage
+from devtools.deploy.preflight import check_aws, check_identity, check_region, check_stage
 from devtools.deploy.queues import ensure_queues
-from devtools.deploy.verify import verify_stage
+from devtools.deploy.template import merge_template
+from devtools.deploy.verify import chalice_deployment, check, default_stack_name, verify_stage
 from devtools.locks import chalice_environment
 from devtools.paths import ROOT
 from devtools.process import run, tool
@@ -88,6 +93,7 @@ class Clients:
     apigateway: Any
     sts: Any
     logs: Any
+    cloudformation: Any
 
     @classmethod
     def from_session(cls, session: Any) -> Clients:
@@ -98,7 +104,7 @@ class Clients:
         return str(self.sqs.meta.region_name)
 
 
-SERVICES: Final = ("sqs", "lambda", "iam", "apigateway", "sts", "logs")
+SERVICES: Final = ("sqs", "lambda", "iam", "apigateway", "sts", "logs", "cloudformation")
 
 
 def find_stage(stage: str, root: Path, clients: Clients) -> Inventory:
@@ -171,6 +177,13 @@ def deploy(
         return 1
     if mapping_status != 0:
         return 1
+    if verify_deployed(stage, root, clients) != 0:
+        print(
+            f"stage {stage}: deployed, but not as its settings say (FAIL lines above): fix"
+            " them and run this command again",
+            file=sys.stderr,
+        )
+        return 1
     url = deployed_url(stage, root)
     if adoption.rest_api is not None and url is not None:
         same = adoption.rest_api.id in url
@@ -178,15 +191,28 @@ def deploy(
     elif url is not None:
         print(f"API: {url} (new: put it in the GTM tag)")
     print(report_batch_item_failures_advice(stage, stage_environment(stage, root)))
-    print(f"next: python -m devtools.ops check --stage {stage}")
+    print(f'next: make ops ARGS="check --stage {stage}"')
     return 0
+
+
+def verify_deployed(stage: str, root: Path, clients: Clients) -> int:
+    """What deploy ends with: verify's checks of the queues, the functions and the mapping
+    (its setting, batch size, window and concurrency cap) on what was just deployed."""
+    deployment = chalice_deployment(stage, root, clients.sqs)
+    wiring = QueueWiring.from_env(stage_environment(stage, root))
+    spec = QueueSpec.for_stage(stage, root)
+    findings = check(deployment, spec, clients.sqs, clients.lambda_client, wiring)
+    for line in findings.ok:
+        print(f"ok   {line}")
+    for line in findings.problems:
+        print(f"FAIL {line}", file=sys.stderr)
+    return 1 if findings.problems else 0
 
 
 def verify(stage: str, root: Path, clients: Clients) -> int:
     """Read-only check of the stage, on either deploy path: devtools/deploy/verify.py
     (`make verify STAGE=...`, which also takes --stack-name)."""
-    cloudformation = boto3.client("cloudformation", region_name=clients.sqs.meta.region_name)
-    return verify_stage(stage, root, clients.sqs, clients.lambda_client, cloudformation)
+    return verify_stage(stage, root, clients.sqs, clients.lambda_client, clients.cloudformation)
 
 
 def _message_count(sqs: SQSClient, url: str) -> int:
@@ -226,6 +252,7 @@ class TeardownPlan:
     queues: dict[str, str]  # queue name -> URL, to delete
     left: list[str]  # what stays, and why
     held: list[str] = field(default_factory=list)  # queues left holding messages (exit 1)
+    log_groups: list[str] = field(default_factory=list)  # to delete (--delete-logs)
 
 
 def _log_groups(clients: Clients, names: StageNames) -> list[str]:
@@ -238,7 +265,12 @@ def _log_groups(clients: Clients, names: StageNames) -> list[str]:
 
 
 def plan_teardown(
-    stage: str, inventory: Inventory, clients: Clients, keep_queues: bool, force: bool
+    stage: str,
+    inventory: Inventory,
+    clients: Clients,
+    keep_queues: bool,
+    force: bool,
+    delete_logs: bool = False,
 ) -> TeardownPlan:
     names = inventory.names
     plan = TeardownPlan(delete=[], queues={}, left=[])
@@ -255,7 +287,7 @@ def plan_teardown(
             plan.held.append(name)
             plan.left.append(
                 f"queue {name}: holds {count} message(s), undelivered events. Inspect or"
-                f" replay them (python -m devtools.ops dlq --stage {stage}), then run teardown"
+                f' replay them (make ops ARGS="dlq --stage {stage}"), then run teardown'
                 f" again; or delete it with them: aws sqs delete-queue --queue-url {url}"
             )
         elif name == names.dead_letter_queue and events_url not in (None, *plan.queues.values()):
@@ -266,9 +298,15 @@ def plan_teardown(
             plan.queues[name] = url
             plan.delete.append(f"queue {name}" + (f" ({count} message(s))" if count else ""))
     for group in _log_groups(clients, names):
+        if delete_logs:
+            plan.log_groups.append(group)
+            plan.delete.append(f"log group {group}")
+            continue
         plan.left.append(
-            f"log group {group}: Lambda writes it; kept for investigation"
-            f" (aws logs delete-log-group --log-group-name {group})"
+            f"log group {group}: Lambda writes it; kept for investigation. A CloudFormation"
+            " stack of this stage creates it and fails while it exists: delete it with"
+            f" make teardown STAGE={stage} YES=1 ARGS=--delete-logs, or"
+            f" aws logs delete-log-group --log-group-name {group}"
         )
     return plan
 
@@ -306,12 +344,21 @@ def teardown(
     yes: bool = False,
     confirm: Confirm = ask_terminal,
     sleep: Callable[[float], None] = time.sleep,
+    delete_logs: bool = False,
 ) -> int:
     """Delete what deploy created, found in AWS (not in this checkout's record): the mapping,
     the API, the functions, their roles, then the queues, except a queue still holding
-    messages. Asks first unless `yes`. 0 when nothing of the stage is left but log groups."""
+    messages, and with `delete_logs` the functions' log groups. Asks first unless `yes`.
+    0 when nothing of the stage is left but log groups.
+
+    A stage deployed with CloudFormation is the stack's: deleting its resources one by one
+    would leave the stack failing on every update and delete. Then nothing is deleted here;
+    the stack's delete command is printed, with what the stack keeps (`stack_teardown`)."""
     inventory = find_stage(stage, root, clients)
-    plan = plan_teardown(stage, inventory, clients, keep_queues, force)
+    stack = owning_stack(stage, root, inventory, clients)
+    if stack is not None:
+        return stack_teardown(stage, root, stack, clients)
+    plan = plan_teardown(stage, inventory, clients, keep_queues, force, delete_logs)
     where = f"stage {stage} in {clients.region}"
     if not plan.delete:
         print(f"{where}: nothing to delete")
@@ -362,6 +409,8 @@ def teardown(
         attempt(f"role {role}", partial(_delete_role, clients.iam, role))
     for name, url in plan.queues.items():
         attempt(f"queue {name}", partial(clients.sqs.delete_queue, QueueUrl=url))
+    for group in plan.log_groups:
+        attempt(f"log group {group}", partial(clients.logs.delete_log_group, logGroupName=group))
     state = deployed_state_file(stage, root)
     if state.exists():
         state.unlink()
@@ -373,6 +422,93 @@ def teardown(
     return 0
 
 
+# The stack path -------------------------------------------------------------------------------
+
+STACK_TAG: Final = "aws:cloudformation:stack-name"  # CloudFormation tags what it creates
+
+
+def owning_stack(stage: str, root: Path, inventory: Inventory, clients: Clients) -> str | None:
+    """The CloudFormation stack the stage belongs to: the stack `<app>-<stage>` when it exists,
+    else the stack a found function is tagged with. None: the chalice deploy path."""
+    name = default_stack_name(stage, root)
+    try:
+        [found] = clients.cloudformation.describe_stacks(StackName=name)["Stacks"]
+        if found.get("StackStatus") != "DELETE_COMPLETE":
+            return name
+    except ClientError as error:
+        if "does not exist" not in str(error.response.get("Error", {}).get("Message", "")):
+            raise
+    for arn in inventory.functions.values():
+        tags = clients.lambda_client.list_tags(Resource=arn).get("Tags", {})
+        if STACK_TAG in tags:
+            return str(tags[STACK_TAG])
+    return None
+
+
+def retained_resources(stage: str, root: Path) -> dict[str, str]:
+    """Logical id -> type of what the stage's template keeps when its stack is deleted
+    (DeletionPolicy Retain): the queues, and the dedupe table or a destination's data where
+    the stage has them."""
+    try:
+        template = merge_template(stage, root)
+    except (ConfigError, ValueError, SystemExit):
+        template = {"Resources": {}}
+    kept = {
+        logical_id: str(resource.get("Type", ""))
+        for logical_id, resource in template["Resources"].items()
+        if resource.get("DeletionPolicy") == "Retain"
+    }
+    return kept or {"EventsQueue": "AWS::SQS::Queue", "DeadLetterQueue": "AWS::SQS::Queue"}
+
+
+def stack_teardown(stage: str, root: Path, stack: str, clients: Clients) -> int:
+    """Print the stack's delete command and what it keeps; delete nothing. 1: the stage is
+    still there."""
+    region = clients.region
+    print(
+        f"stage {stage} in {region} is CloudFormation stack {stack}: teardown deletes nothing"
+        " of it (resources deleted behind a stack's back leave it failing). Delete the stack:"
+    )
+    print(f"  aws cloudformation delete-stack --stack-name {stack} --region {region}")
+    print(f"  aws cloudformation wait stack-delete-complete --stack-name {stack} --region {region}")
+    resources = {
+        str(r["LogicalResourceId"]): str(r.get("PhysicalResourceId", ""))
+        for r in clients.cloudformation.describe_stack_resources(StackName=stack)["StackResources"]
+    }
+    kept = {
+        logical_id: (kind, resources[logical_id])
+        for logical_id, kind in retained_resources(stage, root).items()
+        if resources.get(logical_id)
+    }
+    if kept:
+        print("The stack keeps (DeletionPolicy Retain), to delete by hand once you are sure:")
+    for logical_id, (kind, physical) in kept.items():
+        print(f"  {_kept(stage, logical_id, kind, physical, clients)}")
+    return 1
+
+
+def _kept(stage: str, logical_id: str, kind: str, physical: str, clients: Clients) -> str:
+    if kind == "AWS::SQS::Queue":
+        name = physical.rstrip("/").rsplit("/", 1)[-1]
+        try:
+            count = _message_count(clients.sqs, physical)
+        except ClientError:
+            return f"queue {name}: already gone"
+        held = f"holds {count} message(s), undelivered events: " if count else "empty; "
+        return (
+            f"queue {name} ({logical_id}): {held}inspect or replay them first"
+            f' (make ops ARGS="dlq --stage {stage}"), then aws sqs delete-queue'
+            f" --queue-url {physical}. A new stack of this stage cannot be created while it"
+            " exists"
+        )
+    if kind == "AWS::DynamoDB::Table":
+        return (
+            f"DynamoDB table {physical} ({logical_id}): digests that expire by themselves;"
+            f" aws dynamodb delete-table --table-name {physical}"
+        )
+    return f"{kind} {physical} ({logical_id}): your data, kept; delete it in its own console"
+
+
 GONE: Final = frozenset(
     {"ResourceNotFoundException", "NoSuchEntity", "NotFoundException", "QueueDoesNotExist"}
     | {"AWS.SimpleQueueService.NonExistentQueue"}
@@ -381,7 +517,7 @@ GONE: Final = frozenset(
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m devtools.deploy.stage",
+        prog=".venv/bin/python -m devtools.deploy.stage",
         description="Deploy a stage with chalice deploy, plus the queues and the event source"
         " mapping setting Chalice cannot make.",
     )
@@ -392,7 +528,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "queues": "create or correct the events queue and dead-letter queue only",
         "mapping": f"enable and verify {PARTIAL_BATCH} only (after a plain chalice deploy)",
         "verify": "read-only check of the queues and the mapping setting",
-        "teardown": "delete the stage's mapping, API, functions, roles and queues, found in AWS",
+        "teardown": "delete the stage's mapping, API, functions, roles and queues, found in AWS"
+        " (a stage deployed with CloudFormation: print the stack's delete command instead)",
     }
     for name, text in helps.items():
         command = commands.add_parser(name, help=text, description=text)
@@ -413,6 +550,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                 action="store_true",
                 help="delete queues even when they hold messages (undelivered events)",
             )
+            command.add_argument(
+                "--delete-logs",
+                action="store_true",
+                help="also delete the functions' log groups (a CloudFormation stack of the"
+                " stage cannot be created while they exist)",
+            )
     return parser.parse_args(argv)
 
 
@@ -432,7 +575,9 @@ def main(
         check_stage(args.stage, root)
     else:
         stage_environment(args.stage, root)  # the stage exists
-    check_aws(args.profile)
+    region = check_aws(args.profile)
+    if args.command != "teardown":  # a stage deployed before this check can still be removed
+        check_region(args.stage, region, root)
     clients = clients or Clients.from_session(boto3.Session(profile_name=args.profile))
     try:
         if args.command == "deploy":
@@ -445,7 +590,16 @@ def main(
             return configure_mapping(args.stage, root, clients.sqs, clients.lambda_client)
         if args.command == "verify":
             return verify(args.stage, root, clients)
-        return teardown(args.stage, root, clients, args.keep_queues, args.force, args.yes, confirm)
+        return teardown(
+            args.stage,
+            root,
+            clients,
+            args.keep_queues,
+            args.force,
+            args.yes,
+            confirm,
+            delete_logs=args.delete_logs,
+        )
     except (ClientError, BotoCoreError) as error:
         print(f"{args.command} stopped: {error}", file=sys.stderr)
         return 1

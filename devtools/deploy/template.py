@@ -46,15 +46,20 @@ SERVICE: Final = "pixel-relay"  # chalicelib.telemetry.SERVICE: the `service` di
 CONSUMER: Final = "Deliver"
 CONSUMER_EVENT: Final = "DeliverSqsEventSource"
 PIXEL: Final = "APIHandler"
+PIXEL_PERMISSION: Final = "APIHandlerInvokePermission"  # API Gateway's, on the pixel
+# The alias the API and the mapping invoke (SAM's AutoPublishAlias; `make rollback` moves it).
+LIVE_ALIAS: Final = "live"
+# The logical id SAM gives the alias it generates: "<function's logical id>Alias<alias name>"
+# (AWS SAM, AutoPublishAlias's generated resources).
+PIXEL_ALIAS: Final = f"{PIXEL}Alias{LIVE_ALIAS}"
 API: Final = "RestAPI"
 ROLES: Final = {"api_handler": "ApiHandlerRole", "deliver": "DeliverRole"}
 # The `stage` dimension of every PixelRelay metric (chalicelib.telemetry.STAGE_VARIABLE).
 STAGE_VARIABLE: Final = "PIXEL_RELAY_STAGE"
-# The consumer's concurrency when MAX_CONCURRENCY is unset: 5 invocations of BATCH_SIZE
-# events (100: about 1 s each with one destination) deliver some 500 events/s, the prod
-# stage's API throttle, and leave the rest of the account's concurrency to the pixel.
-DEFAULT_CONSUMER_MAX_CONCURRENCY: Final = 5
 PERIOD_SECONDS: Final = 300
+# PixelReservedConcurrency: 0 (none) or a whole number written one way only, so that the
+# condition's comparison with "0" is exact.
+RESERVED_CONCURRENCY_PATTERN: Final = "^(0|[1-9][0-9]{0,5})$"
 # Bot Control's common level; its own price applies (see docs/deploy.md).
 BOT_RULE_GROUP: Final = "AWSManagedRulesBotControlRuleSet"
 KNOWN_BAD_INPUTS_RULE_GROUP: Final = "AWSManagedRulesKnownBadInputsRuleSet"
@@ -108,7 +113,10 @@ def merge_template(stage: str, root: Path = ROOT) -> dict[str, Any]:
         "Properties": {
             "DashboardName": _sub(f"pixel-relay-{stage}-${{AWS::Region}}"),
             "DashboardBody": _sub(
-                json.dumps(dashboard_body(stage, sorted(alarms)), separators=(",", ":"))
+                json.dumps(
+                    dashboard_body(stage, sorted(alarms), registry.configured_names(environment)),
+                    separators=(",", ":"),
+                )
             ),
         },
     }
@@ -138,10 +146,14 @@ def merge_template(stage: str, root: Path = ROOT) -> dict[str, Any]:
                 "Default": "",
                 "Description": "SNS topic ARN notified when an alarm fires; empty for none.",
             },
+            # A String with a pattern, not a Number: Fn::Equals compares text, and a Number
+            # parameter takes "00" or "0.0", which would not equal "0" and reserve zero
+            # concurrency, throttling every hit.
             "PixelReservedConcurrency": {
-                "Type": "Number",
-                "Default": 0,
-                "MinValue": 0,
+                "Type": "String",
+                "Default": "0",
+                "AllowedPattern": RESERVED_CONCURRENCY_PATTERN,
+                "ConstraintDescription": "a whole number without leading zeros (0 for none)",
                 "Description": "Concurrency reserved for the pixel (and its ceiling); 0 for"
                 " none, the account's unreserved pool. The consumer is capped by its"
                 " mapping's MaximumConcurrency either way.",
@@ -175,7 +187,9 @@ def _encryption(spec: QueueSpec) -> dict[str, Any]:
     """The stage's KMS key (QUEUE_KMS_KEY), else SQS-managed keys (the two exclude each
     other), as `QueueSpec.encryption_attributes` says for the `chalice deploy` path."""
     if spec.kms_key is not None:
-        return {"KmsMasterKeyId": spec.kms_key.arn}
+        # Explicit: a queue has one server-side encryption, and a stack that moves a queue
+        # from SSE-SQS to the key must turn SSE-SQS off (devtools/deploy/queues.py).
+        return {"KmsMasterKeyId": spec.kms_key.arn, "SqsManagedSseEnabled": False}
     return {"SqsManagedSseEnabled": True}
 
 
@@ -267,22 +281,26 @@ def destination_fragments(environment: dict[str, str]) -> dict[str, dict[str, An
 
 
 def consumer_max_concurrency(environment: dict[str, str]) -> int:
-    """The consumer mapping's MaximumConcurrency: MAX_CONCURRENCY, else the default."""
-    configured = QueueWiring.from_env(environment).maximum_concurrency
-    return configured if configured is not None else DEFAULT_CONSUMER_MAX_CONCURRENCY
+    """The consumer mapping's MaximumConcurrency: MAX_CONCURRENCY, else the default (5), the
+    same as the `chalice deploy` path's (chalicelib.config.DEFAULT_MAX_CONCURRENCY)."""
+    return QueueWiring.from_env(environment).maximum_concurrency
 
 
 def _function_overrides(stage: str, environment: dict[str, str], root: Path) -> dict[str, Any]:
     """Partial batch responses on (and the consumer told so), the event source bound to the
-    queue made here and capped, the functions named, and the stage for the metrics.
+    queue made here and capped, the functions named, the stage for the metrics, and each
+    function published as a version behind the alias `live` (`published`).
 
     Chalice's `Queue` is an `Fn::Sub` of the queue's name; it is replaced by an `Fn::Sub` of
     the new queue's ARN (mixing `Fn::GetAtt` into the generated `Fn::Sub` is invalid), which
     also makes CloudFormation create the queue before the mapping.
     """
+    versions = published(stage, root)
     return {
+        PIXEL_PERMISSION: {"Properties": {"FunctionName": _ref(PIXEL_ALIAS)}},
         CONSUMER: {
             "Properties": {
+                **versions,
                 "FunctionName": function_name(stage, "deliver", root),
                 "Environment": {
                     "Variables": {
@@ -310,6 +328,7 @@ def _function_overrides(stage: str, environment: dict[str, str], root: Path) -> 
         },
         PIXEL: {
             "Properties": {
+                **versions,
                 "FunctionName": function_name(stage, "api_handler", root),
                 "Environment": {"Variables": {STAGE_VARIABLE: stage}},
                 "ReservedConcurrentExecutions": {
@@ -322,6 +341,52 @@ def _function_overrides(stage: str, environment: dict[str, str], root: Path) -> 
             }
         },
     }
+
+
+def published(stage: str, root: Path) -> dict[str, Any]:
+    """SAM's versions and alias for a function: every deploy that changes it (code or any
+    property: AutoPublishAliasAllProperties) publishes a version, and the alias `live`, which
+    the API and the mapping invoke, moves to it. Old versions are kept (SAM's default
+    DeletionPolicy for them is Retain), so `make rollback` moves the alias back in seconds.
+    Each version's description names the commit it was packaged from, for
+    `make rollback COMMIT=...`."""
+    return {
+        "AutoPublishAlias": LIVE_ALIAS,
+        "AutoPublishAliasAllProperties": True,
+        "VersionDescription": f"pixel-relay {stage} {source_commit(root)}",
+    }
+
+
+def source_commit(root: Path) -> str:
+    """The commit `root` is checked out at (`-dirty` with uncommitted changes), or "unknown"
+    outside a git checkout."""
+    import subprocess
+
+    try:
+        found = subprocess.run(
+            ["git", "describe", "--always", "--dirty", "--abbrev=12", "--exclude", "*"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+    except OSError:
+        return "unknown"
+    return found.stdout.strip() if found.returncode == 0 and found.stdout.strip() else "unknown"
+
+
+def point_api_at_alias(sam: dict[str, Any]) -> dict[str, Any]:
+    """Chalice's API integrations invoke the pixel function itself (`${APIHandler.Arn}` in the
+    swagger's `uri`s); they are made to invoke its alias, so a rollback of the alias reaches
+    the API. Applied to `chalice package`'s template, whose routes the merge template cannot
+    know."""
+    api = sam["Resources"][API]["Properties"]["DefinitionBody"]
+    for methods in api.get("paths", {}).values():
+        for operation in methods.values():
+            uri = operation.get("x-amazon-apigateway-integration", {}).get("uri", {})
+            if isinstance(uri, dict) and "Fn::Sub" in uri and isinstance(uri["Fn::Sub"], str):
+                uri["Fn::Sub"] = uri["Fn::Sub"].replace(f"${{{PIXEL}.Arn}}", f"${{{PIXEL_ALIAS}}}")
+    return sam
 
 
 def _roles(stage: str, root: Path) -> dict[str, Any]:
@@ -410,7 +475,7 @@ def _alarms(
 ) -> dict[str, Any]:
     """One alarm per way the stage loses or delays events; each description says what it
     means and where to start (docs/operations.md has the runbook)."""
-    ops = f"python -m devtools.ops dlq --stage {stage}"
+    ops = f'make ops ARGS="dlq --stage {stage}"'
     runbook = "Runbook: docs/operations.md."
 
     def lambda_metric(function: str, metric: str) -> dict[str, Any]:
@@ -638,8 +703,16 @@ def _ours(names: tuple[str, ...], stage: str) -> list[list[Any]]:
     return [[NAMESPACE, name, "service", SERVICE, "stage", stage] for name in names]
 
 
-def dashboard_body(stage: str, alarms: list[str] | None = None) -> dict[str, Any]:
-    """The stage's dashboard; `${...}` are resolved by the `Fn::Sub` around it."""
+def call_metrics(destinations: tuple[str, ...]) -> tuple[str, ...]:
+    """The metrics counting each destination's calls (its plug-in's `call_metric`)."""
+    return tuple(metric for name in destinations if (metric := registry.plugin(name).call_metric))
+
+
+def dashboard_body(
+    stage: str, alarms: list[str] | None = None, destinations: tuple[str, ...] = ()
+) -> dict[str, Any]:
+    """The stage's dashboard for its `destinations`; `${...}` are resolved by the `Fn::Sub`
+    around it."""
     refused_by_reason = (
         f'SEARCH(\'{{{NAMESPACE},reason,service,stage}} MetricName="HitsRefusedByReason"'
         f' service="{SERVICE}" stage="{stage}"\', \'Sum\', {PERIOD_SECONDS})'
@@ -653,9 +726,11 @@ def dashboard_body(stage: str, alarms: list[str] | None = None) -> dict[str, Any
                 "width": 24,
                 "height": 2,
                 "properties": {
-                    "markdown": f"## pixel-relay `{stage}`\nHits from GTM, events into Pinpoint."
-                    " Triage the dead-letter queue with `python -m devtools.ops dlq --stage"
-                    f" {stage}`; metrics and alarms are explained in docs/operations.md."
+                    "markdown": f"## pixel-relay `{stage}`\nHits from GTM, events into"
+                    f" {', '.join(destinations) or 'the destinations'}."
+                    ' Triage the dead-letter queue with `make ops ARGS="dlq --stage'
+                    f' {stage}"` in a checkout of pixel-relay; metrics and alarms are'
+                    " explained in docs/operations.md."
                 },
             },
             _metric_widget("Hits accepted / refused (pixel)", _ours(PIXEL_METRICS, stage), y=2),
@@ -670,7 +745,9 @@ def dashboard_body(stage: str, alarms: list[str] | None = None) -> dict[str, Any
                 _ours(CONSUMER_METRICS, stage),
                 y=8,
             ),
-            _metric_widget("PutEvents calls", _ours(("PutEventsCalls",), stage), x=12, y=8),
+            _metric_widget(
+                "Calls to the destinations", _ours(call_metrics(destinations), stage), x=12, y=8
+            ),
             _metric_widget(
                 "Dead-letter queue: depth and oldest age (s)",
                 [

@@ -3,8 +3,8 @@
     make verify STAGE=prod                                  # finds the stage by itself
     make verify STAGE=prod ARGS="--stack-name my-stack"     # a stack not named pixel-relay-<stage>
 
-(`python -m devtools.deploy.verify --stage prod`, and `python -m devtools.deploy.stage verify
---stage prod`, run the same check.)
+(`.venv/bin/python -m devtools.deploy.verify --stage prod`, and
+`.venv/bin/python -m devtools.deploy.stage verify --stage prod`, run the same check.)
 
 Where the stage's resources are (`find_deployment`):
 
@@ -32,6 +32,7 @@ import json
 import os
 import shlex
 import sys
+import urllib.parse
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,10 +41,19 @@ from typing import IO, TYPE_CHECKING, Any, Final
 import boto3
 from botocore.exceptions import ClientError
 
+from chalicelib.config import QueueWiring
+from chalicelib.env import ConfigError
 from devtools.deploy.mapping import PARTIAL_BATCH, consumer_mappings, has_partial_batch_responses
-from devtools.deploy.queues import attribute_differences, existing_queue_url
+from devtools.deploy.preflight import check_region
+from devtools.deploy.queues import (
+    attribute_differences,
+    existing_queue_url,
+    foreign_key,
+    foreign_key_problem,
+)
+from devtools.deploy.template import LIVE_ALIAS
 from devtools.paths import ROOT
-from devtools.queue_spec import QueueSpec, chalice_config
+from devtools.queue_spec import QueueSpec, chalice_config, stage_environment
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
@@ -82,6 +92,8 @@ class Deployment:
     stack_name: str | None = None  # None: the chalice deploy path
     stack_status: str | None = None
     api_url: str | None = None  # the stack's EndpointURL; on the chalice path `chalice url`
+    # The stack's record of the dead-letter queue, whether or not it still exists.
+    recorded_dead_letter_queue_url: str | None = None
 
     @property
     def path(self) -> str:
@@ -90,12 +102,29 @@ class Deployment:
         return f"CloudFormation stack {self.stack_name}"
 
     def redeploy(self) -> str:
-        """The command that puts the stage back as its settings say."""
+        """The command that applies a change of the stage's settings. On the stack path it
+        changes the template, so the stack update carries it; it cannot bring back what was
+        deleted outside the stack (`recreate`)."""
         if self.stack_name is None:
             return f"make deploy STAGE={self.stage}"
         return (
             f"make package STAGE={self.stage}, then the aws cloudformation package/deploy"
             f" commands it prints (--stack-name {self.stack_name})"
+        )
+
+    def recreate(self, what: str, command: str | None = None) -> str:
+        """How to bring back `what`, deleted outside the deploy tool. `make deploy` creates
+        whatever is missing. A stack still records a resource deleted behind its back and an
+        unchanged template updates nothing, so there the fix is AWS's: the direct `command`
+        (a resource with a name comes back under that name and the stack's record holds
+        again), and for the stack's record the drift detection and import steps of
+        docs/operations.md#deleted-outside-the-stack."""
+        if self.stack_name is None:
+            return f"make deploy STAGE={self.stage}"
+        steps = f"{command}; then " if command else ""
+        return (
+            f"{steps}the stack {self.stack_name} still records {what} (redeploying it changes"
+            " nothing): docs/operations.md#deleted-outside-the-stack"
         )
 
 
@@ -119,9 +148,10 @@ def _stack(cloudformation: Any, stack_name: str) -> dict[str, Any] | None:
 
 
 def stack_deployment(
-    stage: str, root: Path, cloudformation: Any, stack_name: str
+    stage: str, root: Path, cloudformation: Any, stack_name: str, sqs: SQSClient | None = None
 ) -> Deployment | None:
-    """The stage as the stack holds it; None when there is no such stack."""
+    """The stage as the stack holds it; None when there is no such stack. With `sqs`, a
+    queue the stack records but that was deleted behind its back has no URL."""
     stack = _stack(cloudformation, stack_name)
     if stack is None:
         return None
@@ -136,20 +166,29 @@ def stack_deployment(
     spec = QueueSpec.for_stage(stage, root)
     events_url = resources.get(EVENTS_QUEUE_ID)
     dead_letter_url = resources.get(DEAD_LETTER_QUEUE_ID)
+    recorded_dead_letter_url = dead_letter_url
+    if sqs is not None:  # the stack's own URL, as long as the queue is there
+        if events_url and existing_queue_url(sqs, queue_name(events_url)) is None:
+            events_url = None
+        if dead_letter_url and existing_queue_url(sqs, queue_name(dead_letter_url)) is None:
+            dead_letter_url = None
     return Deployment(
         stage=stage,
         pixel=resources.get(PIXEL_ID, f"(no {PIXEL_ID} in the stack)"),
         consumer=resources.get(CONSUMER_ID, f"(no {CONSUMER_ID} in the stack)"),
-        events_queue=queue_name(events_url) if events_url else spec.events_queue,
-        dead_letter_queue=(
-            queue_name(dead_letter_url) if dead_letter_url else spec.dead_letter_queue
-        ),
+        events_queue=_recorded_name(resources.get(EVENTS_QUEUE_ID), spec.events_queue),
+        dead_letter_queue=_recorded_name(recorded_dead_letter_url, spec.dead_letter_queue),
         events_queue_url=events_url,
         dead_letter_queue_url=dead_letter_url,
         stack_name=stack_name,
         stack_status=str(stack.get("StackStatus", "")),
         api_url=outputs.get(ENDPOINT_OUTPUT),
+        recorded_dead_letter_queue_url=recorded_dead_letter_url,
     )
+
+
+def _recorded_name(url: str | None, default: str) -> str:
+    return queue_name(url) if url else default
 
 
 def chalice_deployment(stage: str, root: Path, sqs: SQSClient) -> Deployment:
@@ -173,7 +212,7 @@ def find_deployment(
     """`stack_name`'s stack (which must exist), else the stack `<app>-<stage>` if there is
     one, else the chalice deploy path's names."""
     if stack_name:
-        found = stack_deployment(stage, root, cloudformation, stack_name)
+        found = stack_deployment(stage, root, cloudformation, stack_name, sqs)
         if found is None:
             region = cloudformation.meta.region_name
             raise DeploymentNotFoundError(
@@ -182,7 +221,7 @@ def find_deployment(
                 " stage deployed with make deploy"
             )
         return found
-    found = stack_deployment(stage, root, cloudformation, default_stack_name(stage, root))
+    found = stack_deployment(stage, root, cloudformation, default_stack_name(stage, root), sqs)
     return found if found is not None else chalice_deployment(stage, root, sqs)
 
 
@@ -210,17 +249,17 @@ def encryption_problems(
     """The queue encrypted as the stage says: with its KMS key, or SQS-managed."""
     key = wanted_kms_key(spec)
     have = current.get("KmsMasterKeyId") or None
-    if key is None and have is not None:
+    foreign = foreign_key(current, spec)
+    if foreign is not None:
+        return [foreign_key_problem(name, foreign)]
+    managed = current.get("SqsManagedSseEnabled") == "true"
+    if key is not None and (have != key or managed):
+        # One server-side encryption per queue: SQS-managed goes off in the same call.
+        wanted = {"KmsMasterKeyId": key, **({"SqsManagedSseEnabled": "false"} if managed else {})}
+        also = " and SQS-managed encryption is on" if managed else ""
         return [
-            f"queue {name}: encrypted with KMS key {have}, which the stage does not name, so"
-            " the functions' roles are not granted kms:GenerateDataKey/kms:Decrypt on it and"
-            f" every send fails: set QUEUE_KMS_KEY={have} in the stage's environment_variables,"
-            " then make policies and redeploy"
-        ]
-    if key is not None and have != key:
-        return [
-            f"queue {name}: KmsMasterKeyId is {have!r}, want {key!r}:"
-            f" {_set_attributes(url, {'KmsMasterKeyId': key})}"
+            f"queue {name}: KmsMasterKeyId is {have!r}{also}, want {key!r}:"
+            f" {_set_attributes(url, wanted)}"
         ]
     if key is None and current.get("SqsManagedSseEnabled") != "true":
         return [
@@ -230,6 +269,29 @@ def encryption_problems(
     return []
 
 
+def _create_queue(name: str, attributes: Mapping[QueueAttributeNameType, str]) -> str:
+    return (
+        f"aws sqs create-queue --queue-name {name}"
+        f" --attributes {shlex.quote(json.dumps(dict(attributes)))}"
+    )
+
+
+def queue_arn_of(url: str | None) -> str | None:
+    """A queue's ARN from its URL (https://sqs.<region>.amazonaws.com/<account>/<name>), the
+    queue existing or not: a redrive policy can name a queue about to be created."""
+    if url is None:
+        return None
+    parts = urllib.parse.urlsplit(url)
+    account, _, name = parts.path.strip("/").partition("/")
+    region = parts.hostname.split(".")[1] if parts.hostname and "." in parts.hostname else ""
+    if not (account and name and region):
+        return None
+    import boto3
+
+    partition = boto3.session.Session().get_partition_for_region(region)
+    return f"arn:{partition}:sqs:{region}:{account}:{name}"
+
+
 def _attributes(sqs: SQSClient, url: str) -> dict[QueueAttributeNameType, str]:
     return sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
 
@@ -237,12 +299,28 @@ def _attributes(sqs: SQSClient, url: str) -> dict[QueueAttributeNameType, str]:
 def queue_findings(sqs: SQSClient, deployment: Deployment, spec: QueueSpec) -> list[str]:
     """How the queues differ from the spec; empty when they match."""
     problems: list[str] = []
-    for name, url in (
-        (deployment.dead_letter_queue, deployment.dead_letter_queue_url),
-        (deployment.events_queue, deployment.events_queue_url),
-    ):
-        if url is None:
-            problems.append(f"queue {name}: does not exist: {deployment.redeploy()}")
+    if deployment.dead_letter_queue_url is None:
+        problems.append(
+            f"queue {deployment.dead_letter_queue}: does not exist:"
+            + " "
+            + deployment.recreate(
+                f"queue {deployment.dead_letter_queue}",
+                _create_queue(deployment.dead_letter_queue, spec.dead_letter_attributes()),
+            )
+        )
+    if deployment.events_queue_url is None:
+        dead_letter_arn = queue_arn_of(
+            deployment.dead_letter_queue_url or deployment.recorded_dead_letter_queue_url
+        )
+        create_events = (
+            _create_queue(deployment.events_queue, spec.events_attributes(dead_letter_arn))
+            if dead_letter_arn
+            else None
+        )
+        problems.append(
+            f"queue {deployment.events_queue}: does not exist:"
+            f" {deployment.recreate(f'queue {deployment.events_queue}', create_events)}"
+        )
     if deployment.dead_letter_queue_url is None or deployment.events_queue_url is None:
         return problems
     dead_letter = _attributes(sqs, deployment.dead_letter_queue_url)
@@ -273,9 +351,14 @@ def queue_findings(sqs: SQSClient, deployment: Deployment, spec: QueueSpec) -> l
     return problems
 
 
-def _configuration(lambda_client: Any, function: str) -> dict[str, Any] | None:
+def _configuration(
+    lambda_client: Any, function: str, alias: str | None = None
+) -> dict[str, Any] | None:
+    """The function's configuration; with `alias`, the version the alias runs (what the API
+    and the mapping invoke on the stack path), else $LATEST."""
+    qualifier = {"Qualifier": alias} if alias else {}
     try:
-        return dict(lambda_client.get_function_configuration(FunctionName=function))
+        return dict(lambda_client.get_function_configuration(FunctionName=function, **qualifier))
     except ClientError as error:
         if error.response.get("Error", {}).get("Code") == "ResourceNotFoundException":
             return None
@@ -293,8 +376,89 @@ class Findings:
     problems: list[str]
 
 
-def check(deployment: Deployment, spec: QueueSpec, sqs: SQSClient, lambda_client: Any) -> Findings:
-    """Every check; read-only."""
+def live_alias(lambda_client: Any, deployment: Deployment) -> str | None:
+    """LIVE_ALIAS when the stage's consumer has it (the stack path publishes versions behind
+    it), else None: the functions run $LATEST."""
+    if deployment.stack_name is None:
+        return None
+    try:
+        lambda_client.get_alias(FunctionName=deployment.consumer, Name=LIVE_ALIAS)
+    except ClientError as error:
+        if error.response.get("Error", {}).get("Code") == "ResourceNotFoundException":
+            return None
+        raise
+    return LIVE_ALIAS
+
+
+def _create_mapping(queue_arn: str, function: str, wiring: QueueWiring) -> str:
+    """The mapping as both deploy paths make it (chalice's decorator, the template)."""
+    return (
+        f"aws lambda create-event-source-mapping --function-name {function}"
+        f" --event-source-arn {queue_arn} --batch-size {wiring.batch_size}"
+        f" --maximum-batching-window-in-seconds {wiring.batching_window_seconds}"
+        f" --function-response-types {PARTIAL_BATCH}"
+        f" --scaling-config {shlex.quote(json.dumps(_scaling(wiring)))}"
+    )
+
+
+def _scaling(wiring: QueueWiring) -> dict[str, int]:
+    return {"MaximumConcurrency": wiring.maximum_concurrency}
+
+
+# What each mapping setting is, in the mapping and in the stage's settings.
+MAPPING_SETTINGS: Final = (
+    ("BatchSize", "BATCH_SIZE"),
+    ("MaximumBatchingWindowInSeconds", "BATCH_WINDOW_SECONDS"),
+    ("MaximumConcurrency", "MAX_CONCURRENCY"),
+)
+
+
+def mapping_settings(mapping: Mapping[str, Any]) -> dict[str, int | None]:
+    """The batch size, batching window and concurrency cap a mapping has (None: no cap)."""
+    return {
+        "BatchSize": mapping.get("BatchSize"),
+        "MaximumBatchingWindowInSeconds": mapping.get("MaximumBatchingWindowInSeconds") or 0,
+        "MaximumConcurrency": (mapping.get("ScalingConfig") or {}).get("MaximumConcurrency"),
+    }
+
+
+def wanted_mapping_settings(wiring: QueueWiring) -> dict[str, int | None]:
+    return {
+        "BatchSize": wiring.batch_size,
+        "MaximumBatchingWindowInSeconds": wiring.batching_window_seconds,
+        "MaximumConcurrency": wiring.maximum_concurrency,
+    }
+
+
+def mapping_setting_problems(mapping: Mapping[str, Any], wiring: QueueWiring) -> list[str]:
+    """The batch size, window and concurrency cap against the stage's settings: one line
+    naming each difference, with the one command that sets all three."""
+    have, want = mapping_settings(mapping), wanted_mapping_settings(wiring)
+    differences = [
+        f"{name} is {'unset (no cap)' if have[name] is None else have[name]}, the stage says"
+        f" {want[name]} ({variable})"
+        for name, variable in MAPPING_SETTINGS
+        if have[name] != want[name]
+    ]
+    if not differences:
+        return []
+    uuid = mapping["UUID"]
+    return [
+        f"mapping {uuid}: {'; '.join(differences)}: aws lambda update-event-source-mapping"
+        f" --uuid {uuid} --batch-size {wiring.batch_size}"
+        f" --maximum-batching-window-in-seconds {wiring.batching_window_seconds}"
+        f" --scaling-config {shlex.quote(json.dumps(_scaling(wiring)))}"
+    ]
+
+
+def check(
+    deployment: Deployment,
+    spec: QueueSpec,
+    sqs: SQSClient,
+    lambda_client: Any,
+    wiring: QueueWiring,
+) -> Findings:
+    """Every check; read-only. `wiring`: the stage's batch size, window and concurrency cap."""
     ok: list[str] = []
     problems: list[str] = []
     status = deployment.stack_status
@@ -315,14 +479,17 @@ def check(deployment: Deployment, spec: QueueSpec, sqs: SQSClient, lambda_client
             " (redrive, visibility timeout, retention, encryption)"
         )
 
-    pixel = _configuration(lambda_client, deployment.pixel)
-    consumer = _configuration(lambda_client, deployment.consumer)
+    alias = live_alias(lambda_client, deployment)
+    pixel = _configuration(lambda_client, deployment.pixel, alias)
+    consumer = _configuration(lambda_client, deployment.consumer, alias)
     for role, name, configuration in (
         ("pixel", deployment.pixel, pixel),
         ("consumer", deployment.consumer, consumer),
     ):
         if configuration is None:
-            problems.append(f"{role} function {name}: does not exist: {deployment.redeploy()}")
+            problems.append(
+                f"{role} function {name}: does not exist: {deployment.recreate(f'function {name}')}"
+            )
         else:
             ok.append(f"{role} function {name}: exists")
     if pixel is not None:
@@ -345,15 +512,23 @@ def check(deployment: Deployment, spec: QueueSpec, sqs: SQSClient, lambda_client
         )
     problems_before = len(problems)
     mappings: list[dict[str, Any]] = []
+    queue_arn = ""
     if deployment.events_queue_url is not None:
         queue_arn = sqs.get_queue_attributes(
             QueueUrl=deployment.events_queue_url, AttributeNames=["QueueArn"]
         )["Attributes"]["QueueArn"]
         mappings = consumer_mappings(lambda_client, queue_arn, str(consumer["FunctionName"]))
     if not mappings:
+        create = (
+            _create_mapping(
+                queue_arn, str(consumer["FunctionName"]) + (f":{alias}" if alias else ""), wiring
+            )
+            if queue_arn
+            else None
+        )
         problems.append(
             f"mapping: none from {deployment.events_queue} to {deployment.consumer}, so no event"
-            f" is delivered: {deployment.redeploy()}"
+            f" is delivered: {deployment.recreate('the mapping', create)}"
         )
         return Findings(ok, problems)
     for extra in mappings[1:]:
@@ -369,6 +544,7 @@ def check(deployment: Deployment, spec: QueueSpec, sqs: SQSClient, lambda_client
             f"mapping {uuid}: {state}, events wait on {deployment.events_queue}:"
             f" aws lambda update-event-source-mapping --uuid {uuid} --enabled"
         )
+    problems += mapping_setting_problems(mapping, wiring)
     partial = has_partial_batch_responses(mapping)
     reports = environment.get("REPORT_BATCH_ITEM_FAILURES", "").strip().lower() in TRUE
     if not partial:
@@ -399,9 +575,16 @@ def check(deployment: Deployment, spec: QueueSpec, sqs: SQSClient, lambda_client
     if len(problems) == problems_before:
         ok.append(
             f"mapping {uuid}: {state}, {PARTIAL_BATCH} on, the consumer reports batch item"
-            " failures (REPORT_BATCH_ITEM_FAILURES=true)"
+            f" failures (REPORT_BATCH_ITEM_FAILURES=true); {_described(wiring)}"
         )
     return Findings(ok, problems)
+
+
+def _described(wiring: QueueWiring) -> str:
+    return (
+        f"batches of up to {wiring.batch_size} within {wiring.batching_window_seconds} s, at most"
+        f" {wiring.maximum_concurrency} at once"
+    )
 
 
 def verify_stage(
@@ -420,7 +603,11 @@ def verify_stage(
     spec = QueueSpec.for_stage(stage, root)
     deployment = find_deployment(stage, root, sqs, cloudformation, stack_name)
     print(f"stage {stage}: {deployment.path}", file=out)
-    findings = check(deployment, spec, sqs, lambda_client)
+    try:
+        wiring = QueueWiring.from_env(stage_environment(stage, root))
+    except ConfigError as error:
+        raise SystemExit(f"stage {stage}: {error}") from None
+    findings = check(deployment, spec, sqs, lambda_client, wiring)
     for line in findings.ok:
         print(f"ok   {line}", file=out)
     for line in findings.problems:
@@ -430,7 +617,7 @@ def verify_stage(
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m devtools.deploy.verify",
+        prog=".venv/bin/python -m devtools.deploy.verify",
         description="Read-only check of a deployed stage (either deploy path): queues,"
         f" functions, the event source mapping, {PARTIAL_BATCH}.",
     )
@@ -451,6 +638,7 @@ def main(argv: Sequence[str] | None = None, session: Any = None) -> int:
     session = session or boto3.Session(profile_name=args.profile, region_name=region)
     if not session.region_name:
         raise SystemExit("no AWS region: set AWS_REGION (or give the profile a region)")
+    check_region(args.stage, session.region_name, args.project_dir.resolve())
     return verify_stage(
         args.stage,
         args.project_dir.resolve(),

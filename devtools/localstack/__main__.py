@@ -1,4 +1,4 @@
-"""`python -m devtools.localstack`: what `make dev` runs."""
+"""`.venv/bin/python -m devtools.localstack`: what `make dev` runs."""
 
 import sys
 

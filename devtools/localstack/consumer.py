@@ -39,7 +39,7 @@ def load_deliver() -> Callable[[dict[str, Any], Any], Any]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m devtools.localstack.consumer")
+    parser = argparse.ArgumentParser(prog=".venv/bin/python -m devtools.localstack.consumer")
     parser.add_argument("--redeliver-at-once", action="store_true")
     args = parser.parse_args(argv)
 

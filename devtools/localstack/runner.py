@@ -226,7 +226,7 @@ def _port_option(name: str) -> int | None:
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m devtools.localstack.runner",
+        prog=".venv/bin/python -m devtools.localstack.runner",
         description=(
             "Run the pixel, SQS, the consumer, a dry run of the destinations and the demo page."
         ),

@@ -1,2 +1,2 @@
 """Operating a deployed stage: the dead-letter queue, the URL and GTM kit, an end-to-end
-check. `python -m devtools.ops`. Never imports the local stack."""
+check. `.venv/bin/python -m devtools.ops`. Never imports the local stack."""

@@ -1,4 +1,4 @@
-"""`python -m devtools.ops`: what `make ops` runs."""
+"""`.venv/bin/python -m devtools.ops`: what `make ops` runs."""
 
 import sys
 

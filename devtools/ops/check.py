@@ -1,33 +1,45 @@
-"""`ops check`: does a deployed stage work end to end, as a browser and Pinpoint see it?
+"""`ops check`: does a deployed stage work end to end, as a browser and each destination see
+it?
 
 1. A test hit, sent with Chromium's image `Accept` header, must come back as a real GIF. A
    200 whose body is not a GIF means API Gateway's binary media types are wrong: browsers
    would fire the tag's failure handler although the event was queued.
 2. A deliberately bad hit must come back 400 with its reason.
-3. The test event must reach the destination: the consumer records it in Pinpoint, which
-   creates the test endpoint, so `GetEndpoint` finding it proves the whole path (queue, event
-   source mapping, consumer, permissions, project id). If the consumer rejected it instead,
-   it is on the dead-letter queue with the reason, and the check says which.
+3. The test event is followed to where it goes, for each configured destination. One that
+   can be read back has a probe (its plug-in's `probe` hook, `devtools/ops/probes/`) that
+   finds the event there (Customer Profiles' object on the test profile, Pinpoint's test
+   endpoint, a stream's record). For one that cannot (a delivery stream, an event bus), the
+   check proves
+   at least that the event left the events queue and was not parked: the queue read empty
+   (nothing waiting, in flight or delayed) on two polls in a row after the hit. SQS's
+   counts are approximate ("For some metrics, the result is approximate because of the
+   distributed architecture of Amazon SQS", SQS Developer Guide), hence two. A stage whose
+   queue is never empty in the timeout cannot be told apart from one that does not consume:
+   the check says so rather than guessing.
 
-The test event is `pixel_relay_check` for an endpoint `pixel-relay-check-<random>`; the check
-deletes that endpoint afterwards. The event itself stays in the project's analytics.
+Still queued, or parked on the dead-letter queue (the check prints the reason and removes
+the test message), is a failure naming what to run next. The test event is
+`pixel_relay_check` for an endpoint `pixel-relay-check-<random>`; each probe removes what
+the test left where it can (a Pinpoint endpoint, a Customer Profiles profile).
 """
 
 from __future__ import annotations
 
-import contextlib
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from typing import IO, TYPE_CHECKING, Any, Final, Protocol
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import IO, TYPE_CHECKING, Final
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
+from devtools.errors import one_line
 from devtools.ops.dlq.scan import Scanner
+from devtools.ops.probes.base import DeliveryProbe, TestEvent
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
@@ -45,6 +57,13 @@ CHROMIUM_USER_AGENT: Final = (
 GIF_MAGIC: Final = (b"GIF87a", b"GIF89a")
 HTTP_TIMEOUT_SECONDS: Final = 15
 DEAD_LETTER_HOLD_SECONDS: Final = 30
+# Polls in a row that must find the events queue empty (its counts are approximate).
+EMPTY_POLLS: Final = 2
+QUEUE_COUNTS: Final = (
+    "ApproximateNumberOfMessages",
+    "ApproximateNumberOfMessagesNotVisible",
+    "ApproximateNumberOfMessagesDelayed",
+)
 
 _opener = urllib.request.build_opener()
 
@@ -57,7 +76,8 @@ class Answer:
 
 
 def get(url: str, referer: str | None = None) -> Answer:
-    """GET as Chromium requests an image (for a page at `referer`, if given)."""
+    """GET as Chromium requests an image (for a page at `referer`, if given). A network
+    error (refused, unreachable, a name that does not resolve) raises URLError/OSError."""
     headers = {
         "Accept": CHROMIUM_IMAGE_ACCEPT,
         "User-Agent": CHROMIUM_USER_AGENT,
@@ -75,55 +95,22 @@ def get(url: str, referer: str | None = None) -> Answer:
         return Answer(error.code, error.headers.get("Content-Type", ""), error.read())
 
 
-class DeliveryProbe(Protocol):
-    """Whether the destination has the test event's endpoint; and removing it after."""
-
-    def delivered(self, endpoint_id: str) -> bool: ...
-
-    def cleanup(self, endpoint_id: str) -> None: ...
-
-
-class PinpointProbe:
-    """PutEvents creates the endpoint it names, so the test endpoint exists once delivered."""
-
-    def __init__(self, pinpoint: Any, application_id: str) -> None:
-        self._pinpoint = pinpoint
-        self._application_id = application_id
-
-    def delivered(self, endpoint_id: str) -> bool:
-        try:
-            self._pinpoint.get_endpoint(ApplicationId=self._application_id, EndpointId=endpoint_id)
-        except ClientError as error:
-            if error.response.get("Error", {}).get("Code") in {"NotFoundException", "404"}:
-                return False
-            raise
-        return True
-
-    def cleanup(self, endpoint_id: str) -> None:
-        with contextlib.suppress(ClientError):  # already gone, or never created
-            self._pinpoint.delete_endpoint(
-                ApplicationId=self._application_id, EndpointId=endpoint_id
-            )
-
-
-def pinpoint_probe(environment: Mapping[str, str], client: Callable[[str], Any]) -> PinpointProbe:
-    """The pinpoint plug-in's `probe` hook: its project, asked with a client from `client`."""
-    from chalicelib.destinations.pinpoint import Pinpoint
-
-    return PinpointProbe(client("pinpoint"), Pinpoint.parse(environment).application_id)
-
-
 @dataclass
 class CheckPlan:
     api_url: str  # the stage's base URL, ending with "/"
     sqs: SQSClient
     dead_letter_queue: str
-    probe: DeliveryProbe | None  # None: no configured destination can be asked
+    # Each configured destination, with its probe, or None where it cannot be read back.
+    probes: Mapping[str, DeliveryProbe | None]
+    events_queue: str = ""  # "": not watched (every destination has a probe)
+    stage: str = "<stage>"
     timeout_seconds: float = 180.0
     poll_seconds: float = 5.0
     dead_letter_every: int = 4  # scan the dead-letter queue every n-th poll
     referer: str | None = None  # a page of the site, for stages with an origin allowlist
     verify_command: str = "make verify STAGE=<stage>"  # named when the event does not arrive
+    consumer: str = "pixel-relay-<stage>-deliver"  # its log group is named in failures
+    found: dict[str, str] = field(default_factory=dict)  # destination -> where (filled in)
 
 
 def _hit_url(api_url: str, query: dict[str, str]) -> str:
@@ -145,27 +132,52 @@ def _dead_letter_reason(sqs: SQSClient, url: str, event_id: str) -> str | None:
     return None
 
 
+def queue_count(sqs: SQSClient, url: str) -> int:
+    """Messages on the queue: waiting, in flight and delayed (SQS's approximate counts)."""
+    attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=list(QUEUE_COUNTS))
+    return sum(int(value) for value in attributes["Attributes"].values())
+
+
 def run_check(
     plan: CheckPlan,
     out: IO[str],
-    sleep: Callable[[float], None] = time.sleep,
+    sleep: Callable[[float], object] = time.sleep,
 ) -> int:
-    """Print one line per step; 0 when every step passed."""
-    run_id = uuid.uuid4().hex[:12]
-    endpoint_id = f"pixel-relay-check-{run_id}"
-    event_id = f"pixel-relay-check-{run_id}"
+    """Print one line per step; 0 when every step passed. An AWS or network error stops the
+    check with one line."""
 
     def say(ok: bool, text: str) -> None:
         print(f"{'ok  ' if ok else 'FAIL'} {text}", file=out, flush=True)
 
+    try:
+        return _run(plan, say, sleep)
+    except (urllib.error.URLError, OSError, ClientError, BotoCoreError) as error:
+        say(False, f"the check stopped: {one_line(error)}")
+        return 1
+
+
+def _run(
+    plan: CheckPlan, say: Callable[[bool, str], None], sleep: Callable[[float], object]
+) -> int:
+    run_id = uuid.uuid4().hex[:12]
+    test = TestEvent(
+        endpoint_id=f"pixel-relay-check-{run_id}",
+        event_id=f"pixel-relay-check-{run_id}",
+        sent_at=datetime.now(UTC),
+    )
     query = {
         "event": CHECK_EVENT,
-        "endpoint_id": endpoint_id,
-        "event_id": event_id,
+        "endpoint_id": test.endpoint_id,
+        "event_id": test.event_id,
         "evat_source": "ops check",
         "gtmcb": run_id,
     }
-    answer = get(_hit_url(plan.api_url, query), plan.referer)
+    url = _hit_url(plan.api_url, query)
+    try:
+        answer = get(url, plan.referer)
+    except (urllib.error.URLError, OSError) as error:
+        say(False, f"test hit: {plan.api_url} cannot be reached: {one_line(error)}")
+        return 1
     if answer.status != 200:
         say(False, f"test hit: HTTP {answer.status} {answer.body[:200]!r}")
         return 1
@@ -180,46 +192,102 @@ def run_check(
     say(True, f"test hit answered 200 {answer.content_type}, a GIF: the event is queued")
 
     bad = get(
-        _hit_url(plan.api_url, {"event": "_session.start", "endpoint_id": endpoint_id}),
+        _hit_url(plan.api_url, {"event": "_session.start", "endpoint_id": test.endpoint_id}),
         plan.referer,
     )
     reason = bad.body.decode("utf-8", "replace").strip()
     refused = bad.status == 400 and reason.startswith("event:")
     say(refused, f"bad hit answered {bad.status}: {reason[:120]}")
-
-    dead_letter_url = plan.sqs.get_queue_url(QueueName=plan.dead_letter_queue)["QueueUrl"]
-    deadline = time.monotonic() + plan.timeout_seconds
-    polls = 0
     try:
-        while True:
-            if plan.probe is not None and plan.probe.delivered(endpoint_id):
-                say(True, f"the test event reached the destination (endpoint {endpoint_id})")
-                return 0 if refused else 1
-            polls += 1
-            last = time.monotonic() >= deadline
-            if last or polls % plan.dead_letter_every == 0:
-                rejected = _dead_letter_reason(plan.sqs, dead_letter_url, event_id)
-                if rejected is not None:
-                    say(False, f"the consumer rejected the test event: {rejected}")
-                    return 1
-            if last and plan.probe is None:
-                say(
-                    True,
-                    f"no rejection of the test event within {plan.timeout_seconds:.0f} s"
-                    " (its delivery cannot be probed for this stage's destinations: look for"
-                    f" event {event_id} there)",
-                )
-                return 0 if refused else 1
-            if last:
+        followed = _follow(plan, test, say, sleep)
+    finally:
+        for probe in plan.probes.values():
+            if probe is not None:
+                probe.cleanup(test)
+    return 0 if refused and followed else 1
+
+
+def _follow(
+    plan: CheckPlan,
+    test: TestEvent,
+    say: Callable[[bool, str], None],
+    sleep: Callable[[float], object],
+) -> bool:
+    """Wait for the test event at every destination (or, where none can be read back, for it
+    to leave the events queue), watching the dead-letter queue; True when it arrived."""
+    dead_letter_url = plan.sqs.get_queue_url(QueueName=plan.dead_letter_queue)["QueueUrl"]
+    unreadable = [name for name, probe in plan.probes.items() if probe is None]
+    events_url = (
+        plan.sqs.get_queue_url(QueueName=plan.events_queue)["QueueUrl"]
+        if unreadable and plan.events_queue
+        else None
+    )
+    pending = {name: probe for name, probe in plan.probes.items() if probe is not None}
+    deadline = time.monotonic() + plan.timeout_seconds
+    polls = empty_polls = 0
+    waiting = 0
+    while True:
+        for name, probe in list(pending.items()):
+            where = probe.delivered(test)
+            if where is not None:
+                say(True, f"{name}: the test event is there: {where}")
+                del pending[name]
+        if events_url is not None:
+            waiting = queue_count(plan.sqs, events_url)
+            empty_polls = empty_polls + 1 if waiting == 0 else 0
+        left = events_url is None or empty_polls >= EMPTY_POLLS
+        polls += 1
+        last = time.monotonic() >= deadline
+        if last or polls % plan.dead_letter_every == 0 or (not pending and left):
+            rejected = _dead_letter_reason(plan.sqs, dead_letter_url, test.event_id)
+            if rejected is not None:
                 say(
                     False,
-                    f"the test event did not arrive within {plan.timeout_seconds:.0f} s: run"
-                    f" `{plan.verify_command}` (the mapping, the queues, the consumer's"
-                    " settings), then read the consumer's logs and the events queue's age on"
-                    " the dashboard",
+                    f"the consumer parked the test event on {plan.dead_letter_queue}: {rejected}."
+                    " Fix what the reason names (the destination's settings, its permissions),"
+                    f' then run make ops ARGS="check --stage {plan.stage}" again;'
+                    f' other parked events: make ops ARGS="dlq --stage {plan.stage}"',
                 )
-                return 1
-            sleep(plan.poll_seconds)
-    finally:
-        if plan.probe is not None:
-            plan.probe.cleanup(endpoint_id)
+                return False
+        if not pending and left:
+            for name in unreadable:
+                say(
+                    True,
+                    f"{name}: the test event left {plan.events_queue} and was not parked"
+                    f" ({name} cannot be read back: look for event id {test.event_id} there)",
+                )
+            return True
+        if last:
+            _report_missing(plan, test, say, pending, waiting if events_url else None)
+            return False
+        sleep(plan.poll_seconds)
+
+
+def _report_missing(
+    plan: CheckPlan,
+    test: TestEvent,
+    say: Callable[[bool, str], None],
+    pending: Mapping[str, DeliveryProbe],
+    waiting: int | None,
+) -> None:
+    """The failure lines when the time ran out: what did not arrive, and what to run."""
+    within = f"within {plan.timeout_seconds:.0f} s"
+    logs = (
+        f"aws logs tail /aws/lambda/{plan.consumer} --since 15m"
+        " --filter-pattern '\"events will be retried\"'"
+    )
+    for name in pending:
+        say(False, f"{name}: the test event did not arrive {within}")
+    if waiting:
+        say(
+            False,
+            f"{plan.events_queue} still holds {waiting} message(s) after"
+            f" {plan.timeout_seconds:.0f} s,"
+            f" the test event perhaps among them (a busy queue is never empty: then look for"
+            f" event id {test.event_id} at the destination)",
+        )
+    say(
+        False,
+        f"next: {plan.verify_command} (the mapping, the queues, the consumer's settings),"
+        f" then {logs} (why the consumer retries)",
+    )

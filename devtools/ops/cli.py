@@ -2,14 +2,16 @@
 check. Development tooling: it runs on an operator's machine with their AWS credentials,
 never in Lambda.
 
-    python -m devtools.ops dlq --stage prod [--samples 5] [--reason TEXT] [--event-type T]
-    python -m devtools.ops dlq replay --stage prod [--reason TEXT] [--rejected-at pinpoint]
-                                       [--method auto|move-task|journal] [--resend-in-doubt]
-    python -m devtools.ops url --stage prod [--api-url URL | --stack-name NAME]
-                                       [--events purchase,signup --container F]
-    python -m devtools.ops check --stage prod [--api-url URL | --stack-name NAME]
+    make ops ARGS="dlq --stage prod [--samples 5] [--reason TEXT] [--event-type T]"
+    make ops ARGS="dlq replay --stage prod [--reason TEXT] [--rejected-at pinpoint]
+                   [--method auto|move-task|journal] [--resend-in-doubt]"
+    make ops ARGS="url --stage prod [--api-url URL | --stack-name NAME]
+                   [--events purchase,signup --container F]"
+    make ops ARGS="check --stage prod [--api-url URL | --stack-name NAME]"
 
-Queue names, the Pinpoint project and the allowed attributes come from the stage in
+(`.venv/bin/python -m devtools.ops ...` underneath.)
+
+Queue names, each destination's settings and the allowed attributes come from the stage in
 .chalice/config.json; the API URL from `--api-url`, else the `EndpointURL` output of the stack
 `--stack-name` (by default `pixel-relay-<stage>`, if it exists), else `chalice url` (what
 `chalice deploy` recorded). See docs/operations.md.
@@ -30,6 +32,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 import boto3
 from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
 
 from chalicelib.config import Settings
 from chalicelib.destinations import registry
@@ -37,6 +40,7 @@ from chalicelib.env import ConfigError
 from chalicelib.hits import HitPolicy, HitRefusedError, parse_hit
 from devtools import hooks
 from devtools.deploy.verify import Deployment, default_stack_name, find_deployment
+from devtools.errors import one_line
 from devtools.ops import gtm as ops_gtm
 from devtools.ops.check import CheckPlan, run_check
 from devtools.ops.dlq.journal import Journal, JournalBusyError
@@ -49,6 +53,7 @@ from devtools.ops.dlq.move_task import (
 from devtools.ops.dlq.replay import replay
 from devtools.ops.dlq.scan import DEFAULT_HOLD_SECONDS, Progress, Selection, approximate_count
 from devtools.ops.dlq.summary import summarize
+from devtools.ops.probes.base import DeliveryProbe
 from devtools.paths import REPLAY_DIR, ROOT
 from devtools.process import aws_region, stop_on_signals, tool
 from devtools.queue_spec import QueueSpec, stage_environment
@@ -319,28 +324,26 @@ def check_plan(args: argparse.Namespace, ops: Ops) -> CheckPlan:
         registry.configure(settings.destinations, environment)
     except ConfigError as error:
         raise SystemExit(f"stage {args.stage}: {error}") from None
-    # The first configured destination that can be asked whether it has the test event
-    # (its plug-in's `probe` hook); for the others the check confirms the hit and that the
-    # consumer did not reject it.
-    hook = next(
-        (
-            (name, probe)
-            for name in settings.destinations
-            if (probe := registry.plugin(name).probe) is not None
-        ),
-        None,
-    )
+    # Each configured destination's probe (its plug-in's `probe` hook), or None where it
+    # cannot be read back: there the check proves the event left the events queue.
+    probes: dict[str, DeliveryProbe | None] = {}
+    for name in registry.configured_names(environment):
+        hook = registry.plugin(name).probe
+        probes[name] = hooks.attribute(hook, name)(environment, ops.client) if hook else None
     found = deployment(args, ops) if not args.api_url else None
     return CheckPlan(
         api_url=api_url(args, ops, found),
         sqs=ops.sqs,
-        # The stack's dead-letter queue, else the stage's (the same name on both paths).
+        # The stack's queues, else the stage's (the same names on both paths).
         dead_letter_queue=found.dead_letter_queue if found else settings.dead_letter_queue,
-        probe=hooks.attribute(hook[1], hook[0])(environment, ops.client) if hook else None,
+        events_queue=found.events_queue if found else settings.wiring.events_queue,
+        probes=probes,
+        stage=args.stage,
         timeout_seconds=args.timeout,
         referer=args.referer,
         verify_command=f"make verify STAGE={args.stage}"
         + (f' ARGS="--stack-name {args.stack_name}"' if args.stack_name else ""),
+        consumer=found.consumer if found else f"pixel-relay-{args.stage}-deliver",
     )
 
 
@@ -355,7 +358,7 @@ def check_command(args: argparse.Namespace, ops: Ops, out: IO[str], err: IO[str]
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m devtools.ops",
+        prog=".venv/bin/python -m devtools.ops",
         description="Operate a deployed pixel-relay stage (docs/operations.md).",
     )
     commands = parser.add_subparsers(dest="command", required=True)
@@ -435,7 +438,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         " (e.g. purchase,signup)",
     )
 
-    check = commands.add_parser("check", help="send a test hit and follow it to Pinpoint")
+    check = commands.add_parser(
+        "check",
+        help="send a test hit and follow it to each configured destination",
+        description="Send a test hit as a browser does, then follow the test event to each"
+        " destination in DESTINATIONS: found there where its plug-in can read it back,"
+        " otherwise seen leaving the events queue without being parked"
+        " (docs/operations.md#end-to-end-check).",
+    )
     common(check)
     api_source(check)
     check.add_argument("--timeout", type=float, default=180.0, help="seconds to wait")
@@ -458,7 +468,11 @@ def main(
     out = out or sys.stdout
     err = err or sys.stderr
     commands = {"dlq": dlq_command, "url": url_command, "check": check_command}
-    return commands[args.command](args, ops, out, err)
+    try:
+        return commands[args.command](args, ops, out, err)
+    except (ClientError, BotoCoreError, OSError) as error:  # one line, no traceback
+        print(f"{args.command}: {one_line(error)}", file=err)
+        return 1
 
 
 if __name__ == "__main__":

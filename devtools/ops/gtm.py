@@ -16,8 +16,8 @@ Profile parameters are sent only for names in the stage's ALLOWED_* settings: th
 refuses a whole hit for one profile attribute it does not allow, and the event would be lost.
 
 `gtm/pixel-relay-container.json` is this module's output with no stage (API URL to fill in,
-no profile attributes, the events of DEFAULT_EVENTS); `python -m devtools.ops url --stage X
---events a,b --container FILE` writes one with the stage's API URL, allowed names and event
+no profile attributes, the events of DEFAULT_EVENTS); `make ops ARGS="url --stage X
+--events a,b --container FILE"` writes one with the stage's API URL, allowed names and event
 names filled in, and the template's send_pixel and inject_script permissions narrowed to the
 stage's API (its /events and its /pixel-relay.js). The template tag sends through the stage's
 pixel-relay.js (batched beacons); `transport="image"` makes it send one image per event (the

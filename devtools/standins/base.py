@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import re
 import sys
 import threading
 import uuid
@@ -109,6 +110,28 @@ def model_problems(service: str, operation: str, params: Mapping[str, Any]) -> s
     off could send is refused here as the service would."""
     report = ParamValidator().validate(dict(params), _input_shape(service, operation))
     return report.generate_report() if report.has_errors() else ""
+
+
+def member_problems(service: str, operation: str, params: Mapping[str, Any]) -> str:
+    """What botocore's validator does not check about a request's top-level members, and the
+    service does: a string's maximum length and pattern, a number's maximum ("" if
+    nothing)."""
+    members = _input_shape(service, operation).members
+    for name, value in params.items():
+        shape = members.get(name)
+        if shape is None:
+            continue
+        metadata = shape.metadata
+        if isinstance(value, str) and shape.type_name == "string":
+            if "max" in metadata and len(value) > metadata["max"]:
+                return f"{name}: longer than {metadata['max']} characters"
+            pattern = metadata.get("pattern")
+            if pattern is not None and re.search(pattern, value) is None:
+                return f"{name}: {value!r} does not match {pattern}"
+        numeric = isinstance(value, int) and shape.type_name in {"integer", "long"}
+        if numeric and "max" in metadata and value > metadata["max"]:
+            return f"{name}: {value} is more than {metadata['max']}"
+    return ""
 
 
 def json_object(raw: bytes) -> JsonObject:

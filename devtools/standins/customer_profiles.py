@@ -3,7 +3,8 @@
 moto does not implement Customer Profiles, so this small HTTP server speaks just enough of
 its REST API (rest-json, paths from botocore's model) for a real boto3 client pointed at
 `url` to work: BatchPutProfileObject, PutProfileObject, PutProfileObjectType,
-GetProfileObjectType, GetDomain and the event trigger operations
+GetProfileObjectType, GetDomain, the reads `ops check` makes (SearchProfiles by a key,
+ListProfileObjects of a profile) and DeleteProfile, and the event trigger operations
 (`devtools.standins.event_triggers`, which also says which triggers each accepted object
 fires). It checks every request against botocore's model, applies an object type's keys and
 its `_profile` targets the way the service documents them (a UNIQUE key replaces the object
@@ -13,8 +14,8 @@ keeps an attribute's value from the object with the newest source timestamp when
 type names one, can be told to fail on purpose — a whole request, or single items of a
 batch — and records what it accepted. Standard library only.
 
-Run `python -m devtools.standins.customer_profiles --port 9200 --domain pixel-relay-dev` to serve
-until killed, printing one JSON line per accepted object on stdout.
+Run `.venv/bin/python -m devtools.standins.customer_profiles --port 9200 --domain
+pixel-relay-dev` to serve until killed, printing one JSON line per accepted object on stdout.
 """
 
 from __future__ import annotations
@@ -26,11 +27,11 @@ import sys
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 from devtools.loopback import QuietServer, ServiceServer
 from devtools.standins import base, event_triggers
@@ -55,6 +56,12 @@ ERROR_TYPES: Final[dict[int, str]] = {
 MAX_OBJECT_CHARS: Final = 256_000  # stringifiedJson's max (botocore checks only the min)
 MAX_ATTRIBUTE_CHARS: Final = 255  # a profile's Attributes values are string1To255
 MAX_BATCH_ITEMS: Final = 10  # BatchPutProfileObjectRequestItemList's max (botocore: only min)
+# A page of SearchProfiles or ListProfileObjects when MaxResults is not given. AWS documents 20
+# for SearchProfiles ("The default is 20"); the stand-in uses it for both, and its callers
+# page through NextToken whatever the size.
+DEFAULT_PAGE: Final = 20
+# Query-string members of the read operations (`max-results`, `next-token` in the URL).
+_QUERY_MEMBERS: Final = {"max-results": "MaxResults", "next-token": "NextToken"}
 
 # The object type field the service reads an object's source timestamp from, in the object
 # type's SourceLastUpdatedTimestampFormat; the formats this stand-in can read (Java's
@@ -79,6 +86,9 @@ _ROUTES: Final[tuple[tuple[str, re.Pattern[str], str], ...]] = (
         "BatchPutProfileObject",
     ),
     ("PUT", re.compile(r"/domains/([^/]+)/profiles/objects"), "PutProfileObject"),
+    ("POST", re.compile(r"/domains/([^/]+)/profiles/objects"), "ListProfileObjects"),
+    ("POST", re.compile(r"/domains/([^/]+)/profiles/search"), "SearchProfiles"),
+    ("POST", re.compile(r"/domains/([^/]+)/profiles/delete"), "DeleteProfile"),
     ("PUT", re.compile(r"/domains/([^/]+)/object-types/([^/]+)"), "PutProfileObjectType"),
     ("GET", re.compile(r"/domains/([^/]+)/object-types/([^/]+)"), "GetProfileObjectType"),
     ("GET", re.compile(r"/domains/([^/]+)"), "GetDomain"),
@@ -117,6 +127,8 @@ class _Domain:
     object_types: dict[str, JsonObject] = field(default_factory=dict)
     objects: dict[tuple[str, str], JsonObject] = field(default_factory=dict)
     object_keys: dict[tuple[str, str], str] = field(default_factory=dict)
+    # (object type, unique key value) -> the profile the object is on (None: none).
+    object_profiles: dict[tuple[str, str], str | None] = field(default_factory=dict)
     profiles: dict[str, JsonObject] = field(default_factory=dict)
     profile_index: dict[tuple[str, str], str] = field(default_factory=dict)
     triggers: event_triggers.EventTriggers = field(default_factory=event_triggers.EventTriggers)
@@ -228,20 +240,27 @@ class ProfilesStandIn(StandIn[RecordedRequest, AcceptedObject]):
     # Request handling (called from server threads)
 
     def _respond(
-        self, operation: str, path: Sequence[str], raw: bytes
+        self,
+        operation: str,
+        path: Sequence[str],
+        raw: bytes,
+        query: Mapping[str, str] | None = None,
     ) -> tuple[int, JsonObject, float]:
         """The status and body to answer, and how long to wait before answering."""
         with self._lock:
             delay = self._next_delay()
-            status, body = self._answer(operation, path, raw)
+            status, body = self._answer(operation, path, raw, query or {})
             return status, body, delay
 
-    def _answer(self, operation: str, path: Sequence[str], raw: bytes) -> tuple[int, JsonObject]:
+    def _answer(
+        self, operation: str, path: Sequence[str], raw: bytes, query: Mapping[str, str]
+    ) -> tuple[int, JsonObject]:
         """Decide and record the answer to one request; the lock is held."""
         domain = path[0]
         body: JsonObject | None = None
         try:
             body = _parse_object(raw)
+            body.update(_query_members(query))
             failures = self._failures.get(operation)
             planned = self._request_fault(operation, body) if self._request_fault else None
             status = failures.popleft() if failures else planned
@@ -277,6 +296,12 @@ class ProfilesStandIn(StandIn[RecordedRequest, AcceptedObject]):
             return state.triggers.handle(operation, name, body, state.object_types)
         if operation == "BatchPutProfileObject":
             return self._batch_put(path[0], state, body)
+        if operation == "SearchProfiles":
+            return _search_profiles(state, body)
+        if operation == "ListProfileObjects":
+            return _list_profile_objects(state, body)
+        if operation == "DeleteProfile":
+            return _delete_profile(state, body)
         return self._put_object(path[0], state, body)
 
     def _batch_put(self, domain: str, state: _Domain, body: JsonObject) -> JsonObject:
@@ -378,6 +403,7 @@ class ProfilesStandIn(StandIn[RecordedRequest, AcceptedObject]):
         profile_id = self._profile_for(state, object_type, values, targets, when)
         type_name = body["ObjectTypeName"]
         state.objects[(type_name, unique[1])] = source
+        state.object_profiles[(type_name, unique[1])] = profile_id
         object_key = state.object_keys.setdefault((type_name, unique[1]), str(uuid.uuid4()))
         fired = state.triggers.evaluate(type_name, values, source, profile_id)
         record = AcceptedObject(domain, type_name, source, unique[1], profile_id, tuple(fired))
@@ -431,12 +457,105 @@ class ProfilesStandIn(StandIn[RecordedRequest, AcceptedObject]):
 
 
 def model_problems(operation: str, path: Sequence[str], body: JsonObject) -> str:
-    """What botocore's own model says is wrong with a request ("" if nothing)."""
+    """What botocore's own model says is wrong with a request ("" if nothing), with the
+    maxima and patterns of its members that botocore's validator does not check."""
     params = dict(body)
     params["DomainName"] = path[0]
     if len(path) > 1:
         params["EventTriggerName" if "EventTrigger" in operation else "ObjectTypeName"] = path[1]
-    return base.model_problems("customer-profiles", operation, params)
+    return base.model_problems("customer-profiles", operation, params) or (
+        base.member_problems("customer-profiles", operation, params)
+    )
+
+
+def _query_members(query: Mapping[str, str]) -> JsonObject:
+    """The read operations' query-string members (`max-results`, `next-token`), as typed
+    members, so botocore's model checks them like the body's."""
+    members: JsonObject = {}
+    for key, value in query.items():
+        name = _QUERY_MEMBERS.get(key)
+        if name is None:
+            raise RequestError(400, f"Unknown query parameter {key}")
+        members[name] = int(value) if name == "MaxResults" and value.isdigit() else value
+    return members
+
+
+def _page(items: list[JsonObject], body: JsonObject) -> JsonObject:
+    """One page of `items` and the token for the next (an offset: opaque to the client)."""
+    start = (
+        int(body.get("NextToken", "0") or "0") if str(body.get("NextToken", "0")).isdigit() else -1
+    )
+    if start < 0 or start > len(items):
+        raise RequestError(400, "NextToken is not one this stand-in gave")
+    size = int(body.get("MaxResults", DEFAULT_PAGE))
+    page: JsonObject = {"Items": items[start : start + size]}
+    if start + size < len(items):
+        page["NextToken"] = str(start + size)
+    return page
+
+
+def _search_profiles(state: _Domain, body: JsonObject) -> JsonObject:
+    """The profiles a key finds: `_profileId`, or a key an object type defines ("A Key is a
+    special element that can be used to search for a customer profile", ObjectTypeKey). The
+    stand-in searches by one key only."""
+    if "AdditionalSearchKeys" in body or "LogicalOperator" in body:
+        raise RequestError(400, "The stand-in searches by KeyName and Values only")
+    key_name = body["KeyName"]
+    found: list[str] = []
+    for value in body["Values"]:
+        profile_id = (
+            value
+            if key_name == "_profileId" and value in state.profiles
+            else state.profile_index.get((key_name, value))
+        )
+        if profile_id is not None and profile_id not in found:
+            found.append(profile_id)
+    items = [
+        {
+            **json.loads(json.dumps(state.profiles[profile_id])),
+            "FoundByItems": [{"KeyName": key_name, "Values": list(body["Values"])}],
+        }
+        for profile_id in found
+    ]
+    return _page(items, body)
+
+
+def _list_profile_objects(state: _Domain, body: JsonObject) -> JsonObject:
+    """The objects of one object type on one profile, oldest first."""
+    if "ObjectFilter" in body:
+        raise RequestError(400, "The stand-in lists without an ObjectFilter only")
+    _object_type(state, body["ObjectTypeName"])
+    profile_id = body["ProfileId"]
+    if profile_id not in state.profiles:
+        raise RequestError(404, f"Profile {profile_id} was not found")
+    items = [
+        {
+            "ObjectTypeName": kind,
+            "ProfileObjectUniqueKey": state.object_keys[(kind, unique)],
+            "Object": json.dumps(source),
+        }
+        for (kind, unique), source in state.objects.items()
+        if kind == body["ObjectTypeName"]
+        and state.object_profiles.get((kind, unique)) == profile_id
+    ]
+    return _page(items, body)
+
+
+def _delete_profile(state: _Domain, body: JsonObject) -> JsonObject:
+    """The profile and every object and key on it ("Deletes the standard customer profile and
+    all data pertaining to the profile", DeleteProfile)."""
+    profile_id = body["ProfileId"]
+    if state.profiles.pop(profile_id, None) is None:
+        raise RequestError(404, f"Profile {profile_id} was not found")
+    for key in [k for k, owner in state.profile_index.items() if owner == profile_id]:
+        del state.profile_index[key]
+    for key in [k for k, owner in state.object_profiles.items() if owner == profile_id]:
+        del state.object_profiles[key]
+        state.objects.pop(key, None)
+        state.object_keys.pop(key, None)
+    for key in [k for k in state.source_times if k[0] == profile_id]:
+        del state.source_times[key]
+    return {"Message": f"Profile {profile_id} deleted"}
 
 
 def _object_type(state: _Domain, name: str) -> JsonObject:
@@ -547,12 +666,14 @@ class _Handler(RestJsonHandler[ProfilesStandIn]):
 
     def _dispatch(self) -> None:
         raw = self.read_body()
-        path = urlsplit(self.path).path
+        url = urlsplit(self.path)
+        path = url.path
+        query = dict(parse_qsl(url.query, keep_blank_values=True))
         for method, pattern, operation in _ROUTES:
             match = pattern.fullmatch(path)
             if method == self.command and match:
                 params = [unquote(group) for group in match.groups()]
-                status, body, delay = self.service._respond(operation, params, raw)
+                status, body, delay = self.service._respond(operation, params, raw, query)
                 if not self.service._wait_to_answer(delay):
                     return
                 self.send_answer(status, body, error_type=ERROR_TYPES.get(status))
@@ -564,7 +685,7 @@ class _Handler(RestJsonHandler[ProfilesStandIn]):
 def main(argv: Sequence[str] | None = None) -> int:
     """Serve until killed, printing each accepted object as one JSON line on stdout."""
     parser = argparse.ArgumentParser(
-        prog="python -m devtools.standins.customer_profiles", description=__doc__
+        prog=".venv/bin/python -m devtools.standins.customer_profiles", description=__doc__
     )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=9200)
@@ -579,7 +700,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         standin,
         lambda url: (
             f"Customer Profiles stand-in on {url} for {domains}; "
-            "define the object type with python -m devtools.deploy.profiles_setup"
+            "define the object type with .venv/bin/python -m devtools.deploy.profiles_setup"
         ),
     )
 

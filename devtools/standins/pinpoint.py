@@ -6,7 +6,7 @@ boto3 client pointed at `url` to send batches and parse both results and errors.
 enforces the per-request limits the real service enforces, can be told to fail or stall
 on purpose, and records what it accepted. Standard library only.
 
-Run `python -m devtools.standins.pinpoint --port 9100 --application app-1` to serve until
+Run `.venv/bin/python -m devtools.standins.pinpoint --port 9100 --application app-1` to serve until
 killed, printing one JSON line per accepted event on stdout.
 """
 
@@ -359,7 +359,7 @@ class _Handler(RestJsonHandler[PinpointStandIn]):
 def main(argv: Sequence[str] | None = None) -> int:
     """Serve until killed, printing each accepted event as one JSON line on stdout."""
     parser = argparse.ArgumentParser(
-        prog="python -m devtools.standins.pinpoint", description=__doc__
+        prog=".venv/bin/python -m devtools.standins.pinpoint", description=__doc__
     )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=9100)

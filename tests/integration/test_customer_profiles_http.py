@@ -42,6 +42,9 @@ OPERATIONS = (
     "PutProfileObjectType",
     "GetProfileObjectType",
     "GetDomain",
+    "SearchProfiles",
+    "ListProfileObjects",
+    "DeleteProfile",
 )
 
 
@@ -160,6 +163,65 @@ def test_events_are_recorded_and_attributes_reach_the_profile(ready: ProfilesSta
     other = ready.profile(DOMAIN, "pixelRelayEndpointId", "ep-2")
     assert other is not None
     assert other["Attributes"] == {"pixel_relay_endpoint_id": "ep-2"}
+
+
+def test_a_profile_is_found_by_its_key_listed_page_by_page_and_deleted(
+    ready: ProfilesStandIn,
+) -> None:
+    """What `ops check` reads back (SearchProfiles by the object type's PROFILE key,
+    ListProfileObjects through NextToken) and how it cleans up (DeleteProfile)."""
+    events = [make_event(n, endpoint="ep-9") for n in (1, 2, 3)]
+    destination(ready.url).deliver(events)
+    profiles = client_for(ready.url)
+    found = profiles.search_profiles(
+        DomainName=DOMAIN, KeyName="pixelRelayEndpointId", Values=["ep-9", "nobody"]
+    )["Items"]
+    [profile] = found
+    assert profile["Attributes"]["pixel_relay_endpoint_id"] == "ep-9"
+    assert profile["FoundByItems"] == [
+        {"KeyName": "pixelRelayEndpointId", "Values": ["ep-9", "nobody"]}
+    ]
+    listed: list[dict[str, Any]] = []
+    request = {"DomainName": DOMAIN, "ObjectTypeName": "PixelRelayEvent", "MaxResults": 2}
+    token: dict[str, str] = {}
+    while True:
+        page = profiles.list_profile_objects(ProfileId=profile["ProfileId"], **request, **token)
+        listed += page["Items"]
+        if "NextToken" not in page:
+            break
+        token = {"NextToken": page["NextToken"]}
+    assert sorted(json.loads(item["Object"])["event_id"] for item in listed) == [
+        "e-1",
+        "e-2",
+        "e-3",
+    ]
+    assert {item["ObjectTypeName"] for item in listed} == {"PixelRelayEvent"}
+    profiles.delete_profile(DomainName=DOMAIN, ProfileId=profile["ProfileId"])
+    assert (
+        profiles.search_profiles(
+            DomainName=DOMAIN, KeyName="pixelRelayEndpointId", Values=["ep-9"]
+        )["Items"]
+        == []
+    )
+    assert ready.stored_objects(DOMAIN, "PixelRelayEvent") == []
+    with pytest.raises(ClientError) as raised:
+        profiles.delete_profile(DomainName=DOMAIN, ProfileId=profile["ProfileId"])
+    assert raised.value.response["Error"]["Code"] == "ResourceNotFoundException"
+
+
+def test_the_reads_refuse_what_the_model_refuses(ready: ProfilesStandIn) -> None:
+    """MaxResults is 1-100 in botocore's model, whose validator checks the minimum only."""
+    profiles = client_for(ready.url)
+    for bad in ({"MaxResults": 101}, {"ProfileId": "not-hex"}):
+        request = {
+            "DomainName": DOMAIN,
+            "ObjectTypeName": "PixelRelayEvent",
+            "ProfileId": "0" * 32,
+            **bad,
+        }
+        with pytest.raises(ClientError) as raised:
+            profiles.list_profile_objects(**request)
+        assert raised.value.response["Error"]["Code"] == "BadRequestException", bad
 
 
 def test_a_resent_event_replaces_its_object(ready: ProfilesStandIn) -> None:

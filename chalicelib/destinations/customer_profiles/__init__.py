@@ -44,9 +44,11 @@ class CustomerProfiles(DestinationPlugin[Settings]):
     service = "customer-profiles"
     variables = VARIABLES
     double = "devtools.localstack.doubles.customer_profiles"
+    probe = "devtools.ops.probes.customer_profiles:probe"
     resources = "devtools.deploy.profiles_template:resources"
     # BatchPutProfileObject takes 10 objects a call.
     calls_per_1000_events = 100
+    call_metric = "BatchPutProfileObjectCalls"
 
     @classmethod
     def parse(cls, environ: Mapping[str, str]) -> Settings:

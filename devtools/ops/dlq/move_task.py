@@ -17,6 +17,7 @@ from typing import IO, TYPE_CHECKING, Any, Final
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from devtools.errors import one_line
 from devtools.ops.dlq.journal import HOLD_MARGIN_SECONDS, EntryState, Journal
 
 if TYPE_CHECKING:
@@ -104,8 +105,10 @@ def move_all(
     report = MoveReport()
     try:
         tasks = sqs.list_message_move_tasks(SourceArn=source, MaxResults=1)["Results"]
-    except (BotoCoreError, ClientError) as error:  # read-only: nothing was started
-        raise MoveTaskUnavailableError(f"ListMessageMoveTasks failed: {error}") from None
+    except ClientError as error:  # read-only: nothing was started
+        raise MoveTaskUnavailableError(one_line(error)) from None
+    except BotoCoreError as error:
+        raise MoveTaskUnavailableError(f"ListMessageMoveTasks failed: {one_line(error)}") from None
     if tasks and tasks[0].get("Status") in MOVE_ACTIVE:
         report.followed_existing = True
     else:
@@ -120,7 +123,7 @@ def move_all(
         except ClientError as error:
             status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
             if 400 <= status < 500:  # refused: no task exists
-                raise MoveTaskUnavailableError(f"StartMessageMoveTask refused: {error}") from None
+                raise MoveTaskUnavailableError(one_line(error)) from None
             raise  # it may have started: the next run lists it instead of guessing
     return _follow(sqs, source, report, stop, stream or sys.stderr, poll_seconds, sleep)
 

@@ -31,8 +31,11 @@ from devtools.offline import REGION
 from devtools.paths import ROOT
 from devtools.queue_spec import QueueSpec
 from tests.devtools.deploy_fixtures import (
+    STACK,
+    Packaged,
     chalice_on_moto,
     copy_project,
+    deploy_stack,
     lambda_role,
     moto_clients,
     stage_resources,
@@ -550,3 +553,133 @@ def test_teardown_of_dev_leaves_stage_dev_eu_whose_names_start_alike(
     assert deploy_stage.main(args, clients) == 0
     assert stage_resources(clients)["functions"] == ["pixel-relay-dev-eu-deliver"]
     assert stage_resources(clients)["roles"] == ["pixel-relay-dev-eu-deliver"]
+
+
+# Deploy ends as verify would check it ---------------------------------------------------------
+
+
+def test_the_chalice_path_caps_the_consumer_like_the_stack_and_deploy_ends_verified(
+    clients: Clients, project: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """Before, the chalice deploy path's mapping had no MaximumConcurrency unless
+    MAX_CONCURRENCY was set (5 on the stack path), and deploy never read the mapping's
+    batch settings back."""
+    assert deploy_stage.main(deploy_args(project), clients, chalice=chalice_on_moto) == 0
+    [mapping] = clients.lambda_client.list_event_source_mappings()["EventSourceMappings"]
+    assert mapping["ScalingConfig"] == {"MaximumConcurrency": 5}
+    assert (mapping["BatchSize"], mapping["MaximumBatchingWindowInSeconds"]) == (100, 1)
+    out = capfd.readouterr().out
+    assert "ok   queues pixel-relay-dev-events and pixel-relay-dev-events-dlq" in out
+    assert "ok   consumer function pixel-relay-dev-deliver: exists" in out
+
+
+def test_deploy_fails_when_what_it_deployed_does_not_verify(
+    clients: Clients, project: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """A mapping disabled by hand: chalice deploy updates it and leaves it disabled, and the
+    events wait on the queue. Before, deploy said nothing and exited 0."""
+    assert deploy_stage.main(deploy_args(project), clients, chalice=chalice_on_moto) == 0
+    [mapping] = clients.lambda_client.list_event_source_mappings()["EventSourceMappings"]
+    clients.lambda_client.update_event_source_mapping(UUID=mapping["UUID"], Enabled=False)
+    capfd.readouterr()
+    assert deploy_stage.main(deploy_args(project), clients, chalice=chalice_on_moto) == 1
+    err = capfd.readouterr().err
+    assert f"FAIL mapping {mapping['UUID']}: Disabled, events wait on pixel-relay-dev-events" in err
+    assert "deployed, but not as its settings say" in err
+
+
+def test_deploy_refuses_a_queue_encrypted_with_a_key_the_stage_does_not_name(
+    clients: Clients, project: Path
+) -> None:
+    """Before: "already as specified", exit 0, while verify called it "every send fails"."""
+    spec = QueueSpec.for_stage(STAGE, project)
+    events, _ = ensure_queues(clients.sqs, spec)
+    kms = boto3.client("kms", endpoint_url=clients.sqs.meta.endpoint_url, region_name=REGION)
+    key = kms.create_key()["KeyMetadata"]["Arn"]
+    clients.sqs.set_queue_attributes(QueueUrl=events.url, Attributes={"KmsMasterKeyId": key})
+    with pytest.raises(SystemExit) as stopped:
+        deploy_stage.main(deploy_args(project), clients, chalice=chalice_on_moto)
+    assert str(stopped.value) == (
+        f"queue pixel-relay-dev-events: encrypted with KMS key {key}, which the stage does not"
+        " name, so the functions' roles are not granted kms:GenerateDataKey/kms:Decrypt on it"
+        f" and every send fails: set QUEUE_KMS_KEY={key} in the stage's environment_variables,"
+        " then make policies and redeploy (deploy changed nothing)"
+    )
+    assert stage_resources(clients)["functions"] == []
+    assert attributes(clients.sqs, spec.events_queue)["KmsMasterKeyId"] == key
+
+
+# Teardown on the stack path, and the log groups a stack would collide with -------------------
+
+
+def test_teardown_of_a_stage_deployed_with_cloudformation_deletes_nothing_and_names_the_stack(
+    clients: Clients, moto: str, packaged: Packaged, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Before, it planned to delete the stack's functions (and its kept queues once empty)
+    out from under the stack."""
+    deploy_stack(moto, packaged, {"REPORT_BATCH_ITEM_FAILURES": "true"})
+    before = stage_resources(clients)
+    dead_letters = clients.sqs.get_queue_url(QueueName="pixel-relay-dev-events-dlq")["QueueUrl"]
+    clients.sqs.send_message(QueueUrl=dead_letters, MessageBody="{}")
+    args = ["teardown", "--stage", STAGE, "--yes", "--force", "--delete-logs"]
+    assert deploy_stage.main(args, clients) == 1
+    assert stage_resources(clients) == before
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith(
+        f"stage dev in us-east-1 is CloudFormation stack {STACK}: teardown deletes nothing"
+    )
+    assert out[1] == f"  aws cloudformation delete-stack --stack-name {STACK} --region us-east-1"
+    kept = [line for line in out if line.startswith("  queue ")]
+    assert [line.split(" (")[0] for line in kept] == [
+        "  queue pixel-relay-dev-events-dlq",
+        "  queue pixel-relay-dev-events",
+    ]
+    assert "holds 1 message(s), undelivered events" in kept[0]
+    # The stack's own record of the queue (its physical id), which SQS answers to.
+    recorded = "https://sqs.us-east-1.amazonaws.com/123456789012/pixel-relay-dev-events-dlq"
+    assert f"aws sqs delete-queue --queue-url {recorded}" in kept[0]
+
+
+def test_teardown_finds_a_stack_of_another_name_by_its_functions_tag(
+    clients: Clients, project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    role = lambda_role(clients.iam, "pixel-relay-dev-deliver")
+    clients.lambda_client.create_function(
+        FunctionName="pixel-relay-dev-deliver",
+        Runtime="python3.11",
+        Role=role,
+        Handler="app.deliver",
+        Code={"ZipFile": _zip_with("app.py", "def deliver(event, context):\n    pass\n")},
+        Tags={
+            "aws-chalice": "version=1.34.0:stage=dev:app=pixel-relay",
+            "aws:cloudformation:stack-name": "my-relay",
+        },
+    )
+    args = ["teardown", "--stage", STAGE, "--project-dir", str(project), "--yes"]
+    assert deploy_stage.main(args, clients) == 1
+    assert "is CloudFormation stack my-relay" in capsys.readouterr().out
+    assert stage_resources(clients)["functions"] == ["pixel-relay-dev-deliver"]
+
+
+def test_teardown_deletes_the_log_groups_a_stack_would_collide_with_when_asked(
+    clients: Clients, project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Moving a stage from make deploy to the stack: the template creates the functions' log
+    groups, and CloudFormation fails on the ones teardown kept. Now teardown says so, and
+    ARGS=--delete-logs deletes them (before, there was no way but by hand)."""
+    assert deploy_stage.main(deploy_args(project), clients, chalice=chalice_on_moto) == 0
+    groups = ["/aws/lambda/pixel-relay-dev", "/aws/lambda/pixel-relay-dev-deliver"]
+    for group in groups:  # what Lambda writes on the first invocation
+        clients.logs.create_log_group(logGroupName=group)
+    args = ["teardown", "--stage", STAGE, "--project-dir", str(project), "--yes"]
+    assert deploy_stage.main(args, clients) == 0
+    out = capsys.readouterr().out
+    assert (
+        "A CloudFormation stack of this stage creates it and fails while it exists: delete it"
+        " with make teardown STAGE=dev YES=1 ARGS=--delete-logs"
+    ) in out
+    assert deploy_stage.main([*args, "--delete-logs"], clients) == 0
+    out = capsys.readouterr().out
+    for group in groups:
+        assert f"log group {group}: deleted" in out
+        clients.logs.create_log_group(logGroupName=group)  # as the stack would: no collision

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from chalicelib.destinations import registry
+from devtools.deploy.preflight import PreflightError, region_problems
 from devtools.deploy.queues import ensure_queues
 from devtools.offline import REGION
 from devtools.paths import ROOT
@@ -118,3 +120,100 @@ def test_ops_and_deploy_commands_work_with_aws_region_alone(moto: str, project: 
             assert "pixel-relay-dev-deliver: does not exist: make deploy STAGE=dev" in (
                 result.stderr
             )
+
+
+# A destination whose service is not offered in the region ------------------------------------
+
+
+def a_region_without(service: str) -> str | None:
+    """A region of the aws partition (one SQS is offered in) where `service` is not."""
+    import boto3
+
+    session = boto3.session.Session()
+    missing = set(session.get_available_regions("sqs")) - set(
+        session.get_available_regions(service)
+    )
+    return min(missing) if missing else None
+
+
+@pytest.mark.parametrize("name", registry.known())
+def test_each_destination_is_checked_through_its_plugins_service(name: str) -> None:
+    service = registry.plugin(name).service
+    region = a_region_without(service) if service else None
+    environment = {"DESTINATIONS": name}
+    if region is None:  # offered in every region SQS is
+        assert region_problems(environment, "us-east-1") == []
+        return
+    [line] = region_problems(environment, region)
+    assert line.startswith(f"DESTINATIONS names {name}, but {service} is not offered in {region}")
+    assert "us-east-1" in line  # offered there: the regions that offer it are named
+
+
+def test_customer_profiles_the_default_is_not_offered_in_eu_west_1() -> None:
+    [line] = region_problems({}, "eu-west-1")
+    assert line == (
+        "DESTINATIONS names customer-profiles, but customer-profiles is not offered in"
+        " eu-west-1; it is in af-south-1, ap-northeast-1, ap-northeast-2, ap-southeast-1,"
+        " ap-southeast-2, ca-central-1, eu-central-1, eu-west-2, us-east-1, us-west-2:"
+        " deploy the stage in one of those (AWS_REGION), or choose other DESTINATIONS"
+    )
+    assert region_problems({}, "eu-central-1") == []
+    assert region_problems({}, "eu-west-2") == []
+    everywhere = [
+        name
+        for name in registry.known()
+        if (service := registry.plugin(name).service) and a_region_without(service) is None
+    ]
+    assert everywhere  # the stream destinations: offered in every region
+    assert region_problems({"DESTINATIONS": everywhere[0]}, "eu-west-1") == []
+
+
+def run_module(module: str, *args: str, region: str) -> subprocess.CompletedProcess[str]:
+    import os
+
+    environment = dict(os.environ, AWS_REGION=region, AWS_DEFAULT_REGION=region)
+    return subprocess.run(
+        [sys.executable, "-m", module, *args],
+        cwd=ROOT,
+        env=environment,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def test_deploy_verify_and_profiles_setup_refuse_the_region_before_any_aws_call(
+    moto: str, project: Path
+) -> None:
+    """Before, `make deploy` in eu-west-1 succeeded and every batch failed and parked; verify
+    said ok. Now each command stops with one line, and no queue is made."""
+    clients = moto_clients(moto)
+    for module, args in (
+        ("devtools.deploy.stage", ["deploy", "--stage", "dev"]),
+        ("devtools.deploy.verify", ["--stage", "dev"]),
+        ("devtools.deploy.profiles_setup", ["--stage", "dev"]),
+    ):
+        project_dir = [] if module.endswith("profiles_setup") else ["--project-dir", str(project)]
+        result = run_module(module, *args, *project_dir, region="eu-west-1")
+        assert result.returncode != 0, (module, result.stdout)
+        [line] = result.stderr.strip().splitlines()
+        assert line.startswith(
+            "stage dev: DESTINATIONS names customer-profiles, but customer-profiles is not"
+            " offered in eu-west-1; it is in af-south-1,"
+        ), (module, line)
+    assert clients.sqs.list_queues().get("QueueUrls", []) == []
+
+
+def test_package_refuses_the_region_before_building_anything(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before, `make package` in eu-west-1 built the bundle and failed on cfn-lint's E3006."""
+    from devtools.deploy import package
+
+    monkeypatch.setenv("AWS_REGION", "eu-west-1")
+    with pytest.raises(PreflightError, match=r"customer-profiles is not offered in eu-west-1"):
+        package.main(["--stage", "dev", "--out", str(tmp_path / "build"), "--merge-only"])
+    assert not (tmp_path / "build").exists()
+    monkeypatch.setenv("AWS_REGION", "eu-central-1")
+    package.main(["--stage", "dev", "--out", str(tmp_path / "build"), "--merge-only"])
+    assert (tmp_path / "build" / "merge.json").exists()

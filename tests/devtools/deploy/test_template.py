@@ -4,6 +4,7 @@ with cfn-lint."""
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import json
 import os
@@ -17,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from chalicelib.destinations import registry
 from devtools.deploy.bytecode import cache_name
 from devtools.deploy.policies import (
     for_cloudformation,
@@ -50,7 +52,7 @@ def test_the_event_source_mapping_reports_batch_item_failures_on_the_new_queue(
     properties = mapping["Properties"]
     assert properties["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
     assert properties["EventSourceArn"] == {"Fn::Sub": "${EventsQueue.Arn}"}
-    assert properties["FunctionName"] == {"Ref": "Deliver"}
+    assert properties["FunctionName"] == {"Ref": "DeliverAliaslive"}  # the alias: rollback
     assert properties["BatchSize"] == int(stage_environment(STAGE)["BATCH_SIZE"])
 
 
@@ -126,7 +128,7 @@ def test_alarms_watch_the_dead_letter_queue_and_the_consumer(packaged: Packaged)
         {"Name": "QueueName", "Value": {"Fn::GetAtt": ["DeadLetterQueue", "QueueName"]}}
     ]
     assert dead_letters["Threshold"] == settings.dead_letter_alarm_threshold
-    assert "devtools.ops dlq" in dead_letters["AlarmDescription"]
+    assert '`make ops ARGS="dlq --stage dev"`' in dead_letters["AlarmDescription"]
     errors = alarms["ConsumerErrorsAlarm"]
     assert (errors["Namespace"], errors["MetricName"]) == ("AWS/Lambda", "Errors")
     assert errors["Dimensions"] == [{"Name": "FunctionName", "Value": {"Ref": "Deliver"}}]
@@ -167,7 +169,7 @@ def test_dashboard_shows_the_pipeline_metrics_the_code_emits(packaged: Packaged)
         "EventsDelivered",
         "EventsRejected",
         "EventsRetried",
-        "PutEventsCalls",
+        "BatchPutProfileObjectCalls",  # the dev stage's destination: customer-profiles
     }
     assert wanted <= ours
     assert ours <= _counted_metrics(), "the dashboard shows a metric nothing emits"
@@ -175,6 +177,39 @@ def test_dashboard_shows_the_pipeline_metrics_the_code_emits(packaged: Packaged)
     assert ("AWS/Lambda", "Errors") in others
     assert "${DeadLetterQueue.QueueName}" in text
     assert "${Deliver}" in text
+
+
+@pytest.mark.parametrize(
+    "destinations", [("customer-profiles",), ("customer-profiles", "pinpoint")]
+)
+def test_the_dashboard_names_the_stages_destinations_and_their_calls(
+    destinations: tuple[str, ...],
+) -> None:
+    """Before, its text said "events into Pinpoint" and it charted PutEvents calls on every
+    stage."""
+    body = dashboard_body(STAGE, [], destinations)
+    text = body["widgets"][0]["properties"]["markdown"]
+    assert f"events into {', '.join(destinations)}." in text
+    [calls] = [
+        w for w in body["widgets"] if w["properties"].get("title") == "Calls to the destinations"
+    ]
+    charted = [line[1] for line in calls["properties"]["metrics"]]
+    assert charted == [registry.plugin(name).call_metric for name in destinations]
+    assert set(charted) <= _counted_metrics()
+    if "pinpoint" not in destinations:
+        assert "Pinpoint" not in json.dumps(body)
+        assert "PutEvents" not in json.dumps(body)
+
+
+@pytest.mark.parametrize("name", registry.known())
+def test_each_destination_names_the_metric_its_calls_are_counted_in(name: str) -> None:
+    plugin = registry.plugin(name)
+    module = Path(importlib.import_module(plugin.__module__).__file__ or "").parent
+    sources = [Path(importlib.import_module(plugin.__module__).__file__ or "")]
+    if module.name == name.replace("-", "_"):  # a package: every module of it
+        sources = list(module.glob("*.py"))
+    counted = "\n".join(path.read_text() for path in sources)
+    assert f'count("{plugin.call_metric}"' in counted
 
 
 def test_dashboard_placeholders_all_resolve(packaged: Packaged) -> None:
@@ -537,6 +572,34 @@ def test_the_consumer_is_told_the_mapping_reports_batch_item_failures(
         assert variables["PIXEL_RELAY_STAGE"] == STAGE
 
 
+def test_both_functions_publish_versions_behind_an_alias_the_api_and_the_mapping_invoke(
+    packaged: Packaged,
+) -> None:
+    """Rollback on the stack path moves the alias `live` back (make rollback): for that the
+    API and the mapping must invoke the alias, and old versions must be kept."""
+    template = packaged.cloudformation
+    aliases = resources_of(template, "AWS::Lambda::Alias")
+    versions = resources_of(template, "AWS::Lambda::Version")
+    assert sorted(aliases) == ["APIHandlerAliaslive", "DeliverAliaslive"]
+    for function in ("APIHandler", "Deliver"):
+        alias = aliases[f"{function}Aliaslive"]["Properties"]
+        assert alias["Name"] == "live"
+        assert alias["FunctionName"] == {"Ref": function}
+        [version_id] = [
+            name
+            for name, version in versions.items()
+            if version["Properties"]["FunctionName"] == {"Ref": function}
+        ]
+        assert alias["FunctionVersion"] == {"Fn::GetAtt": [version_id, "Version"]}
+        version = versions[version_id]
+        assert version["DeletionPolicy"] == "Retain"  # what a rollback goes back to
+        assert version["Properties"]["Description"].startswith("pixel-relay dev ")
+    body = json.dumps(template["Resources"]["RestAPI"]["Properties"]["Body"])
+    assert body.count("${APIHandlerAliaslive}/invocations") == body.count("/invocations") > 0
+    [permission] = resources_of(template, "AWS::Lambda::Permission").values()
+    assert permission["Properties"]["FunctionName"] == {"Ref": "APIHandlerAliaslive"}
+
+
 def test_the_consumer_cannot_take_the_pixels_concurrency(packaged: Packaged) -> None:
     resources = packaged.cloudformation["Resources"]
     [mapping] = resources_of(packaged.cloudformation, "AWS::Lambda::EventSourceMapping").values()
@@ -550,7 +613,38 @@ def test_the_consumer_cannot_take_the_pixels_concurrency(packaged: Packaged) -> 
             {"Ref": "AWS::NoValue"},
         ]
     }
-    assert packaged.cloudformation["Parameters"]["PixelReservedConcurrency"]["Default"] == 0
+    assert packaged.cloudformation["Parameters"]["PixelReservedConcurrency"]["Default"] == "0"
+
+
+def accepted(parameter: dict[str, Any], value: str) -> bool:
+    """Whether CloudFormation takes `value` for the parameter (its Type and constraints)."""
+    if parameter["Type"] == "Number":
+        try:
+            number = float(value)
+        except ValueError:
+            return False
+        return bool(number >= parameter.get("MinValue", float("-inf")))
+    pattern = parameter.get("AllowedPattern")
+    return pattern is None or re.fullmatch(pattern, value) is not None
+
+
+@pytest.mark.parametrize("value", ["0", "00", "0.0", "000", "+0", "50", "050", "5.0", "-1"])
+def test_no_value_of_pixel_reserved_concurrency_reserves_zero(value: str) -> None:
+    """Fn::Equals compares text: a Number parameter took "00" or "0.0", which does not equal
+    "0", and the pixel got ReservedConcurrentExecutions 0, every hit throttled."""
+    template = merge_template(STAGE)
+    parameter = template["Parameters"]["PixelReservedConcurrency"]
+    [[reference, zero]] = [
+        condition["Fn::Not"][0]["Fn::Equals"]
+        for name, condition in template["Conditions"].items()
+        if name == "HasPixelReservedConcurrency"
+    ]
+    assert reference == {"Ref": "PixelReservedConcurrency"}
+    if not accepted(parameter, value):
+        return  # CloudFormation refuses the stack's parameters
+    reserves = value != zero  # the condition, as CloudFormation evaluates it
+    assert not (reserves and float(value) == 0), f"{value!r} reserves zero concurrency"
+    assert reserves == (float(value) > 0)
 
 
 def test_a_stage_max_concurrency_sets_the_mapping_cap(tmp_path: Path) -> None:
@@ -628,7 +722,8 @@ def test_a_queue_key_encrypts_both_queues_and_both_roles_may_use_it(tmp_path: Pa
     for queue in ("DeadLetterQueue", "EventsQueue"):
         properties = resources[queue]["Properties"]
         assert properties["KmsMasterKeyId"] == KEY
-        assert "SqsManagedSseEnabled" not in properties  # SQS refuses both
+        # One server-side encryption per queue: a stack moving from SSE-SQS turns it off.
+        assert properties["SqsManagedSseEnabled"] is False
     for role in ("ApiHandlerRole", "DeliverRole"):
         [policy] = resources[role]["Properties"]["Policies"]
         [kms] = [s for s in policy["PolicyDocument"]["Statement"] if s["Sid"] == "UseQueueKey"]
@@ -649,7 +744,16 @@ def test_verify_expects_the_queue_key_and_sees_a_queue_without_it(sqs: Any) -> N
     keyed = QueueSpec("pixel-relay-kms-events", "pixel-relay-kms-dlq", 360, kms_key=key)
     assert sorted(queue_problems(sqs, keyed)) == [
         f"pixel-relay-kms-dlq: KmsMasterKeyId is None, want {KEY!r}",
+        "pixel-relay-kms-dlq: SqsManagedSseEnabled is 'true', want 'false'",
         f"pixel-relay-kms-events: KmsMasterKeyId is None, want {KEY!r}",
+        "pixel-relay-kms-events: SqsManagedSseEnabled is 'true', want 'false'",
     ]
-    ensure_queues(sqs, keyed)
+    events, dead_letters = ensure_queues(sqs, keyed)
+    assert events.changed == dead_letters.changed == ("KmsMasterKeyId", "SqsManagedSseEnabled")
     assert queue_problems(sqs, keyed) == []
+    for state in (events, dead_letters):
+        attributes = sqs.get_queue_attributes(QueueUrl=state.url, AttributeNames=["All"])
+        # Before, SSE-SQS stayed on beside the key ("only one server-side encryption option
+        # is supported per queue", SetQueueAttributes).
+        assert attributes["Attributes"]["SqsManagedSseEnabled"] == "false"
+        assert attributes["Attributes"]["KmsMasterKeyId"] == KEY

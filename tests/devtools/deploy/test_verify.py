@@ -15,9 +15,7 @@ Chalice path: the resources under the names `chalice deploy` gives them, made di
 
 from __future__ import annotations
 
-import copy
 import io
-import json
 import zipfile
 from pathlib import Path
 from types import SimpleNamespace
@@ -32,26 +30,10 @@ from devtools.deploy.queues import ensure_queues
 from devtools.offline import REGION
 from devtools.paths import ROOT
 from devtools.queue_spec import QueueSpec, stage_environment
-from tests.devtools.deploy_fixtures import Packaged, lambda_role
+from tests.devtools.aws_cli import run_aws
+from tests.devtools.deploy_fixtures import STACK, Packaged, deploy_stack, lambda_role
 
 STAGE = "dev"
-STACK = "pixel-relay-dev"
-# What moto's CloudFormation cannot create (see the module docstring).
-MOTO_LACKS = frozenset(
-    {
-        "AWS::ApiGateway::Stage",
-        "AWS::ApiGateway::Deployment",
-        "AWS::CloudWatch::Alarm",
-        "AWS::CloudWatch::Dashboard",
-        "AWS::WAFv2::WebACL",
-        "AWS::WAFv2::WebACLAssociation",
-        # Customer Profiles (the dev stage's destination): no CloudFormation in moto either.
-        "AWS::CustomerProfiles::Domain",
-        "AWS::CustomerProfiles::ObjectType",
-        "AWS::CustomerProfiles::EventTrigger",
-    }
-)
-ARTIFACTS = "pixel-relay-artifacts"  # sam_transform's CodeUri
 
 
 def client(moto: str, service: str) -> Any:
@@ -75,40 +57,6 @@ def run_verify(
     return status, out.getvalue(), err.getvalue()
 
 
-def for_moto(template: dict[str, Any], consumer_env: dict[str, str]) -> dict[str, Any]:
-    """The packaged template without what moto's CloudFormation lacks; `consumer_env` laid
-    over the consumer's environment variables."""
-    result = copy.deepcopy(template)
-    resources = result["Resources"]
-    dropped = {name for name, r in resources.items() if r["Type"] in MOTO_LACKS}
-    for name in dropped:
-        del resources[name]
-    result["Outputs"] = {
-        key: output
-        for key, output in result.get("Outputs", {}).items()
-        if not any(name in json.dumps(output) for name in dropped)
-    }
-    resources["RestAPI"]["Properties"]["Name"] = "pixel-relay"
-    resources["Deliver"]["Properties"]["Environment"]["Variables"].update(consumer_env)
-    return result
-
-
-def deploy_stack(moto: str, packaged: Packaged, consumer_env: dict[str, str]) -> None:
-    s3 = client(moto, "s3")
-    where = {} if REGION == "us-east-1" else {"LocationConstraint": REGION}
-    s3.create_bucket(Bucket=ARTIFACTS, **({"CreateBucketConfiguration": where} if where else {}))
-    bundle = packaged.result.package_dir / "deployment.zip"
-    s3.put_object(Bucket=ARTIFACTS, Key="deployment.zip", Body=bundle.read_bytes())
-    cloudformation = client(moto, "cloudformation")
-    cloudformation.create_stack(
-        StackName=STACK,
-        TemplateBody=json.dumps(for_moto(packaged.cloudformation, consumer_env)),
-        Capabilities=["CAPABILITY_IAM"],
-    )
-    [stack] = cloudformation.describe_stacks(StackName=STACK)["Stacks"]
-    assert stack["StackStatus"] == "CREATE_COMPLETE"
-
-
 def test_a_cloudformation_stack_is_found_by_its_own_names_and_passes(
     moto: str, packaged: Packaged
 ) -> None:
@@ -123,8 +71,12 @@ def test_a_cloudformation_stack_is_found_by_its_own_names_and_passes(
     assert "ReportBatchItemFailures on, the consumer reports batch item failures" in out
     # The same through both command lines.
     assert verify.main(["--stage", STAGE, "--stack-name", STACK]) == 0
-    # deploy_stage's verify uses only these two of its clients.
-    clients = SimpleNamespace(sqs=client(moto, "sqs"), lambda_client=client(moto, "lambda"))
+    # deploy_stage's verify uses only these three of its clients.
+    clients = SimpleNamespace(
+        sqs=client(moto, "sqs"),
+        lambda_client=client(moto, "lambda"),
+        cloudformation=client(moto, "cloudformation"),
+    )
     assert deploy_stage.verify(STAGE, ROOT, cast(Any, clients)) == 0
 
 
@@ -193,7 +145,9 @@ def chalice_stage(moto: str, project: Path, report: str, partial: bool) -> tuple
     mapping = lambda_client.create_event_source_mapping(
         EventSourceArn=events.arn,
         FunctionName="pixel-relay-dev-deliver",
-        BatchSize=10,
+        BatchSize=100,  # as the stage says: BATCH_SIZE, BATCH_WINDOW_SECONDS, MAX_CONCURRENCY
+        MaximumBatchingWindowInSeconds=1,
+        ScalingConfig={"MaximumConcurrency": 5},
         **({"FunctionResponseTypes": ["ReportBatchItemFailures"]} if partial else {}),
     )
     return events.url, str(mapping["UUID"])
@@ -254,3 +208,108 @@ def test_missing_functions_and_queues_name_make_deploy(moto: str, project: Path)
         "FAIL pixel function pixel-relay-dev: does not exist: make deploy STAGE=dev",
         "FAIL consumer function pixel-relay-dev-deliver: does not exist: make deploy STAGE=dev",
     ]
+
+
+def test_a_mapping_unlike_the_stages_batch_settings_fails_and_the_printed_fix_works(
+    moto: str, project: Path
+) -> None:
+    """Before, verify checked neither the batch size, the window nor the concurrency cap (and
+    the chalice deploy path ran without a cap)."""
+    _, uuid = chalice_stage(moto, project, report="true", partial=True)
+    lambda_client = client(moto, "lambda")
+    lambda_client.update_event_source_mapping(
+        UUID=uuid, BatchSize=10, MaximumBatchingWindowInSeconds=0, ScalingConfig={}
+    )
+    status, _, err = run_verify(moto, project)
+    assert status == 1
+    [line] = err.splitlines()
+    fix = (
+        f"aws lambda update-event-source-mapping --uuid {uuid} --batch-size 100"
+        " --maximum-batching-window-in-seconds 1 --scaling-config '{\"MaximumConcurrency\": 5}'"
+    )
+    assert line == (
+        f"FAIL mapping {uuid}: BatchSize is 10, the stage says 100 (BATCH_SIZE);"
+        " MaximumBatchingWindowInSeconds is 0, the stage says 1 (BATCH_WINDOW_SECONDS);"
+        " MaximumConcurrency is unset (no cap), the stage says 5 (MAX_CONCURRENCY): " + fix
+    )
+    run_aws(fix, moto)
+    status, out, err = run_verify(moto, project)
+    assert (status, err) == (0, "")
+    assert "batches of up to 100 within 1 s, at most 5 at once" in out
+
+
+def stack_resource(moto: str, logical_id: str) -> str:
+    cloudformation = client(moto, "cloudformation")
+    resources = cloudformation.describe_stack_resources(StackName=STACK)["StackResources"]
+    [physical] = [
+        r["PhysicalResourceId"] for r in resources if r["LogicalResourceId"] == logical_id
+    ]
+    return str(physical)
+
+
+def test_on_the_stack_path_a_mapping_deleted_by_hand_is_recreated_by_the_printed_command(
+    moto: str, packaged: Packaged
+) -> None:
+    """Before, verify said to redeploy the stack: CloudFormation sees no change and creates
+    nothing. Now the direct command, which works at once, and where the stack's record is
+    put right (drift detection and import, as AWS documents)."""
+    deploy_stack(moto, packaged, {"REPORT_BATCH_ITEM_FAILURES": "true"})
+    lambda_client = client(moto, "lambda")
+    [mapping] = lambda_client.list_event_source_mappings()["EventSourceMappings"]
+    lambda_client.delete_event_source_mapping(UUID=mapping["UUID"])
+
+    status, _, err = run_verify(moto)
+    assert status == 1
+    [line] = err.splitlines()
+    command, _, after = line.removeprefix(
+        "FAIL mapping: none from pixel-relay-dev-events to pixel-relay-dev-deliver, so no event"
+        " is delivered: "
+    ).partition("; then ")
+    assert command.startswith("aws lambda create-event-source-mapping --function-name"), line
+    assert after == (
+        f"the stack {STACK} still records the mapping (redeploying it changes nothing):"
+        " docs/operations.md#deleted-outside-the-stack"
+    )
+    assert "make package" not in line
+    run_aws(command, moto)
+    status, _, err = run_verify(moto)
+    assert (status, err) == (0, ""), err
+    [again] = lambda_client.list_event_source_mappings()["EventSourceMappings"]
+    assert again["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert again["ScalingConfig"] == {"MaximumConcurrency": 5}
+
+
+def test_on_the_stack_path_deleted_queues_are_recreated_by_the_printed_commands(
+    moto: str, packaged: Packaged
+) -> None:
+    """A queue comes back under its name, so its URL (the stack's physical id) holds again.
+    Before, verify crashed on the stack's URL of a queue that no longer existed."""
+    deploy_stack(moto, packaged, {"REPORT_BATCH_ITEM_FAILURES": "true"})
+    sqs = client(moto, "sqs")
+    for logical_id in ("EventsQueue", "DeadLetterQueue"):
+        sqs.delete_queue(QueueUrl=stack_resource(moto, logical_id))
+
+    status, _, err = run_verify(moto)
+    assert status == 1
+    queue_lines = [line for line in err.splitlines() if line.startswith("FAIL queue")]
+    assert len(queue_lines) == 2, err
+    for line in queue_lines:  # the dead-letter queue first: the events queue redrives to it
+        command = line.split(": does not exist: ", 1)[1].partition("; then ")[0]
+        assert command.startswith("aws sqs create-queue --queue-name"), line
+        run_aws(command, moto)
+    status, _, err = run_verify(moto)
+    assert (status, err) == (0, ""), err
+
+
+def test_on_the_stack_path_a_deleted_function_names_the_steps_not_a_redeploy(
+    moto: str, packaged: Packaged
+) -> None:
+    deploy_stack(moto, packaged, {"REPORT_BATCH_ITEM_FAILURES": "true"})
+    client(moto, "lambda").delete_function(FunctionName="pixel-relay-dev")
+    status, _, err = run_verify(moto)
+    assert status == 1
+    assert (
+        "FAIL pixel function pixel-relay-dev: does not exist: the stack pixel-relay-dev still"
+        " records function pixel-relay-dev (redeploying it changes nothing):"
+        " docs/operations.md#deleted-outside-the-stack"
+    ) in err.splitlines()

@@ -157,7 +157,7 @@ def depth(sqs: Any, url: str) -> tuple[int, int]:
 
 
 def ops_replay(journal: Path, sqs_url: str, *extra: str, hold: int = HOLD) -> subprocess.Popen[str]:
-    """`python -m devtools.ops dlq replay` as an operator runs it, SQS through `sqs_url`."""
+    """`make ops ARGS="dlq replay ..."` as an operator runs it, SQS through `sqs_url`."""
     environment = dict(os.environ, AWS_ENDPOINT_URL_SQS=sqs_url, PYTHONUNBUFFERED="1")
     return subprocess.Popen(
         [

@@ -21,6 +21,7 @@ from devtools.localstack.event_source import LocalEventSourceMapping
 from devtools.offline import REGION
 from devtools.ops import cli as ops
 from devtools.ops.check import CheckPlan, run_check
+from devtools.ops.probes.base import TestEvent
 from devtools.queue_spec import QueueSpec, stage_environment
 from devtools.standins.pinpoint import PinpointStandIn
 from tests.devtools.deploy_fixtures import serve_app_as_api_gateway
@@ -226,12 +227,15 @@ class StandInProbe:
         self.pinpoint = pinpoint
         self.cleaned: list[str] = []
 
-    def delivered(self, endpoint_id: str) -> bool:
+    def delivered(self, test: TestEvent) -> str | None:
         self.mapping.drain()
-        return any(event.endpoint_id == endpoint_id for event in self.pinpoint.accepted_events)
+        found = any(
+            event.endpoint_id == test.endpoint_id for event in self.pinpoint.accepted_events
+        )
+        return f"endpoint {test.endpoint_id}" if found else None
 
-    def cleanup(self, endpoint_id: str) -> None:
-        self.cleaned.append(endpoint_id)
+    def cleanup(self, test: TestEvent) -> None:
+        self.cleaned.append(test.endpoint_id)
 
 
 @pytest.fixture
@@ -260,12 +264,16 @@ def test_check_follows_a_test_hit_to_the_destination(
 ) -> None:
     api_url, probe, pinpoint = deployed_stage
     out = io.StringIO()
-    plan = CheckPlan(api_url, sqs, QueueSpec.for_stage(STAGE).dead_letter_queue, probe)
+    plan = CheckPlan(
+        api_url, sqs, QueueSpec.for_stage(STAGE).dead_letter_queue, {"pinpoint": probe}
+    )
     assert run_check(plan, out, sleep=lambda _: None) == 0
     lines = out.getvalue().splitlines()
     assert lines[0].startswith("ok   test hit answered 200 image/gif, a GIF")
     assert lines[1].startswith("ok   bad hit answered 400: event:")
-    assert lines[2].startswith("ok   the test event reached the destination")
+    assert lines[2].startswith(
+        "ok   pinpoint: the test event is there: endpoint pixel-relay-check-"
+    )
     [event] = pinpoint.accepted_events
     assert event.event["EventType"] == "pixel_relay_check"
     assert probe.cleaned == [event.endpoint_id]
@@ -278,10 +286,20 @@ def test_check_reports_the_reason_when_the_consumer_rejects_the_test_event(
     pinpoint.reject_events("pixel_relay_check", 400, "Event is not valid")
     out = io.StringIO()
     plan = CheckPlan(
-        api_url, sqs, QueueSpec.for_stage(STAGE).dead_letter_queue, probe, dead_letter_every=1
+        api_url,
+        sqs,
+        QueueSpec.for_stage(STAGE).dead_letter_queue,
+        {"pinpoint": probe},
+        stage=STAGE,
+        dead_letter_every=1,
     )
     assert run_check(plan, out, sleep=lambda _: None) == 1
-    assert "FAIL the consumer rejected the test event: 400 Event is not valid" in out.getvalue()
+    last = out.getvalue().splitlines()[-1]
+    assert last.startswith(
+        "FAIL the consumer parked the test event on pixel-relay-dev-events-dlq: 400 Event is"
+        " not valid."
+    )
+    assert 'then run make ops ARGS="check --stage dev" again' in last
 
 
 def test_check_spots_a_pixel_that_does_not_answer_a_gif(sqs: Any, httpserver: HTTPServer) -> None:
@@ -292,7 +310,7 @@ def test_check_spots_a_pixel_that_does_not_answer_a_gif(sqs: Any, httpserver: HT
         body, content_type="image/gif"
     )
     out = io.StringIO()
-    plan = CheckPlan(httpserver.url_for("/api/"), sqs, "unused", None)
+    plan = CheckPlan(httpserver.url_for("/api/"), sqs, "unused", {})
     assert run_check(plan, out) == 1
     assert "binary media types" in out.getvalue()
     [(request, _)] = httpserver.log
@@ -309,23 +327,102 @@ def test_check_names_the_verify_command_when_the_test_event_never_arrives(
     api_url, probe, _ = deployed_stage
 
     class Undelivered:
-        def delivered(self, endpoint_id: str) -> bool:
-            return False
+        def delivered(self, test: TestEvent) -> str | None:
+            return None
 
-        def cleanup(self, endpoint_id: str) -> None:
-            probe.cleaned.append(endpoint_id)
+        def cleanup(self, test: TestEvent) -> None:
+            probe.cleaned.append(test.endpoint_id)
 
     out = io.StringIO()
     plan = CheckPlan(
         api_url,
         sqs,
         QueueSpec.for_stage(STAGE).dead_letter_queue,
-        Undelivered(),
+        {"pinpoint": Undelivered()},
         timeout_seconds=0,
         verify_command='make verify STAGE=dev ARGS="--stack-name s"',
+        consumer="pixel-relay-dev-deliver",
     )
     assert run_check(plan, out, sleep=lambda _: None) == 1
-    last = out.getvalue().splitlines()[-1]
-    assert last.startswith("FAIL the test event did not arrive within 0 s: run")
-    assert '`make verify STAGE=dev ARGS="--stack-name s"`' in last
+    *_, missing, after = out.getvalue().splitlines()
+    assert missing == "FAIL pinpoint: the test event did not arrive within 0 s"
+    assert after.startswith('FAIL next: make verify STAGE=dev ARGS="--stack-name s" (the mapping')
+    assert "aws logs tail /aws/lambda/pixel-relay-dev-deliver --since 15m" in after
     assert len(probe.cleaned) == 1  # the test endpoint is removed all the same
+
+
+# A destination that cannot be read back -------------------------------------------------------
+
+
+def test_with_no_consumer_running_the_check_fails_instead_of_saying_ok(
+    sqs: Any, deployed_stage: tuple[str, StandInProbe, PinpointStandIn]
+) -> None:
+    """Before: "ok no rejection of the test event within 20 s", exit 0, the event still on
+    the queue. Now the event must be seen leaving the events queue."""
+    api_url, _, _ = deployed_stage
+    spec = QueueSpec.for_stage(STAGE)
+    plan = CheckPlan(
+        api_url,
+        sqs,
+        spec.dead_letter_queue,
+        {"a-stream": None},
+        events_queue=spec.events_queue,
+        timeout_seconds=0,
+        stage=STAGE,
+    )
+    out = io.StringIO()
+    assert run_check(plan, out, sleep=lambda _: None) == 1
+    lines = out.getvalue().splitlines()
+    assert lines[-2].startswith("FAIL pixel-relay-dev-events still holds 1 message(s) after 0 s")
+    assert lines[-1].startswith("FAIL next: make verify STAGE=<stage>")
+    assert not any(line.startswith("ok   a-stream") for line in lines)
+
+
+def test_an_event_that_left_the_queue_and_was_not_parked_passes(
+    sqs: Any, deployed_stage: tuple[str, StandInProbe, PinpointStandIn]
+) -> None:
+    api_url, probe, _ = deployed_stage
+    spec = QueueSpec.for_stage(STAGE)
+    plan = CheckPlan(
+        api_url, sqs, spec.dead_letter_queue, {"a-stream": None}, events_queue=spec.events_queue
+    )
+    out = io.StringIO()
+    assert run_check(plan, out, sleep=lambda _: probe.mapping.drain()) == 0, out.getvalue()
+    assert (
+        out.getvalue()
+        .splitlines()[-1]
+        .startswith(
+            "ok   a-stream: the test event left pixel-relay-dev-events and was not parked"
+            " (a-stream cannot be read back: look for event id pixel-relay-check-"
+        )
+    )
+
+
+# Errors are one line, and the help names no one destination -----------------------------------
+
+
+def test_a_network_error_is_one_line(moto: str) -> None:
+    """Before: a traceback (URLError) when the API cannot be reached."""
+    out, err = io.StringIO(), io.StringIO()
+    argv = ["check", "--stage", STAGE, "--api-url", "http://127.0.0.1:9/api/"]
+    assert ops.main(argv, out=out, err=err) == 1
+    [line] = out.getvalue().splitlines()[-1:]
+    assert line.startswith("FAIL test hit: http://127.0.0.1:9/api/ cannot be reached:")
+    assert "Traceback" not in out.getvalue() + err.getvalue()
+
+
+def test_an_aws_error_in_any_ops_command_is_one_line(moto: str) -> None:
+    """The stage's queues do not exist: one line naming the call, no traceback."""
+    out, err = io.StringIO(), io.StringIO()
+    assert ops.main(["dlq", "--stage", STAGE], out=out, err=err) == 1
+    [line] = err.getvalue().splitlines()
+    assert line.startswith("dlq: GetQueueUrl failed: HTTP 400")
+
+
+def test_the_check_help_names_no_single_destination(capsys: pytest.CaptureFixture[str]) -> None:
+    """Before: "send a test hit and follow it to Pinpoint", whatever DESTINATIONS says."""
+    for argv in (["--help"], ["check", "--help"]):
+        with pytest.raises(SystemExit):
+            ops.parse_args(argv)
+        text = capsys.readouterr().out
+        assert "Pinpoint" not in text
