@@ -13,6 +13,10 @@ keeps an attribute's value from the object with the newest source timestamp when
 type names one, can be told to fail on purpose — a whole request, or single items of a
 batch — and records what it accepted. Standard library only.
 
+Forgetting a visitor (`make ops ARGS="forget ..."`) has four operations of its own:
+SearchProfiles, ListProfileObjects, DeleteProfileObject and DeleteProfile (their section
+below says what each does, in AWS's words).
+
 Run `python -m devtools.standins.customer_profiles --port 9200 --domain pixel-relay-dev` to serve
 until killed, printing one JSON line per accepted object on stdout.
 """
@@ -30,7 +34,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 from devtools.loopback import QuietServer, ServiceServer
 from devtools.standins import base, event_triggers
@@ -261,6 +265,8 @@ class ProfilesStandIn(StandIn[RecordedRequest, AcceptedObject]):
 
     def _handle(self, operation: str, path: Sequence[str], body: JsonObject) -> JsonObject:
         state = self._domains[path[0]]
+        if operation in ERASURE_OPERATIONS:
+            return _forget(operation, state, body)
         if operation == "GetDomain":
             return {
                 "DomainName": path[0],
@@ -548,10 +554,12 @@ class _Handler(RestJsonHandler[ProfilesStandIn]):
     def _dispatch(self) -> None:
         raw = self.read_body()
         path = urlsplit(self.path).path
-        for method, pattern, operation in _ROUTES:
+        for method, pattern, operation in _ROUTES + _ERASURE_ROUTES:
             match = pattern.fullmatch(path)
             if method == self.command and match:
                 params = [unquote(group) for group in match.groups()]
+                if operation in _PAGED:
+                    raw = _with_paging(raw, urlsplit(self.path).query)
                 status, body, delay = self.service._respond(operation, params, raw)
                 if not self.service._wait_to_answer(delay):
                     return
@@ -559,6 +567,177 @@ class _Handler(RestJsonHandler[ProfilesStandIn]):
                 return
         message = f"No operation for {self.command} {path}"
         self.send_answer(404, {"Message": message}, error_type="UnknownOperationException")
+
+
+# Forgetting a visitor ----------------------------------------------------------------------
+#
+# What `make ops ARGS="forget ..."` calls. In AWS's words (API reference): SearchProfiles
+# "searches for profiles within a specific domain using one or more predefined search keys
+# ... and/or custom-defined search keys" (an object type's keys are searchable: "a Key is a
+# special element that can be used to search for a customer profile"), with AND or OR over
+# up to 5 key-values pairs, 20 profiles a page unless MaxResults says otherwise;
+# ListProfileObjects "returns a list of objects associated with a profile of a given
+# ProfileObjectType" (its ObjectFilter "is only supported for ObjectTypeName _asset, _case
+# and _order"); DeleteProfileObject "removes an object associated with a profile";
+# DeleteProfile "deletes the standard customer profile and all data pertaining to the
+# profile", which this stand-in takes to include its objects, its keys and its values. An
+# unknown profile or object is answered 404 (ResourceNotFoundException, which each declares).
+
+ERASURE_OPERATIONS: Final = frozenset(
+    {"SearchProfiles", "ListProfileObjects", "DeleteProfileObject", "DeleteProfile"}
+)
+_ERASURE_ROUTES: Final[tuple[tuple[str, re.Pattern[str], str], ...]] = (
+    ("POST", re.compile(r"/domains/([^/]+)/profiles/search"), "SearchProfiles"),
+    ("POST", re.compile(r"/domains/([^/]+)/profiles/objects"), "ListProfileObjects"),
+    ("POST", re.compile(r"/domains/([^/]+)/profiles/objects/delete"), "DeleteProfileObject"),
+    ("POST", re.compile(r"/domains/([^/]+)/profiles/delete"), "DeleteProfile"),
+)
+# Operations whose MaxResults and NextToken travel in the query string (botocore's model).
+_PAGED: Final = frozenset({"SearchProfiles", "ListProfileObjects"})
+DEFAULT_PAGE_SIZE: Final = 20
+_FILTERED_TYPES: Final = frozenset({"_asset", "_case", "_order"})
+
+
+def _with_paging(raw: bytes, query: str) -> bytes:
+    """The body with `max-results` and `next-token` from the query string as the model's
+    MaxResults and NextToken, so that botocore's model checks them with the rest."""
+    paging: JsonObject = {}
+    for name, value in parse_qsl(query, keep_blank_values=True):
+        if name == "max-results":
+            paging["MaxResults"] = int(value) if value.lstrip("-").isdigit() else value
+        elif name == "next-token":
+            paging["NextToken"] = value
+    if not paging:
+        return raw
+    try:
+        body = json_object(raw) if raw else {}
+    except ValueError:
+        return raw  # refused as it is, by the usual path
+    return json.dumps({**body, **paging}).encode()
+
+
+def _forget(operation: str, state: _Domain, body: JsonObject) -> JsonObject:
+    if operation == "SearchProfiles":
+        return _search_profiles(state, body)
+    if operation == "ListProfileObjects":
+        return _list_profile_objects(state, body)
+    if operation == "DeleteProfileObject":
+        return _delete_profile_object(state, body)
+    return _delete_profile(state, body)
+
+
+def _page(items: list[JsonObject], body: JsonObject) -> JsonObject:
+    """One page of `items` from NextToken (an offset this stand-in issued), MaxResults long."""
+    token = body.get("NextToken")
+    if token is not None and not (token.isdigit() and int(token) <= len(items)):
+        raise RequestError(400, "NextToken is not one this service issued")
+    start = int(token or 0)
+    end = start + int(body.get("MaxResults") or DEFAULT_PAGE_SIZE)
+    page: JsonObject = {"Items": items[start:end]}
+    if end < len(items):
+        page["NextToken"] = str(end)
+    return page
+
+
+def _search_profiles(state: _Domain, body: JsonObject) -> JsonObject:
+    searches = [(body["KeyName"], body["Values"])] + [
+        (key["KeyName"], key["Values"]) for key in body.get("AdditionalSearchKeys", [])
+    ]
+    found: list[dict[str, list[str]]] = []  # per search: profile id -> values it matched
+    for key_name, values in searches:
+        matched: dict[str, list[str]] = {}
+        for value in values:
+            if key_name == "_profileId":
+                profile_id = value if value in state.profiles else None
+            else:
+                profile_id = state.profile_index.get((key_name, value))
+            if profile_id is not None:
+                matched.setdefault(profile_id, []).append(value)
+        found.append(matched)
+    ids = list(dict.fromkeys(p for matched in found for p in matched))
+    if body.get("LogicalOperator", "OR") == "AND":
+        ids = [p for p in ids if all(p in matched for matched in found)]
+    items: list[JsonObject] = []
+    for profile_id in ids:
+        profile = json.loads(json.dumps(state.profiles[profile_id]))
+        profile["FoundByItems"] = [
+            {"KeyName": key_name, "Values": matched[profile_id]}
+            for (key_name, _), matched in zip(searches, found, strict=True)
+            if profile_id in matched
+        ]
+        items.append(profile)
+    return _page(items, body)
+
+
+def _objects_on(state: _Domain, profile_id: str, type_name: str) -> list[tuple[str, str]]:
+    """The (object type, unique key value) of every object of `type_name` on the profile."""
+    object_type = _object_type(state, type_name)
+    return [
+        (kind, unique)
+        for (kind, unique), source in state.objects.items()
+        if kind == type_name and _profile_of(state, object_type, source) == profile_id
+    ]
+
+
+def _profile_of(state: _Domain, object_type: JsonObject, source: JsonObject) -> str | None:
+    """The profile an object is on: the one its first indexed PROFILE key finds (SECONDARY
+    keys last), as `_profile_for` found it when the object was put."""
+    values = {
+        name: _read(source, spec.get("Source", ""))
+        for name, spec in object_type.get("Fields", {}).items()
+    }
+    keys = _profile_keys(object_type, values)
+    ordered = [k for k, ids in keys if "SECONDARY" not in ids] + [
+        k for k, ids in keys if "SECONDARY" in ids
+    ]
+    return next((state.profile_index[k] for k in ordered if k in state.profile_index), None)
+
+
+def _known_profile(state: _Domain, profile_id: str) -> None:
+    if profile_id not in state.profiles:
+        raise RequestError(404, f"Profile {profile_id} was not found")
+
+
+def _list_profile_objects(state: _Domain, body: JsonObject) -> JsonObject:
+    type_name = body["ObjectTypeName"]
+    if "ObjectFilter" in body and type_name not in _FILTERED_TYPES:
+        raise RequestError(400, "ObjectFilter is only supported for _asset, _case and _order")
+    _known_profile(state, body["ProfileId"])
+    items: list[JsonObject] = [
+        {
+            "ObjectTypeName": kind,
+            "ProfileObjectUniqueKey": state.object_keys[(kind, unique)],
+            "Object": json.dumps(state.objects[(kind, unique)]),
+        }
+        for kind, unique in _objects_on(state, body["ProfileId"], type_name)
+    ]
+    return _page(items, body)
+
+
+def _delete_profile_object(state: _Domain, body: JsonObject) -> JsonObject:
+    type_name, key = body["ObjectTypeName"], body["ProfileObjectUniqueKey"]
+    _known_profile(state, body["ProfileId"])
+    for kind, unique in _objects_on(state, body["ProfileId"], type_name):
+        if state.object_keys[(kind, unique)] == key:
+            del state.objects[(kind, unique)]
+            del state.object_keys[(kind, unique)]
+            return {"Message": "Profile object deleted"}
+    raise RequestError(404, f"Profile object {key} was not found")
+
+
+def _delete_profile(state: _Domain, body: JsonObject) -> JsonObject:
+    profile_id = body["ProfileId"]
+    _known_profile(state, profile_id)
+    for type_name in list(state.object_types):
+        for found in _objects_on(state, profile_id, type_name):
+            del state.objects[found]
+            state.object_keys.pop(found, None)
+    for key in [k for k, owner in state.profile_index.items() if owner == profile_id]:
+        del state.profile_index[key]
+    for held in [k for k in state.source_times if k[0] == profile_id]:
+        del state.source_times[held]
+    del state.profiles[profile_id]
+    return {"Message": "Profile deleted"}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
