@@ -19,7 +19,6 @@ forgetting either deletes it. A rerun finds nothing and says so.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator, Mapping
 from typing import Any, Final, Protocol
 
@@ -30,7 +29,6 @@ from chalicelib.destinations.customer_profiles.object_type import PROFILE_KEY, U
 from chalicelib.outcomes import Outcome, Verdict
 
 PAGE_SIZE: Final = 100  # the most SearchProfiles and ListProfileObjects answer a page
-SHOWN_IDS: Final = 10  # other ids named in the answer, at most
 
 
 class ErasureClient(Protocol):
@@ -57,7 +55,6 @@ class ProfileEraser:
         """What was deleted (DELIVERED, "nothing left" when nothing was found), or the
         failure: a 4xx other than 429 is REJECTED (a permission, a missing domain), the rest
         RETRY; either way the operator runs the command again once it is fixed."""
-        given = {visitor.endpoint_id, visitor.user_id} - {None}
         keys = [
             (key, value)
             for key, value in (
@@ -70,11 +67,10 @@ class ProfileEraser:
             profiles = list(
                 dict.fromkeys(p for key, value in keys for p in self._search(key, value))
             )
-            objects, deleted, others = 0, 0, set()
+            objects = deleted = 0
             for profile in profiles:
-                for unique_key, body in self._objects(profile):
+                for unique_key in self._objects(profile):
                     objects += self._delete_object(profile, unique_key)
-                    others |= _ids(body) - given
                 deleted += self._delete_profile(profile)
         except ClientError as error:
             status = int(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
@@ -86,17 +82,7 @@ class ProfileEraser:
         if not profiles:
             found_by = " or ".join(key for key, _ in keys)
             return Outcome(Verdict.DELIVERED, f"nothing left: no profile found by {found_by}")
-        reason = f"{objects} object(s) and {deleted} profile(s) deleted"
-        if others:
-            shown = sorted(others)
-            more = f" and {len(shown) - SHOWN_IDS} more" if len(shown) > SHOWN_IDS else ""
-            reason += (
-                "; the profile also held events of "
-                + ", ".join(shown[:SHOWN_IDS])
-                + more
-                + " (forget those too if they are this visitor's)"
-            )
-        return Outcome(Verdict.DELIVERED, reason)
+        return Outcome(Verdict.DELIVERED, f"{objects} object(s) and {deleted} profile(s) deleted")
 
     def _search(self, key: str, value: str) -> Iterator[str]:
         """The ids of the profiles `key` = `value` finds, every page."""
@@ -115,10 +101,10 @@ class ProfileEraser:
             if not token:
                 return
 
-    def _objects(self, profile: str) -> list[tuple[str, str]]:
-        """Every object of pixel-relay's type on the profile (its key and body), listed in
+    def _objects(self, profile: str) -> list[str]:
+        """The unique keys of every object of pixel-relay's type on the profile, listed in
         full before any is deleted, so that no page is skipped."""
-        found: list[tuple[str, str]] = []
+        found: list[str] = []
         token: str | None = None
         while True:
             page = self._client.list_profile_objects(
@@ -128,10 +114,7 @@ class ProfileEraser:
                 MaxResults=PAGE_SIZE,
                 **({"NextToken": token} if token else {}),
             )
-            found += [
-                (str(item["ProfileObjectUniqueKey"]), str(item.get("Object", "")))
-                for item in page.get("Items", [])
-            ]
+            found += [str(item["ProfileObjectUniqueKey"]) for item in page.get("Items", [])]
             token = page.get("NextToken")
             if not token:
                 return found
@@ -163,14 +146,3 @@ class ProfileEraser:
 
 def _not_found(error: ClientError) -> bool:
     return error.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 404
-
-
-def _ids(body: str) -> set[str]:
-    """The endpoint id and user id an object of pixel-relay's names (its record's fields)."""
-    try:
-        record = json.loads(body)
-    except ValueError:
-        return set()
-    if not isinstance(record, dict):
-        return set()
-    return {str(record[name]) for name in ("endpoint_id", "user_id") if record.get(name)}

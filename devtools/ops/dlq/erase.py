@@ -51,7 +51,7 @@ class DeadLetterErasure:
             return [f"dead-letter queue {queue}: nothing left ({self.scanned:,} messages read)"]
         lines = [
             f"dead-letter queue {queue}: {self.deleted:,} message(s) of theirs deleted"
-            f" ({self.scanned:,} read)"
+            f" ({self.scanned:,} messages read)"
         ]
         if self.delete_failed:
             lines.append(
