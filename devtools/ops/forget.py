@@ -217,9 +217,12 @@ def _dead_letters(plan: ForgetPlan, ids: list[str], out: IO[str]) -> list[str]:
     name = "dead-letter queue"
     try:
         url = plan.sqs.get_queue_url(QueueName=plan.dead_letter_queue)["QueueUrl"]
-        # A replay from this machine would hold messages the scan must read.
+        # A replay from this machine would hold messages the scan must read. What the
+        # replay's journal says of a message deleted here (sent, or in doubt) no longer
+        # matters: it is gone from the queue, so the entry goes too.
         with plan.journal.lock():
             erased = erase_dead_letters(plan.sqs, url, ids, plan.hold_seconds)
+            plan.journal.deleted(erased.deleted_ids)
     except JournalBusyError:
         print(
             f"{name} {plan.dead_letter_queue}: NOT DONE: a replay of it is running on this"

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -41,6 +41,7 @@ class DeadLetterErasure:
     delete_failed: int = 0  # theirs, but SQS did not confirm the delete: a rerun retries
     unreadable: int = 0  # not a JSON object, yet containing one of the ids: left
     held_elsewhere: int = 0  # hidden by another reader during the scan: not read
+    deleted_ids: list[str] = field(default_factory=list)  # their message ids, deleted
 
     @property
     def complete(self) -> bool:
@@ -106,6 +107,7 @@ def erase_dead_letters(
             if theirs:
                 deleted = _delete(sqs, url, theirs)
                 report.deleted += len(deleted)
+                report.deleted_ids += deleted
                 report.delete_failed += len(theirs) - len(deleted)
                 scanner.forget(deleted)
         report.held_elsewhere = max(0, _not_visible(sqs, url) - scanner.holding())

@@ -170,6 +170,26 @@ def test_a_replay_running_on_this_machine_leaves_the_dead_letters_for_the_rerun(
     assert "a replay of it is running on this machine" in out.getvalue()
 
 
+def test_their_dead_letters_leave_the_replay_journal_too(
+    sqs: Any, queues: Queues, erasure_list: ErasureList, tmp_path: Path
+) -> None:
+    """A replay interrupted while sending their message left it in doubt; once forget has
+    deleted it, no replay reports it again."""
+    _, dead_letter = queues
+    park(sqs, dead_letter, event_body("E1"), "400 refused")
+    park(sqs, dead_letter, event_body("E2"), "400 refused")
+    ids = {
+        json.loads(m["Body"])["endpoint_id"]: m["MessageId"]
+        for m in sqs.receive_message(
+            QueueUrl=dead_letter, MaxNumberOfMessages=10, VisibilityTimeout=0
+        )["Messages"]
+    }
+    journal = Journal(tmp_path / "journal")
+    journal.sending([ids["E1"], ids["E2"]], hidden_until=0.0)
+    assert run_forget(plan(sqs, erasure_list, [], tmp_path, [0.0], []), io.StringIO()) == 0
+    assert Journal(tmp_path / "journal").entries.keys() == {ids["E2"]}
+
+
 def project_with(tmp_path: Path, **environment: str) -> Path:
     (tmp_path / ".chalice").mkdir()
     config = chalice_config()
