@@ -255,7 +255,7 @@ def test_forget_sends_firehose_one_erasure_line_among_the_events(
         "erased_at": ERASED_AT,
     }
     # The same columns as an event's: one table over the bucket reads both.
-    assert set(erasure) <= set(EventRecord.__required_keys__) | {"erased_at"}
+    assert set(erasure) <= set(EventRecord.__annotations__) | {"erased_at"}
 
 
 def test_forget_puts_an_erasure_entry_on_the_bus_that_event_rules_never_match(
