@@ -171,7 +171,7 @@ def run_forget(plan: ForgetPlan, out: IO[str]) -> int:
             print(f"  {destination.name}: {line}", file=out)
             if line.startswith("NOT DONE"):
                 left.append(destination.name)
-    left += _dead_letters(plan, [value for _, value in plan.ids], out)
+    left += _dead_letters(plan, out)
     if left:
         print(
             f"not finished: {', '.join(dict.fromkeys(left))}; run the same command again", file=out
@@ -212,8 +212,10 @@ def _forget_at(plan: ForgetPlan, destination: Destination, listing: Listing) -> 
     return outcome.reason
 
 
-def _dead_letters(plan: ForgetPlan, ids: list[str], out: IO[str]) -> list[str]:
+def _dead_letters(plan: ForgetPlan, out: IO[str]) -> list[str]:
     """The dead-letter queue's part for every id at once; what is left to do."""
+    endpoint_ids = [value for kind, value in plan.ids if kind == "endpoint_id"]
+    user_ids = [value for kind, value in plan.ids if kind == "user_id"]
     name = "dead-letter queue"
     try:
         url = plan.sqs.get_queue_url(QueueName=plan.dead_letter_queue)["QueueUrl"]
@@ -221,7 +223,7 @@ def _dead_letters(plan: ForgetPlan, ids: list[str], out: IO[str]) -> list[str]:
         # replay's journal says of a message deleted here (sent, or in doubt) no longer
         # matters: it is gone from the queue, so the entry goes too.
         with plan.journal.lock():
-            erased = erase_dead_letters(plan.sqs, url, ids, plan.hold_seconds)
+            erased = erase_dead_letters(plan.sqs, url, endpoint_ids, user_ids, plan.hold_seconds)
             plan.journal.deleted(erased.deleted_ids)
     except JournalBusyError:
         print(

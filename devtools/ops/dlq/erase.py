@@ -3,15 +3,15 @@ else's.
 
 Every message is read once (`scan.Scanner`: each is hidden for the hold while the scan
 runs, so none is read twice, and the rest are made visible again at the end). A message is
-the visitor's when its body is a JSON object whose `endpoint_id` or `user_id` is one of the
-ids (every kind of dead letter the consumer parks is an event message: rejections,
-`<destination>:profile`, `routing`, `redrive`, and `decode` ones that are still JSON); it
-is deleted with the receipt handle of that very receive, so a message the scan did not
-read is never deleted. A body that is not a JSON object cannot be attributed for certain:
-one that contains an id is left and counted, for the operator to read. Messages another
-reader holds while the scan runs (a replay in flight) cannot be read: they are counted, and
-a later run deletes them; if a replay sends them to the events queue meanwhile, the
-consumer drops them there (the suppression list).
+the visitor's when its body is a JSON object whose `endpoint_id` is one of their endpoint
+ids or whose `user_id` is one of their user ids (every kind of dead letter the consumer
+parks is an event message: rejections, `<destination>:profile`, `routing`, `redrive`, and
+`decode` ones that are still JSON); it is deleted with the receipt handle of that very
+receive, so a message the scan did not read is never deleted. A body that is not a JSON
+object cannot be attributed for certain: one that contains an id is left and counted, for
+the operator to read. Messages another reader holds while the scan runs (a replay in
+flight) cannot be read: they are counted, and a later run deletes them; if a replay sends
+them to the events queue meanwhile, the consumer drops them there (the suppression list).
 """
 
 from __future__ import annotations
@@ -74,24 +74,29 @@ class DeadLetterErasure:
         return lines
 
 
-def ids_of(body: str) -> set[str] | None:
-    """The endpoint id and user id a message body names; None when the body is not a JSON
-    object (it cannot be attributed)."""
+def ids_of(body: str) -> dict[str, str] | None:
+    """The endpoint id and user id a message body names (by field); None when the body is
+    not a JSON object (it cannot be attributed)."""
     try:
         document = json.loads(body)
     except ValueError:
         return None
     if not isinstance(document, dict):
         return None
-    return {value for name in ID_FIELDS if isinstance(value := document.get(name), str)}
+    return {name: value for name in ID_FIELDS if isinstance(value := document.get(name), str)}
 
 
 def erase_dead_letters(
-    sqs: SQSClient, url: str, ids: Collection[str], hold_seconds: int
+    sqs: SQSClient,
+    url: str,
+    endpoint_ids: Collection[str],
+    user_ids: Collection[str],
+    hold_seconds: int,
 ) -> DeadLetterErasure:
-    """Delete every message of the dead-letter queue at `url` whose endpoint id or user id
-    is one of `ids` (see the module's docstring)."""
-    wanted = frozenset(ids)
+    """Delete every message of the dead-letter queue at `url` whose endpoint id is one of
+    `endpoint_ids` or whose user id is one of `user_ids` (see the module's docstring)."""
+    wanted = {"endpoint_id": frozenset(endpoint_ids), "user_id": frozenset(user_ids)}
+    every = wanted["endpoint_id"] | wanted["user_id"]
     report = DeadLetterErasure()
     scanner = Scanner(sqs, url, hold_seconds)
     try:
@@ -101,8 +106,8 @@ def erase_dead_letters(
             for letter in letters:
                 named = ids_of(letter.body)
                 if named is None:
-                    report.unreadable += any(i in letter.body for i in wanted)
-                elif named & wanted:
+                    report.unreadable += any(i in letter.body for i in every)
+                elif any(value in wanted[field] for field, value in named.items()):
                     theirs.append(letter)
             if theirs:
                 deleted = _delete(sqs, url, theirs)

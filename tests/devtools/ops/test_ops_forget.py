@@ -49,14 +49,15 @@ def test_only_their_dead_letters_are_deleted_whatever_stage_parked_them(
     others = [
         event_body("E10"),  # an id that contains theirs is not theirs
         event_body("xE1", user="U10"),
+        event_body("U1", user="E1"),  # their ids, each in the other field: someone else
         "E1 is not JSON",  # cannot be attributed: left, counted
         "not JSON at all",
     ]
     for body in theirs + others:
         park(sqs, dead_letter, body, "400 refused")
     park(sqs, dead_letter, event_body("E1", user="U1"), None)  # moved by the redrive policy
-    report = erase_dead_letters(sqs, dead_letter, ["E1", "U1"], hold_seconds=30)
-    assert (report.scanned, report.deleted, report.unreadable) == (9, 5, 1)
+    report = erase_dead_letters(sqs, dead_letter, ["E1"], ["U1"], hold_seconds=30)
+    assert (report.scanned, report.deleted, report.unreadable) == (10, 5, 1)
     assert report.complete
     assert sorted(everything_on(sqs, dead_letter)) == sorted(others)
 
@@ -69,7 +70,7 @@ def test_messages_another_reader_holds_are_counted_and_a_rerun_deletes_them(
     park(sqs, dead_letter, event_body("E1"), "400 refused")
     held = sqs.receive_message(QueueUrl=dead_letter, MaxNumberOfMessages=1, VisibilityTimeout=60)
     assert held["Messages"]
-    report = erase_dead_letters(sqs, dead_letter, ["E1"], hold_seconds=30)
+    report = erase_dead_letters(sqs, dead_letter, ["E1"], [], hold_seconds=30)
     assert (report.deleted, report.held_elsewhere, report.complete) == (1, 1, False)
     assert "could not be read" in "\n".join(report.render("dlq"))
     sqs.change_message_visibility(
@@ -77,9 +78,9 @@ def test_messages_another_reader_holds_are_counted_and_a_rerun_deletes_them(
         ReceiptHandle=held["Messages"][0]["ReceiptHandle"],
         VisibilityTimeout=0,
     )
-    again = erase_dead_letters(sqs, dead_letter, ["E1"], hold_seconds=30)
+    again = erase_dead_letters(sqs, dead_letter, ["E1"], [], hold_seconds=30)
     assert (again.deleted, again.complete) == (1, True)
-    assert erase_dead_letters(sqs, dead_letter, ["E1"], 30).render("dlq") == [
+    assert erase_dead_letters(sqs, dead_letter, ["E1"], [], 30).render("dlq") == [
         "dead-letter queue dlq: nothing left (0 messages read)"
     ]
 
