@@ -28,6 +28,10 @@ destination's events (or that one event) a retry (or a rejection), never the bat
 Two messages of one batch for the same event (a resend, a redelivery, a requeued copy meeting
 its original) reach each destination once and share its outcome.
 
+With erasure on (`ERASURE_TABLE`), the batch's events of forgotten visitors are dropped before
+any destination sees them (`chalicelib/erasure.py`); when that list cannot be read, the
+batch's events are retried rather than delivered unchecked.
+
 An event and its profile update can fare differently. An event that was recorded is never
 sent again, so a profile update that failed beside it is parked with its reason. An event
 that must be retried after its profile update landed goes back to the queue without the
@@ -44,12 +48,15 @@ from typing import TYPE_CHECKING, Any, Protocol, TypedDict
 
 from chalicelib import telemetry
 from chalicelib.dedupe import deliver_once_each
+from chalicelib.erasure import SuppressionUnavailableError
 from chalicelib.events import Event, MessageError, ProfileUpdate
 from chalicelib.outcomes import Outcome, Recipient, TimeLeft, Verdict
 from chalicelib.settlement import DeadLetter, Receipt, SqsCallLimits, reserve_ms
 
 if TYPE_CHECKING:
     from concurrent.futures import Executor
+
+    from chalicelib.erasure import SuppressionList
 
 
 class BatchItemFailure(TypedDict):
@@ -115,6 +122,7 @@ class BatchReport:
     retry: tuple[str, ...]
     profiles_parked: int = 0
     requeued: int = 0  # finished here; a copy went back for the destinations still owed
+    erased: int = 0  # of forgotten visitors: dropped, sent nowhere (chalicelib/erasure.py)
 
     def lambda_response(self) -> LambdaAnswer:
         return {"batchItemFailures": [{"itemIdentifier": i} for i in self.retry]}
@@ -131,6 +139,7 @@ class _Settlement:
     requeue: list[tuple[str, Event]] = field(default_factory=list)
     partly_delivered: list[str] = field(default_factory=list)  # the rest parked
     retry_reasons: Counter[str] = field(default_factory=Counter)
+    erased: list[str] = field(default_factory=list)  # of forgotten visitors: dropped
 
 
 class BatchDelivery:
@@ -144,11 +153,13 @@ class BatchDelivery:
         report_batch_item_failures: bool,
         sqs_limits: SqsCallLimits | None = None,
         pool: Executor | None = None,
+        suppression: SuppressionList | None = None,
     ) -> None:
         """`sqs_limits`: the consumer's SQS client, whose worst case the settlement reserve
         is made of; None keeps no reserve (tests without SQS). `pool`: the consumer's
         threads (`runtime`), which send dead letters while copies are requeued; None
-        sends one after the other."""
+        sends one after the other. `suppression`: the list of forgotten visitors
+        (ERASURE_TABLE), read before any destination; None: erasure off, no look-up."""
         self._destinations = list(destinations)
         self._names = tuple(d.name for d in destinations)
         self._dead_letters = dead_letters
@@ -156,6 +167,7 @@ class BatchDelivery:
         self._report_batch_item_failures = report_batch_item_failures
         self._sqs_limits = sqs_limits
         self._pool = pool
+        self._suppression = suppression
 
     def handle(self, messages: Sequence[QueuedMessage], time_left: TimeLeft = None) -> LambdaAnswer:
         """The Lambda handler's answer; raises BatchIncompleteError in the safe mode."""
@@ -170,6 +182,7 @@ class BatchDelivery:
         telemetry.count("EventsRetried", len(report.retry))
         telemetry.count("ProfileUpdatesParked", report.profiles_parked)
         telemetry.count("EventsRequeued", report.requeued)
+        telemetry.count("EventsErased", report.erased)
         telemetry.logger.info(
             "batch settled",
             extra={
@@ -180,6 +193,7 @@ class BatchDelivery:
                 "retry": len(report.retry),
                 "profiles_parked": report.profiles_parked,
                 "requeued": report.requeued,
+                "erased": report.erased,
             },
         )
         if not report.retry or self._report_batch_item_failures:
@@ -210,6 +224,7 @@ class BatchDelivery:
                 plan.letters.append(
                     DeadLetter(message.message_id, message.body, str(error), "decode")
                 )
+        decoded = self._without_erased(plan, decoded, time_left)
         results: list[dict[str, Outcome]] = [{} for _ in decoded]
         owed_by = [
             [i for i, (_, event) in enumerate(decoded) if self._owes(event, destination)]
@@ -240,6 +255,32 @@ class BatchDelivery:
         for (message, event), outcomes in zip(decoded, results, strict=True):
             self._decide(plan, message, event, outcomes)
         return self._write(plan)
+
+    def _without_erased(
+        self,
+        plan: _Settlement,
+        decoded: list[tuple[QueuedMessage, Event]],
+        time_left: TimeLeft,
+    ) -> list[tuple[QueuedMessage, Event]]:
+        """The decoded messages whose visitor is not forgotten (chalicelib/erasure.py). The
+        others are dropped: done, sent nowhere. A list that cannot be read retries them
+        all, so that none of a forgotten visitor is delivered for want of a look-up."""
+        if self._suppression is None or not decoded:
+            return decoded
+        try:
+            erased = self._suppression.erased([event for _, event in decoded], time_left)
+        except SuppressionUnavailableError as error:
+            telemetry.count("ErasureListReadFailures", len(decoded))
+            reason = f"erasure list not read: {error}"
+            plan.retry.extend(message.message_id for message, _ in decoded)
+            plan.retry_reasons[reason] += len(decoded)
+            return []
+        if erased:
+            plan.erased.extend(decoded[i][0].message_id for i in sorted(erased))
+            telemetry.logger.info(
+                "events of forgotten visitors dropped", extra={"events": len(erased)}
+            )
+        return [pair for i, pair in enumerate(decoded) if i not in erased]
 
     def _time_for_destinations(
         self, time_left: TimeLeft, unsettled: int, messages: int
@@ -390,5 +431,6 @@ class BatchDelivery:
             ),
             retry=tuple(dict.fromkeys(retry)),
             requeued=len({i for i, _ in plan.requeue if i not in unqueued}),
+            erased=len(plan.erased),
             profiles_parked=sum(1 for x in plan.profile_letters if x.message_id not in unparked),
         )

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from chalicelib.dedupe import DedupeSettings
     from chalicelib.delivery import BatchDelivery
     from chalicelib.destinations.base import DestinationPlugin
+    from chalicelib.erasure import ErasureSettings
 
 
 @cache
@@ -69,6 +70,7 @@ def check_configuration() -> Settings:
         destinations()
         dedupe_settings()
         consent_settings()
+        erasure_settings()
     return current
 
 
@@ -84,6 +86,24 @@ def consent_settings() -> ConsentSettings:
     from chalicelib.consent import ConsentSettings  # the consumer's
 
     return ConsentSettings.from_env(os.environ)
+
+
+@cache
+def erasure_settings() -> ErasureSettings:
+    from chalicelib.erasure import ErasureSettings  # the consumer's
+
+    return ErasureSettings.from_env(os.environ)
+
+
+@cache
+def _erasure_dynamodb() -> DynamoDBClient:
+    # Short, as the dedupe store's: a list that does not answer in time retries the batch.
+    config = Config(
+        connect_timeout=1,
+        read_timeout=2,
+        retries={"mode": "standard", "total_max_attempts": 2},
+    )
+    return boto3.client("dynamodb", config=config)
 
 
 @cache
@@ -181,6 +201,7 @@ def batch_delivery() -> BatchDelivery:
     from chalicelib.consent import with_consent
     from chalicelib.dedupe import Deduplicated, DynamoDeliveryStore, RecentDeliveries
     from chalicelib.delivery import BatchDelivery
+    from chalicelib.erasure import SuppressionList
     from chalicelib.settlement import CONSUMER_SQS, BatchQueue, DeadLetterQueue
 
     current = settings()
@@ -196,6 +217,12 @@ def batch_delivery() -> BatchDelivery:
     memory = RecentDeliveries(dedupe.memory_size)
     # An event without the consent a destination requires (CONSENT_REQUIRED) is not sent there.
     consent = consent_settings()
+    # Events of visitors forgotten with `make ops ARGS="forget ..."` go nowhere; without
+    # ERASURE_TABLE no look-up is made.
+    erasure = erasure_settings()
+    suppression = (
+        SuppressionList(_erasure_dynamodb(), erasure.table) if erasure.table is not None else None
+    )
     return BatchDelivery(
         destinations=[
             with_consent(Deduplicated(plugin.create(pool), memory, store), consent)
@@ -206,6 +233,7 @@ def batch_delivery() -> BatchDelivery:
         report_batch_item_failures=current.report_batch_item_failures,
         sqs_limits=CONSUMER_SQS,
         pool=pool,
+        suppression=suppression,
     )
 
 
@@ -219,6 +247,8 @@ def reset() -> None:
         destinations,
         dedupe_settings,
         consent_settings,
+        erasure_settings,
+        _erasure_dynamodb,
         _dedupe_dynamodb,
         _pixel_sqs,
         _consumer_sqs,

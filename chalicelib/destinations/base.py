@@ -31,7 +31,17 @@ import json
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, Generic, NotRequired, Self, TypedDict, TypeVar
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    ClassVar,
+    Final,
+    Generic,
+    NotRequired,
+    Self,
+    TypedDict,
+    TypeVar,
+)
 
 from chalicelib import telemetry
 from chalicelib.env import ConfigError, Reader
@@ -84,6 +94,58 @@ class Visitor:
 
     endpoint_id: str | None = None
     user_id: str | None = None
+    # When the erasure was first asked for (ISO 8601 UTC with milliseconds): the time of the
+    # erasure record, the same on every run of `forget` for this visitor.
+    erased_at: str | None = None
+
+
+ERASURE_EVENT_TYPE: Final = "_erasure"
+
+
+class ErasureRecord(TypedDict):
+    """What a stream destination is sent when a visitor is forgotten (docs/erasure.md): the
+    field names of `EventRecord`, so that one table over a stream reads both, and an event
+    type no event can have (the pixel refuses event types starting with _)."""
+
+    event_type: str  # ERASURE_EVENT_TYPE
+    endpoint_id: str | None
+    user_id: str | None
+    erased_at: str | None
+
+
+def erasure_record(visitor: Visitor) -> ErasureRecord:
+    return {
+        "event_type": ERASURE_EVENT_TYPE,
+        "endpoint_id": visitor.endpoint_id,
+        "user_id": visitor.user_id,
+        "erased_at": visitor.erased_at,
+    }
+
+
+def erasure_json(visitor: Visitor) -> str:
+    """The erasure record as compact JSON, as `record_json` writes an event."""
+    return json.dumps(erasure_record(visitor), ensure_ascii=False, separators=(",", ":"))
+
+
+def erasure_line(visitor: Visitor) -> bytes:
+    """The erasure record as one line of JSON, newline included, as `record_line`."""
+    return erasure_json(visitor).encode() + b"\n"
+
+
+def announce(destination: str, send: Callable[[], Sequence[Outcome]]) -> Outcome:
+    """`forget` for a destination that streams to stores pixel-relay cannot reach: the one
+    erasure record `send` sends (its outcomes, one item), as an Outcome an operator reads."""
+    from botocore.exceptions import ParamValidationError
+
+    try:
+        [outcome] = send()
+    except ParamValidationError as error:
+        return Outcome(Verdict.REJECTED, build_refusal(destination, "erasure record", error))
+    except Exception as error:  # reported to the operator, who runs the command again
+        return unexpected_failure(destination, "erasure record", error)
+    if outcome.verdict is Verdict.DELIVERED:
+        return Outcome(Verdict.DELIVERED, "erasure record sent")
+    return outcome
 
 
 class Destination(ABC):
@@ -96,6 +158,9 @@ class Destination(ABC):
     consumer has already taken off the time it needs afterwards to settle the batch."""
 
     name: str  # as DESTINATIONS names it
+    # True when `forget` sends an erasure record downstream (a new record every call) rather
+    # than erasing in place: `make ops ARGS="forget ..."` then sends it once per visitor.
+    announces_erasure: ClassVar[bool] = False
 
     @abstractmethod
     def deliver(self, events: Sequence[Event], time_left: TimeLeft = None) -> list[Outcome]:
@@ -154,6 +219,11 @@ class DestinationPlugin(ABC, Generic[SettingsT]):
     def iam_statements(self) -> list[Statement]:
         """What the consumer's role needs for it, on its own resources only (`own_arn`);
         [] for a destination that is not an AWS service."""
+
+    def erasure_statements(self) -> list[Statement]:
+        """What the operator who runs `make ops ARGS="forget ..."` needs for its `forget`,
+        on its own resources only; [] when it keeps nothing to erase."""
+        return []
 
 
 # Helpers for destinations that call AWS APIs -----------------------------------------------

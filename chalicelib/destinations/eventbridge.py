@@ -15,14 +15,18 @@ from typing import TYPE_CHECKING, Any, Final
 
 from chalicelib import telemetry
 from chalicelib.destinations.base import (
+    ERASURE_EVENT_TYPE,
     Destination,
     DestinationPlugin,
     Setting,
     Statement,
+    Visitor,
+    announce,
     build_each,
     build_refusal,
     call_budget_ms,
     deliver_packed,
+    erasure_json,
     own_arn,
     read_answers,
     record_json,
@@ -96,6 +100,7 @@ class EventBridgeDestination(Destination):
     """Puts events on one EventBridge bus."""
 
     name = NAME
+    announces_erasure = True
 
     def __init__(
         self, client: EventBridgeClient, bus: str, source: str, call_budget_ms: int = 0
@@ -130,6 +135,19 @@ class EventBridgeDestination(Destination):
             self._call_budget_ms,
             NAME,
         )
+
+    def forget(self, visitor: Visitor, time_left: TimeLeft = None) -> Outcome:
+        """One entry with detail-type `_erasure` (no event type starts with _), so a rule
+        {"detail-type": ["_erasure"]} finds erasures and rules on event types never do."""
+        entry: dict[str, Any] = {
+            "Source": self._source,
+            "DetailType": ERASURE_EVENT_TYPE,
+            "Detail": erasure_json(visitor),
+            "EventBusName": self._bus,
+        }
+        if visitor.erased_at:
+            entry["Time"] = datetime.fromisoformat(visitor.erased_at)
+        return announce(NAME, lambda: self._send([entry]))
 
     def _send(self, entries: list[dict[str, Any] | None]) -> list[Outcome]:
         telemetry.count("EventBridgeCalls")
@@ -186,6 +204,10 @@ class EventBridge(DestinationPlugin[Settings]):
                 else own_arn("events", f"event-bus/{bus}"),
             }
         ]
+
+    def erasure_statements(self) -> list[Statement]:
+        """The erasure entry goes by the consumer's own call, on the same bus."""
+        return self.iam_statements()
 
 
 PLUGIN: Final = EventBridge

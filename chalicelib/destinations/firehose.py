@@ -19,9 +19,12 @@ from chalicelib.destinations.base import (
     DestinationPlugin,
     Setting,
     Statement,
+    Visitor,
+    announce,
     build_each,
     call_budget_ms,
     deliver_packed,
+    erasure_line,
     own_arn,
     read_answers,
     record_line,
@@ -62,6 +65,7 @@ class FirehoseDestination(Destination):
     """Writes events to one Firehose stream with PutRecordBatch."""
 
     name = NAME
+    announces_erasure = True
 
     def __init__(self, client: FirehoseClient, stream: str, call_budget_ms: int = 0) -> None:
         self._client = client
@@ -86,6 +90,11 @@ class FirehoseDestination(Destination):
             self._call_budget_ms,
             NAME,
         )
+
+    def forget(self, visitor: Visitor, time_left: TimeLeft = None) -> Outcome:
+        """One erasure record among the events: what Firehose already wrote (to S3, say)
+        stays there until a job downstream acts on the record (docs/erasure.md)."""
+        return announce(NAME, lambda: self._send([erasure_line(visitor)]))
 
     def _send(self, records: list[bytes | None]) -> list[Outcome]:
         telemetry.count("FirehoseCalls")
@@ -136,6 +145,10 @@ class Firehose(DestinationPlugin[Settings]):
                 "Resource": own_arn("firehose", f"deliverystream/{self.settings.stream}"),
             }
         ]
+
+    def erasure_statements(self) -> list[Statement]:
+        """The erasure record goes by the consumer's own call, on the same stream."""
+        return self.iam_statements()
 
 
 PLUGIN: Final = Firehose

@@ -28,9 +28,12 @@ from chalicelib.destinations.base import (
     DestinationPlugin,
     Setting,
     Statement,
+    Visitor,
+    announce,
     build_each,
     call_budget_ms,
     deliver_packed,
+    erasure_line,
     own_arn,
     read_answers,
     record_line,
@@ -114,6 +117,7 @@ class KinesisDestination(Destination):
     """Writes events to one Kinesis data stream with PutRecords."""
 
     name = NAME
+    announces_erasure = True
 
     def __init__(self, client: KinesisClient, settings: Settings, call_budget_ms: int = 0) -> None:
         self._client = client
@@ -145,6 +149,12 @@ class KinesisDestination(Destination):
             self._call_budget_ms,
             NAME,
         )
+
+    def forget(self, visitor: Visitor, time_left: TimeLeft = None) -> Outcome:
+        """One erasure record on the stream, keyed as the visitor's events are (by endpoint
+        id, else user id): a reader of that shard meets it after their earlier events."""
+        key = visitor.endpoint_id or visitor.user_id or ""
+        return announce(NAME, lambda: self._send([Record(erasure_line(visitor), key)]))
 
     def _send(self, records: list[Record | None]) -> list[Outcome]:
         telemetry.count("KinesisCalls")
@@ -205,6 +215,10 @@ class Kinesis(DestinationPlugin[Settings]):
                 "Resource": resource,
             }
         ]
+
+    def erasure_statements(self) -> list[Statement]:
+        """The erasure record goes by the consumer's own call, on the same stream."""
+        return self.iam_statements()
 
 
 PLUGIN: Final = Kinesis

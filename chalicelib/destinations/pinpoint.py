@@ -23,6 +23,7 @@ from chalicelib.destinations.base import (
     DestinationPlugin,
     Setting,
     Statement,
+    Visitor,
     build_refusal,
     call_budget_ms,
     own_arn,
@@ -287,6 +288,47 @@ class PinpointDestination(Destination):
             for index in range(len(events))
         ]
 
+    def forget(self, visitor: Visitor, time_left: TimeLeft = None) -> Outcome:
+        """DeleteEndpoint for an endpoint id, DeleteUserEndpoints for a user id: AWS's way
+        to delete an endpoint's data ("Deleting data from Amazon Pinpoint"). Events already
+        recorded stay in the project's analytics; only deleting the project removes them.
+        After Pinpoint's end of support (2026-10-30) AWS says its endpoints can no longer
+        be accessed: the call's failure is then the answer (docs/erasure.md)."""
+        done: list[str] = []
+        try:
+            if visitor.endpoint_id:
+                try:
+                    self._client.delete_endpoint(
+                        ApplicationId=self._application_id, EndpointId=visitor.endpoint_id
+                    )
+                    done.append("endpoint deleted")
+                except ClientError as error:
+                    if _status(error) != 404:
+                        raise
+                    done.append("nothing left: no such endpoint")
+            if visitor.user_id:
+                try:
+                    answer = self._client.delete_user_endpoints(
+                        ApplicationId=self._application_id, UserId=visitor.user_id
+                    )
+                    count = len(answer.get("EndpointsResponse", {}).get("Item", []))
+                    done.append(
+                        f"{count} endpoint(s) of the user deleted"
+                        if count
+                        else "nothing left: no endpoint of the user"
+                    )
+                except ClientError as error:
+                    if _status(error) != 404:
+                        raise
+                    done.append("nothing left: no endpoint of the user")
+        except ClientError as error:
+            code = error.response.get("Error", {}).get("Code", "")
+            reason = f"{error.operation_name} failed: {_status(error)} {code}".strip()
+            return Outcome(verdict_for_status(_status(error)), reason)
+        except (BotoCoreError, ParamValidationError) as error:
+            return Outcome(Verdict.RETRY, f"Pinpoint failed: {type(error).__name__}")
+        return Outcome(Verdict.DELIVERED, "; ".join(done) or "nothing to erase")
+
     def _send(self, request: PlannedRequest, pending: list[PlannedRequest]) -> _Answer:
         telemetry.count("PutEventsCalls")
         try:
@@ -381,6 +423,10 @@ def _json_size(value: Any) -> int:
     return len(json.dumps(value))
 
 
+def _status(error: ClientError) -> int:
+    return int(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
+
+
 class Pinpoint(DestinationPlugin[Settings]):
     name = NAME
     service = "pinpoint"
@@ -410,6 +456,21 @@ class Pinpoint(DestinationPlugin[Settings]):
                 "Sid": "RecordEvents",
                 "Effect": "Allow",
                 "Action": ["mobiletargeting:PutEvents"],
+                "Resource": [
+                    own_arn("mobiletargeting", f"apps/{application}"),
+                    own_arn("mobiletargeting", f"apps/{application}/*"),
+                ],
+            }
+        ]
+
+    def erasure_statements(self) -> list[Statement]:
+        """`forget`'s deletes, in the one project."""
+        application = self.settings.application_id
+        return [
+            {
+                "Sid": "ForgetPinpointEndpoints",
+                "Effect": "Allow",
+                "Action": ["mobiletargeting:DeleteEndpoint", "mobiletargeting:DeleteUserEndpoints"],
                 "Resource": [
                     own_arn("mobiletargeting", f"apps/{application}"),
                     own_arn("mobiletargeting", f"apps/{application}/*"),

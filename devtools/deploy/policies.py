@@ -14,6 +14,9 @@ policies are used instead. Each is built once, in one form, then rendered for a 
   without AWS credentials, so the three parts become `*`: every resource is still named
   exactly (queue, log group, stream, bus, table, key), only its account and region are not.
   Use the CloudFormation path where that matters (docs/deploy.md).
+- A stage with erasure on (`ERASURE_TABLE`) also gets `.chalice/policy-<stage>-forget.json`
+  (and the stack a managed policy): what an operator needs to run `make ops ARGS="forget
+  ..."` (`forget_policy`), for them to attach to their own role or user.
 
 Every action is one the code calls (tests/devtools/deploy/test_policies.py reads chalicelib
 for its boto3 calls), one Lambda's SQS poller needs, or a log or KMS action named below.
@@ -32,6 +35,7 @@ from typing import Any, Final
 from chalicelib.destinations import registry
 from chalicelib.destinations.base import own_arn
 from chalicelib.env import ConfigError
+from chalicelib.erasure import TABLE_VARIABLE as ERASURE_TABLE
 from devtools.paths import ROOT
 from devtools.queue_spec import KmsKey, chalice_config, queue_kms_key, stage_environment
 
@@ -203,6 +207,7 @@ def consumer_policy(
             *kms_statement(queue_kms_key(environment)),
             *destination_statements(environment),
             *dedupe_statements(environment),
+            *suppression_read_statements(environment),
         ],
     }
 
@@ -220,6 +225,84 @@ def dedupe_statements(environment: Mapping[str, str]) -> list[Policy]:
             "Resource": own_arn("dynamodb", f"table/{table}"),
         }
     ]
+
+
+def suppression_read_statements(environment: Mapping[str, str]) -> list[Policy]:
+    """The suppression list (ERASURE_TABLE): the consumer only reads it; the operator's
+    `forget` writes it (`forget_policy`)."""
+    table = environment.get(ERASURE_TABLE, "").strip()
+    if not table:
+        return []
+    return [
+        {
+            "Sid": "ReadErasureList",
+            "Effect": "Allow",
+            "Action": ["dynamodb:BatchGetItem"],
+            "Resource": own_arn("dynamodb", f"table/{table}"),
+        }
+    ]
+
+
+# What `forget` calls itself (devtools/ops/forget.py, devtools/ops/dlq/erase.py); each
+# destination adds its own through its plug-in's `erasure_statements`.
+FORGET_LIST_ACTIONS: Final = ("dynamodb:PutItem", "dynamodb:GetItem", "dynamodb:UpdateItem")
+FORGET_DEAD_LETTER_ACTIONS: Final = (
+    "sqs:GetQueueUrl",
+    "sqs:GetQueueAttributes",
+    "sqs:ReceiveMessage",
+    "sqs:ChangeMessageVisibility",
+    "sqs:DeleteMessage",
+)
+
+
+def forget_policy(environment: Mapping[str, str]) -> Policy:
+    """What an operator needs to run `make ops ARGS="forget ..."` on a stage with erasure
+    on: write the suppression list, read and delete on the dead-letter queue (decrypting
+    with the queues' key, if the stage names one), and each configured destination's own
+    `erasure_statements`. Nothing of the events queue: the consumer drops what is there."""
+    table = environment[ERASURE_TABLE].strip()
+    statements: list[Policy] = [
+        {
+            "Sid": "WriteErasureList",
+            "Effect": "Allow",
+            "Action": list(FORGET_LIST_ACTIONS),
+            "Resource": own_arn("dynamodb", f"table/{table}"),
+        },
+        {
+            "Sid": "EraseDeadLetters",
+            "Effect": "Allow",
+            "Action": list(FORGET_DEAD_LETTER_ACTIONS),
+            "Resource": queue_arn(environment["DEAD_LETTER_QUEUE"]),
+        },
+    ]
+    key = queue_kms_key(environment)
+    if key is not None:
+        decrypt: Policy = {
+            "Sid": "ReadQueueKey",
+            "Effect": "Allow",
+            "Action": ["kms:Decrypt"],
+            "Resource": key.grantable_arn,
+        }
+        if key.condition is not None:
+            decrypt["Condition"] = key.condition
+        statements.append(decrypt)
+    for plugin in registry.configure(registry.configured_names(environment), environment):
+        own = plugin.erasure_statements()
+        for statement in own:
+            for resource in resources(statement):
+                problem = wildcard_problem(resource)
+                if problem:
+                    raise PolicyError(
+                        f"destination {plugin.name}: erasure_statements grants {resource!r},"
+                        f" which {problem}; build the ARN with"
+                        " chalicelib.destinations.base.own_arn(service, resource)"
+                    )
+        statements.extend(dict(statement) for statement in own)
+    return {"Version": "2012-10-17", "Statement": statements}
+
+
+def forget_policy_file(stage: str) -> str:
+    return f"policy-{stage}-forget.json"
 
 
 def stage_policies(
@@ -286,6 +369,10 @@ def policy_files(root: Path = ROOT) -> dict[Path, Policy]:
             name = settings.get("iam_policy_file")
             if name and function in policies:
                 files[root / ".chalice" / name] = for_chalice(policies[function])
+        environment = stage_environment(stage, root)
+        if environment.get(ERASURE_TABLE, "").strip():
+            forget = for_chalice(forget_policy(environment))
+            files[root / ".chalice" / forget_policy_file(stage)] = forget
     return files
 
 

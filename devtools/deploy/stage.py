@@ -40,6 +40,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from chalicelib.config import QueueWiring
 from chalicelib.env import ConfigError
 from devtools.deploy.bytecode import compile_tree
+from devtools.deploy.erasure_table import ensure_erasure_table
 from devtools.deploy.inventory import (
     Adoption,
     Inventory,
@@ -160,6 +161,11 @@ def deploy(
     events, dead_letters = ensure_queues(clients.sqs, spec)
     for state in (events, dead_letters):
         print(f"queue {state.describe()}")
+    # The suppression list, with erasure on (devtools/deploy/erasure_table.py).
+    dynamodb = boto3.client("dynamodb", region_name=clients.region)
+    erasure_table = ensure_erasure_table(dynamodb, stage_environment(stage, root))
+    if erasure_table is not None:
+        print(f"table {erasure_table.describe()}")
     # Chalice zips chalicelib/ as it is on disk, __pycache__ included: with its bytecode
     # there, Lambda does not compile our modules at each cold start (dependencies, which
     # Chalice zips itself, still are; `make package` compiles the whole bundle).

@@ -29,8 +29,14 @@ from typing import Any, Final
 
 from chalicelib.config import QueueWiring
 from chalicelib.destinations import registry
+from chalicelib.erasure import TABLE_VARIABLE as ERASURE_TABLE
 from devtools import hooks
-from devtools.deploy.policies import for_cloudformation, function_name, stage_policies
+from devtools.deploy.policies import (
+    for_cloudformation,
+    forget_policy,
+    function_name,
+    stage_policies,
+)
 from devtools.deploy.settings import DeploySettings
 from devtools.paths import ROOT
 from devtools.queue_spec import (
@@ -122,6 +128,7 @@ def merge_template(stage: str, root: Path = ROOT) -> dict[str, Any]:
     }
     resources.update(_waf(stage, settings))
     resources.update(_dedupe_table(environment))
+    resources.update(_erasure(stage, environment))
     added = destination_fragments(environment)
     resources.update(added["Resources"])
     return {
@@ -179,6 +186,7 @@ def merge_template(stage: str, root: Path = ROOT) -> dict[str, Any]:
                 )
             },
             "WebAclArn": {"Condition": "WafEnabled", "Value": _get_att("WebAcl", "Arn")},
+            **_erasure_outputs(environment),
         },
     }
 
@@ -250,6 +258,45 @@ def _dedupe_table(environment: dict[str, str]) -> dict[str, Any]:
             },
         }
     }
+
+
+def _erasure(stage: str, environment: dict[str, str]) -> dict[str, Any]:
+    """With erasure on (ERASURE_TABLE): the suppression list, which the consumer's role may
+    read (`make policies`' statement), and a managed policy for the operators who run
+    `make ops ARGS="forget ..."`, to attach to their own role or user. The table is kept
+    when the stack is deleted: without it, a forgotten visitor's replayed events would be
+    delivered again. It holds digests, never an id."""
+    table = environment.get(ERASURE_TABLE, "").strip()
+    if not table:
+        return {}
+    return {
+        "ErasureTable": {
+            "Type": "AWS::DynamoDB::Table",
+            "DeletionPolicy": "Retain",
+            "UpdateReplacePolicy": "Retain",
+            "Properties": {
+                "TableName": table,
+                "BillingMode": "PAY_PER_REQUEST",
+                "AttributeDefinitions": [{"AttributeName": "id", "AttributeType": "S"}],
+                "KeySchema": [{"AttributeName": "id", "KeyType": "HASH"}],
+            },
+        },
+        "ForgetPolicy": {
+            "Type": "AWS::IAM::ManagedPolicy",
+            "Properties": {
+                # IAM is global: the region keeps two stacks of one stage apart.
+                "ManagedPolicyName": _sub(f"pixel-relay-{stage}-forget-${{AWS::Region}}"),
+                "Description": f'make ops ARGS="forget --stage {stage} ...": erasure of a visitor',
+                "PolicyDocument": for_cloudformation(forget_policy(environment)),
+            },
+        },
+    }
+
+
+def _erasure_outputs(environment: dict[str, str]) -> dict[str, Any]:
+    if not environment.get(ERASURE_TABLE, "").strip():
+        return {}
+    return {"ForgetPolicyArn": {"Value": _ref("ForgetPolicy")}}
 
 
 # What destinations add ---------------------------------------------------------------------

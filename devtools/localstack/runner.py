@@ -46,6 +46,7 @@ import boto3
 from chalicelib.config import Settings
 from chalicelib.destinations import registry
 from chalicelib.env import ConfigError
+from devtools.deploy.erasure_table import ensure_erasure_table
 from devtools.localstack.demo_server import DemoServer
 from devtools.localstack.doubles import stand_in_ports
 from devtools.localstack.dry_run import DryRun
@@ -316,6 +317,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         create_queues(sqs, spec)
         say(f"sqs: moto on {sqs_url}: {spec.events_queue}, {spec.dead_letter_queue}")
+        if dry_run:
+            # With erasure on, the consumer reads its list on every batch: a moto table.
+            erasure_table = ensure_erasure_table(
+                boto3.client(
+                    "dynamodb",
+                    endpoint_url=sqs_url,
+                    region_name=REGION,
+                    aws_access_key_id="testing",
+                    aws_secret_access_key="testing",
+                ),
+                stage_env,
+            )
+            if erasure_table is not None:
+                environment["AWS_ENDPOINT_URL_DYNAMODB"] = sqs_url
+                say(f"dynamodb: moto on {sqs_url}: {erasure_table.describe()}")
 
         dry_run_pieces: DryRun | None = None
         if dry_run:

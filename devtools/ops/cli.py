@@ -41,6 +41,7 @@ from chalicelib.hits import HitPolicy, HitRefusedError, parse_hit
 from devtools import hooks
 from devtools.deploy.verify import Deployment, default_stack_name, find_deployment
 from devtools.errors import one_line
+from devtools.ops import forget
 from devtools.ops import gtm as ops_gtm
 from devtools.ops.check import CheckPlan, run_check
 from devtools.ops.dlq.journal import Journal, JournalBusyError
@@ -452,6 +453,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     check.add_argument(
         "--referer", help="a page of your site, sent as Referer (stages with an origin allowlist)"
     )
+    forget.add_parser(commands, common)
     return parser.parse_args(argv)
 
 
@@ -467,7 +469,12 @@ def main(
         ops = Ops()
     out = out or sys.stdout
     err = err or sys.stderr
-    commands = {"dlq": dlq_command, "url": url_command, "check": check_command}
+    commands = {
+        "dlq": dlq_command,
+        "url": url_command,
+        "check": check_command,
+        "forget": forget.forget_command,
+    }
     try:
         return commands[args.command](args, ops, out, err)
     except (ClientError, BotoCoreError, OSError) as error:  # one line, no traceback

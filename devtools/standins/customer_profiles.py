@@ -4,7 +4,8 @@ moto does not implement Customer Profiles, so this small HTTP server speaks just
 its REST API (rest-json, paths from botocore's model) for a real boto3 client pointed at
 `url` to work: BatchPutProfileObject, PutProfileObject, PutProfileObjectType,
 GetProfileObjectType, GetDomain, the reads `ops check` makes (SearchProfiles by a key,
-ListProfileObjects of a profile) and DeleteProfile, and the event trigger operations
+ListProfileObjects of a profile), the deletes `forget` makes (DeleteProfileObject,
+DeleteProfile), and the event trigger operations
 (`devtools.standins.event_triggers`, which also says which triggers each accepted object
 fires). It checks every request against botocore's model, applies an object type's keys and
 its `_profile` targets the way the service documents them (a UNIQUE key replaces the object
@@ -88,6 +89,7 @@ _ROUTES: Final[tuple[tuple[str, re.Pattern[str], str], ...]] = (
     ("PUT", re.compile(r"/domains/([^/]+)/profiles/objects"), "PutProfileObject"),
     ("POST", re.compile(r"/domains/([^/]+)/profiles/objects"), "ListProfileObjects"),
     ("POST", re.compile(r"/domains/([^/]+)/profiles/search"), "SearchProfiles"),
+    ("POST", re.compile(r"/domains/([^/]+)/profiles/objects/delete"), "DeleteProfileObject"),
     ("POST", re.compile(r"/domains/([^/]+)/profiles/delete"), "DeleteProfile"),
     ("PUT", re.compile(r"/domains/([^/]+)/object-types/([^/]+)"), "PutProfileObjectType"),
     ("GET", re.compile(r"/domains/([^/]+)/object-types/([^/]+)"), "GetProfileObjectType"),
@@ -300,6 +302,8 @@ class ProfilesStandIn(StandIn[RecordedRequest, AcceptedObject]):
             return _search_profiles(state, body)
         if operation == "ListProfileObjects":
             return _list_profile_objects(state, body)
+        if operation == "DeleteProfileObject":
+            return _delete_profile_object(state, body)
         if operation == "DeleteProfile":
             return _delete_profile(state, body)
         return self._put_object(path[0], state, body)
@@ -480,6 +484,22 @@ def _query_members(query: Mapping[str, str]) -> JsonObject:
     return members
 
 
+# Reads and deletes (ops check, forget) ----------------------------------------------------
+#
+# What `ops check` and `make ops ARGS="forget ..."` call. In AWS's words (API reference):
+# SearchProfiles "searches for profiles within a specific domain using one or more
+# predefined search keys ... and/or custom-defined search keys" (an object type's keys are
+# searchable: "a Key is a special element that can be used to search for a customer
+# profile"), with AND or OR over up to 5 key-values pairs, 20 profiles a page unless
+# MaxResults says otherwise;
+# ListProfileObjects "returns a list of objects associated with a profile of a given
+# ProfileObjectType" (its ObjectFilter "is only supported for ObjectTypeName _asset, _case
+# and _order"); DeleteProfileObject "removes an object associated with a profile";
+# DeleteProfile "deletes the standard customer profile and all data pertaining to the
+# profile", which this stand-in takes to include its objects, its keys and its values. An
+# unknown profile or object is answered 404 (ResourceNotFoundException, which each declares).
+
+
 def _page(items: list[JsonObject], body: JsonObject) -> JsonObject:
     """One page of `items` and the token for the next (an offset: opaque to the client)."""
     start = (
@@ -495,28 +515,32 @@ def _page(items: list[JsonObject], body: JsonObject) -> JsonObject:
 
 
 def _search_profiles(state: _Domain, body: JsonObject) -> JsonObject:
-    """The profiles a key finds: `_profileId`, or a key an object type defines ("A Key is a
-    special element that can be used to search for a customer profile", ObjectTypeKey). The
-    stand-in searches by one key only."""
-    if "AdditionalSearchKeys" in body or "LogicalOperator" in body:
-        raise RequestError(400, "The stand-in searches by KeyName and Values only")
-    key_name = body["KeyName"]
-    found: list[str] = []
-    for value in body["Values"]:
-        profile_id = (
-            value
-            if key_name == "_profileId" and value in state.profiles
-            else state.profile_index.get((key_name, value))
-        )
-        if profile_id is not None and profile_id not in found:
-            found.append(profile_id)
-    items = [
-        {
-            **json.loads(json.dumps(state.profiles[profile_id])),
-            "FoundByItems": [{"KeyName": key_name, "Values": list(body["Values"])}],
-        }
-        for profile_id in found
+    searches = [(body["KeyName"], body["Values"])] + [
+        (key["KeyName"], key["Values"]) for key in body.get("AdditionalSearchKeys", [])
     ]
+    found: list[dict[str, list[str]]] = []  # per search: profile id -> values it matched
+    for key_name, values in searches:
+        matched: dict[str, list[str]] = {}
+        for value in values:
+            if key_name == "_profileId":
+                profile_id = value if value in state.profiles else None
+            else:
+                profile_id = state.profile_index.get((key_name, value))
+            if profile_id is not None:
+                matched.setdefault(profile_id, []).append(value)
+        found.append(matched)
+    ids = list(dict.fromkeys(p for matched in found for p in matched))
+    if body.get("LogicalOperator", "OR") == "AND":
+        ids = [p for p in ids if all(p in matched for matched in found)]
+    items: list[JsonObject] = []
+    for profile_id in ids:
+        profile = json.loads(json.dumps(state.profiles[profile_id]))
+        profile["FoundByItems"] = [
+            {"KeyName": key_name, "Values": matched[profile_id]}
+            for (key_name, _), matched in zip(searches, found, strict=True)
+            if profile_id in matched
+        ]
+        items.append(profile)
     return _page(items, body)
 
 
@@ -539,6 +563,26 @@ def _list_profile_objects(state: _Domain, body: JsonObject) -> JsonObject:
         and state.object_profiles.get((kind, unique)) == profile_id
     ]
     return _page(items, body)
+
+
+def _delete_profile_object(state: _Domain, body: JsonObject) -> JsonObject:
+    """One object of a profile, by its unique key ("Removes an object associated with a
+    profile of a given ProfileObjectType", DeleteProfileObject)."""
+    _object_type(state, body["ObjectTypeName"])
+    profile_id = body["ProfileId"]
+    if profile_id not in state.profiles:
+        raise RequestError(404, f"Profile {profile_id} was not found")
+    for found, key in list(state.object_keys.items()):
+        if (
+            found[0] == body["ObjectTypeName"]
+            and key == body["ProfileObjectUniqueKey"]
+            and state.object_profiles.get(found) == profile_id
+        ):
+            del state.objects[found]
+            del state.object_keys[found]
+            del state.object_profiles[found]
+            return {"Message": "Profile object deleted"}
+    raise RequestError(404, f"Profile object {body['ProfileObjectUniqueKey']} was not found")
 
 
 def _delete_profile(state: _Domain, body: JsonObject) -> JsonObject:

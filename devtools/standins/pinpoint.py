@@ -6,6 +6,10 @@ boto3 client pointed at `url` to send batches and parse both results and errors.
 enforces the per-request limits the real service enforces, can be told to fail or stall
 on purpose, and records what it accepted. Standard library only.
 
+Forgetting a visitor (`make ops ARGS="forget ..."`) adds DeleteEndpoint
+(`DELETE /v1/apps/{application-id}/endpoints/{endpoint-id}`) and DeleteUserEndpoints
+(`DELETE /v1/apps/{application-id}/users/{user-id}`), over the endpoints PutEvents created.
+
 Run `.venv/bin/python -m devtools.standins.pinpoint --port 9100 --application app-1` to serve until
 killed, printing one JSON line per accepted event on stdout.
 """
@@ -140,6 +144,8 @@ class PinpointStandIn(StandIn[RecordedRequest, AcceptedEvent]):
         self._rejections: dict[str, _Rejection] = {}
         self._request_fault: RequestFault | None = None
         self._event_fault: EventFault | None = None
+        # application id -> endpoint id -> its user id (None: no user), as PutEvents left it
+        self._endpoints: dict[str, dict[str, str | None]] = {}
 
     _name = "pinpoint-standin"
 
@@ -269,6 +275,63 @@ class PinpointStandIn(StandIn[RecordedRequest, AcceptedEvent]):
             return rejection.status, rejection.message
         return _ACCEPTED, "Accepted"
 
+    # Forgetting a visitor: the endpoints PutEvents created, and their deletion. AWS: "To
+    # delete all the data for a specific endpoint, you can use the Amazon Pinpoint API to
+    # delete the endpoint" (DeleteEndpoint); DeleteUserEndpoints "deletes all the endpoints
+    # that are associated with a specific user ID". Both answer 202 with what was deleted.
+    # An unknown endpoint, or a user with no endpoint, is answered 404 (NotFoundException).
+
+    def _accept(self, record: AcceptedEvent) -> None:
+        super()._accept(record)
+        user = record.endpoint.get("User", {}).get("UserId")
+        endpoints = self._endpoints.setdefault(record.application_id, {})
+        if user is not None or record.endpoint_id not in endpoints:
+            endpoints[record.endpoint_id] = user
+
+    def endpoints(self, application_id: str) -> dict[str, str | None]:
+        """The project's endpoints now: endpoint id -> user id (a copy)."""
+        with self._lock:
+            return dict(self._endpoints.get(application_id, {}))
+
+    def _delete(self, application_id: str, kind: str, name: str) -> _Reply:
+        """Decide, record and build the answer to a DeleteEndpoint ("endpoints") or
+        DeleteUserEndpoints ("users") request."""
+        request_id = str(uuid.uuid4())
+        operation = "DeleteEndpoint" if kind == "endpoints" else "DeleteUserEndpoints"
+        member = "EndpointId" if kind == "endpoints" else "UserId"
+        with self._lock:
+            failure = self._failures.popleft() if self._failures else None
+            delay = self._next_delay()
+            request = {"ApplicationId": application_id, member: name}
+            problems = base.model_problems("pinpoint", operation, request)
+            endpoints = self._endpoints.get(application_id, {})
+            if kind == "endpoints":
+                deleted = [name] if name in endpoints else []
+            else:
+                deleted = [e for e, user in endpoints.items() if user == name]
+            if failure is not None:
+                status, message = failure, f"Stand-in failure ({failure})"
+            elif problems:
+                status, message = 400, problems
+            elif application_id not in self._applications or not deleted:
+                status, message = 404, "Resource not found"
+            else:
+                status, message = _ACCEPTED, ""
+            self._record(RecordedRequest(application_id, request, status))
+            if status != _ACCEPTED:
+                reply = {"Message": message, "RequestID": request_id}
+                return _Reply(status, reply, request_id, _error_type(status), delay)
+            items = [
+                {"ApplicationId": application_id, "Id": e, "User": {"UserId": endpoints[e]}}
+                if endpoints[e]
+                else {"ApplicationId": application_id, "Id": e}
+                for e in deleted
+            ]
+            for endpoint_id in deleted:
+                del endpoints[endpoint_id]
+            body = items[0] if kind == "endpoints" else {"Item": items}
+            return _Reply(_ACCEPTED, body, request_id, delay=delay)
+
 
 def model_problems(application_id: str, body: JsonObject) -> str:
     """What botocore's own Pinpoint model says is wrong with a PutEvents request ("" if
@@ -337,6 +400,18 @@ class _Handler(RestJsonHandler[PinpointStandIn]):
         self._not_allowed()
 
     def do_DELETE(self) -> None:
+        parts = urlsplit(self.path).path.split("/")
+        # ["", "v1", "apps", "{application-id}", "endpoints" or "users", "{id}"]
+        if (
+            len(parts) == 6
+            and parts[:3] == ["", "v1", "apps"]
+            and parts[4] in ("endpoints", "users")
+        ):
+            self.read_body_within(MAX_REQUEST_BYTES)
+            reply = self.service._delete(unquote(parts[3]), parts[4], unquote(parts[5]))
+            if self.service._wait_to_answer(reply.delay):
+                self._send(reply)
+            return
         self._not_allowed()
 
     def _not_allowed(self) -> None:

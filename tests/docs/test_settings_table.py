@@ -48,6 +48,7 @@ NOT_SETTINGS = {
     "UUID": 'the id of an event source mapping in Lambda\'s answers (`mapping["UUID"]`)',
     "CHALICE_ON_MOTO_FAIL": "what a deploy test tells the chalice child process it starts",
     "TMPDIR": "the system's temporary folder, passed on to a child process a test starts",
+    "SS": 'DynamoDB\'s string-set type in an item the erasure list reads (`item[...].get("SS")`)',
 }
 # The column "set in" says where a value goes; each place is checked against its source.
 ENVIRONMENT_PLACES = {".chalice/config.json", "shell"}

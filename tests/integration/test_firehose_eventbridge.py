@@ -17,7 +17,9 @@ import boto3
 import pytest
 
 from chalicelib import runtime
+from chalicelib.destinations.base import Visitor
 from chalicelib.events import EventRecord
+from chalicelib.outcomes import Verdict
 from tests.integration.harness import Pipeline, default_session
 
 
@@ -229,3 +231,47 @@ def test_one_poisoned_field_never_fails_the_batch_at_any_destination(
     )
     assert all("2026-11-30" not in reason for _, reason in reasons)
     assert pipeline.queued() == 0
+
+
+ERASED_AT = "2026-12-07T10:00:00.000Z"
+
+
+def test_forget_sends_firehose_one_erasure_line_among_the_events(
+    pipeline: Pipeline, targets: Targets, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    use(monkeypatch, "firehose")
+    send(pipeline, 5)
+    pipeline.consumer().drain()
+    [plugin] = runtime.destinations()
+    outcome = plugin.create().forget(Visitor(endpoint_id="ep-2", erased_at=ERASED_AT))
+    assert (outcome.verdict, outcome.reason) == (Verdict.DELIVERED, "erasure record sent")
+    lines = targets.firehose_lines()
+    assert len(lines) == 6
+    [erasure] = [line for line in lines if line["event_type"] == "_erasure"]
+    assert erasure == {
+        "event_type": "_erasure",
+        "endpoint_id": "ep-2",
+        "user_id": None,
+        "erased_at": ERASED_AT,
+    }
+    # The same columns as an event's: one table over the bucket reads both.
+    assert set(erasure) <= set(EventRecord.__annotations__) | {"erased_at"}
+
+
+def test_forget_puts_an_erasure_entry_on_the_bus_that_event_rules_never_match(
+    pipeline: Pipeline, targets: Targets, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    use(monkeypatch, "eventbridge")
+    [plugin] = runtime.destinations()
+    outcome = plugin.create().forget(Visitor(user_id="U1", erased_at=ERASED_AT))
+    assert outcome.verdict is Verdict.DELIVERED
+    [entry] = targets.bus_events()  # the fixture's rule: every entry of source pixel-relay
+    assert entry["source"] == "pixel-relay"
+    assert entry["detail-type"] == "_erasure"  # no event type may start with _
+    assert entry["time"] == "2026-12-07T10:00:00Z"
+    assert entry["detail"] == {
+        "event_type": "_erasure",
+        "endpoint_id": None,
+        "user_id": "U1",
+        "erased_at": ERASED_AT,
+    }

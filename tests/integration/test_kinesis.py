@@ -17,6 +17,8 @@ import boto3
 import pytest
 
 from chalicelib import runtime
+from chalicelib.destinations.base import Visitor
+from chalicelib.outcomes import Verdict
 from tests.integration.harness import Pipeline, default_session
 
 SHARDS = 4
@@ -150,3 +152,46 @@ def test_a_missing_stream_loses_nothing(
     first = consumer.poll()
     assert first.received == 3
     assert pipeline.queued() == 3
+
+
+def test_forget_puts_one_erasure_record_on_the_shard_of_the_visitors_events(
+    pipeline: Pipeline, stream: Stream, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """docs/erasure.md: keyed as their events are, so a reader of that shard meets the
+    erasure after every earlier event of the endpoint."""
+    use(monkeypatch, "kinesis")
+    send(pipeline, 12)
+    pipeline.consumer().drain()
+    [plugin] = runtime.destinations()
+    destination = plugin.create()
+    assert destination.announces_erasure
+    visitor = Visitor(endpoint_id="ep-3", erased_at="2026-12-07T10:00:00.000Z")
+    outcome = destination.forget(visitor)
+    assert (outcome.verdict, outcome.reason) == (Verdict.DELIVERED, "erasure record sent")
+    records = stream.records()
+    [erasure] = [r for r in records if json.loads(r["data"])["event_type"] == "_erasure"]
+    assert json.loads(erasure["data"]) == {
+        "event_type": "_erasure",
+        "endpoint_id": "ep-3",
+        "user_id": None,
+        "erased_at": "2026-12-07T10:00:00.000Z",
+    }
+    assert erasure["data"].endswith(b"\n")
+    assert erasure["key"] == "ep-3"
+    on_its_shard = [r for r in records if r["shard"] == erasure["shard"]]
+    assert on_its_shard[-1] == erasure
+    assert {json.loads(r["data"])["endpoint_id"] for r in records if r["key"] == "ep-3"} == {"ep-3"}
+    # A user id is the key when the visitor has no endpoint id.
+    destination.forget(Visitor(user_id="U1", erased_at="2026-12-07T10:00:00.000Z"))
+    assert [r["key"] for r in stream.records() if b"U1" in r["data"]] == ["U1"]
+
+
+def test_forget_on_a_missing_stream_is_a_retry_with_the_reason(
+    pipeline: Pipeline, stream: Stream, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("KINESIS_STREAM", "no-such-stream")
+    use(monkeypatch, "kinesis")
+    [plugin] = runtime.destinations()
+    outcome = plugin.create().forget(Visitor(endpoint_id="ep-1"))
+    assert outcome.verdict is Verdict.RETRY
+    assert "ResourceNotFoundException" in outcome.reason

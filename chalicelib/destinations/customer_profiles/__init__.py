@@ -14,7 +14,8 @@ the keys, the fields, the object and the rates.
 - `settings`: PROFILES_* and what they allow;
 - `object_type`: the stored object and its object type;
 - `planning`: which objects share a call, which calls go in order;
-- `delivery`: the calls and their answers.
+- `delivery`: the calls and their answers;
+- `erasure`: forgetting a visitor (their profile and its objects), for the operator.
 """
 
 from __future__ import annotations
@@ -77,6 +78,27 @@ class CustomerProfiles(DestinationPlugin[Settings]):
                 "Effect": "Allow",
                 "Action": ["profile:PutProfileObject"],
                 # IAM lists both the domain and the object type as this action's resources.
+                "Resource": [
+                    own_arn("profile", f"domains/{domain}"),
+                    own_arn("profile", f"domains/{domain}/object-types/{object_type}"),
+                ],
+            }
+        ]
+
+    def erasure_statements(self) -> list[Statement]:
+        """`forget` finds the visitor's profiles, lists and deletes pixel-relay's objects on
+        them and deletes the profiles, in the one domain."""
+        domain, object_type = self.settings.domain, self.settings.object_type
+        return [
+            {
+                "Sid": "ForgetProfiles",
+                "Effect": "Allow",
+                "Action": [
+                    "profile:SearchProfiles",
+                    "profile:ListProfileObjects",
+                    "profile:DeleteProfileObject",
+                    "profile:DeleteProfile",
+                ],
                 "Resource": [
                     own_arn("profile", f"domains/{domain}"),
                     own_arn("profile", f"domains/{domain}/object-types/{object_type}"),

@@ -14,7 +14,7 @@ import json
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any, Final, Protocol
+from typing import TYPE_CHECKING, Any, Final, Protocol, cast
 
 from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
 
@@ -22,12 +22,14 @@ from chalicelib import telemetry
 from chalicelib.destinations.base import (
     Destination,
     RequestRefusedError,
+    Visitor,
     build_refusal,
     client_error_outcome,
     send_halving,
     unexpected_failure,
     verdict_for_status,
 )
+from chalicelib.destinations.customer_profiles.erasure import ErasureClient, ProfileEraser
 from chalicelib.destinations.customer_profiles.object_type import (
     MAX_OBJECT_CHARS,
     profile_object,
@@ -135,6 +137,11 @@ class CustomerProfilesDestination(Destination):
         return [
             _with_profile(outcome, event) for outcome, event in zip(outcomes, events, strict=True)
         ]
+
+    def forget(self, visitor: Visitor, time_left: TimeLeft = None) -> Outcome:
+        """The visitor's profiles and pixel-relay's objects on them, deleted (`erasure`)."""
+        client = cast(ErasureClient, self._client)  # boto3's client has every operation
+        return ProfileEraser(client, self._domain, self._object_type).forget(visitor)
 
     def _run_lanes(self, lanes: list[_Lane], time_left: TimeLeft, stop: _Stop) -> list[_Answered]:
         """Every lane's outcomes, in lane order: at most `write_threads` lanes at once."""

@@ -18,6 +18,7 @@ from typing import Any, Protocol, cast
 import boto3
 
 from chalicelib.destinations import registry
+from chalicelib.destinations.base import ERASURE_EVENT_TYPE
 from devtools import hooks
 from devtools.offline import REGION
 
@@ -58,7 +59,14 @@ class Setup:
     receive: Receive
 
     def receive_record(self, record: Mapping[str, Any], raw: Any) -> None:
-        """A delivered pixel-relay record (Event.to_record()), as read back."""
+        """A delivered pixel-relay record (Event.to_record()), as read back; or an erasure
+        record (`make ops ARGS="forget ..."`), which has no event id and shows as an event
+        of type `_erasure` at its time."""
+        if record.get("event_type") == ERASURE_EVENT_TYPE:
+            event = {"EventType": ERASURE_EVENT_TYPE, "Timestamp": record.get("erased_at") or ""}
+            who = record.get("endpoint_id") or record.get("user_id") or ""
+            self.receive(who, "", event, raw)
+            return
         self.receive(record["endpoint_id"], record["event_id"], pinpoint_shape(record), raw)
 
     def client(self, service: str, endpoint_url: str | None = None) -> Any:

@@ -7,6 +7,7 @@ putting it back after a fix. One module per job:
 - `journal`: the replay's memory across kills, and the protocol it keeps;
 - `replay`: the journalled replay, any selection, nothing lost and nothing sent twice;
 - `move_task`: an unfiltered replay as SQS's own message move task, run server-side.
+- `erase`: a forgotten visitor's messages deleted, and no one else's (`forget`).
 
 Reading a queue means receiving its messages, which hides each one for a while (the *hold*):
 that is what keeps two readers, or one long scan, from seeing a message twice. Nothing else

@@ -197,6 +197,11 @@ class Scanner:
         for message_id in message_ids:
             self._held.pop(message_id, None)
 
+    def holding(self) -> int:
+        """How many messages this scan holds hidden now (received, neither deleted nor
+        released yet)."""
+        return len(self._held)
+
     def release(self) -> None:
         """Make every message still held visible again, so the next command sees it now."""
         handles = list(self._held.values())

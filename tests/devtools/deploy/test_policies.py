@@ -16,11 +16,14 @@ import pytest
 from chalicelib.destinations import registry
 from chalicelib.destinations.base import own_arn
 from devtools.deploy.policies import (
+    FORGET_DEAD_LETTER_ACTIONS,
+    FORGET_LIST_ACTIONS,
     KMS_ACTIONS,
     POLLER_ACTIONS,
     PolicyError,
     consumer_policy,
     for_chalice,
+    forget_policy,
     pixel_policy,
     policy_files,
     render,
@@ -273,26 +276,47 @@ def _services_of(tree: ast.Module) -> set[str]:
     return services
 
 
-def _client_calls(tree: ast.Module) -> set[str]:
-    """Methods called on an attribute or name `_client`: self._client.send_message(...)."""
+def _operators_code(node: ast.AST) -> bool:
+    """Code the operator runs (`make ops ARGS="forget ..."`), never the consumer: a
+    destination's `forget`, and a class whose name ends in Eraser."""
+    return (isinstance(node, ast.FunctionDef) and node.name == "forget") or (
+        isinstance(node, ast.ClassDef) and node.name.endswith("Eraser")
+    )
+
+
+def _client_calls(tree: ast.Module, operator: bool = False) -> set[str]:
+    """Methods called on an attribute or name `_client`: self._client.send_message(...);
+    in the operator's code (`operator`) or everywhere else."""
     calls: set[str] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+
+    def visit(node: ast.AST, in_operators: bool) -> None:
+        in_operators = in_operators or _operators_code(node)
+        if (
+            in_operators == operator
+            and isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+        ):
             owner = node.func.value
             name = owner.attr if isinstance(owner, ast.Attribute) else getattr(owner, "id", "")
             if name == "_client":
                 calls.add(node.func.attr)
+        for child in ast.iter_child_nodes(node):
+            visit(child, in_operators)
+
+    visit(tree, False)
     return calls
 
 
-def called_actions() -> set[str]:
-    """Every IAM action chalicelib's code needs, read from its source."""
+def called_actions(operator: bool = False) -> set[str]:
+    """Every IAM action chalicelib's code needs, read from its source: the functions' (the
+    consumer's and the pixel's), or with `operator` what `forget` calls."""
     actions: set[str] = set()
     for path in sorted((ROOT / "chalicelib").rglob("*.py")):
         source = path.read_text()
         tree = ast.parse(source)
-        actions |= {action for name, action in LIBRARY_CALLS.items() if name in source}
-        methods = _client_calls(tree)
+        if not operator:
+            actions |= {action for name, action in LIBRARY_CALLS.items() if name in source}
+        methods = _client_calls(tree, operator)
         if not methods:
             continue
         services = _services_of(tree)
@@ -323,6 +347,7 @@ def everything_environment() -> dict[str, str]:
     environment["DEDUPE_TABLE"] = "pixel-relay-dev-dedupe"
     environment["TOKEN_HS256_KEYS_PARAMETER"] = "/pixel-relay/keys"
     environment["QUEUE_KMS_KEY"] = KEY
+    environment["ERASURE_TABLE"] = "pixel-relay-dev-erasure"
     return environment
 
 
@@ -350,6 +375,62 @@ def test_every_action_granted_is_called_and_every_call_is_granted() -> None:
     granted_or_alternative = granted | {"secretsmanager:GetSecretValue"}
     assert needed - granted_or_alternative == set(), "called but not granted"
     assert granted - needed == set(), "granted but never called"
+
+
+def test_the_operators_forget_is_granted_what_it_calls_and_no_more() -> None:
+    """`forget`'s policy: each destination's `forget` calls (read from chalicelib), a
+    streaming destination's one send (its consumer's own call, on the same resource), the
+    suppression list's writes and the dead-letter queue's reads and deletes; the functions'
+    policies get none of the operator's calls."""
+    environment = everything_environment()
+    granted = granted_actions([forget_policy(environment)])
+    announcing = {
+        action
+        for plugin in registry.configure(registry.known(), environment)
+        if plugin.create().announces_erasure
+        for statement in plugin.iam_statements()
+        for action in statement["Action"]
+    }
+    needed = (
+        called_actions(operator=True)
+        | announcing
+        | set(FORGET_LIST_ACTIONS)
+        | set(FORGET_DEAD_LETTER_ACTIONS)
+        | {"kms:Decrypt"}
+    )
+    assert called_actions(operator=True) >= {
+        "profile:SearchProfiles",
+        "profile:DeleteProfile",
+        "mobiletargeting:DeleteEndpoint",
+    }
+    assert needed - granted == set(), "called but not granted"
+    assert granted - needed == set(), "granted but never called"
+    functions = granted_actions([pixel_policy(environment, "p"), consumer_policy(environment, "c")])
+    assert functions & (called_actions(operator=True) | set(FORGET_LIST_ACTIONS)) == set()
+
+
+def test_the_consumer_only_reads_the_suppression_list() -> None:
+    environment = everything_environment()
+    [statement] = [
+        s
+        for s in consumer_policy(environment, "c")["Statement"]
+        if s["Resource"] == own_arn("dynamodb", "table/pixel-relay-dev-erasure")
+    ]
+    assert statement["Action"] == ["dynamodb:BatchGetItem"]
+
+
+def test_forget_file_only_for_a_stage_with_erasure_on(tmp_path: Path) -> None:
+    assert not [p for p in policy_files() if p.name.endswith("-forget.json")]
+    (tmp_path / ".chalice").mkdir()
+    config = chalice_config()
+    config["stages"]["dev"]["environment_variables"]["ERASURE_TABLE"] = "pixel-relay-dev-erasure"
+    (tmp_path / ".chalice" / "config.json").write_text(json.dumps(config))
+    files = policy_files(tmp_path)
+    forget = files[tmp_path / ".chalice" / "policy-dev-forget.json"]
+    text = json.dumps(forget)
+    assert "arn:*:dynamodb:*:*:table/pixel-relay-dev-erasure" in text
+    assert "arn:*:sqs:*:*:pixel-relay-dev-events-dlq" in text
+    assert "${" not in text
 
 
 def test_the_pixel_gets_only_the_pixels_calls() -> None:
