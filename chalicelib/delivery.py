@@ -262,10 +262,7 @@ class BatchDelivery:
             if len(answers) != len(events):
                 raise RuntimeError(f"{len(answers)} outcomes for {len(events)} events")
         except Exception as error:  # the batch must survive any one destination's bug
-            telemetry.logger.exception(
-                "destination failed",
-                extra={"destination": destination.name, "error": type(error).__name__},
-            )
+            telemetry.failure("destination failed", error, destination=destination.name)
             telemetry.count("DestinationErrors")
             reason = f"{destination.name} failed: {type(error).__name__}"
             return [Outcome(Verdict.RETRY, reason)] * len(events)

@@ -223,9 +223,8 @@ def build_each(
 def unexpected_failure(destination: str, action: str, error: Exception) -> Outcome:
     """A call that raised something no branch expected (a bug, a library surprise): retried,
     with the traceback logged, for the events of that call only."""
-    telemetry.logger.exception(
-        "destination call failed unexpectedly",
-        extra={"destination": destination, "action": action, "error": type(error).__name__},
+    telemetry.failure(
+        "destination call failed unexpectedly", error, destination=destination, action=action
     )
     return Outcome(Verdict.RETRY, f"{destination} {action} failed: {type(error).__name__}")
 

@@ -148,7 +148,8 @@ def _entry_outcome(answer: Mapping[str, Any]) -> Outcome:
     code = answer.get("ErrorCode")
     if not code:
         return DELIVERED
-    reason = f"{code} {answer.get('ErrorMessage', '')}".strip()
+    # The code, never the message: it may quote the entry (docs/operations.md#logs).
+    reason = f"PutEvents entry failed: {code}"
     return Outcome(Verdict.RETRY if code in RETRYABLE_ERRORS else Verdict.REJECTED, reason)
 
 

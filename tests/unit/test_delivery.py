@@ -233,6 +233,28 @@ def test_with_one_destination_that_raises_the_batch_is_retried_not_failed() -> N
     }
 
 
+def test_a_destinations_traceback_is_logged_without_its_exceptions_message(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """An exception's text may quote what it met (here an endpoint id): the log line has
+    the error's type and where it was raised, never its message (docs/operations.md#logs)."""
+
+    class Leaking(ScriptedDestination):
+        def deliver(self, events: Sequence[Event], time_left: TimeLeft = None) -> list[Outcome]:
+            raise ValueError(f"unexpected endpoint {events[0].endpoint_id}")
+
+    queues = FakeQueues()
+    BatchDelivery([Leaking({})], queues, queues, True).handle(
+        [queued_message(1, endpoint_id="ep-victim")]
+    )
+    [failed] = [r for r in caplog.records if r.getMessage() == "destination failed"]
+    assert failed.__dict__["error"] == "ValueError"
+    assert "in deliver" in failed.__dict__["traceback"]
+    assert failed.exc_info is None  # a formatted exception would carry its message
+    everything = [str(value) for record in caplog.records for value in record.__dict__.values()]
+    assert not [text for text in everything if "ep-victim" in text]
+
+
 # Two messages for one event in a batch ------------------------------------------------------
 
 

@@ -281,7 +281,8 @@ def test_check_reports_the_reason_when_the_consumer_rejects_the_test_event(
         api_url, sqs, QueueSpec.for_stage(STAGE).dead_letter_queue, probe, dead_letter_every=1
     )
     assert run_check(plan, out, sleep=lambda _: None) == 1
-    assert "FAIL the consumer rejected the test event: 400 Event is not valid" in out.getvalue()
+    rejected = "FAIL the consumer rejected the test event: PutEvents event failed: 400"
+    assert rejected in out.getvalue()
 
 
 def test_check_spots_a_pixel_that_does_not_answer_a_gif(sqs: Any, httpserver: HTTPServer) -> None:

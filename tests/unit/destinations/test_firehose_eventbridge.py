@@ -94,7 +94,7 @@ def test_firehose_per_record_failures_are_retried_alone() -> None:
     assert [o.verdict for o in outcomes] == [Verdict.DELIVERED] * 2 + [Verdict.RETRY] + [
         Verdict.DELIVERED
     ]
-    assert outcomes[2].reason == "ServiceUnavailableException busy"
+    assert outcomes[2].reason == "PutRecordBatch record failed: ServiceUnavailableException"
 
 
 @pytest.mark.parametrize(
@@ -167,8 +167,8 @@ def test_eventbridge_entry_errors_retry_or_reject() -> None:
     )
     assert [(o.verdict, o.reason) for o in outcomes] == [
         (Verdict.DELIVERED, ""),
-        (Verdict.RETRY, "ThrottlingException m"),
-        (Verdict.REJECTED, "MalformedDetail m"),
+        (Verdict.RETRY, "PutEvents entry failed: ThrottlingException"),
+        (Verdict.REJECTED, "PutEvents entry failed: MalformedDetail"),
     ]
 
 
