@@ -24,7 +24,6 @@ reads "not seen" before the other writes). docs/operations.md says so.
 from __future__ import annotations
 
 import hashlib
-import re
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
@@ -34,7 +33,7 @@ from typing import TYPE_CHECKING, Any, Final, Protocol
 from botocore.exceptions import BotoCoreError, ClientError
 
 from chalicelib import telemetry
-from chalicelib.env import ConfigError, Reader
+from chalicelib.env import Reader
 from chalicelib.events import Event
 from chalicelib.outcomes import DELIVERED, Outcome, Recipient, TimeLeft, Verdict
 
@@ -67,11 +66,11 @@ class DedupeSettings:
     def from_env(cls, environ: Mapping[str, str]) -> DedupeSettings:
         reader = Reader(environ)
         table = environ.get("DEDUPE_TABLE", "").strip()
-        # DynamoDB's table name pattern and length (botocore's model).
-        if table and not re.fullmatch(r"[a-zA-Z0-9_.-]{3,255}", table):
-            raise ConfigError(
-                "DEDUPE_TABLE", "must be 3 to 255 letters, digits and _ . - (a DynamoDB table)"
-            )
+        if table:
+            # A table's own name (requests take an ARN too; the policy grants a name).
+            from chalicelib.service_models import shape_rule
+
+            reader.modelled("DEDUPE_TABLE", shape_rule("dynamodb", "TableName"))
         return cls(
             memory_size=reader.integer(
                 "DEDUPE_MEMORY_SIZE", default=100_000, low=0, high=2_000_000

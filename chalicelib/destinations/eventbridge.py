@@ -43,7 +43,9 @@ BUS: Final = Setting(
     "EVENTBRIDGE_BUS",
     "the event bus events are put on: a name, or the bus's ARN (another account's too)",
     default="default",
+    # PutEvents takes a name or an ARN, up to 1,600 characters; a bus's name has 256.
     model=("events", "PutEvents", "Entries", "EventBusName"),
+    name_model=("events", "CreateEventBus", "Name"),
 )
 SOURCE: Final = Setting(
     "EVENTBRIDGE_SOURCE",

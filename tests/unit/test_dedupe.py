@@ -245,6 +245,24 @@ def test_settings_defaults_and_errors_name_the_variable() -> None:
             DedupeSettings.from_env({variable: value})
 
 
+@pytest.mark.parametrize(
+    ("table", "problem"),
+    [
+        ("ab", "must be 3-255 characters (botocore's dynamodb model, shape TableName)"),
+        ("t" * 256, "must be 3-255 characters (botocore's dynamodb model, shape TableName)"),
+        ("a table", "must match [a-zA-Z0-9_.-]+ (botocore's dynamodb model, shape TableName)"),
+    ],
+)
+def test_a_dedupe_table_is_held_to_the_shape_of_a_tables_name_in_the_model(
+    table: str, problem: str
+) -> None:
+    """DynamoDB's requests take a table's name or ARN now (shape TableArn, 1-1024): the
+    table pixel-relay creates and grants is named, so its name's own shape decides."""
+    with pytest.raises(ConfigError) as caught:
+        DedupeSettings.from_env({"DEDUPE_TABLE": table})
+    assert str(caught.value) == f"DEDUPE_TABLE: {problem}"
+
+
 def test_memory_cost_of_the_default_size_is_what_the_docs_say() -> None:
     """docs/performance.md: about 15 MB for the default 100,000 keys, whatever the ids."""
     count = 100_000

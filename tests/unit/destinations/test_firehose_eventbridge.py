@@ -199,7 +199,18 @@ def test_destination_names_and_settings_fail_fast_naming_the_variable() -> None:
         ({"FIREHOSE_STREAM": "s" * 65}, "FIREHOSE_STREAM: must be 1-64 characters"),
         ({"FIREHOSE_STREAM": "a/b"}, "FIREHOSE_STREAM: must match"),
         ({"EVENTBRIDGE_BUS": "team/bus"}, "EVENTBRIDGE_BUS: must match"),
-        ({"EVENTBRIDGE_BUS": "b" * 1601}, "EVENTBRIDGE_BUS: must be 1-1600 characters"),
+        # A bus's name has at most 256 characters (its own shape, EventBusName); PutEvents'
+        # 1,600 are for an ARN.
+        ({"EVENTBRIDGE_BUS": "b" * 257}, "EVENTBRIDGE_BUS: must be 1-256 characters"),
+        ({"EVENTBRIDGE_BUS": "b" * 1601}, "EVENTBRIDGE_BUS: must be 1-256 characters"),
+        (
+            {"EVENTBRIDGE_BUS": "arn:aws:events:eu-west-1:123456789012:event-bus/" + "b" * 257},
+            "EVENTBRIDGE_BUS: the name in the ARN must be 1-256 characters",
+        ),
+        (
+            {"EVENTBRIDGE_BUS": "arn:aws:events:eu-west-1:123456789012:event-bus/" + "b" * 1600},
+            "EVENTBRIDGE_BUS: must be 1-1600 characters",
+        ),
         (
             {"EVENTBRIDGE_BUS": "arn:aws:events:eu-west-1:1234:event-bus/central"},
             "EVENTBRIDGE_BUS: must match",
@@ -229,6 +240,8 @@ def test_resource_names_are_checked_against_the_service_model(
         "pixel-relay.dev_1",
         "arn:aws:events:eu-west-1:123456789012:event-bus/central",
         "arn:aws-cn:events:cn-north-1:123456789012:event-bus/default",
+        "b" * 256,
+        "arn:aws:events:eu-west-1:123456789012:event-bus/" + "b" * 256,
     ],
 )
 def test_an_eventbridge_bus_may_be_a_name_or_an_arn(bus: str) -> None:

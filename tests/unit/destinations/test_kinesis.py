@@ -221,7 +221,7 @@ def test_a_stream_name_or_arn_names_the_stream_in_the_request_and_the_policy() -
         ("arn:aws:kinesis:eu-west-1:1234:stream/x", "KINESIS_STREAM: must match arn:aws"),
         (
             "arn:aws:kinesis:eu-west-1:123456789012:stream/bad$name",
-            "KINESIS_STREAM: the stream name in the ARN must match",
+            "KINESIS_STREAM: the name in the ARN must match",
         ),
         ("arn:aws:sqs:eu-west-1:123456789012:queue-x", "KINESIS_STREAM: must match"),
     ],
