@@ -125,6 +125,15 @@ def consumer_timeout_seconds(stage: str, root: Path = ROOT) -> int:
     return int(timeout if timeout is not None else config.get("lambda_timeout", 60))
 
 
+def consumer_memory_mb(stage: str, root: Path = ROOT) -> int:
+    """The `deliver` function's memory for a stage (Chalice's default is 128 MB)."""
+    config = chalice_config(root)
+    stage_config = config.get("stages", {}).get(stage, {})
+    function = stage_config.get("lambda_functions", {}).get("deliver", {})
+    memory = function.get("lambda_memory_size", stage_config.get("lambda_memory_size"))
+    return int(memory if memory is not None else config.get("lambda_memory_size", 128))
+
+
 @dataclass(frozen=True)
 class QueueSpec:
     events_queue: str

@@ -4,7 +4,8 @@ call or package build, with the fix named: one line a problem, no traceback.
 In order: the stage's settings as both functions read them, each configured destination's
 own settings (parsed by its plug-in, as the consumer parses them), `deploy/stages.json`, the
 policy files (present, and what `make policies` writes now), the consumer's settlement
-deadline; then, for commands that call AWS, the region and credentials (`check_aws`).
+deadline and its memory of deliveries against its lambda_memory_size; then, for commands
+that call AWS, the region and credentials (`check_aws`).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError, ProfileNotFound
 
 from chalicelib.config import Settings
+from chalicelib.dedupe import DedupeSettings, memory_problem
 from chalicelib.destinations import registry
 from chalicelib.env import ConfigError, Reader
 from chalicelib.settlement import settlement_problem
@@ -23,7 +25,12 @@ from devtools.deploy.policies import policy_files, render
 from devtools.deploy.settings import DeploySettings, DeploySettingsError
 from devtools.paths import CHALICE_DIR, ROOT
 from devtools.process import aws_region
-from devtools.queue_spec import chalice_config, consumer_timeout_seconds, stage_environment
+from devtools.queue_spec import (
+    chalice_config,
+    consumer_memory_mb,
+    consumer_timeout_seconds,
+    stage_environment,
+)
 
 OUR_FUNCTIONS = frozenset({"api_handler", "deliver"})  # policies.py writes their files
 
@@ -63,6 +70,7 @@ def check_stage(stage: str, root: Path = ROOT) -> Settings:
     try:
         settings = Settings.from_env(stage_environment(stage, root))
         registry.configure(settings.destinations, stage_environment(stage, root))
+        dedupe = DedupeSettings.from_env(stage_environment(stage, root))
         DeploySettings.for_stage(stage, root)
     except (ConfigError, DeploySettingsError) as error:
         raise PreflightError(f"stage {stage}: {error}") from None
@@ -76,6 +84,13 @@ def check_stage(stage: str, root: Path = ROOT) -> Settings:
     )
     if settlement is not None:
         problems.append(f"stage {stage}: {settlement}")
+    memory = memory_problem(
+        dedupe.memory_size,
+        consumer_memory_mb(stage, root),
+        "the deliver function's lambda_memory_size in .chalice/config.json",
+    )
+    if memory is not None:
+        problems.append(f"stage {stage}: DEDUPE_MEMORY_SIZE={dedupe.memory_size}: {memory}")
     if problems:
         raise PreflightError("\n".join(problems))
     for warning in stage_warnings(settings):
