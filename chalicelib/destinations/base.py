@@ -55,7 +55,7 @@ class Setting:
     default: str | None = None  # None: required
     # The request member the value is sent as.
     model: ModelPath | None = None
-    # A value starting with arn: is sent as this member instead (Kinesis' StreamARN); the
+    # A value starting with arn: is sent as this member instead (a stream's ARN, say); the
     # resource name it ends with (after its last /) must then pass `model` too.
     arn_model: ModelPath | None = None
     # The resource's own name, where it is narrower than the request member (PutEvents takes

@@ -9,6 +9,7 @@ from botocore.exceptions import EndpointConnectionError
 from hypothesis import given
 from hypothesis import strategies as st
 
+from chalicelib.destinations import registry
 from chalicelib.destinations.base import call_budget_ms
 from chalicelib.events import Event, ProfileUpdate, Session
 from chalicelib.queue import (
@@ -197,7 +198,7 @@ def test_the_largest_event_the_rules_allow_is_a_small_entry() -> None:
             user_attributes={"a": tuple(wide * 98 + chr(0x4E00 + n) for n in range(50))},
             endpoint_metrics={key: -2.2250738585072014e-308 for key in keys[40:289]},
         ),
-        destinations=("customer-profiles", "eventbridge", "firehose", "kinesis", "pinpoint"),
+        destinations=registry.known(),
         client_timestamp=INSTANT,
         consent=dict.fromkeys(CONSENT_TYPES, "granted"),
     )

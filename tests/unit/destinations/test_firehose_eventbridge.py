@@ -18,6 +18,13 @@ from chalicelib.events import Event
 from chalicelib.outcomes import Outcome, Verdict
 from tests import factories
 from tests.botocore_checks import assert_model_accepts
+from tests.service_messages import (
+    QUOTE,
+    answering,
+    assert_reason_without_secrets,
+    refused,
+    victim,
+)
 from tests.strategies.messages import BODIES, PROPERTIES, body_of, decoded, valid_document
 
 
@@ -332,3 +339,44 @@ def test_any_event_that_decodes_is_a_record_and_an_entry_botocore_sends(body: st
     event = decoded(body)
     if event is not None:
         assert_firehose_and_eventbridge_accept(event)
+
+
+# A service's error message never reaches a reason (docs/operations.md#logs) -----------------
+
+
+@pytest.mark.parametrize(
+    ("deliver", "answer", "reason"),
+    [
+        (
+            lambda answer: eventbridge.EventBridgeDestination(
+                answering(answer), "bus", "pixel-relay"
+            ).deliver([victim()]),
+            {
+                "FailedEntryCount": 1,
+                "Entries": [{"ErrorCode": "InvalidArgument", "ErrorMessage": QUOTE}],
+            },
+            "PutEvents entry failed: InvalidArgument",
+        ),
+        (
+            lambda answer: firehose.FirehoseDestination(answering(answer), "s").deliver([victim()]),
+            {
+                "FailedPutCount": 1,
+                "RequestResponses": [
+                    {"ErrorCode": "ServiceUnavailableException", "ErrorMessage": QUOTE}
+                ],
+            },
+            "PutRecordBatch record failed: ServiceUnavailableException",
+        ),
+        (
+            lambda answer: firehose.FirehoseDestination(answering(answer), "s").deliver([victim()]),
+            refused(404, "ResourceNotFoundException", "PutRecordBatch"),
+            "PutRecordBatch failed: 404 ResourceNotFoundException",
+        ),
+    ],
+    ids=["eventbridge entry", "firehose record", "firehose request"],
+)
+def test_a_reason_keeps_the_services_code_and_drops_its_message(
+    deliver: Any, answer: dict[str, Any] | Exception, reason: str
+) -> None:
+    [outcome] = deliver(answer)
+    assert_reason_without_secrets(outcome, reason)
