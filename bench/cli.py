@@ -38,7 +38,15 @@ QUICK = {
     "burst": 100,
     "profile_events": 20,
 }
-STAGES = ("cold_start", "memory", "pixel", "consumer", "transport", "throughput")
+STAGES = (
+    "cold_start",
+    "memory",
+    "pixel",
+    "consumer",
+    "dedupe_memory",
+    "transport",
+    "throughput",
+)
 
 
 def figures(throughput_events: int) -> list[Figure]:
@@ -72,6 +80,12 @@ def figures(throughput_events: int) -> list[Figure]:
         Figure("memory_peak_mb", "pixel memory, absolute peak RSS", "MB", 100, inclusive=False),
         *destination_figures(),
         Figure(
+            "dedupe_bytes_per_entry",
+            "consumer's dedupe memory, peak RSS a configured entry fed new ids",
+            "bytes",
+            _dedupe_bound(),
+        ),
+        Figure(
             "throughput",
             f"throughput (local stack, {throughput_events:,} events)",
             "events/s",
@@ -79,6 +93,13 @@ def figures(throughput_events: int) -> list[Figure]:
         ),
         *transport.figures(),
     ]
+
+
+def _dedupe_bound() -> float:
+    """The bytes an entry DEDUPE_MEMORY_SIZE is bounded with: the figure must stay under it."""
+    from chalicelib.dedupe import MEMORY_BYTES_PER_ENTRY
+
+    return float(MEMORY_BYTES_PER_ENTRY)
 
 
 def calls_key(destination: str) -> str:
@@ -211,6 +232,13 @@ def run(args: argparse.Namespace) -> list[Figure]:
         cost = consumer.consumer_cost(bodies[: consumer.COST_MESSAGES], name, args.repeats)
         set_figure(cost_key(name), cost["ratio"], cost)
 
+    def dedupe_memory() -> None:
+        from bench import dedupe_memory as measured_memory
+
+        capacities = measured_memory.QUICK_CAPACITIES if args.quick else None
+        result = measured_memory.measure(capacities) if capacities else measured_memory.measure()
+        set_figure("dedupe_bytes_per_entry", result["bytes_per_entry"], result)
+
     def transport_counts() -> None:
         transport.apply(transport.measure(args.events), set_figure, by_key)
 
@@ -233,6 +261,7 @@ def run(args: argparse.Namespace) -> list[Figure]:
             [f.key for f in measured if f.key.startswith(("downstream_calls", "consumer_cost"))],
             consumer_side,
         ),
+        "dedupe_memory": (["dedupe_bytes_per_entry"], dedupe_memory),
         "transport": ([f.key for f in transport.figures()], transport_counts),
         "throughput": (["throughput"], local_stack),
     }
@@ -293,6 +322,15 @@ def notes(measured: list[Figure]) -> list[str]:
             )
         if calls and not calls.error:
             lines.append(f"calls, {name}: {calls.details['calls_by_operation']}")
+    dedupe = by_key.get("dedupe_bytes_per_entry")
+    if dedupe and not dedupe.error:
+        runs = ", ".join(
+            f"{run['capacity']:,}: {run['peak_bytes_per_entry']}" for run in dedupe.details["runs"]
+        )
+        lines.append(
+            f"dedupe memory: bytes a configured entry at peak ({runs}); the consumer itself"
+            f" {dedupe.details['consumer_peak_mb']} MB"
+        )
     lines += transport.notes(by_key)
     flow = by_key.get("throughput")
     if flow and not flow.error:

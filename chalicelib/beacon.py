@@ -165,18 +165,18 @@ class BeaconService:
         try:
             allow_origin = self._gate.cors_origin(headers)
             response = self._handle(body, headers)
-        except Exception:
+        except Exception as error:
             # A defect before the send (lines are enqueued only after all are read, and
             # nothing after the send can raise: see _handle), so none was recorded.
             telemetry.count("PixelErrors")
-            telemetry.logger.exception("beacon failed")
+            telemetry.failure("beacon failed", error)
             response = responses.unavailable()
         finally:
             try:
                 telemetry.publish()
-            except Exception:  # bookkeeping: never changes the answer
+            except Exception as error:  # bookkeeping: never changes the answer
                 with suppress(Exception):
-                    telemetry.logger.exception("metrics not published")
+                    telemetry.failure("metrics not published", error)
         return responses.with_cors(response, allow_origin)
 
     def preflight(self, headers: Mapping[str, str]) -> Response:
@@ -234,9 +234,9 @@ class BeaconService:
         recorded = len(accepted) - len(failed)
         try:
             self._account(recorded, refused, reasons, kinds, unavailable, sent)
-        except Exception:
+        except Exception as error:
             with suppress(Exception):
-                telemetry.logger.exception("beacon recorded; counting it failed")
+                telemetry.failure("beacon recorded; counting it failed", error)
         return responses.beacon_report(recorded, refused, sorted(unavailable), may_have_landed)
 
     def _check_request(self, headers: Mapping[str, str]) -> None:

@@ -6,8 +6,8 @@ and SQS may have taken the first attempt: one hit, two or three messages, all wi
 their originals too. `Deduplicated` wraps a destination and answers DELIVERED, without
 sending, for an event that destination already answered DELIVERED:
 
-- a bounded memory per container (an LRU of `(destination, endpoint_id, event_id)`), always
-  on;
+- a bounded memory per container (at least the last DEDUPE_MEMORY_SIZE keys of
+  `(destination, endpoint_id, event_id)`), always on;
 - optionally a DynamoDB table shared by every container (`DEDUPE_TABLE`), read before each
   call and written after it, whose items expire after `DEDUPE_TTL_SECONDS`.
 
@@ -24,9 +24,7 @@ reads "not seen" before the other writes). docs/operations.md says so.
 from __future__ import annotations
 
 import hashlib
-import re
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Final, Protocol
@@ -52,14 +50,40 @@ STORE_ROUNDS: Final = 3
 # connect and 2 s to read, and backoff: 6.5 s) plus the 8 s that env.call_budget_ms also
 # keeps for settling the batch, which needs the time more than the table does.
 STORE_CALL_BUDGET_MS: Final = 15_000
+# The memory's cost, a configured entry at its worst (RecentDeliveries holds up to twice
+# its capacity): peak RSS measured by `make bench` (bench/dedupe_memory.py) over capacities
+# of 50,000 to 2,000,000 fed six times their capacity in new keys, 267 at worst (700,000),
+# which is what two sets of 16-byte digests come to in theory (about 260), rounded up.
+MEMORY_BYTES_PER_ENTRY: Final = 300
+# Of the consumer's memory (its lambda_memory_size), the share the memory may take; the
+# rest is the runtime with every destination's client (66 MB measured by `make bench`) and
+# a batch, which Lambda caps at 6 MB of payload.
+MEMORY_SHARE: Final = 0.5
+DEFAULT_MEMORY_SIZE: Final = 100_000
+
+
+def memory_problem(entries: int, memory_mb: int, whose: str) -> str | None:
+    """Why DEDUPE_MEMORY_SIZE=`entries` cannot fit a consumer of `memory_mb` MB (`whose`
+    names that setting), or None: its worst case must stay within MEMORY_SHARE of it."""
+    needed = entries * MEMORY_BYTES_PER_ENTRY
+    allowed = int(memory_mb * 1024 * 1024 * MEMORY_SHARE)
+    if needed <= allowed:
+        return None
+    fitting = allowed // MEMORY_BYTES_PER_ENTRY
+    return (
+        f"{entries:,} remembered deliveries take up to {needed / 2**20:,.0f} MB"
+        f" ({MEMORY_BYTES_PER_ENTRY} bytes each at worst, measured by make bench), more than"
+        f" half of the consumer's {memory_mb} MB ({whose}): lower DEDUPE_MEMORY_SIZE to"
+        f" {fitting:,} or less, or raise {whose}"
+    )
 
 
 @dataclass(frozen=True)
 class DedupeSettings:
-    """The consumer's memory of delivered events: the per-container LRU's size, and the
+    """The consumer's memory of delivered events: the per-container memory's size, and the
     optional shared DynamoDB table with its items' lifetime."""
 
-    memory_size: int = 100_000
+    memory_size: int = DEFAULT_MEMORY_SIZE
     table: str | None = None
     ttl_seconds: int = 18 * 86_400  # the events queue's 4 days + the dead-letter queue's 14
 
@@ -67,15 +91,24 @@ class DedupeSettings:
     def from_env(cls, environ: Mapping[str, str]) -> DedupeSettings:
         reader = Reader(environ)
         table = environ.get("DEDUPE_TABLE", "").strip()
-        # DynamoDB's table name pattern and length (botocore's model).
-        if table and not re.fullmatch(r"[a-zA-Z0-9_.-]{3,255}", table):
-            raise ConfigError(
-                "DEDUPE_TABLE", "must be 3 to 255 letters, digits and _ . - (a DynamoDB table)"
+        if table:
+            # A table's own name (requests take an ARN too; the policy grants a name).
+            from chalicelib.service_models import shape_rule
+
+            reader.modelled("DEDUPE_TABLE", shape_rule("dynamodb", "TableName"))
+        memory_size = reader.integer(
+            "DEDUPE_MEMORY_SIZE", default=DEFAULT_MEMORY_SIZE, low=0, high=2_000_000
+        )
+        # In Lambda, against the function's own memory (deploy checks config.json's first).
+        function_mb = environ.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "").strip()
+        if function_mb.isdigit():
+            problem = memory_problem(
+                memory_size, int(function_mb), "AWS_LAMBDA_FUNCTION_MEMORY_SIZE"
             )
+            if problem is not None:
+                raise ConfigError("DEDUPE_MEMORY_SIZE", problem)
         return cls(
-            memory_size=reader.integer(
-                "DEDUPE_MEMORY_SIZE", default=100_000, low=0, high=2_000_000
-            ),
+            memory_size=memory_size,
             table=table or None,
             ttl_seconds=reader.integer(
                 "DEDUPE_TTL_SECONDS", default=18 * 86_400, low=3600, high=365 * 86_400
@@ -147,33 +180,44 @@ def deliver_once_each(
 
 
 class RecentDeliveries:
-    """The last `capacity` deliveries a container made, oldest forgotten first; one memory
-    shared by every destination (each key names its destination), so its cost does not grow
-    with fan-out. A key is a 16-byte digest, about 150 bytes of memory with its entry: the
-    default 100,000 keys cost about 15 MB (docs/performance.md)."""
+    """The deliveries a container made lately: at least the last `capacity` distinct ones
+    (a key found again counts as new), at most twice that. One memory shared by every
+    destination (each key names its destination), so its cost does not grow with fan-out.
+
+    Two generations of sets of 16-byte digests: keys go into the young one; once it holds
+    `capacity`, it becomes the old one and the old one is dropped whole; a key found in the
+    old one moves to the young one. Its memory has a ceiling however many new ids it is fed
+    (MEMORY_BYTES_PER_ENTRY a configured entry, measured by `make bench`): an OrderedDict,
+    an exact LRU, measured 174 bytes a key once full and grew to 416 after ten turns of new
+    ids, the pattern of an attacker flushing it (docs/performance.md#the-dedupe-memory)."""
 
     def __init__(self, capacity: int) -> None:
         if capacity < 0:
             raise ValueError("capacity must be 0 or more")
         self._capacity = capacity
-        self._keys: OrderedDict[bytes, None] = OrderedDict()
+        self._young: set[bytes] = set()
+        self._old: set[bytes] = set()
 
     def __len__(self) -> int:
-        return len(self._keys)
+        return len(self._young) + len(self._old)
 
     def __contains__(self, key: object) -> bool:
-        if not isinstance(key, bytes) or key not in self._keys:
+        if not isinstance(key, bytes):
             return False
-        self._keys.move_to_end(key)
+        if key in self._young:
+            return True
+        if key not in self._old:
+            return False
+        self.add(key)  # seen again: kept another generation
         return True
 
     def add(self, key: bytes) -> None:
         if not self._capacity:
             return
-        self._keys[key] = None
-        self._keys.move_to_end(key)
-        while len(self._keys) > self._capacity:
-            self._keys.popitem(last=False)
+        self._old.discard(key)
+        self._young.add(key)
+        if len(self._young) >= self._capacity:
+            self._old, self._young = self._young, set()
 
 
 class StoreUnavailableError(RuntimeError):

@@ -51,7 +51,13 @@ from chalicelib.dedupe import deliver_once_each
 from chalicelib.erasure import SuppressionUnavailableError
 from chalicelib.events import Event, MessageError, ProfileUpdate
 from chalicelib.outcomes import Outcome, Recipient, TimeLeft, Verdict
-from chalicelib.settlement import DeadLetter, Receipt, SqsCallLimits, reserve_ms
+from chalicelib.settlement import (
+    DeadLetter,
+    Receipt,
+    SqsCallLimits,
+    large_entry_bytes,
+    reserve_ms,
+)
 
 if TYPE_CHECKING:
     from concurrent.futures import Executor
@@ -231,16 +237,18 @@ class BatchDelivery:
             for destination in self._destinations
         ]
         # Settlement entries this batch may still need: the letters known now, and one letter
-        # or copy for each event at each destination not yet answered clean.
+        # or copy for each event at each destination not yet answered clean; and the bytes
+        # of those large enough to need calls of their own (bodies near SQS's 1 MiB).
         unsettled = (
             len(plan.letters)
             + sum(1 for _, event in decoded if self._routing_letter(event))
             + sum(len(owed) for owed in owed_by)
         )
+        large = sum(large_entry_bytes(message.body) for message in messages)
         for destination, owed in zip(self._destinations, owed_by, strict=True):
             if not owed:
                 continue
-            allowed = self._time_for_destinations(time_left, unsettled, len(messages))
+            allowed = self._time_for_destinations(time_left, unsettled, len(messages), large)
             events = [decoded[i][1] for i in owed]
             answers = deliver_once_each(
                 events, functools.partial(self._deliver_to, destination, time_left=allowed)
@@ -283,13 +291,13 @@ class BatchDelivery:
         return [pair for i, pair in enumerate(decoded) if i not in erased]
 
     def _time_for_destinations(
-        self, time_left: TimeLeft, unsettled: int, messages: int
+        self, time_left: TimeLeft, unsettled: int, messages: int, large_bytes: int
     ) -> TimeLeft:
         """Lambda's time left minus the reserve for settling: what a destination may spend."""
         if time_left is None or self._sqs_limits is None:
             return time_left
         deletes = 0 if self._report_batch_item_failures else messages
-        reserve = reserve_ms(self._sqs_limits, unsettled, deletes)
+        reserve = reserve_ms(self._sqs_limits, unsettled, deletes, large_bytes)
         remaining = time_left
         return lambda: remaining() - reserve
 
@@ -303,10 +311,7 @@ class BatchDelivery:
             if len(answers) != len(events):
                 raise RuntimeError(f"{len(answers)} outcomes for {len(events)} events")
         except Exception as error:  # the batch must survive any one destination's bug
-            telemetry.logger.exception(
-                "destination failed",
-                extra={"destination": destination.name, "error": type(error).__name__},
-            )
+            telemetry.failure("destination failed", error, destination=destination.name)
             telemetry.count("DestinationErrors")
             reason = f"{destination.name} failed: {type(error).__name__}"
             return [Outcome(Verdict.RETRY, reason)] * len(events)
@@ -331,6 +336,7 @@ class BatchDelivery:
                     message.body,
                     f"no configured destination among {', '.join(event.destinations or ())}",
                     "routing",
+                    event,
                 )
             )
             return
@@ -338,26 +344,36 @@ class BatchDelivery:
         gone = tuple(n for n in event.destinations or () if n not in self._names)
         if gone:
             # Owed to destinations no longer configured: kept for them, never dropped.
+            owed_elsewhere = replace(event, destinations=gone)
             plan.letters.append(
                 DeadLetter(
                     message.message_id,
-                    replace(event, destinations=gone).to_message(),
+                    owed_elsewhere.to_message(),
                     f"no configured destination among {', '.join(gone)}",
                     "routing",
+                    owed_elsewhere,
                 )
             )
         retry = {n: o for n, o in outcomes.items() if o.verdict is Verdict.RETRY}
         for name, outcome in outcomes.items():
             if outcome.verdict is Verdict.REJECTED:
-                body = self._body_for(event, message, (name,), fanned_out)
-                plan.letters.append(DeadLetter(message.message_id, body, outcome.reason, name))
+                body, parked = self._parked(event, message, (name,), fanned_out)
+                plan.letters.append(
+                    DeadLetter(message.message_id, body, outcome.reason, name, parked)
+                )
             elif outcome.verdict is Verdict.DELIVERED and outcome.profile in (
                 Verdict.REJECTED,
                 Verdict.RETRY,
             ):
-                body = self._body_for(event, message, (name,), fanned_out)
+                body, parked = self._parked(event, message, (name,), fanned_out)
                 plan.profile_letters.append(
-                    DeadLetter(message.message_id, body, outcome.profile_reason, f"{name}:profile")
+                    DeadLetter(
+                        message.message_id,
+                        body,
+                        outcome.profile_reason,
+                        f"{name}:profile",
+                        parked,
+                    )
                 )
         for outcome in retry.values():
             plan.retry_reasons[outcome.reason] += 1
@@ -384,11 +400,15 @@ class BatchDelivery:
             plan.partly_delivered.append(message.message_id)
 
     @staticmethod
-    def _body_for(
+    def _parked(
         event: Event, message: QueuedMessage, names: tuple[str, ...], fanned_out: bool
-    ) -> str:
-        """The message to park: unchanged with one destination, else naming the one owed."""
-        return replace(event, destinations=names).to_message() if fanned_out else message.body
+    ) -> tuple[str, Event]:
+        """The message to park and the event it carries: unchanged with one destination,
+        else naming the one owed."""
+        if not fanned_out:
+            return message.body, event
+        owed = replace(event, destinations=names)
+        return owed.to_message(), owed
 
     def _write(self, plan: _Settlement) -> BatchReport:
         retry = list(plan.retry)

@@ -169,7 +169,7 @@ class Event:
             raise MessageError("body is not a JSON object")
         version = document.get("version")
         if type(version) is not int or version != MESSAGE_VERSION:
-            raise MessageError(f"unsupported message version {version!r}")
+            raise MessageError(f"unsupported message version {_version_text(version)}")
         reader = _DocumentReader(document)
         event_id = rules.identifier("event_id", reader.text("event_id"))
         event_type = rules.event_type("event_type", reader.text("event_type"))
@@ -230,6 +230,24 @@ class Event:
             client_timestamp=client_timestamp,
             consent=consent,
         )
+
+
+def _version_text(version: object) -> str:
+    """A refused `version` as a reason names it: a small whole number is a version, shown as
+    it is; anything else is shown by its JSON type only, since the reason reaches logs and
+    dead-letter attributes, where no value a visitor could have sent belongs."""
+    if type(version) is int and 0 <= version < 100:
+        return str(version)
+    kind = {
+        type(None): "null",
+        bool: "a boolean",
+        int: "a number",
+        float: "a number",
+        str: "a string",
+        list: "an array",
+        dict: "an object",
+    }.get(type(version), "a value")
+    return f"({kind}; this consumer reads {MESSAGE_VERSION})"
 
 
 _NO_PROFILE: Final = ProfileUpdate()

@@ -187,18 +187,18 @@ class PixelService:
             telemetry.count("SigningKeysUnavailable")
             telemetry.logger.error("signing keys unavailable", extra={"error": str(error)})
             return responses.with_cors(responses.unavailable(), allow_origin)
-        except Exception:
+        except Exception as error:
             # A defect before the send (see _handle), not the client's fault: nothing
             # was recorded, so never 200.
             telemetry.count("PixelErrors")
-            telemetry.logger.exception("hit failed")
+            telemetry.failure("hit failed", error)
             return responses.with_cors(responses.unavailable(), allow_origin)
         finally:
             try:
                 telemetry.publish()
-            except Exception:  # bookkeeping: never changes the answer (see _handle)
+            except Exception as error:  # bookkeeping: never changes the answer (see _handle)
                 with suppress(Exception):
-                    telemetry.logger.exception("metrics not published")
+                    telemetry.failure("metrics not published", error)
 
     def _handle(
         self,
@@ -237,9 +237,9 @@ class PixelService:
             return responses.with_cors(responses.unavailable(error.may_have_landed), allow_origin)
         try:
             telemetry.count("HitsAccepted")
-        except Exception:
+        except Exception as error:
             with suppress(Exception):
-                telemetry.logger.exception("hit recorded; counting it failed")
+                telemetry.failure("hit recorded; counting it failed", error)
         return recorded
 
     def _admit(

@@ -8,9 +8,10 @@ pixel's import path: the pixel function never loads them (docs/performance.md, c
 
 from __future__ import annotations
 
+import math
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import suppress
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, Protocol
@@ -25,10 +26,21 @@ if TYPE_CHECKING:
     from concurrent.futures import Executor
 
     from mypy_boto3_sqs import SQSClient
-    from mypy_boto3_sqs.type_defs import SendMessageBatchRequestEntryTypeDef
+    from mypy_boto3_sqs.type_defs import (
+        MessageAttributeValueTypeDef,
+        SendMessageBatchRequestEntryTypeDef,
+    )
 
-# Entries per SendMessageBatch / DeleteMessageBatch call (SQS's limit).
-SQS_BATCH_LIMIT = 10
+# SQS's limits, as botocore's sqs model states them (TooManyEntriesInBatchRequest,
+# SendMessageBatch, MessageAttributes) and AWS's quotas (docs/delivery.md#sqs-limits):
+# entries a SendMessageBatch or DeleteMessageBatch call takes;
+SQS_BATCH_LIMIT: Final = 10
+# bytes of one message: its body and every attribute's name, type and value;
+SQS_MESSAGE_BYTES: Final = 1_048_576
+# bytes of one SendMessageBatch: all its messages together.
+SQS_BATCH_BYTES: Final = 1_048_576
+# An entry of at most this many bytes is small: ten of them always fit one call.
+SMALL_ENTRY_BYTES: Final = SQS_BATCH_BYTES // SQS_BATCH_LIMIT
 # Why SQS cannot be called at all, and the fix, as the pixel logs it with every hit it
 # answers 503 for (plain `chalice local` in a fresh shell: docs/local-development.md).
 NO_REGION: Final = (
@@ -39,6 +51,49 @@ NO_CREDENTIALS: Final = (
     "no AWS credentials: set AWS_PROFILE, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
     " (docs/local-development.md)"
 )
+
+
+def message_bytes(
+    body: str, attributes: Mapping[str, MessageAttributeValueTypeDef] | None = None
+) -> int:
+    """A message's size as SQS counts it: the body's UTF-8 bytes, and each (string)
+    attribute's name, data type and value."""
+    size = len(body.encode("utf-8", "surrogatepass"))
+    for name, value in (attributes or {}).items():
+        size += len(name.encode()) + len(value["DataType"].encode())
+        size += len(value.get("StringValue", "").encode("utf-8", "surrogatepass"))
+    return size
+
+
+def sqs_calls(sizes: Sequence[int]) -> list[list[int]]:
+    """Indexes of entries (each of `sizes` bytes, none over SQS_MESSAGE_BYTES) packed into
+    batch calls of at most SQS_BATCH_LIMIT entries and SQS_BATCH_BYTES: small entries ten
+    to a call, larger ones in order by bytes. So n entries, `large` bytes of them in entries
+    over SMALL_ENTRY_BYTES, never take more than `calls_needed(n, large)` calls."""
+    small = [index for index, size in enumerate(sizes) if size <= SMALL_ENTRY_BYTES]
+    calls = [small[i : i + SQS_BATCH_LIMIT] for i in range(0, len(small), SQS_BATCH_LIMIT)]
+    current: list[int] = []
+    total = 0
+    for index, size in enumerate(sizes):
+        if size <= SMALL_ENTRY_BYTES:
+            continue
+        if current and total + size > SQS_BATCH_BYTES:
+            calls.append(current)
+            current, total = [], 0
+        current.append(index)
+        total += size
+    if current:
+        calls.append(current)
+    return calls
+
+
+def calls_needed(entries: int, large_bytes: int = 0) -> int:
+    """The most calls `sqs_calls` makes of `entries`, `large_bytes` of them in entries over
+    SMALL_ENTRY_BYTES. Small ones: ten to a call. Large ones (more than a tenth of a call
+    each, so bytes fill a call before the count): each call but the last, with the first
+    entry of the next, holds more than SQS_BATCH_BYTES, so k calls hold more than
+    (k - 1) / 2 calls' worth, and k <= ceil(2 x large_bytes / SQS_BATCH_BYTES)."""
+    return math.ceil(entries / SQS_BATCH_LIMIT) + math.ceil(2 * large_bytes / SQS_BATCH_BYTES)
 
 
 class QueueUnavailableError(RuntimeError):
@@ -148,8 +203,9 @@ class EventQueue(NamedQueue):
         budget_s: float | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> BatchSendResult:
-        """Send many events (a beacon's hits), ten to a `SendMessageBatch` call, each message
-        exactly what `send` writes; say which SQS did not take.
+        """Send many events (a beacon's hits), in `SendMessageBatch` calls of at most ten
+        messages and 1 MiB (`sqs_calls`), each message exactly what `send` writes; say which
+        SQS did not take.
 
         Calls run one after another. botocore retries a call that failed as a whole (the
         client's attempts); an entry SQS failed on its side (`SenderFault` false) is sent
@@ -159,20 +215,21 @@ class EventQueue(NamedQueue):
         worst case instead of fifty. Likewise no call starts once `budget_s` seconds have
         passed (SQS answering, but slowly): the caller's answer must beat Lambda's timeout.
 
-        A call carries at most 1 MiB: ten messages of hits whose query strings are at most
-        8,192 bytes each (beacon.MAX_LINE_BYTES) stay far below it, even with JSON's escapes.
+        Ten messages of hits whose query strings are at most 8,192 bytes each
+        (beacon.MAX_LINE_BYTES) stay far below 1 MiB, even with JSON's escapes; the calls are
+        sized by bytes all the same, so no event given here can make a call too long, and
+        one over SQS's 1 MiB a message is reported not sent, without a call.
         """
         started = clock()
         # Every body before the first call: nothing that can fail runs between two calls.
         bodies = [event.to_message() for event in events]
-        failed: list[int] = []
+        sizes = [message_bytes(body) for body in bodies]
+        failed = [index for index, size in enumerate(sizes) if size > SQS_MESSAGE_BYTES]
         uncertain: list[int] = []
-        pending = list(range(len(events)))
+        pending = [index for index, size in enumerate(sizes) if size <= SQS_MESSAGE_BYTES]
         for round_number in range(2):
             retry: list[int] = []
-            chunks = [
-                pending[i : i + SQS_BATCH_LIMIT] for i in range(0, len(pending), SQS_BATCH_LIMIT)
-            ]
+            chunks = [[pending[i] for i in call] for call in sqs_calls([sizes[i] for i in pending])]
             for position, chunk in enumerate(chunks):
                 if budget_s is not None and position and clock() - started > budget_s:
                     failed.extend(index for rest in chunks[position:] for index in rest)

@@ -52,6 +52,17 @@ def model_rule(service: str, operation: str, *path: str) -> ModelRule:
         if shape.type_name == "list":
             shape = shape.member
         shape = shape.members[member]
+    return _rule(service, shape)
+
+
+@cache
+def shape_rule(service: str, shape_name: str) -> ModelRule:
+    """The pattern and lengths of a shape the model names (DynamoDB's `TableName`: a
+    table's own name, where requests also take an ARN)."""
+    return _rule(service, service_model(service).shape_for(shape_name))
+
+
+def _rule(service: str, shape: Any) -> ModelRule:
     metadata = shape.metadata
     pattern = metadata.get("pattern")
     return ModelRule(

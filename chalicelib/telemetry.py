@@ -12,6 +12,7 @@ so one stage's alarms never count another's. The alarms use exactly these dimens
 from __future__ import annotations
 
 import os
+import traceback
 from collections.abc import Mapping
 
 from aws_lambda_powertools import Logger, Metrics, single_metric
@@ -38,6 +39,19 @@ DIMENSIONS = default_dimensions(os.environ)
 metrics = Metrics(namespace=NAMESPACE, service=SERVICE)
 if DIMENSIONS:
     metrics.set_default_dimensions(**DIMENSIONS)
+
+
+def failure(message: str, error: BaseException, **extra: object) -> None:
+    """An unexpected error at ERROR level: its type and the frames it was raised through,
+    never its message. An exception's text may quote what it met (an endpoint id, an
+    attribute value: `KeyError('alice@example.com')`), and the logs promise none
+    (docs/operations.md#logs); the frames show the code, not the data."""
+    frames = "".join(traceback.format_tb(error.__traceback__))
+    logger.error(
+        message,
+        extra={**extra, "error": type(error).__name__, "traceback": frames},
+        stacklevel=3,  # the caller's location (Powertools adds one level of its own)
+    )
 
 
 def count(name: str, value: int = 1) -> None:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
+from chalicelib.queue import SQS_MESSAGE_BYTES
 from devtools.paths import CHALICE_CONFIG, ROOT
 
 if TYPE_CHECKING:
@@ -125,6 +126,15 @@ def consumer_timeout_seconds(stage: str, root: Path = ROOT) -> int:
     return int(timeout if timeout is not None else config.get("lambda_timeout", 60))
 
 
+def consumer_memory_mb(stage: str, root: Path = ROOT) -> int:
+    """The `deliver` function's memory for a stage (Chalice's default is 128 MB)."""
+    config = chalice_config(root)
+    stage_config = config.get("stages", {}).get(stage, {})
+    function = stage_config.get("lambda_functions", {}).get("deliver", {})
+    memory = function.get("lambda_memory_size", stage_config.get("lambda_memory_size"))
+    return int(memory if memory is not None else config.get("lambda_memory_size", 128))
+
+
 @dataclass(frozen=True)
 class QueueSpec:
     events_queue: str
@@ -154,6 +164,9 @@ class QueueSpec:
     def dead_letter_attributes(self) -> dict[QueueAttributeNameType, str]:
         return {
             "MessageRetentionPeriod": str(DEAD_LETTER_RETENTION_SECONDS),
+            # SQS's maximum, which the consumer sizes its dead letters to (a queue made
+            # before August 2025 may still hold 256 KiB): docs/delivery.md#sqs-limits.
+            "MaximumMessageSize": str(SQS_MESSAGE_BYTES),
             **self.encryption_attributes(),
         }
 
@@ -165,6 +178,7 @@ class QueueSpec:
         return {
             "VisibilityTimeout": str(self.visibility_timeout_seconds),
             "MessageRetentionPeriod": str(EVENTS_RETENTION_SECONDS),
+            "MaximumMessageSize": str(SQS_MESSAGE_BYTES),
             "RedrivePolicy": json.dumps(redrive),
             **self.encryption_attributes(),
         }

@@ -10,7 +10,8 @@ A plug-in declares, as class attributes, everything the app and the tools need t
 
 - `name`, `service` (botocore's service name, for the region it is offered in; None for a
   destination that is not an AWS service) and `variables` (each setting's shape: variable,
-  meaning, default and the botocore rule its value must pass);
+  meaning, default and the botocore rules its value must pass: the request member's, an
+  ARN's, the resource name's own);
 - hooks into the development tools, each a dotted path resolved by devtools only (nothing
   here imports them): `double` (the dry-run double `make dev` and `make bench` use),
   `probe` (how `ops check` finds a test event there; None: it cannot be read back) and
@@ -44,7 +45,7 @@ from typing import (
 )
 
 from chalicelib import telemetry
-from chalicelib.env import ConfigError, Reader
+from chalicelib.env import ConfigError
 from chalicelib.events import Event
 from chalicelib.outcomes import DELIVERED, Outcome, TimeLeft, Verdict
 
@@ -57,25 +58,45 @@ if TYPE_CHECKING:
 @dataclass(frozen=True)
 class Setting:
     """One environment variable a destination reads, as deploy preflight, docs/settings.md
-    and the tools describe it."""
+    and the tools describe it, with the shapes botocore's model gives its value, each a
+    place in the model: (service, operation, member, ...)."""
 
     variable: str
     meaning: str
     default: str | None = None  # None: required
-    # Where botocore's model constrains the value: (service, operation, member, ...).
+    # The request member the value is sent as.
     model: ModelPath | None = None
+    # A value starting with arn: is sent as this member instead (a stream's ARN, say); the
+    # resource name it ends with (after its last /) must then pass `model` too.
+    arn_model: ModelPath | None = None
+    # The resource's own name, where it is narrower than the request member (PutEvents takes
+    # a bus's name or ARN, up to 1,600 characters; a bus's name has 256): checked on the
+    # value, or on the name an ARN ends with.
+    name_model: ModelPath | None = None
 
     def read(self, environ: Mapping[str, str]) -> str:
-        """The value (or the default), checked against the model's rule when there is one;
-        a missing or refused value raises ConfigError naming the variable."""
-        if self.model is None:
-            value = environ.get(self.variable, "").strip() or self.default
-            if value is None:
-                raise ConfigError(self.variable, "is required; set it in .chalice/config.json")
-            return value
+        """The value (or the default), checked against every shape declared; a missing or
+        refused value raises ConfigError naming the variable (and the shape)."""
+        value = environ.get(self.variable, "").strip() or self.default
+        if value is None:
+            raise ConfigError(self.variable, "is required; set it in .chalice/config.json")
         from chalicelib.service_models import model_rule
 
-        return Reader(environ).modelled(self.variable, model_rule(*self.model), self.default)
+        arn = value.startswith("arn:")
+        whole = self.arn_model if arn and self.arn_model is not None else self.model
+        name_path = self.name_model or (self.model if arn and self.arn_model else None)
+        # A name is held to its own (narrower) shape first; an ARN to the member's first.
+        checks: list[tuple[ModelPath | None, str, str]] = [
+            (whole, value, ""),
+            (name_path, value.rsplit("/", 1)[-1] if arn else value, "the name in the ARN "),
+        ]
+        if not arn:
+            checks.reverse()
+        for path, checked, prefix in checks:
+            problem = None if path is None else model_rule(*path).problem(checked)
+            if problem is not None:
+                raise ConfigError(self.variable, (prefix if arn else "") + problem)
+        return value
 
 
 class Statement(TypedDict):
@@ -295,9 +316,8 @@ def build_each(
 def unexpected_failure(destination: str, action: str, error: Exception) -> Outcome:
     """A call that raised something no branch expected (a bug, a library surprise): retried,
     with the traceback logged, for the events of that call only."""
-    telemetry.logger.exception(
-        "destination call failed unexpectedly",
-        extra={"destination": destination, "action": action, "error": type(error).__name__},
+    telemetry.failure(
+        "destination call failed unexpectedly", error, destination=destination, action=action
     )
     return Outcome(Verdict.RETRY, f"{destination} {action} failed: {type(error).__name__}")
 

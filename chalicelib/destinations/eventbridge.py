@@ -47,7 +47,9 @@ BUS: Final = Setting(
     "EVENTBRIDGE_BUS",
     "the event bus events are put on: a name, or the bus's ARN (another account's too)",
     default="default",
+    # PutEvents takes a name or an ARN, up to 1,600 characters; a bus's name has 256.
     model=("events", "PutEvents", "Entries", "EventBusName"),
+    name_model=("events", "CreateEventBus", "Name"),
 )
 SOURCE: Final = Setting(
     "EVENTBRIDGE_SOURCE",
@@ -166,7 +168,8 @@ def _entry_outcome(answer: Mapping[str, Any]) -> Outcome:
     code = answer.get("ErrorCode")
     if not code:
         return DELIVERED
-    reason = f"{code} {answer.get('ErrorMessage', '')}".strip()
+    # The code, never the message: it may quote the entry (docs/operations.md#logs).
+    reason = f"PutEvents entry failed: {code}"
     return Outcome(Verdict.RETRY if code in RETRYABLE_ERRORS else Verdict.REJECTED, reason)
 
 

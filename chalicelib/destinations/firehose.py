@@ -114,7 +114,8 @@ class FirehoseDestination(Destination):
 def _record_outcome(answer: Mapping[str, Any]) -> Outcome:
     if not answer.get("ErrorCode"):
         return DELIVERED
-    return Outcome(Verdict.RETRY, f"{answer['ErrorCode']} {answer.get('ErrorMessage', '')}".strip())
+    # The code, never the message (docs/operations.md#logs).
+    return Outcome(Verdict.RETRY, f"PutRecordBatch record failed: {answer['ErrorCode']}")
 
 
 class Firehose(DestinationPlugin[Settings]):

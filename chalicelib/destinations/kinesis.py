@@ -39,10 +39,9 @@ from chalicelib.destinations.base import (
     record_line,
     service_client,
 )
-from chalicelib.env import ConfigError, Reader
+from chalicelib.env import Reader
 from chalicelib.events import Event
 from chalicelib.outcomes import DELIVERED, Outcome, TimeLeft, Verdict
-from chalicelib.service_models import model_rule
 
 if TYPE_CHECKING:
     from concurrent.futures import Executor
@@ -53,7 +52,8 @@ NAME = "kinesis"
 STREAM: Final = Setting(
     "KINESIS_STREAM",
     "the data stream events are written to: its name, or its ARN (another account's too)",
-    model=("kinesis", "PutRecords", "StreamName"),  # StreamARN's rule for an ARN
+    model=("kinesis", "PutRecords", "StreamName"),
+    arn_model=("kinesis", "PutRecords", "StreamARN"),
 )
 MAX_RECORDS = 500
 MIB = 1024 * 1024
@@ -70,11 +70,7 @@ class Settings:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:
-        reader = Reader(environ)
-        return cls(
-            stream=reader.modelled("KINESIS_STREAM", _stream_rule(environ)),
-            timeout_seconds=reader.delivery_timeout(),
-        )
+        return cls(stream=STREAM.read(environ), timeout_seconds=Reader(environ).delivery_timeout())
 
     @property
     def is_arn(self) -> bool:
@@ -88,19 +84,6 @@ class Settings:
         """How PutRecords names the stream: StreamARN for an ARN (what AWS recommends, and
         the only way to a stream of another account), StreamName otherwise."""
         return {"StreamARN": self.stream} if self.is_arn else {"StreamName": self.stream}
-
-
-def _stream_rule(environ: Mapping[str, str]) -> Any:
-    """StreamARN's rule for an ARN (its name part checked as a StreamName too), else
-    StreamName's: both read from botocore's model."""
-    value = environ.get("KINESIS_STREAM", "").strip()
-    if not value.startswith("arn:"):
-        return model_rule("kinesis", "PutRecords", "StreamName")
-    name = value.rsplit("stream/", 1)[-1]
-    problem = model_rule("kinesis", "PutRecords", "StreamName").problem(name)
-    if "stream/" in value and problem is not None:
-        raise ConfigError("KINESIS_STREAM", f"the stream name in the ARN {problem}")
-    return model_rule("kinesis", "PutRecords", "StreamARN")
 
 
 @dataclass(frozen=True)

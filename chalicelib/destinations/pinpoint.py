@@ -388,7 +388,8 @@ def _item_outcome(result: dict[str, Any] | None, what: str) -> Outcome:
     verdict = verdict_for_status(status)
     if verdict is Verdict.DELIVERED:
         return DELIVERED  # one shared (frozen) outcome for the common case
-    return Outcome(verdict, f"{status} {result.get('Message', '')}".strip())
+    # The status, never Pinpoint's message: it may quote an id (docs/operations.md#logs).
+    return Outcome(verdict, f"PutEvents {what} failed: {status}")
 
 
 def _read_results(request: PlannedRequest, results: dict[str, Any]) -> _Answer:

@@ -4,10 +4,11 @@ call or package build, with the fix named: one line a problem, no traceback.
 In order: the stage's settings as both functions read them, each configured destination's
 own settings (parsed by its plug-in, as the consumer parses them), `deploy/stages.json`, the
 policy files (present, and what `make policies` writes now), the consumer's settlement
-deadline; then, for commands that call AWS, the region and credentials (`check_aws`) and
-whether every configured destination's service is offered in that region (`check_region`:
-botocore's endpoint data, read locally; Customer Profiles, the default, is offered in ten
-regions only, eu-west-1 not among them).
+deadline and its memory of deliveries against its lambda_memory_size; then, for commands
+that call AWS, the region and credentials (`check_aws`) and whether every configured
+destination's service is offered in that region (`check_region`: botocore's endpoint data,
+read locally; Customer Profiles, the default, is offered in ten regions only, eu-west-1 not
+among them).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError, ProfileNotFound, UnknownRegionError
 
 from chalicelib.config import Settings
+from chalicelib.dedupe import DedupeSettings, memory_problem
 from chalicelib.destinations import registry
 from chalicelib.env import ConfigError, Reader
 from chalicelib.settlement import settlement_problem
@@ -27,7 +29,12 @@ from devtools.deploy.policies import policy_files, render
 from devtools.deploy.settings import DeploySettings, DeploySettingsError
 from devtools.paths import CHALICE_DIR, ROOT
 from devtools.process import aws_region
-from devtools.queue_spec import chalice_config, consumer_timeout_seconds, stage_environment
+from devtools.queue_spec import (
+    chalice_config,
+    consumer_memory_mb,
+    consumer_timeout_seconds,
+    stage_environment,
+)
 
 OUR_FUNCTIONS = frozenset({"api_handler", "deliver"})  # policies.py writes their files
 
@@ -67,6 +74,7 @@ def check_stage(stage: str, root: Path = ROOT) -> Settings:
     try:
         settings = Settings.from_env(stage_environment(stage, root))
         registry.configure(settings.destinations, stage_environment(stage, root))
+        dedupe = DedupeSettings.from_env(stage_environment(stage, root))
         DeploySettings.for_stage(stage, root)
     except (ConfigError, DeploySettingsError) as error:
         raise PreflightError(f"stage {stage}: {error}") from None
@@ -80,6 +88,13 @@ def check_stage(stage: str, root: Path = ROOT) -> Settings:
     )
     if settlement is not None:
         problems.append(f"stage {stage}: {settlement}")
+    memory = memory_problem(
+        dedupe.memory_size,
+        consumer_memory_mb(stage, root),
+        "the deliver function's lambda_memory_size in .chalice/config.json",
+    )
+    if memory is not None:
+        problems.append(f"stage {stage}: DEDUPE_MEMORY_SIZE={dedupe.memory_size}: {memory}")
     if problems:
         raise PreflightError("\n".join(problems))
     for warning in stage_warnings(settings):

@@ -30,6 +30,7 @@ from typing import Any, Final
 from chalicelib.config import QueueWiring
 from chalicelib.destinations import registry
 from chalicelib.erasure import TABLE_VARIABLE as ERASURE_TABLE
+from chalicelib.queue import SQS_MESSAGE_BYTES
 from devtools import hooks
 from devtools.deploy.policies import (
     for_cloudformation,
@@ -216,6 +217,7 @@ def _queues(spec: QueueSpec) -> dict[str, Any]:
             "Properties": {
                 "QueueName": spec.dead_letter_queue,
                 "MessageRetentionPeriod": DEAD_LETTER_RETENTION_SECONDS,
+                "MaximumMessageSize": SQS_MESSAGE_BYTES,
                 **_encryption(spec),
             },
         },
@@ -226,6 +228,7 @@ def _queues(spec: QueueSpec) -> dict[str, Any]:
                 "QueueName": spec.events_queue,
                 "VisibilityTimeout": spec.visibility_timeout_seconds,
                 "MessageRetentionPeriod": EVENTS_RETENTION_SECONDS,
+                "MaximumMessageSize": SQS_MESSAGE_BYTES,
                 **_encryption(spec),
                 "RedrivePolicy": {
                     "deadLetterTargetArn": _get_att("DeadLetterQueue", "Arn"),

@@ -44,6 +44,7 @@ from devtools.errors import one_line
 from devtools.ops import forget
 from devtools.ops import gtm as ops_gtm
 from devtools.ops.check import CheckPlan, run_check
+from devtools.ops.dlq.in_doubt import InDoubtResolver, in_doubt_resolver
 from devtools.ops.dlq.journal import Journal, JournalBusyError
 from devtools.ops.dlq.move_task import (
     MOVE_POLL_SECONDS,
@@ -104,6 +105,19 @@ def _selection(args: argparse.Namespace) -> Selection:
     )
 
 
+def _in_doubt(args: argparse.Namespace, ops: Ops, spec: QueueSpec) -> InDoubtResolver:
+    """What settles an interrupted replay's in-doubt messages: the stage's dedupe table."""
+    try:
+        return in_doubt_resolver(
+            stage_environment(args.stage, args.project_dir),
+            ops.client("dynamodb"),
+            spec.visibility_timeout_seconds,
+            spec.max_receive_count,
+        )
+    except ConfigError as error:
+        raise SystemExit(f"stage {args.stage}: {error}") from None
+
+
 def dlq_command(args: argparse.Namespace, ops: Ops, out: IO[str], err: IO[str]) -> int:
     spec = QueueSpec.for_stage(args.stage, args.project_dir)
     sqs = ops.sqs
@@ -124,17 +138,28 @@ def dlq_command(args: argparse.Namespace, ops: Ops, out: IO[str], err: IO[str]) 
             "--method move-task moves every message: it takes no --reason, --event-type,"
             " --rejected-at, --limit or --resend-in-doubt"
         )
-    if method == "auto":
-        method = "journal" if filtered or args.resend_in_doubt else "move-task"
     journal = Journal(
         args.journal or args.project_dir / REPLAY_DIR / f"{spec.dead_letter_queue}.journal"
     )
+    if method == "auto":
+        # An interrupted journalled run's leftovers (sent, or in doubt) would be moved a
+        # second time by a move task: the journalled path settles them and replays the rest.
+        method = "journal" if filtered or args.resend_in_doubt or journal.entries else "move-task"
+        if journal.entries and not (filtered or args.resend_in_doubt):
+            print(
+                f"an earlier replay left {len(journal.entries)} messages in its journal:"
+                " replaying with the journalled path, which settles them",
+                file=err,
+            )
+    in_doubt = _in_doubt(args, ops, spec)
     events_url = sqs.get_queue_url(QueueName=spec.events_queue)["QueueUrl"]
     try:
         # Ctrl-C / SIGTERM finish the batch in flight instead of cutting it in half.
         with journal.lock(), stop_on_signals(notice=STOPPING, second_aborts=True) as stop:
             if method == "move-task":
-                status = _move(args, ops, journal, dead_letter_url, events_url, stop, out, err)
+                status = _move(
+                    args, ops, journal, dead_letter_url, events_url, stop, out, err, in_doubt
+                )
                 if status is not None:
                     return status
                 print("replaying with the journalled path instead", file=err)
@@ -153,6 +178,7 @@ def dlq_command(args: argparse.Namespace, ops: Ops, out: IO[str], err: IO[str]) 
                 stop=stop,
                 send_sqs=ops.sqs_single_attempt,
                 resend_in_doubt=args.resend_in_doubt,
+                in_doubt=in_doubt,
             )
     except JournalBusyError as error:
         raise SystemExit(str(error)) from None
@@ -169,6 +195,7 @@ def _move(
     stop: threading.Event,
     out: IO[str],
     err: IO[str],
+    in_doubt: InDoubtResolver,
 ) -> int | None:
     """The whole queue by an SQS move task; None when SQS cannot run one here (auto falls
     back to the journalled path then). First settles what a journalled run left behind."""
@@ -177,10 +204,19 @@ def _move(
     if journal.entries:
         print("finishing what an earlier journalled replay left", file=err)
         settled = replay(
-            sqs, dead_letter_url, events_url, journal, hold_seconds=args.hold, finish_only=True
+            sqs,
+            dead_letter_url,
+            events_url,
+            journal,
+            hold_seconds=args.hold,
+            finish_only=True,
+            send_sqs=ops.sqs_single_attempt,
+            in_doubt=in_doubt,
         )
         print(settled.render(spec.dead_letter_queue, spec.events_queue), file=out)
-    blocked = blocking_entries(journal, time.time())
+    blocked = blocking_entries(
+        journal, time.time(), f'make ops ARGS="dlq replay --stage {args.stage}"'
+    )
     if blocked:
         print(f"not starting an SQS move task: {blocked}", file=out)
         return 1

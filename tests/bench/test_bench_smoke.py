@@ -30,6 +30,7 @@ FIGURES = (
     "memory_peak_mb",
     "downstream_calls",
     "consumer_cost",
+    "dedupe_bytes_per_entry",
     "throughput",
     *(
         f"transport_{count}_{transport}"

@@ -41,6 +41,8 @@ TESTS = "tests"
 NOT_SETTINGS = {
     "AWS_LAMBDA_FUNCTION_NAME": "set by Lambda itself; read to tell a Lambda import from a"
     " deploy or `chalice local` one, never set by a user",
+    "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "set by Lambda itself from the function's memory;"
+    " the consumer holds DEDUPE_MEMORY_SIZE against it",
     "IN_PROGRESS": "a CloudFormation stack status suffix (`status.endswith(...)`)",
     "MATCH_REGEX": "a GTM trigger condition type, written into the container",
     "EQUALS": "a GTM trigger condition type, written into the container",

@@ -137,7 +137,9 @@ def test_firehose_gets_newline_json_in_calls_of_at_most_500_records(
     assert first["event_type"] == "view"
     assert first["endpoint_id"] == "ep-2"
     assert first["attributes"] == {"n": "7"}
-    assert set(first) == EventRecord.__required_keys__
+    # Python 3.11 counts NotRequired keys as required under `from __future__ import
+    # annotations`; the hit carried neither optional field.
+    assert set(first) == EventRecord.__required_keys__ - {"client_timestamp", "consent"}
     assert pipeline.queued() == 0
 
 

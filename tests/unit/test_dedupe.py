@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 import tracemalloc
-import uuid
 from collections.abc import Sequence
 
 import pytest
 
 from chalicelib.dedupe import (
+    MEMORY_BYTES_PER_ENTRY,
     DedupeSettings,
     Deduplicated,
     DynamoDeliveryStore,
@@ -138,17 +138,30 @@ def test_of_copies_in_one_batch_the_one_with_the_profile_update_is_sent() -> Non
     assert outcomes == [DELIVERED, Outcome(Verdict.DELIVERED, profile=Verdict.DELIVERED)]
 
 
-def test_memory_forgets_the_least_recently_seen_key_first() -> None:
-    memory = RecentDeliveries(2)
-    a, b, c = (fingerprint("pinpoint", ("ep", x)) for x in "abc")
-    memory.add(a)
-    memory.add(b)
-    assert a in memory  # touched: b is now the oldest
-    memory.add(c)
-    assert len(memory) == 2
-    assert b not in memory
-    assert a in memory
-    assert c in memory
+def key(number: int) -> bytes:
+    return fingerprint("pinpoint", (f"ep-{number}", f"e-{number}"))
+
+
+def test_memory_keeps_at_least_the_last_capacity_keys_and_at_most_twice_that() -> None:
+    memory = RecentDeliveries(3)
+    for number in range(20):
+        memory.add(key(number))
+        assert len(memory) <= 6
+        recent = range(max(0, number - 2), number + 1)
+        assert all(key(n) in memory for n in recent)
+    assert not any(key(n) in memory for n in range(14))  # six or more newer ones: gone
+
+
+def test_a_key_found_again_is_kept_like_a_new_one() -> None:
+    memory = RecentDeliveries(3)
+    for number in range(3):
+        memory.add(key(number))  # 0, 1, 2: now the old generation
+    assert key(0) in memory  # found again: young again
+    for number in range(3, 6):
+        memory.add(key(number))  # 0, 3, 4 fill the young one; 5 starts the next
+    assert key(0) in memory
+    assert key(1) not in memory
+    assert key(2) not in memory
 
 
 def test_one_memory_shared_by_two_destinations_keeps_them_apart() -> None:
@@ -245,19 +258,58 @@ def test_settings_defaults_and_errors_name_the_variable() -> None:
             DedupeSettings.from_env({variable: value})
 
 
-def test_memory_cost_of_the_default_size_is_what_the_docs_say() -> None:
-    """docs/performance.md: about 15 MB for the default 100,000 keys, whatever the ids."""
-    count = 100_000
-    keys = [(str(uuid.uuid4()), str(uuid.uuid4())) for _ in range(count)]
+@pytest.mark.parametrize(
+    ("table", "problem"),
+    [
+        ("ab", "must be 3-255 characters (botocore's dynamodb model, shape TableName)"),
+        ("t" * 256, "must be 3-255 characters (botocore's dynamodb model, shape TableName)"),
+        ("a table", "must match [a-zA-Z0-9_.-]+ (botocore's dynamodb model, shape TableName)"),
+    ],
+)
+def test_a_dedupe_table_is_held_to_the_shape_of_a_tables_name_in_the_model(
+    table: str, problem: str
+) -> None:
+    """DynamoDB's requests take a table's name or ARN now (shape TableArn, 1-1024): the
+    table pixel-relay creates and grants is named, so its name's own shape decides."""
+    with pytest.raises(ConfigError) as caught:
+        DedupeSettings.from_env({"DEDUPE_TABLE": table})
+    assert str(caught.value) == f"DEDUPE_TABLE: {problem}"
+
+
+def test_the_memorys_python_objects_stay_under_its_bound_however_many_ids_it_is_fed() -> None:
+    """The bound DEDUPE_MEMORY_SIZE is checked with (MEMORY_BYTES_PER_ENTRY) comes from
+    `make bench` (peak RSS, bench/dedupe_memory.py); tracemalloc, which sees Python's
+    allocations without the allocator's slack, must stay under it too, fed new ids (an
+    attacker's pattern) for six turns of its capacity."""
+    count = 50_000
+    keys = [key(number) for number in range(7 * count)]
     tracemalloc.start()
     memory = RecentDeliveries(count)
-    for key in keys:
-        memory.add(fingerprint("pinpoint", key))
-    size, _ = tracemalloc.get_traced_memory()
+    for fresh in keys:
+        memory.add(fresh)
+    _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
-    print(f"RecentDeliveries: {size / count:.0f} bytes a key, {size / 1e6:.1f} MB in all")
-    assert len(memory) == count
-    assert size / count < 200
+    held = sum(len(k) + 33 for k in keys[-2 * count :]) / count  # the digests it may hold
+    print(f"RecentDeliveries: peak {peak / count:.0f} bytes a configured entry")
+    assert count <= len(memory) <= 2 * count
+    assert peak / count + held <= MEMORY_BYTES_PER_ENTRY
+
+
+def test_a_memory_the_consumers_lambda_memory_cannot_hold_is_refused_naming_both() -> None:
+    """In Lambda, AWS_LAMBDA_FUNCTION_MEMORY_SIZE is the function's memory (deploy checks
+    .chalice/config.json's lambda_memory_size before)."""
+    lambda_256 = {"AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "256"}
+    assert DedupeSettings.from_env(lambda_256).memory_size == 100_000
+    with pytest.raises(ConfigError) as refused:
+        DedupeSettings.from_env({**lambda_256, "DEDUPE_MEMORY_SIZE": "2000000"})
+    message = str(refused.value)
+    assert message.startswith("DEDUPE_MEMORY_SIZE: 2,000,000 remembered deliveries take up to")
+    assert "256 MB (AWS_LAMBDA_FUNCTION_MEMORY_SIZE)" in message
+    fitting = int(message.split("lower DEDUPE_MEMORY_SIZE to ")[1].split(" ")[0].replace(",", ""))
+    assert fitting * MEMORY_BYTES_PER_ENTRY <= 128 * 2**20
+    assert DedupeSettings.from_env({**lambda_256, "DEDUPE_MEMORY_SIZE": str(fitting)})
+    with pytest.raises(ConfigError):
+        DedupeSettings.from_env({**lambda_256, "DEDUPE_MEMORY_SIZE": str(fitting + 1)})
 
 
 def test_the_table_is_not_called_when_the_batch_needs_the_time_left() -> None:

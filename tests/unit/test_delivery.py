@@ -233,6 +233,28 @@ def test_with_one_destination_that_raises_the_batch_is_retried_not_failed() -> N
     }
 
 
+def test_a_destinations_traceback_is_logged_without_its_exceptions_message(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """An exception's text may quote what it met (here an endpoint id): the log line has
+    the error's type and where it was raised, never its message (docs/operations.md#logs)."""
+
+    class Leaking(ScriptedDestination):
+        def deliver(self, events: Sequence[Event], time_left: TimeLeft = None) -> list[Outcome]:
+            raise ValueError(f"unexpected endpoint {events[0].endpoint_id}")
+
+    queues = FakeQueues()
+    BatchDelivery([Leaking({})], queues, queues, True).handle(
+        [queued_message(1, endpoint_id="ep-victim")]
+    )
+    [failed] = [r for r in caplog.records if r.getMessage() == "destination failed"]
+    assert failed.__dict__["error"] == "ValueError"
+    assert "in deliver" in failed.__dict__["traceback"]
+    assert failed.exc_info is None  # a formatted exception would carry its message
+    everything = [str(value) for record in caplog.records for value in record.__dict__.values()]
+    assert not [text for text in everything if "ep-victim" in text]
+
+
 # Two messages for one event in a batch ------------------------------------------------------
 
 
@@ -306,6 +328,31 @@ def test_a_clean_destination_gives_back_its_part_of_the_reserve() -> None:
     assert second.time_left is not None
     assert first.time_left() == 100_000 - 2 * limits.call_ms - SETTLE_MARGIN_MS
     assert second.time_left() == 100_000 - 1 * limits.call_ms - SETTLE_MARGIN_MS
+
+
+def test_a_batch_of_1000_needs_a_consumer_timeout_of_at_least_139_seconds() -> None:
+    """The figure, worked out by hand from SQS's limits and the consumer's SQS client, not
+    from the function under test. BATCH_SIZE=1000, one destination, the default mapping
+    (the consumer deletes what it finished), DELIVERY_TIMEOUT_SECONDS=10:
+
+    - one SQS call at worst: 2 attempts x (1 s to connect + 3 s to read) + 1 s of backoff
+      = 9 s; 32 calls run at once (one round);
+    - sends: a dead letter or a copy per message and destination, plus one routing letter
+      per message: 1000 x (1 + 1) = 2000 entries, ten to a SendMessageBatch = 200 calls,
+      ceil(200 / 32) = 7 rounds;
+    - deletes: 1000 messages, ten to a DeleteMessageBatch = 100 calls, ceil(100 / 32) =
+      4 rounds, after the sends;
+    - reserve: (7 + 4) rounds x 9 s + 1 s of margin = 100 s;
+    - one destination call: 3 attempts x (2 s to connect + 10 s to read) + 3 s = 39 s;
+    - in all 100 s + 39 s = 139 s. (Without the deletes it would be 64 + 39 = 103 s.)"""
+    needs = settlement_problem(1000, 1, False, 10, 138)
+    assert needs is not None
+    assert "needs a consumer timeout of at least 139 s" in needs
+    assert "settling the batch with SQS may take 100 s" in needs
+    assert settlement_problem(1000, 1, False, 10, 139) is None
+    # Lambda deletes the batch itself (ReportBatchItemFailures): 7 rounds, 64 + 39 = 103 s.
+    assert settlement_problem(1000, 1, True, 10, 102) is not None
+    assert settlement_problem(1000, 1, True, 10, 103) is None
 
 
 def test_a_batch_size_whose_settlement_cannot_fit_is_refused_naming_the_settings() -> None:

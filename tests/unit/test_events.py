@@ -57,7 +57,9 @@ def mutate(**changes: object) -> str:
         ("not json", "body is not JSON"),
         ("[1, 2]", "body is not a JSON object"),
         (mutate(version=2), "unsupported message version 2"),
-        (mutate(version=None), "unsupported message version None"),
+        (mutate(version=None), "unsupported message version (null; this consumer reads 1)"),
+        (mutate(version="1"), "unsupported message version (a string; this consumer reads 1)"),
+        (mutate(version=1.0), "unsupported message version (a number; this consumer reads 1)"),
         (mutate(event_type=""), "event_type must be a non-empty string"),
         (mutate(endpoint_id=7), "endpoint_id must be a non-empty string"),
         (mutate(session={"id": "s"}), "session.start must be a non-empty string"),
@@ -73,6 +75,20 @@ def test_malformed_messages_are_named(body: str, reason: str) -> None:
     with pytest.raises(MessageError) as caught:
         Event.from_message(body)
     assert str(caught.value) == reason
+
+
+@pytest.mark.parametrize(
+    "version", ["alice@example.com", 4_915_550_123_456, {"user": "u-victim"}, ["ep-victim"]]
+)
+def test_a_decode_reason_never_echoes_the_version_it_refused(version: object) -> None:
+    """The reason reaches logs and the dead letter's attributes, where docs/operations.md
+    says no identifier is: a `version` that is not a small number is named by its type."""
+    with pytest.raises(MessageError) as caught:
+        Event.from_message(mutate(version=version))
+    reason = str(caught.value)
+    assert reason.startswith("unsupported message version (")
+    for secret in ("alice", "4915550123456", "u-victim", "ep-victim"):
+        assert secret not in reason
 
 
 def test_non_finite_metric_is_poison() -> None:

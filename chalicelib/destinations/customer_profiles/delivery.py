@@ -196,11 +196,9 @@ class CustomerProfilesDestination(Destination):
             lane.made += 1
             status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
             if status in _REFUSED_STATUSES:
+                # The code, never the message: it may quote an id (docs/operations.md#logs).
                 code = error.response.get("Error", {}).get("Code", "")
-                message = error.response.get("Error", {}).get("Message", "")
-                raise RequestRefusedError(
-                    f"{ACTION} refused: {status} {code} {message}".strip()
-                ) from error
+                raise RequestRefusedError(f"{ACTION} refused: {status} {code}".strip()) from error
             # Other 4xx included (a missing domain, object type or permission): retried, so
             # after maxReceiveCount the redrive policy parks the message where an operator
             # finds it, rather than losing it here.
@@ -227,7 +225,8 @@ class CustomerProfilesDestination(Destination):
 def item_outcomes(count: int, response: Mapping[str, Any]) -> list[Outcome]:
     """Each item's outcome from a BatchPutProfileObject answer: listed as successful,
     delivered; failed with 429, 5xx or an unreadable code, or not listed at all, retried;
-    failed with another 4xx, rejected with the service's reason."""
+    failed with another 4xx, rejected. The reason names the item's status, never the
+    service's message, which may quote an id (docs/operations.md#logs)."""
     succeeded = {str(item.get("Id")) for item in response.get("Successful") or []}
     failed = {str(item.get("Id")): item for item in response.get("Failed") or []}
     outcomes: list[Outcome] = []
@@ -236,11 +235,10 @@ def item_outcomes(count: int, response: Mapping[str, Any]) -> list[Outcome]:
         if key in failed:
             code = failed[key].get("Code")
             status = code if isinstance(code, int) and not isinstance(code, bool) else 0
-            message = str(failed[key].get("Message") or "")
             verdict = verdict_for_status(status)
             if verdict is Verdict.DELIVERED:  # a "failure" with a 2xx code: not proof
                 verdict = Verdict.RETRY
-            outcomes.append(Outcome(verdict, f"{ACTION} item failed: {status} {message}".strip()))
+            outcomes.append(Outcome(verdict, f"{ACTION} item failed: {status}"))
         elif key in succeeded:
             outcomes.append(Outcome(Verdict.DELIVERED))
         else:

@@ -6,6 +6,7 @@ putting it back after a fix. One module per job:
 - `summary`: the counts an operator reads (`dlq`, and `dlq replay --dry-run`);
 - `journal`: the replay's memory across kills, and the protocol it keeps;
 - `replay`: the journalled replay, any selection, nothing lost and nothing sent twice;
+- `in_doubt`: what settles messages an interrupted send left in doubt (the dedupe table);
 - `move_task`: an unfiltered replay as SQS's own message move task, run server-side.
 - `erase`: a forgotten visitor's messages deleted, and no one else's (`forget`).
 

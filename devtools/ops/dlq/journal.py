@@ -11,8 +11,9 @@ Rules on every later run, whatever happened in between:
     even if no scan finds it: a message hidden by a killed run's hold (in flight) is absent
     from a scan and still on the queue, and absence proves nothing.
   - `sending` without an answer (killed during the send, or its answer lost): in doubt. It may
-    be on the events queue, so it is never sent again unless the operator accepts the risk
-    (`resend_in_doubt`), and never deleted, which could lose it.
+    be on the events queue, so it is sent again only when the consumer's dedupe table will
+    answer for a copy that landed, or the operator accepts the risk (`resend_in_doubt`), and
+    deleted only when that table says it was delivered (`in_doubt`): never on a guess.
   - an entry is forgotten only when its delete is confirmed, or once the dead-letter queue's
     retention period has passed since its receive: then SQS has dropped the message for sure.
 The one thing the journal cannot survive is being lost (another machine, a deleted file):

@@ -59,15 +59,16 @@ class MoveReport:
         return text
 
 
-def blocking_entries(journal: Journal, now: float) -> str | None:
+def blocking_entries(journal: Journal, now: float, rerun: str = "dlq replay") -> str | None:
     """Why a move task must not start yet, or None. It would move, and so duplicate, any
-    message the journal says is already on the events queue or may be."""
+    message the journal says is already on the events queue or may be. `rerun`: the
+    command that replays by default (which settles them first)."""
     in_doubt = sum(e.state is EntryState.IN_DOUBT for e in journal.entries.values())
     if in_doubt:
         return (
             f"{in_doubt} messages in the journal are in doubt (a run was stopped during their"
-            " send). Resolve them with the journalled path first: `dlq replay --method journal`"
-            " (add --resend-in-doubt to send them, accepting a possible duplicate)"
+            f" send): run `{rerun}` without --method, which settles them from the dedupe table"
+            " and replays the rest"
         )
     hidden = [
         e.hidden_until

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Final
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from devtools.ops.dlq.in_doubt import InDoubtResolver, Settled
 from devtools.ops.dlq.journal import HOLD_MARGIN_SECONDS, EntryState, Journal
 from devtools.ops.dlq.scan import (
     DEFAULT_HOLD_SECONDS,
@@ -41,7 +42,11 @@ class ReplayReport:
     send_failed: int = 0  # refused by SQS for certain: left, sent by a later run
     send_unanswered: int = 0  # this run's send got no answer: now in doubt
     in_doubt_seen: int = 0  # in doubt from an earlier run: left on the dead-letter queue
-    in_doubt_resent: int = 0
+    in_doubt_resent: int = 0  # sent again as asked (--resend-in-doubt)
+    in_doubt_delivered: int = 0  # the dedupe table has them everywhere owed: deleted
+    in_doubt_settled: int = 0  # sent again: the dedupe table answers for a landed copy
+    in_doubt_why: str = ""  # why those left were not settled by this run
+    in_doubt_ready_at: float = 0.0  # when a later run settles them (0: it cannot)
     in_doubt_samples: list[str] = field(default_factory=list)
     delete_failed: int = 0
     delete_unconfirmed: int = 0  # deleted after our hold may have ended: kept in the journal
@@ -103,9 +108,18 @@ class ReplayReport:
             (
                 self.in_doubt,
                 "in doubt: a run was stopped during their send, so they may already be on the"
-                " events queue. Left on the dead-letter queue and never sent again on their"
-                " own; check the destination for their event ids, then either leave them or"
-                " replay with --resend-in-doubt (at most one duplicate each, same event id)",
+                f" events queue. Left on the dead-letter queue ({self._in_doubt_why()}). To"
+                " send them now, at most one duplicate each with the same event id: run the"
+                " same command with --resend-in-doubt",
+            ),
+            (
+                self.in_doubt_delivered,
+                "in doubt, found delivered in the dedupe table: deleted, not sent again",
+            ),
+            (
+                self.in_doubt_settled,
+                "in doubt, settled and sent again: the consumer's dedupe table answers for a"
+                " copy that had landed (a body that is no event reaches no destination)",
             ),
             (self.in_doubt_resent, "in doubt, sent again as asked (--resend-in-doubt)"),
             (
@@ -123,6 +137,13 @@ class ReplayReport:
                 lines.append(f"  {count:,} {text}")
         lines.extend(f"    in doubt: {sample}" for sample in self.in_doubt_samples)
         return "\n".join(lines)
+
+    def _in_doubt_why(self) -> str:
+        why = self.in_doubt_why or "this run could not tell whether they landed"
+        if self.in_doubt_ready_at:
+            at = datetime.fromtimestamp(self.in_doubt_ready_at, UTC).strftime("%H:%M UTC")
+            why += f"; a run after {at} settles them itself"
+        return why
 
 
 def retention_seconds(sqs: SQSClient, url: str) -> float | None:
@@ -152,6 +173,7 @@ def replay(
     resend_in_doubt: bool = False,
     finish_only: bool = False,
     clock: Callable[[], float] = time.time,
+    in_doubt: InDoubtResolver | None = None,
 ) -> ReplayReport:
     """Move selected dead letters back to the events queue: none lost, none sent twice.
 
@@ -160,6 +182,8 @@ def replay(
     the delete (tests use it to simulate a crash). `finish_only` sends nothing and only
     deletes what the journal says was sent. Only messages already on the dead-letter queue
     when the run starts are replayed: one that fails again during the run is left for the next.
+    `in_doubt` settles messages an earlier run left in doubt, from the consumer's dedupe
+    table (`in_doubt` module); without it they wait for `resend_in_doubt`.
     """
     with journal.lock():
         return _replay(
@@ -168,7 +192,7 @@ def replay(
             dead_letter_url,
             events_url,
             journal,
-            _Options(selection, include_invalid, limit, resend_in_doubt, finish_only),
+            _Options(selection, include_invalid, limit, resend_in_doubt, finish_only, in_doubt),
             hold_seconds,
             progress,
             stop,
@@ -184,6 +208,7 @@ class _Options:
     limit: int | None
     resend_in_doubt: bool
     finish_only: bool
+    in_doubt: InDoubtResolver | None = None
 
 
 def _replay(
@@ -208,7 +233,7 @@ def _replay(
             # Our clock after the receive: the hold ends no earlier than this (bar clock skew).
             hidden_until = clock() + hold_seconds
             report.scanned += len(batch)
-            finish, chosen = _choose(batch, journal, options, started, report)
+            finish, chosen = _choose(batch, journal, options, started, report, clock())
             journal.sending([letter.message_id for letter in chosen], hidden_until)
             sent = _send(sender, events_url, chosen, journal, hidden_until, report)
             if after_send is not None:
@@ -242,8 +267,9 @@ def _choose(
     options: _Options,
     started: datetime,
     report: ReplayReport,
+    now: float,
 ) -> tuple[list[DeadLetter], list[DeadLetter]]:
-    """(journalled as sent: to delete, never send; chosen to send)."""
+    """(journalled as sent, or found delivered: to delete, never send; chosen to send)."""
     finish: list[DeadLetter] = []
     chosen: list[DeadLetter] = []
     for letter in batch:
@@ -252,28 +278,60 @@ def _choose(
             finish.append(letter)
             report.already_sent += 1
             continue
+        settled_safely = False
         if state is EntryState.IN_DOUBT and not options.resend_in_doubt:
-            report.in_doubt_seen += 1
-            if len(report.in_doubt_samples) < 10:
-                report.in_doubt_samples.append(
-                    f"{letter.message_id} (event id {_field(letter.body, 'event_id')})"
-                )
-            continue
+            settled = _settle_in_doubt(letter, journal, options, report, now)
+            if settled is Settled.DELIVERED:
+                finish.append(letter)
+                continue
+            if settled is Settled.WAIT:
+                continue
+            settled_safely = True
+            if options.finish_only:  # settling what an earlier run left is this pass's job
+                chosen.append(letter)
+                report.in_doubt_settled += 1
+                continue
         if options.finish_only:
             report.not_selected += 1
         elif letter.sent_at > started:
             report.newer_than_run += 1
         elif not options.selection.matches(letter):
             report.not_selected += 1
-        elif not options.include_invalid and not letter.replayable():
-            report.not_replayable += 1
+        elif not (options.include_invalid or settled_safely) and not letter.replayable():
+            report.not_replayable += 1  # (one sent before, in doubt, goes again: see in_doubt)
         elif options.limit is not None and report.replayed + len(chosen) >= options.limit:
             report.not_selected += 1
         else:
             chosen.append(letter)
-            if state is EntryState.IN_DOUBT:
+            if settled_safely:
+                report.in_doubt_settled += 1
+            elif state is EntryState.IN_DOUBT:
                 report.in_doubt_resent += 1
     return finish, chosen
+
+
+def _settle_in_doubt(
+    letter: DeadLetter, journal: Journal, options: _Options, report: ReplayReport, now: float
+) -> Settled:
+    """What becomes of a letter an earlier run left in doubt (`in_doubt` module): counted
+    here when it is found delivered or left waiting."""
+    entry = journal.entries[letter.message_id]
+    if options.in_doubt is None:
+        settled, why, ready_at = Settled.WAIT, "", 0.0
+    else:
+        decision = options.in_doubt.decide(letter, entry, now)
+        settled, why, ready_at = decision.settled, decision.why, decision.ready_at
+    if settled is Settled.DELIVERED:
+        report.in_doubt_delivered += 1
+    elif settled is Settled.WAIT:
+        report.in_doubt_seen += 1
+        report.in_doubt_why = report.in_doubt_why or why
+        report.in_doubt_ready_at = max(report.in_doubt_ready_at, ready_at)
+        if len(report.in_doubt_samples) < 10:
+            report.in_doubt_samples.append(
+                f"{letter.message_id} (event id {_field(letter.body, 'event_id')})"
+            )
+    return settled
 
 
 def _account_unseen(journal: Journal, seen: set[str], now: float, report: ReplayReport) -> None:

@@ -242,6 +242,26 @@ def test_a_batch_size_whose_settlement_cannot_fit_the_timeout_is_refused(project
     check_stage(STAGE, project)
 
 
+def test_a_dedupe_memory_the_consumer_cannot_hold_is_refused_naming_both(project: Path) -> None:
+    """2,000,000 remembered deliveries measured 279 MB in the issue (more at worst): more
+    than a 256 MB consumer. The stage is refused, naming both settings."""
+    config = json.loads((project / ".chalice" / "config.json").read_text())
+    config["stages"]["dev"]["environment_variables"]["DEDUPE_MEMORY_SIZE"] = "2000000"
+    (project / ".chalice" / "config.json").write_text(json.dumps(config))
+    with pytest.raises(PreflightError) as refused:
+        check_stage(STAGE, project)
+    assert "DEDUPE_MEMORY_SIZE" in str(refused.value)
+    assert "256 MB (the deliver function's lambda_memory_size" in str(refused.value)
+    config["stages"]["dev"]["lambda_functions"]["deliver"]["lambda_memory_size"] = 1280
+    (project / ".chalice" / "config.json").write_text(json.dumps(config))
+    check_stage(STAGE, project)
+    del config["stages"]["dev"]["lambda_functions"]["deliver"]["lambda_memory_size"]
+    config["stages"]["dev"]["environment_variables"]["DEDUPE_MEMORY_SIZE"] = "300000"
+    (project / ".chalice" / "config.json").write_text(json.dumps(config))
+    with pytest.raises(PreflightError, match=r"consumer's 128 MB \(the deliver function's"):
+        check_stage(STAGE, project)  # Chalice's default memory: 128 MB
+
+
 SPEC_QUEUES = ["pixel-relay-dev-events", "pixel-relay-dev-events-dlq"]
 ONE_STAGE = {
     "functions": ["pixel-relay-dev", "pixel-relay-dev-deliver"],

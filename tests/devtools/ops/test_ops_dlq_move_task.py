@@ -10,107 +10,18 @@ and every request checked against botocore's model."""
 from __future__ import annotations
 
 import io
-import itertools
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
-from botocore.exceptions import ClientError
-from botocore.validate import ParamValidator
 
 from devtools.ops import cli as ops
 from devtools.ops.dlq.journal import Journal
 from devtools.ops.dlq.move_task import move_all
 from tests.devtools.ops.dead_letters import STAGE, approximate, everything_on, fill
-
-
-class MoveTaskStandIn:
-    """An SQS client whose three move-task calls behave as SQS documents them (one active
-    task per source queue; TaskHandle only while RUNNING); each ListMessageMoveTasks call
-    moves up to `per_poll` messages on moto. Everything else goes to moto unchanged."""
-
-    def __init__(self, sqs: Any, per_poll: int = 10) -> None:
-        self._sqs = sqs
-        self._per_poll = per_poll
-        self._handles = itertools.count(1)
-        self.tasks: list[dict[str, Any]] = []
-        self.started = 0
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._sqs, name)
-
-    def _check(self, operation: str, params: dict[str, Any]) -> None:
-        shape = self._sqs.meta.service_model.operation_model(operation).input_shape
-        report = ParamValidator().validate(params, shape)
-        assert not report.has_errors(), report.generate_report()
-
-    def _url(self, arn: str) -> str:
-        return str(self._sqs.get_queue_url(QueueName=arn.rsplit(":", 1)[-1])["QueueUrl"])
-
-    def start_message_move_task(self, **params: Any) -> dict[str, Any]:
-        self._check("StartMessageMoveTask", params)
-        if any(t["Status"] in ("RUNNING", "CANCELLING") for t in self.tasks):
-            answer: Any = {
-                "Error": {"Code": "UnsupportedOperation", "Message": "a task is running"},
-                "ResponseMetadata": {"HTTPStatusCode": 400},
-            }
-            raise ClientError(answer, "StartMessageMoveTask")
-        handle = f"handle-{next(self._handles)}"
-        self.tasks.insert(
-            0,
-            {
-                "TaskHandle": handle,
-                "Status": "RUNNING",
-                "SourceArn": params["SourceArn"],
-                "DestinationArn": params["DestinationArn"],
-                "ApproximateNumberOfMessagesMoved": 0,
-                "ApproximateNumberOfMessagesToMove": approximate(
-                    self._sqs, self._url(params["SourceArn"])
-                ),
-                "StartedTimestamp": int(time.time() * 1000),
-            },
-        )
-        self.started += 1
-        return {"TaskHandle": handle}
-
-    def list_message_move_tasks(self, **params: Any) -> dict[str, Any]:
-        self._check("ListMessageMoveTasks", params)
-        for task in self.tasks:
-            if task["Status"] == "CANCELLING":
-                task["Status"] = "CANCELLED"
-            elif task["Status"] == "RUNNING":
-                self._move(task)
-            if task["Status"] != "RUNNING":
-                task.pop("TaskHandle", None)
-        return {"Results": [dict(task) for task in self.tasks[: params.get("MaxResults", 10)]]}
-
-    def _move(self, task: dict[str, Any]) -> None:
-        source, destination = self._url(task["SourceArn"]), self._url(task["DestinationArn"])
-        messages = self._sqs.receive_message(
-            QueueUrl=source, MaxNumberOfMessages=min(self._per_poll, 10), VisibilityTimeout=30
-        ).get("Messages", [])
-        if not messages:
-            task["Status"] = "COMPLETED"
-            return
-        for message in messages:
-            self._sqs.send_message(QueueUrl=destination, MessageBody=message["Body"])
-            self._sqs.delete_message(QueueUrl=source, ReceiptHandle=message["ReceiptHandle"])
-        task["ApproximateNumberOfMessagesMoved"] += len(messages)
-
-    def cancel_message_move_task(self, **params: Any) -> dict[str, Any]:
-        self._check("CancelMessageMoveTask", params)
-        task = next(t for t in self.tasks if t.get("TaskHandle") == params["TaskHandle"])
-        task["Status"] = "CANCELLING"
-        return {"ApproximateNumberOfMessagesMoved": task["ApproximateNumberOfMessagesMoved"]}
-
-
-class StandInOps(ops.Ops):
-    def __init__(self, sqs: Any) -> None:
-        super().__init__()
-        self._clients["sqs"] = sqs
-        self._clients["sqs-single-attempt"] = sqs
+from tests.devtools.ops.move_task_stand_in import MoveTaskStandIn, StandInOps
 
 
 def run(stand_in: Any, journal: Path, *extra: str) -> tuple[int, str, str]:
@@ -162,18 +73,26 @@ def test_a_rerun_follows_the_task_a_killed_run_started_instead_of_starting_anoth
 def test_no_move_task_while_the_journal_says_a_message_is_or_may_be_sent(
     sqs: Any, queues: tuple[str, str], tmp_path: Path, state: str, says: str
 ) -> None:
-    """The task would move, so duplicate, a message an interrupted journalled run sent."""
-    _, dead_letter = queues
+    """The task would move, so duplicate, a message an interrupted journalled run sent.
+    Asked for by name it refuses; by default the journalled path replays instead
+    (tests/devtools/ops/test_ops_dlq_in_doubt.py follows what it does with the rest)."""
+    events, dead_letter = queues
     fill(sqs, dead_letter)
     journal = Journal(tmp_path / "journal")
     journal._append([f"{state} some-message-id {time.time() + 60:.3f}"], durable=True)
     stand_in = MoveTaskStandIn(sqs)
-    status, out, _ = run(stand_in, journal.path)
+    status, out, _ = run(stand_in, journal.path, "--method", "move-task")
     assert status == 1
     assert "not starting an SQS move task" in out
     assert says in out
     assert stand_in.started == 0
     assert approximate(sqs, dead_letter) == 20
+
+    status, out, err = run(stand_in, journal.path)
+    assert "replaying with the journalled path, which settles them" in err
+    assert stand_in.started == 0
+    assert out.startswith("replayed 19 messages")  # all but the body that is no event
+    assert len(everything_on(sqs, events)) == 19
 
 
 def test_ctrl_c_cancels_the_task_and_what_it_moved_stays_moved(

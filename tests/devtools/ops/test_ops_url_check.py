@@ -296,8 +296,8 @@ def test_check_reports_the_reason_when_the_consumer_rejects_the_test_event(
     assert run_check(plan, out, sleep=lambda _: None) == 1
     last = out.getvalue().splitlines()[-1]
     assert last.startswith(
-        "FAIL the consumer parked the test event on pixel-relay-dev-events-dlq: 400 Event is"
-        " not valid."
+        "FAIL the consumer parked the test event on pixel-relay-dev-events-dlq:"
+        " PutEvents event failed: 400."
     )
     assert 'then run make ops ARGS="check --stage dev" again' in last
 

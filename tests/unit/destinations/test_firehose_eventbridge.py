@@ -18,6 +18,13 @@ from chalicelib.events import Event
 from chalicelib.outcomes import Outcome, Verdict
 from tests import factories
 from tests.botocore_checks import assert_model_accepts
+from tests.service_messages import (
+    QUOTE,
+    answering,
+    assert_reason_without_secrets,
+    refused,
+    victim,
+)
 from tests.strategies.messages import BODIES, PROPERTIES, body_of, decoded, valid_document
 
 
@@ -94,7 +101,7 @@ def test_firehose_per_record_failures_are_retried_alone() -> None:
     assert [o.verdict for o in outcomes] == [Verdict.DELIVERED] * 2 + [Verdict.RETRY] + [
         Verdict.DELIVERED
     ]
-    assert outcomes[2].reason == "ServiceUnavailableException busy"
+    assert outcomes[2].reason == "PutRecordBatch record failed: ServiceUnavailableException"
 
 
 @pytest.mark.parametrize(
@@ -167,8 +174,8 @@ def test_eventbridge_entry_errors_retry_or_reject() -> None:
     )
     assert [(o.verdict, o.reason) for o in outcomes] == [
         (Verdict.DELIVERED, ""),
-        (Verdict.RETRY, "ThrottlingException m"),
-        (Verdict.REJECTED, "MalformedDetail m"),
+        (Verdict.RETRY, "PutEvents entry failed: ThrottlingException"),
+        (Verdict.REJECTED, "PutEvents entry failed: MalformedDetail"),
     ]
 
 
@@ -199,7 +206,18 @@ def test_destination_names_and_settings_fail_fast_naming_the_variable() -> None:
         ({"FIREHOSE_STREAM": "s" * 65}, "FIREHOSE_STREAM: must be 1-64 characters"),
         ({"FIREHOSE_STREAM": "a/b"}, "FIREHOSE_STREAM: must match"),
         ({"EVENTBRIDGE_BUS": "team/bus"}, "EVENTBRIDGE_BUS: must match"),
-        ({"EVENTBRIDGE_BUS": "b" * 1601}, "EVENTBRIDGE_BUS: must be 1-1600 characters"),
+        # A bus's name has at most 256 characters (its own shape, EventBusName); PutEvents'
+        # 1,600 are for an ARN.
+        ({"EVENTBRIDGE_BUS": "b" * 257}, "EVENTBRIDGE_BUS: must be 1-256 characters"),
+        ({"EVENTBRIDGE_BUS": "b" * 1601}, "EVENTBRIDGE_BUS: must be 1-256 characters"),
+        (
+            {"EVENTBRIDGE_BUS": "arn:aws:events:eu-west-1:123456789012:event-bus/" + "b" * 257},
+            "EVENTBRIDGE_BUS: the name in the ARN must be 1-256 characters",
+        ),
+        (
+            {"EVENTBRIDGE_BUS": "arn:aws:events:eu-west-1:123456789012:event-bus/" + "b" * 1600},
+            "EVENTBRIDGE_BUS: must be 1-1600 characters",
+        ),
         (
             {"EVENTBRIDGE_BUS": "arn:aws:events:eu-west-1:1234:event-bus/central"},
             "EVENTBRIDGE_BUS: must match",
@@ -229,6 +247,8 @@ def test_resource_names_are_checked_against_the_service_model(
         "pixel-relay.dev_1",
         "arn:aws:events:eu-west-1:123456789012:event-bus/central",
         "arn:aws-cn:events:cn-north-1:123456789012:event-bus/default",
+        "b" * 256,
+        "arn:aws:events:eu-west-1:123456789012:event-bus/" + "b" * 256,
     ],
 )
 def test_an_eventbridge_bus_may_be_a_name_or_an_arn(bus: str) -> None:
@@ -319,3 +339,44 @@ def test_any_event_that_decodes_is_a_record_and_an_entry_botocore_sends(body: st
     event = decoded(body)
     if event is not None:
         assert_firehose_and_eventbridge_accept(event)
+
+
+# A service's error message never reaches a reason (docs/operations.md#logs) -----------------
+
+
+@pytest.mark.parametrize(
+    ("deliver", "answer", "reason"),
+    [
+        (
+            lambda answer: eventbridge.EventBridgeDestination(
+                answering(answer), "bus", "pixel-relay"
+            ).deliver([victim()]),
+            {
+                "FailedEntryCount": 1,
+                "Entries": [{"ErrorCode": "InvalidArgument", "ErrorMessage": QUOTE}],
+            },
+            "PutEvents entry failed: InvalidArgument",
+        ),
+        (
+            lambda answer: firehose.FirehoseDestination(answering(answer), "s").deliver([victim()]),
+            {
+                "FailedPutCount": 1,
+                "RequestResponses": [
+                    {"ErrorCode": "ServiceUnavailableException", "ErrorMessage": QUOTE}
+                ],
+            },
+            "PutRecordBatch record failed: ServiceUnavailableException",
+        ),
+        (
+            lambda answer: firehose.FirehoseDestination(answering(answer), "s").deliver([victim()]),
+            refused(404, "ResourceNotFoundException", "PutRecordBatch"),
+            "PutRecordBatch failed: 404 ResourceNotFoundException",
+        ),
+    ],
+    ids=["eventbridge entry", "firehose record", "firehose request"],
+)
+def test_a_reason_keeps_the_services_code_and_drops_its_message(
+    deliver: Any, answer: dict[str, Any] | Exception, reason: str
+) -> None:
+    [outcome] = deliver(answer)
+    assert_reason_without_secrets(outcome, reason)

@@ -19,6 +19,7 @@ from chalicelib.events import Event
 from chalicelib.outcomes import Verdict
 from tests import factories
 from tests.botocore_checks import assert_model_accepts
+from tests.service_messages import QUOTE, answering, assert_reason_without_secrets, victim
 from tests.strategies.messages import BODIES, PROPERTIES, body_of, decoded, valid_document
 
 STREAM = kinesis.Settings("events", 10)
@@ -221,7 +222,7 @@ def test_a_stream_name_or_arn_names_the_stream_in_the_request_and_the_policy() -
         ("arn:aws:kinesis:eu-west-1:1234:stream/x", "KINESIS_STREAM: must match arn:aws"),
         (
             "arn:aws:kinesis:eu-west-1:123456789012:stream/bad$name",
-            "KINESIS_STREAM: the stream name in the ARN must match",
+            "KINESIS_STREAM: the name in the ARN must match",
         ),
         ("arn:aws:sqs:eu-west-1:123456789012:queue-x", "KINESIS_STREAM: must match"),
     ],
@@ -258,3 +259,14 @@ def test_any_event_that_decodes_is_a_record_kinesis_accepts(body: str) -> None:
     event = decoded(body)
     if event is not None:
         assert_kinesis_accepts(event)
+
+
+def test_a_reason_keeps_the_services_code_and_drops_its_message() -> None:
+    """docs/operations.md#logs: a record's ErrorMessage may name the account and shard."""
+    answer = {
+        "FailedRecordCount": 1,
+        "Records": [{"ErrorCode": "InternalFailure", "ErrorMessage": QUOTE}],
+    }
+    settings = kinesis.Settings(stream="s", timeout_seconds=1)
+    [outcome] = kinesis.KinesisDestination(answering(answer), settings).deliver([victim()])
+    assert_reason_without_secrets(outcome, "PutRecords InternalFailure")

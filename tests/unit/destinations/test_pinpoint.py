@@ -162,7 +162,7 @@ def test_per_event_status_decides_the_verdict(status: int, verdict: Verdict) -> 
     outcomes = deliver([make_event(1), make_event(2), make_event(3)], fake)
     assert [o[0] for o in outcomes] == [Verdict.DELIVERED, verdict, Verdict.DELIVERED]
     if verdict is not Verdict.DELIVERED:
-        assert outcomes[1][1] == f"{status} m"
+        assert outcomes[1][1] == f"PutEvents event failed: {status}"
 
 
 def test_missing_result_is_retried() -> None:
@@ -225,7 +225,7 @@ def test_endpoint_result_never_changes_the_events_verdict() -> None:
     assert outcomes[0].verdict is Verdict.DELIVERED  # Pinpoint recorded the event
     assert (outcomes[0].profile, outcomes[0].profile_reason) == (
         Verdict.REJECTED,
-        "endpoint update: 400 x",
+        "endpoint update: PutEvents endpoint failed: 400",
     )
     assert (outcomes[1].verdict, outcomes[1].profile) == (Verdict.DELIVERED, None)
 

@@ -10,6 +10,8 @@ import pytest
 import chalicelib.destinations
 from chalicelib.destinations import registry
 from chalicelib.env import ConfigError
+from chalicelib.service_models import model_rule
+from devtools.queue_spec import stage_environment
 
 
 def test_every_module_and_package_but_the_interface_is_a_destination_by_its_name() -> None:
@@ -24,6 +26,34 @@ def test_every_module_and_package_but_the_interface_is_a_destination_by_its_name
     assert set(registry.known()) == on_disk
     assert list(registry.known()) == sorted(on_disk)
     assert "customer-profiles" in on_disk  # a package counts, named with - for _
+
+
+@pytest.mark.parametrize("name", registry.known())
+def test_every_shape_a_destination_declares_is_checked_by_its_parse(name: str) -> None:
+    """Each destination declares its resource settings' shapes in its own `variables`
+    (no central table names them); its parse refuses a value each declared shape refuses,
+    naming the variable: over the maximum length, or outside the pattern."""
+    plugin = registry.plugin(name)
+    environ = stage_environment("dev")
+    for setting in plugin.variables:
+        for path, prefix in (
+            (setting.model, ""),
+            (setting.name_model, ""),
+            (setting.arn_model, "arn:"),
+        ):
+            if path is None:
+                continue
+            rule = model_rule(*path)
+            assert rule.max_length or rule.pattern  # a shape that constrains something
+            too_long = (rule.max_length or 0) + 1 - len(prefix)
+            refused = [prefix + "a" * too_long] if rule.max_length else []
+            if rule.pattern is not None:
+                refused.append(prefix + "a b")
+            for value in refused:
+                assert rule.problem(value) is not None
+                with pytest.raises(ConfigError) as caught:
+                    plugin.parse({**environ, setting.variable: value})
+                assert caught.value.variable == setting.variable
 
 
 def test_destinations_names_known_ones_each_once_or_fails_naming_the_variable() -> None:
