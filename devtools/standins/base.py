@@ -1,5 +1,5 @@
 """What the AWS stand-ins share: one lock over rules and records, the records themselves,
-botocore's model as the request check, rest-json answers, and serving from the command line.
+AWS's rules as the request check (`strict`), rest-json answers, and serving from the command line.
 
 Each stand-in keeps what is its own: its routes, its rules and how it judges a request.
 """
@@ -7,7 +7,6 @@ Each stand-in keeps what is its own: its routes, its rules and how it judges a r
 from __future__ import annotations
 
 import dataclasses
-import functools
 import json
 import sys
 import threading
@@ -16,11 +15,9 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from typing import Any, Generic, TypeVar
 
-import botocore.session
-from botocore.validate import ParamValidator
-
 from devtools.loopback import LoopbackHandler, LoopbackService, ServiceT
 from devtools.process import stop_on_signals
+from devtools.standins import strict
 
 JsonObject = dict[str, Any]
 RequestT = TypeVar("RequestT")
@@ -97,18 +94,11 @@ class StandIn(LoopbackService, Generic[RequestT, AcceptedT]):
             self._accepted.clear()
 
 
-@functools.cache
-def _input_shape(service: str, operation: str) -> Any:
-    model = botocore.session.get_session().get_service_model(service)
-    return model.operation_model(operation).input_shape
-
-
 def model_problems(service: str, operation: str, params: Mapping[str, Any]) -> str:
-    """What botocore's own model says is wrong with a request ("" if nothing): the check a
-    real client makes before sending, so a request that a client with validation turned
-    off could send is refused here as the service would."""
-    report = ParamValidator().validate(dict(params), _input_shape(service, operation))
-    return report.generate_report() if report.has_errors() else ""
+    """What AWS would refuse in a request ("" if nothing): the whole of botocore's model
+    and AWS's documented limits (`devtools.standins.strict`), so a request that a client
+    with validation turned off could send is refused here as the service would."""
+    return "; ".join(strict.problems(service, operation, params))
 
 
 def json_object(raw: bytes) -> JsonObject:
