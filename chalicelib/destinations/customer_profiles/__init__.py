@@ -33,6 +33,7 @@ from chalicelib.destinations.customer_profiles.delivery import (
     CustomerProfilesDestination,
     ProfilesClient,
 )
+from chalicelib.destinations.customer_profiles.object_type import ObjectRules
 from chalicelib.destinations.customer_profiles.settings import NAME, VARIABLES, Settings
 
 if TYPE_CHECKING:
@@ -62,6 +63,7 @@ class CustomerProfiles(DestinationPlugin[Settings]):
             call_budget_ms(settings.timeout_seconds),
             settings.write_threads,
             pool,
+            ObjectRules.of(settings),
         )
 
     def iam_statements(self) -> list[Statement]:
