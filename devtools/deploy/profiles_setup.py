@@ -37,6 +37,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
+from chalicelib.destinations.base import Statement, own_arn
 from chalicelib.destinations.customer_profiles.object_type import (
     ON_TIME_FIELD,
     object_type_definition,
@@ -452,6 +453,67 @@ def campaign_notes(client: Any, settings: Settings) -> list[str]:
     return notes
 
 
+# What the operator who runs it needs --------------------------------------------------------
+
+
+def setup_statements(settings: Settings) -> list[Statement]:
+    """The IAM statements for running this setup on the stage, each action on the resource
+    types the Service Authorization Reference lists for it (`--policy` prints them):
+    `domains` for GetDomain and the two List calls, `object-types`, `event-triggers` and
+    `integrations` for the rest, and `campaign` (connect-campaigns) for the optional read
+    back. No tags are written, so no profile:TagResource."""
+    domain = f"domains/{settings.domain}"
+    statements: list[Statement] = [
+        {
+            "Sid": "ReadTheDomain",
+            "Effect": "Allow",
+            "Action": [
+                "profile:GetDomain",
+                "profile:ListEventTriggers",
+                "profile:ListIntegrations",
+            ],
+            "Resource": [own_arn("profile", domain)],
+        },
+        {
+            "Sid": "DefineTheObjectType",
+            "Effect": "Allow",
+            "Action": ["profile:GetProfileObjectType", "profile:PutProfileObjectType"],
+            "Resource": [own_arn("profile", f"{domain}/object-types/{settings.object_type}")],
+        },
+    ]
+    if settings.trigger_events:
+        statements.append(
+            {
+                "Sid": "DefineTheTriggers",
+                "Effect": "Allow",
+                "Action": [
+                    "profile:CreateEventTrigger",
+                    "profile:GetEventTrigger",
+                    "profile:UpdateEventTrigger",
+                ],
+                "Resource": [own_arn("profile", f"{domain}/event-triggers/{TRIGGER_PREFIX}*")],
+            }
+        )
+    if settings.campaigns:
+        statements.append(
+            {
+                "Sid": "LinkTheCampaigns",
+                "Effect": "Allow",
+                "Action": ["profile:GetIntegration", "profile:PutIntegration"],
+                "Resource": [own_arn("profile", f"{domain}/integrations/*")],
+            }
+        )
+        statements.append(
+            {
+                "Sid": "ReadTheCampaignsBack",
+                "Effect": "Allow",
+                "Action": ["connect-campaigns:DescribeCampaign"],
+                "Resource": [campaign.arn for campaign in settings.campaigns],
+            }
+        )
+    return statements
+
+
 def trigger_report(result: TriggerResult, dry_run: bool) -> str:
     name = f"event trigger {result.name!r}"
     if result.action == "unchanged":
@@ -497,12 +559,21 @@ def main(argv: Sequence[str] | None = None, root: Path = ROOT) -> int:
         "--dry-run", action="store_true", help="say what would change; change nothing"
     )
     parser.add_argument("--show", action="store_true", help="print the definition as JSON")
+    parser.add_argument(
+        "--policy",
+        action="store_true",
+        help="print the IAM policy that running the setup needs, and change nothing",
+    )
     args = parser.parse_args(argv)
     try:
         settings = Settings.from_env(stage_environment(args.stage, root))
     except ConfigError as error:
         print(f"stage {args.stage}: {error}", file=sys.stderr)
         return 2
+    if args.policy:
+        policy = {"Version": "2012-10-17", "Statement": setup_statements(settings)}
+        print(json.dumps(policy, indent=2))
+        return 0
     if args.show:
         print(json.dumps(object_type_definition(settings), indent=2, sort_keys=True))
     try:

@@ -67,20 +67,17 @@ class CustomerProfiles(DestinationPlugin[Settings]):
         )
 
     def iam_statements(self) -> list[Statement]:
-        """Object writes in the one domain, for the one object type. BatchPutProfileObject
-        is authorized by profile:PutProfileObject (IAM and cfn-lint know no
-        BatchPutProfileObject)."""
+        """Object writes for the one object type. The Service Authorization Reference
+        ("Actions, resources, and condition keys for Amazon Connect Customer Profiles")
+        lists no BatchPutProfileObject action: profile:PutProfileObject authorizes it, on
+        the `object-types` resource type alone (docs/destinations/customer-profiles.md, IAM)."""
         domain, object_type = self.settings.domain, self.settings.object_type
         return [
             {
                 "Sid": "PutProfileObjects",
                 "Effect": "Allow",
                 "Action": ["profile:PutProfileObject"],
-                # IAM lists both the domain and the object type as this action's resources.
-                "Resource": [
-                    own_arn("profile", f"domains/{domain}"),
-                    own_arn("profile", f"domains/{domain}/object-types/{object_type}"),
-                ],
+                "Resource": [own_arn("profile", f"domains/{domain}/object-types/{object_type}")],
             }
         ]
 
