@@ -34,7 +34,6 @@ from chalicelib.destinations.customer_profiles.settings import (
     Settings,
 )
 from chalicelib.events import Event
-from chalicelib.rules import format_instant
 
 # From botocore's model (customer-profiles 2020-08-15): the `Object` (stringifiedJson) and
 # the profile `Attributes` values (string1To255); "A single profile object can be up to
@@ -161,7 +160,6 @@ def profile_object(
     record[ON_TIME_FIELD] = (
         "true" if on_time(event, delivered, rules.trigger_expiration_seconds) else "false"
     )
-    record["delivered_at"] = format_instant(delivered)
     attributes = profile_attributes(event)
     if carried is not None:
         attributes = {k: v for k, v in attributes.items() if k in carried}

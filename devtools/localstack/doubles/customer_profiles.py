@@ -14,7 +14,7 @@ Development tooling only: never packaged into Lambda.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from chalicelib.destinations.customer_profiles import CustomerProfiles
 from devtools.localstack.doubles import Running, Setup, StandInPort
@@ -28,7 +28,8 @@ PORT: Final = StandInPort("profiles", 9200)
 
 @dataclass(frozen=True)
 class _Pair:
-    """Both stand-ins, stopped together; an outage is Customer Profiles'."""
+    """Both stand-ins, stopped together. Everything else is the Customer Profiles
+    stand-in's (an outage, planned faults, its records), as before the campaigns joined."""
 
     profiles: ProfilesStandIn
     campaigns: CampaignsStandIn
@@ -39,6 +40,9 @@ class _Pair:
 
     def fail_next_requests(self, status: int, count: int = 1) -> None:
         self.profiles.fail_next_requests(status, count)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.profiles, name)
 
 
 def start(setup: Setup) -> Running:
