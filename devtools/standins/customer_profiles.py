@@ -269,11 +269,12 @@ class ProfilesStandIn(StandIn[RecordedRequest, AcceptedObject]):
             status = failures.popleft() if failures else planned
             if status is not None:
                 raise RequestError(status, f"Stand-in failure ({status})")
-            if domain not in self._domains:
-                raise RequestError(404, f"Domain {domain} was not found")
+            # A request AWS would refuse is refused before anything is looked up.
             problems = model_problems(operation, path, body)
             if problems:
                 raise RequestError(400, problems)
+            if domain not in self._domains:
+                raise RequestError(404, f"Domain {domain} was not found")
             answer = self._handle(operation, path, body)
         except RequestError as error:
             self._record(RecordedRequest(operation, domain, body, error.status))

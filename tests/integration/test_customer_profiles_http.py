@@ -123,6 +123,46 @@ def test_standin_refuses_what_botocores_model_refuses(ready: ProfilesStandIn) ->
     assert "Items" in raised.value.response["Error"]["Message"]
 
 
+def test_standin_refuses_what_the_model_limits_though_botocore_does_not_check_it(
+    ready: ProfilesStandIn,
+) -> None:
+    """What the stand-in used to accept: a domain name with a space, a 100-character trigger
+    name, 6 conditions (botocore's client checks none of these before sending)."""
+    checked = client_for(ready.url)
+    condition = {
+        "EventTriggerDimensions": [
+            {
+                "ObjectAttributes": [
+                    {
+                        "FieldName": "event_type",
+                        "ComparisonOperator": "EQUAL",
+                        "Values": ["purchase"],
+                    }
+                ]
+            }
+        ],
+        "LogicalOperator": "ANY",
+    }
+    trigger = {
+        "DomainName": DOMAIN,
+        "EventTriggerName": "t",
+        "ObjectTypeName": "PixelRelayEvent",
+        "EventTriggerConditions": [condition],
+    }
+    for changed, named in (
+        ({"EventTriggerName": "t" * 100}, "EventTriggerName"),
+        ({"EventTriggerConditions": [condition] * 6}, "EventTriggerConditions"),
+    ):
+        with pytest.raises(ClientError) as raised:
+            checked.create_event_trigger(**{**trigger, **changed})
+        assert raised.value.response["Error"]["Code"] == "BadRequestException"
+        assert named in raised.value.response["Error"]["Message"]
+    with pytest.raises(ClientError) as raised:
+        checked.get_domain(DomainName="has space")
+    assert "pattern" in raised.value.response["Error"]["Message"]
+    assert all(r.status == 400 for r in ready.requests)
+
+
 def test_standin_refuses_an_object_without_its_unique_key(ready: ProfilesStandIn) -> None:
     with pytest.raises(ClientError) as raised:
         client_for(ready.url).put_profile_object(
