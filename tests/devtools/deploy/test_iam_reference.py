@@ -11,7 +11,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-import cfnlint
+import cfnlint  # type: ignore[import-untyped]
 
 from chalicelib.destinations.customer_profiles import CustomerProfiles
 from chalicelib.destinations.customer_profiles.settings import Settings

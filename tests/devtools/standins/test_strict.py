@@ -229,7 +229,7 @@ def test_a_java_pattern_with_unicode_classes_is_read() -> None:
 @pytest.fixture
 def clients(strict_moto: StrictMotoProxy) -> dict[str, Any]:
     def client(service: str) -> Any:
-        return boto3.client(
+        return boto3.client(  # type: ignore[call-overload]
             service,
             endpoint_url=strict_moto.url,
             region_name="us-east-1",

@@ -250,7 +250,7 @@ def test_a_campaign_error_names_the_setting_and_the_rule() -> None:
 
 def test_the_trigger_limit_bounds_are_botocores() -> None:
     model = botocore.session.get_session().get_service_model("customer-profiles")
-    period = model.shape_for("Period")
+    period: Any = model.shape_for("Period")
     assert tuple(period.members["Unit"].enum) == settings_module.TRIGGER_PERIOD_UNITS
     assert period.members["Value"].metadata["max"] == settings_module.MAX_TRIGGER_PERIOD_VALUE
     most = period.members["MaxInvocationsPerProfile"].metadata["max"]
