@@ -14,7 +14,6 @@ Prints one JSON line with the endpoint variables the app's client needs, then an
 from __future__ import annotations
 
 import json
-import logging
 import os
 import sys
 import threading
@@ -27,13 +26,14 @@ from devtools.queue_spec import stage_environment
 
 
 def main(argv: list[str]) -> int:
-    from moto.server import ThreadedMotoServer
+    from devtools.standins.moto_proxy import strict_moto
 
     [module] = argv
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)
-    moto = ThreadedMotoServer(ip_address=HOST, port=0, verbose=False)
-    moto.start()
-    host, port = moto.get_host_and_port()
+    with strict_moto(HOST) as moto:  # what AWS would refuse is refused, as in `make dev`
+        return _serve(module, moto.url)
+
+
+def _serve(module: str, moto_url: str) -> int:
     lock = threading.Lock()
     received: list[tuple[str, str]] = []
 
@@ -44,7 +44,7 @@ def main(argv: list[str]) -> int:
     # The dev stage under the benchmark's own environment (which the parent's app reads).
     environment = {**stage_environment("dev"), **os.environ}
     double = cast(doubles.Double, hooks.module(module, module))
-    running = double.start(doubles.Setup(environment, HOST, 0, f"http://{host}:{port}", receive))
+    running = double.start(doubles.Setup(environment, HOST, 0, moto_url, receive))
     try:
         print(json.dumps({"environment": running.environment}), flush=True)
         for line in sys.stdin:
@@ -57,7 +57,6 @@ def main(argv: list[str]) -> int:
     finally:
         if running.standin is not None:
             running.standin.stop()
-        moto.stop()
     return 0
 
 

@@ -1,4 +1,5 @@
-"""The local stack's servers in their own process: moto's SQS and the Pinpoint stand-in.
+"""The local stack's servers in their own process: moto's SQS (behind the strict proxy, as in
+`make dev`) and the Pinpoint stand-in.
 
 `make dev` runs both in one process beside the pixel and the consumer; so does the
 throughput benchmark, so the consumer's process is not sharing its interpreter lock with
@@ -9,7 +10,6 @@ prints one JSON line with the CPU time it used and how many events the stand-in 
 from __future__ import annotations
 
 import json
-import logging
 import resource
 import sys
 
@@ -17,20 +17,15 @@ from devtools.standins.pinpoint import PinpointStandIn
 
 
 def main(argv: list[str]) -> int:
-    from moto.server import ThreadedMotoServer
+    from devtools.standins.moto_proxy import strict_moto
 
     application_id = argv[0]
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)
-    moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    moto.start()
-    host, port = moto.get_host_and_port()
-    with PinpointStandIn(applications=[application_id]) as standin:
-        print(json.dumps({"sqs": f"http://{host}:{port}", "pinpoint": standin.url}), flush=True)
+    with strict_moto() as sqs, PinpointStandIn(applications=[application_id]) as standin:
+        print(json.dumps({"sqs": sqs.url, "pinpoint": standin.url}), flush=True)
         for line in sys.stdin:  # "count" asks for the numbers so far; EOF stops
             if line.strip() == "count":
                 print(json.dumps(_numbers(standin)), flush=True)
         numbers = _numbers(standin)
-    moto.stop()
     print(json.dumps(numbers), flush=True)
     return 0
 

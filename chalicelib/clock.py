@@ -9,8 +9,10 @@ whatever its size: a machine an hour behind reports an event of one minute ago a
 and a minute ago, and is put right. Snowplow's derived timestamp and Segment's and PostHog's
 `sentAt` correct the same way (docs/message-format.md, "Clock correction").
 
-`corrected_time` is the one place the correction happens. A later rule on the ordering time
-(never later than the receive time) follows it as a clamp: correct first, then clamp.
+`corrected_time` is the one place the correction happens; `clamped_time` follows it: an
+instant still later than the receive time (a clock a few minutes ahead and no `sent_at`, or a
+forged date) is the receive time, so the time Customer Profiles orders a profile's updates by
+cannot be pushed ahead of genuine updates. Correct first, then clamp.
 """
 
 from __future__ import annotations
@@ -46,3 +48,8 @@ def corrected_time(
         return client_time + offset
     except OverflowError:
         raise ClockRangeError("is outside the years 1-9999 once corrected by sent_at") from None
+
+
+def clamped_time(instant: datetime, received_at: datetime) -> datetime:
+    """`instant` (corrected already), never later than when the pixel received the hit."""
+    return min(instant, received_at)

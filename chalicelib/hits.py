@@ -245,8 +245,8 @@ class _HitParser:
         return None if value is None else rules.consent_text("consent", value)
 
     def _client_instant(self, name: str) -> tuple[datetime, datetime] | None:
-        """An instant of the client's: (as sent, corrected by `sent_at`), the corrected one
-        within the pixel's time window."""
+        """An instant of the client's: (as sent, corrected by `sent_at` and clamped to the
+        receive time), the corrected one within the pixel's time window."""
         value = self._single(name)
         if value is None:
             return None
@@ -272,7 +272,9 @@ class _HitParser:
                 f"{_describe(self._policy.max_clock_ahead.total_seconds())} in the future",
                 "timestamp_out_of_range",
             )
-        return sent, instant
+        # Correct first, then clamp: nothing happened after the pixel received it, and the
+        # time Customer Profiles orders a profile's updates by must not be forged forward.
+        return sent, clock.clamped_time(instant, self._received_at)
 
     def _session(self, timestamp: datetime) -> Session | None:
         session_id = self._identifier("session_id", required=False)
@@ -367,7 +369,7 @@ def _refuse_invented(parameter: str, value: str) -> None:
 
 
 def _original(instant: tuple[datetime, datetime] | None) -> str | None:
-    """The client's own time, kept when the pixel corrected it (else None)."""
+    """The client's own time, kept when the pixel corrected or clamped it (else None)."""
     if instant is None or instant[0] == instant[1]:
         return None
     return format_instant(instant[0])

@@ -47,7 +47,17 @@ class ModelRule:
 @cache
 def model_rule(service: str, operation: str, *path: str) -> ModelRule:
     """The pattern and lengths of the member at `path` of `operation`'s input."""
-    shape: Any = service_model(service).operation_model(operation).input_shape
+    return _rule_at(service, service_model(service).operation_model(operation).input_shape, path)
+
+
+@cache
+def output_rule(service: str, operation: str, *path: str) -> ModelRule:
+    """The same for a member of `operation`'s output: a resource's ARN as the service
+    writes it (connectcampaignsv2's CampaignArn appears in outputs only)."""
+    return _rule_at(service, service_model(service).operation_model(operation).output_shape, path)
+
+
+def _rule_at(service: str, shape: Any, path: tuple[str, ...]) -> ModelRule:
     for member in path:
         if shape.type_name == "list":
             shape = shape.member

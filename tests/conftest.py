@@ -20,15 +20,19 @@ os.environ["POWERTOOLS_METRICS_NAMESPACE"] = "PixelRelay"
 
 
 @pytest.fixture(scope="session")
-def moto_url() -> Iterator[str]:
-    """moto's server on loopback for the whole session; each test makes its own resources."""
-    from moto.server import ThreadedMotoServer
+def strict_moto() -> Iterator[Any]:
+    """moto's server on loopback for the whole session, behind the proxy that refuses what
+    AWS would refuse (devtools/standins/moto_proxy.py); each test makes its own resources."""
+    from devtools.standins.moto_proxy import strict_moto
 
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
+    with strict_moto() as proxy:
+        yield proxy
+
+
+@pytest.fixture(scope="session")
+def moto_url(strict_moto: Any) -> str:
+    """Where every test's boto3 client finds moto: the strict proxy in front of it."""
+    return str(strict_moto.url)
 
 
 @pytest.fixture(scope="session")

@@ -3,7 +3,11 @@
 An entry's `source` is EVENTBRIDGE_SOURCE (default `pixel-relay`), its `detail-type` the
 event type, its `detail` `Event.to_record()`, and its time the event's timestamp, so a rule
 such as {"source": ["pixel-relay"], "detail-type": ["purchase"]} matches purchases. Entries
-are packed 10 to a call within EventBridge's 256 KB, and each entry's result is read.
+are packed 10 to a call within 256 KB, and each entry's result is read. AWS's PutEvents
+reference now says "the total entry size must be less than 1MB" (raised from 256 KB: AWS
+Compute Blog, "serverless services now support payloads up to 1 MB"; botocore's model
+carries no size at all): 256 KB per entry and per call is the older, smaller figure, which
+every account and region accepts.
 """
 
 from __future__ import annotations
@@ -57,7 +61,7 @@ SOURCE: Final = Setting(
     default="pixel-relay",
 )
 MAX_ENTRIES = 10
-MAX_BYTES = 256 * 1024  # for one entry, and for a whole request
+MAX_BYTES = 256 * 1024  # for one entry, and for a whole request (AWS now allows < 1 MB)
 RETRYABLE_ERRORS = frozenset({"InternalFailure", "InternalException", "ThrottlingException"})
 
 

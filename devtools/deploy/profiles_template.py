@@ -1,8 +1,10 @@
-"""What Customer Profiles adds to a stage's CloudFormation: the object type and the event
-triggers `make profiles-setup` creates (from the same definitions), and the domain itself
-unless the `CreateProfilesDomain` parameter is false (a domain your Amazon Connect instance
-already has). The customer-profiles plug-in names `resources` as its deploy-time hook
-(`devtools.deploy.template` merges it). Development tooling only.
+"""What Customer Profiles adds to a stage's CloudFormation: the object type, the event
+triggers and, for each PROFILES_CAMPAIGNS pair, the integration linking the trigger to its
+campaign (`AWS::CustomerProfiles::Integration`, `Uri` the campaign's ARN,
+`EventTriggerNames` the trigger), all from the definitions `make profiles-setup` sends; and
+the domain itself unless the `CreateProfilesDomain` parameter is false (a domain your Amazon
+Connect instance already has). The customer-profiles plug-in names `resources` as its
+deploy-time hook (`devtools.deploy.template` merges it). Development tooling only.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from typing import Any, Final
 
 from chalicelib.destinations.customer_profiles import CustomerProfiles
 from chalicelib.destinations.customer_profiles.object_type import object_type_definition
-from devtools.deploy.profiles_setup import event_trigger_definition
+from devtools.deploy.profiles_setup import event_trigger_definition, integration_definition
 
 
 def _ref(name: str) -> dict[str, str]:
@@ -80,6 +82,11 @@ def trigger_logical_id(event: str) -> str:
     return f"ProfilesTrigger{re.sub(r'[^A-Za-z0-9]', '', event)[:40]}{digest}"
 
 
+def integration_logical_id(event: str) -> str:
+    """The integration of `event`'s trigger: named after the trigger's logical id."""
+    return trigger_logical_id(event).replace("ProfilesTrigger", "ProfilesCampaign", 1)
+
+
 def resources(environment: Mapping[str, str]) -> dict[str, dict[str, Any]]:
     """The domain (optional), the object type and the event triggers, from the same
     definitions `make profiles-setup` sends, and the parameter that decides the domain."""
@@ -110,6 +117,15 @@ def resources(environment: Mapping[str, str]) -> dict[str, dict[str, Any]]:
         resources[trigger_logical_id(event)] = {
             "Type": "AWS::CustomerProfiles::EventTrigger",
             "DependsOn": "ProfilesObjectType",
+            "Properties": {"DomainName": domain, **properties},
+        }
+    for campaign in settings.campaigns:
+        request = integration_definition(settings, campaign)
+        properties = {name: value for name, value in request.items() if name != "DomainName"}
+        resources[integration_logical_id(campaign.event_type)] = {
+            "Type": "AWS::CustomerProfiles::Integration",
+            # The trigger it names must exist first (and goes after it, when deleted).
+            "DependsOn": trigger_logical_id(campaign.event_type),
             "Properties": {"DomainName": domain, **properties},
         }
     return {

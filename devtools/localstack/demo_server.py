@@ -18,7 +18,7 @@ Routes:
   byte for byte; 502 with a plain-text reason when the pixel cannot be reached.
 - `GET /api/config` what the page shows about this stack: the pixel's URL and the destination
   whose deliveries it shows (for customer-profiles, each card shows the profile object and
-  the event triggers it fired: "would start the campaign of trigger X").
+  the event triggers it fired: "campaign X would reach profile Y", or why not).
 - `GET /api/hits?after=<seq>` journal entries after `seq`, oldest first.
 - `GET /api/delivered?after=<n>` `delivered()[n:]`, each with `index` and `observed_at`.
 - `POST /api/outage` `{"calls": n}` (1..20): the destination fails its next n calls. 204.

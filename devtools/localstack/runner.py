@@ -30,7 +30,6 @@ import argparse
 import contextlib
 import dataclasses
 import io
-import logging
 import os
 import subprocess
 import sys
@@ -300,13 +299,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     stopping = threading.Event()
     with stop_on_signals(stopping), contextlib.ExitStack() as stack:
-        from moto.server import ThreadedMotoServer
+        from devtools.standins.moto_proxy import strict_moto
 
-        logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per SQS call
-        moto = ThreadedMotoServer(ip_address=HOST, port=ports["sqs"], verbose=False)
-        moto.start()
-        stack.callback(moto.stop)
-        sqs_url = f"http://{HOST}:{ports['sqs']}"
+        # moto behind the proxy that refuses what AWS would refuse: the SQS port is the
+        # proxy's, and every client (the pixel, the consumer, the doubles) goes through it.
+        sqs_url = stack.enter_context(strict_moto(HOST, ports["sqs"])).url
         environment["AWS_ENDPOINT_URL_SQS"] = sqs_url
         sqs: SQSClient = boto3.client(
             "sqs",
@@ -316,7 +313,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             aws_secret_access_key="testing",
         )
         create_queues(sqs, spec)
-        say(f"sqs: moto on {sqs_url}: {spec.events_queue}, {spec.dead_letter_queue}")
+        say(
+            f"sqs: moto on {sqs_url} (requests checked against AWS's rules):"
+            f" {spec.events_queue}, {spec.dead_letter_queue}"
+        )
         if dry_run:
             # With erasure on, the consumer reads its list on every batch: a moto table.
             erasure_table = ensure_erasure_table(

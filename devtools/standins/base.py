@@ -1,5 +1,5 @@
 """What the AWS stand-ins share: one lock over rules and records, the records themselves,
-botocore's model as the request check, rest-json answers, and serving from the command line.
+AWS's rules as the request check (`strict`), rest-json answers, and serving from the command line.
 
 Each stand-in keeps what is its own: its routes, its rules and how it judges a request.
 """
@@ -7,9 +7,7 @@ Each stand-in keeps what is its own: its routes, its rules and how it judges a r
 from __future__ import annotations
 
 import dataclasses
-import functools
 import json
-import re
 import sys
 import threading
 import uuid
@@ -17,11 +15,9 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from typing import Any, Generic, TypeVar
 
-import botocore.session
-from botocore.validate import ParamValidator
-
 from devtools.loopback import LoopbackHandler, LoopbackService, ServiceT
 from devtools.process import stop_on_signals
+from devtools.standins import strict
 
 JsonObject = dict[str, Any]
 RequestT = TypeVar("RequestT")
@@ -98,40 +94,11 @@ class StandIn(LoopbackService, Generic[RequestT, AcceptedT]):
             self._accepted.clear()
 
 
-@functools.cache
-def _input_shape(service: str, operation: str) -> Any:
-    model = botocore.session.get_session().get_service_model(service)
-    return model.operation_model(operation).input_shape
-
-
 def model_problems(service: str, operation: str, params: Mapping[str, Any]) -> str:
-    """What botocore's own model says is wrong with a request ("" if nothing): the check a
-    real client makes before sending, so a request that a client with validation turned
-    off could send is refused here as the service would."""
-    report = ParamValidator().validate(dict(params), _input_shape(service, operation))
-    return report.generate_report() if report.has_errors() else ""
-
-
-def member_problems(service: str, operation: str, params: Mapping[str, Any]) -> str:
-    """What botocore's validator does not check about a request's top-level members, and the
-    service does: a string's maximum length and pattern, a number's maximum ("" if
-    nothing)."""
-    members = _input_shape(service, operation).members
-    for name, value in params.items():
-        shape = members.get(name)
-        if shape is None:
-            continue
-        metadata = shape.metadata
-        if isinstance(value, str) and shape.type_name == "string":
-            if "max" in metadata and len(value) > metadata["max"]:
-                return f"{name}: longer than {metadata['max']} characters"
-            pattern = metadata.get("pattern")
-            if pattern is not None and re.search(pattern, value) is None:
-                return f"{name}: {value!r} does not match {pattern}"
-        numeric = isinstance(value, int) and shape.type_name in {"integer", "long"}
-        if numeric and "max" in metadata and value > metadata["max"]:
-            return f"{name}: {value} is more than {metadata['max']}"
-    return ""
+    """What AWS would refuse in a request ("" if nothing): the whole of botocore's model
+    and AWS's documented limits (`devtools.standins.strict`), so a request that a client
+    with validation turned off could send is refused here as the service would."""
+    return "; ".join(strict.problems(service, operation, params))
 
 
 def json_object(raw: bytes) -> JsonObject:

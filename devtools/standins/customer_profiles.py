@@ -7,13 +7,21 @@ GetProfileObjectType, GetDomain, the reads `ops check` makes (SearchProfiles by 
 ListProfileObjects of a profile), the deletes `forget` makes (DeleteProfileObject,
 DeleteProfile), and the event trigger operations
 (`devtools.standins.event_triggers`, which also says which triggers each accepted object
-fires). It checks every request against botocore's model, applies an object type's keys and
-its `_profile` targets the way the service documents them (a UNIQUE key replaces the object
-with the same value; PROFILE keys find the profile, or create it, and every PROFILE key an
-object carries is then associated with that profile; SECONDARY keys are looked up last),
-keeps an attribute's value from the object with the newest source timestamp when the object
-type names one, can be told to fail on purpose — a whole request, or single items of a
-batch — and records what it accepted. Standard library only.
+fires) and PutIntegration, GetIntegration and ListIntegrations (an integration whose
+`EventTriggerNames` names a trigger is that trigger's action: the stand-in starts the
+campaign its `Uri` names on the campaigns stand-in, `devtools.standins.campaigns`).
+
+It checks every request against AWS's rules (`devtools.standins.strict`) and applies an
+object type's keys and `_profile` targets the way the service documents them (a UNIQUE key
+replaces the object with the same value; PROFILE keys find the profile, or create it, and
+every PROFILE key an object carries is then associated with that profile; SECONDARY keys
+are looked up last). Where AWS's documentation is silent it behaves the worst way the words
+allow (docs/destinations/customer-profiles.md, "What AWS documents and what it does not"):
+the object applied last wins, whatever its source timestamp; a batch's items are applied
+last to first; an object whose keys find two profiles is refused; a profile at its object
+limit (the object type's MaxProfileObjectCount, 1,000 across all types, a few early)
+refuses new objects. It can be told to fail on purpose — a whole request, or single items
+of a batch — and records what it accepted. Standard library and botocore only.
 
 Run `.venv/bin/python -m devtools.standins.customer_profiles --port 9200 --domain
 pixel-relay-dev` to serve until killed, printing one JSON line per accepted object on stdout.
@@ -29,13 +37,13 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Final
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from devtools.loopback import QuietServer, ServiceServer
-from devtools.standins import base, event_triggers
+from devtools.standins import base, campaigns, event_triggers
 from devtools.standins.base import (
     JsonObject,
     RequestError,
@@ -63,6 +71,11 @@ MAX_BATCH_ITEMS: Final = 10  # BatchPutProfileObjectRequestItemList's max (botoc
 DEFAULT_PAGE: Final = 20
 # Query-string members of the read operations (`max-results`, `next-token` in the URL).
 _QUERY_MEMBERS: Final = {"max-results": "MaxResults", "next-token": "NextToken"}
+# "The default maximum limit across all mappings per profile is 1000", and "Data limits are
+# estimates [...] off by a few units in either direction" (Customer Profiles data limits):
+# the stand-in refuses a new object LIMIT_SLACK objects before a limit.
+MAX_OBJECTS_PER_PROFILE: Final = 1000
+LIMIT_SLACK: Final = 5
 
 # The object type field the service reads an object's source timestamp from, in the object
 # type's SourceLastUpdatedTimestampFormat; the formats this stand-in can read (Java's
@@ -98,7 +111,11 @@ _ROUTES: Final[tuple[tuple[str, re.Pattern[str], str], ...]] = (
     ("PUT", re.compile(r"/domains/([^/]+)/event-triggers/([^/]+)"), "UpdateEventTrigger"),
     ("GET", re.compile(r"/domains/([^/]+)/event-triggers/([^/]+)"), "GetEventTrigger"),
     ("GET", re.compile(r"/domains/([^/]+)/event-triggers"), "ListEventTriggers"),
+    ("PUT", re.compile(r"/domains/([^/]+)/integrations"), "PutIntegration"),
+    ("POST", re.compile(r"/domains/([^/]+)/integrations"), "GetIntegration"),
+    ("GET", re.compile(r"/domains/([^/]+)/integrations"), "ListIntegrations"),
 )
+INTEGRATION_OPERATIONS: Final = frozenset({"PutIntegration", "GetIntegration", "ListIntegrations"})
 
 
 @dataclass(frozen=True)
@@ -134,8 +151,8 @@ class _Domain:
     profiles: dict[str, JsonObject] = field(default_factory=dict)
     profile_index: dict[tuple[str, str], str] = field(default_factory=dict)
     triggers: event_triggers.EventTriggers = field(default_factory=event_triggers.EventTriggers)
-    # (profile id, `_profile` path) -> the source timestamp of the value it holds.
-    source_times: dict[tuple[str, str], float] = field(default_factory=dict)
+    # Integrations by Uri (PutIntegration).
+    integrations: dict[str, JsonObject] = field(default_factory=dict)
     created_at: float = field(default_factory=time.time)
 
 
@@ -148,10 +165,13 @@ class ProfilesStandIn(StandIn[RecordedRequest, AcceptedObject]):
         host: str = "127.0.0.1",
         port: int = 0,
         on_accept: Callable[[AcceptedObject], None] | None = None,
+        campaigns_url: str | None = None,
     ) -> None:
-        """`on_accept` is called for each accepted object, in order, with the lock held."""
+        """`on_accept` is called for each accepted object, in order, with the lock held.
+        `campaigns_url`: the campaigns stand-in a fired trigger's integration starts."""
         super().__init__(host, port, on_accept)
         self._domains = {name: _Domain() for name in domains}
+        self._campaigns_url = campaigns_url
         self._failures: dict[str, deque[int]] = {}
         self._rejections: dict[str, tuple[int, str]] = {}
         self._item_failures: deque[int] = deque()
@@ -268,11 +288,12 @@ class ProfilesStandIn(StandIn[RecordedRequest, AcceptedObject]):
             status = failures.popleft() if failures else planned
             if status is not None:
                 raise RequestError(status, f"Stand-in failure ({status})")
-            if domain not in self._domains:
-                raise RequestError(404, f"Domain {domain} was not found")
+            # A request AWS would refuse is refused before anything is looked up.
             problems = model_problems(operation, path, body)
             if problems:
                 raise RequestError(400, problems)
+            if domain not in self._domains:
+                raise RequestError(404, f"Domain {domain} was not found")
             answer = self._handle(operation, path, body)
         except RequestError as error:
             self._record(RecordedRequest(operation, domain, body, error.status))
@@ -296,6 +317,8 @@ class ProfilesStandIn(StandIn[RecordedRequest, AcceptedObject]):
         if operation in event_triggers.OPERATIONS:
             name = path[1] if len(path) > 1 else None
             return state.triggers.handle(operation, name, body, state.object_types)
+        if operation in INTEGRATION_OPERATIONS:
+            return _integration(state, path[0], operation, body)
         if operation == "BatchPutProfileObject":
             return self._batch_put(path[0], state, body)
         if operation == "SearchProfiles":
@@ -319,8 +342,10 @@ class ProfilesStandIn(StandIn[RecordedRequest, AcceptedObject]):
             raise RequestError(400, "Item ids must be unique within a request")
         successful: list[JsonObject] = []
         failed: list[JsonObject] = []
-        for item in body["Items"]:
-            planned = self._planned_item_failure(item["Object"])
+        # Planned failures go to the items in request order; the items are then applied last
+        # to first (AWS does not say in which order a batch's objects are applied).
+        planned_failures = [self._planned_item_failure(item["Object"]) for item in body["Items"]]
+        for item, planned in reversed(list(zip(body["Items"], planned_failures, strict=True))):
             if planned is not None:
                 status, message = planned
                 if status:
@@ -373,6 +398,16 @@ class ProfilesStandIn(StandIn[RecordedRequest, AcceptedObject]):
         if pattern is not None and pattern != "epoch" and pattern not in _TIMESTAMP_FORMATS:
             known = ", ".join(["epoch", *_TIMESTAMP_FORMATS])
             raise RequestError(400, f"The stand-in reads source timestamps in {known} only")
+        available = MAX_OBJECTS_PER_PROFILE - sum(
+            int(other.get("MaxProfileObjectCount", 0))
+            for other_name, other in state.object_types.items()
+            if other_name != name
+        )
+        wanted = body.get("MaxProfileObjectCount")
+        if wanted is not None and int(wanted) > available:
+            raise RequestError(
+                400, f"MaxProfileObjectCount {wanted} is over the {available} still available"
+            )
         now = time.time()
         previous = state.object_types.get(name, {})
         definition = {
@@ -381,6 +416,8 @@ class ProfilesStandIn(StandIn[RecordedRequest, AcceptedObject]):
             "CreatedAt": previous.get("CreatedAt", now),
             "LastUpdatedAt": now,
         }
+        if wanted is not None:
+            definition["MaxAvailableProfileObjectCount"] = available - int(wanted)
         state.object_types[name] = definition
         return dict(definition)
 
@@ -403,73 +440,158 @@ class ProfilesStandIn(StandIn[RecordedRequest, AcceptedObject]):
         if unique is None:
             raise RequestError(400, "Object has no value for its UNIQUE key")
         targets = _targets(object_type, values)
-        when = _source_time(object_type, values)
-        profile_id = self._profile_for(state, object_type, values, targets, when)
         type_name = body["ObjectTypeName"]
+        found = _found_profile(state, object_type, values)
+        self._check_object_limit(state, type_name, unique[1], found, object_type)
+        profile_id = _apply_to_profile(state, object_type, values, targets, found)
         state.objects[(type_name, unique[1])] = source
-        state.object_profiles[(type_name, unique[1])] = profile_id
+        if profile_id is not None:
+            state.object_profiles[(type_name, unique[1])] = profile_id
         object_key = state.object_keys.setdefault((type_name, unique[1]), str(uuid.uuid4()))
-        fired = state.triggers.evaluate(type_name, values, source, profile_id)
+        when = _source_time(object_type, values)
+        fired = state.triggers.evaluate(type_name, values, source, profile_id, when)
+        fired = [self._start_campaign(state, verdict) for verdict in fired]
         record = AcceptedObject(domain, type_name, source, unique[1], profile_id, tuple(fired))
         self._accept(record)
         return {"ProfileObjectUniqueKey": object_key}
 
-    def _profile_for(
+    def _check_object_limit(
         self,
         state: _Domain,
+        type_name: str,
+        unique: str,
+        profile_id: str | None,
         object_type: JsonObject,
-        values: dict[str, str | None],
-        targets: dict[str, str],
-        when: float | None,
-    ) -> str | None:
-        """Find the profile by the object's PROFILE keys (SECONDARY ones last), create it if
-        allowed, associate the object's keys with it and apply the targets: a value with a
-        source timestamp older than the one the profile's value came with is not applied."""
-        keys = _profile_keys(object_type, values)
-        if not keys:
-            return None
-        primary = [key for key, identifiers in keys if "SECONDARY" not in identifiers]
-        secondary = [key for key, identifiers in keys if "SECONDARY" in identifiers]
-        found = [
-            state.profile_index[key] for key in primary + secondary if key in state.profile_index
+    ) -> None:
+        """Refuse a new object on a profile at its limit: the object type's
+        MaxProfileObjectCount, or 1,000 across all object types (a replacement on the same
+        profile adds nothing). AWS does not say what happens at the limit: the worst its
+        words allow is that the newest object is not taken, and that is what happens here,
+        LIMIT_SLACK objects early ("off by a few units in either direction")."""
+        if profile_id is None or state.object_profiles.get((type_name, unique)) == profile_id:
+            return
+        on_profile = [key for key, held in state.object_profiles.items() if held == profile_id]
+        of_type = sum(1 for kind, _ in on_profile if kind == type_name)
+        most = object_type.get("MaxProfileObjectCount")
+        if most is not None and of_type >= int(most) - LIMIT_SLACK:
+            raise RequestError(
+                400, f"Profile {profile_id} has reached its object limit for {type_name}"
+            )
+        if len(on_profile) >= MAX_OBJECTS_PER_PROFILE - LIMIT_SLACK:
+            raise RequestError(400, f"Profile {profile_id} has reached its object limit")
+
+    def _start_campaign(
+        self, state: _Domain, verdict: event_triggers.TriggerVerdict
+    ) -> event_triggers.TriggerVerdict:
+        """A fired trigger's action: the campaign whose integration names the trigger gets
+        a PutProfileOutboundRequestBatch for the profile, on the campaigns stand-in."""
+        if not verdict.would_start or verdict.profile_id is None:
+            return verdict
+        linked = [
+            uri
+            for uri, integration in sorted(state.integrations.items())
+            if verdict.name in integration.get("EventTriggerNames", [])
         ]
-        created = not found
-        if created:
-            if not object_type.get("AllowProfileCreation", False):
-                return None
-            profile_id = uuid.uuid4().hex
-            state.profiles[profile_id] = {"ProfileId": profile_id, "Attributes": {}}
-        else:
-            profile_id = found[0]
-        for key, identifiers in keys:
-            if "LOOKUP_ONLY" in identifiers or ("NEW_ONLY" in identifiers and not created):
-                continue
-            state.profile_index.setdefault(key, profile_id)
-        profile = state.profiles[profile_id]
-        for path, value in targets.items():
-            held = state.source_times.get((profile_id, path))
-            if when is not None and held is not None and when < held:
-                continue  # the profile holds a newer source's value
-            *parents, leaf = path.split(".")
-            node = profile
-            for part in parents:
-                node = node.setdefault(part, {})
-            node[leaf] = value
-            if when is not None:
-                state.source_times[(profile_id, path)] = when
-        return profile_id
+        if not linked:
+            return replace(verdict, campaign_reason="no campaign is linked (PutIntegration)")
+        arn = linked[0]
+        if self._campaigns_url is None:
+            return replace(verdict, campaign_arn=arn, campaign_reason="no campaigns stand-in")
+        reached, why = campaigns.start_campaign(
+            self._campaigns_url, arn, verdict.profile_id, uuid.uuid4().hex
+        )
+        return replace(verdict, campaign_arn=arn, campaign_reached=reached, campaign_reason=why)
+
+
+def _found_profile(
+    state: _Domain, object_type: JsonObject, values: dict[str, str | None]
+) -> str | None:
+    """The existing profile the object's PROFILE keys find (SECONDARY ones last), or None.
+    Keys that find two different profiles: AWS does not say which wins, and the worst its
+    words allow is that the object is refused, as here."""
+    keys = _profile_keys(object_type, values)
+    primary = [key for key, identifiers in keys if "SECONDARY" not in identifiers]
+    secondary = [key for key, identifiers in keys if "SECONDARY" in identifiers]
+    found = [state.profile_index[key] for key in primary if key in state.profile_index]
+    if len(set(found)) > 1:
+        names = ", ".join(sorted({key[0] for key in primary if key in state.profile_index}))
+        raise RequestError(400, f"The object's keys ({names}) find {len(set(found))} profiles")
+    if not found:
+        found = [state.profile_index[key] for key in secondary if key in state.profile_index]
+    return found[0] if found else None
+
+
+def _apply_to_profile(
+    state: _Domain,
+    object_type: JsonObject,
+    values: dict[str, str | None],
+    targets: dict[str, str],
+    found: str | None,
+) -> str | None:
+    """The object's profile: `found`, or a new one if the type allows; its keys are
+    associated with it and the targets applied. The object applied last wins: AWS
+    describes SourceLastUpdatedTimestampFormat as a format, not as an order."""
+    keys = _profile_keys(object_type, values)
+    if not keys:
+        return None
+    created = found is None
+    if found is None:
+        if not object_type.get("AllowProfileCreation", False):
+            return None
+        profile_id = uuid.uuid4().hex
+        state.profiles[profile_id] = {"ProfileId": profile_id, "Attributes": {}}
+    else:
+        profile_id = found
+    for key, identifiers in keys:
+        if "LOOKUP_ONLY" in identifiers or ("NEW_ONLY" in identifiers and not created):
+            continue
+        state.profile_index.setdefault(key, profile_id)
+    profile = state.profiles[profile_id]
+    for path, value in targets.items():
+        *parents, leaf = path.split(".")
+        node = profile
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    return profile_id
+
+
+def _integration(state: _Domain, domain: str, operation: str, body: JsonObject) -> JsonObject:
+    """PutIntegration, GetIntegration and ListIntegrations: an integration by its Uri. One
+    naming an event trigger is that trigger's action, which must exist."""
+    now = time.time()
+    if operation == "ListIntegrations":
+        return {"Items": [dict(item) for _, item in sorted(state.integrations.items())]}
+    uri = str(body["Uri"])
+    current = state.integrations.get(uri)
+    if operation == "GetIntegration":
+        if current is None:
+            raise RequestError(404, f"Integration {uri} was not found")
+        return dict(current)
+    for name in body.get("EventTriggerNames", []):
+        if name not in state.triggers.triggers:
+            raise RequestError(404, f"Event trigger {name} was not found")
+    object_type = body.get("ObjectTypeName")
+    if object_type is not None and object_type not in state.object_types:
+        raise RequestError(404, f"Object type {object_type} was not found")
+    integration = {
+        **{k: v for k, v in body.items() if k != "DomainName"},
+        "DomainName": domain,
+        "CreatedAt": (current or {}).get("CreatedAt", now),
+        "LastUpdatedAt": now,
+    }
+    state.integrations[uri] = integration
+    return dict(integration)
 
 
 def model_problems(operation: str, path: Sequence[str], body: JsonObject) -> str:
-    """What botocore's own model says is wrong with a request ("" if nothing), with the
-    maxima and patterns of its members that botocore's validator does not check."""
+    """What AWS would refuse in a request ("" if nothing): botocore's whole model and AWS's
+    documented limits, path and query members included."""
     params = dict(body)
     params["DomainName"] = path[0]
     if len(path) > 1:
         params["EventTriggerName" if "EventTrigger" in operation else "ObjectTypeName"] = path[1]
-    return base.model_problems("customer-profiles", operation, params) or (
-        base.member_problems("customer-profiles", operation, params)
-    )
+    return base.model_problems("customer-profiles", operation, params)
 
 
 def _query_members(query: Mapping[str, str]) -> JsonObject:
@@ -597,8 +719,6 @@ def _delete_profile(state: _Domain, body: JsonObject) -> JsonObject:
         del state.object_profiles[key]
         state.objects.pop(key, None)
         state.object_keys.pop(key, None)
-    for key in [k for k in state.source_times if k[0] == profile_id]:
-        del state.source_times[key]
     return {"Message": f"Profile {profile_id} deleted"}
 
 

@@ -3,18 +3,22 @@
 The stand-in (`devtools.standins.customer_profiles`) hands the four trigger operations
 (CreateEventTrigger, GetEventTrigger, UpdateEventTrigger, ListEventTriggers) to a domain's
 `EventTriggers`, and asks it, for each object it accepts, which triggers that object fires:
-the answer is what the demo page shows as "would start the campaign of trigger X". In AWS a
-fired trigger starts whatever is attached to it (an Amazon Connect outbound campaign); here
-nothing is started, the verdict is only recorded.
+the stand-in then starts the campaign an integration links to the trigger (PutIntegration),
+on the Connect outbound campaigns stand-in, and the demo page shows "campaign X would reach
+profile Y".
 
 What is evaluated, as the Customer Profiles API reference describes it: the trigger's object
 type; its conditions (any condition may match; in one condition `LogicalOperator` ALL, ANY
 or NONE over the dimensions; in one dimension every object attribute must match); an object
 attribute reads the object type's field (`FieldName`) or the object (`Source`,
-`_source.a.b`); and `EventTriggerLimits.Periods` (at most `MaxInvocationsPerProfile` starts
-per profile in `Value` `Unit`s, unless `Unlimited`). Not evaluated, and said so in the
-verdict: date operators (BEFORE, AFTER, ON, BETWEEN, NOT_BETWEEN), INCLUSIVE and EXCLUSIVE,
-`SegmentFilter` (the stand-in has no segments) and `EventExpiration`.
+`_source.a.b`); `EventTriggerLimits.Periods` (at most `MaxInvocationsPerProfile` starts
+per profile in `Value` `Unit`s, unless `Unlimited`) and `EventExpiration` ("In
+milliseconds. Specifies that an event will only trigger the destination if it is processed
+within a certain latency period": read here as the time since the object's source
+timestamp, the one event time the service knows; AWS may measure it from ingestion instead,
+which is why pixel-relay's triggers also require the object's own `on_time`). Not
+evaluated, and said so in the verdict: date operators (BEFORE, AFTER, ON, BETWEEN,
+NOT_BETWEEN), INCLUSIVE and EXCLUSIVE, and `SegmentFilter` (the stand-in has no segments).
 Development tooling only: never packaged into Lambda.
 """
 
@@ -65,17 +69,26 @@ class NotEvaluatedError(Exception):
 
 @dataclass(frozen=True)
 class TriggerVerdict:
-    """One trigger an accepted object matched, and whether its campaign would start."""
+    """One trigger an accepted object matched, whether it fired (its limits and expiration
+    allow a start) and, once the stand-in has asked, what the linked campaign did."""
 
     name: str
     would_start: bool
-    reason: str = ""  # why not (a limit, no profile), or what was assumed
+    reason: str = ""  # why not (a limit, no profile, expired), or what was assumed
+    profile_id: str | None = None
+    campaign_arn: str | None = None  # the integration's Uri, when one links a campaign
+    campaign_reached: bool = False  # the campaign accepted the outbound request
+    campaign_reason: str = ""  # why it did not (or "no campaign is linked")
 
     def to_json(self) -> JsonObject:
         return {
             "EventTriggerName": self.name,
             "WouldStart": self.would_start,
             "Reason": self.reason,
+            "ProfileId": self.profile_id,
+            "Campaign": self.campaign_arn,
+            "CampaignReached": self.campaign_reached,
+            "CampaignReason": self.campaign_reason,
         }
 
 
@@ -131,8 +144,10 @@ class EventTriggers:
         fields: Mapping[str, str | None],
         source: Mapping[str, Any],
         profile_id: str | None,
+        source_time: float | None = None,
     ) -> list[TriggerVerdict]:
-        """The triggers this accepted object fires, in name order; starts are counted."""
+        """The triggers this accepted object fires, in name order; starts are counted.
+        `source_time`: the object's source timestamp (seconds), if its type names one."""
         verdicts: list[TriggerVerdict] = []
         for name, trigger in sorted(self.triggers.items()):
             if trigger.get("ObjectTypeName") != object_type:
@@ -143,13 +158,23 @@ class EventTriggers:
             except NotEvaluatedError as error:
                 verdicts.append(TriggerVerdict(name, False, f"not evaluated: {error}"))
                 continue
-            verdicts.append(self._start(name, trigger, profile_id))
+            verdicts.append(self._start(name, trigger, profile_id, source_time))
         return verdicts
 
-    def _start(self, name: str, trigger: JsonObject, profile_id: str | None) -> TriggerVerdict:
+    def _start(
+        self, name: str, trigger: JsonObject, profile_id: str | None, source_time: float | None
+    ) -> TriggerVerdict:
         if profile_id is None:
             return TriggerVerdict(name, False, "the object is on no profile")
         now = self.clock()
+        expiration = trigger.get("EventTriggerLimits", {}).get("EventExpiration")
+        if expiration is not None and source_time is not None:
+            age = now - source_time
+            if age * 1000 > int(expiration):
+                late = (
+                    f"{age:.0f} s after the event; EventExpiration is {int(expiration) // 1000} s"
+                )
+                return TriggerVerdict(name, False, f"expired: processed {late}", profile_id)
         starts = self.starts.setdefault((name, profile_id), [])
         for period in trigger.get("EventTriggerLimits", {}).get("Periods", []):
             if period.get("Unlimited") or "MaxInvocationsPerProfile" not in period:
@@ -163,11 +188,12 @@ class EventTriggers:
                     period["Unit"],
                 )
                 limit = f"{most} per {value} {unit}"
-                return TriggerVerdict(name, False, f"limit reached for this profile ({limit})")
+                reason = f"limit reached for this profile ({limit})"
+                return TriggerVerdict(name, False, reason, profile_id)
         starts.append(now)
         segment = trigger.get("SegmentFilter")
         assumed = f"if the profile is in segment {segment} (not evaluated here)" if segment else ""
-        return TriggerVerdict(name, True, assumed)
+        return TriggerVerdict(name, True, assumed, profile_id)
 
 
 def _conditions_match(

@@ -200,3 +200,32 @@ def test_an_identifier_gtm_invented_is_refused_naming_the_parameter(
 @pytest.mark.parametrize("lookalike", ["Undefined", "undefined1", "nullable", "NULL"])
 def test_only_the_exact_texts_are_refused_as_identifiers(lookalike: str) -> None:
     assert event_of(f"event=purchase&endpoint_id={lookalike}").endpoint_id == lookalike
+
+
+def test_a_time_ahead_of_the_receive_time_is_clamped_after_the_correction() -> None:
+    """A hit dated 9 minutes ahead (within MAX_CLOCK_AHEAD_SECONDS, no sent_at) must not
+    beat genuine profile updates for 9 minutes: its time is the receive time, the client's
+    own kept apart."""
+    ahead = NOW + timedelta(minutes=9)
+    event = event_of(f"{BASE}&timestamp={millis(ahead)}&session_id=s-1")
+    assert event.timestamp == format_instant(NOW)
+    assert event.client_timestamp == format_instant(ahead)
+    assert event.session is not None
+    assert event.session.start == format_instant(NOW)
+    # Correct first, then clamp: a clock 2 h behind that dates an event 9 min "ahead" of its
+    # own sent_at is corrected to 9 min ahead of now, then clamped to now.
+    behind = timedelta(hours=2)
+    corrected = event_of(
+        f"{BASE}&timestamp={millis(ahead - behind)}&sent_at={millis(NOW - behind)}"
+    )
+    assert corrected.timestamp == format_instant(NOW)
+    # A session started ahead is clamped too, so it still starts no later than its event.
+    session = event_of(
+        f"{BASE}&timestamp={millis(ahead)}&session_id=s-1&session_start={millis(ahead)}"
+    )
+    assert session.session is not None
+    assert session.session.start == session.timestamp == format_instant(NOW)
+    # Beyond MAX_CLOCK_AHEAD_SECONDS it is still refused, not clamped.
+    assert refusal(f"{BASE}&timestamp={millis(NOW + timedelta(minutes=11))}") == (
+        "timestamp: is more than 10 min in the future"
+    )

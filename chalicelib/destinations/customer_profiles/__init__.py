@@ -34,6 +34,7 @@ from chalicelib.destinations.customer_profiles.delivery import (
     CustomerProfilesDestination,
     ProfilesClient,
 )
+from chalicelib.destinations.customer_profiles.object_type import ObjectRules
 from chalicelib.destinations.customer_profiles.settings import NAME, VARIABLES, Settings
 
 if TYPE_CHECKING:
@@ -65,23 +66,21 @@ class CustomerProfiles(DestinationPlugin[Settings]):
             call_budget_ms(settings.timeout_seconds),
             settings.write_threads,
             pool,
+            ObjectRules.of(settings),
         )
 
     def iam_statements(self) -> list[Statement]:
-        """Object writes in the one domain, for the one object type. BatchPutProfileObject
-        is authorized by profile:PutProfileObject (IAM and cfn-lint know no
-        BatchPutProfileObject)."""
+        """Object writes for the one object type. The Service Authorization Reference
+        ("Actions, resources, and condition keys for Amazon Connect Customer Profiles")
+        lists no BatchPutProfileObject action: profile:PutProfileObject authorizes it, on
+        the `object-types` resource type alone (docs/destinations/customer-profiles.md, IAM)."""
         domain, object_type = self.settings.domain, self.settings.object_type
         return [
             {
                 "Sid": "PutProfileObjects",
                 "Effect": "Allow",
                 "Action": ["profile:PutProfileObject"],
-                # IAM lists both the domain and the object type as this action's resources.
-                "Resource": [
-                    own_arn("profile", f"domains/{domain}"),
-                    own_arn("profile", f"domains/{domain}/object-types/{object_type}"),
-                ],
+                "Resource": [own_arn("profile", f"domains/{domain}/object-types/{object_type}")],
             }
         ]
 

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final, Protocol, cast
 
 from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
@@ -31,7 +32,12 @@ from chalicelib.destinations.base import (
 )
 from chalicelib.destinations.customer_profiles.erasure import ErasureClient, ProfileEraser
 from chalicelib.destinations.customer_profiles.object_type import (
+    DEFAULT_RULES,
+    MAX_OBJECT_BYTES,
     MAX_OBJECT_CHARS,
+    ObjectRules,
+    profile_attributes,
+    profile_identity,
     profile_object,
 )
 from chalicelib.destinations.customer_profiles.planning import Item, plan_calls
@@ -105,22 +111,30 @@ class CustomerProfilesDestination(Destination):
         call_budget_ms: int = 0,
         write_threads: int = DEFAULT_WRITE_THREADS,
         pool: Executor | None = None,
+        rules: ObjectRules = DEFAULT_RULES,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         """`call_budget_ms`: the longest one call can take, retries included; no call is
         started with less Lambda time left than that. `write_threads`: lanes in flight on
-        `pool` (the consumer's); without a pool, one call after another."""
+        `pool` (the consumer's); without a pool, one call after another. `rules`: the
+        slots a profile keeps and the trigger expiration the objects carry; `clock`: the
+        delivery time `on_time` is measured at."""
         self._client = client
         self._domain = domain
         self._object_type = object_type
         self._call_budget_ms = call_budget_ms
         self._write_threads = max(1, write_threads)
         self._pool = pool
+        self._rules = rules
+        self._clock = clock
 
     def deliver(self, events: Sequence[Event], time_left: TimeLeft = None) -> list[Outcome]:
         outcomes: list[Outcome] = [Outcome(Verdict.RETRY, "not sent")] * len(events)
         items: list[Item] = []
+        now = self._clock()
+        carried = newest_attributes(events)
         for index, event in enumerate(events):
-            built = _build(event)
+            built = _build(event, self._rules, now, carried[index])
             if isinstance(built, Outcome):
                 outcomes[index] = built
             else:
@@ -246,14 +260,39 @@ def item_outcomes(count: int, response: Mapping[str, Any]) -> list[Outcome]:
     return outcomes
 
 
-def _build(event: Event) -> str | Outcome:
+def newest_attributes(events: Sequence[Event]) -> list[frozenset[str]]:
+    """For each event, the profile attributes it is the newest of its profile to write in
+    this batch: only that event sends each one, so the profile ends with the newest value
+    whatever order the service applies a batch's objects in (AWS does not say it orders
+    them by the source timestamp). Equal times: the later in the batch is the newer."""
+    newest: dict[tuple[tuple[str, str], str], tuple[str, int]] = {}
+    for index, event in enumerate(events):
+        identity = profile_identity(event)
+        for name in profile_attributes(event):
+            key = (identity, name)
+            if key not in newest or (event.timestamp, index) >= newest[key]:
+                newest[key] = (event.timestamp, index)
+    carried: list[set[str]] = [set() for _ in events]
+    for (_, name), (_, index) in newest.items():
+        carried[index].add(name)
+    return [frozenset(names) for names in carried]
+
+
+def _build(
+    event: Event, rules: ObjectRules, now: datetime, carried: frozenset[str]
+) -> str | Outcome:
     """The event's object as sent, or the rejection that keeps it from any call."""
     try:
-        body = json.dumps(profile_object(event), separators=(",", ":"), ensure_ascii=False)
+        body = json.dumps(
+            profile_object(event, rules, now, carried), separators=(",", ":"), ensure_ascii=False
+        )
     except Exception as error:  # this event's alone, never the batch's
         return Outcome(Verdict.REJECTED, build_refusal(NAME, "object", error))
     if len(body) > MAX_OBJECT_CHARS:
         reason = f"object is {len(body)} characters; {ACTION} accepts {MAX_OBJECT_CHARS}"
+        return Outcome(Verdict.REJECTED, reason)
+    if len(body.encode()) > MAX_OBJECT_BYTES:
+        reason = f"object is {len(body.encode())} bytes; a profile object may have 250 KB"
         return Outcome(Verdict.REJECTED, reason)
     return body
 

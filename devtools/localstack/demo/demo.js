@@ -479,15 +479,14 @@ function renderProfileObject(item, record) {
   list.replaceChildren();
   const verdicts = received.EventTriggers || [];
   for (const verdict of verdicts) {
+    const reached = verdict.WouldStart && verdict.CampaignReached;
     const line = element("li", {
-      class: verdict.WouldStart ? "trigger start" : "trigger held",
+      class: reached ? "trigger start" : "trigger held",
       "data-testid": "trigger",
       "data-trigger": verdict.EventTriggerName,
     });
-    line.textContent = verdict.WouldStart
-      ? `Would start the campaign of trigger ${verdict.EventTriggerName}` +
-        (verdict.Reason ? ` ${verdict.Reason}` : "")
-      : `Trigger ${verdict.EventTriggerName} matched; no campaign start: ${verdict.Reason}`;
+    line.textContent = triggerVerdict(verdict);
+    if (verdict.Campaign) line.title = `${verdict.Campaign} (trigger ${verdict.EventTriggerName})`;
     list.append(line);
   }
   if (!verdicts.length) {
@@ -496,6 +495,21 @@ function renderProfileObject(item, record) {
     list.append(line);
   }
   list.hidden = false;
+}
+
+/** What one fired (or held) trigger did: the campaign it started and the profile that
+ * campaign would reach, or why nothing started. */
+function triggerVerdict(verdict) {
+  const trigger = verdict.EventTriggerName;
+  if (!verdict.WouldStart) {
+    return `Trigger ${trigger} matched; no campaign start: ${verdict.Reason}`;
+  }
+  if (!verdict.CampaignReached) {
+    return `Trigger ${trigger} fired; no campaign started: ${verdict.CampaignReason}`;
+  }
+  const campaign = verdict.Campaign.split("/").pop();
+  const assumed = verdict.Reason ? ` ${verdict.Reason}` : "";
+  return `Campaign ${campaign} would reach profile ${verdict.ProfileId}${assumed}`;
 }
 
 /** The header, the outage button and its note name the destination the page shows. */

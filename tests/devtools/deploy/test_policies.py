@@ -96,7 +96,6 @@ def test_the_consumer_may_write_objects_in_one_domain_only() -> None:
     [profiles] = [s for s in policy["Statement"] if s.get("Sid") == "PutProfileObjects"]
     assert profiles["Action"] == ["profile:PutProfileObject"]  # BatchPutProfileObject's too
     assert profiles["Resource"] == [
-        "arn:*:profile:*:*:domains/pixel-relay-dev",
         "arn:*:profile:*:*:domains/pixel-relay-dev/object-types/PixelRelayEvent",
     ]
 
@@ -124,7 +123,6 @@ def test_each_destination_adds_one_statement_on_its_own_resource() -> None:
     statements = {s.get("Sid"): s for s in consumer_policy(environment, "fn")["Statement"]}
     assert "RecordEvents" not in statements  # no Pinpoint configured: no Pinpoint grant
     assert statements["PutProfileObjects"]["Resource"] == [
-        own_arn("profile", "domains/shop-domain"),
         own_arn("profile", "domains/shop-domain/object-types/PixelRelayEvent"),
     ]
 

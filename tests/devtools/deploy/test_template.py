@@ -331,6 +331,9 @@ def _project_with(tmp_path: Path, **variables: str) -> Path:
     return root
 
 
+CAMPAIGN = "arn:aws:connect-campaigns:us-east-1:123456789012:campaign/3f6c0a1e-demo"
+
+
 def test_customer_profiles_resources_match_what_profiles_setup_sends_and_pass_cfn_lint(
     tmp_path: Path,
 ) -> None:
@@ -344,7 +347,12 @@ def test_customer_profiles_resources_match_what_profiles_setup_sends_and_pass_cf
         tmp_path,
         DESTINATIONS="customer-profiles",
         PROFILES_TRIGGER_EVENTS="purchase_success,sign-up,sign_up",
+        PROFILES_CAMPAIGNS=f"purchase_success={CAMPAIGN}",
+        PROFILES_TRIGGER_MAX_STARTS="2",
+        PROFILES_TRIGGER_PERIOD="12 HOURS",
         ALLOWED_USER_ATTRIBUTES="plan",
+        SIGNED_USER_ATTRIBUTES="loyalty",
+        TOKEN_JWKS_URL="https://id.example.com/.well-known/jwks.json",
     )
     template = merge_template(STAGE, root)
     settings = Settings.from_env(stage_environment(STAGE, root))
@@ -363,7 +371,8 @@ def test_customer_profiles_resources_match_what_profiles_setup_sends_and_pass_cf
     assert properties["ObjectTypeName"] == "PixelRelayEvent"
     assert {f["Name"]: f["ObjectTypeField"] for f in properties["Fields"]} == definition["Fields"]
     assert {k["Name"]: k["ObjectTypeKeyList"] for k in properties["Keys"]} == definition["Keys"]
-    assert "user.plan" in {f["Name"] for f in properties["Fields"]}
+    assert {"user.plan", "user.loyalty"} <= {f["Name"] for f in properties["Fields"]}
+    assert (properties["ExpirationDays"], properties["MaxProfileObjectCount"]) == (365, 200)
 
     triggers = resources_of(template, "AWS::CustomerProfiles::EventTrigger")
     # sign-up and sign_up are two triggers with two distinct logical ids.
@@ -375,10 +384,27 @@ def test_customer_profiles_resources_match_what_profiles_setup_sends_and_pass_cf
         expected = {**event_trigger_definition(settings, event), "DomainName": domain}
         assert trigger["Properties"] == expected
         [condition] = trigger["Properties"]["EventTriggerConditions"]
-        [dimension] = condition["EventTriggerDimensions"]
-        assert dimension["ObjectAttributes"] == [
-            {"FieldName": "event_type", "ComparisonOperator": "EQUAL", "Values": [event]}
+        assert condition["LogicalOperator"] == "ALL"
+        assert [d["ObjectAttributes"] for d in condition["EventTriggerDimensions"]] == [
+            [{"FieldName": "event_type", "ComparisonOperator": "EQUAL", "Values": [event]}],
+            [{"FieldName": "on_time", "ComparisonOperator": "EQUAL", "Values": ["true"]}],
         ]
+        assert trigger["Properties"]["EventTriggerLimits"] == {
+            "EventExpiration": 3_600_000,
+            "Periods": [
+                {"Unit": "HOURS", "Value": 12, "MaxInvocationsPerProfile": 2, "Unlimited": False}
+            ],
+        }
+
+    # The campaign's link: the trigger's action, as PutIntegration would make it.
+    [integration] = resources_of(template, "AWS::CustomerProfiles::Integration").values()
+    assert integration["Properties"] == {
+        "DomainName": domain,
+        "Uri": CAMPAIGN,
+        "EventTriggerNames": ["pixel-relay-purchase_success"],
+    }
+    trigger_ids = {t["Properties"]["EventTriggerName"]: n for n, t in triggers.items()}
+    assert integration["DependsOn"] == trigger_ids["pixel-relay-purchase_success"]
 
     # cfn-lint on the Customer Profiles part alone (the rest refers to Chalice's resources).
     part = {

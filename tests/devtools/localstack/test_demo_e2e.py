@@ -202,3 +202,66 @@ def test_a_destination_outage_is_retried_then_delivered_once(
             page, answered_card(page, endpoint_id, "add_to_cart").get_attribute("data-event-id")
         )
         page.screenshot(path=str(REPO / "docs" / "demo.png"))
+
+
+# `make dev` as shipped: Customer Profiles, the dev stage's trigger and campaign ------------
+
+
+@pytest.fixture(scope="module")
+def profiles_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, str]]:
+    """The local stack with the default destination and the dev stage's settings:
+    PROFILES_TRIGGER_EVENTS=purchase and its campaign (PROFILES_CAMPAIGNS)."""
+    log = tmp_path_factory.mktemp("dry-run-profiles") / "dry-run.jsonl"
+    arguments = ("--exit-after", "600", "--dry-run-log", str(log))
+    with local_stack(*arguments) as (_, output):
+        yield log, banner_urls(output).demo
+
+
+def test_make_dev_shows_the_campaign_a_purchase_starts_and_not_again_inside_the_limit(
+    chromium: Any, profiles_stack: tuple[Path, str]
+) -> None:
+    """The whole chain on one laptop: the page's GTM stand-in, the pixel under `chalice
+    local`, SQS on moto (through the strict proxy), the consumer, the Customer Profiles
+    stand-in set up as `make profiles-setup` would, and the campaigns stand-in."""
+    log, demo = profiles_stack
+    context = chromium.new_context(
+        viewport={"width": 1280, "height": 900}, user_agent=VISITOR_USER_AGENT
+    )
+    page = context.new_page()
+    page.set_default_timeout(BROWSER_TIMEOUT_MS)
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.on("console", lambda message: errors.extend(page_errors(message)))
+    page.goto(demo)
+    page.wait_for_selector("body[data-ready=true]")
+    endpoint_id = fresh_endpoint(page, "campaign")
+
+    page.fill("#event-name", "purchase")
+    page.click("[data-testid=send]")
+    first = answered_card(page, endpoint_id, "purchase")
+    first_id = first.get_attribute("data-event-id")
+    wait_delivered(page, first_id)
+    [record] = [r for r in delivered(log) if r["event_id"] == first_id]
+    [verdict] = record["received"]["EventTriggers"]
+    profile_id = verdict["ProfileId"]
+    assert first.locator("[data-testid=trigger]").all_inner_texts() == [
+        f"Campaign pixel-relay-demo would reach profile {profile_id}"
+    ]
+
+    page.fill("#event-name", "purchase")
+    page.click("[data-testid=send]")
+    page.wait_for_function(
+        """endpoint => [...document.querySelectorAll("[data-testid=hit]")].filter(
+            card => card.querySelector("[data-testid=hit-endpoint]").textContent.includes(endpoint)
+        ).length === 2""",
+        arg=endpoint_id,
+    )
+    second = answered_card(page, endpoint_id, "purchase")
+    assert second.get_attribute("data-event-id") != first_id
+    wait_delivered(page, second.get_attribute("data-event-id"))
+    assert second.locator("[data-testid=trigger]").all_inner_texts() == [
+        "Trigger pixel-relay-purchase matched; no campaign start:"
+        " limit reached for this profile (1 per 1 DAYS)"
+    ]
+    context.close()
+    assert errors == [], f"the page logged errors: {errors}"

@@ -758,13 +758,15 @@ def test_endpoint_id_is_kept_across_reloads(page: Any) -> None:
 @pytest.fixture
 def profiles_dry_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     """The dry run's Customer Profiles stand-in, set up as `make profiles-setup` would with
-    PROFILES_TRIGGER_EVENTS=purchase_success, and the real destination's client on it."""
+    PROFILES_TRIGGER_EVENTS=purchase_success and its campaign, and the real destination's
+    client on it."""
     from chalicelib.destinations import registry
     from devtools.localstack.dry_run import DryRun
 
     environment = {
         "PROFILES_DOMAIN": "pixel-relay-dev",
         "PROFILES_TRIGGER_EVENTS": "purchase_success",
+        "PROFILES_CAMPAIGNS": f"purchase_success={DEMO_CAMPAIGN}",
     }
     said: list[str] = []
     dry_run = DryRun(
@@ -787,6 +789,9 @@ def profiles_dry_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterato
     dry_run.stop()
 
 
+DEMO_CAMPAIGN = "arn:aws:connect-campaigns:us-east-1:123456789012:campaign/thank-you"
+
+
 def test_page_shows_the_profile_object_and_the_campaign_its_trigger_would_start(
     chromium: Any, pixel: FakePixel, profiles_dry_run: Any
 ) -> None:
@@ -807,7 +812,8 @@ def test_page_shows_the_profile_object_and_the_campaign_its_trigger_would_start(
         assert "Customer Profiles outage" in page.inner_text("[data-testid=outage]")
 
         # An event the trigger names: the consumer's write reaches the stand-in, which
-        # evaluates pixel-relay-purchase_success; the card says the campaign would start.
+        # evaluates pixel-relay-purchase_success and starts its campaign on the campaigns
+        # stand-in; the card says which profile that campaign would reach.
         page.fill("#event-name", "purchase_success")
         page.click("[data-testid=send]")
         card = newest_hit(page, 1)
@@ -824,14 +830,29 @@ def test_page_shows_the_profile_object_and_the_campaign_its_trigger_would_start(
         assert stored["attributes"] == {"product": "shoes", "color": "red"}
         caption = card.locator(".delivered-caption").inner_text()
         assert "profile object PixelRelayEvent" in caption
+        profile_id = stored_profile_id(dry_run)
         assert card.locator("[data-testid=trigger]").all_inner_texts() == [
-            "Would start the campaign of trigger pixel-relay-purchase_success"
+            f"Campaign thank-you would reach profile {profile_id}"
+        ]
+
+        # A second purchase inside the limit (one a day per profile): held, and said so.
+        page.fill("#event-name", "purchase_success")
+        page.click("[data-testid=send]")
+        card = newest_hit(page, 2)
+        event_id = card.get_attribute("data-event-id")
+        destination.deliver([pixel.accepted_event(event_id)])
+        page.wait_for_selector(
+            f"[data-testid=hit][data-event-id='{event_id}'][data-delivery=delivered]"
+        )
+        assert card.locator("[data-testid=trigger]").all_inner_texts() == [
+            "Trigger pixel-relay-purchase_success matched; no campaign start:"
+            " limit reached for this profile (1 per 1 DAYS)"
         ]
 
         # An event no trigger names: the object is stored, no campaign would start.
         page.fill("#event-name", "add_to_cart")
         page.click("[data-testid=send]")
-        card = newest_hit(page, 2)
+        card = newest_hit(page, 3)
         event_id = card.get_attribute("data-event-id")
         destination.deliver([pixel.accepted_event(event_id)])
         page.wait_for_selector(
@@ -842,9 +863,32 @@ def test_page_shows_the_profile_object_and_the_campaign_its_trigger_would_start(
         context.close()
         assert errors == [], f"the page logged errors: {errors}"
 
-    # The dry run's log carries the same verdicts the page showed.
-    [first, second] = dry_run.delivered("customer-profiles")
+    # The dry run's log carries the same verdicts the page showed, and the campaigns
+    # stand-in the one profile it would reach.
+    [first, second, third] = dry_run.delivered("customer-profiles")
+    profile_id = stored_profile_id(dry_run)
     assert first["received"]["EventTriggers"] == [
-        {"EventTriggerName": "pixel-relay-purchase_success", "WouldStart": True, "Reason": ""}
+        {
+            "EventTriggerName": "pixel-relay-purchase_success",
+            "WouldStart": True,
+            "Reason": "",
+            "ProfileId": profile_id,
+            "Campaign": DEMO_CAMPAIGN,
+            "CampaignReached": True,
+            "CampaignReason": "",
+        }
     ]
-    assert second["received"]["EventTriggers"] == []
+    [held] = second["received"]["EventTriggers"]
+    assert (held["WouldStart"], held["CampaignReached"]) == (False, False)
+    assert third["received"]["EventTriggers"] == []
+    [reached] = dry_run.standin("customer-profiles").campaigns.outbound_requests
+    assert (reached.campaign_arn, reached.profile_id) == (DEMO_CAMPAIGN, profile_id)
+
+
+def stored_profile_id(dry_run: Any) -> str:
+    """The one profile the page's endpoint id has in the stand-in."""
+    [record] = dry_run.delivered("customer-profiles")[:1]
+    profiles = dry_run.standin("customer-profiles").profiles
+    found = profiles.profile("pixel-relay-dev", "pixelRelayEndpointId", record["endpoint_id"])
+    assert found is not None
+    return str(found["ProfileId"])

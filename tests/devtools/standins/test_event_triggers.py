@@ -42,11 +42,21 @@ def triggers(clock: Clock | None = None, **definitions: dict[str, Any]) -> Event
     return store
 
 
+def started(name: str, profile: str = "p1") -> TriggerVerdict:
+    return TriggerVerdict(name, True, profile_id=profile)
+
+
 def fired(
-    store: EventTriggers, event_type: str, profile: str | None = "p1", **source: Any
+    store: EventTriggers,
+    event_type: str,
+    profile: str | None = "p1",
+    source_time: float | None = None,
+    **source: Any,
 ) -> list[TriggerVerdict]:
     fields = {"event_type": event_type}
-    return store.evaluate("PixelRelayEvent", fields, {"event_type": event_type, **source}, profile)
+    return store.evaluate(
+        "PixelRelayEvent", fields, {"event_type": event_type, **source}, profile, source_time
+    )
 
 
 def test_only_the_trigger_whose_condition_matches_fires() -> None:
@@ -55,8 +65,8 @@ def test_only_the_trigger_whose_condition_matches_fires() -> None:
         signup=trigger(attribute("EQUAL", "signup")),
         checkout=trigger(attribute("BEGINS_WITH", "checkout_")),
     )
-    assert fired(store, "purchase_success") == [TriggerVerdict("purchase", True)]
-    assert fired(store, "checkout_step_2") == [TriggerVerdict("checkout", True)]
+    assert fired(store, "purchase_success") == [started("purchase")]
+    assert fired(store, "checkout_step_2") == [started("checkout")]
     assert fired(store, "add_to_cart") == []
 
 
@@ -76,10 +86,10 @@ def test_logical_operators_and_source_accessors() -> None:
         big_purchase=trigger(attribute("EQUAL", "purchase_success"), big),
     )
     assert fired(store, "purchase_success", metrics={"price": 120}) == [
-        TriggerVerdict("big_purchase", True),
-        TriggerVerdict("none", True),
+        started("big_purchase"),
+        started("none"),
     ]
-    assert fired(store, "purchase_success", metrics={"price": 20}) == [TriggerVerdict("none", True)]
+    assert fired(store, "purchase_success", metrics={"price": 20}) == [started("none")]
     assert fired(store, "page_view") == []
 
 
@@ -90,15 +100,15 @@ def test_a_limit_per_profile_holds_the_campaign_until_the_period_is_over() -> No
         clock, purchase=trigger(attribute("EQUAL", "purchase_success"), EventTriggerLimits=limits)
     )
 
-    assert fired(store, "purchase_success") == [TriggerVerdict("purchase", True)]
+    assert fired(store, "purchase_success") == [started("purchase")]
     [held] = fired(store, "purchase_success")
     assert (held.would_start, held.reason) == (
         False,
         "limit reached for this profile (1 per 1 HOURS)",
     )
-    assert fired(store, "purchase_success", profile="p2") == [TriggerVerdict("purchase", True)]
+    assert fired(store, "purchase_success", profile="p2") == [started("purchase", "p2")]
     clock.now += 3600
-    assert fired(store, "purchase_success") == [TriggerVerdict("purchase", True)]
+    assert fired(store, "purchase_success") == [started("purchase")]
 
 
 def test_no_profile_no_campaign_and_unevaluated_operators_say_so() -> None:
@@ -110,3 +120,20 @@ def test_no_profile_no_campaign_and_unevaluated_operators_say_so() -> None:
         TriggerVerdict("dated", False, "not evaluated: the stand-in does not evaluate BEFORE"),
         TriggerVerdict("purchase", False, "the object is on no profile"),
     ]
+
+
+def test_an_event_processed_after_the_expiration_starts_nothing() -> None:
+    """EventExpiration (milliseconds), read as the time since the object's source timestamp;
+    an object without one cannot be judged late."""
+    clock = Clock()
+    limits = {"EventExpiration": 600_000}
+    store = triggers(
+        clock, purchase=trigger(attribute("EQUAL", "purchase_success"), EventTriggerLimits=limits)
+    )
+    assert fired(store, "purchase_success", source_time=clock.now - 600) == [started("purchase")]
+    [late] = fired(store, "purchase_success", source_time=clock.now - 601)
+    assert (late.would_start, late.reason) == (
+        False,
+        "expired: processed 601 s after the event; EventExpiration is 600 s",
+    )
+    assert fired(store, "purchase_success") == [started("purchase")]

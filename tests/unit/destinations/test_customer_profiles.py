@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
+from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
@@ -25,15 +26,18 @@ from botocore.validate import ParamValidator
 from chalicelib.destinations import registry
 from chalicelib.destinations.base import call_budget_ms
 from chalicelib.destinations.customer_profiles import CustomerProfiles, delivery
+from chalicelib.destinations.customer_profiles import settings as settings_module
 from chalicelib.destinations.customer_profiles.delivery import CustomerProfilesDestination
 from chalicelib.destinations.customer_profiles.object_type import (
+    ObjectRules,
     object_id,
     object_type_definition,
+    profile_identity,
     profile_object,
     profile_value,
 )
 from chalicelib.destinations.customer_profiles.planning import profile_groups
-from chalicelib.destinations.customer_profiles.settings import Settings
+from chalicelib.destinations.customer_profiles.settings import Settings, TriggerLimits
 from chalicelib.env import ConfigError
 from chalicelib.events import Event, ProfileUpdate, Session
 from chalicelib.outcomes import Verdict
@@ -42,6 +46,9 @@ from devtools.queue_spec import consumer_timeout_seconds
 from tests.factories import numbered_event
 
 ENV = {"PROFILES_DOMAIN": "pixel-relay-dev", "ALLOWED_USER_ATTRIBUTES": "plan,tier"}
+TRIGGERED = {"PROFILES_TRIGGER_EVENTS": "purchase,signup"}
+CAMPAIGN = "arn:aws:connect-campaigns:us-east-1:123456789012:campaign/c-1"
+OTHER = "arn:aws:connect-campaigns:us-east-1:123456789012:campaign/c-2"
 
 
 # Received 100 ms after the hit.
@@ -160,12 +167,94 @@ def test_settings_defaults_and_allowlist() -> None:
         ({"PROFILES_WRITE_THREADS": "0"}, "PROFILES_WRITE_THREADS"),
         ({"PROFILES_WRITE_THREADS": "11"}, "PROFILES_WRITE_THREADS"),
         ({"PROFILES_WRITE_THREADS": "four"}, "PROFILES_WRITE_THREADS"),
+        ({"SIGNED_USER_ATTRIBUTES": "a-b"}, "SIGNED_USER_ATTRIBUTES"),
+        ({"SIGNED_USER_ATTRIBUTES": "pixel_relay_endpoint_id"}, "SIGNED_USER_ATTRIBUTES"),
+        ({"PROFILES_CAMPAIGNS": f"purchase={CAMPAIGN}"}, "PROFILES_CAMPAIGNS"),  # no trigger
+        ({**TRIGGERED, "PROFILES_CAMPAIGNS": "purchase"}, "PROFILES_CAMPAIGNS"),
+        (
+            {
+                **TRIGGERED,
+                "PROFILES_CAMPAIGNS": "purchase=arn:aws:connect:us-east-1:123456789012:instance/x",
+            },
+            "PROFILES_CAMPAIGNS",
+        ),
+        ({**TRIGGERED, "PROFILES_CAMPAIGNS": f"purchase={CAMPAIGN}/more"}, "PROFILES_CAMPAIGNS"),
+        (
+            {**TRIGGERED, "PROFILES_CAMPAIGNS": f"purchase={CAMPAIGN}{'x' * 230}"},
+            "PROFILES_CAMPAIGNS",
+        ),
+        (
+            {**TRIGGERED, "PROFILES_CAMPAIGNS": f"purchase={CAMPAIGN},signup={CAMPAIGN}"},
+            "PROFILES_CAMPAIGNS",
+        ),
+        (
+            {**TRIGGERED, "PROFILES_CAMPAIGNS": f"purchase={CAMPAIGN},,signup={OTHER}"},
+            "PROFILES_CAMPAIGNS",
+        ),
+        ({"PROFILES_TRIGGER_MAX_STARTS": "0"}, "PROFILES_TRIGGER_MAX_STARTS"),
+        ({"PROFILES_TRIGGER_MAX_STARTS": "1001"}, "PROFILES_TRIGGER_MAX_STARTS"),
+        ({"PROFILES_TRIGGER_PERIOD": "1 SECONDS"}, "PROFILES_TRIGGER_PERIOD"),
+        ({"PROFILES_TRIGGER_PERIOD": "61 MINUTES"}, "PROFILES_TRIGGER_PERIOD"),
+        ({"PROFILES_TRIGGER_PERIOD": "0 DAYS"}, "PROFILES_TRIGGER_PERIOD"),
+        ({"PROFILES_TRIGGER_PERIOD": "a day"}, "PROFILES_TRIGGER_PERIOD"),
+        ({"PROFILES_TRIGGER_EXPIRATION_SECONDS": "59"}, "PROFILES_TRIGGER_EXPIRATION_SECONDS"),
+        ({"PROFILES_EVENTS_KEPT": "0"}, "PROFILES_EVENTS_KEPT"),
+        ({"PROFILES_EVENTS_KEPT": "300"}, "PROFILES_EVENTS_KEPT"),  # over PROFILES_MAX_OBJECTS
+        ({"PROFILES_MAX_OBJECTS": "1001"}, "PROFILES_MAX_OBJECTS"),
+        ({"PROFILES_OBJECT_EXPIRATION_DAYS": "1099"}, "PROFILES_OBJECT_EXPIRATION_DAYS"),
     ],
 )
 def test_settings_errors_name_the_variable(changes: dict[str, str], variable: str) -> None:
     with pytest.raises(ConfigError) as raised:
         Settings.from_env({**ENV, **changes})
     assert raised.value.variable == variable
+
+
+def test_campaigns_limits_and_object_settings_are_read() -> None:
+    settings = Settings.from_env(
+        {
+            **ENV,
+            **TRIGGERED,
+            "SIGNED_USER_ATTRIBUTES": "loyalty",
+            "PROFILES_CAMPAIGNS": f" signup={OTHER} , purchase={CAMPAIGN}",
+            "PROFILES_TRIGGER_MAX_STARTS": "2",
+            "PROFILES_TRIGGER_PERIOD": "12 hours",
+            "PROFILES_TRIGGER_EXPIRATION_SECONDS": "600",
+            "PROFILES_EVENTS_KEPT": "50",
+            "PROFILES_MAX_OBJECTS": "80",
+            "PROFILES_OBJECT_EXPIRATION_DAYS": "30",
+        }
+    )
+    assert [(c.event_type, c.arn, c.campaign_id) for c in settings.campaigns] == [
+        ("purchase", CAMPAIGN, "c-1"),
+        ("signup", OTHER, "c-2"),
+    ]
+    assert settings.trigger_limits == TriggerLimits(2, 12, "HOURS", 600)
+    assert (settings.events_kept, settings.max_objects, settings.object_expiration_days) == (
+        50,
+        80,
+        30,
+    )
+    # Signed-only attributes reach the profile too (the object type maps them).
+    assert settings.user_attributes == {"plan", "tier", "loyalty"}
+    # The defaults: one start per profile a day, none an hour late.
+    assert Settings.from_env(ENV).trigger_limits == TriggerLimits(1, 1, "DAYS", 3600)
+
+
+def test_a_campaign_error_names_the_setting_and_the_rule() -> None:
+    with pytest.raises(ConfigError, match="PROFILES_CAMPAIGNS: 'purchase' has no event trigger"):
+        Settings.from_env({**ENV, "PROFILES_CAMPAIGNS": f"purchase={CAMPAIGN}"})
+    with pytest.raises(ConfigError, match=r"CampaignArn|connectcampaignsv2"):
+        Settings.from_env({**ENV, **TRIGGERED, "PROFILES_CAMPAIGNS": "purchase=arn:x"})
+
+
+def test_the_trigger_limit_bounds_are_botocores() -> None:
+    model = botocore.session.get_session().get_service_model("customer-profiles")
+    period: Any = model.shape_for("Period")
+    assert tuple(period.members["Unit"].enum) == settings_module.TRIGGER_PERIOD_UNITS
+    assert period.members["Value"].metadata["max"] == settings_module.MAX_TRIGGER_PERIOD_VALUE
+    most = period.members["MaxInvocationsPerProfile"].metadata["max"]
+    assert most == settings_module.MAX_TRIGGER_MAX_STARTS
 
 
 def test_registry_builds_it_without_calling_aws() -> None:
@@ -176,18 +265,46 @@ def test_registry_builds_it_without_calling_aws() -> None:
 # The object -------------------------------------------------------------------------------
 
 
+ADDED = ("object_id", "profile_attributes", "profile_endpoint_id", "ordered_at", "on_time")
+
+
 def test_object_is_the_record_without_nulls_plus_key_and_profile_strings() -> None:
     event = make_event(1, user_attributes={"plan": ("gold", "silver"), "tier": ("a",)})
-    obj = profile_object(event)
+    obj = profile_object(event, now=datetime(2026, 11, 28, 11, 0, 1, tzinfo=UTC))
     record = event.to_record()
-    assert {k: v for k, v in obj.items() if k not in ("object_id", "profile_attributes")} == {
+    assert {k: v for k, v in obj.items() if k not in ADDED} == {
         k: v for k, v in record.items() if v is not None
     }
     assert "session" not in obj
     assert "user_id" not in obj
     assert obj["user_attributes"] == {"plan": ["gold", "silver"], "tier": ["a"]}
-    assert obj["profile_attributes"] == {"plan": "gold, silver", "tier": "a"}
+    assert obj["profile_attributes"] == {
+        "plan": "gold, silver",
+        "tier": "a",
+        "pixel_relay_endpoint_id": "ep-1",
+    }
     assert obj["object_id"] == object_id(event)
+    # An anonymous hit is keyed by its endpoint id, and ordered by its time.
+    assert obj["profile_endpoint_id"] == "ep-1"
+    assert obj["ordered_at"] == event.timestamp
+    assert obj["on_time"] == "true"
+
+
+def test_an_event_delivered_after_the_expiration_starts_no_campaign() -> None:
+    event = make_event(1)  # happened 2026-11-28T11:00:00Z
+    rules = ObjectRules(trigger_expiration_seconds=600)
+    just_in = profile_object(event, rules, datetime(2026, 11, 28, 11, 10, tzinfo=UTC))
+    late = profile_object(event, rules, datetime(2026, 11, 28, 11, 10, 1, tzinfo=UTC))
+    assert (just_in["on_time"], late["on_time"]) == ("true", "false")
+    # A replay days later is the same object (same unique key), marked late.
+    assert just_in["object_id"] == late["object_id"]
+
+
+def test_the_ordering_time_is_never_later_than_the_receive_time() -> None:
+    # A message from an older pixel may carry a time ahead of its receive time.
+    ahead = make_event(1, timestamp="2026-11-28T11:10:00.000Z")
+    assert profile_object(ahead)["ordered_at"] == "2026-11-28T11:00:00.100Z"
+    assert profile_object(make_event(1))["ordered_at"] == "2026-11-28T11:00:00.000Z"
 
 
 def test_object_keeps_session_and_user_id_when_present() -> None:
@@ -205,10 +322,18 @@ def test_object_keeps_session_and_user_id_when_present() -> None:
     assert obj["user_id"] == "u-1"
 
 
-def test_object_id_is_stable_and_scoped_to_the_endpoint() -> None:
+def test_object_id_is_stable_and_one_of_a_fixed_number_per_profile() -> None:
     assert object_id(make_event(1)) == object_id(make_event(1, event_type="other"))
     assert object_id(make_event(1)) != object_id(make_event(1, endpoint="ep-2"))
-    assert object_id(make_event(1)) != object_id(make_event(2))
+    # 1,500 events of one visitor take at most PROFILES_EVENTS_KEPT unique keys.
+    ids = {object_id(make_event(n), 100) for n in range(1500)}
+    assert 90 <= len(ids) <= 100
+    assert len({object_id(make_event(n), 7) for n in range(1500)}) == 7
+    # A signed hit is keyed by its user id: the same slots on whichever device.
+    signed = [make_event(n, endpoint=f"ep-{n % 3}", user_id="u-1") for n in range(300)]
+    assert len({object_id(event, 10) for event in signed}) == 10
+    assert {profile_identity(event) for event in signed} == {("user", "u-1")}
+    assert "profile_endpoint_id" not in profile_object(signed[0])
 
 
 def test_profile_value_joins_whole_values_up_to_255_characters() -> None:
@@ -223,7 +348,7 @@ def test_profile_value_joins_whole_values_up_to_255_characters() -> None:
 
 def test_a_user_attribute_with_only_empty_values_is_left_out() -> None:
     obj = profile_object(make_event(1, user_attributes={"plan": ("",), "tier": ("b",)}))
-    assert obj["profile_attributes"] == {"tier": "b"}
+    assert obj["profile_attributes"] == {"tier": "b", "pixel_relay_endpoint_id": "ep-1"}
 
 
 # The object type --------------------------------------------------------------------------
@@ -246,16 +371,17 @@ def test_object_type_keys_and_fields() -> None:
     assert definition["DomainName"] == "pixel-relay-dev"
     assert definition["ObjectTypeName"] == "PixelRelayEvent"
     assert definition["AllowProfileCreation"] is True
+    assert (definition["ExpirationDays"], definition["MaxProfileObjectCount"]) == (365, 200)
     assert definition["Keys"] == {
         "pixelRelayEndpointId": [
-            {"StandardIdentifiers": ["PROFILE"], "FieldNames": ["endpoint_id"]}
+            {"StandardIdentifiers": ["PROFILE"], "FieldNames": ["profile_endpoint_id"]}
         ],
         "pixelRelayUserId": [{"StandardIdentifiers": ["PROFILE"], "FieldNames": ["user_id"]}],
         "pixelRelayObjectId": [{"StandardIdentifiers": ["UNIQUE"], "FieldNames": ["object_id"]}],
     }
     assert definition["SourceLastUpdatedTimestampFormat"] == "yyyy-MM-dd'T'HH:mm:ss.SSSX"
     assert definition["Fields"]["sourceLastUpdatedTimestamp"] == {
-        "Source": "_source.timestamp",
+        "Source": "_source.ordered_at",
         "ContentType": "STRING",
     }
     fields = definition["Fields"]
@@ -264,7 +390,10 @@ def test_object_type_keys_and_fields() -> None:
         "Target": "_profile.Attributes.plan",
         "ContentType": "STRING",
     }
-    assert fields["endpoint_id"]["Target"] == "_profile.Attributes.pixel_relay_endpoint_id"
+    assert fields["profile.pixel_relay_endpoint_id"]["Target"] == (
+        "_profile.Attributes.pixel_relay_endpoint_id"
+    )
+    assert "Target" not in fields["endpoint_id"]
     assert "Target" not in fields["event_type"]
     assert all(spec["ContentType"] == "STRING" for spec in fields.values())
     named = {n for keys in definition["Keys"].values() for k in keys for n in k["FieldNames"]}
@@ -281,12 +410,16 @@ def test_every_field_source_reads_a_member_of_the_object() -> None:
         "2026-11-28T11:00:00.000Z",
         profile=ProfileUpdate(user_id="u-1", user_attributes={"plan": ("a",), "tier": ("b",)}),
     )
-    obj = profile_object(event)
+    # Every field is read from a signed hit's object or an anonymous one's.
+    objects = [profile_object(event), profile_object(replace(event, profile=ProfileUpdate()))]
     for spec in object_type_definition(settings)["Fields"].values():
-        node: Any = obj
-        for part in spec["Source"].removeprefix("_source.").split("."):
-            node = node[part]
-        assert isinstance(node, str)
+        found = []
+        for obj in objects:
+            node: Any = obj
+            for part in spec["Source"].removeprefix("_source.").split("."):
+                node = node.get(part) if isinstance(node, dict) else None
+            found.append(node)
+        assert any(isinstance(node, str) for node in found), spec
 
 
 def test_object_type_without_allowed_attributes_maps_only_its_own() -> None:
@@ -573,10 +706,10 @@ def test_an_object_that_cannot_be_built_rejects_that_event_only(
 ) -> None:
     real = profile_object
 
-    def picky(event: Event) -> dict[str, Any]:
+    def picky(event: Event, *args: Any) -> dict[str, Any]:
         if event.event_id == "e-2":
             raise TypeError("a field the builder cannot take")
-        return real(event)
+        return real(event, *args)
 
     monkeypatch.setattr(delivery, "profile_object", picky)
     client = FakeProfiles()
@@ -608,3 +741,52 @@ def test_an_unexpected_exception_retries_that_calls_events_and_goes_on() -> None
     assert outcomes[0] in retried
     assert len(retried) in (1, 10)  # the call e-1 was in
     assert len(outcomes) - len(retried) == 11 - len(retried)
+
+
+# Newest value wins, whatever order the service applies objects in -------------------------
+
+
+def test_each_profile_attribute_travels_with_its_newest_event_of_the_batch() -> None:
+    events = [
+        make_event(1, timestamp=instant(3), user_attributes={"plan": ("gold",)}),
+        make_event(2, timestamp=instant(1), user_attributes={"plan": ("old",), "tier": ("a",)}),
+        make_event(3, timestamp=instant(2), user_id="u-1", user_attributes={"plan": ("x",)}),
+        make_event(4, endpoint="ep-2", timestamp=instant(0), user_attributes={"plan": ("b",)}),
+    ]
+    client = FakeProfiles()
+    destination(client).deliver(events)
+    carried = {o["event_id"]: o["profile_attributes"] for o in client.objects}
+    # ep-1's newest plan is event 1's; event 2 still brings tier, which nothing newer sets.
+    assert carried["e-1"] == {"plan": "gold", "pixel_relay_endpoint_id": "ep-1"}
+    assert carried["e-2"] == {"tier": "a"}
+    # A signed hit writes the user's profile, another profile: its plan travels too.
+    assert carried["e-3"] == {"plan": "x", "pixel_relay_endpoint_id": "ep-1"}
+    assert carried["e-4"] == {"plan": "b", "pixel_relay_endpoint_id": "ep-2"}
+    # The object keeps the event's own values whatever the profile gets.
+    by_id = {o["event_id"]: o for o in client.objects}
+    assert by_id["e-2"]["user_attributes"] == {"plan": ["old"], "tier": ["a"]}
+
+
+def test_in_any_order_of_application_the_profile_ends_with_the_newest_values() -> None:
+    """What the stand-in's worst case (arrival order wins, a batch applied backwards) does
+    to a profile, for every permutation of one batch's objects."""
+    import itertools
+
+    events = [
+        make_event(n, timestamp=instant(t), user_attributes=attrs)
+        for n, (t, attrs) in enumerate(
+            [
+                (5, {"plan": ("p5",)}),
+                (2, {"plan": ("p2",), "tier": ("t2",)}),
+                (9, {"tier": ("t9",)}),
+                (1, {"plan": ("p1",), "tier": ("t1",)}),
+            ]
+        )
+    ]
+    client = FakeProfiles()
+    destination(client).deliver(events)
+    for order in itertools.permutations(client.objects):
+        profile: dict[str, str] = {}
+        for obj in order:
+            profile.update(obj["profile_attributes"])
+        assert (profile["plan"], profile["tier"]) == ("p5", "t9")
