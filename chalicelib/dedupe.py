@@ -35,14 +35,14 @@ from chalicelib import telemetry
 from chalicelib.env import ConfigError, Reader
 from chalicelib.events import Event
 from chalicelib.outcomes import DELIVERED, Outcome, Recipient, TimeLeft, Verdict
+from chalicelib.table_reads import TableUnreadableError, held_items
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
 
 Key = tuple[str, str]  # (endpoint_id, event_id)
 
-# DynamoDB's own limits per call.
-BATCH_GET_LIMIT: Final = 100
+# DynamoDB's own limit per BatchWriteItem (reads: chalicelib.table_reads).
 BATCH_WRITE_LIMIT: Final = 25
 # Rounds of UnprocessedKeys/UnprocessedItems (throttling) before giving up on the rest.
 STORE_ROUNDS: Final = 3
@@ -269,36 +269,23 @@ class DynamoDeliveryStore:
 
     def seen(self, destination: str, keys: Sequence[Key], time_left: TimeLeft = None) -> set[Key]:
         by_id = {fingerprint(destination, key).hex(): key for key in keys}
-        ids = list(by_id)
         now = int(self._clock())
-        found: set[Key] = set()
-        for start in range(0, len(ids), BATCH_GET_LIMIT):
-            pending: list[Any] = [{"id": {"S": i}} for i in ids[start : start + BATCH_GET_LIMIT]]
-            for _ in range(STORE_ROUNDS):
-                _check_time(time_left)
-                try:
-                    response = self._client.batch_get_item(
-                        RequestItems={
-                            self._table: {
-                                "Keys": pending,
-                                "ConsistentRead": True,
-                                "ProjectionExpression": "id, expires_at",
-                            }
-                        }
-                    )
-                except (BotoCoreError, ClientError) as error:
-                    raise StoreUnavailableError(type(error).__name__) from error
-                for item in response.get("Responses", {}).get(self._table, []):
-                    expires = item.get("expires_at", {}).get("N")
-                    if expires is None or int(expires) > now:
-                        found.add(by_id[str(item["id"]["S"])])
-                unprocessed: Any = response.get("UnprocessedKeys", {}).get(self._table, {})
-                pending = list(unprocessed.get("Keys", []))
-                if not pending:
-                    break
-            if pending:
-                raise StoreUnavailableError("UnprocessedKeys")
-        return found
+        try:
+            return {
+                by_id[str(item["id"]["S"])]
+                for item in held_items(
+                    self._client,
+                    self._table,
+                    list(by_id),
+                    projection="id, expires_at",
+                    rounds=STORE_ROUNDS,
+                    min_time_ms=STORE_CALL_BUDGET_MS,
+                    time_left=time_left,
+                )
+                if int(item.get("expires_at", {}).get("N", now + 1)) > now
+            }
+        except TableUnreadableError as error:
+            raise StoreUnavailableError(str(error)) from error
 
     def record(self, destination: str, keys: Sequence[Key], time_left: TimeLeft = None) -> int:
         expires = str(int(self._clock()) + self._ttl_seconds)

@@ -28,12 +28,11 @@ import hashlib
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final, Literal
-
-from botocore.exceptions import BotoCoreError, ClientError
+from typing import TYPE_CHECKING, Final, Literal
 
 from chalicelib.env import ConfigError
 from chalicelib.events import Event
+from chalicelib.table_reads import TableUnreadableError, held_items
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -44,8 +43,6 @@ TABLE_VARIABLE: Final = "ERASURE_TABLE"
 Kind = Literal["endpoint_id", "user_id"]
 KINDS: Final[tuple[Kind, ...]] = ("endpoint_id", "user_id")
 
-# DynamoDB's own limit per BatchGetItem call.
-BATCH_GET_LIMIT: Final = 100
 # Rounds of UnprocessedKeys (throttling) before the list counts as unreadable.
 READ_ROUNDS: Final = 3
 # No look-up starts with less Lambda time left: its worst call (2 attempts of 1 s to connect
@@ -110,38 +107,18 @@ class SuppressionList:
 
     def listed(self, keys: Sequence[str], time_left: TimeLeft = None) -> set[str]:
         """The keys on the list: one strongly consistent BatchGetItem per 100 keys."""
-        found: set[str] = set()
-        for start in range(0, len(keys), BATCH_GET_LIMIT):
-            pending: list[Any] = [{"id": {"S": k}} for k in keys[start : start + BATCH_GET_LIMIT]]
-            for _ in range(READ_ROUNDS):
-                if time_left is not None and time_left() < READ_BUDGET_MS:
-                    raise SuppressionUnavailableError("out of time")
-                try:
-                    response = self._client.batch_get_item(
-                        RequestItems={
-                            self._table: {
-                                "Keys": pending,
-                                "ConsistentRead": True,
-                                "ProjectionExpression": "id",
-                            }
-                        }
-                    )
-                except (BotoCoreError, ClientError) as error:
-                    raise SuppressionUnavailableError(_error_name(error)) from error
-                for item in response.get("Responses", {}).get(self._table, []):
-                    found.add(str(item["id"]["S"]))
-                unprocessed: Any = response.get("UnprocessedKeys", {}).get(self._table, {})
-                pending = list(unprocessed.get("Keys", []))
-                if not pending:
-                    break
-            if pending:
-                raise SuppressionUnavailableError("UnprocessedKeys")
-        return found
-
-
-def _error_name(error: Exception) -> str:
-    """A ClientError's code (ResourceNotFoundException, AccessDeniedException, ...), else
-    the exception's class: what an operator needs in the log line."""
-    if isinstance(error, ClientError):
-        return str(error.response.get("Error", {}).get("Code") or type(error).__name__)
-    return type(error).__name__
+        try:
+            return {
+                str(item["id"]["S"])
+                for item in held_items(
+                    self._client,
+                    self._table,
+                    keys,
+                    projection="id",
+                    rounds=READ_ROUNDS,
+                    min_time_ms=READ_BUDGET_MS,
+                    time_left=time_left,
+                )
+            }
+        except TableUnreadableError as error:
+            raise SuppressionUnavailableError(str(error)) from error

@@ -15,7 +15,6 @@ from botocore.exceptions import ClientError, EndpointConnectionError
 from chalicelib.delivery import BatchDelivery, BatchIncompleteError
 from chalicelib.env import ConfigError
 from chalicelib.erasure import (
-    BATCH_GET_LIMIT,
     READ_BUDGET_MS,
     ErasureSettings,
     SuppressionList,
@@ -25,6 +24,7 @@ from chalicelib.erasure import (
 )
 from chalicelib.events import Event, ProfileUpdate
 from chalicelib.outcomes import DELIVERED, Outcome, TimeLeft
+from chalicelib.table_reads import BATCH_GET_LIMIT
 from tests.factories import FakeQueues, make_event, queued_message
 
 TABLE = "pixel-relay-test-erasure"
