@@ -222,6 +222,7 @@ MOTO_LACKS = frozenset(
         "AWS::CustomerProfiles::Domain",
         "AWS::CustomerProfiles::ObjectType",
         "AWS::CustomerProfiles::EventTrigger",
+        "AWS::CustomerProfiles::Integration",
         "AWS::Lambda::Alias",
     }
 )
