@@ -58,22 +58,28 @@ def test_customer_profiles_forgets_a_user_with_every_object_and_only_theirs(
     assert all(o.verdict is Verdict.DELIVERED for o in outcomes)
     outcome = destination.forget(Visitor(user_id="U1"))
     assert outcome.verdict is Verdict.DELIVERED
-    assert outcome.reason == "3 object(s) and 1 profile(s) deleted"
-    assert [o["endpoint_id"] for o in standin.stored_objects(DOMAIN, SETTINGS.object_type)] == [
-        "F1"
-    ]
+    # The user's profile holds every signed-in event of theirs, from both devices; E1's
+    # anonymous event is on E1's own profile (one PROFILE key per object), kept until E1 is
+    # given too (docs/erasure.md).
+    assert outcome.reason == "2 object(s) and 1 profile(s) deleted"
+    stored = standin.stored_objects(DOMAIN, SETTINGS.object_type)
+    assert sorted(o["endpoint_id"] for o in stored) == ["E1", "F1"]
     assert standin.profile(DOMAIN, USER_PROFILE_KEY, "U1") is None
-    assert standin.profile(DOMAIN, PROFILE_KEY, "E1") is None
     assert standin.profile(DOMAIN, PROFILE_KEY, "F1") is not None
     # The object deletes came first, each answered, then the profile's.
     operations = [r.operation for r in standin.requests if r.operation != "BatchPutProfileObject"]
-    assert operations[-5:] == [
+    assert operations[-4:] == [
         "ListProfileObjects",
-        "DeleteProfileObject",
         "DeleteProfileObject",
         "DeleteProfileObject",
         "DeleteProfile",
     ]
+    device = destination.forget(Visitor(endpoint_id="E1"))
+    assert device.reason == "1 object(s) and 1 profile(s) deleted"
+    assert [o["endpoint_id"] for o in standin.stored_objects(DOMAIN, SETTINGS.object_type)] == [
+        "F1"
+    ]
+    assert standin.profile(DOMAIN, PROFILE_KEY, "E1") is None
     again = destination.forget(Visitor(user_id="U1"))
     assert (again.verdict, again.reason) == (
         Verdict.DELIVERED,
@@ -85,9 +91,12 @@ def test_customer_profiles_forgets_an_endpoint_and_reruns_find_nothing(
     profiles: tuple[ProfilesStandIn, CustomerProfilesDestination],
 ) -> None:
     standin, destination = profiles
-    destination.deliver([event(n, "E1") for n in range(25)])  # more than a page of 20
+    destination.deliver([event(n, "E1") for n in range(25)])
+    # Two events may share one of the profile's slots (PROFILES_EVENTS_KEPT): count objects.
+    kept = len(standin.stored_objects(DOMAIN, SETTINGS.object_type))
+    assert kept > 20  # more than a page of 20
     outcome = destination.forget(Visitor(endpoint_id="E1"))
-    assert outcome.reason == "25 object(s) and 1 profile(s) deleted"
+    assert outcome.reason == f"{kept} object(s) and 1 profile(s) deleted"
     assert standin.stored_objects(DOMAIN, SETTINGS.object_type) == []
     deletes = [r for r in standin.requests if r.operation.startswith("Delete")]
     again = destination.forget(Visitor(endpoint_id="E1"))

@@ -2,14 +2,14 @@
 
 Events go in `BatchPutProfileObject` calls of up to 10 objects (`delivery`), in an object
 type that `make profiles-setup` and the CloudFormation path define from
-`object_type.object_type_definition`. That object type ties the object to the profile of its
-endpoint id (and, for a hit with a trusted user id, to the profile of that user id too, so
-one person's devices meet in one profile), copies the allowed user attributes onto that
-profile and names the event's time as the object's source timestamp, so an older event
-never overwrites a newer value. One accepted object records the event and its profile
-update together. A unique key derived from (endpoint id, event id) makes a resend overwrite
-its first copy instead of adding a second one. docs/destinations/customer-profiles.md has
-the keys, the fields, the object and the rates.
+`object_type.object_type_definition`. Each object carries one profile key value (the
+trusted user id of a signed-in hit, else the endpoint id), so it can never name two
+profiles; each profile attribute of a batch travels with its profile's newest event only,
+so the profile ends with the newest value whatever order the service applies a batch in.
+One accepted object records the event and its profile update together. Its unique key is
+the profile's key value and one of PROFILES_EVENTS_KEPT slots chosen by the event id: a
+resend overwrites its first copy, and a busy profile stays under its object limit.
+docs/destinations/customer-profiles.md has the keys, the fields, the object and the rates.
 
 - `settings`: PROFILES_* and what they allow;
 - `object_type`: the stored object and its object type;

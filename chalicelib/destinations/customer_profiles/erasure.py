@@ -11,10 +11,10 @@ profile". AWS does not say in so many words that the profile's objects go with i
 objects of pixel-relay's type are deleted one by one first, each delete answered, and the
 profile after them (with whatever other sources put on it: it is the visitor's).
 
-The object type ties an object to the profile of its endpoint id (`pixelRelayEndpointId`)
-and, for a hit with a trusted user id, of its user id too (`pixelRelayUserId`), so one
-person's devices meet in one profile: an endpoint id or a user id finds that profile, and
-forgetting either deletes it. A rerun finds nothing and says so.
+An object carries one profile key value: the trusted user id of a signed-in hit
+(`pixelRelayUserId`), else the endpoint id (`pixelRelayEndpointId`). A user id finds the
+profile of the person's signed-in events, an endpoint id the anonymous profile of a device;
+each found profile is deleted. A rerun finds nothing and says so.
 """
 
 from __future__ import annotations
