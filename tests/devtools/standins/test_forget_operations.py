@@ -123,7 +123,7 @@ def test_objects_deleted_one_by_one_then_the_profile_with_its_keys(
     profiles: tuple[ProfilesStandIn, Any],
 ) -> None:
     standin, profiles_client = profiles
-    put(profiles_client, event(1, "E1", user="U1"))
+    put(profiles_client, event(1, "E1"))
     put(profiles_client, event(2, "E1"))
     put(profiles_client, event(3, "E9"))  # someone else
     [profile] = search(profiles_client, PROFILE_KEY, "E1")["Items"]
@@ -151,7 +151,6 @@ def test_objects_deleted_one_by_one_then_the_profile_with_its_keys(
     profiles_client.delete_profile(DomainName=DOMAIN, ProfileId=profile_id)
     assert [o["endpoint_id"] for o in standin.stored_objects(DOMAIN, TYPE)] == ["E9"]
     assert search(profiles_client, PROFILE_KEY, "E1")["Items"] == []
-    assert search(profiles_client, USER_PROFILE_KEY, "U1")["Items"] == []
     assert standin.profile(DOMAIN, PROFILE_KEY, "E9") is not None
     with pytest.raises(ClientError) as unknown:
         profiles_client.delete_profile(DomainName=DOMAIN, ProfileId=profile_id)
