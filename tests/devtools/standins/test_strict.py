@@ -1,19 +1,17 @@
 """Every rule the stand-ins and the moto proxy apply beyond botocore's own validator refuses
 at least once, and what AWS accepts passes: the model's maxima, patterns, enums and list
-and map sizes, and AWS's documented limits (devtools/standins/strict.py)."""
+and map sizes, and AWS's documented limits (devtools/standins/strict.py; each service's own
+in limits/)."""
 
 from __future__ import annotations
 
-import base64
 from typing import Any
 
-import boto3
 import pytest
-from botocore.config import Config
-from botocore.exceptions import ClientError
 
 from devtools.standins import strict
 from devtools.standins.moto_proxy import StrictMotoProxy, judge
+from tests.devtools.standins.proxy_calls import client, refused
 
 MIB = 1024 * 1024
 CONDITION = {
@@ -41,19 +39,8 @@ ACCEPTED: list[tuple[str, str, dict[str, Any]]] = [
         "BatchPutProfileObject",
         {"DomainName": "d", "ObjectTypeName": "T", "Items": [{"Id": "1", "Object": "{}"}] * 10},
     ),
-    ("firehose", "PutRecordBatch", {"DeliveryStreamName": "s", "Records": [{"Data": b"x"}] * 500}),
-    (
-        "kinesis",
-        "PutRecords",
-        {"StreamName": "s", "Records": [{"Data": b"x", "PartitionKey": "k"}]},
-    ),
     ("sqs", "SendMessageBatch", {"QueueUrl": "q", "Entries": entries(10)}),
     ("sqs", "ReceiveMessage", {"QueueUrl": "q", "MaxNumberOfMessages": 10, "WaitTimeSeconds": 20}),
-    (
-        "events",
-        "PutEvents",
-        {"Entries": [{"Source": "s", "DetailType": "d", "Detail": "x" * (MIB - 20)}]},
-    ),
 ]
 
 
@@ -113,12 +100,6 @@ REFUSED: list[tuple[str, str, dict[str, Any], str]] = [
         "11 members",
     ),
     (
-        "kinesis",
-        "PutRecords",
-        {"StreamName": "s", "Records": [{"Data": b"x" * (10 * MIB + 1), "PartitionKey": "k"}]},
-        "bytes; the model allows",
-    ),
-    (
         "connectcampaignsv2",
         "PutProfileOutboundRequestBatch",
         {"id": "c", "profileOutboundRequests": [{"clientToken": "t", "profileId": "a" * 32}] * 21},
@@ -130,36 +111,6 @@ REFUSED: list[tuple[str, str, dict[str, Any], str]] = [
         "PutProfileObject",
         {"DomainName": "d", "ObjectTypeName": "T", "Object": '"' + "é" * 130_000 + '"'},
         "250 KB",
-    ),
-    (
-        "firehose",
-        "PutRecordBatch",
-        {"DeliveryStreamName": "s", "Records": [{"Data": b"x" * 1_000_000}] * 5},
-        "a request may have 4 MiB",
-    ),
-    (
-        "firehose",
-        "PutRecord",
-        {"DeliveryStreamName": "s", "Record": {"Data": b"x" * 1_024_001}},
-        "bytes",
-    ),
-    (
-        "kinesis",
-        "PutRecords",
-        {"StreamName": "s", "Records": [{"Data": b"x" * 6 * MIB, "PartitionKey": "k"}] * 2},
-        "a request may have 10 MiB",
-    ),
-    (
-        "kinesis",
-        "PutRecords",
-        {"StreamName": "s", "Records": [{"Data": b"x" * 10 * MIB, "PartitionKey": "key"}]},
-        "with its partition key",
-    ),
-    (
-        "events",
-        "PutEvents",
-        {"Entries": [{"Source": "s", "DetailType": "d", "Detail": "x" * (MIB // 2)}] * 2},
-        "must be less than 1 MB",
     ),
     ("sqs", "SendMessage", {"QueueUrl": "q", "MessageBody": "x" * (MIB + 1)}, "1 MiB"),
     ("sqs", "SendMessage", {"QueueUrl": "q", "MessageBody": "a\x00b"}, "InvalidMessageContents"),
@@ -216,54 +167,25 @@ def test_lengths_count_utf16_units_as_aws_does() -> None:
 
 
 def test_a_java_pattern_with_unicode_classes_is_read() -> None:
-    # Firehose tag keys: ^(?!aws:)[\p{L}\p{Z}\p{N}_.:\/=+\-@%]*$
-    tag = {"DeliveryStreamName": "s", "Tags": [{"Key": "équipe", "Value": "v"}]}
-    assert strict.problems("firehose", "TagDeliveryStream", tag) == []
-    tag["Tags"] = [{"Key": "aws:reserved", "Value": "v"}]
-    assert any("pattern" in p for p in strict.problems("firehose", "TagDeliveryStream", tag))
+    # IAM tag keys: [\p{L}\p{Z}\p{N}_.:/=+\-@]+
+    tag = {"RoleName": "r", "Tags": [{"Key": "équipe", "Value": "v"}]}
+    assert strict.problems("iam", "TagRole", tag) == []
+    tag["Tags"] = [{"Key": "a#b", "Value": "v"}]
+    assert any("pattern" in p for p in strict.problems("iam", "TagRole", tag))
 
 
-# The proxy in front of moto: what tests and `make dev` send ---------------------------------
-
-
-@pytest.fixture
-def clients(strict_moto: StrictMotoProxy) -> dict[str, Any]:
-    def client(service: str) -> Any:
-        return boto3.client(  # type: ignore[call-overload]
-            service,
-            endpoint_url=strict_moto.url,
-            region_name="us-east-1",
-            aws_access_key_id="testing",
-            aws_secret_access_key="testing",
-            config=Config(retries={"max_attempts": 1}),
-        )
-
-    return {name: client(name) for name in ("sqs", "firehose", "events", "kinesis", "s3")}
-
-
-def refused(call: Any, **params: Any) -> str:
-    with pytest.raises(ClientError) as raised:
-        call(**params)
-    assert raised.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
-    return str(raised.value)
+# The proxy in front of moto: what tests and `make dev` send (each service's own limits are
+# tested in limits/) ---------------------------------------------------------------------
 
 
 def test_moto_behind_the_proxy_refuses_what_aws_would_refuse(
-    clients: dict[str, Any], strict_moto: StrictMotoProxy
+    strict_moto: StrictMotoProxy,
 ) -> None:
-    sqs = clients["sqs"]
+    sqs = client(strict_moto, "sqs")
     queue = sqs.create_queue(QueueName="strict-proxy-test")["QueueUrl"]
     assert "at most 10" in refused(sqs.send_message_batch, QueueUrl=queue, Entries=entries(11))
     assert "1-10" in refused(sqs.receive_message, QueueUrl=queue, MaxNumberOfMessages=11)
-    firehose = clients["firehose"]
-    records = [{"Data": b"x" * 1_000_000}] * 5
-    assert "4 MiB" in refused(firehose.put_record_batch, DeliveryStreamName="s", Records=records)
-    events = clients["events"]
-    big = [{"Source": "s", "DetailType": "d", "Detail": "x" * (MIB // 2)}] * 2
-    assert "less than 1 MB" in refused(events.put_events, Entries=big)
-    kinesis = clients["kinesis"]
-    assert "pattern" in refused(kinesis.create_stream, StreamName="a b", ShardCount=1)
-    s3 = clients["s3"]
+    s3 = client(strict_moto, "s3")
     s3.create_bucket(Bucket="strict-proxy-test")
     assert "COLD" in refused(
         s3.put_object, Bucket="strict-proxy-test", Key="k", Body=b"x", StorageClass="COLD"
@@ -275,25 +197,20 @@ def test_moto_behind_the_proxy_refuses_what_aws_would_refuse(
     sqs.send_message_batch(QueueUrl=queue, Entries=entries(10))
     assert len(sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10)["Messages"]) >= 1
     operations = {(r.service, r.operation) for r in strict_moto.refusals}
-    assert {("sqs", "SendMessageBatch"), ("firehose", "PutRecordBatch")} <= operations
-    assert {("events", "PutEvents"), ("kinesis", "CreateStream"), ("s3", "PutObject")} <= operations
+    assert {("sqs", "SendMessageBatch"), ("s3", "PutObject")} <= operations
 
 
 def test_the_proxy_reads_each_protocol_into_the_calls_parameters() -> None:
     # JSON (X-Amz-Target), query (Action) and REST-XML (method and path) as botocore writes
     # them; a request without a signature (moto's own API) is not judged.
     signed = {"Authorization": "AWS4-HMAC-SHA256 Credential=AK/20261207/us-east-1/{}/aws4_request"}
-    target = {**signed, "X-Amz-Target": "Firehose_20150804.PutRecordBatch"}
-    target["Authorization"] = target["Authorization"].format("firehose")
-    data = base64.b64encode(b"x").decode()
-    body = (
-        b'{"DeliveryStreamName": "s", "Records": ['
-        + b",".join([b'{"Data": "' + data.encode() + b'"}'] * 501)
-        + b"]}"
-    )
+    target = {**signed, "X-Amz-Target": "DynamoDB_20120810.BatchGetItem"}
+    target["Authorization"] = target["Authorization"].format("dynamodb")
+    keys = b",".join([b'{"id": {"S": "a"}}'] * 101)
+    body = b'{"RequestItems": {"t": {"Keys": [' + keys + b"]}}}"
     service, operation, found = judge("POST", "/", target, body) or ("", "", [])
-    assert (service, operation) == ("firehose", "PutRecordBatch")
-    assert any("501" in problem for problem in found)
+    assert (service, operation) == ("dynamodb", "BatchGetItem")
+    assert any("101" in problem for problem in found)
     query = {**signed, "Content-Type": "application/x-www-form-urlencoded"}
     query["Authorization"] = query["Authorization"].format("iam")
     judged = judge(
