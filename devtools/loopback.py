@@ -6,12 +6,15 @@ Development tooling only: never packaged into Lambda.
 
 from __future__ import annotations
 
+import http.client
 import io
 import json
 import re
 import sys
 import threading
+import urllib.parse
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any, Final, Generic, NoReturn, Self, TypeVar, cast
@@ -154,6 +157,74 @@ class LoopbackService:
 
 
 ServiceT = TypeVar("ServiceT", bound=LoopbackService)
+
+
+# Headers that describe one hop, not the message: a relay never forwards them.
+HOP_HEADERS: Final = frozenset(
+    {"connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade", "te"}
+)
+
+
+@dataclass(frozen=True)
+class RelayedAnswer:
+    """What the upstream answered, with its hop headers and length left out."""
+
+    status: int
+    reason: str
+    headers: list[tuple[str, str]]
+    payload: bytes
+
+
+class RelayService(LoopbackService):
+    """A loopback service in front of another server (`upstream`, moto's URL): what the
+    strict proxy and the tests' fault proxy share, each judging or delaying in between."""
+
+    def __init__(self, upstream: str, host: str = "127.0.0.1", port: int = 0) -> None:
+        super().__init__(host, port)
+        parsed = urllib.parse.urlsplit(upstream)
+        if parsed.hostname is None or parsed.port is None:
+            raise ValueError(f"upstream needs a host and a port: {upstream!r}")
+        self._upstream = (parsed.hostname, parsed.port)
+        self._lock = threading.Lock()
+
+    def _ask_upstream(
+        self, request: BaseHTTPRequestHandler, body: bytes, timeout: float
+    ) -> RelayedAnswer:
+        """The request as it came (its hop headers left out), asked of the upstream."""
+        headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_HEADERS}
+        upstream = http.client.HTTPConnection(*self._upstream, timeout=timeout)
+        try:
+            upstream.request(request.command, request.path, body=body, headers=headers)
+            answer = upstream.getresponse()
+            payload = answer.read()
+        finally:
+            upstream.close()
+        kept = [
+            (key, value)
+            for key, value in answer.getheaders()
+            if key.lower() not in HOP_HEADERS and key.lower() != "content-length"
+        ]
+        return RelayedAnswer(answer.status, answer.reason, kept, payload)
+
+
+def send_answer(
+    request: BaseHTTPRequestHandler,
+    status: int,
+    headers: list[tuple[str, str]],
+    payload: bytes,
+    reason: str | None = None,
+) -> None:
+    """Answer with `payload` and its length; a caller that gave up waiting is no error."""
+    try:
+        request.send_response(status, reason)
+        for key, value in headers:
+            request.send_header(key, value)
+        request.send_header("Content-Length", str(len(payload)))
+        request.end_headers()
+        if request.command != "HEAD":
+            request.wfile.write(payload)
+    except (BrokenPipeError, ConnectionResetError):
+        return
 
 
 class ServiceServer(QuietServer):

@@ -11,21 +11,19 @@ A test helper: only tests use it, so it lives under tests/.
 
 from __future__ import annotations
 
-import http.client
-import threading
 import time
 import urllib.parse
 from collections import Counter
 from dataclasses import dataclass
 from enum import Enum
 from http.server import BaseHTTPRequestHandler
-from typing import Final
 
-from devtools.loopback import LoopbackHandler, LoopbackService, QuietServer, ServiceServer
-
-# Headers that describe one hop, not the message: never forwarded.
-_HOP_HEADERS: Final = frozenset(
-    {"connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade", "te"}
+from devtools.loopback import (
+    LoopbackHandler,
+    QuietServer,
+    RelayService,
+    ServiceServer,
+    send_answer,
 )
 
 
@@ -43,19 +41,14 @@ class _Rule:
     seconds: float
 
 
-class FaultProxy(LoopbackService):
+class FaultProxy(RelayService):
     """Forwards every request to `upstream` (e.g. a moto server's URL), applying the faults
     planned for its action. Thread-safe; counts every action it saw."""
 
     _name = "fault proxy"
 
     def __init__(self, upstream: str, host: str = "127.0.0.1", port: int = 0) -> None:
-        super().__init__(host, port)
-        parsed = urllib.parse.urlsplit(upstream)
-        if parsed.hostname is None or parsed.port is None:
-            raise ValueError(f"upstream needs a host and a port: {upstream!r}")
-        self._upstream = (parsed.hostname, parsed.port)
-        self._lock = threading.Lock()
+        super().__init__(upstream, host, port)
         self._rules: dict[str, list[_Rule]] = {}
         self.calls: Counter[str] = Counter()
         self.faults_applied: Counter[str] = Counter()
@@ -109,30 +102,15 @@ class FaultProxy(LoopbackService):
         body = request.read_body()  # Content-Length or chunked: relayed with its length
         action = api_action(request.headers.get("X-Amz-Target"), body)
         rule = self._take(action)
-        headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP_HEADERS}
-        upstream = http.client.HTTPConnection(*self._upstream, timeout=60)
-        try:
-            upstream.request(request.command, request.path, body=body, headers=headers)
-            answer = upstream.getresponse()
-            payload = answer.read()
-        finally:
-            upstream.close()
+        answer = self._ask_upstream(request, body, timeout=60)
         if rule is not None and rule.fault is Fault.DROP_ANSWER:
             request.close_connection = True
             request.connection.shutdown(2)  # the caller sees a reset, as after a network cut
             return
         if rule is not None and rule.fault is Fault.DELAY:
             self._stopping.wait(rule.seconds)
-        try:
-            request.send_response(answer.status, answer.reason)
-            for key, value in answer.getheaders():
-                if key.lower() not in _HOP_HEADERS and key.lower() != "content-length":
-                    request.send_header(key, value)
-            request.send_header("Content-Length", str(len(payload)))
-            request.end_headers()
-            request.wfile.write(payload)
-        except (BrokenPipeError, ConnectionResetError):
-            return  # the caller gave up waiting: the upstream has still carried it out
+        # A caller that gave up waiting meanwhile: the upstream has still carried it out.
+        send_answer(request, answer.status, answer.headers, answer.payload, answer.reason)
 
 
 class _Handler(LoopbackHandler[FaultProxy]):

@@ -17,11 +17,9 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import http.client
 import json
 import logging
 import re
-import threading
 import urllib.parse
 import uuid
 from collections.abc import Iterator, Mapping
@@ -30,13 +28,15 @@ from http.server import BaseHTTPRequestHandler
 from typing import Any, Final
 from xml.sax.saxutils import escape
 
-from devtools.loopback import LoopbackHandler, LoopbackService, QuietServer, ServiceServer
+from devtools.loopback import (
+    LoopbackHandler,
+    QuietServer,
+    RelayService,
+    ServiceServer,
+    send_answer,
+)
 from devtools.standins import strict
 
-# Headers that describe one hop, not the message: never forwarded.
-_HOP_HEADERS: Final = frozenset(
-    {"connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade", "te"}
-)
 _CREDENTIAL: Final = re.compile(r"Credential=[^/,\s]+/\d{8}/[^/]+/([^/]+)/aws4_request")
 
 
@@ -53,19 +53,14 @@ class UnknownRequestError(Exception):
     """When a signed request names no operation of its service's model."""
 
 
-class StrictMotoProxy(LoopbackService):
+class StrictMotoProxy(RelayService):
     """Forwards to `upstream` (moto's URL) every request AWS would accept; refuses the rest
     with a 400 in the service's error form. `refusals` records what it refused."""
 
     _name = "strict moto proxy"
 
     def __init__(self, upstream: str, host: str = "127.0.0.1", port: int = 0) -> None:
-        super().__init__(host, port)
-        parsed = urllib.parse.urlsplit(upstream)
-        if parsed.hostname is None or parsed.port is None:
-            raise ValueError(f"upstream needs a host and a port: {upstream!r}")
-        self._upstream = (parsed.hostname, parsed.port)
-        self._lock = threading.Lock()
+        super().__init__(upstream, host, port)
         self._refusals: list[Refusal] = []
         self.checked = 0  # requests checked against the rules (thread-safe under _lock)
 
@@ -83,7 +78,7 @@ class StrictMotoProxy(LoopbackService):
         try:
             judged = judge(request.command, request.path, dict(request.headers.items()), body)
         except UnknownRequestError as error:
-            _answer(request, 400, *_plain_error("UnknownOperationException", str(error)))
+            send_answer(request, 400, *_plain_error("UnknownOperationException", str(error)))
             return
         if judged is not None:
             service, operation, found = judged
@@ -92,25 +87,10 @@ class StrictMotoProxy(LoopbackService):
                 if found:
                     self._refusals.append(Refusal(service, operation, tuple(found)))
             if found:
-                _answer(request, 400, *error_answer(service, operation, "; ".join(found)))
+                send_answer(request, 400, *error_answer(service, operation, "; ".join(found)))
                 return
-        self._forward(request, body)
-
-    def _forward(self, request: LoopbackHandler[Any], body: bytes) -> None:
-        headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP_HEADERS}
-        upstream = http.client.HTTPConnection(*self._upstream, timeout=120)
-        try:
-            upstream.request(request.command, request.path, body=body, headers=headers)
-            answer = upstream.getresponse()
-            payload = answer.read()
-        finally:
-            upstream.close()
-        kept = [
-            (key, value)
-            for key, value in answer.getheaders()
-            if key.lower() not in _HOP_HEADERS and key.lower() != "content-length"
-        ]
-        _answer(request, answer.status, kept, payload, answer.reason)
+        answer = self._ask_upstream(request, body, timeout=120)
+        send_answer(request, answer.status, answer.headers, answer.payload, answer.reason)
 
 
 class _Handler(LoopbackHandler[StrictMotoProxy]):
@@ -135,25 +115,6 @@ class _Handler(LoopbackHandler[StrictMotoProxy]):
 
     def do_PATCH(self) -> None:
         self.service._relay(self)
-
-
-def _answer(
-    request: BaseHTTPRequestHandler,
-    status: int,
-    headers: list[tuple[str, str]],
-    payload: bytes,
-    reason: str | None = None,
-) -> None:
-    try:
-        request.send_response(status, reason)
-        for key, value in headers:
-            request.send_header(key, value)
-        request.send_header("Content-Length", str(len(payload)))
-        request.end_headers()
-        if request.command != "HEAD":
-            request.wfile.write(payload)
-    except (BrokenPipeError, ConnectionResetError):
-        return  # the caller gave up waiting
 
 
 # Reading a request as its service's protocol writes it --------------------------------------
