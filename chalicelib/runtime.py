@@ -96,17 +96,6 @@ def erasure_settings() -> ErasureSettings:
 
 
 @cache
-def _erasure_dynamodb() -> DynamoDBClient:
-    # Short, as the dedupe store's: a list that does not answer in time retries the batch.
-    config = Config(
-        connect_timeout=1,
-        read_timeout=2,
-        retries={"mode": "standard", "total_max_attempts": 2},
-    )
-    return boto3.client("dynamodb", config=config)
-
-
-@cache
 def _pixel_sqs() -> SQSClient:
     # The browser is waiting: short timeouts, and the attempts from ENQUEUE_ATTEMPTS.
     config = Config(
@@ -139,8 +128,10 @@ def _consumer_pool() -> ThreadPoolExecutor:
 
 
 @cache
-def _dedupe_dynamodb() -> DynamoDBClient:
-    # Short: a slow store is skipped (events sent anyway), never waited for at length.
+def _dynamodb() -> DynamoDBClient:
+    # The dedupe store's and the erasure list's, both read before a batch is delivered, so
+    # short: a slow dedupe store is skipped (events sent anyway), a slow erasure list retries
+    # the batch; neither is waited for at length.
     config = Config(
         connect_timeout=1,
         read_timeout=2,
@@ -208,9 +199,7 @@ def batch_delivery() -> BatchDelivery:
     pool = _consumer_pool()
     dedupe = dedupe_settings()
     store = (
-        DynamoDeliveryStore(_dedupe_dynamodb(), dedupe.table, dedupe.ttl_seconds)
-        if dedupe.table
-        else None
+        DynamoDeliveryStore(_dynamodb(), dedupe.table, dedupe.ttl_seconds) if dedupe.table else None
     )
     # Each destination is sent an event it recorded once: copies are answered from one
     # memory per container (keys name the destination) and, if configured, the table.
@@ -220,9 +209,7 @@ def batch_delivery() -> BatchDelivery:
     # Events of visitors forgotten with `make ops ARGS="forget ..."` go nowhere; without
     # ERASURE_TABLE no look-up is made.
     erasure = erasure_settings()
-    suppression = (
-        SuppressionList(_erasure_dynamodb(), erasure.table) if erasure.table is not None else None
-    )
+    suppression = SuppressionList(_dynamodb(), erasure.table) if erasure.table is not None else None
     return BatchDelivery(
         destinations=[
             with_consent(Deduplicated(plugin.create(pool), memory, store), consent)
@@ -248,8 +235,7 @@ def reset() -> None:
         dedupe_settings,
         consent_settings,
         erasure_settings,
-        _erasure_dynamodb,
-        _dedupe_dynamodb,
+        _dynamodb,
         _pixel_sqs,
         _consumer_sqs,
         _consumer_pool,
