@@ -35,7 +35,7 @@ from chalicelib import telemetry
 from chalicelib.env import ConfigError, Reader
 from chalicelib.events import Event
 from chalicelib.outcomes import DELIVERED, Outcome, Recipient, TimeLeft, Verdict
-from chalicelib.table_reads import TableUnreadableError, held_items
+from chalicelib.table_reads import ConsistentReads, TableUnreadableError
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -264,6 +264,9 @@ class DynamoDeliveryStore:
     ) -> None:
         self._client = client
         self._table = table
+        self._reads = ConsistentReads(
+            client, table, rounds=STORE_ROUNDS, min_time_ms=STORE_CALL_BUDGET_MS
+        )
         self._ttl_seconds = ttl_seconds
         self._clock = clock
 
@@ -273,15 +276,7 @@ class DynamoDeliveryStore:
         try:
             return {
                 by_id[str(item["id"]["S"])]
-                for item in held_items(
-                    self._client,
-                    self._table,
-                    list(by_id),
-                    projection="id, expires_at",
-                    rounds=STORE_ROUNDS,
-                    min_time_ms=STORE_CALL_BUDGET_MS,
-                    time_left=time_left,
-                )
+                for item in self._reads.held_items(list(by_id), "id, expires_at", time_left)
                 if int(item.get("expires_at", {}).get("N", now + 1)) > now
             }
         except TableUnreadableError as error:

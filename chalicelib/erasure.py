@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Final, Literal
 
 from chalicelib.env import ConfigError
 from chalicelib.events import Event
-from chalicelib.table_reads import TableUnreadableError, held_items
+from chalicelib.table_reads import ConsistentReads, TableUnreadableError
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -95,8 +95,7 @@ class SuppressionList:
     visitors."""
 
     def __init__(self, client: DynamoDBClient, table: str) -> None:
-        self._client = client
-        self._table = table
+        self._reads = ConsistentReads(client, table, rounds=READ_ROUNDS, min_time_ms=READ_BUDGET_MS)
 
     def erased(self, events: Sequence[Event], time_left: TimeLeft = None) -> set[int]:
         """Indexes of the events whose endpoint id or user id is listed; raises
@@ -108,17 +107,6 @@ class SuppressionList:
     def listed(self, keys: Sequence[str], time_left: TimeLeft = None) -> set[str]:
         """The keys on the list: one strongly consistent BatchGetItem per 100 keys."""
         try:
-            return {
-                str(item["id"]["S"])
-                for item in held_items(
-                    self._client,
-                    self._table,
-                    keys,
-                    projection="id",
-                    rounds=READ_ROUNDS,
-                    min_time_ms=READ_BUDGET_MS,
-                    time_left=time_left,
-                )
-            }
+            return {str(item["id"]["S"]) for item in self._reads.held_items(keys, "id", time_left)}
         except TableUnreadableError as error:
             raise SuppressionUnavailableError(str(error)) from error

@@ -26,42 +26,45 @@ class TableUnreadableError(Exception):
     """The table could not say which of the ids it holds."""
 
 
-def held_items(
-    client: DynamoDBClient,
-    table: str,
-    ids: Sequence[str],
-    *,
-    projection: str,
-    rounds: int,
-    min_time_ms: int,
-    time_left: TimeLeft = None,
-) -> Iterator[dict[str, Any]]:
-    """The items (with `projection`'s attributes) of those `ids` the table holds, keyed by
-    the string partition key `id`; raises TableUnreadableError when it cannot tell."""
-    for start in range(0, len(ids), BATCH_GET_LIMIT):
-        pending: list[Any] = [{"id": {"S": i}} for i in ids[start : start + BATCH_GET_LIMIT]]
-        for _ in range(rounds):
-            if time_left is not None and time_left() < min_time_ms:
-                raise TableUnreadableError("out of time")
-            try:
-                response = client.batch_get_item(
-                    RequestItems={
-                        table: {
-                            "Keys": pending,
-                            "ConsistentRead": True,
-                            "ProjectionExpression": projection,
-                        }
-                    }
-                )
-            except (BotoCoreError, ClientError) as error:
-                raise TableUnreadableError(error_name(error)) from error
-            yield from response.get("Responses", {}).get(table, [])
-            unprocessed: Any = response.get("UnprocessedKeys", {}).get(table, {})
-            pending = list(unprocessed.get("Keys", []))
-            if not pending:
-                break
-        if pending:
-            raise TableUnreadableError("UnprocessedKeys")
+class ConsistentReads:
+    """Reads of one table by its string partition key `id`, with the rounds and the Lambda
+    time a caller allows them."""
+
+    def __init__(
+        self, client: DynamoDBClient, table: str, *, rounds: int, min_time_ms: int
+    ) -> None:
+        self._client = client
+        self._table = table
+        self._rounds = rounds
+        self._min_time_ms = min_time_ms
+
+    def held_items(
+        self, ids: Sequence[str], projection: str, time_left: TimeLeft = None
+    ) -> Iterator[dict[str, Any]]:
+        """The items (with `projection`'s attributes) of those `ids` the table holds;
+        raises TableUnreadableError when it cannot tell."""
+        table = self._table
+        for start in range(0, len(ids), BATCH_GET_LIMIT):
+            pending: list[Any] = [{"id": {"S": i}} for i in ids[start : start + BATCH_GET_LIMIT]]
+            for _ in range(self._rounds):
+                if time_left is not None and time_left() < self._min_time_ms:
+                    raise TableUnreadableError("out of time")
+                asked: Any = {
+                    "Keys": pending,
+                    "ConsistentRead": True,
+                    "ProjectionExpression": projection,
+                }
+                try:
+                    response = self._client.batch_get_item(RequestItems={table: asked})
+                except (BotoCoreError, ClientError) as error:
+                    raise TableUnreadableError(error_name(error)) from error
+                yield from response.get("Responses", {}).get(table, [])
+                unprocessed: Any = response.get("UnprocessedKeys", {}).get(table, {})
+                pending = list(unprocessed.get("Keys", []))
+                if not pending:
+                    break
+            if pending:
+                raise TableUnreadableError("UnprocessedKeys")
 
 
 def error_name(error: Exception) -> str:
