@@ -37,7 +37,7 @@ ___TEMPLATE_PARAMETERS___
     "name": "pixelUrl",
     "displayName": "Pixel URL (your stage's API URL followed by events)",
     "simpleValueType": true,
-    "help": "For example https://abc123.execute-api.eu-west-1.amazonaws.com/api/events. If the host is not under amazonaws.com (a custom domain), add it to this template's send_http permission.",
+    "help": "For example https://abc123.execute-api.eu-central-1.amazonaws.com/api/events. If the host is not under amazonaws.com (a custom domain), add it to this template's send_http permission.",
     "valueValidators": [
       {
         "type": "NON_EMPTY"
@@ -752,7 +752,7 @@ scenarios:
     assertApi('gtmOnFailure').wasCalled();
     assertApi('logToConsole').wasCalledWith('pixel-relay server tag: client_id is empty: nothing sent');
 setup: |-
-  const PIXEL = 'https://abc123.execute-api.eu-west-1.amazonaws.com/api/events';
+  const PIXEL = 'https://abc123.execute-api.eu-central-1.amazonaws.com/api/events';
   const mockData = {
     pixelUrl: PIXEL,
     endpointIdField: 'client_id',

@@ -37,7 +37,7 @@ ___TEMPLATE_PARAMETERS___
     "name": "pixelUrl",
     "displayName": "Pixel URL (your stage's API URL followed by events)",
     "simpleValueType": true,
-    "help": "For example https://abc123.execute-api.eu-west-1.amazonaws.com/api/events. No query string: the tag adds it. If the host is not under amazonaws.com (a custom domain), add it to this template's send_pixel permission.",
+    "help": "For example https://abc123.execute-api.eu-central-1.amazonaws.com/api/events. No query string: the tag adds it. If the host is not under amazonaws.com (a custom domain), add it to this template's send_pixel permission.",
     "valueValidators": [
       {
         "type": "NON_EMPTY"
@@ -953,8 +953,8 @@ scenarios:
     assertApi('logToConsole').wasCalledWith('pixel-relay tag: this template may not send to '
       + 'https://pixel.example.com/events: add it to the send_pixel permission');
 setup: |-
-  const PIXEL = 'https://abc123.execute-api.eu-west-1.amazonaws.com/api/events';
-  const SCRIPT = 'https://abc123.execute-api.eu-west-1.amazonaws.com/api/pixel-relay.js';
+  const PIXEL = 'https://abc123.execute-api.eu-central-1.amazonaws.com/api/events';
+  const SCRIPT = 'https://abc123.execute-api.eu-central-1.amazonaws.com/api/pixel-relay.js';
   const CONSENT = '&consent=ad_storage%3Agranted%2Canalytics_storage%3Agranted'
     + '%2Cad_user_data%3Agranted%2Cad_personalization%3Agranted';
   const TAIL = '&sent_at=1700000000000&gtmcb=1700000000000123456';

@@ -22,7 +22,7 @@ from tests.gtm.node import run_once, run_scenarios
 
 WEB = ROOT / "gtm" / "pixel-relay-tag.tpl"
 SERVER = ROOT / "gtm" / "pixel-relay-server-tag.tpl"
-PIXEL = "https://abc123.execute-api.eu-west-1.amazonaws.com/api/events"
+PIXEL = "https://abc123.execute-api.eu-central-1.amazonaws.com/api/events"
 SECTION = re.compile(r"^___([A-Z_]+)___$", re.MULTILINE)
 
 
