@@ -1,5 +1,6 @@
 """Fixtures: moto's SQS server and the Pinpoint stand-in on loopback, one pipeline a test;
-SQS that fails on purpose; `chalice local` serving the pipeline."""
+SQS that fails on purpose; `chalice local` serving the pipeline; DynamoDB tables keyed as
+the dedupe store and the erasure list are."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import json
 import threading
 import uuid
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import boto3
 import pytest
@@ -17,6 +19,14 @@ from pytest_httpserver import HTTPServer
 from chalicelib import runtime
 from devtools.standins.pinpoint import PinpointStandIn
 from tests.integration.harness import APPLICATION_ID, MAX_RECEIVE_COUNT, FlakySqs, Pipeline
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+
+
+@pytest.fixture
+def dynamodb(moto_url: str) -> DynamoDBClient:
+    return boto3.client("dynamodb", endpoint_url=moto_url)
 
 
 @pytest.fixture

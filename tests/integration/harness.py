@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import json
 import urllib.request
+import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +24,7 @@ from devtools.standins.pinpoint import PinpointStandIn
 from tests.tokens import SECRET
 
 if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_sqs import SQSClient
 
 APPLICATION_ID = "0123456789abcdef0123456789abcdef"
@@ -175,3 +177,16 @@ def default_session() -> boto3.session.Session:
         boto3.setup_default_session()
     assert boto3.DEFAULT_SESSION is not None
     return boto3.DEFAULT_SESSION
+
+
+def id_table(dynamodb: DynamoDBClient, prefix: str) -> str:
+    """A new table as both deploy paths create the dedupe store's and the erasure list's:
+    key `id` (string), on demand."""
+    name = f"{prefix}-{uuid.uuid4().hex[:8]}"
+    dynamodb.create_table(
+        TableName=name,
+        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    return name

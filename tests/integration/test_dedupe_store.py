@@ -7,32 +7,20 @@ import uuid
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-import boto3
 import pytest
 
 from chalicelib import runtime
 from chalicelib.dedupe import DynamoDeliveryStore
-from tests.integration.harness import Pipeline
+from tests.integration.harness import Pipeline, id_table
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
 
 
 @pytest.fixture
-def dynamodb(moto_url: str) -> DynamoDBClient:
-    return boto3.client("dynamodb", endpoint_url=moto_url)
-
-
-@pytest.fixture
 def table(dynamodb: DynamoDBClient) -> Iterator[str]:
     """A table as docs/deploy.md creates it: key `id` (string), TTL on `expires_at`."""
-    name = f"dedupe-{uuid.uuid4().hex[:8]}"
-    dynamodb.create_table(
-        TableName=name,
-        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
-        BillingMode="PAY_PER_REQUEST",
-    )
+    name = id_table(dynamodb, "dedupe")
     dynamodb.update_time_to_live(
         TableName=name,
         TimeToLiveSpecification={"Enabled": True, "AttributeName": "expires_at"},

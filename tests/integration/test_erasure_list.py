@@ -5,11 +5,9 @@ off, and with a list it cannot read."""
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-import boto3
 import pytest
 from pytest_httpserver import HTTPServer
 
@@ -18,27 +16,16 @@ from chalicelib.erasure import SuppressionList, suppression_key
 from chalicelib.events import ProfileUpdate
 from devtools.ops.forget import ErasureList
 from tests.factories import make_event
-from tests.integration.harness import Pipeline
+from tests.integration.harness import Pipeline, id_table
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
 
 
 @pytest.fixture
-def dynamodb(moto_url: str) -> DynamoDBClient:
-    return boto3.client("dynamodb", endpoint_url=moto_url)
-
-
-@pytest.fixture
 def table(dynamodb: DynamoDBClient) -> Iterator[str]:
     """A table as both deploy paths create it: key `id` (string), nothing else."""
-    name = f"erasure-{uuid.uuid4().hex[:8]}"
-    dynamodb.create_table(
-        TableName=name,
-        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
-        BillingMode="PAY_PER_REQUEST",
-    )
+    name = id_table(dynamodb, "erasure")
     yield name
     dynamodb.delete_table(TableName=name)
 
