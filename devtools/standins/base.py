@@ -8,18 +8,22 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import sys
 import threading
 import uuid
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Generic, TypeVar
+from urllib.parse import unquote
 
 from devtools.loopback import LoopbackHandler, LoopbackService, ServiceT
 from devtools.process import stop_on_signals
 from devtools.standins import strict
 
 JsonObject = dict[str, Any]
+# (HTTP method, path pattern whose groups are the path parameters, operation name)
+Route = tuple[str, re.Pattern[str], str]
 RequestT = TypeVar("RequestT")
 AcceptedT = TypeVar("AcceptedT")
 
@@ -127,6 +131,20 @@ class RestJsonHandler(LoopbackHandler[ServiceT]):
         if error_type is not None:
             headers.append(("x-amzn-ErrorType", error_type))
         self.send_json(status, body, headers)
+
+    def route(self, routes: Iterable[Route], path: str) -> tuple[str, list[str]] | None:
+        """The operation `routes` give this request's method and `path`, with the path's
+        parameters unquoted; None when no route matches."""
+        for method, pattern, operation in routes:
+            match = pattern.fullmatch(path)
+            if method == self.command and match:
+                return operation, [unquote(group) for group in match.groups()]
+        return None
+
+    def send_unknown_operation(self, path: str, message_member: str = "Message") -> None:
+        """The 404 a request no route matches is answered with."""
+        message = f"No operation for {self.command} {path}"
+        self.send_answer(404, {message_member: message}, error_type="UnknownOperationException")
 
 
 def print_record(record: Any) -> None:

@@ -27,11 +27,18 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final
-from urllib.parse import unquote, urlsplit
+from urllib.parse import urlsplit
 
 from devtools.loopback import QuietServer, ServiceServer
 from devtools.standins import base
-from devtools.standins.base import JsonObject, RequestError, RestJsonHandler, StandIn, json_object
+from devtools.standins.base import (
+    JsonObject,
+    RequestError,
+    RestJsonHandler,
+    Route,
+    StandIn,
+    json_object,
+)
 
 SERVICE: Final = "connectcampaignsv2"
 # The access key the Customer Profiles stand-in signs with: only it may start a campaign,
@@ -45,7 +52,7 @@ ERROR_TYPES: Final[dict[int, str]] = {
     429: "ThrottlingException",
     500: "InternalServerException",
 }
-_ROUTES: Final[tuple[tuple[str, re.Pattern[str], str], ...]] = (
+_ROUTES: Final[tuple[Route, ...]] = (
     (
         "PUT",
         re.compile(r"/v2/campaigns/([^/]+)/profile-outbound-requests"),
@@ -245,16 +252,13 @@ class _Handler(RestJsonHandler[CampaignsStandIn]):
         raw = self.read_body()
         path = urlsplit(self.path).path
         key = _ACCESS_KEY.search(self.headers.get("Authorization", ""))
-        for method, pattern, operation in _ROUTES:
-            match = pattern.fullmatch(path)
-            if method == self.command and match:
-                status, body = self.service._answer(
-                    operation, unquote(match.group(1)), raw, key.group(1) if key else ""
-                )
-                self.send_answer(status, body, error_type=ERROR_TYPES.get(status))
-                return
-        message = f"No operation for {self.command} {path}"
-        self.send_answer(404, {"message": message}, error_type="UnknownOperationException")
+        routed = self.route(_ROUTES, path)
+        if routed is None:
+            self.send_unknown_operation(path, "message")
+            return
+        operation, params = routed
+        status, body = self.service._answer(operation, params[0], raw, key.group(1) if key else "")
+        self.send_answer(status, body, error_type=ERROR_TYPES.get(status))
 
 
 def start_campaign(

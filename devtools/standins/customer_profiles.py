@@ -40,7 +40,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Final
-from urllib.parse import parse_qsl, unquote, urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 from devtools.loopback import QuietServer, ServiceServer
 from devtools.standins import base, campaigns, event_triggers
@@ -48,6 +48,7 @@ from devtools.standins.base import (
     JsonObject,
     RequestError,
     RestJsonHandler,
+    Route,
     StandIn,
     json_object,
     print_record,
@@ -93,7 +94,7 @@ _TIMESTAMP_FORMATS: Final[dict[str, str]] = {
 RequestFault = Callable[[str, JsonObject], int | None]
 ItemFault = Callable[[JsonObject], tuple[int, str] | None]
 
-_ROUTES: Final[tuple[tuple[str, re.Pattern[str], str], ...]] = (
+_ROUTES: Final[tuple[Route, ...]] = (
     (
         "PUT",
         re.compile(r"/domains/([^/]+)/profiles/objects/batch-put-profile-object"),
@@ -833,17 +834,14 @@ class _Handler(RestJsonHandler[ProfilesStandIn]):
         url = urlsplit(self.path)
         path = url.path
         query = dict(parse_qsl(url.query, keep_blank_values=True))
-        for method, pattern, operation in _ROUTES:
-            match = pattern.fullmatch(path)
-            if method == self.command and match:
-                params = [unquote(group) for group in match.groups()]
-                status, body, delay = self.service._respond(operation, params, raw, query)
-                if not self.service._wait_to_answer(delay):
-                    return
-                self.send_answer(status, body, error_type=ERROR_TYPES.get(status))
-                return
-        message = f"No operation for {self.command} {path}"
-        self.send_answer(404, {"Message": message}, error_type="UnknownOperationException")
+        routed = self.route(_ROUTES, path)
+        if routed is None:
+            self.send_unknown_operation(path)
+            return
+        operation, params = routed
+        status, body, delay = self.service._respond(operation, params, raw, query)
+        if self.service._wait_to_answer(delay):
+            self.send_answer(status, body, error_type=ERROR_TYPES.get(status))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
