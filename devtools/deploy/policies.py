@@ -28,12 +28,12 @@ from __future__ import annotations
 import json
 import re
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final
 
 from chalicelib.destinations import registry
-from chalicelib.destinations.base import own_arn
+from chalicelib.destinations.base import DestinationPlugin, Statement, own_arn
 from chalicelib.env import ConfigError
 from chalicelib.erasure import TABLE_VARIABLE as ERASURE_TABLE
 from devtools.paths import ROOT
@@ -143,15 +143,25 @@ def destination_statements(environment: Mapping[str, str]) -> list[Policy]:
     """What each configured destination's plug-in says it needs, from its own settings (as
     the consumer reads them), in the registry's order whatever the order of DESTINATIONS.
     A statement that wildcards partition, region or account is refused, naming the module."""
+    return _plugin_statements(environment, "iam_statements", lambda p: p.iam_statements())
+
+
+def _plugin_statements(
+    environment: Mapping[str, str],
+    hook: str,
+    statements_of: Callable[[DestinationPlugin[Any]], Sequence[Statement]],
+) -> list[Policy]:
+    """Each configured plug-in's statements from `hook`, refused (naming the module and the
+    hook) where a resource wildcards partition, region or account."""
     statements: list[Policy] = []
     for plugin in registry.configure(registry.configured_names(environment), environment):
-        own = plugin.iam_statements()
+        own = statements_of(plugin)
         for statement in own:
             for resource in resources(statement):
                 problem = wildcard_problem(resource)
                 if problem:
                     raise PolicyError(
-                        f"destination {plugin.name}: iam_statements grants {resource!r},"
+                        f"destination {plugin.name}: {hook} grants {resource!r},"
                         f" which {problem}; build the ARN with"
                         " chalicelib.destinations.base.own_arn(service, resource)"
                     )
@@ -286,18 +296,9 @@ def forget_policy(environment: Mapping[str, str]) -> Policy:
         if key.condition is not None:
             decrypt["Condition"] = key.condition
         statements.append(decrypt)
-    for plugin in registry.configure(registry.configured_names(environment), environment):
-        own = plugin.erasure_statements()
-        for statement in own:
-            for resource in resources(statement):
-                problem = wildcard_problem(resource)
-                if problem:
-                    raise PolicyError(
-                        f"destination {plugin.name}: erasure_statements grants {resource!r},"
-                        f" which {problem}; build the ARN with"
-                        " chalicelib.destinations.base.own_arn(service, resource)"
-                    )
-        statements.extend(dict(statement) for statement in own)
+    statements += _plugin_statements(
+        environment, "erasure_statements", lambda p: p.erasure_statements()
+    )
     return {"Version": "2012-10-17", "Statement": statements}
 
 
