@@ -247,19 +247,27 @@ def _dedupe_table(environment: dict[str, str]) -> dict[str, Any]:
     if not table:
         return {}
     return {
-        "DedupeTable": {
-            "Type": "AWS::DynamoDB::Table",
-            "DeletionPolicy": "Retain",
-            "UpdateReplacePolicy": "Retain",
-            "Properties": {
-                "TableName": table,
-                "BillingMode": "PAY_PER_REQUEST",
-                "AttributeDefinitions": [{"AttributeName": "id", "AttributeType": "S"}],
-                "KeySchema": [{"AttributeName": "id", "KeyType": "HASH"}],
-                # Encrypted at rest with DynamoDB's own key (the default, no KMS charge).
-                "TimeToLiveSpecification": {"AttributeName": "expires_at", "Enabled": True},
-            },
-        }
+        "DedupeTable": _kept_id_table(
+            table, {"TimeToLiveSpecification": {"AttributeName": "expires_at", "Enabled": True}}
+        )
+    }
+
+
+def _kept_id_table(name: str, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A DynamoDB table keyed by the string `id`, on demand, kept when the stack is deleted
+    or the resource replaced; encrypted at rest with DynamoDB's own key (the default, no KMS
+    charge)."""
+    return {
+        "Type": "AWS::DynamoDB::Table",
+        "DeletionPolicy": "Retain",
+        "UpdateReplacePolicy": "Retain",
+        "Properties": {
+            "TableName": name,
+            "BillingMode": "PAY_PER_REQUEST",
+            "AttributeDefinitions": [{"AttributeName": "id", "AttributeType": "S"}],
+            "KeySchema": [{"AttributeName": "id", "KeyType": "HASH"}],
+            **(extra or {}),
+        },
     }
 
 
@@ -273,17 +281,7 @@ def _erasure(stage: str, environment: dict[str, str]) -> dict[str, Any]:
     if not table:
         return {}
     return {
-        "ErasureTable": {
-            "Type": "AWS::DynamoDB::Table",
-            "DeletionPolicy": "Retain",
-            "UpdateReplacePolicy": "Retain",
-            "Properties": {
-                "TableName": table,
-                "BillingMode": "PAY_PER_REQUEST",
-                "AttributeDefinitions": [{"AttributeName": "id", "AttributeType": "S"}],
-                "KeySchema": [{"AttributeName": "id", "KeyType": "HASH"}],
-            },
-        },
+        "ErasureTable": _kept_id_table(table),
         "ForgetPolicy": {
             "Type": "AWS::IAM::ManagedPolicy",
             "Properties": {
