@@ -5,33 +5,14 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
-from typing import Any
-from urllib.parse import parse_qs, quote
+from urllib.parse import quote
 
 import pytest
 
 from chalicelib import clock
 from chalicelib.events import Event, MessageError
-from chalicelib.hits import AcceptedHit, HitPolicy, HitRefusedError, parse_hit
 from chalicelib.rules import format_instant
-
-NOW = datetime(2026, 11, 28, 12, 0, 0, tzinfo=UTC)
-BASE = "event=purchase&endpoint_id=ep-1"
-
-
-def accept(query: str, **policy: Any) -> AcceptedHit:
-    params = parse_qs(query, keep_blank_values=True)
-    return parse_hit(params, HitPolicy(**policy), NOW, make_event_id=lambda: "generated-id")
-
-
-def event_of(query: str, **policy: Any) -> Event:
-    return accept(query, **policy).event
-
-
-def refusal(query: str, **policy: Any) -> str:
-    with pytest.raises(HitRefusedError) as caught:
-        accept(query, **policy)
-    return str(caught.value)
+from tests.unit.hit_queries import BASE, NOW, accept, event_of, refusal
 
 
 def millis(instant: datetime) -> str:
