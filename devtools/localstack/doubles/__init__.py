@@ -11,6 +11,7 @@ Development tooling only: never packaged into Lambda.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol, cast
@@ -68,6 +69,22 @@ class Setup:
             self.receive(who, "", event, raw)
             return
         self.receive(record["endpoint_id"], record["event_id"], pinpoint_shape(record), raw)
+
+    def bucket_reader(self, s3: Any, bucket: str) -> Callable[[], None]:
+        """A `read_back` for a destination that lands in an S3 bucket on moto: each object
+        not read before, one record a line (JSON Lines)."""
+        seen: set[str] = set()
+
+        def read_back() -> None:
+            for item in s3.list_objects_v2(Bucket=bucket).get("Contents", []):
+                if item["Key"] in seen:
+                    continue
+                seen.add(item["Key"])
+                body = s3.get_object(Bucket=bucket, Key=item["Key"])["Body"].read().decode()
+                for line in body.splitlines():
+                    self.receive_record(json.loads(line), line)
+
+        return read_back
 
     def client(self, service: str, endpoint_url: str | None = None) -> Any:
         """A boto3 client on moto's server (or `endpoint_url`), with fake credentials."""

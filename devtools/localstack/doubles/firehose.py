@@ -6,8 +6,6 @@ Development tooling only: never packaged into Lambda.
 
 from __future__ import annotations
 
-import json
-
 from chalicelib.destinations.firehose import Firehose
 from devtools.localstack.doubles import Running, Setup
 
@@ -24,15 +22,6 @@ def start(setup: Setup) -> Running:
             "RoleARN": "arn:aws:iam::123456789012:role/firehose-dry-run",
         },
     )
-    seen: set[str] = set()
-
-    def read_back() -> None:
-        for item in s3.list_objects_v2(Bucket=bucket).get("Contents", []):
-            if item["Key"] in seen:
-                continue
-            seen.add(item["Key"])
-            body = s3.get_object(Bucket=bucket, Key=item["Key"])["Body"].read().decode()
-            for line in body.splitlines():
-                setup.receive_record(json.loads(line), line)
-
-    return Running({"AWS_ENDPOINT_URL_FIREHOSE": setup.moto_url}, read_back=read_back)
+    return Running(
+        {"AWS_ENDPOINT_URL_FIREHOSE": setup.moto_url}, read_back=setup.bucket_reader(s3, bucket)
+    )

@@ -6,7 +6,6 @@ in a process of its own, where the throwaway plug-in is not on chalicelib's path
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -17,18 +16,9 @@ def start(setup: Setup) -> Running:
     bucket = setup.environment["ARCHIVE_BUCKET"]
     s3 = setup.client("s3")
     s3.create_bucket(Bucket=bucket)
-    seen: set[str] = set()
-
-    def read_back() -> None:
-        for item in s3.list_objects_v2(Bucket=bucket).get("Contents", []):
-            if item["Key"] in seen:
-                continue
-            seen.add(item["Key"])
-            body = s3.get_object(Bucket=bucket, Key=item["Key"])["Body"].read().decode()
-            for line in body.splitlines():
-                setup.receive_record(json.loads(line), line)
-
-    return Running({"AWS_ENDPOINT_URL_S3": setup.moto_url}, read_back=read_back)
+    return Running(
+        {"AWS_ENDPOINT_URL_S3": setup.moto_url}, read_back=setup.bucket_reader(s3, bucket)
+    )
 
 
 def resources(environment: Mapping[str, str]) -> dict[str, dict[str, Any]]:
