@@ -5,20 +5,23 @@ the dedupe store and the erasure list are."""
 from __future__ import annotations
 
 import json
-import threading
 import uuid
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 import boto3
 import pytest
-from chalice.config import Config
-from chalice.local import LocalDevServer
 from pytest_httpserver import HTTPServer
 
 from chalicelib import runtime
 from devtools.standins.pinpoint import PinpointStandIn
-from tests.integration.harness import APPLICATION_ID, MAX_RECEIVE_COUNT, FlakySqs, Pipeline
+from tests.integration.harness import (
+    APPLICATION_ID,
+    MAX_RECEIVE_COUNT,
+    FlakySqs,
+    Pipeline,
+    serving_chalice_local,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -75,12 +78,5 @@ def flaky_sqs(
 def chalice_local(pipeline: Pipeline) -> Iterator[str]:
     """`chalice local`'s own server and request handler (what `chalice local` runs), in
     this process so that it sees the pipeline's settings; its URL."""
-    from app import app
-
-    server = LocalDevServer(app, Config(chalice_stage="dev"), "127.0.0.1", 0)
-    thread = threading.Thread(target=server.server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server.server_address[1]}"
-    server.shutdown()
-    server.server.server_close()
-    thread.join(timeout=5)
+    with serving_chalice_local() as url:
+        yield url

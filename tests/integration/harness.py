@@ -7,14 +7,19 @@ app object, a proxy response out), and the consumer through the local event sour
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
+import threading
 import urllib.request
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import boto3
 import pytest
+from chalice.config import Config
+from chalice.local import LocalDevServer
 from werkzeug import Request, Response
 
 from chalicelib import runtime
@@ -190,3 +195,18 @@ def id_table(dynamodb: DynamoDBClient, prefix: str) -> str:
         BillingMode="PAY_PER_REQUEST",
     )
     return name
+
+
+@contextlib.contextmanager
+def serving_chalice_local() -> Iterator[str]:
+    """`chalice local`'s own server and request handler (what `chalice local` runs), in this
+    process so that it sees the test's settings; its URL while the block runs."""
+    from app import app
+
+    server = LocalDevServer(app, Config(chalice_stage="dev"), "127.0.0.1", 0)
+    thread = threading.Thread(target=server.server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server.server_address[1]}"
+    server.shutdown()
+    server.server.server_close()
+    thread.join(timeout=5)

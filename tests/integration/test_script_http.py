@@ -3,19 +3,16 @@
 from __future__ import annotations
 
 import base64
-import threading
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from chalice.config import Config
-from chalice.local import LocalDevServer
 
 from chalicelib import script
 from devtools.api_gateway import pixel_event
-from tests.integration.harness import CHROMIUM_USER_AGENT
+from tests.integration.harness import CHROMIUM_USER_AGENT, serving_chalice_local
 
 SCRIPT_ACCEPT = "*/*"  # what Chromium sends for a <script src>
 
@@ -76,16 +73,9 @@ def test_the_pixel_still_answers_uncacheable() -> None:
 
 @pytest.fixture
 def chalice_local() -> Iterator[str]:
-    """`chalice local`'s server and handler in this process; its URL."""
-    from app import app
-
-    server = LocalDevServer(app, Config(chalice_stage="dev"), "127.0.0.1", 0)
-    thread = threading.Thread(target=server.server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server.server_address[1]}"
-    server.shutdown()
-    server.server.server_close()
-    thread.join(timeout=5)
+    """`chalice local` serving the app, no pipeline: the script needs no queue."""
+    with serving_chalice_local() as url:
+        yield url
 
 
 def test_chalice_local_serves_the_same_bytes_and_headers(chalice_local: str) -> None:
